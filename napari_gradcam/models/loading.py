@@ -1,0 +1,211 @@
+"""Load a classifier from a model spec string, with its model card.
+
+Specs
+-----
+``demo``
+    The bundled demo model.
+``package.module:factory`` or ``path/to/file.py:factory``
+    A function returning an ``nn.Module``; weights (a state dict) are optional.
+``path/to/model.pt``
+    A TorchScript archive; or, only with ``allow_pickle=True``, a whole pickled module.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import pickle
+import sys
+import zipfile
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Literal
+
+import torch
+from torch import nn
+
+from napari_gradcam.models.card import ModelCard
+
+DEMO_DIR = Path(__file__).parent / "demo"
+DEMO_SPEC = "napari_gradcam.models.demo_net:build_demo_net"
+ModelKind = Literal["factory", "torchscript", "pickle"]
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A classifier in eval mode with the card that says how to feed it."""
+
+    module: nn.Module
+    card: ModelCard
+    spec: str
+    kind: ModelKind
+
+    @property
+    def hookable(self) -> bool:
+        """Whether forward hooks work (TorchScript modules cannot be hooked)."""
+        return not isinstance(self.module, torch.jit.ScriptModule)
+
+
+def load_model(
+    spec: str,
+    *,
+    weights: str | Path | None = None,
+    card: str | Path | ModelCard | None = None,
+    allow_pickle: bool = False,
+    device: str = "auto",
+) -> LoadedModel:
+    """Load a model from a spec string (see the module docstring).
+
+    Parameters
+    ----------
+    spec : str
+        ``demo``, ``module:factory``, ``file.py:factory`` or a TorchScript file.
+    weights : str or Path, optional
+        A state dict for a factory model, read with ``torch.load(weights_only=True)``.
+    card : str, Path or ModelCard, optional
+        The model card; default: a JSON beside the weights or model file, else defaults.
+    allow_pickle : bool
+        Allow unpickling a whole pickled module. Unpickling runs code from the file: only
+        for files you trust.
+    device : str
+        ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``, ...
+
+    Returns
+    -------
+    LoadedModel
+        The module in eval mode on ``device`` and its card.
+    """
+    if spec == "demo":
+        demo_card = card or DEMO_DIR / "demo_net.json"
+        bundled = load_model(
+            DEMO_SPEC, weights=DEMO_DIR / "demo_net.pt", card=demo_card, device=device
+        )
+        return replace(bundled, spec="demo")
+    kind: ModelKind
+    if _is_factory_spec(spec):
+        module, kind, source = _build_from_factory(spec), "factory", weights
+    else:
+        source = _existing_file(spec)
+        module = _load_file(source, allow_pickle)
+        kind = "torchscript" if isinstance(module, torch.jit.ScriptModule) else "pickle"
+    if weights is not None:
+        _load_state_dict(module, Path(weights))
+    resolved_card = _resolve_card(card, source, spec)
+    module = module.to(_device(device)).eval()
+    return LoadedModel(module=module, card=resolved_card, spec=spec, kind=kind)
+
+
+def _is_factory_spec(spec: str) -> bool:
+    head, sep, tail = spec.rpartition(":")
+    return bool(sep and head and tail.isidentifier() and not Path(spec).exists())
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _existing_file(path: str | Path) -> Path:
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no model file {str(path)!r}; give 'demo', 'module:factory', 'file.py:factory' "
+            "or the path of a TorchScript file"
+        )
+    return path
+
+
+def _build_from_factory(spec: str) -> nn.Module:
+    target, _, factory_name = spec.rpartition(":")
+    module = _import_target(target)
+    factory = getattr(module, factory_name, None)
+    if not callable(factory):
+        names = [n for n in dir(module) if callable(getattr(module, n)) and not n.startswith("_")]
+        raise ValueError(f"{target!r} has no function {factory_name!r}; it has: {names[:10]}")
+    try:
+        model = factory()
+    except Exception as err:
+        raise ValueError(f"the model factory {spec!r} failed: {err}") from err
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"{spec!r} returned {type(model).__name__}, not a torch.nn.Module")
+    return model
+
+
+def _import_target(target: str) -> object:
+    if target.endswith(".py"):
+        path = _existing_file(target)
+        name = f"napari_gradcam_user_{abs(hash(path.resolve()))}"
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+        return module
+    try:
+        return importlib.import_module(target)
+    except ImportError as err:
+        raise ValueError(f"cannot import {target!r} ({err}); is the package installed?") from err
+
+
+def _load_file(path: Path, allow_pickle: bool) -> nn.Module:
+    if _is_torchscript(path):
+        try:
+            return torch.jit.load(str(path), map_location="cpu")
+        except RuntimeError as err:
+            raise ValueError(f"{path} is not a loadable TorchScript model: {err}") from err
+    try:
+        content = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        if not allow_pickle:
+            raise ValueError(
+                f"{path} holds a pickled Python object (a whole model); unpickling runs code "
+                "from the file. If you trust it, allow pickle explicitly (allow_pickle=True, "
+                "--allow-pickle); better: save a state dict and give 'file.py:factory'"
+            ) from err
+        content = torch.load(path, map_location="cpu", weights_only=False)
+    except (RuntimeError, OSError, EOFError) as err:
+        raise ValueError(f"{path} is not a PyTorch model file: {err}") from err
+    if isinstance(content, nn.Module):
+        return content
+    raise ValueError(
+        f"{path} holds weights only ({type(content).__name__}); give the architecture as "
+        "'file.py:factory' or 'module:factory' with these weights"
+    )
+
+
+def _is_torchscript(path: Path) -> bool:
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any(name.split("/", 1)[-1].startswith("code/") for name in archive.namelist())
+
+
+def _load_state_dict(module: nn.Module, path: Path) -> None:
+    path = _existing_file(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise ValueError(f"{path} is not a plain state dict (it needs unpickling): {err}") from err
+    for key in ("state_dict", "model_state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict):
+        raise ValueError(f"{path} holds {type(state).__name__}, not a state dict")
+    result = module.load_state_dict(state, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise ValueError(
+            f"the weights in {path} do not fit the model: missing {result.missing_keys[:5]}, "
+            f"unexpected {result.unexpected_keys[:5]}"
+        )
+
+
+def _resolve_card(card: str | Path | ModelCard | None, source: object, spec: str) -> ModelCard:
+    if isinstance(card, ModelCard):
+        return card
+    if card is not None:
+        return ModelCard.from_json(_existing_file(card))
+    if source is not None:
+        beside = Path(source).with_suffix(".json")
+        if beside.is_file():
+            return ModelCard.from_json(beside)
+    return ModelCard(name=spec)
