@@ -110,7 +110,7 @@ def candidate_layers(model: object, input_shape: tuple[int, ...] | None = None) 
     model = getattr(model, "module", model)
     ensure_hookable(model)
     if input_shape is None:
-        input_shape = (1, card.in_channels, *card.input_size) if card else (1, 3, 224, 224)
+        input_shape = card.probe_shape if card else (1, 3, 224, 224)
     per_shape = _CANDIDATES.setdefault(model, {})
     if input_shape not in per_shape:
         per_shape[input_shape] = _dry_run_spatial_layers(model, input_shape)

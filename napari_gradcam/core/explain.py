@@ -67,10 +67,7 @@ def explain(
     card = card or getattr(model, "card", None) or ModelCard()
     cam_method = get_method(method)
     batch = _prepare(image, card, module)
-    input_shape = (1, card.in_channels, *card.input_size)
-    name, target_module = resolve_layer(
-        module, layer, default=card.default_layer, input_shape=input_shape
-    )
+    name, target_module = _resolve_layer(module, layer, card, batch)
     prepared = time.perf_counter()
     activations, gradients, targets, scores, probs = _forward_backward(
         module, batch, target_module, name, target, card
@@ -112,6 +109,24 @@ def _prepare(image: np.ndarray | torch.Tensor, card: ModelCard, module: nn.Modul
     return to_batch(image, card, device).to(dtype)
 
 
+def _resolve_layer(
+    module: nn.Module, layer: str | nn.Module | None, card: ModelCard, batch: torch.Tensor
+) -> tuple[str, nn.Module]:
+    """Resolve the layer; a default is found by a dry run at the card's size, else this input's."""
+    try:
+        return resolve_layer(
+            module, layer, default=card.default_layer, input_shape=card.probe_shape
+        )
+    except RuntimeError:
+        pass
+    try:
+        return resolve_layer(
+            module, layer, default=card.default_layer, input_shape=(1, *batch.shape[1:])
+        )
+    except RuntimeError as err:
+        raise ValueError(f"the model failed to run on this input: {err}") from err
+
+
 def _forward_backward(
     module: nn.Module,
     batch: torch.Tensor,
@@ -135,13 +150,19 @@ def _forward_backward(
             raise ValueError(f"layer {name!r} did not run in the forward pass; choose another")
         targets = resolve_targets(logits, target, card)
         scores, probs = target_scores(logits, targets)
+        if not scores.requires_grad:
+            raise ValueError(_off_path_message(name))
         (gradients,) = torch.autograd.grad(scores.sum(), captured.activation, allow_unused=True)
     if gradients is None:
-        raise ValueError(
-            f"the output does not depend on layer {name!r}; choose a layer on the path to the "
-            "classifier"
-        )
+        raise ValueError(_off_path_message(name))
     return captured.activation.detach(), gradients, targets, scores.detach(), probs
+
+
+def _off_path_message(name: str) -> str:
+    return (
+        f"the output does not depend on layer {name!r}; choose a layer on the path to the "
+        "classifier"
+    )
 
 
 def infer_stride(input_size: int, map_size: int) -> float:

@@ -60,6 +60,8 @@ def match_channels(image: np.ndarray, in_channels: int) -> np.ndarray:
 
 def check_image(image: np.ndarray, card: ModelCard) -> None:
     """Raise ``ValueError`` with advice when ``image`` cannot be explained by this model."""
+    if not (np.issubdtype(image.dtype, np.number) or image.dtype == bool):
+        raise ValueError(f"pixels of dtype {image.dtype} are not an image; use numbers or bools")
     if image.size == 0:
         raise ValueError("the image is empty; choose a layer or region that holds pixels")
     if image.ndim not in (2, 3):
@@ -73,7 +75,7 @@ def check_image(image: np.ndarray, card: ModelCard) -> None:
             "e.g. np.moveaxis(image, 0, -1)"
         )
     height, width = image.shape[:2]
-    min_h, min_w = card.input_size
+    min_h, min_w = card.input_size or (1, 1)
     if height < min_h or width < min_w:
         raise ValueError(
             f"the image is {height} x {width} pixels but the model {card.name!r} needs at least "

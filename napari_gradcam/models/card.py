@@ -22,8 +22,9 @@ class ModelCard:
     classes : tuple of str, optional
         Class names in logit order. For a single-logit (sigmoid) model give two names,
         ``(negative, positive)``. Empty means "unknown": classes are shown as numbers.
-    input_size : tuple of int
+    input_size : tuple of int, optional
         (height, width) the model was trained on; also the smallest image it accepts.
+        Unknown when ``None``: any size is tried, and layer discovery uses 224 x 224.
     in_channels : int
         Number of input channels (3 for RGB, 1 for grayscale).
     mean, std : tuple of float
@@ -38,7 +39,7 @@ class ModelCard:
 
     name: str = "model"
     classes: tuple[str, ...] = ()
-    input_size: tuple[int, int] = (224, 224)
+    input_size: tuple[int, int] | None = None
     in_channels: int = 3
     mean: tuple[float, ...] = IMAGENET_MEAN
     std: tuple[float, ...] = IMAGENET_STD
@@ -55,6 +56,11 @@ class ModelCard:
             )
         if any(s <= 0 for s in self.std):
             raise ValueError(f"model card {self.name!r}: std values must be > 0, got {self.std}")
+
+    @property
+    def probe_shape(self) -> tuple[int, int, int, int]:
+        """(1, C, H, W) of a dry-run input: the input size, or 224 x 224 when unknown."""
+        return (1, self.in_channels, *(self.input_size or (224, 224)))
 
     def class_name(self, index: int) -> str:
         """Return the name of class ``index``, or its number when the card has no names."""
@@ -86,7 +92,7 @@ class ModelCard:
             raise ValueError(f"{source}: unknown keys {unknown}; valid keys are {sorted(known)}")
         values = dict(data)
         for key in ("classes", "input_size", "mean", "std"):
-            if key in values:
+            if values.get(key) is not None:
                 values[key] = tuple(values[key])
         if "in_channels" in values and "mean" not in values and values["in_channels"] != 3:
             values.setdefault("mean", (0.5,) * values["in_channels"])

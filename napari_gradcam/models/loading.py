@@ -148,6 +148,11 @@ def _import_target(target: str) -> object:
 
 
 def _load_file(path: Path, allow_pickle: bool) -> nn.Module:
+    if not zipfile.is_zipfile(path):
+        raise ValueError(
+            f"{path} is not a PyTorch model file (torch.save and torch.jit.save write zip "
+            "archives); give a TorchScript file or 'file.py:factory' with a weights file"
+        )
     if _is_torchscript(path):
         try:
             return torch.jit.load(str(path), map_location="cpu")
@@ -164,7 +169,7 @@ def _load_file(path: Path, allow_pickle: bool) -> nn.Module:
             ) from err
         content = torch.load(path, map_location="cpu", weights_only=False)
     except (RuntimeError, OSError, EOFError) as err:
-        raise ValueError(f"{path} is not a PyTorch model file: {err}") from err
+        raise ValueError(f"{path} is not a readable PyTorch file: {err}") from err
     if isinstance(content, nn.Module):
         return content
     raise ValueError(
@@ -174,8 +179,6 @@ def _load_file(path: Path, allow_pickle: bool) -> nn.Module:
 
 
 def _is_torchscript(path: Path) -> bool:
-    if not zipfile.is_zipfile(path):
-        return False
     with zipfile.ZipFile(path) as archive:
         return any(name.split("/", 1)[-1].startswith("code/") for name in archive.namelist())
 

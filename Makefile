@@ -1,0 +1,33 @@
+# The two commands of the README. Both do the whole set-up first (idempotent; see tools/setup.sh).
+.PHONY: setup demo test lint bench train-demo
+
+VENV := .venv/bin
+
+setup:
+	bash tools/setup.sh
+
+# Opens napari with the H&E sample, the bundled model and the Grad-CAM dock, and explains once.
+# Without a display it runs under a virtual X server and saves demo-screenshot.png instead.
+demo: setup
+	@if [ -n "$$DISPLAY" ]; then \
+		$(VENV)/napari-gradcam demo; \
+	else \
+		xvfb-run -a -s "-screen 0 1600x1000x24" $(VENV)/napari-gradcam demo --screenshot demo-screenshot.png \
+		&& echo "no display: saved the window to demo-screenshot.png"; \
+	fi
+
+# The whole suite (GUI tests under Xvfb via pytest-xvfb) plus lint.
+test: setup lint
+	$(VENV)/python -m pytest -q
+
+lint: setup
+	$(VENV)/ruff check napari_gradcam tests benchmarks
+	$(VENV)/ruff format --check napari_gradcam tests benchmarks
+
+# Side-by-side ratios; captum and torchcam are installed as references when missing.
+bench: setup
+	$(VENV)/pip install -q -c constraints.txt -e ".[bench]"
+	$(VENV)/python benchmarks/bench_explain.py
+
+train-demo: setup
+	$(VENV)/python -m napari_gradcam.models.training.train_demo

@@ -1,0 +1,100 @@
+"""Explain image files one by one and write a raw map, an overlay PNG and a JSON for each."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from napari_gradcam.core.placement import heatmap_transform
+from napari_gradcam.files import read_image, refuse_overwrite, save_array, save_json, save_png
+
+if TYPE_CHECKING:
+    from napari_gradcam.core.explanation import Explanation
+    from napari_gradcam.models.loading import LoadedModel
+
+
+def output_paths(image: Path, out: Path, fmt: str) -> dict[str, Path]:
+    """The three output files of one image."""
+    stem = image.name.split(".")[0]
+    return {
+        "cam": out / f"{stem}.cam.{fmt}",
+        "overlay": out / f"{stem}.overlay.png",
+        "json": out / f"{stem}.json",
+    }
+
+
+def plan_outputs(images: list[Path], out: Path, fmt: str, overwrite: bool) -> list[dict[str, Path]]:
+    """Output paths per image; refuse name clashes and (without ``overwrite``) existing files."""
+    plans = [output_paths(image, out, fmt) for image in images]
+    stems = [plan["json"].name for plan in plans]
+    clashes = sorted({stem for stem in stems if stems.count(stem) > 1})
+    if clashes:
+        raise ValueError(f"several images would write the same outputs: {clashes}; rename them")
+    if not overwrite:
+        refuse_overwrite([path for plan in plans for path in plan.values()])
+    return plans
+
+
+def explain_files(args: argparse.Namespace) -> int:
+    """Explain every image of ``args.images``; return 0, or 1 when some failed."""
+    from napari_gradcam import explain, load_model
+    from napari_gradcam.overlay import overlay
+
+    plans = plan_outputs(args.images, args.out, args.format, args.overwrite)
+    loaded = load_model(
+        args.model,
+        weights=args.weights,
+        card=args.card,
+        allow_pickle=args.allow_pickle,
+        device=args.device,
+    )
+    failures = 0
+    for image_path, paths in zip(args.images, plans, strict=True):
+        try:
+            image = read_image(image_path)
+            result = explain(
+                loaded, image, method=args.method, layer=args.layer, target=args.target
+            )
+        except ValueError as err:
+            print(f"{image_path}: {err}", file=sys.stderr)
+            failures += 1
+            continue
+        save_array(paths["cam"], result.cam)
+        save_png(paths["overlay"], overlay(image, result.cam, result.stride))
+        save_json(paths["json"], describe(result, image_path, loaded, paths))
+        print(
+            f"{image_path}: {result.target_names[0]} (p={result.probabilities[0]:.3f}) "
+            f"at {result.layer}, {result.timings['total']:.2f} s -> {paths['json'].parent}/"
+        )
+    return 1 if failures else 0
+
+
+def describe(
+    result: Explanation, image_path: Path, loaded: LoadedModel, paths: dict[str, Path]
+) -> dict:
+    """The JSON record of one explanation."""
+    scale, translate = heatmap_transform(result.stride, result.origin)
+    return {
+        "image": str(image_path),
+        "model": {"spec": loaded.spec, "name": loaded.card.name},
+        "class": result.target_names[0],
+        "class_index": int(result.targets[0]),
+        "probability": float(result.probabilities[0]),
+        "score": float(result.scores[0]),
+        "method": result.method,
+        "layer": result.layer,
+        "placement": {
+            "stride": list(result.stride),
+            "origin": list(result.origin),
+            "napari_scale": list(scale),
+            "napari_translate": list(translate),
+        },
+        "map_shape": list(np.shape(result.cam)),
+        "map_range": [float(result.cam.min()), float(result.cam.max())],
+        "timings_s": result.timings,
+        "outputs": {key: path.name for key, path in paths.items()},
+    }

@@ -1,0 +1,96 @@
+"""Read images and write explanation outputs safely (atomic, never a silent overwrite)."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+TIFF_SUFFIXES = {".tif", ".tiff", ".svs", ".ome.tif"}
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Read a 2-D image: TIFF/SVS (largest level), PNG/JPEG, or a ``.npy`` array.
+
+    Raises
+    ------
+    ValueError
+        When the file is missing, unreadable or not an image, with what to do.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"no image file {str(path)!r}")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".npy":
+            return np.load(path, allow_pickle=False)
+        if suffix in TIFF_SUFFIXES:
+            import tifffile
+
+            with tifffile.TiffFile(path) as tiff:
+                return tiff.series[0].levels[0].asarray()
+        import imageio.v3 as iio
+
+        return iio.imread(path)
+    except Exception as err:
+        raise ValueError(
+            f"cannot read {path} as an image ({err}); use TIFF, PNG, JPEG or .npy"
+        ) from err
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Write ``path`` through a temporary file in the same folder, then rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(
+        prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent
+    )
+    os.close(handle)
+    try:
+        write(Path(temporary))
+        os.chmod(temporary, 0o666 & ~_current_umask())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def refuse_overwrite(paths: list[Path]) -> None:
+    """Raise ``FileExistsError`` naming the outputs that already exist."""
+    existing = [str(p) for p in paths if p.exists()]
+    if existing:
+        raise FileExistsError(
+            f"{len(existing)} output file(s) already exist, e.g. {existing[0]}; "
+            "choose another --out folder or pass --overwrite"
+        )
+
+
+def save_array(path: Path, array: np.ndarray) -> None:
+    """Save a raw map as ``.npy`` or ``.tif`` (float32), atomically."""
+    if path.suffix == ".npy":
+        atomic_write(path, lambda tmp: np.save(tmp, array, allow_pickle=False))
+    else:
+        import tifffile
+
+        atomic_write(path, lambda tmp: tifffile.imwrite(tmp, array.astype(np.float32)))
+
+
+def save_png(path: Path, rgb: np.ndarray) -> None:
+    """Save an RGB uint8 image as PNG, atomically."""
+    import imageio.v3 as iio
+
+    atomic_write(path, lambda tmp: iio.imwrite(tmp, rgb, extension=".png"))
+
+
+def save_json(path: Path, data: dict) -> None:
+    """Save ``data`` as indented JSON, atomically."""
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2) + "\n"))

@@ -1,0 +1,49 @@
+"""Direct, slow reference implementations of the method formulas (full autograd graph)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+
+def reference_activations_and_gradients(
+    model: nn.Module, image: torch.Tensor, layer: nn.Module, target: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """A and dS/dA for one image (C, H, W), the way a user would hand-write it with hooks.
+
+    Parameters keep ``requires_grad``; the whole graph is built and back-propagated. The
+    hook hands the rest of the network a copy so in-place ops cannot touch A.
+    """
+    model.eval()
+    store: dict[str, torch.Tensor] = {}
+
+    def hook(_module: nn.Module, _inputs: tuple, output: torch.Tensor) -> torch.Tensor:
+        output.retain_grad()
+        store["a"] = output
+        return output.clone()
+
+    handle = layer.register_forward_hook(hook)
+    try:
+        logits = model(image[None])
+    finally:
+        handle.remove()
+    if logits.shape[-1] == 1:
+        score = logits.reshape(-1)[0] * (1 if target == 1 else -1)
+    else:
+        score = logits[0, target]
+    score.backward()
+    activation = store["a"][0].detach().double().numpy()
+    gradient = store["a"].grad[0].double().numpy()
+    model.zero_grad(set_to_none=True)
+    return activation, gradient
+
+
+def reference_gradcam(activation: np.ndarray, gradient: np.ndarray) -> np.ndarray:
+    """Grad-CAM, Selvaraju et al. eq. 1-2, written out channel by channel."""
+    channels, height, width = activation.shape
+    cam = np.zeros((height, width))
+    for k in range(channels):
+        alpha_k = gradient[k].sum() / (height * width)
+        cam += alpha_k * activation[k]
+    return np.maximum(cam, 0.0)

@@ -1,0 +1,65 @@
+"""Reading images, atomic writes, and overlays whose map cells land on their pixel blocks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from napari_gradcam.files import atomic_write, read_image
+from napari_gradcam.overlay import overlay, upsample_to_image
+
+
+def test_read_svs_level_zero() -> None:
+    from napari_gradcam.data import HE_SLIDE_PATH
+
+    image = read_image(HE_SLIDE_PATH)
+    assert image.shape == (2967, 2220, 3)
+    assert image.dtype == np.uint8
+
+
+def test_read_errors(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="no image file"):
+        read_image(tmp_path / "missing.png")
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG garbage")
+    with pytest.raises(ValueError, match="cannot read"):
+        read_image(broken)
+
+
+def test_atomic_write_leaves_nothing_on_failure(tmp_path: Path) -> None:
+    target = tmp_path / "result.json"
+    target.write_text("old")
+
+    def failing(path: Path) -> None:
+        path.write_text("half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write(target, failing)
+    assert target.read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["result.json"]
+
+
+def test_upsampled_hot_cell_lands_on_its_block() -> None:
+    cam = np.zeros((4, 5), np.float32)
+    cam[2, 3] = 1.0
+    heat = upsample_to_image(cam, (8.0, 8.0), (32, 40))
+    peak = np.unravel_index(np.argmax(heat), heat.shape)
+    assert 16 <= peak[0] < 24 and 24 <= peak[1] < 32
+    assert heat[16:24, 24:32].mean() > heat.mean() * 5
+
+
+def test_upsample_pads_the_uncovered_edge() -> None:
+    heat = upsample_to_image(np.ones((12, 12), np.float32), (8.0, 8.0), (100, 101))
+    assert heat.shape == (100, 101)
+
+
+def test_overlay_colours_hot_cells_red() -> None:
+    image = np.full((16, 16), 0.5, np.float32)
+    cam = np.array([[0.0, 0.0], [0.0, 1.0]], np.float32)
+    rgb = overlay(image, cam, (8.0, 8.0), opacity=1.0)
+    assert rgb.shape == (16, 16, 3) and rgb.dtype == np.uint8
+    assert rgb[15, 15, 0] > 100 and rgb[15, 15, 2] < 50  # turbo's top end is red
+    assert rgb[0, 0, 2] > rgb[0, 0, 0]  # turbo's bottom end is blue
