@@ -1,22 +1,29 @@
 """Which pixels to explain: crop boxes on an image layer's last two (level-0) data axes.
 
 napari puts pixel *centres* at integer data coordinates, so pixel ``i`` spans
-``[i - 0.5, i + 0.5]``. A world-space rectangle is mapped into the image's data space and
-snapped to the nearest pixel edges, then clipped to the image.
+``[i - 0.5, i + 0.5]``. A world-space rectangle is mapped into the image's data space; the
+crop holds the pixels whose centres lie inside it (a rectangle drawn along pixel edges gives
+exactly the pixels it encloses), clipped to the image.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from napari.layers import Image, Shapes
+
+if TYPE_CHECKING:
+    from napari import Viewer
 
 WHOLE_LAYER = "whole layer"
 RECTANGLES = "selected rectangles"
 FIELD_OF_VIEW = "field of view"
 REGION_CHOICES = (WHOLE_LAYER, RECTANGLES, FIELD_OF_VIEW)
+_TOLERANCE = 1e-6
+"""Pixels whose centres lie this close outside a region still count as inside (round-off)."""
 
 
 @dataclass(frozen=True)
@@ -46,7 +53,7 @@ def whole_layer_box(plane_shape: Sequence[int]) -> Box:
 
 
 def snap_box(corners: np.ndarray, plane_shape: Sequence[int], label: str) -> Box | None:
-    """Snap data-space points to the pixel box they enclose, clipped to the plane.
+    """Return the box of pixels whose centres lie within the points' bounds, clipped.
 
     Parameters
     ----------
@@ -62,8 +69,8 @@ def snap_box(corners: np.ndarray, plane_shape: Sequence[int], label: str) -> Box
     Box or None
         None when the points enclose no pixel of the plane.
     """
-    low = np.round(corners.min(axis=0) + 0.5).astype(int)
-    high = np.round(corners.max(axis=0) + 0.5).astype(int)
+    low = np.ceil(corners.min(axis=0) - _TOLERANCE).astype(int)
+    high = np.floor(corners.max(axis=0) + _TOLERANCE).astype(int) + 1
     limits = np.asarray(plane_shape[:2], dtype=int)
     low = np.clip(low, 0, limits)
     high = np.clip(high, 0, limits)
@@ -152,3 +159,45 @@ def field_of_view_box(
     )
     corners = world_to_plane(layer, world, world_point)
     return snap_box(corners, plane_shape, FIELD_OF_VIEW)
+
+
+def region_boxes(
+    viewer: Viewer, layer: Image, plane_shape: Sequence[int], region: str, shapes: Shapes | None
+) -> tuple[Box, ...]:
+    """Return the boxes of the chosen region, or raise ``ValueError`` saying what to do.
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+        Gives the current slice and, for the field of view, the camera and canvas size.
+    layer : napari.layers.Image
+        The image layer.
+    plane_shape : sequence of int
+        ``(height, width)`` of the layer's level-0 plane.
+    region : str
+        One of :data:`REGION_CHOICES`.
+    shapes : napari.layers.Shapes or None
+        The layer holding rectangles, for :data:`RECTANGLES`.
+    """
+    point = viewer.dims.point
+    if region == WHOLE_LAYER:
+        return (whole_layer_box(plane_shape),)
+    if region == FIELD_OF_VIEW:
+        if viewer.dims.ndisplay != 2:
+            raise ValueError("the field of view needs the 2-D view; switch napari to 2-D")
+        camera = viewer.scene.camera
+        box = field_of_view_box(
+            layer, plane_shape, camera.center, camera.zoom, viewer.canvas.size, point
+        )
+        if box is None:
+            raise ValueError(f"{layer.name!r} is not in view; pan or zoom to it")
+        return (box,)
+    if shapes is None:
+        raise ValueError("add a Shapes layer and draw rectangles on the image")
+    boxes = rectangle_boxes(layer, shapes, plane_shape, point)
+    if not boxes:
+        raise ValueError(
+            f"no rectangle of {shapes.name!r} lies on {layer.name!r}; draw one with the "
+            "rectangle tool"
+        )
+    return tuple(boxes)

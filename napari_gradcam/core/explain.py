@@ -10,12 +10,14 @@ import torch
 from torch import nn
 
 from napari_gradcam.core.capture import (
+    Captured,
     capture_layer,
     frozen_model,
     model_device,
     model_dtype,
     resolve_layer,
 )
+from napari_gradcam.core.context import LayerContext
 from napari_gradcam.core.explanation import Explanation
 from napari_gradcam.core.methods import get_method
 from napari_gradcam.core.preprocess import check_tensor, to_batch
@@ -69,11 +71,10 @@ def explain(
     batch = _prepare(image, card, module)
     name, target_module = _resolve_layer(module, layer, card, batch)
     prepared = time.perf_counter()
-    activations, gradients, targets, scores, probs = _forward_backward(
-        module, batch, target_module, name, target, card
-    )
-    backward_done = time.perf_counter()
-    cam = cam_method.weigh(activations, gradients)
+    context = _capture(module, batch, name, target_module, target, card, cam_method.needs)
+    captured = time.perf_counter()
+    cam = cam_method.compute(context)
+    targets, scores, probs = context.targets, *target_scores(context.logits, context.targets)
     cam_np = cam.float().cpu().numpy().astype(np.float32, copy=False)
     height, width = batch.shape[-2:]
     done = time.perf_counter()
@@ -90,8 +91,8 @@ def explain(
         input_shape=(int(height), int(width)),
         timings={
             "preprocess": prepared - start,
-            "forward_backward": backward_done - prepared,
-            "method": done - backward_done,
+            "capture": captured - prepared,
+            "method": done - captured,
             "total": done - start,
         },
     )
@@ -127,35 +128,66 @@ def _resolve_layer(
         raise ValueError(f"the model failed to run on this input: {err}") from err
 
 
+def _capture(
+    module: nn.Module,
+    batch: torch.Tensor,
+    name: str,
+    layer: nn.Module,
+    target: Target,
+    card: ModelCard,
+    needs: str,
+) -> LayerContext:
+    """Run the model once, capturing the layer (and its gradients when ``needs`` them)."""
+    with frozen_model(module):
+        if needs == "gradients":
+            activations, gradients, logits, targets = _forward_backward(
+                module, batch, layer, name, target, card
+            )
+        else:
+            with torch.inference_mode(), capture_layer(layer, name, with_grad=False) as captured:
+                logits = _run(module, batch)
+            activations, gradients = _captured_activation(captured, name), None
+            targets = resolve_targets(logits, target, card)
+    return LayerContext(module, batch, name, layer, activations, gradients, logits, targets)
+
+
+def _run(module: nn.Module, batch: torch.Tensor) -> torch.Tensor:
+    try:
+        return as_logits(module(batch))
+    except RuntimeError as err:
+        raise ValueError(f"the model failed to run on this input: {err}") from err
+
+
+def _captured_activation(captured: Captured, name: str) -> torch.Tensor:
+    if captured.activation is None:
+        raise ValueError(f"layer {name!r} did not run in the forward pass; choose another")
+    return captured.activation
+
+
 def _forward_backward(
     module: nn.Module,
     batch: torch.Tensor,
-    target_module: nn.Module,
+    layer: nn.Module,
     name: str,
     target: Target,
     card: ModelCard,
 ) -> tuple[torch.Tensor, ...]:
-    """Run the fast path: graph only from the target layer to the score; nothing kept after."""
+    """The fast path: graph only from the target layer to the score; nothing kept after."""
     with (
         torch.inference_mode(False),
         torch.enable_grad(),
-        frozen_model(module),
-        capture_layer(target_module, name) as captured,
+        capture_layer(layer, name) as captured,
     ):
-        try:
-            logits = as_logits(module(batch))
-        except RuntimeError as err:
-            raise ValueError(f"the model failed to run on this input: {err}") from err
-        if captured.activation is None:
-            raise ValueError(f"layer {name!r} did not run in the forward pass; choose another")
+        logits = _run(module, batch)
+        activation = _captured_activation(captured, name)
         targets = resolve_targets(logits, target, card)
-        scores, probs = target_scores(logits, targets)
+        scores, _ = target_scores(logits, targets)
         if not scores.requires_grad:
             raise ValueError(_off_path_message(name))
-        (gradients,) = torch.autograd.grad(scores.sum(), captured.activation, allow_unused=True)
+        (gradients,) = torch.autograd.grad(scores.sum(), activation, allow_unused=True)
     if gradients is None:
         raise ValueError(_off_path_message(name))
-    return captured.activation.detach(), gradients, targets, scores.detach(), probs
+    return activation.detach(), gradients, logits.detach(), targets
 
 
 def _off_path_message(name: str) -> str:

@@ -37,7 +37,8 @@ class Explanation:
     input_shape : tuple of int
         (H, W) of the explained input.
     timings : dict
-        Seconds per step: ``preprocess``, ``forward_backward``, ``total``.
+        Seconds per step: ``preprocess``, ``capture`` (forward, and backward when the
+        method needs gradients), ``method``, ``total``.
     """
 
     cam: np.ndarray

@@ -47,3 +47,14 @@ def reference_gradcam(activation: np.ndarray, gradient: np.ndarray) -> np.ndarra
         alpha_k = gradient[k].sum() / (height * width)
         cam += alpha_k * activation[k]
     return np.maximum(cam, 0.0)
+
+
+def reference_eigencam(activation: np.ndarray) -> np.ndarray:
+    """Eigen-CAM: activations (h*w x K) projected on their first right singular vector."""
+    channels, height, width = activation.shape
+    matrix = activation.reshape(channels, height * width).T
+    _, _, vt = np.linalg.svd(matrix, full_matrices=False)
+    projection = matrix @ vt[0]
+    if projection.sum() < 0:
+        projection = -projection
+    return np.maximum(projection, 0.0).reshape(height, width)

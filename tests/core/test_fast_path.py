@@ -100,4 +100,4 @@ def test_numpy_image_gives_one_map_and_placement(rgb_image, small_card) -> None:
     assert explanation.origin == (10.0, 20.0)
     assert explanation.input_shape == (96, 80)
     assert explanation.cam.min() >= 0
-    assert set(explanation.timings) >= {"preprocess", "forward_backward", "total"}
+    assert set(explanation.timings) >= {"preprocess", "capture", "method", "total"}

@@ -1,0 +1,128 @@
+"""napari layers made from results: the heatmap image and the annotations Shapes layer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from napari.layers import Image, Shapes
+
+from napari_gradcam._napari.worker import ExplainJob, RegionResult
+from napari_gradcam.core.placement import heatmap_transform
+
+METADATA_KEY = "napari_gradcam"
+ANNOTATIONS_NAME = "annotations"
+LayerDataTuple = tuple[Any, dict[str, Any], str]
+
+
+def contrast_limits(cam: np.ndarray) -> tuple[float, float]:
+    """Return ``(min, max)`` of the map, or ``(0, 1)`` for a flat map."""
+    low, high = float(cam.min()), float(cam.max())
+    return (low, high) if high > low else (0.0, 1.0)
+
+
+def _plane_rotation(layer: Image) -> np.ndarray:
+    """The layer's rotation restricted to its last two axes."""
+    return np.asarray(layer.rotate, dtype=float)[-2:, -2:]
+
+
+def _plane_affine(layer: Image) -> np.ndarray:
+    """The layer's affine matrix restricted to its last two axes (3 x 3, homogeneous)."""
+    return np.asarray(layer.affine.affine_matrix, dtype=float)[-3:, -3:]
+
+
+def placement_kwargs(
+    layer: Image, stride: tuple[float, float], origin: tuple[float, float]
+) -> dict[str, Any]:
+    """Return scale, translate, units (and rotate/affine when not identity) that align a map.
+
+    napari applies ``rotate @ scale`` before ``translate``, so the offset of the map's first
+    cell is rotated like the image before it is added to the image's translate.
+    """
+    image_scale = tuple(layer.scale[-2:])
+    image_translate = np.asarray(layer.translate[-2:], dtype=float)
+    scale, translate = heatmap_transform(stride, origin, image_scale, tuple(image_translate))
+    rotation = _plane_rotation(layer)
+    offset = rotation @ (np.asarray(translate) - image_translate)
+    kwargs: dict[str, Any] = {
+        "scale": scale,
+        "translate": tuple(image_translate + offset),
+        "units": tuple(layer.units[-2:]),
+    }
+    if not np.allclose(rotation, np.eye(2)):
+        kwargs["rotate"] = rotation
+    affine = _plane_affine(layer)
+    if not np.allclose(affine, np.eye(3)):
+        kwargs["affine"] = affine
+    return kwargs
+
+
+def heatmap_metadata(result: RegionResult, layer: Image, job: ExplainJob) -> dict[str, Any]:
+    """Return the facts recorded with a heatmap layer, under ``"napari_gradcam"``."""
+    explanation = result.explanation
+    box = result.box
+    return {
+        METADATA_KEY: {
+            "model": job.spec,
+            "weights": job.weights,
+            "layer": explanation.layer,
+            "method": explanation.method,
+            "target_index": int(explanation.targets[0]),
+            "target_name": explanation.target_names[0],
+            "score": float(explanation.scores[0]),
+            "probability": float(explanation.probabilities[0]),
+            "stride": result.stride,
+            "origin": result.origin,
+            "image_layer": layer.name,
+            "region": box.label,
+            "box": (box.y0, box.x0, box.y1, box.x1),
+            "slice": job.plane.slice_index if job.plane else (),
+            "pyramid_level": result.level,
+        }
+    }
+
+
+def heatmap_layer(result: RegionResult, layer: Image, job: ExplainJob) -> LayerDataTuple:
+    """Return the layer-data tuple of one heatmap, at the map's own resolution.
+
+    Parameters
+    ----------
+    result : RegionResult
+        The explained region.
+    layer : napari.layers.Image
+        The explained image layer (gives name and placement).
+    job : ExplainJob
+        The job that made it (model, weights and stack index go into the metadata).
+    """
+    explanation = result.explanation
+    cam = np.asarray(explanation.cam, dtype=np.float32)
+    name = f"{layer.name} {explanation.method} {explanation.target_names[0]}"
+    kwargs = {
+        "name": name,
+        "colormap": "turbo",
+        "opacity": 0.5,
+        "blending": "translucent",
+        "contrast_limits": contrast_limits(cam),
+        "interpolation2d": "linear",
+        "metadata": heatmap_metadata(result, layer, job),
+        **placement_kwargs(layer, result.stride, result.origin),
+    }
+    return cam, kwargs, "image"
+
+
+def annotations_layer(layer: Image) -> Shapes:
+    """Return an empty 2-D Shapes layer placed like ``layer``, for drawing regions.
+
+    Edges are drawn about 1/400 of the image wide, so they stay visible when zoomed out.
+    """
+    edge_width = max(2, round(max(layer.level_shapes[0][-2:]) / 400))
+    return Shapes(
+        ndim=2,
+        name=ANNOTATIONS_NAME,
+        scale=tuple(layer.scale[-2:]),
+        translate=tuple(layer.translate[-2:]),
+        units=tuple(layer.units[-2:]),
+        edge_color="yellow",
+        face_color="transparent",
+        edge_width=edge_width,
+    )

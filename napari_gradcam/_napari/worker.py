@@ -1,0 +1,145 @@
+"""The background job behind the Explain button: load (cached) model, explain each region.
+
+Runs in a napari thread worker. It never touches the viewer: it yields :class:`Progress`
+and returns a :class:`JobOutcome` that the widget applies on the main thread. torch is
+imported here only when the job runs.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Generator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from napari_gradcam._napari.plane import Plane, choose_level, read_crop
+from napari_gradcam._napari.regions import Box
+
+if TYPE_CHECKING:
+    from napari_gradcam.core.explanation import Explanation
+    from napari_gradcam.models import LoadedModel
+
+USER_ERRORS = (ValueError, OSError, RuntimeError, ImportError, SyntaxError)
+"""Errors that mean "fix the input" (bad spec, file, region or pixels), not a bug."""
+
+_MODELS: dict[tuple[str, str | None], tuple[LoadedModel, tuple[str, ...]]] = {}
+_MODELS_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class ExplainJob:
+    """What to explain; ``plane=None`` only loads the model."""
+
+    spec: str
+    weights: str | None = None
+    method: str = "gradcam"
+    layer: str | None = None
+    target: str | None = None
+    plane: Plane | None = None
+    boxes: tuple[Box, ...] = ()
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the widget needs to know about a loaded model."""
+
+    spec: str
+    weights: str | None
+    classes: tuple[str, ...]
+    layers: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One step of a job; ``model`` is set once the model has loaded."""
+
+    step: int
+    total: int
+    message: str
+    model: ModelInfo | None = None
+
+
+@dataclass(frozen=True)
+class RegionResult:
+    """The explanation of one box, placed in level-0 pixels of the image plane."""
+
+    box: Box
+    explanation: Explanation
+    stride: tuple[float, float]
+    origin: tuple[float, float]
+    level: int
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """Results of every region, or the user-facing reason the job stopped."""
+
+    results: tuple[RegionResult, ...] = ()
+    error: str | None = None
+    seconds: float = 0.0
+
+    def summary(self, shown: int = 3) -> str:
+        """Class and probability of the first ``shown`` regions, and the time taken."""
+        parts = [
+            f"{r.explanation.target_names[0]} p={r.explanation.probabilities[0]:.2f}"
+            for r in self.results[:shown]
+        ]
+        if len(self.results) > shown:
+            parts.append(f"+{len(self.results) - shown} more")
+        return f"{'; '.join(parts)} ({self.seconds:.1f} s)"
+
+
+def load_cached(spec: str, weights: str | None) -> tuple[LoadedModel, tuple[str, ...]]:
+    """Load a model and its candidate layers once per ``(spec, weights)``."""
+    from napari_gradcam.core.capture import candidate_layers
+    from napari_gradcam.models import load_model
+
+    key = (spec, weights)
+    with _MODELS_LOCK:
+        if key not in _MODELS:
+            loaded = load_model(spec, weights=weights)
+            _MODELS[key] = (loaded, tuple(candidate_layers(loaded)))
+        return _MODELS[key]
+
+
+def forget_models() -> None:
+    """Drop every cached model (e.g. after retraining into the same weights file)."""
+    with _MODELS_LOCK:
+        _MODELS.clear()
+
+
+def explain_box(loaded: LoadedModel, job: ExplainJob, box: Box, level: int) -> RegionResult:
+    """Explain one box of ``job.plane`` read at pyramid ``level``."""
+    from napari_gradcam.core.explain import explain
+
+    crop = read_crop(job.plane, box, level)
+    explanation = explain(
+        loaded, crop.pixels, method=job.method, layer=job.layer, target=job.target
+    )
+    stride = tuple(f * d for f, d in zip(explanation.stride, crop.downsample, strict=True))
+    return RegionResult(box, explanation, stride, crop.origin, level)
+
+
+def run_job(job: ExplainJob) -> Generator[Progress, None, JobOutcome]:
+    """Load the model, then explain each box; yield progress, return the outcome."""
+    start = time.perf_counter()
+    total = len(job.boxes) + 1
+    yield Progress(0, total, f"loading model {job.spec!r}")
+    try:
+        loaded, layers = load_cached(job.spec, job.weights)
+    except USER_ERRORS as err:
+        return JobOutcome(error=f"Could not load the model {job.spec!r}: {err}")
+    info = ModelInfo(job.spec, job.weights, tuple(loaded.card.classes), layers)
+    yield Progress(1, total, "model loaded", info)
+    if job.plane is None:
+        return JobOutcome(seconds=time.perf_counter() - start)
+    level = choose_level(job.plane, loaded.card.mpp)
+    results = []
+    for index, box in enumerate(job.boxes):
+        try:
+            results.append(explain_box(loaded, job, box, level))
+        except USER_ERRORS as err:
+            return JobOutcome(error=f"Could not explain the {box.label}: {err}")
+        yield Progress(index + 2, total, f"explained region {index + 1}/{len(job.boxes)}")
+    return JobOutcome(tuple(results), seconds=time.perf_counter() - start)
