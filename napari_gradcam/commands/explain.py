@@ -1,4 +1,4 @@
-"""Explain image files one by one and write a raw map, an overlay PNG and a JSON for each."""
+"""``napari-gradcam explain``: a raw map, an overlay PNG and a JSON per image file."""
 
 from __future__ import annotations
 
@@ -9,12 +9,37 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from napari_gradcam.core.methods import METHODS
 from napari_gradcam.core.placement import heatmap_transform
 from napari_gradcam.files import read_image, refuse_overwrite, save_array, save_json, save_png
 
 if TYPE_CHECKING:
     from napari_gradcam.core.explanation import Explanation
     from napari_gradcam.models.loading import LoadedModel
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register the ``explain`` subcommand."""
+    parser = subparsers.add_parser("explain", help="write a heatmap, overlay and JSON per image")
+    parser.add_argument("images", nargs="+", type=Path, help="TIFF/SVS, PNG, JPEG or .npy files")
+    parser.add_argument(
+        "--model", default="demo", help="demo | module:factory | file.py:factory | model.pt"
+    )
+    parser.add_argument("--weights", help="state dict for a factory model (loaded weights-only)")
+    parser.add_argument("--card", help="model card JSON (default: beside the weights/model)")
+    parser.add_argument(
+        "--allow-pickle",
+        action="store_true",
+        help="allow unpickling a whole pickled model (runs code from the file: trusted files only)",
+    )
+    parser.add_argument("--layer", help="module to explain (default: the card's or the last conv)")
+    parser.add_argument("--target", help="class name or index (default: the predicted class)")
+    parser.add_argument("--method", default="gradcam", choices=sorted(METHODS))
+    parser.add_argument("--out", required=True, type=Path, help="output folder")
+    parser.add_argument("--format", default="npy", choices=["npy", "tif"], help="raw map format")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda")
+    parser.set_defaults(run=run)
 
 
 def output_paths(image: Path, out: Path, fmt: str) -> dict[str, Path]:
@@ -39,7 +64,7 @@ def plan_outputs(images: list[Path], out: Path, fmt: str, overwrite: bool) -> li
     return plans
 
 
-def explain_files(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     """Explain every image of ``args.images``; return 0, or 1 when some failed."""
     from napari_gradcam import explain, load_model
     from napari_gradcam.overlay import overlay
