@@ -23,3 +23,12 @@ def rgb_image(rng: np.random.Generator) -> np.ndarray:
 def small_card() -> ModelCard:
     """A card for the tiny test models: small input size, simple normalisation."""
     return ModelCard(name="tiny", input_size=(32, 32), mean=(0.5,) * 3, std=(0.25,) * 3)
+
+
+@pytest.fixture(scope="session")
+def he_evidence():
+    """Stain-derived evidence masks and 96 px tile grid (stride 48) of the bundled H&E slide."""
+    from napari_gradcam.data import read_he_region
+    from napari_gradcam.models.training.labels import slide_evidence
+
+    return slide_evidence(read_he_region(), tile_size=96, stride=48)

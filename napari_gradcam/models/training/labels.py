@@ -41,9 +41,7 @@ def remove_specks(mask: np.ndarray, min_size: int) -> np.ndarray:
     return keep[labels]
 
 
-def tissue_mask(
-    rgb: np.ndarray, threshold: float | None = None, min_size: int = 64
-) -> np.ndarray:
+def tissue_mask(rgb: np.ndarray, threshold: float | None = None, min_size: int = 64) -> np.ndarray:
     """Return where an H&E image shows stained tissue rather than glass.
 
     Parameters
