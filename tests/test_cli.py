@@ -99,3 +99,23 @@ def test_help_lists_methods(capsys) -> None:
     with pytest.raises(SystemExit):
         main(["explain", "--help"])
     assert "gradcam" in capsys.readouterr().out
+
+
+def test_demo_command_saves_a_screenshot_headless(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    path = tmp_path / "window.png"
+    command = [sys.executable, "-m", "napari_gradcam.cli", "demo", "--sample", "ihc"]
+    result = subprocess.run(
+        [*command, "--screenshot", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ),  # pytest-xvfb's DISPLAY
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    window = iio.imread(path)
+    assert window.shape[0] > 400 and window.shape[1] > 600
+    assert len(np.unique(window.reshape(-1, window.shape[-1]), axis=0)) > 100

@@ -66,6 +66,7 @@ class GradCamWidget(Container):
         self.progress = ProgressBar(label="progress", min=0, max=1, value=0)
         self.result = Label(label="result", value="")
         self.result.native.setWordWrap(True)
+        self.result.native.setMinimumHeight(3 * self.result.native.fontMetrics().lineSpacing())
         self.extend([
             self.image, self.model, self.weights, self.load_button, self.layer, self.method,
             self.target, self.region, self.shapes, self.explain_button, self.cancel_button,
