@@ -16,13 +16,14 @@ demo: setup
 		&& echo "no display: saved the window to demo-screenshot.png"; \
 	fi
 
-# The whole suite (GUI tests under Xvfb via pytest-xvfb) plus lint.
+# The whole suite (GUI tests under Xvfb via pytest-xvfb) plus lint (ruff, file/function sizes).
 test: setup lint
 	$(VENV)/python -m pytest -q
 
 lint: setup
-	$(VENV)/ruff check napari_gradcam tests benchmarks
-	$(VENV)/ruff format --check napari_gradcam tests benchmarks
+	$(VENV)/ruff check napari_gradcam tests benchmarks tools
+	$(VENV)/ruff format --check napari_gradcam tests benchmarks tools
+	$(VENV)/python tools/size_report.py napari_gradcam benchmarks tools
 
 # Side-by-side ratios; captum and torchcam are installed as references when missing.
 bench: setup
