@@ -6,7 +6,7 @@ import argparse
 import importlib
 import sys
 
-SUBCOMMANDS = ("explain", "demo")
+SUBCOMMANDS = ("explain", "demo", "slide")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -130,3 +130,17 @@ def build(name: str, seed: int = 0) -> nn.Module:
         "single_logit": SingleLogit,
     }
     return randomise_batchnorm(factories[name](), seed)
+
+
+class LateSkip(nn.Module):
+    """A head that also reads pooled stem features: the layer's output is not all it sees."""
+
+    def __init__(self, n_classes: int = 3) -> None:
+        super().__init__()
+        self.stem = conv_bn_relu(3, 8, stride=2)
+        self.body = conv_bn_relu(8, 8, stride=2)
+        self.fc = nn.Linear(8, n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        stem = self.stem(x)
+        return self.fc(self.body(stem).mean(dim=(2, 3)) + stem.mean(dim=(2, 3)))

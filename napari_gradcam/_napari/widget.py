@@ -16,6 +16,7 @@ from napari_gradcam._napari.layers import (
 )
 from napari_gradcam._napari.plane import current_plane
 from napari_gradcam._napari.regions import RECTANGLES, REGION_CHOICES, region_boxes
+from napari_gradcam._napari.tiled_review import TiledReview
 from napari_gradcam._napari.worker import ExplainJob, JobOutcome, ModelInfo, Progress, run_job
 from napari_gradcam.core.methods import METHODS
 
@@ -46,6 +47,8 @@ class GradCamWidget(Container):
         super().__init__(labels=True)
         self._viewer = napari_viewer
         self._worker: GeneratorWorker | None = None
+        self._running_on: Image | None = None
+        self._halted: str | None = None
         self._model_info: ModelInfo | None = None
         self.image = ComboBox(label="image", choices=self._image_choices)
         self.model = FileEdit(label="model", mode="r", tooltip=MODEL_TIP)
@@ -67,11 +70,14 @@ class GradCamWidget(Container):
         self.result = Label(label="result", value="")
         self.result.native.setWordWrap(True)
         self.result.native.setMinimumHeight(3 * self.result.native.fontMetrics().lineSpacing())
+        self.tiles = TiledReview(napari_viewer)
         self.extend([
             self.image, self.model, self.weights, self.load_button, self.layer, self.method,
-            self.target, self.region, self.shapes, self.explain_button, self.cancel_button,
-            self.progress, self.result,
+            self.target, self.region, self.shapes, *self.tiles.controls, self.explain_button,
+            self.cancel_button, self.progress, self.result,
         ])  # fmt: skip
+        self.native.layout().addWidget(self.tiles.table, 100)
+        self.native.layout().addStretch(1)
         self._connect()
         self._on_region_changed(self.region.value)
 
@@ -85,6 +91,7 @@ class GradCamWidget(Container):
         layer_events = self._viewer.layers.events
         for event in (layer_events.inserted, layer_events.removed, layer_events.reordered):
             event.connect(self.reset_choices)
+        layer_events.removed.connect(self._on_layer_removed)
 
     def _layer_choices(self, _widget: ComboBox) -> tuple[str, ...]:
         layers = self._model_info.layers if self._model_info else ()
@@ -139,10 +146,15 @@ class GradCamWidget(Container):
         self._start(self._model_job(), None)
 
     def cancel(self) -> None:
-        """Ask the running job to stop after its current step."""
+        """Ask the running job to stop after its current step (or batch of tiles)."""
         if self._worker is not None:
             self._worker.quit()
             self.result.value = "cancelling..."
+
+    def _halt(self, reason: str) -> None:
+        """Stop the job because a layer it needs is gone; its outcome will be dropped."""
+        self._halted = f"stopped: {reason}"
+        self.cancel()
 
     def _model_job(self, **kwargs: Any) -> ExplainJob:
         weights = self.weights.value
@@ -162,6 +174,8 @@ class GradCamWidget(Container):
             target=None if self.target.value == PREDICTED else self.target.value,
             plane=plane,
             boxes=boxes,
+            tiling=self.tiles.options(),
+            tissue=self.tiles.cached_tissue(layer, plane),
         )
         return job, layer
 
@@ -169,10 +183,14 @@ class GradCamWidget(Container):
         worker = create_worker(run_job, job)
         worker.yielded.connect(self._on_progress)
         worker.returned.connect(lambda outcome: self._on_returned(outcome, job, layer))
-        worker.aborted.connect(lambda: self._show_result("cancelled"))
-        worker.errored.connect(lambda _error: self._show_result("failed"))
+        worker.aborted.connect(lambda: self._stopped("cancelled"))
+        worker.errored.connect(lambda _error: self._stopped("failed"))
         worker.finished.connect(self._on_finished)
         self._worker = worker
+        self._running_on = layer
+        self._halted = None
+        if layer is not None:
+            self.tiles.start(job, layer)
         self._set_running(True)
         worker.start()
 
@@ -183,19 +201,28 @@ class GradCamWidget(Container):
             self.progress.value = 0
             self.result.value = "starting..."
 
-    def _show_result(self, text: str) -> None:
-        self.result.value = text
+    def _stopped(self, text: str) -> None:
+        self.tiles.discard()
+        self.result.value = self._halted or text
+
+    def _on_layer_removed(self, event: Any) -> None:
+        if self.running and event.value is self._running_on:
+            self._halt(f"the layer {event.value.name!r} was removed")
 
     def _on_finished(self) -> None:
         self._worker = None
         self._set_running(False)
 
     def _on_progress(self, progress: Progress) -> None:
+        if not self.running or self._worker.abort_requested:
+            return
         self.progress.max = progress.total
         self.progress.value = progress.step
         self.result.value = progress.message
         if progress.model is not None:
             self.show_model_info(progress.model)
+        if progress.update is not None and not self.tiles.apply(progress.update):
+            self._halt("the heatmap layer was closed")
 
     def show_model_info(self, info: ModelInfo) -> None:
         """Offer the layers and classes of a loaded model, if it is the one in the fields."""
@@ -213,24 +240,24 @@ class GradCamWidget(Container):
         self.shapes.visible = region == RECTANGLES
 
     def _on_returned(self, outcome: JobOutcome, job: ExplainJob, layer: Image | None) -> None:
+        if self._halted is not None:
+            self._stopped("stopped")
+            return
         if outcome.error is not None:
-            self.result.value = "failed"
+            self._stopped("failed")
             show_error(f"Grad-CAM: {outcome.error}")
             return
         if layer is None or not outcome.results:
             self.result.value = f"model loaded in {outcome.seconds:.1f} s"
             return
-        if layer not in self._viewer.layers:
-            self.result.value = "failed"
-            show_error(f"Grad-CAM: the layer {layer.name!r} was removed while it was explained")
-            return
         self._add_layers(outcome, job, layer)
         self.result.value = outcome.summary()
 
     def _add_layers(self, outcome: JobOutcome, job: ExplainJob, layer: Image) -> None:
-        heatmaps = [Layer.create(*heatmap_layer(r, layer, job)) for r in outcome.results]
-        for heatmap in heatmaps:
-            self._viewer.add_layer(heatmap)
+        tiled = self.tiles.finish(outcome, job)
+        for index, result in enumerate(outcome.results):
+            if index not in tiled:
+                self._viewer.add_layer(Layer.create(*heatmap_layer(result, layer, job)))
         layers = self._viewer.layers
         if ANNOTATIONS_NAME not in layers:
             layers.append(annotations_layer(layer))

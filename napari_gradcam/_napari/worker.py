@@ -14,11 +14,22 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from napari_gradcam._napari.plane import Plane, choose_level, read_crop
+from napari_gradcam._napari.progress import ModelInfo, Progress
 from napari_gradcam._napari.regions import Box
+from napari_gradcam._napari.tiled_job import (
+    TiledResult,
+    TilingOptions,
+    find_tissue,
+    plan_region,
+    run_tiles,
+)
 
 if TYPE_CHECKING:
     from napari_gradcam.core.explanation import Explanation
+    from napari_gradcam.core.slide_tissue import TissueMap
     from napari_gradcam.models import LoadedModel
+
+__all__ = ["ExplainJob", "JobOutcome", "ModelInfo", "Progress", "RegionResult", "run_job"]
 
 USER_ERRORS = (ValueError, OSError, RuntimeError, ImportError, SyntaxError)
 """Errors that mean "fix the input" (bad spec, file, region or pixels), not a bug."""
@@ -29,7 +40,11 @@ _MODELS_LOCK = threading.Lock()
 
 @dataclass(frozen=True)
 class ExplainJob:
-    """What to explain; ``plane=None`` only loads the model."""
+    """What to explain; ``plane=None`` only loads the model.
+
+    With ``tiling``, boxes larger than the model input are explained tile by tile (with the
+    ``tissue`` already found for this image, else found once for the job).
+    """
 
     spec: str
     weights: str | None = None
@@ -38,26 +53,8 @@ class ExplainJob:
     target: str | None = None
     plane: Plane | None = None
     boxes: tuple[Box, ...] = ()
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """What the widget needs to know about a loaded model."""
-
-    spec: str
-    weights: str | None
-    classes: tuple[str, ...]
-    layers: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class Progress:
-    """One step of a job; ``model`` is set once the model has loaded."""
-
-    step: int
-    total: int
-    message: str
-    model: ModelInfo | None = None
+    tiling: TilingOptions | None = None
+    tissue: TissueMap | None = None
 
 
 @dataclass(frozen=True)
@@ -70,21 +67,24 @@ class RegionResult:
     origin: tuple[float, float]
     level: int
 
+    @property
+    def label(self) -> str:
+        """``"<class> p=<probability>"`` for the result line."""
+        return f"{self.explanation.target_names[0]} p={self.explanation.probabilities[0]:.2f}"
+
 
 @dataclass(frozen=True)
 class JobOutcome:
     """Results of every region, or the user-facing reason the job stopped."""
 
-    results: tuple[RegionResult, ...] = ()
+    results: tuple[RegionResult | TiledResult, ...] = ()
     error: str | None = None
     seconds: float = 0.0
+    tissue: TissueMap | None = None
 
     def summary(self, shown: int = 3) -> str:
         """Class and probability of the first ``shown`` regions, and the time taken."""
-        parts = [
-            f"{r.explanation.target_names[0]} p={r.explanation.probabilities[0]:.2f}"
-            for r in self.results[:shown]
-        ]
+        parts = [result.label for result in self.results[:shown]]
         if len(self.results) > shown:
             parts.append(f"+{len(self.results) - shown} more")
         return f"{'; '.join(parts)} ({self.seconds:.1f} s)"
@@ -134,12 +134,28 @@ def run_job(job: ExplainJob) -> Generator[Progress, None, JobOutcome]:
     yield Progress(1, total, "model loaded", info)
     if job.plane is None:
         return JobOutcome(seconds=time.perf_counter() - start)
-    level = choose_level(job.plane, loaded.card.mpp)
     results = []
-    for index, box in enumerate(job.boxes):
-        try:
-            results.append(explain_box(loaded, job, box, level))
-        except USER_ERRORS as err:
-            return JobOutcome(error=f"Could not explain the {box.label}: {err}")
-        yield Progress(index + 2, total, f"explained region {index + 1}/{len(job.boxes)}")
-    return JobOutcome(tuple(results), seconds=time.perf_counter() - start)
+    try:
+        wanted = job.tiling is not None and job.tiling.tissue
+        tissue = (job.tissue or find_tissue(job.plane)) if wanted else None
+        for index, box in enumerate(job.boxes):
+            results.append((yield from explain_region(loaded, job, box, index, tissue)))
+            yield Progress(index + 2, total, f"explained region {index + 1}/{len(job.boxes)}")
+    except USER_ERRORS as err:
+        where = job.boxes[len(results)].label if len(results) < len(job.boxes) else "image"
+        return JobOutcome(error=f"Could not explain the {where}: {err}")
+    return JobOutcome(tuple(results), seconds=time.perf_counter() - start, tissue=tissue)
+
+
+def explain_region(
+    loaded: LoadedModel, job: ExplainJob, box: Box, index: int, tissue: TissueMap | None
+) -> Generator[Progress, None, RegionResult | TiledResult]:
+    """Explain one box: tile by tile when tiling is on and it is larger than the model input."""
+    if job.tiling is not None:
+        from napari_gradcam.core.tiled import TileSettings
+
+        settings = TileSettings(job.method, job.layer, job.target)
+        plan = plan_region(loaded, job.plane, box, settings, job.tiling, tissue)
+        if plan is not None:
+            return (yield from run_tiles(loaded, plan, box, index, job.tiling, tissue))
+    return explain_box(loaded, job, box, choose_level(job.plane, loaded.card.mpp))

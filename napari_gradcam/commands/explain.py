@@ -15,6 +15,7 @@ from napari_gradcam.files import read_image, refuse_overwrite, save_array, save_
 
 if TYPE_CHECKING:
     from napari_gradcam.core.explanation import Explanation
+    from napari_gradcam.core.trust import TrustReport
     from napari_gradcam.models.loading import LoadedModel
 
 
@@ -39,6 +40,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--format", default="npy", choices=["npy", "tif"], help="raw map format")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda")
+    parser.add_argument(
+        "--trust",
+        action="store_true",
+        help="add a trust report to each JSON: sanity check, deletion/insertion AUC, noise",
+    )
     parser.set_defaults(run=run)
 
 
@@ -90,12 +96,34 @@ def run(args: argparse.Namespace) -> int:
             continue
         save_array(paths["cam"], result.cam)
         save_png(paths["overlay"], overlay(image, result.cam, result.stride))
-        save_json(paths["json"], describe(result, image_path, loaded, paths))
+        record = describe(result, image_path, loaded, paths)
+        trust = check_trust(loaded, image, result, image_path) if args.trust else None
+        if trust is not None:
+            record["trust"] = trust.to_dict()
+        save_json(paths["json"], record)
         print(
             f"{image_path}: {result.target_names[0]} (p={result.probabilities[0]:.3f}) "
             f"at {result.layer}, {result.timings['total']:.2f} s -> {paths['json'].parent}/"
         )
+        if trust is not None:
+            print(f"{image_path}: trust: {trust.headline}")
     return 1 if failures else 0
+
+
+def check_trust(
+    loaded: LoadedModel, image: np.ndarray, result: Explanation, image_path: Path
+) -> TrustReport | None:
+    """The trust report of ``result``, the map of ``image``, or ``None`` when it cannot run.
+
+    The reason goes to stderr (e.g. a TorchScript model has no layers to re-initialise).
+    """
+    from napari_gradcam.core.trust import trust_report
+
+    try:
+        return trust_report(loaded, image, explanation=result)
+    except ValueError as err:
+        print(f"{image_path}: no trust report: {err}", file=sys.stderr)
+        return None
 
 
 def describe(

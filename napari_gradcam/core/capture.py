@@ -52,7 +52,8 @@ def capture_layer(module: nn.Module, name: str, *, with_grad: bool = True) -> It
     With ``with_grad``, the output is detached and made a leaf that requires grad, so the
     autograd graph starts at this layer: backward costs only the head. The rest of the
     network gets a clone, so in-place operations after the layer cannot modify the leaf.
-    The hook is removed on exit, even when the body raises.
+    Without, a copy of the output is kept, for the same reason. The hook is removed on exit,
+    even when the body raises.
     """
     captured = Captured()
 
@@ -69,8 +70,8 @@ def capture_layer(module: nn.Module, name: str, *, with_grad: bool = True) -> It
                 f"layer {name!r} outputs {shape}, not a spatial (N, C, h, w) map; "
                 "choose a convolutional layer"
             )
-        if not with_grad:
-            captured.activation = output.detach()
+        if not with_grad:  # a copy: in-place operations after the layer cannot change it
+            captured.activation = output.detach().clone()
             return None
         captured.activation = output.detach().requires_grad_(True)
         return captured.activation.clone()
@@ -85,11 +86,16 @@ def capture_layer(module: nn.Module, name: str, *, with_grad: bool = True) -> It
 def ensure_hookable(model: nn.Module) -> None:
     """Raise ``ValueError`` for a TorchScript model: its layers cannot be hooked."""
     if isinstance(model, torch.jit.ScriptModule):
-        raise ValueError(
-            "this is a TorchScript model: its layers cannot be hooked, so layer methods such as "
-            "Grad-CAM cannot reach them. Load the Python model instead ('file.py:factory' with "
-            "the weights, e.g. saved from scripted.state_dict())"
-        )
+        raise ValueError(torchscript_message("layer methods such as Grad-CAM"))
+
+
+def torchscript_message(what: str) -> str:
+    """Why ``what`` cannot run on a TorchScript model, and what to do instead."""
+    return (
+        f"this is a TorchScript model: its layers cannot be hooked, so {what} cannot reach "
+        "them. Use method='occlusion' (model-agnostic), or load the Python model "
+        "('file.py:factory' with the weights, e.g. saved from scripted.state_dict())"
+    )
 
 
 def candidate_layers(model: object, input_shape: tuple[int, ...] | None = None) -> list[str]:

@@ -9,20 +9,32 @@ import numpy as np
 import torch
 from torch import nn
 
+from napari_gradcam.core.augment import FLIPS, flipped_copies, mean_of_unflipped
 from napari_gradcam.core.capture import (
-    Captured,
-    capture_layer,
     frozen_model,
     model_device,
     model_dtype,
     resolve_layer,
+    torchscript_message,
 )
-from napari_gradcam.core.context import LayerContext
+from napari_gradcam.core.collect import collect
+from napari_gradcam.core.context import (
+    Baseline,
+    LayerContext,
+    MethodSettings,
+    Monitor,
+    ProgressFn,
+    StopFn,
+)
 from napari_gradcam.core.explanation import Explanation
-from napari_gradcam.core.methods import get_method
+from napari_gradcam.core.methods import CamMethod, get_method
+from napari_gradcam.core.methods.guided import has_relu_modules
 from napari_gradcam.core.preprocess import check_tensor, to_batch
-from napari_gradcam.core.targets import Target, as_logits, resolve_targets, target_scores
+from napari_gradcam.core.targets import Target, target_scores
 from napari_gradcam.models.card import ModelCard
+
+INPUT_LAYER = "input"
+"""``Explanation.layer`` of the methods that use no layer (guided backprop, occlusion)."""
 
 
 def explain(
@@ -34,6 +46,13 @@ def explain(
     target: Target = None,
     card: ModelCard | None = None,
     origin: Sequence[float] = (0.0, 0.0),
+    tta: bool = False,
+    memory_budget_mb: float | None = None,
+    occlusion_window: int | None = None,
+    occlusion_stride: int | None = None,
+    occlusion_baseline: Baseline = "blur",
+    progress: ProgressFn | None = None,
+    should_stop: StopFn | None = None,
 ) -> Explanation:
     """Explain a classifier's decision on one image or a batch.
 
@@ -48,7 +67,7 @@ def explain(
         A key of ``METHODS``.
     layer : str or torch.nn.Module, optional
         Target layer by module name or module; default: the card's ``default_layer``, else the
-        last layer with a spatial output.
+        last layer with a spatial output. Ignored by methods that use no layer.
     target : int, str or sequence, optional
         Class to explain (index or name), one per image, or ``None`` for the top class.
     card : ModelCard, optional
@@ -56,50 +75,123 @@ def explain(
     origin : sequence of float
         (y, x) of the image's top-left pixel in the coordinates of a larger image it was cut
         from; recorded in the result for placement.
+    tta : bool
+        Test-time augmentation: explain the image and its horizontal, vertical and double
+        flips (one batch, same target class), flip the maps back and average them.
+    memory_budget_mb : float, optional
+        Memory limit for the batched masked forwards of Score-CAM, Ablation-CAM and occlusion;
+        default: chunks of about 128 MB (at least one forward).
+    occlusion_window, occlusion_stride : int, optional
+        Occluding square's side and grid step in input pixels (the step is the map's stride).
+    occlusion_baseline : {"blur", "mean"}
+        What hides the occluded square: the blurred image or the normalisation mean.
+    progress : callable, optional
+        ``progress(done, total)`` during long methods (steps: masked forwards).
+    should_stop : callable, optional
+        Asked between steps; returning true raises ``ExplanationCancelled``.
 
     Returns
     -------
     Explanation
         The raw map at the layer's resolution with its placement, classes, scores and timings.
+
+    Raises
+    ------
+    ValueError
+        For bad input, or a method that cannot apply to this model or layer (before it runs).
+    ExplanationCancelled
+        When ``should_stop()`` returned true; the model is left as it was.
     """
     start = time.perf_counter()
+    module = _module(model)
+    card = card or getattr(model, "card", None) or ModelCard()
+    cam_method = get_method(method)
+    settings = MethodSettings(
+        memory_budget_mb, occlusion_window, occlusion_stride, occlusion_baseline
+    )
+    _check_applies(cam_method, module)
+    batch = _prepare(image, card, module)
+    found = _resolve_layer(module, layer, card, batch) if cam_method.uses_layer else None
+    monitor = Monitor(progress, should_stop)
+    monitor.check()
+    times = [start, time.perf_counter()]
+    with frozen_model(module):
+        context = collect(
+            module,
+            flipped_copies(batch) if tta else batch,
+            cam_method,
+            found,
+            target,
+            card,
+            groups=len(FLIPS) if tta else 1,
+            settings=settings,
+            monitor=monitor,
+        )
+        times.append(time.perf_counter())
+        monitor.check()
+        cam = cam_method.compute(context)
+    cam = mean_of_unflipped(cam) if tta else cam
+    monitor.finish()
+    times.append(time.perf_counter())
+    single = not isinstance(image, torch.Tensor)
+    return _explanation(cam, context, cam_method, card, single, origin, times)
+
+
+def _module(model: object) -> nn.Module:
     module = getattr(model, "module", model)
     if not isinstance(module, nn.Module):
         raise TypeError(f"expected a torch.nn.Module or LoadedModel, got {type(model).__name__}")
-    card = card or getattr(model, "card", None) or ModelCard()
-    cam_method = get_method(method)
-    batch = _prepare(image, card, module)
-    name, target_module = _resolve_layer(module, layer, card, batch)
-    prepared = time.perf_counter()
-    context = _capture(module, batch, name, target_module, target, card, cam_method.needs)
-    captured = time.perf_counter()
-    cam = cam_method.compute(context)
-    targets, scores, probs = context.targets, *target_scores(context.logits, context.targets)
+    return module
+
+
+def _check_applies(method: CamMethod, module: nn.Module) -> None:
+    """Refuse, before running, a method that cannot work on this model, saying what to do."""
+    if method.needs_hooks and isinstance(module, torch.jit.ScriptModule):
+        raise ValueError(torchscript_message(method.title))
+    if "guided" in method.needs and not has_relu_modules(module):
+        raise ValueError(
+            f"{method.title} guides the backward pass of nn.ReLU modules, and this model has "
+            "none (ReLUs called as functions and other activations cannot be guided); use "
+            "method='gradcam' or method='occlusion'"
+        )
+
+
+def _explanation(
+    cam: torch.Tensor,
+    context: LayerContext,
+    method: CamMethod,
+    card: ModelCard,
+    single: bool,
+    origin: Sequence[float],
+    times: list[float],
+) -> Explanation:
+    """Assemble the result: the first ``len(cam)`` images' targets (TTA copies come after)."""
+    targets, logits = context.targets[: len(cam)], context.logits[: len(cam)]
+    scores, probs = target_scores(logits, targets)
     cam_np = cam.float().cpu().numpy().astype(np.float32, copy=False)
-    height, width = batch.shape[-2:]
-    done = time.perf_counter()
+    height, width = context.batch.shape[-2:]
+    stride = method.stride(context) or (
+        infer_stride(height, cam.shape[-2]),
+        infer_stride(width, cam.shape[-1]),
+    )
     return Explanation(
-        cam=cam_np[0] if _is_single(image) else cam_np,
-        method=method,
-        layer=name,
+        cam=cam_np[0] if single else cam_np,
+        method=method.name,
+        layer=context.layer_name or INPUT_LAYER,
         targets=targets.cpu().numpy().astype(np.int64),
         target_names=tuple(card.class_name(int(t)) for t in targets),
         scores=scores.detach().float().cpu().numpy(),
         probabilities=probs.detach().float().cpu().numpy(),
-        stride=(infer_stride(height, cam.shape[-2]), infer_stride(width, cam.shape[-1])),
+        stride=stride,
         origin=(float(origin[0]), float(origin[1])),
         input_shape=(int(height), int(width)),
         timings={
-            "preprocess": prepared - start,
-            "capture": captured - prepared,
-            "method": done - captured,
-            "total": done - start,
+            "preprocess": times[1] - times[0],
+            "capture": times[2] - times[1],
+            "method": times[3] - times[2],
+            "total": times[3] - times[0],
         },
     )
-
-
-def _is_single(image: np.ndarray | torch.Tensor) -> bool:
-    return not isinstance(image, torch.Tensor)
 
 
 def _prepare(image: np.ndarray | torch.Tensor, card: ModelCard, module: nn.Module) -> torch.Tensor:
@@ -126,75 +218,6 @@ def _resolve_layer(
         )
     except RuntimeError as err:
         raise ValueError(f"the model failed to run on this input: {err}") from err
-
-
-def _capture(
-    module: nn.Module,
-    batch: torch.Tensor,
-    name: str,
-    layer: nn.Module,
-    target: Target,
-    card: ModelCard,
-    needs: str,
-) -> LayerContext:
-    """Run the model once, capturing the layer (and its gradients when ``needs`` them)."""
-    with frozen_model(module):
-        if needs == "gradients":
-            activations, gradients, logits, targets = _forward_backward(
-                module, batch, layer, name, target, card
-            )
-        else:
-            with torch.inference_mode(), capture_layer(layer, name, with_grad=False) as captured:
-                logits = _run(module, batch)
-            activations, gradients = _captured_activation(captured, name), None
-            targets = resolve_targets(logits, target, card)
-    return LayerContext(module, batch, name, layer, activations, gradients, logits, targets)
-
-
-def _run(module: nn.Module, batch: torch.Tensor) -> torch.Tensor:
-    try:
-        return as_logits(module(batch))
-    except RuntimeError as err:
-        raise ValueError(f"the model failed to run on this input: {err}") from err
-
-
-def _captured_activation(captured: Captured, name: str) -> torch.Tensor:
-    if captured.activation is None:
-        raise ValueError(f"layer {name!r} did not run in the forward pass; choose another")
-    return captured.activation
-
-
-def _forward_backward(
-    module: nn.Module,
-    batch: torch.Tensor,
-    layer: nn.Module,
-    name: str,
-    target: Target,
-    card: ModelCard,
-) -> tuple[torch.Tensor, ...]:
-    """The fast path: graph only from the target layer to the score; nothing kept after."""
-    with (
-        torch.inference_mode(False),
-        torch.enable_grad(),
-        capture_layer(layer, name) as captured,
-    ):
-        logits = _run(module, batch)
-        activation = _captured_activation(captured, name)
-        targets = resolve_targets(logits, target, card)
-        scores, _ = target_scores(logits, targets)
-        if not scores.requires_grad:
-            raise ValueError(_off_path_message(name))
-        (gradients,) = torch.autograd.grad(scores.sum(), activation, allow_unused=True)
-    if gradients is None:
-        raise ValueError(_off_path_message(name))
-    return activation.detach(), gradients, logits.detach(), targets
-
-
-def _off_path_message(name: str) -> str:
-    return (
-        f"the output does not depend on layer {name!r}; choose a layer on the path to the "
-        "classifier"
-    )
 
 
 def infer_stride(input_size: int, map_size: int) -> float:

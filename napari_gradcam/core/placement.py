@@ -50,3 +50,43 @@ def heatmap_transform(
     new_scale = s * f
     new_translate = t + s * (o + (f - 1.0) / 2.0)
     return tuple(new_scale.tolist()), tuple(new_translate.tolist())
+
+
+def cells_to_pixels(
+    cells: np.ndarray, stride: Sequence[float], origin: Sequence[float] = (0.0, 0.0)
+) -> np.ndarray:
+    """Map continuous map-cell coordinates to level-0 image pixel coordinates.
+
+    Both use napari's convention (cell and pixel centres at integers). From the alignment
+    formula, world = ``t + s f c + s (o + (f - 1) / 2)`` for a cell and ``t + s p`` for a
+    pixel, so ``p = o + (c + 0.5) f - 0.5``.
+
+    Parameters
+    ----------
+    cells : numpy.ndarray
+        (..., 2) points (row, column) in the map's data coordinates.
+    stride : sequence of float
+        Image pixels per map cell, per axis.
+    origin : sequence of float
+        Top-left pixel of the explained crop.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 (..., 2) points (row, column) in level-0 pixels.
+
+    Examples
+    --------
+    >>> cells_to_pixels(np.array([[0.0, 0.0], [-0.5, -0.5]]), (8, 8), (16, 0)).tolist()
+    [[19.5, 3.5], [15.5, -0.5]]
+    """
+    f = np.asarray(stride, dtype=float)
+    return np.asarray(origin, dtype=float) + (np.asarray(cells, dtype=float) + 0.5) * f - 0.5
+
+
+def pixels_to_cells(
+    pixels: np.ndarray, stride: Sequence[float], origin: Sequence[float] = (0.0, 0.0)
+) -> np.ndarray:
+    """Inverse of :func:`cells_to_pixels`: ``c = (p + 0.5 - o) / f - 0.5``."""
+    f = np.asarray(stride, dtype=float)
+    return (np.asarray(pixels, dtype=float) + 0.5 - np.asarray(origin, dtype=float)) / f - 0.5

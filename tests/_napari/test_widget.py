@@ -29,6 +29,7 @@ def make_widget(make_napari_viewer, tiny_spec, tiny_weights):
         viewer.window.add_dock_widget(widget, name="Grad-CAM")
         widget.model_spec = tiny_spec
         widget.weights.value = tiny_weights
+        widget.tiles.tiled.value = False  # one crop per region; tiling: test_tiled_widget.py
         return viewer, widget
 
     return make

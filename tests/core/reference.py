@@ -58,3 +58,51 @@ def reference_eigencam(activation: np.ndarray) -> np.ndarray:
     if projection.sum() < 0:
         projection = -projection
     return np.maximum(projection, 0.0).reshape(height, width)
+
+
+def reference_gradcam_plus_plus(activation: np.ndarray, gradient: np.ndarray) -> np.ndarray:
+    """Grad-CAM++, Chattopadhyay et al. eq. 19 (S = exp(Y)), position by position."""
+    channels, height, width = activation.shape
+    cam = np.zeros((height, width))
+    for k in range(channels):
+        total = activation[k].sum()
+        weight = 0.0
+        for i in range(height):
+            for j in range(width):
+                g = gradient[k, i, j]
+                denominator = 2 * g**2 + total * g**3
+                alpha = g**2 / denominator if denominator != 0 else 0.0
+                weight += alpha * max(g, 0.0)
+        cam += weight * activation[k]
+    return np.maximum(cam, 0.0)
+
+
+def reference_xgradcam(activation: np.ndarray, gradient: np.ndarray) -> np.ndarray:
+    """XGrad-CAM, Fu et al. eq. 9: gradients averaged with A / sum(A) as weights."""
+    channels, height, width = activation.shape
+    cam = np.zeros((height, width))
+    for k in range(channels):
+        total = activation[k].sum()
+        weight = 0.0
+        for i in range(height):
+            for j in range(width):
+                if total != 0:
+                    weight += activation[k, i, j] / total * gradient[k, i, j]
+        cam += weight * activation[k]
+    return np.maximum(cam, 0.0)
+
+
+def reference_layercam(activation: np.ndarray, gradient: np.ndarray) -> np.ndarray:
+    """LayerCAM, Jiang et al. eq. 5-6: relu of sum_k relu(G_k) * A_k."""
+    cam = np.zeros(activation.shape[1:])
+    for k in range(activation.shape[0]):
+        cam += np.maximum(gradient[k], 0.0) * activation[k]
+    return np.maximum(cam, 0.0)
+
+
+def reference_hirescam(activation: np.ndarray, gradient: np.ndarray) -> np.ndarray:
+    """HiResCAM, Draelos & Carin: relu of sum_k G_k * A_k."""
+    cam = np.zeros(activation.shape[1:])
+    for k in range(activation.shape[0]):
+        cam += gradient[k] * activation[k]
+    return np.maximum(cam, 0.0)

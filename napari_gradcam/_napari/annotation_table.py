@@ -1,0 +1,114 @@
+"""The read-only table of annotation statistics in the annotations dock (one row per shape)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import pandas as pd
+from qtpy.QtCore import Qt, Signal
+from qtpy.QtGui import QColor
+from qtpy.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget, QTableWidgetItem
+
+COLUMNS: tuple[tuple[str, str], ...] = (
+    ("label", "label"),
+    ("mean", "mean"),
+    ("max", "max"),
+    ("p95", "p95"),
+    ("energy %", "energy_share"),
+    ("area", "area"),
+    ("p(class)", "probability"),
+    ("note", "note"),
+)
+"""(header, feature column) pairs, in display order; "area" shows ``area_um2`` when the
+microns per pixel are known, else ``area_px``."""
+NO_VALUE = "-"
+
+
+def format_value(column: str, value: object) -> str:
+    """Return a short text for one cell: percentages for energy, 3 significant digits else.
+
+    Examples
+    --------
+    >>> format_value("energy_share", 0.1234), format_value("mean", 1234.5)
+    ('12.3', '1.23e+03')
+    >>> format_value("area_px", float("nan")), format_value("note", "look")
+    ('-', 'look')
+    """
+    if isinstance(value, str):
+        return value
+    if column == "area":
+        return area_text(*value)
+    number = float(value)
+    if math.isnan(number):
+        return NO_VALUE
+    if column == "energy_share":
+        return f"{100 * number:.1f}"
+    if column in ("area_px", "area_um2"):
+        return f"{number:,.0f}"
+    return f"{number:.3g}"
+
+
+def area_text(area_um2: float, area_px: float) -> str:
+    """Return the area in µm² when known, else in pixels.
+
+    Examples
+    --------
+    >>> area_text(1234.4, 4937.6), area_text(float("nan"), 4937.6)
+    ('1,234 µm²', '4,938 px')
+    """
+    if math.isfinite(area_um2):
+        return f"{area_um2:,.0f} µm²"
+    return format_value("area_px", area_px) + ("" if math.isnan(area_px) else " px")
+
+
+class StatsTable(QTableWidget):
+    """Statistics per annotation; selecting a row emits its index."""
+
+    row_selected = Signal(int)
+
+    def __init__(self) -> None:
+        super().__init__(0, len(COLUMNS))
+        self.setHorizontalHeaderLabels([header for header, _ in COLUMNS])
+        self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.horizontalHeader().setStretchLastSection(True)
+        self.setMinimumHeight(160)
+        self.itemSelectionChanged.connect(self._on_selection)
+
+    def show_features(self, features: pd.DataFrame, colours: Sequence[Sequence[int]]) -> None:
+        """Show one row per shape; ``colours`` are the labels' RGB colours, per row."""
+        selected = self.selected_row()
+        self.blockSignals(True)
+        self.setRowCount(len(features))
+        for row, (_index, values) in enumerate(features.iterrows()):
+            for column, (_header, name) in enumerate(COLUMNS):
+                value = (
+                    (values.get("area_um2", math.nan), values.get("area_px", math.nan))
+                    if name == "area"
+                    else values.get(name, math.nan)
+                )
+                item = QTableWidgetItem(format_value(name, value))
+                item.setToolTip(item.text())
+                if name != "label" and name != "note":
+                    item.setTextAlignment(
+                        Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
+                    )
+                self.setItem(row, column, item)
+            self.item(row, 0).setBackground(QColor(*colours[row]))
+            self.item(row, 0).setForeground(QColor("black"))
+        if selected is not None and selected < len(features):
+            self.selectRow(selected)
+        self.blockSignals(False)
+
+    def selected_row(self) -> int | None:
+        """Return the selected row, or None."""
+        rows = self.selectionModel().selectedRows()
+        return rows[0].row() if rows else None
+
+    def _on_selection(self) -> None:
+        row = self.selected_row()
+        if row is not None:
+            self.row_selected.emit(row)

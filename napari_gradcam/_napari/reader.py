@@ -1,0 +1,112 @@
+"""npe2 reader: whole slides as lazy multiscale layers in microns, and stitched heatmaps in place.
+
+* ``.svs`` and tiled or pyramidal ``.tif``/``.tiff``: one RGB (or grayscale) image layer, each
+  pyramid level a dask array read tile by tile, with ``scale`` in µm per pixel,
+  ``units="micrometer"`` and ``metadata["mpp"]`` (pixels and ``mpp=None`` when the file does
+  not say).
+* ``<slide>.heatmap.zarr`` written by ``napari-gradcam slide``: the heatmap layer placed on
+  the slide (its stored scale and translate), coloured like the widget's heatmaps.
+
+Other files are left to other readers (``None`` is returned for them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from napari_gradcam.slides.outputs import HEATMAP_KEY
+from napari_gradcam.slides.reader import SLIDE_SUFFIXES
+
+LayerDataTuple = tuple[Any, dict[str, Any], str]
+MICROMETRE = "micrometer"
+
+
+def get_reader(path: str | list[str]) -> Callable[[str], list[LayerDataTuple]] | None:
+    """Return a reader for a slide or a heatmap store, or ``None`` for other files."""
+    if not isinstance(path, str):
+        return None
+    file = Path(path)
+    suffix = file.suffix.lower()
+    if suffix == ".zarr" and _is_heatmap(file):
+        return read_heatmap
+    if suffix in SLIDE_SUFFIXES and _is_slide(file):
+        return read_slide
+    return None
+
+
+def _is_heatmap(path: Path) -> bool:
+    import zarr
+
+    try:
+        return HEATMAP_KEY in zarr.open_group(path, mode="r").attrs
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+def _is_slide(path: Path) -> bool:
+    """2-D SVS files and TIFFs that are tiled or hold a pyramid (others go elsewhere)."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tiff:
+            series = tiff.series[0]
+            large = tiff.is_svs or len(series.levels) > 1 or tiff.pages[0].is_tiled
+            return large and series.axes in ("YX", "YXS")
+    except (tifffile.TiffFileError, OSError, IndexError):
+        return False
+
+
+def read_slide(path: str) -> list[LayerDataTuple]:
+    """Open a slide as a lazy multiscale image layer in microns."""
+    from napari_gradcam.slides import open_slide
+
+    slide = open_slide(path)
+    levels = slide.dask_levels()
+    known = slide.mpp is not None
+    mpp = slide.mpp if known else 1.0
+    kwargs = {
+        "name": slide.name,
+        "rgb": levels[0].ndim == 3 and levels[0].shape[-1] in (3, 4),
+        "multiscale": len(levels) > 1,
+        "scale": (mpp, mpp),
+        "units": (MICROMETRE if known else "pixel",) * 2,
+        "metadata": {
+            "mpp": slide.mpp,
+            "slide": {
+                "path": str(slide.path),
+                "mpp_source": slide.mpp_source,
+                "downsamples": [list(d) for d in slide.downsamples],
+            },
+        },
+    }
+    return [(levels if len(levels) > 1 else levels[0], kwargs, "image")]
+
+
+def read_heatmap(path: str) -> list[LayerDataTuple]:
+    """Open a stitched heatmap where it lies on its slide (µm when the slide's mpp is known)."""
+    import dask.array as da
+    import zarr
+
+    from napari_gradcam._napari.tiled_layers import clear_turbo
+
+    group = zarr.open_group(path, mode="r")
+    facts = dict(group.attrs[HEATMAP_KEY])
+    levels = [da.from_zarr(group[str(k)]) for k in range(len(facts["levels"]))]
+    unit = MICROMETRE if MICROMETRE in facts["placement"] else "pixel"
+    placement = facts["placement"][unit]
+    kwargs = {
+        "name": f"{facts['slide']} {facts['method']} heatmap",
+        "multiscale": len(levels) > 1,
+        "scale": tuple(placement["scale"]),
+        "translate": tuple(placement["translate"]),
+        "units": (unit, unit),
+        "colormap": clear_turbo(),
+        "opacity": 0.5,
+        "blending": "translucent",
+        "contrast_limits": tuple(facts["contrast_limits"]),
+        "interpolation2d": "linear",
+        "metadata": {HEATMAP_KEY: facts},
+    }
+    return [(levels if len(levels) > 1 else levels[0], kwargs, "image")]

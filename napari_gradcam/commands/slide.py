@@ -1,0 +1,141 @@
+"""``napari-gradcam slide``: tiled, tissue-aware Grad-CAM over whole slides, on Dask."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from napari_gradcam.core.methods import METHODS
+from napari_gradcam.core.tiling import MIN_TISSUE
+
+if TYPE_CHECKING:
+    from napari_gradcam.slides.runner import SlideJob
+
+CONNECT_TIMEOUT = "10s"
+"""How long to try reaching a Dask scheduler."""
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register the ``slide`` subcommand."""
+    parser = subparsers.add_parser(
+        "slide",
+        help="stitched heatmap, per-tile CSV and overlay per whole slide (.svs, pyramidal TIFF)",
+    )
+    parser.add_argument("slides", nargs="+", type=Path, help=".svs or (pyramidal) TIFF files")
+    parser.add_argument("--model", default="demo", help="demo | module:factory | model.pt")
+    parser.add_argument("--weights", help="state dict for a factory model")
+    parser.add_argument("--out", required=True, type=Path, help="output folder")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--mpp", type=float, help="explain at this µm/px (default: the model's)")
+    where.add_argument("--level", type=int, help="explain this pyramid level as it is")
+    parser.add_argument(
+        "--slide-mpp", type=float, help="µm/px of level 0, for slides whose metadata lack it"
+    )
+    parser.add_argument("--overlap", type=float, default=0.5, help="tile overlap (0 to <1)")
+    parser.add_argument("--batch-size", type=int, default=64, help="tiles per model call")
+    parser.add_argument(
+        "--min-tissue", type=float, default=MIN_TISSUE, help="skip tiles with less tissue than this"
+    )
+    parser.add_argument("--all-tiles", action="store_true", help="explain background tiles too")
+    parser.add_argument("--window", default="hann", choices=["hann", "mean"], help="blending")
+    parser.add_argument("--method", default="gradcam", choices=sorted(METHODS))
+    parser.add_argument("--layer", help="module to explain (default: the card's or last conv)")
+    parser.add_argument("--target", help="class name or index (default: each tile's top class)")
+    parser.add_argument("--scheduler", help="dask.distributed scheduler address (default: local)")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    parser.set_defaults(run=run)
+
+
+def slide_job(args: argparse.Namespace) -> SlideJob:
+    """The runner's options from the parsed arguments."""
+    from napari_gradcam.core.tiled import TileSettings
+    from napari_gradcam.slides.runner import SlideJob
+
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
+    target = int(args.target) if args.target and args.target.lstrip("-").isdigit() else args.target
+    return SlideJob(
+        model=args.model,
+        weights=args.weights,
+        settings=TileSettings(args.method, args.layer, target),
+        mpp=args.mpp,
+        level=args.level,
+        overlap=args.overlap,
+        batch_size=args.batch_size,
+        min_tissue=args.min_tissue,
+        tissue=not args.all_tiles,
+        window=args.window,
+        overwrite=args.overwrite,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Explain every slide; return 0, or 1 when some failed."""
+    from napari_gradcam.slides.batches import cached_model
+    from napari_gradcam.slides.outputs import plan_outputs
+
+    plans = plan_outputs(args.slides, args.out, args.overwrite)
+    job = slide_job(args)
+    loaded = cached_model(job.model, job.weights)
+    failures = 0
+    with _client(args.scheduler) as client:
+        for path, outputs in zip(args.slides, plans, strict=True):
+            try:
+                summary = _explain_one(path, args.slide_mpp, job, outputs, client, loaded.card.mpp)
+            except (ValueError, OSError) as err:
+                print(f"{path}: {err}", file=sys.stderr)
+                failures += 1
+                continue
+            tiles = summary["tiles"]
+            print(
+                f"{path}: {tiles['explained']} tiles explained, {tiles['skipped']} skipped "
+                f"(background), level {summary['heatmap']['level']}, "
+                f"{summary['seconds']:.1f} s -> {outputs.summary.parent}/"
+            )
+    return 1 if failures else 0
+
+
+def _explain_one(
+    path: Path,
+    slide_mpp: float | None,
+    job: SlideJob,
+    outputs: Any,
+    client: Any,
+    model_mpp: float | None,
+) -> dict[str, Any]:
+    from tqdm import tqdm
+
+    from napari_gradcam.slides import open_slide
+    from napari_gradcam.slides.runner import explain_slide
+
+    slide = open_slide(path, mpp=slide_mpp)
+    if slide.mpp is None and model_mpp is not None and job.level is None:
+        print(
+            f"{path}: no microns per pixel in the metadata; reading level 0 as if it were at the "
+            f"model's {model_mpp} µm/px (state it with --slide-mpp)",
+            file=sys.stderr,
+        )
+    with tqdm(desc=path.name, unit="tile", dynamic_ncols=True) as bar:
+        return explain_slide(
+            slide,
+            job,
+            outputs,
+            client=client,
+            on_batch=bar.update,
+            on_plan=lambda plan: bar.reset(total=len(plan.explained)),
+        )
+
+
+def _client(address: str | None) -> AbstractContextManager[Any]:
+    """A dask.distributed Client for ``address``, or nothing (local threads)."""
+    if address is None:
+        return nullcontext(None)
+    from distributed import Client
+
+    try:
+        return Client(address, timeout=CONNECT_TIMEOUT)
+    except OSError as err:
+        raise ValueError(f"cannot reach the Dask scheduler at {address!r}: {err}") from err

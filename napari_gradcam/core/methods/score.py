@@ -1,0 +1,64 @@
+"""Score-CAM: channels weighted by how much their mask alone makes the model see the class."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from napari_gradcam.core.batching import chunk_size, chunked, fast_layout, run_model
+from napari_gradcam.core.context import LayerContext
+from napari_gradcam.core.methods.gradient import weighted_channel_sum
+from napari_gradcam.core.targets import target_scores
+
+
+def scorecam(ctx: LayerContext) -> torch.Tensor:
+    """Score-CAM (Wang et al. 2020, Algorithm 1).
+
+    Each channel's activation, bilinearly upsampled to the input size and min-max
+    normalised to [0, 1] (``H_k``), masks the preprocessed input: ``X * H_k``. With ``S_k`` the
+    target score (logit) of the masked input, the weights are ``softmax_k(S_k - S_b)`` over
+    channels; the baseline score ``S_b`` cancels in the softmax, so it is not computed. The
+    map is ``relu(sum_k w_k A_k)``. A channel with a constant activation gets an all-zero
+    mask; all of those share one forward of a zero input.
+
+    Cost: one inference forward per channel and image, batched in chunks that fit
+    ``memory_budget_mb``; masks are built per chunk, never all at once.
+    """
+    a = ctx.activations
+    flat = a.flatten(2)
+    varying = flat.amax(dim=2) != flat.amin(dim=2)
+    pairs = varying.nonzero()  # (image, channel) in image-major order
+    mask_bytes = ctx.batch[0, 0].nbytes
+    size = chunk_size(ctx.settings.memory_budget_mb, ctx.sample_bytes + mask_bytes)
+    with torch.inference_mode():
+        scores = _constant_channel_scores(ctx, varying)
+        with fast_layout(ctx.model, ctx.batch) as layout:
+
+            def masked_scores(start: int, stop: int) -> torch.Tensor:
+                images, channels = pairs[start:stop].unbind(dim=1)
+                masks = _masks(a[images, channels], ctx.batch.shape[-2:])
+                inputs = (ctx.batch[images] * masks).contiguous(memory_format=layout)
+                return target_scores(run_model(ctx.model, inputs), ctx.targets[images])[0]
+
+            if len(pairs):
+                scores[varying] = chunked(masked_scores, len(pairs), size, ctx.monitor)
+        weights = torch.softmax(scores, dim=1).to(a.dtype)
+        return weighted_channel_sum(a, weights).clamp_min(0)
+
+
+def _masks(activations: torch.Tensor, size: torch.Size) -> torch.Tensor:
+    """(M, h, w) activations -> (M, 1, H, W) masks, each min-max normalised to [0, 1]."""
+    up = F.interpolate(activations[:, None], size=tuple(size), mode="bilinear", align_corners=False)
+    low = up.amin(dim=(2, 3), keepdim=True)
+    span = up.amax(dim=(2, 3), keepdim=True) - low
+    return (up - low) / span.where(span > 0, torch.ones_like(span))
+
+
+def _constant_channel_scores(ctx: LayerContext, varying: torch.Tensor) -> torch.Tensor:
+    """(N, K) scores, holding the zero-input score (the all-zero mask) where not ``varying``."""
+    scores = torch.zeros(varying.shape, dtype=ctx.logits.dtype, device=ctx.logits.device)
+    if not bool(varying.all()):
+        logits = run_model(ctx.model, torch.zeros_like(ctx.batch[:1]))
+        zero_scores = target_scores(logits.expand(len(ctx.batch), -1), ctx.targets)[0]
+        scores[:] = zero_scores[:, None]
+    return scores

@@ -1,0 +1,171 @@
+"""Polygons with holes on a pixel grid: areas, rasterisation, nesting and a one-list encoding.
+
+Rings are open ``(N, 2)`` float arrays of (row, column) points: the first vertex is not
+repeated at the end. Coordinates follow napari's convention: pixel (or cell) centres at
+integers, so pixel ``i`` spans ``[i - 0.5, i + 0.5]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from skimage.measure import points_in_poly
+
+
+@dataclass(frozen=True)
+class Polygon:
+    """One outer ring and the holes cut out of it.
+
+    Attributes
+    ----------
+    exterior : numpy.ndarray
+        (N, 2) open ring, N >= 3.
+    holes : tuple of numpy.ndarray
+        Open rings inside ``exterior``.
+    """
+
+    exterior: np.ndarray
+    holes: tuple[np.ndarray, ...] = ()
+
+    @property
+    def rings(self) -> tuple[np.ndarray, ...]:
+        """The exterior followed by the holes."""
+        return (self.exterior, *self.holes)
+
+    @property
+    def area(self) -> float:
+        """Area of the exterior minus the holes, in squared units of the coordinates."""
+        return ring_area(self.exterior) - sum(ring_area(hole) for hole in self.holes)
+
+    def mapped(self, transform: Callable[[np.ndarray], np.ndarray]) -> Polygon:
+        """Return the polygon with ``transform`` applied to every ring's (N, 2) points."""
+        return Polygon(
+            np.asarray(transform(self.exterior), dtype=float),
+            tuple(np.asarray(transform(hole), dtype=float) for hole in self.holes),
+        )
+
+
+def ring_area(ring: np.ndarray) -> float:
+    """Return the (unsigned) shoelace area of a ring."""
+    points = np.asarray(ring, dtype=float)
+    y, x = points[:, 0], points[:, 1]
+    return 0.5 * abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
+
+
+def open_ring(ring: np.ndarray) -> np.ndarray:
+    """Return the ring without a repeated closing vertex and without repeated neighbours."""
+    points = np.asarray(ring, dtype=float).reshape(-1, 2)
+    if len(points) > 1:
+        keep = np.any(points != np.roll(points, 1, axis=0), axis=1)
+        keep[0] = True
+        points = points[keep]
+    if len(points) > 1 and np.array_equal(points[0], points[-1]):
+        points = points[:-1]
+    return points
+
+
+def bounds(polygons: Sequence[Polygon]) -> tuple[float, float, float, float]:
+    """Return ``(row_min, col_min, row_max, col_max)`` of the polygons' exteriors."""
+    points = np.concatenate([p.exterior for p in polygons])
+    low, high = points.min(axis=0), points.max(axis=0)
+    return float(low[0]), float(low[1]), float(high[0]), float(high[1])
+
+
+def polygons_mask(polygons: Sequence[Polygon], shape: Sequence[int]) -> np.ndarray:
+    """Return the grid points (cell centres) of ``shape`` inside the polygons (even-odd rule).
+
+    Parameters
+    ----------
+    polygons : sequence of Polygon
+        In the grid's coordinates (centres at integers).
+    shape : sequence of int
+        ``(rows, columns)`` of the grid.
+
+    Returns
+    -------
+    numpy.ndarray
+        bool mask of ``shape``.
+    """
+    mask = np.zeros(tuple(int(n) for n in shape[:2]), dtype=bool)
+    for polygon in polygons:
+        for ring in polygon.rings:
+            _toggle_inside(mask, ring)
+    return mask
+
+
+def _toggle_inside(mask: np.ndarray, ring: np.ndarray) -> None:
+    """Flip ``mask`` at the grid points inside ``ring`` (only its bounding box is tested)."""
+    low = np.maximum(np.ceil(ring.min(axis=0)).astype(int), 0)
+    high = np.minimum(np.floor(ring.max(axis=0)).astype(int) + 1, mask.shape)
+    if np.any(high <= low):
+        return
+    rows, cols = np.mgrid[low[0] : high[0], low[1] : high[1]]
+    points = np.column_stack([rows.ravel(), cols.ravel()])
+    inside = points_in_poly(points, ring).reshape(rows.shape)
+    mask[low[0] : high[0], low[1] : high[1]] ^= inside
+
+
+def nest_rings(rings: Sequence[np.ndarray]) -> list[Polygon]:
+    """Group rings into polygons: a ring inside an even number of others is an exterior.
+
+    A ring inside an odd number of rings is a hole of the innermost exterior around it.
+    Containment is tested with each ring's first vertex (rings are assumed not to cross).
+    """
+    rings = [np.asarray(ring, dtype=float) for ring in rings]
+    containers = [
+        [j for j, other in enumerate(rings) if j != i and _inside(ring[0], other)]
+        for i, ring in enumerate(rings)
+    ]
+    exteriors = [i for i, around in enumerate(containers) if len(around) % 2 == 0]
+    holes: dict[int, list[np.ndarray]] = {i: [] for i in exteriors}
+    for i, around in enumerate(containers):
+        if len(around) % 2 == 1:
+            parent = max((j for j in around if j in holes), key=lambda j: len(containers[j]))
+            holes[parent].append(rings[i])
+    return [Polygon(rings[i], tuple(holes[i])) for i in exteriors]
+
+
+def _inside(point: np.ndarray, ring: np.ndarray) -> bool:
+    return bool(points_in_poly(point[None], ring)[0])
+
+
+def encode_rings(polygons: Sequence[Polygon]) -> np.ndarray:
+    """Join every ring of the polygons into one vertex list, as napari draws holes.
+
+    Each ring is closed explicitly and followed by a return to the first vertex; the
+    bridge edges so made are walked twice, and napari drops edges walked twice, so holes
+    stay open and separate parts stay separate. :func:`decode_rings` undoes it. A single
+    ring is returned as it is.
+    """
+    rings = [ring for polygon in polygons for ring in polygon.rings]
+    if len(rings) == 1:
+        return np.array(rings[0], dtype=float)
+    anchor = rings[0][:1]
+    parts = [rings[0], anchor]
+    for ring in rings[1:]:
+        parts += [ring, ring[:1], anchor]
+    return np.concatenate(parts)
+
+
+def decode_rings(vertices: np.ndarray) -> list[np.ndarray]:
+    """Split a vertex list made by :func:`encode_rings` back into open rings.
+
+    A list that does not follow the encoding (e.g. a polygon drawn by hand) is one ring.
+    """
+    points = np.asarray(vertices, dtype=float)
+    anchor = points[0]
+    rings, start, index = [], 0, 1
+    while index < len(points):
+        if np.array_equal(points[index], points[start]):
+            rings.append(points[start:index])
+            start = index + 1
+            if start < len(points) and np.array_equal(points[start], anchor):
+                start += 1
+            index = start
+        index += 1
+    if start < len(points):
+        rings.append(points[start:])
+    opened = [open_ring(ring) for ring in rings]
+    return [ring for ring in opened if len(ring) >= 3]

@@ -1,0 +1,119 @@
+"""Where an H&E image shows tissue, and how much of each map cell it covers.
+
+Tissue is where the colour is saturated: glass is grey-white, stains are not. The mask is the
+one that labelled the demo model's tiles (``models.training.labels.tissue_mask``), with a fixed
+saturation threshold so that a single tile of glass is judged by the same rule as a slide.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from napari_gradcam.models.training.labels import tissue_mask as _saturation_mask
+
+TISSUE_SATURATION = 0.15
+"""HSV saturation above which a pixel is tissue. Glass on the bundled slide stays below 0.05;
+the demo labels used Otsu's threshold of that whole slide (about 0.25)."""
+
+MIN_TISSUE_FRACTION = 0.05
+"""A crop with less tissue than this share of its pixels is a blank (glass-only) tile."""
+
+
+def is_rgb(image: np.ndarray) -> bool:
+    """Whether ``image`` is (H, W, 3) or (H, W, 4): colour, so tissue can be told from glass."""
+    return image.ndim == 3 and image.shape[-1] in (3, 4)
+
+
+def tissue_mask(
+    image: np.ndarray, threshold: float = TISSUE_SATURATION, min_size: int = 16
+) -> np.ndarray:
+    """Return where a brightfield RGB image shows stained tissue rather than glass.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        (H, W, 3) or (H, W, 4) pixels: integers over their dtype's range or floats in [0, 1]
+        (alpha is ignored; saturation does not depend on the brightness scale).
+    threshold : float
+        HSV saturation (0-1) above which a pixel is tissue.
+    min_size : int
+        Tissue specks smaller than this many pixels are dropped (dust, debris).
+
+    Returns
+    -------
+    numpy.ndarray
+        (H, W) boolean mask.
+
+    Raises
+    ------
+    ValueError
+        For an image that is not RGB(A): saturation says nothing about tissue there.
+    """
+    image = np.asarray(image)
+    if not is_rgb(image):
+        raise ValueError(
+            f"a tissue mask needs an RGB brightfield image, got shape {image.shape}; "
+            "gray or fluorescence images have no stain saturation to threshold"
+        )
+    return _saturation_mask(image[..., :3], threshold, min_size)
+
+
+def tissue_fraction(image: np.ndarray, threshold: float = TISSUE_SATURATION) -> float | None:
+    """Share of pixels that are tissue, or ``None`` for an image that is not RGB(A).
+
+    Examples
+    --------
+    >>> glass = np.full((32, 32, 3), 235, dtype=np.uint8)
+    >>> tissue_fraction(glass)
+    0.0
+    """
+    if not is_rgb(np.asarray(image)):
+        return None
+    return float(tissue_mask(image, threshold).mean())
+
+
+def cell_fractions(
+    mask: np.ndarray, map_shape: Sequence[int], stride: Sequence[float]
+) -> np.ndarray:
+    """Share of each map cell's pixels that are set in ``mask``.
+
+    Map cell ``i`` covers input pixels ``[floor(i f), floor((i + 1) f))`` along each axis
+    (cells past the image edge are clipped; empty cells get 0).
+
+    Parameters
+    ----------
+    mask : numpy.ndarray
+        (H, W) boolean mask at the explained input's resolution.
+    map_shape : sequence of int
+        (h, w) of the map.
+    stride : sequence of float
+        (fy, fx) input pixels per map cell.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 (h, w) in [0, 1].
+
+    Examples
+    --------
+    >>> mask = np.zeros((4, 4), bool); mask[:2, :2] = True
+    >>> cell_fractions(mask, (2, 2), (2, 2)).tolist()
+    [[1.0, 0.0], [0.0, 0.0]]
+    """
+    sums = np.asarray(mask, dtype=np.float64)
+    counts = np.ones_like(sums)
+    for axis, (cells, step) in enumerate(zip(map_shape, stride, strict=True)):
+        size = sums.shape[axis]
+        edges = np.minimum(np.floor(np.arange(cells + 1) * step).astype(int), size)
+        sums = _segment_sums(sums, edges, axis)
+        counts = _segment_sums(counts, edges, axis)
+    return np.divide(sums, counts, out=np.zeros_like(sums), where=counts > 0).astype(np.float32)
+
+
+def _segment_sums(values: np.ndarray, edges: np.ndarray, axis: int) -> np.ndarray:
+    """Sums of ``values`` over ``[edges[i], edges[i + 1])`` along ``axis`` (0 when empty)."""
+    zero = np.zeros_like(values.take([0], axis=axis))
+    cumulative = np.concatenate([zero, np.cumsum(values, axis=axis)], axis=axis)
+    return cumulative.take(edges[1:], axis=axis) - cumulative.take(edges[:-1], axis=axis)

@@ -1,0 +1,134 @@
+"""Run batches of tiles as Dask tasks and hand back their results in order, a few at a time.
+
+Local threads by default (one thread reads the next batch while another explains); with a
+``distributed.Client`` the batches go to its workers, each of which loads the model once.
+Only ``window`` batches are in flight, so memory does not grow with the slide.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from napari_gradcam.core.tiled import TileResults, TileSettings, explain_tiles, read_tiles
+from napari_gradcam.core.tiling import LevelView
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+    from napari_gradcam.models import LoadedModel
+    from napari_gradcam.slides.reader import Slide
+
+LOCAL_THREADS = 2
+
+
+@dataclass(frozen=True)
+class BatchTask:
+    """Everything a worker needs to explain one batch (small and picklable).
+
+    Attributes
+    ----------
+    slide : Slide
+        The slide (pickled as its path).
+    level : int
+        The pyramid level read.
+    resample : float
+        Level pixels per sampled pixel.
+    origins : numpy.ndarray
+        (B, 2) tile corners in sampled pixels.
+    indices : numpy.ndarray
+        (B,) grid indices of the tiles.
+    tile : tuple of int
+        Tile size.
+    model : tuple of str
+        ``(spec, weights)`` of the model.
+    settings : TileSettings
+        Method, layer, target.
+    value_range : tuple of float
+        Pixel values mapped to [0, 1].
+    """
+
+    slide: Slide
+    level: int
+    resample: float
+    origins: np.ndarray
+    indices: np.ndarray
+    tile: tuple[int, int]
+    model: tuple[str, str | None]
+    settings: TileSettings
+    value_range: tuple[float, float]
+
+
+@functools.lru_cache(maxsize=4)
+def cached_model(spec: str, weights: str | None) -> LoadedModel:
+    """Load a model once per process (Dask workers reuse it across batches)."""
+    from napari_gradcam.models import load_model
+
+    return load_model(spec, weights=weights)
+
+
+def run_batch(task: BatchTask) -> TileResults:
+    """Read and explain one batch of tiles (runs on a Dask worker)."""
+    view = LevelView(
+        task.slide.levels[task.level], task.slide.downsamples[task.level], task.resample
+    )
+    tiles = read_tiles(view, task.origins, task.tile)
+    loaded = cached_model(*task.model)
+    return explain_tiles(loaded, tiles, task.indices, task.settings, task.value_range)
+
+
+def in_order(
+    function: Callable[[Any], Any],
+    items: Iterable[Any],
+    *,
+    client: Client | None = None,
+    window: int = 2 * LOCAL_THREADS,
+) -> Iterator[Any]:
+    """Yield ``function(item)`` for every item, in order, with ``window`` items in flight."""
+    if client is None:
+        yield from _local(function, items, window)
+    else:
+        yield from _distributed(function, items, client, window)
+
+
+def _local(function: Callable, items: Iterable[Any], window: int) -> Iterator[Any]:
+    import dask
+
+    chunk: list[Any] = []
+    for item in items:
+        # traverse=False: a slide's own dask arrays are data for the task, not its inputs
+        argument = dask.delayed(item, traverse=False)
+        chunk.append(dask.delayed(function, pure=False)(argument))
+        if len(chunk) == window:
+            yield from _compute_local(chunk)
+            chunk = []
+    yield from _compute_local(chunk)
+
+
+def _compute_local(tasks: Sequence[Any]) -> tuple[Any, ...]:
+    import dask
+
+    if not tasks:
+        return ()
+    return dask.compute(*tasks, scheduler="threads", num_workers=LOCAL_THREADS)
+
+
+def _distributed(
+    function: Callable, items: Iterable[Any], client: Client, window: int
+) -> Iterator[Any]:
+    pending: deque[Any] = deque()
+    try:
+        for item in items:
+            pending.append(client.submit(function, item, pure=False))
+            if len(pending) >= window:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        for future in pending:
+            future.cancel()

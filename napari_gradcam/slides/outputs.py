@@ -1,0 +1,172 @@
+"""What the slide runner writes per slide, each output written whole or not at all.
+
+* ``<stem>.heatmap.zarr``: the stitched raw map (float32, one cell per model stride) and
+  2x coarser levels, with its placement on the slide in the attributes (napari opens it
+  back in place with this plugin's reader);
+* ``<stem>.tiles.csv``: one row per tile, explained or skipped;
+* ``<stem>.overlay.png``: a thumbnail of the slide with the heatmap;
+* ``<stem>.json``: the run's summary.
+
+Each is written under a hidden temporary name in the output folder and renamed into place
+when complete.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from napari_gradcam.core.tile_stats import FACTS
+from napari_gradcam.files import _current_umask, refuse_overwrite
+
+HEATMAP_KEY = "napari_gradcam"
+"""Attribute of a heatmap zarr holding its placement and provenance."""
+
+CHUNK = 256
+CSV_COLUMNS = (
+    "tile", "status", "y0", "x0", "y1", "x1", "tissue_fraction", "class", *FACTS, "target",
+)  # fmt: skip
+"""Columns of the per-tile CSV; boxes are in level-0 pixels, ``status`` is explained/skipped."""
+
+
+@dataclass(frozen=True)
+class SlideOutputs:
+    """The output paths of one slide."""
+
+    heatmap: Path
+    tiles: Path
+    overlay: Path
+    summary: Path
+
+    @classmethod
+    def for_slide(cls, slide: str | Path, out: Path) -> SlideOutputs:
+        """Outputs named after the slide's file name (up to its first dot) in ``out``."""
+        stem = Path(slide).name.split(".")[0]
+        return cls(
+            out / f"{stem}.heatmap.zarr",
+            out / f"{stem}.tiles.csv",
+            out / f"{stem}.overlay.png",
+            out / f"{stem}.json",
+        )
+
+    def paths(self) -> list[Path]:
+        """All four paths."""
+        return [self.heatmap, self.tiles, self.overlay, self.summary]
+
+
+def plan_outputs(slides: list[Path], out: Path, overwrite: bool) -> list[SlideOutputs]:
+    """Outputs per slide; refuse name clashes and (without ``overwrite``) existing outputs."""
+    plans = [SlideOutputs.for_slide(slide, out) for slide in slides]
+    names = [plan.summary.name for plan in plans]
+    clashes = sorted({name for name in names if names.count(name) > 1})
+    if clashes:
+        raise ValueError(f"several slides would write the same outputs: {clashes}; rename them")
+    if not overwrite:
+        refuse_overwrite([path for plan in plans for path in plan.paths()])
+    return plans
+
+
+class HeatmapStore:
+    """A zarr group written in a temporary folder and renamed into place by :meth:`publish`.
+
+    Parameters
+    ----------
+    path : Path
+        The final ``.zarr`` folder.
+    shape : tuple of int
+        ``(rows, columns)`` of the full-resolution map.
+    """
+
+    def __init__(self, path: Path, shape: tuple[int, int]) -> None:
+        import zarr
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.temporary = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+        self.group = zarr.open_group(self.temporary, mode="w")
+        chunks = (min(CHUNK, shape[0]), min(CHUNK, shape[1]))
+        self.level0 = self.group.create_array(
+            "0", shape=shape, chunks=chunks, dtype="float32", fill_value=0.0
+        )
+
+    def publish(self, attrs: dict[str, Any], overwrite: bool = False) -> list[tuple[int, int]]:
+        """Add 2x coarser levels and ``attrs``, then move the store into place.
+
+        Returns
+        -------
+        list of tuple of int
+            The shape of every level.
+        """
+        shapes = self._add_levels()
+        self.group.attrs[HEATMAP_KEY] = {**attrs, "levels": [list(s) for s in shapes]}
+        os.chmod(self.temporary, 0o777 & ~_current_umask())
+        replace_folder(self.temporary, self.path, overwrite)
+        return shapes
+
+    def discard(self) -> None:
+        """Delete the temporary store."""
+        shutil.rmtree(self.temporary, ignore_errors=True)
+
+    def _add_levels(self) -> list[tuple[int, int]]:
+        """Average 2 x 2 cells into each coarser level until one chunk holds it."""
+        import dask.array as da
+
+        shapes = [tuple(self.level0.shape)]
+        previous = da.from_zarr(self.level0)
+        while max(previous.shape) > CHUNK and min(previous.shape) >= 2:
+            coarser = da.coarsen(np.mean, previous, {0: 2, 1: 2}, trim_excess=True)
+            target = self.group.create_array(
+                str(len(shapes)), shape=coarser.shape, chunks=(CHUNK, CHUNK), dtype="float32"
+            )
+            da.store(coarser.astype(np.float32), target, lock=False)
+            shapes.append(tuple(target.shape))
+            previous = da.from_zarr(target)
+        return shapes
+
+
+def replace_folder(source: Path, target: Path, overwrite: bool) -> None:
+    """Rename ``source`` to ``target``; an existing ``target`` is replaced only if allowed."""
+    if target.exists():
+        if not overwrite:
+            raise FileExistsError(f"{target} already exists; pass --overwrite to replace it")
+        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
+        os.replace(target, old / target.name)
+        os.replace(source, target)
+        shutil.rmtree(old, ignore_errors=True)
+        return
+    os.replace(source, target)
+
+
+class TileTable:
+    """The per-tile CSV, written row by row to a temporary file and renamed when complete."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".csv", dir=path.parent)
+        self.temporary = Path(name)
+        self._file = os.fdopen(handle, "w", newline="")
+        self._writer = csv.writer(self._file)
+        self._writer.writerow(CSV_COLUMNS)
+
+    def write(self, rows: list[list[Any]]) -> None:
+        """Append rows ordered like :data:`CSV_COLUMNS`."""
+        self._writer.writerows(rows)
+
+    def publish(self) -> None:
+        """Close the file and rename it into place."""
+        self._file.close()
+        os.chmod(self.temporary, 0o666 & ~_current_umask())
+        os.replace(self.temporary, self.path)
+
+    def discard(self) -> None:
+        """Close and delete the temporary file."""
+        self._file.close()
+        self.temporary.unlink(missing_ok=True)

@@ -1,0 +1,141 @@
+"""Explain a whole slide headless: tissue, tiles on Dask, stitched map, CSV, overlay, summary.
+
+Only the batches in flight and one band of the stitched map are held in memory; the map is
+written into its zarr store row by row as the tiles that reach it are done.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from napari_gradcam.core.sampling import sampling_for
+from napari_gradcam.core.slide_tissue import slide_tissue
+from napari_gradcam.core.tiled import TilePlan, TileSettings, pixel_range, plan_tiles
+from napari_gradcam.core.tiling import MIN_TISSUE, LevelView, Stitcher
+from napari_gradcam.files import save_json, save_png
+from napari_gradcam.slides.batches import BatchTask, cached_model, in_order, run_batch
+from napari_gradcam.slides.outputs import HeatmapStore, SlideOutputs, TileTable
+from napari_gradcam.slides.records import TileRows, heatmap_attrs, run_summary
+from napari_gradcam.slides.thumbnail import thumbnail_overlay
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+    from napari_gradcam.models import LoadedModel
+    from napari_gradcam.slides.reader import Slide
+
+
+@dataclass(frozen=True)
+class SlideJob:
+    """How to explain slides (the command line's options)."""
+
+    model: str = "demo"
+    weights: str | None = None
+    settings: TileSettings = field(default_factory=TileSettings)
+    mpp: float | None = None
+    level: int | None = None
+    overlap: float = 0.5
+    batch_size: int = 64
+    min_tissue: float = MIN_TISSUE
+    tissue: bool = True
+    window: str = "hann"
+    overwrite: bool = False
+
+
+def plan_slide(slide: Slide, job: SlideJob, loaded: LoadedModel) -> TilePlan:
+    """Choose the level, find the tissue and lay the tiles over the whole slide."""
+    level, resample = sampling_for(
+        slide.downsamples, slide.mpp, loaded.card.mpp, mpp=job.mpp, level=job.level
+    )
+    rgb = len(slide.level_shapes[0]) == 3 and slide.level_shapes[0][-1] in (3, 4)
+    tissue = slide_tissue(slide.levels, slide.downsamples) if job.tissue and rgb else None
+    view = LevelView(slide.levels[level], slide.downsamples[level], resample)
+    return plan_tiles(
+        loaded,
+        view,
+        level,
+        (0, 0, *slide.shape),
+        tissue=tissue,
+        overlap=job.overlap,
+        min_tissue=job.min_tissue,
+        settings=job.settings,
+    )
+
+
+def explain_slide(
+    slide: Slide,
+    job: SlideJob,
+    outputs: SlideOutputs,
+    *,
+    client: Client | None = None,
+    on_batch: Callable[[int], None] | None = None,
+    on_plan: Callable[[TilePlan], None] | None = None,
+) -> dict[str, Any]:
+    """Explain every tissue tile of ``slide`` and write its outputs; return the summary.
+
+    Parameters
+    ----------
+    slide : Slide
+        The slide.
+    job : SlideJob
+        Model, sampling, tiling and tissue options.
+    outputs : SlideOutputs
+        Where to write.
+    client : distributed.Client, optional
+        Run the batches on this cluster; default: local threads.
+    on_batch : callable, optional
+        Called with the number of tiles of each finished batch (progress).
+    on_plan : callable, optional
+        Called with the plan before any tile is explained.
+    """
+    start = time.perf_counter()
+    loaded = cached_model(job.model, job.weights)
+    plan = plan_slide(slide, job, loaded)
+    if on_plan is not None:
+        on_plan(plan)
+    store = HeatmapStore(outputs.heatmap, plan.grid.map_shape)
+    table = TileTable(outputs.tiles)
+    try:
+        stitcher = Stitcher(plan.grid, job.window, out=store.level0)
+        rows = TileRows(plan, loaded.card.class_name)
+        for results in _results(slide, plan, job, client):
+            stitcher.add(results.indices, results.cams)
+            table.write(rows.explained(results))
+            if on_batch is not None:
+                on_batch(len(results.indices))
+        stitcher.finish()
+        table.write(rows.rest())
+        attrs = heatmap_attrs(slide, plan, job.model, stitcher.maximum)
+        store.publish(attrs, job.overwrite)
+    except BaseException:
+        store.discard()
+        table.discard()
+        raise
+    table.publish()
+    save_png(outputs.overlay, thumbnail_overlay(slide, outputs.heatmap))
+    summary = run_summary(slide, plan, job, attrs, outputs, time.perf_counter() - start)
+    save_json(outputs.summary, summary)
+    return summary
+
+
+def _results(slide: Slide, plan: TilePlan, job: SlideJob, client: Client | None) -> Iterator[Any]:
+    value_range = pixel_range(slide.levels[0].dtype)
+    tasks = (
+        BatchTask(
+            slide,
+            plan.level,
+            plan.view.resample,
+            plan.grid.origins[batch],
+            batch,
+            plan.grid.tile,
+            (job.model, job.weights),
+            plan.settings,
+            value_range,
+        )
+        for batch in plan.batches(job.batch_size)
+    )
+    window = 2 * sum(client.nthreads().values()) if client is not None else 4
+    return in_order(run_batch, tasks, client=client, window=max(window, 2))

@@ -1,0 +1,76 @@
+import dask.array as da
+import numpy as np
+import pytest
+import tifffile
+
+from napari_gradcam._napari.reader import get_reader, read_slide
+from napari_gradcam.data import HE_SLIDE_PATH
+
+
+def pyramid(path, mpp=0.25) -> None:
+    data = np.random.default_rng(0).integers(0, 256, (512, 768, 3), dtype=np.uint8)
+    with tifffile.TiffWriter(path) as tiff:
+        tiff.write(
+            data,
+            tile=(128, 128),
+            subifds=1,
+            photometric="rgb",
+            resolution=(1e4 / mpp, 1e4 / mpp),
+            resolutionunit="CENTIMETER",
+        )
+        tiff.write(data[::2, ::2], tile=(128, 128), subfiletype=1)
+
+
+def test_the_cc0_slide_opens_in_microns():
+    reader = get_reader(str(HE_SLIDE_PATH))
+    assert reader is read_slide
+    ((data, kwargs, kind),) = reader(str(HE_SLIDE_PATH))
+    assert kind == "image" and isinstance(data, da.Array) and data.shape == (2967, 2220, 3)
+    assert kwargs["rgb"] and not kwargs["multiscale"]
+    assert kwargs["scale"] == (pytest.approx(0.499),) * 2
+    assert kwargs["units"] == ("micrometer", "micrometer")
+    assert kwargs["metadata"]["mpp"] == pytest.approx(0.499)
+
+
+def test_a_pyramid_opens_as_lazy_multiscale_levels(tmp_path):
+    pyramid(tmp_path / "slide.tif")
+    ((levels, kwargs, _),) = get_reader(str(tmp_path / "slide.tif"))(str(tmp_path / "slide.tif"))
+    assert kwargs["multiscale"] and [level.shape for level in levels] == [
+        (512, 768, 3),
+        (256, 384, 3),
+    ]
+    assert all(isinstance(level, da.Array) for level in levels)
+    assert kwargs["scale"] == (0.25, 0.25)
+    assert kwargs["metadata"]["slide"]["downsamples"] == [[1.0, 1.0], [2.0, 2.0]]
+
+
+def test_other_files_are_left_to_other_readers(tmp_path):
+    tifffile.imwrite(tmp_path / "plain.tif", np.zeros((32, 32), np.uint8))
+    stack = np.zeros((3, 64, 64), np.uint8)
+    tifffile.imwrite(tmp_path / "stack.tif", stack, tile=(32, 32), photometric="minisblack")
+    (tmp_path / "notes.zarr").mkdir()
+    (tmp_path / "broken.svs").write_bytes(b"nope")
+    for name in ("plain.tif", "stack.tif", "notes.zarr", "broken.svs"):
+        assert get_reader(str(tmp_path / name)) is None
+    assert get_reader([str(HE_SLIDE_PATH)]) is None
+
+
+def test_napari_opens_slides_with_this_plugin(make_napari_viewer, tmp_path):
+    pyramid(tmp_path / "slide.tif", mpp=0.5)
+    viewer = make_napari_viewer()
+    (layer,) = viewer.open(str(tmp_path / "slide.tif"), plugin="napari-gradcam")
+    assert layer.multiscale and layer.metadata["mpp"] == 0.5
+    np.testing.assert_allclose(layer.scale, (0.5, 0.5))
+    assert str(layer.units[0]) == "micrometer"
+
+
+def test_opening_a_slide_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from napari_gradcam._napari.reader import get_reader; "
+        f"get_reader({str(HE_SLIDE_PATH)!r})({str(HE_SLIDE_PATH)!r}); "
+        "assert 'torch' not in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

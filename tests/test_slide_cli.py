@@ -1,0 +1,144 @@
+import csv
+import json
+import shutil
+
+import numpy as np
+import pytest
+import tifffile
+import zarr
+
+from napari_gradcam.cli import main
+from napari_gradcam.data import HE_SLIDE_PATH
+
+COARSE = ["--mpp", "2.0", "--batch-size", "48"]
+"""The CC0 slide at 2 µm/px: about 165 tiles, a few seconds."""
+
+
+@pytest.fixture(scope="module")
+def slide_dir(tmp_path_factory):
+    """The CC0 slide explained once at a coarse setting (local threads)."""
+    out = tmp_path_factory.mktemp("slide")
+    assert main(["slide", str(HE_SLIDE_PATH), "--out", str(out), *COARSE]) == 0
+    return out
+
+
+def outputs(out):
+    stem = out / "CMU-1-Small-Region"
+    return {
+        "heatmap": stem.with_suffix(".heatmap.zarr"),
+        "tiles": stem.with_suffix(".tiles.csv"),
+        "overlay": stem.with_suffix(".overlay.png"),
+        "summary": stem.with_suffix(".json"),
+    }
+
+
+def world_box(scale, translate, shape) -> np.ndarray:
+    """(top-left, bottom-right) world edges of a layer of ``shape`` cells."""
+    scale, translate = np.asarray(scale), np.asarray(translate)
+    return np.array([translate - scale / 2, translate + scale * (np.asarray(shape) - 0.5)])
+
+
+def test_outputs_are_complete_and_consistent(slide_dir):
+    paths = outputs(slide_dir)
+    summary = json.loads(paths["summary"].read_text())
+    with paths["tiles"].open() as handle:
+        rows = list(csv.DictReader(handle))
+    tiles = summary["tiles"]
+    assert len(rows) == tiles["total"] == tiles["explained"] + tiles["skipped"]
+    explained = [row for row in rows if row["status"] == "explained"]
+    assert len(explained) == tiles["explained"] > 0
+    assert [int(row["tile"]) for row in rows] == list(range(len(rows)))
+    assert all(float(row["tissue_fraction"]) >= 0.1 for row in explained)
+    assert all(row["class"] in ("background", "stroma", "nuclei-dense") for row in explained)
+    assert all(0 <= float(row["margin"]) <= float(row["probability"]) <= 1 for row in explained)
+    assert all(0 <= float(row["entropy"]) <= 1 for row in explained)
+    overlay = paths["overlay"].read_bytes()
+    assert overlay[:4] == b"\x89PNG"
+    assert not [p.name for p in slide_dir.iterdir() if p.name.startswith(".")]
+
+
+def test_the_heatmap_reopens_on_the_slide(slide_dir):
+    from napari_gradcam._napari.reader import get_reader
+
+    ((image_data, image_kwargs, _),) = get_reader(str(HE_SLIDE_PATH))(str(HE_SLIDE_PATH))
+    heatmap_path = str(outputs(slide_dir)["heatmap"])
+    ((levels, kwargs, kind),) = get_reader(heatmap_path)(heatmap_path)
+    facts = kwargs["metadata"]["napari_gradcam"]
+    assert kind == "image" and kwargs["units"] == ("micrometer", "micrometer")
+    cam = np.asarray(levels[0] if kwargs["multiscale"] else levels)
+    stride = np.asarray(facts["stride"])  # level-0 pixels per cell: 96 px tiles at 2 µm/px
+    assert stride[0] == pytest.approx(8 * 2.0 / 0.499)
+    heat = world_box(kwargs["scale"], kwargs["translate"], cam.shape)
+    image = world_box(image_kwargs["scale"], (0, 0), image_data.shape[:2])
+    covered = image[0] + np.asarray(image_kwargs["scale"]) * stride * np.asarray(cam.shape)
+    np.testing.assert_allclose(heat[0], image[0])
+    np.testing.assert_allclose(heat[1], covered)
+    assert np.all(image[1] - heat[1] < stride * 0.499)  # at most one cell short of the edge
+    assert kwargs["contrast_limits"] == (0.0, pytest.approx(float(cam.max())))
+
+
+def test_outputs_are_never_silently_overwritten(slide_dir, capsys):
+    before = outputs(slide_dir)["tiles"].stat().st_mtime_ns
+    assert main(["slide", str(HE_SLIDE_PATH), "--out", str(slide_dir), *COARSE]) == 2
+    assert "already exist" in capsys.readouterr().err
+    assert outputs(slide_dir)["tiles"].stat().st_mtime_ns == before
+
+
+def test_overwrite_replaces_and_a_local_cluster_gives_the_same_map(slide_dir, tmp_path):
+    from distributed import LocalCluster
+
+    copy = tmp_path / "copy"
+    shutil.copytree(slide_dir, copy)
+    with LocalCluster(
+        n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None
+    ) as cluster:
+        args = ["slide", str(HE_SLIDE_PATH), "--out", str(copy), *COARSE, "--overwrite"]
+        assert main([*args, "--scheduler", cluster.scheduler_address]) == 0
+    local = zarr.open_group(outputs(slide_dir)["heatmap"], mode="r")
+    remote = zarr.open_group(outputs(copy)["heatmap"], mode="r")
+    np.testing.assert_allclose(
+        np.asarray(remote["0"]), np.asarray(local["0"]), rtol=1e-5, atol=1e-7
+    )
+    assert outputs(copy)["tiles"].read_text() == outputs(slide_dir)["tiles"].read_text()
+    assert not [p.name for p in copy.iterdir() if p.name.startswith(".")]
+
+
+def test_bad_slides_fail_alone_and_write_nothing(tmp_path, capsys):
+    truncated = tmp_path / "truncated.svs"
+    truncated.write_bytes(HE_SLIDE_PATH.read_bytes()[:500_000])
+    out = tmp_path / "out"
+    assert main(["slide", str(truncated), "--out", str(out), *COARSE]) == 1
+    assert "truncated" in capsys.readouterr().err
+    assert not out.exists() or not list(out.iterdir())
+
+
+def test_an_interrupted_run_leaves_nothing_behind(tmp_path):
+    from napari_gradcam.slides import open_slide
+    from napari_gradcam.slides.outputs import SlideOutputs
+    from napari_gradcam.slides.runner import SlideJob, explain_slide
+
+    def interrupt(_tiles: int) -> None:
+        raise KeyboardInterrupt
+
+    outputs = SlideOutputs.for_slide(HE_SLIDE_PATH, tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        explain_slide(open_slide(HE_SLIDE_PATH), SlideJob(mpp=4.0), outputs, on_batch=interrupt)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_unreachable_scheduler_is_a_clear_error(tmp_path, capsys, monkeypatch):
+    from napari_gradcam.commands import slide
+
+    monkeypatch.setattr(slide, "CONNECT_TIMEOUT", "1s")
+    args = ["slide", str(HE_SLIDE_PATH), "--out", str(tmp_path), "--scheduler", "tcp://127.0.0.1:9"]
+    assert main(args) == 2
+    assert "cannot reach the Dask scheduler" in capsys.readouterr().err
+
+
+def test_a_slide_without_mpp_is_read_at_the_models_mpp_and_says_so(tmp_path, capsys):
+    pixels = np.asarray(zarr.open(tifffile.imread(HE_SLIDE_PATH, aszarr=True), mode="r")[::4, ::4])
+    tifffile.imwrite(tmp_path / "nompp.tif", pixels, tile=(128, 128), photometric="rgb")
+    assert main(["slide", str(tmp_path / "nompp.tif"), "--out", str(tmp_path / "out")]) == 0
+    assert "no microns per pixel" in capsys.readouterr().err
+    summary = json.loads((tmp_path / "out" / "nompp.json").read_text())
+    assert summary["heatmap"]["mpp"] is None and "micrometer" not in summary["heatmap"]["placement"]

@@ -1,0 +1,71 @@
+"""Save docs/slide.png: the Grad-CAM dock after a tiled run on the CC0 slide, with its tiles.
+
+Run under a display or a virtual X server:
+
+    xvfb-run -a -s "-screen 0 1700x1100x24" .venv/bin/python tools/slide_screenshot.py
+
+The window is shrunk to 1280 px and quantised to 128 colours to keep the PNG small.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import napari
+from PIL import Image
+from qtpy.QtCore import QEventLoop, Qt, QTimer
+
+from napari_gradcam._napari.reader import read_slide
+from napari_gradcam._napari.widget import GradCamWidget
+from napari_gradcam._napari.worker import ModelInfo, load_cached
+from napari_gradcam.data import HE_SLIDE_PATH
+
+WIDTH = 1280
+
+
+def explained_viewer(target: str) -> tuple[napari.Viewer, GradCamWidget]:
+    """Return a viewer with the slide and the dock, after a tiled run explaining ``target``."""
+    viewer = napari.Viewer(show=True)
+    viewer.window.resize(1600, 1000)
+    for data, kwargs, _ in read_slide(str(HE_SLIDE_PATH)):
+        viewer.add_image(data, **kwargs)
+    widget = GradCamWidget(viewer)
+    dock = viewer.window.add_dock_widget(widget, name="Grad-CAM")
+    viewer.window._qt_window.resizeDocks([dock], [600], Qt.Orientation.Horizontal)
+    loaded, layers = load_cached("demo", None)
+    widget.model_spec = "demo"
+    widget.show_model_info(ModelInfo("demo", None, tuple(loaded.card.classes), layers))
+    widget.target.value = target
+    widget.explain()
+    loop, timer = QEventLoop(), QTimer()
+    timer.timeout.connect(lambda: None if widget.running else loop.exit(0))
+    timer.start(50)
+    loop.exec()
+    return viewer, widget
+
+
+def main(path: Path, target: str = "nuclei-dense") -> None:
+    """Explain, pick the fourth most confident tile in the table, zoom out a little, save."""
+    viewer, widget = explained_viewer(target)
+    table = widget.tiles.table
+    column = list(table.model_.columns).index("probability")
+    table.sortByColumn(column, Qt.SortOrder.DescendingOrder)
+    table.select_row(3)
+    viewer.scene.camera.zoom /= 3
+    viewer.layers.selection.active = next(lay for lay in viewer.layers if "(tiled" in lay.name)
+    for _ in range(20):
+        napari.qt.get_qapp().processEvents()
+        time.sleep(0.05)
+    full = path.with_suffix(".full.png")
+    viewer.screenshot(str(full), canvas_only=False)
+    image = Image.open(full).convert("RGB")
+    small = image.resize((WIDTH, round(image.height * WIDTH / image.width)), Image.LANCZOS)
+    small.quantize(colors=128, dither=Image.Dither.NONE).save(path, optimize=True)
+    full.unlink()
+    viewer.close()
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1] if len(sys.argv) > 1 else "docs/slide.png"))
