@@ -26,9 +26,11 @@ lint: setup
 	$(VENV)/python tools/size_report.py napari_gradcam benchmarks tools
 
 # Side-by-side ratios; captum and torchcam are installed as references when missing.
+# Slides (several minutes): python benchmarks/bench_slides.py
 bench: setup
 	$(VENV)/pip install -q -c constraints.txt -e ".[bench]"
 	$(VENV)/python benchmarks/bench_explain.py
+	$(VENV)/python benchmarks/bench_methods.py
 
 train-demo: setup
 	$(VENV)/python -m napari_gradcam.models.training.train_demo

@@ -119,3 +119,15 @@ def test_demo_command_saves_a_screenshot_headless(tmp_path: Path) -> None:
     window = iio.imread(path)
     assert window.shape[0] > 400 and window.shape[1] > 600
     assert len(np.unique(window.reshape(-1, window.shape[-1]), axis=0)) > 100
+
+
+def test_tta_flag_averages_over_flips(tile_png: Path, tmp_path: Path) -> None:
+    import napari_gradcam as ng
+
+    out = tmp_path / "out"
+    args = ["explain", str(tile_png), "--out", str(out), "--target", "stroma"]
+    assert main([*args, "--tta", "--method", "layercam"]) == 0
+    expected = ng.explain(
+        ng.load_model("demo"), iio.imread(tile_png), method="layercam", target="stroma", tta=True
+    )
+    np.testing.assert_allclose(np.load(out / "tile.cam.npy"), expected.cam, rtol=1e-5, atol=1e-7)

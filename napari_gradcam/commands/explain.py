@@ -36,6 +36,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--layer", help="module to explain (default: the card's or the last conv)")
     parser.add_argument("--target", help="class name or index (default: the predicted class)")
     parser.add_argument("--method", default="gradcam", choices=sorted(METHODS))
+    parser.add_argument(
+        "--tta", action="store_true", help="average the map over flips (4x the work)"
+    )
     parser.add_argument("--out", required=True, type=Path, help="output folder")
     parser.add_argument("--format", default="npy", choices=["npy", "tif"], help="raw map format")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
@@ -88,7 +91,12 @@ def run(args: argparse.Namespace) -> int:
         try:
             image = read_image(image_path)
             result = explain(
-                loaded, image, method=args.method, layer=args.layer, target=args.target
+                loaded,
+                image,
+                method=args.method,
+                layer=args.layer,
+                target=args.target,
+                tta=args.tta,
             )
         except ValueError as err:
             print(f"{image_path}: {err}", file=sys.stderr)

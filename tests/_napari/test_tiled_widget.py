@@ -1,3 +1,6 @@
+import threading
+import time
+
 import numpy as np
 import pytest
 from qtpy.QtCore import Qt
@@ -33,24 +36,41 @@ def errors(monkeypatch) -> list[str]:
     return shown
 
 
+class BatchLog(list):
+    """Batches explained so far, and a gate that holds the worker at its third batch until
+    the test has acted (cancel, remove a layer), so the run cannot finish first."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = threading.Event()
+
+    def hold(self) -> None:
+        self.gate.clear()
+
+    def release(self) -> None:
+        self.gate.set()
+
+
 @pytest.fixture
-def batches(monkeypatch) -> list[int]:
+def batches(monkeypatch) -> BatchLog:
     """Count the batches explained; each takes at least 50 ms (the tiny model is too quick to
     cancel or close a layer mid-run otherwise)."""
-    import time
-
     from napari_gradcam.core import tiled
 
-    started: list[int] = []
+    log = BatchLog()
+    log.release()
     explain_tiles = tiled.explain_tiles
 
     def slow(*args):
-        started.append(1)
+        log.append(1)
+        if len(log) >= 3:
+            log.gate.wait(timeout=TIMEOUT_MS / 1000)
         time.sleep(0.05)
         return explain_tiles(*args)
 
     monkeypatch.setattr(tiled, "explain_tiles", slow)
-    return started
+    yield log
+    log.release()
 
 
 @pytest.fixture
@@ -134,10 +154,12 @@ def test_the_table_sorts_and_jumps_to_a_tile(make_widget, qtbot, errors):
 def test_cancel_stops_within_a_batch_and_leaves_no_heatmap(make_widget, qtbot, errors, batches):
     viewer, widget = make_widget(slide_like((256, 384), slice(None)))
     updates: list = []
+    batches.hold()
     start(widget, qtbot, updates)
     qtbot.waitUntil(lambda: len(updates) >= 2, timeout=TIMEOUT_MS)
     widget.cancel_button.clicked.emit()
     started = len(batches)
+    batches.release()
     finish(widget, qtbot)
     assert (
         len(batches) - started <= 1 and len(batches) < updates[-1].update.geometry.n_explained / 32
@@ -150,10 +172,12 @@ def test_cancel_stops_within_a_batch_and_leaves_no_heatmap(make_widget, qtbot, e
 def test_removing_a_layer_mid_run_stops_cleanly(make_widget, qtbot, errors, removed, batches):
     viewer, widget = make_widget(slide_like((256, 384), slice(None)), name="s")
     updates: list = []
+    batches.hold()
     start(widget, qtbot, updates)
     qtbot.waitUntil(lambda: len(updates) >= 2, timeout=TIMEOUT_MS)
     layer = live_layers(viewer)[0] if removed == "heatmap" else viewer.layers["s"]
     viewer.layers.remove(layer)
+    batches.release()
     if removed == "heatmap":
         qtbot.waitUntil(lambda: len(updates) >= 3 or not widget.running, timeout=TIMEOUT_MS)
     finish(widget, qtbot)
