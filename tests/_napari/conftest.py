@@ -33,3 +33,22 @@ def tile() -> np.ndarray:
     """A 64 x 96 uint8 RGB image with structure (not constant)."""
     rng = np.random.default_rng(0)
     return rng.integers(0, 256, size=(64, 96, 3), dtype=np.uint8)
+
+
+@pytest.fixture
+def make_gradcam_widget(make_napari_viewer, tiny_spec, tiny_weights):
+    """Factory: a viewer with the given images and a docked widget set to the tiny model."""
+    from napari_gradcam._napari.widget import GradCamWidget
+
+    def make(*images: np.ndarray, tiled: bool = True, **layer_kwargs) -> tuple:
+        viewer = make_napari_viewer()
+        for data in images:
+            viewer.add_image(data, **layer_kwargs)
+        widget = GradCamWidget(viewer)
+        viewer.window.add_dock_widget(widget, name="Grad-CAM")
+        widget.model_spec = tiny_spec
+        widget.weights.value = tiny_weights
+        widget.tiles.tiled.value = tiled
+        return viewer, widget
+
+    return make

@@ -10,7 +10,6 @@ from napari_gradcam._napari.layers import METADATA_KEY
 from napari_gradcam._napari.plane import Plane
 from napari_gradcam._napari.regions import whole_layer_box
 from napari_gradcam._napari.tiled_job import TiledResult, TilingOptions
-from napari_gradcam._napari.widget import GradCamWidget
 from napari_gradcam._napari.worker import ExplainJob, run_job
 
 from .test_layers import world_edges
@@ -74,18 +73,8 @@ def batches(monkeypatch) -> BatchLog:
 
 
 @pytest.fixture
-def make_widget(make_napari_viewer, tiny_spec, tiny_weights):
-    def make(*images: np.ndarray, **layer_kwargs) -> tuple:
-        viewer = make_napari_viewer()
-        for data in images:
-            viewer.add_image(data, **layer_kwargs)
-        widget = GradCamWidget(viewer)
-        viewer.window.add_dock_widget(widget, name="Grad-CAM")
-        widget.model_spec = tiny_spec
-        widget.weights.value = tiny_weights
-        return viewer, widget
-
-    return make
+def make_widget(make_gradcam_widget):
+    return make_gradcam_widget
 
 
 def tiled_heatmaps(viewer) -> list:

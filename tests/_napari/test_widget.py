@@ -1,3 +1,5 @@
+import functools
+
 import numpy as np
 import pytest
 from napari.layers import Image
@@ -20,19 +22,9 @@ def errors(monkeypatch) -> list[str]:
 
 
 @pytest.fixture
-def make_widget(make_napari_viewer, tiny_spec, tiny_weights):
-    def make(*images: np.ndarray, **layer_kwargs) -> tuple:
-        viewer = make_napari_viewer()
-        for data in images:
-            viewer.add_image(data, **layer_kwargs)
-        widget = GradCamWidget(viewer)
-        viewer.window.add_dock_widget(widget, name="Grad-CAM")
-        widget.model_spec = tiny_spec
-        widget.weights.value = tiny_weights
-        widget.tiles.tiled.value = False  # one crop per region; tiling: test_tiled_widget.py
-        return viewer, widget
-
-    return make
+def make_widget(make_gradcam_widget):
+    """Widgets that explain one crop per region (tiling: test_tiled_widget.py)."""
+    return functools.partial(make_gradcam_widget, tiled=False)
 
 
 def run(widget: GradCamWidget, qtbot) -> None:
