@@ -64,6 +64,26 @@ def _current_umask() -> int:
     return mask
 
 
+def check_outputs(plans: list[list[Path]], inputs: str, overwrite: bool) -> None:
+    """Refuse outputs that several inputs would write and, without ``overwrite``, existing ones.
+
+    Parameters
+    ----------
+    plans : list of list of Path
+        The output paths of each input.
+    inputs : str
+        What the inputs are, for the message ("images", "slides").
+    overwrite : bool
+        Whether existing outputs may be replaced.
+    """
+    names = [path.name for plan in plans for path in plan]
+    clashes = sorted({name for name in names if names.count(name) > 1})
+    if clashes:
+        raise ValueError(f"several {inputs} would write the same outputs: {clashes}; rename them")
+    if not overwrite:
+        refuse_overwrite([path for plan in plans for path in plan])
+
+
 def refuse_overwrite(paths: list[Path]) -> None:
     """Raise ``FileExistsError`` naming the outputs that already exist."""
     existing = [str(p) for p in paths if p.exists()]

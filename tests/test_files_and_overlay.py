@@ -63,3 +63,18 @@ def test_overlay_colours_hot_cells_red() -> None:
     assert rgb.shape == (16, 16, 3) and rgb.dtype == np.uint8
     assert rgb[15, 15, 0] > 100 and rgb[15, 15, 2] < 50  # turbo's top end is red
     assert rgb[0, 0, 2] > rgb[0, 0, 0]  # turbo's bottom end is blue
+
+
+def test_check_outputs_refuses_clashes_and_existing_files(tmp_path: Path) -> None:
+    from napari_gradcam.files import check_outputs
+
+    first = [tmp_path / "a.json", tmp_path / "a.png"]
+    with pytest.raises(
+        ValueError, match=r"several slides would write the same outputs: \['a.json'"
+    ):
+        check_outputs([first, [tmp_path / "a.json"]], "slides", overwrite=True)
+    first[1].write_text("keep")
+    with pytest.raises(FileExistsError, match="already exist"):
+        check_outputs([first], "images", overwrite=False)
+    check_outputs([first], "images", overwrite=True)
+    assert first[1].read_text() == "keep"

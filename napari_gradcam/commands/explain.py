@@ -11,7 +11,7 @@ import numpy as np
 
 from napari_gradcam.core.methods import METHODS
 from napari_gradcam.core.placement import heatmap_transform
-from napari_gradcam.files import read_image, refuse_overwrite, save_array, save_json, save_png
+from napari_gradcam.files import check_outputs, read_image, save_array, save_json, save_png
 
 if TYPE_CHECKING:
     from napari_gradcam.core.explanation import Explanation
@@ -64,12 +64,7 @@ def output_paths(image: Path, out: Path, fmt: str) -> dict[str, Path]:
 def plan_outputs(images: list[Path], out: Path, fmt: str, overwrite: bool) -> list[dict[str, Path]]:
     """Output paths per image; refuse name clashes and (without ``overwrite``) existing files."""
     plans = [output_paths(image, out, fmt) for image in images]
-    stems = [plan["json"].name for plan in plans]
-    clashes = sorted({stem for stem in stems if stems.count(stem) > 1})
-    if clashes:
-        raise ValueError(f"several images would write the same outputs: {clashes}; rename them")
-    if not overwrite:
-        refuse_overwrite([path for plan in plans for path in plan.values()])
+    check_outputs([list(plan.values()) for plan in plans], "images", overwrite)
     return plans
 
 

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from napari_gradcam.core.tile_stats import FACTS
-from napari_gradcam.files import _current_umask, refuse_overwrite
+from napari_gradcam.files import _current_umask, check_outputs
 
 HEATMAP_KEY = "napari_gradcam"
 """Attribute of a heatmap zarr holding its placement and provenance."""
@@ -64,12 +64,7 @@ class SlideOutputs:
 def plan_outputs(slides: list[Path], out: Path, overwrite: bool) -> list[SlideOutputs]:
     """Outputs per slide; refuse name clashes and (without ``overwrite``) existing outputs."""
     plans = [SlideOutputs.for_slide(slide, out) for slide in slides]
-    names = [plan.summary.name for plan in plans]
-    clashes = sorted({name for name in names if names.count(name) > 1})
-    if clashes:
-        raise ValueError(f"several slides would write the same outputs: {clashes}; rename them")
-    if not overwrite:
-        refuse_overwrite([path for plan in plans for path in plan.paths()])
+    check_outputs([plan.paths() for plan in plans], "slides", overwrite)
     return plans
 
 
