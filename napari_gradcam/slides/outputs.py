@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from napari_gradcam.core.tile_stats import FACTS
-from napari_gradcam.files import _current_umask, check_outputs
+from napari_gradcam.files import check_outputs, current_umask
 
 HEATMAP_KEY = "napari_gradcam"
 """Attribute of a heatmap zarr holding its placement and provenance."""
@@ -101,7 +101,7 @@ class HeatmapStore:
         """
         shapes = self._add_levels()
         self.group.attrs[HEATMAP_KEY] = {**attrs, "levels": [list(s) for s in shapes]}
-        os.chmod(self.temporary, 0o777 & ~_current_umask())
+        os.chmod(self.temporary, 0o777 & ~current_umask())
         replace_folder(self.temporary, self.path, overwrite)
         return shapes
 
@@ -158,7 +158,7 @@ class TileTable:
     def publish(self) -> None:
         """Close the file and rename it into place."""
         self._file.close()
-        os.chmod(self.temporary, 0o666 & ~_current_umask())
+        os.chmod(self.temporary, 0o666 & ~current_umask())
         os.replace(self.temporary, self.path)
 
     def discard(self) -> None:
