@@ -131,3 +131,14 @@ def test_tta_flag_averages_over_flips(tile_png: Path, tmp_path: Path) -> None:
         ng.load_model("demo"), iio.imread(tile_png), method="layercam", target="stroma", tta=True
     )
     np.testing.assert_allclose(np.load(out / "tile.cam.npy"), expected.cam, rtol=1e-5, atol=1e-7)
+    assert json.loads((out / "tile.json").read_text())["tta"] is True
+
+
+def test_bf16_flag_runs_scorecam_close_to_the_exact_map(tile_png: Path, tmp_path: Path) -> None:
+    args = ["explain", str(tile_png), "--target", "stroma", "--method", "scorecam"]
+    assert main([*args, "--out", str(tmp_path / "exact")]) == 0
+    assert main([*args, "--out", str(tmp_path / "bf16"), "--bf16"]) == 0
+    exact = np.load(tmp_path / "exact" / "tile.cam.npy")
+    rounded = np.load(tmp_path / "bf16" / "tile.cam.npy")
+    assert exact.max() > 0 and not np.array_equal(rounded, exact)
+    np.testing.assert_allclose(rounded / exact.max(), exact / exact.max(), atol=0.05)

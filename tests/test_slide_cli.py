@@ -142,3 +142,18 @@ def test_a_slide_without_mpp_is_read_at_the_models_mpp_and_says_so(tmp_path, cap
     assert "no microns per pixel" in capsys.readouterr().err
     summary = json.loads((tmp_path / "out" / "nompp.json").read_text())
     assert summary["heatmap"]["mpp"] is None and "micrometer" not in summary["heatmap"]["placement"]
+
+
+def test_tta_is_applied_to_every_tile_and_recorded(slide_dir, tmp_path):
+    out = tmp_path / "tta"
+    assert main(["slide", str(HE_SLIDE_PATH), "--out", str(out), *COARSE, "--tta"]) == 0
+    with_tta, plain = outputs(out), outputs(slide_dir)
+    summary = json.loads(with_tta["summary"].read_text())
+    assert summary["heatmap"]["tta"] is True
+    assert json.loads(plain["summary"].read_text())["heatmap"]["tta"] is False
+    flipped = np.asarray(zarr.open_group(str(with_tta["heatmap"]), mode="r")["0"])
+    unflipped = np.asarray(zarr.open_group(str(plain["heatmap"]), mode="r")["0"])
+    assert flipped.shape == unflipped.shape
+    tiles = json.loads(plain["summary"].read_text())["tiles"]
+    assert summary["tiles"] == tiles  # the same tissue tiles
+    assert not np.allclose(flipped, unflipped, rtol=0.01)

@@ -67,6 +67,7 @@ def heatmap_metadata(result: RegionResult, layer: Image, job: ExplainJob) -> dic
             "weights": job.weights,
             "layer": explanation.layer,
             "method": explanation.method,
+            "tta": explanation.tta,
             "target_index": int(explanation.targets[0]),
             "target_name": explanation.target_names[0],
             "score": float(explanation.scores[0]),
@@ -96,7 +97,8 @@ def heatmap_layer(result: RegionResult, layer: Image, job: ExplainJob) -> LayerD
     """
     explanation = result.explanation
     cam = np.asarray(explanation.cam, dtype=np.float32)
-    name = f"{layer.name} {explanation.method} {explanation.target_names[0]}"
+    flips = " TTA" if explanation.tta else ""
+    name = f"{layer.name} {explanation.method}{flips} {explanation.target_names[0]}"
     kwargs = {
         "name": name,
         "colormap": "turbo",

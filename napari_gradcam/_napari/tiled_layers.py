@@ -99,9 +99,10 @@ class LiveHeatmaps:
         box = self.job.boxes[region]
         target = self.job.target or "predicted"
         where = "" if len(self.job.boxes) == 1 else f", {box.label}"
+        method = f"{self.job.method}{' TTA' if self.job.tta else ''}"
         layer = Image(
             np.zeros(geometry.shape, np.float32),
-            name=f"{self.image.name} {self.job.method} {target} (tiled{where})",
+            name=f"{self.image.name} {method} {target} (tiled{where})",
             colormap=clear_turbo(),
             opacity=0.5,
             blending="translucent",
@@ -124,6 +125,7 @@ def tiled_metadata(result: TiledResult, image: Image, job: ExplainJob) -> dict[s
             "weights": job.weights,
             "layer": settings.layer,
             "method": settings.method,
+            "tta": settings.tta,
             "target_name": settings.target or "predicted (per tile)",
             "stride": geometry.stride,
             "origin": geometry.origin,

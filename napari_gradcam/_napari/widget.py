@@ -2,7 +2,15 @@
 
 from typing import Any
 
-from magicgui.widgets import ComboBox, Container, FileEdit, Label, ProgressBar, PushButton
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FileEdit,
+    Label,
+    ProgressBar,
+    PushButton,
+)
 from napari.layers import Image, Layer, Shapes
 from napari.qt.threading import GeneratorWorker, create_worker
 from napari.utils.notifications import show_error
@@ -25,6 +33,10 @@ TARGET_TIP = "class to explain; predicted: the top class of each region"
 REGION_TIP = (
     "whole layer: the current 2-D plane; selected rectangles: one heatmap per selected "
     "rectangle (all rectangles if none is selected); field of view: what the canvas shows"
+)
+TTA_TIP = (
+    "test-time augmentation: explain the region and its horizontal, vertical and double "
+    "flips, flip the maps back and average them (smoother maps, 4x the work)"
 )
 AUTO_LAYER = "auto"
 PREDICTED = "predicted"
@@ -61,6 +73,7 @@ class GradCamWidget(Container):
             label="Grad-CAM layer", choices=self._layer_choices, tooltip=LAYER_TIP
         )
         self.method = ComboBox(label="method", choices=tuple(METHODS), value="gradcam")
+        self.tta = CheckBox(text="average over flips (TTA)", value=False, tooltip=TTA_TIP)
         self.target = ComboBox(label="target", choices=self._target_choices, tooltip=TARGET_TIP)
         self.region = ComboBox(label="region", choices=REGION_CHOICES, tooltip=REGION_TIP)
         self.shapes = ComboBox(label="rectangles in", choices=self._shapes_choices)
@@ -73,8 +86,8 @@ class GradCamWidget(Container):
         self.tiles = TiledReview(napari_viewer)
         self.extend([
             self.image, self.model, self.weights, self.load_button, self.layer, self.method,
-            self.target, self.region, self.shapes, *self.tiles.controls, self.explain_button,
-            self.cancel_button, self.progress, self.result,
+            self.tta, self.target, self.region, self.shapes, *self.tiles.controls,
+            self.explain_button, self.cancel_button, self.progress, self.result,
         ])  # fmt: skip
         self.native.layout().addWidget(self.tiles.table, 100)
         self.native.layout().addStretch(1)
@@ -172,6 +185,7 @@ class GradCamWidget(Container):
             method=self.method.value,
             layer=None if self.layer.value == AUTO_LAYER else self.layer.value,
             target=None if self.target.value == PREDICTED else self.target.value,
+            tta=self.tta.value,
             plane=plane,
             boxes=boxes,
             tiling=self.tiles.options(),

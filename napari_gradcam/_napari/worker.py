@@ -51,6 +51,7 @@ class ExplainJob:
     method: str = "gradcam"
     layer: str | None = None
     target: str | None = None
+    tta: bool = False
     plane: Plane | None = None
     boxes: tuple[Box, ...] = ()
     tiling: TilingOptions | None = None
@@ -115,7 +116,7 @@ def explain_box(loaded: LoadedModel, job: ExplainJob, box: Box, level: int) -> R
 
     crop = read_crop(job.plane, box, level)
     explanation = explain(
-        loaded, crop.pixels, method=job.method, layer=job.layer, target=job.target
+        loaded, crop.pixels, method=job.method, layer=job.layer, target=job.target, tta=job.tta
     )
     stride = tuple(f * d for f, d in zip(explanation.stride, crop.downsample, strict=True))
     return RegionResult(box, explanation, stride, crop.origin, level)
@@ -154,7 +155,7 @@ def explain_region(
     if job.tiling is not None:
         from napari_gradcam.core.tiled import TileSettings
 
-        settings = TileSettings(job.method, job.layer, job.target)
+        settings = TileSettings(job.method, job.layer, job.target, job.tta)
         plan = plan_region(loaded, job.plane, box, settings, job.tiling, tissue)
         if plan is not None:
             return (yield from run_tiles(loaded, plan, box, index, job.tiling, tissue))

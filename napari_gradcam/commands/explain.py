@@ -39,6 +39,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--tta", action="store_true", help="average the map over flips (4x the work)"
     )
+    parser.add_argument(
+        "--bf16",
+        action="store_true",
+        help="run the masked forwards of scorecam/occlusion in bfloat16: about 2x faster on "
+        "CPUs with AVX-512 BF16 and on GPUs, scores rounded to ~3 digits",
+    )
     parser.add_argument("--out", required=True, type=Path, help="output folder")
     parser.add_argument("--format", default="npy", choices=["npy", "tif"], help="raw map format")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
@@ -92,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
                 layer=args.layer,
                 target=args.target,
                 tta=args.tta,
+                bfloat16=args.bf16,
             )
         except ValueError as err:
             print(f"{image_path}: {err}", file=sys.stderr)
@@ -142,6 +149,7 @@ def describe(
         "probability": float(result.probabilities[0]),
         "score": float(result.scores[0]),
         "method": result.method,
+        "tta": result.tta,
         "layer": result.layer,
         "placement": {
             "stride": list(result.stride),

@@ -44,6 +44,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--method", default="gradcam", choices=sorted(METHODS))
     parser.add_argument("--layer", help="module to explain (default: the card's or last conv)")
     parser.add_argument("--target", help="class name or index (default: each tile's top class)")
+    parser.add_argument(
+        "--tta", action="store_true", help="average each tile's map over flips (4x the work)"
+    )
     parser.add_argument("--scheduler", help="dask.distributed scheduler address (default: local)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     parser.set_defaults(run=run)
@@ -60,7 +63,7 @@ def slide_job(args: argparse.Namespace) -> SlideJob:
     return SlideJob(
         model=args.model,
         weights=args.weights,
-        settings=TileSettings(args.method, args.layer, target),
+        settings=TileSettings(args.method, args.layer, target, args.tta),
         mpp=args.mpp,
         level=args.level,
         overlap=args.overlap,

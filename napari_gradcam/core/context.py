@@ -74,7 +74,7 @@ class MethodSettings:
     ----------
     memory_budget_mb : float, optional
         Memory the batched masked forwards may use at once (a hard limit: too small for one
-        sample is an error); ``None`` picks chunks of about 128 MB, at least one sample.
+        sample is an error); ``None`` picks chunks of about 96 MB, at least one sample.
     occlusion_window : int, optional
         Side of the occluding square in input pixels; default an eighth of the shorter side.
     occlusion_stride : int, optional
@@ -82,12 +82,17 @@ class MethodSettings:
     occlusion_baseline : {"blur", "mean"}
         What replaces the occluded pixels: the image blurred at the window's scale, or the
         normalisation mean (zeros of the normalised input), never white.
+    bfloat16 : bool
+        Run the masked forwards of Score-CAM and occlusion in bfloat16 on a copy of the model
+        (see ``fast_forward``): about 2x faster on hardware with bfloat16 arithmetic, with
+        scores rounded to about three significant digits.
     """
 
     memory_budget_mb: float | None = None
     occlusion_window: int | None = None
     occlusion_stride: int | None = None
     occlusion_baseline: Baseline = "blur"
+    bfloat16: bool = False
 
     def __post_init__(self) -> None:
         if self.memory_budget_mb is not None and not self.memory_budget_mb > 0:

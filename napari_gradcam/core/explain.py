@@ -51,6 +51,7 @@ def explain(
     occlusion_window: int | None = None,
     occlusion_stride: int | None = None,
     occlusion_baseline: Baseline = "blur",
+    bfloat16: bool = False,
     progress: ProgressFn | None = None,
     should_stop: StopFn | None = None,
 ) -> Explanation:
@@ -80,11 +81,16 @@ def explain(
         flips (one batch, same target class), flip the maps back and average them.
     memory_budget_mb : float, optional
         Memory limit for the batched masked forwards of Score-CAM, Ablation-CAM and occlusion;
-        default: chunks of about 128 MB (at least one forward).
+        default: chunks of about 96 MB (at least one forward).
     occlusion_window, occlusion_stride : int, optional
         Occluding square's side and grid step in input pixels (the step is the map's stride).
     occlusion_baseline : {"blur", "mean"}
         What hides the occluded square: the blurred image or the normalisation mean.
+    bfloat16 : bool
+        Run the masked forwards of Score-CAM and occlusion in bfloat16 on a copy of the
+        model: about 2x faster on CPUs with AVX-512 BF16 or AMX and on recent GPUs, with the
+        scores rounded to about three significant digits (the map is then close to, not
+        equal to, the float32 one). Off by default.
     progress : callable, optional
         ``progress(done, total)`` during long methods (steps: masked forwards).
     should_stop : callable, optional
@@ -107,7 +113,7 @@ def explain(
     card = card or getattr(model, "card", None) or ModelCard()
     cam_method = get_method(method)
     settings = MethodSettings(
-        memory_budget_mb, occlusion_window, occlusion_stride, occlusion_baseline
+        memory_budget_mb, occlusion_window, occlusion_stride, occlusion_baseline, bfloat16
     )
     _check_applies(cam_method, module)
     batch = _prepare(image, card, module)
@@ -115,18 +121,12 @@ def explain(
     monitor = Monitor(progress, should_stop)
     monitor.check()
     times = [start, time.perf_counter()]
+    inputs, groups = (flipped_copies(batch), len(FLIPS)) if tta else (batch, 1)
     with frozen_model(module):
         context = collect(
-            module,
-            flipped_copies(batch) if tta else batch,
-            cam_method,
-            found,
-            target,
-            card,
-            groups=len(FLIPS) if tta else 1,
-            settings=settings,
-            monitor=monitor,
-        )
+            module, inputs, cam_method, found, target, card,
+            groups=groups, settings=settings, monitor=monitor,
+        )  # fmt: skip
         times.append(time.perf_counter())
         monitor.check()
         cam = cam_method.compute(context)
@@ -134,7 +134,7 @@ def explain(
     monitor.finish()
     times.append(time.perf_counter())
     single = not isinstance(image, torch.Tensor)
-    return _explanation(cam, context, cam_method, card, single, origin, times)
+    return _explanation(cam, context, cam_method, card, single, origin, times, tta)
 
 
 def _module(model: object) -> nn.Module:
@@ -164,6 +164,7 @@ def _explanation(
     single: bool,
     origin: Sequence[float],
     times: list[float],
+    tta: bool,
 ) -> Explanation:
     """Assemble the result: the first ``len(cam)`` images' targets (TTA copies come after)."""
     targets, logits = context.targets[: len(cam)], context.logits[: len(cam)]
@@ -191,6 +192,8 @@ def _explanation(
             "method": times[3] - times[2],
             "total": times[3] - times[0],
         },
+        tta=tta,
+        logits=logits.detach().float().cpu().numpy(),
     )
 
 

@@ -39,6 +39,10 @@ class Explanation:
     timings : dict
         Seconds per step: ``preprocess``, ``capture`` (forward, and backward when the
         method needs gradients), ``method``, ``total``.
+    tta : bool
+        Whether the map is the mean over flipped copies (test-time augmentation).
+    logits : numpy.ndarray, optional
+        float32 (N, K): the model's logits for the images (not their flipped copies).
     """
 
     cam: np.ndarray
@@ -52,6 +56,8 @@ class Explanation:
     origin: tuple[float, float]
     input_shape: tuple[int, int]
     timings: dict[str, float] = field(default_factory=dict)
+    tta: bool = False
+    logits: np.ndarray | None = None
 
     @property
     def is_batch(self) -> bool:
@@ -72,6 +78,7 @@ class Explanation:
             "input_shape": list(self.input_shape),
             "map_shape": list(self.cam.shape[-2:]),
             "timings": dict(self.timings),
+            "tta": self.tta,
         }
 
 

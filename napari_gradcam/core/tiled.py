@@ -11,8 +11,7 @@ from __future__ import annotations
 import threading
 import time
 import weakref
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +22,6 @@ from torch import nn
 from napari_gradcam.core.capture import model_device
 from napari_gradcam.core.explain import explain
 from napari_gradcam.core.preprocess import match_channels
-from napari_gradcam.core.targets import as_logits
 from napari_gradcam.core.tile_stats import energy_concentration, map_entropy, roughness
 from napari_gradcam.core.tiling import MIN_TISSUE, LevelView, TileGrid, tile_grid
 
@@ -42,6 +40,7 @@ class TileSettings:
     method: str = "gradcam"
     layer: str | None = None
     target: int | str | None = None
+    tta: bool = False
 
 
 @dataclass(frozen=True)
@@ -237,19 +236,6 @@ def _runs(origins: np.ndarray, width: int) -> list[np.ndarray]:
     return np.split(np.arange(len(origins)), np.flatnonzero(breaks) + 1)
 
 
-@contextmanager
-def captured_logits(module: nn.Module) -> Iterator[list[torch.Tensor]]:
-    """Collect the model's logits of the forward passes run inside the block."""
-    outputs: list[torch.Tensor] = []
-    handle = module.register_forward_hook(
-        lambda _m, _i, out: outputs.append(as_logits(out).detach())
-    )
-    try:
-        yield outputs
-    finally:
-        handle.remove()
-
-
 def explain_tiles(
     loaded: LoadedModel,
     tiles: np.ndarray,
@@ -268,19 +254,24 @@ def explain_tiles(
     indices : numpy.ndarray
         (B,) grid indices of the tiles (kept with the results).
     settings : TileSettings
-        Method, layer and target.
+        Method, layer, target and TTA.
     value_range : sequence of float
         Pixel values mapped to [0, 1] (see :func:`pixel_range`).
     """
     start = time.perf_counter()
     batch = preprocess_tiles(tiles, loaded.card, value_range, model_device(loaded.module))
-    with model_lock(loaded.module), captured_logits(loaded.module) as logits:
+    with model_lock(loaded.module):
         result = explain(
-            loaded, batch, method=settings.method, layer=settings.layer, target=settings.target
+            loaded,
+            batch,
+            method=settings.method,
+            layer=settings.layer,
+            target=settings.target,
+            tta=settings.tta,
         )
     cams = np.asarray(result.cam, dtype=np.float32)
     facts = {
-        **prediction_facts(logits[0] if logits else None, result.probabilities),
+        **prediction_facts(result.logits),
         "target_index": result.targets,
         "target_probability": result.probabilities.astype(np.float32),
         "score": result.scores.astype(np.float32),
@@ -288,15 +279,12 @@ def explain_tiles(
         "energy": energy_concentration(cams),
         "roughness": roughness(cams),
     }
-    facts.setdefault("class_index", result.targets)
     return TileResults(np.asarray(indices), cams, facts, time.perf_counter() - start)
 
 
-def prediction_facts(logits: torch.Tensor | None, fallback: np.ndarray) -> dict[str, np.ndarray]:
+def prediction_facts(logits: np.ndarray) -> dict[str, np.ndarray]:
     """Predicted class, its probability and its margin over the runner-up, per tile."""
-    if logits is None:
-        return {"probability": fallback, "margin": np.full(len(fallback), np.nan, np.float32)}
-    scores = logits.float()
+    scores = torch.from_numpy(logits).float()
     if scores.shape[1] == 1:
         positive = torch.sigmoid(scores)
         probabilities = torch.cat([1 - positive, positive], dim=1)

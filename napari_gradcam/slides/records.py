@@ -88,6 +88,7 @@ def heatmap_attrs(slide: Slide, plan: TilePlan, model: str, maximum: float) -> d
         "mpp_source": slide.mpp_source,
         "model": model,
         "method": plan.settings.method,
+        "tta": plan.settings.tta,
         "layer": plan.settings.layer,
         "target": plan.settings.target,
         "level": plan.level,

@@ -235,3 +235,24 @@ def test_glass_only_gives_an_empty_map_and_says_so(make_widget, qtbot, errors):
     assert not heatmap.data.any() and heatmap.metadata[METADATA_KEY]["tiles"]["explained"] == 0
     assert widget.result.value.startswith("no tissue tiles") and errors == []
     assert len(viewer.layers["g tiles"].data) == 0
+
+
+def test_tta_reaches_every_tile(make_widget, qtbot, errors, monkeypatch):
+    from napari_gradcam.core import tiled
+
+    settings_seen = []
+    explain_tiles = tiled.explain_tiles
+
+    def recording(loaded, tiles, indices, settings, value_range):
+        settings_seen.append(settings)
+        return explain_tiles(loaded, tiles, indices, settings, value_range)
+
+    monkeypatch.setattr(tiled, "explain_tiles", recording)
+    viewer, widget = make_widget(slide_like(), name="s")
+    widget.tta.value = True
+    start(widget, qtbot)
+    finish(widget, qtbot)
+    assert errors == []
+    (heatmap,) = tiled_heatmaps(viewer)
+    assert " TTA " in heatmap.name and heatmap.metadata[METADATA_KEY]["tta"] is True
+    assert settings_seen and all(settings.tta for settings in settings_seen)

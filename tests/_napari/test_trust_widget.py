@@ -98,6 +98,7 @@ def test_feature_maps_are_a_channel_stack_aligned_with_the_tile(checked, qtbot, 
         f"features.14 for nuclei-dense, slider 0 first: {facts['channels'][0]} ("
     )
     assert viewer.dims.nsteps[0] == 64, "channels scroll with the slider"
+    assert viewer.layers.extent.units is not None, "napari would say: inconsistent units"
 
 
 def test_sweep_contrast_and_comparison_layers_are_aligned(checked, qtbot, messages) -> None:
@@ -119,6 +120,7 @@ def test_sweep_contrast_and_comparison_layers_are_aligned(checked, qtbot, messag
     assert contrast.name == "tile gradcam nuclei-dense - stroma"
     for layer in [*maps, contrast]:
         np.testing.assert_allclose(world_edges(layer), image_edges, atol=1e-9)
+    assert viewer.layers.extent.units is not None, "napari would say: inconsistent units"
 
 
 def test_bad_requests_say_what_to_do(make_napari_viewer, checked, qtbot, messages) -> None:

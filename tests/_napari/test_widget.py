@@ -165,3 +165,23 @@ def test_load_model_lists_layers_and_classes(make_widget, qtbot, errors):
     assert widget.layer.choices[0] == "auto" and "4" in widget.layer.choices
     widget.model_spec = "demo"
     assert widget.target.choices == ("predicted",)
+
+
+def test_tta_gives_the_mean_over_flips_and_says_so(make_widget, tile, qtbot, errors):
+    from napari_gradcam._napari.worker import load_cached
+    from napari_gradcam.core.explain import explain
+
+    viewer, widget = make_widget(tile, name="tile")
+    widget.tta.value = True
+    run(widget, qtbot)
+    widget.tta.value = False
+    run(widget, qtbot)
+    assert errors == []
+    with_tta, plain = heatmaps(viewer)
+    assert " TTA " in with_tta.name and " TTA " not in plain.name
+    assert with_tta.metadata[METADATA_KEY]["tta"] and not plain.metadata[METADATA_KEY]["tta"]
+    loaded, _ = load_cached(widget.model_spec, str(widget.weights.value))
+    target = with_tta.metadata[METADATA_KEY]["target_index"]
+    expected = explain(loaded, tile, target=target, tta=True).cam
+    np.testing.assert_allclose(with_tta.data, expected, rtol=1e-5, atol=1e-7)
+    assert not np.allclose(with_tta.data, plain.data, rtol=0.01)

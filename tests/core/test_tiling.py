@@ -7,7 +7,13 @@ from napari_gradcam.core.explain import explain
 from napari_gradcam.core.explanation import normalize_cam
 from napari_gradcam.core.placement import heatmap_transform
 from napari_gradcam.core.sampling import choose_sampling, sampling_for
-from napari_gradcam.core.tiled import TileSettings, explain_tiles, plan_tiles, read_tiles
+from napari_gradcam.core.tiled import (
+    TileSettings,
+    explain_tiles,
+    plan_tiles,
+    preprocess_tiles,
+    read_tiles,
+)
 from napari_gradcam.core.tiling import (
     LevelView,
     Stitcher,
@@ -209,3 +215,25 @@ def test_sampling_prefers_a_level_and_resamples_when_needed():
         sampling_for([(1, 1)], 0.5, 0.5, level=3)
     with pytest.raises(ValueError, match="--slide-mpp"):
         sampling_for([(1, 1)], None, 0.5, mpp=1.0)
+
+
+def test_tta_tiles_equal_tta_explanations_and_keep_the_plain_predictions(two_halves):
+    torch.manual_seed(1)
+    model = cellwise_model()
+    model[0] = nn.Conv2d(3, 6, 3, padding=1)  # 3 x 3 kernels: flips change the map
+    loaded = LoadedModel(model.eval(), ModelCard(input_size=(TILE, TILE)), "3x3", "factory")
+    view = LevelView(two_halves)
+    settings = TileSettings(layer="4", target=1, tta=True)
+    plan = plan_tiles(loaded, view, 0, (0, 0, 32, 48), overlap=0.0, settings=settings)
+    indices = plan.batches(8)[0]
+    tiles = read_tiles(view, plan.grid.origins[indices], plan.grid.tile)
+    results = explain_tiles(loaded, tiles, indices, plan.settings, (0, 255))
+    first = preprocess_tiles(tiles[:1], loaded.card, (0, 255), torch.device("cpu"))
+    with_tta = explain(loaded, first, layer="4", target=1, tta=True)
+    plain = explain(loaded, first, layer="4", target=1)
+    assert not np.allclose(with_tta.cam, plain.cam, rtol=0.01)
+    np.testing.assert_allclose(results.cams[:1], with_tta.cam, rtol=1e-5, atol=1e-7)
+    assert len(results.facts["probability"]) == len(indices)
+    probabilities = torch.softmax(torch.from_numpy(plain.logits), dim=1)
+    assert results.facts["class_index"][0] == int(probabilities.argmax())
+    np.testing.assert_allclose(results.facts["probability"][0], probabilities.max(), rtol=1e-5)

@@ -37,6 +37,8 @@ def test_tta_equals_a_loop_over_flips(method: str) -> None:
     assert result.targets.tolist() == plain.targets.tolist()
     np.testing.assert_allclose(result.scores, plain.scores, rtol=1e-9)
     assert result.cam.shape == plain.cam.shape and result.stride == plain.stride
+    assert result.tta and not plain.tta
+    np.testing.assert_allclose(result.logits, plain.logits, rtol=1e-9)  # the image's own logits
 
 
 @pytest.mark.parametrize("method", ["gradcam", "scorecam", "occlusion"])

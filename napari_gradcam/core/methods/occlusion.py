@@ -7,8 +7,9 @@ import math
 import torch
 import torch.nn.functional as F
 
-from napari_gradcam.core.batching import chunk_size, chunked, fast_layout, run_model
+from napari_gradcam.core.batching import chunk_size, chunked
 from napari_gradcam.core.context import Baseline, LayerContext
+from napari_gradcam.core.fast_forward import fast_inference
 from napari_gradcam.core.targets import target_scores
 
 
@@ -31,15 +32,14 @@ def occlusion(ctx: LayerContext) -> torch.Tensor:
     size = chunk_size(ctx.settings.memory_budget_mb, ctx.sample_bytes)
     with torch.inference_mode():
         baseline = occlusion_baseline(ctx.batch, ctx.settings.occlusion_baseline, window)
-        with fast_layout(ctx.model, ctx.batch) as layout:
+        with fast_inference(ctx.model, ctx.batch, ctx.settings.bfloat16) as forward:
 
             def occluded_scores(start: int, stop: int) -> torch.Tensor:
                 index = torch.arange(start, stop, device=device)
                 images, cells = index // (rows * cols), index % (rows * cols)
                 hidden = _squares(cells // cols, cells % cols, window, step, (height, width))
                 inputs = torch.where(hidden[:, None], baseline[images], ctx.batch[images])
-                logits = run_model(ctx.model, inputs.contiguous(memory_format=layout))
-                return target_scores(logits, ctx.targets[images])[0]
+                return target_scores(forward(inputs), ctx.targets[images])[0]
 
             occluded = chunked(occluded_scores, n * rows * cols, size, ctx.monitor)
         drop = ctx.scores()[:, None, None] - occluded.reshape(n, rows, cols)

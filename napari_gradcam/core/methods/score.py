@@ -5,8 +5,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from napari_gradcam.core.batching import chunk_size, chunked, fast_layout, run_model
+from napari_gradcam.core.batching import chunk_size, chunked, run_model
 from napari_gradcam.core.context import LayerContext
+from napari_gradcam.core.fast_forward import fast_inference
 from napari_gradcam.core.methods.gradient import weighted_channel_sum
 from napari_gradcam.core.targets import target_scores
 
@@ -32,13 +33,13 @@ def scorecam(ctx: LayerContext) -> torch.Tensor:
     size = chunk_size(ctx.settings.memory_budget_mb, ctx.sample_bytes + mask_bytes)
     with torch.inference_mode():
         scores = _constant_channel_scores(ctx, varying)
-        with fast_layout(ctx.model, ctx.batch) as layout:
+        with fast_inference(ctx.model, ctx.batch, ctx.settings.bfloat16) as forward:
 
             def masked_scores(start: int, stop: int) -> torch.Tensor:
                 images, channels = pairs[start:stop].unbind(dim=1)
                 masks = _masks(a[images, channels], ctx.batch.shape[-2:])
-                inputs = (ctx.batch[images] * masks).contiguous(memory_format=layout)
-                return target_scores(run_model(ctx.model, inputs), ctx.targets[images])[0]
+                logits = forward(ctx.batch[images] * masks)
+                return target_scores(logits, ctx.targets[images])[0]
 
             if len(pairs):
                 scores[varying] = chunked(masked_scores, len(pairs), size, ctx.monitor)
