@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 from napari.layers import Image, Shapes
+from napari.utils.transforms.transform_utils import expand_upper_triangular
 
 from napari_gradcam._napari.worker import ExplainJob, RegionResult
 from napari_gradcam.core.placement import heatmap_transform
@@ -26,6 +27,13 @@ def _plane_rotation(layer: Image) -> np.ndarray:
     return np.asarray(layer.rotate, dtype=float)[-2:, -2:]
 
 
+def _plane_shear(layer: Image) -> np.ndarray:
+    """The layer's shear matrix (unit upper triangular) restricted to its last two axes."""
+    shear = np.asarray(layer.shear, dtype=float)
+    matrix = expand_upper_triangular(shear) if shear.ndim == 1 else shear
+    return matrix[-2:, -2:]
+
+
 def _plane_affine(layer: Image) -> np.ndarray:
     """The layer's affine matrix restricted to its last two axes (3 x 3, homogeneous)."""
     return np.asarray(layer.affine.affine_matrix, dtype=float)[-3:, -3:]
@@ -34,16 +42,17 @@ def _plane_affine(layer: Image) -> np.ndarray:
 def placement_kwargs(
     layer: Image, stride: tuple[float, float], origin: tuple[float, float]
 ) -> dict[str, Any]:
-    """Return scale, translate, units (and rotate/affine when not identity) that align a map.
+    """Return scale, translate, units (and rotate/shear/affine when not identity) aligning a map.
 
-    napari applies ``rotate @ scale`` before ``translate``, so the offset of the map's first
-    cell is rotated like the image before it is added to the image's translate.
+    napari applies ``rotate @ shear @ scale`` before ``translate``, so the offset of the map's
+    first cell is sheared and rotated like the image before it is added to the image's
+    translate.
     """
     image_scale = tuple(layer.scale[-2:])
     image_translate = np.asarray(layer.translate[-2:], dtype=float)
     scale, translate = heatmap_transform(stride, origin, image_scale, tuple(image_translate))
-    rotation = _plane_rotation(layer)
-    offset = rotation @ (np.asarray(translate) - image_translate)
+    rotation, shear = _plane_rotation(layer), _plane_shear(layer)
+    offset = rotation @ shear @ (np.asarray(translate) - image_translate)
     kwargs: dict[str, Any] = {
         "scale": scale,
         "translate": tuple(image_translate + offset),
@@ -51,6 +60,8 @@ def placement_kwargs(
     }
     if not np.allclose(rotation, np.eye(2)):
         kwargs["rotate"] = rotation
+    if not np.allclose(shear, np.eye(2)):
+        kwargs["shear"] = shear
     affine = _plane_affine(layer)
     if not np.allclose(affine, np.eye(3)):
         kwargs["affine"] = affine

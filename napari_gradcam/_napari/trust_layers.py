@@ -42,14 +42,11 @@ def stack_placement(placement: dict[str, Any]) -> dict[str, Any]:
         "translate": (0.0, *placement["translate"]),
         "units": ("pixel", *placement["units"]),
     }
-    if "rotate" in placement:
-        rotate = np.eye(3)
-        rotate[1:, 1:] = placement["rotate"]
-        stacked["rotate"] = rotate
-    if "affine" in placement:
-        affine = np.eye(4)
-        affine[1:, 1:] = placement["affine"]
-        stacked["affine"] = affine
+    for key, size in (("rotate", 3), ("shear", 3), ("affine", 4)):
+        if key in placement:
+            matrix = np.eye(size)
+            matrix[1:, 1:] = placement[key]
+            stacked[key] = matrix
     return stacked
 
 

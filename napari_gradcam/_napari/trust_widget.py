@@ -26,6 +26,7 @@ from napari.utils.theme import get_theme
 from napari.viewer import Viewer
 from qtpy.QtWidgets import QSizePolicy
 
+from napari_gradcam._napari.docking import DockWatch
 from napari_gradcam._napari.layers import METADATA_KEY
 from napari_gradcam._napari.plane import Plane, current_plane
 from napari_gradcam._napari.trust_jobs import (
@@ -53,6 +54,7 @@ if TYPE_CHECKING:
 HEATMAP_LAYER = "heatmap's layer"
 PREDICTED = "predicted"
 TOP_SHOWN = 5
+CLOSED = "stopped: the trust dock was closed"
 NO_HEATMAP = (
     "choose a heatmap: explain an image with the Grad-CAM dock first, then pick its layer here"
 )
@@ -73,6 +75,8 @@ class TrustWidget(Container):
         self._worker: GeneratorWorker | None = None
         self._info: ModelInfo | None = None
         self._shown: Image | None = None
+        self._dock = DockWatch(self.native)
+        self._settled = True
         self._build()
         self._lay_out()
         self._connect()
@@ -205,10 +209,11 @@ class TrustWidget(Container):
         worker = create_worker(run_trust_job, job)
         worker.yielded.connect(self._on_progress)
         worker.returned.connect(lambda outcome: self._on_returned(outcome, job, heatmap))
-        worker.aborted.connect(lambda: setattr(self.status, "value", "cancelled"))
-        worker.errored.connect(lambda _error: setattr(self.status, "value", "failed"))
+        worker.errored.connect(self._on_errored)
         worker.finished.connect(self._on_finished)
         self._worker = worker
+        self._settled = False
+        self._dock.start()
         self._set_running(True)
         worker.start()
 
@@ -221,10 +226,15 @@ class TrustWidget(Container):
             self.status.value = "starting..."
 
     def _on_finished(self) -> None:
+        if not self._settled:  # aborted, or stopped after its last step
+            self.status.value = CLOSED if self._dock.closed else "cancelled"
         self._worker = None
         self._set_running(False)
 
     def _on_progress(self, progress: Progress) -> None:
+        if self._dock.closed:
+            self.cancel()
+            return
         self.progress.max = max(progress.total, 1)
         self.progress.value = min(progress.step, progress.total)
         self.status.value = progress.message
@@ -246,7 +256,15 @@ class TrustWidget(Container):
         if known != (source.spec, source.weights):
             self.run("load")
 
+    def _on_errored(self, _error: Exception) -> None:
+        self._settled = True
+        self.status.value = "failed"
+
     def _on_returned(self, outcome: TrustOutcome, job: TrustJob, heatmap: Image) -> None:
+        self._settled = True
+        if self._dock.closed:
+            self.status.value = CLOSED
+            return
         if outcome.error is not None:
             self.status.value = "failed"
             show_error(f"Grad-CAM trust: {outcome.error}")

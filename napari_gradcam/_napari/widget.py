@@ -16,6 +16,7 @@ from napari.qt.threading import GeneratorWorker, create_worker
 from napari.utils.notifications import show_error
 from napari.viewer import Viewer
 
+from napari_gradcam._napari.docking import DockWatch
 from napari_gradcam._napari.layers import (
     ANNOTATIONS_NAME,
     METADATA_KEY,
@@ -61,6 +62,7 @@ class GradCamWidget(Container):
         self._worker: GeneratorWorker | None = None
         self._running_on: Image | None = None
         self._halted: str | None = None
+        self._settled = True
         self._model_info: ModelInfo | None = None
         self.image = ComboBox(label="image", choices=self._image_choices)
         self.model = FileEdit(label="model", mode="r", tooltip=MODEL_TIP)
@@ -84,6 +86,7 @@ class GradCamWidget(Container):
         self.result.native.setWordWrap(True)
         self.result.native.setMinimumHeight(3 * self.result.native.fontMetrics().lineSpacing())
         self.tiles = TiledReview(napari_viewer)
+        self._dock = DockWatch(self.native)
         self.extend([
             self.image, self.model, self.weights, self.load_button, self.layer, self.method,
             self.tta, self.target, self.region, self.shapes, *self.tiles.controls,
@@ -203,6 +206,8 @@ class GradCamWidget(Container):
         self._worker = worker
         self._running_on = layer
         self._halted = None
+        self._settled = False
+        self._dock.start()
         if layer is not None:
             self.tiles.start(job, layer)
         self._set_running(True)
@@ -216,6 +221,7 @@ class GradCamWidget(Container):
             self.result.value = "starting..."
 
     def _stopped(self, text: str) -> None:
+        self._settled = True
         self.tiles.discard()
         self.result.value = self._halted or text
 
@@ -224,11 +230,20 @@ class GradCamWidget(Container):
             self._halt(f"the layer {event.value.name!r} was removed")
 
     def _on_finished(self) -> None:
+        if not self._settled:  # stopped after its last step: neither returned nor aborted
+            self._stopped("cancelled")
         self._worker = None
         self._set_running(False)
 
+    def _dock_closed(self) -> bool:
+        """Whether the dock was closed since the job started (then the job stops)."""
+        if self._dock.closed:
+            self._halt("the Grad-CAM dock was closed")
+            return True
+        return False
+
     def _on_progress(self, progress: Progress) -> None:
-        if not self.running or self._worker.abort_requested:
+        if not self.running or self._worker.abort_requested or self._dock_closed():
             return
         self.progress.max = progress.total
         self.progress.value = progress.step
@@ -254,7 +269,8 @@ class GradCamWidget(Container):
         self.shapes.visible = region == RECTANGLES
 
     def _on_returned(self, outcome: JobOutcome, job: ExplainJob, layer: Image | None) -> None:
-        if self._halted is not None:
+        self._settled = True
+        if self._halted is not None or self._dock_closed():
             self._stopped("stopped")
             return
         if outcome.error is not None:

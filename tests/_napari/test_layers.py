@@ -77,6 +77,17 @@ def test_heatmap_follows_a_rotated_image():
     )
 
 
+def test_heatmap_follows_a_sheared_rotated_image():
+    image = Image(np.zeros((64, 96)), scale=(0.7, 1.3), translate=(10, -25), rotate=30, shear=[0.4])
+    result = make_result(np.random.rand(8, 12), origin=(8.0, 16.0))
+    data, kwargs, _ = heatmap_layer(result, image, JOB)
+    heatmap = Image(data, **kwargs)
+    for cell, pixel in [((2, 3), (17.5, 29.5)), ((0, 0), (9.5, 17.5)), ((7, 11), (37.5, 61.5))]:
+        np.testing.assert_allclose(
+            heatmap.data_to_world(cell), image.data_to_world(pixel), atol=1e-9
+        )
+
+
 def test_annotations_layer_is_placed_like_the_image():
     image = Image(np.zeros((2, 64, 96)), scale=(1, 0.5, 0.25), translate=(0, 3, 4))
     shapes = annotations_layer(image)

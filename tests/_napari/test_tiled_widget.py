@@ -256,3 +256,21 @@ def test_tta_reaches_every_tile(make_widget, qtbot, errors, monkeypatch):
     (heatmap,) = tiled_heatmaps(viewer)
     assert " TTA " in heatmap.name and heatmap.metadata[METADATA_KEY]["tta"] is True
     assert settings_seen and all(settings.tta for settings in settings_seen)
+
+
+def test_closing_the_dock_mid_run_stops_the_job_and_leaves_no_layer(
+    make_widget, qtbot, errors, batches
+):
+    viewer, widget = make_widget(slide_like((256, 384), slice(None)), name="s")
+    updates: list = []
+    batches.hold()
+    start(widget, qtbot, updates)
+    qtbot.waitUntil(lambda: len(updates) >= 2, timeout=TIMEOUT_MS)
+    worker = widget._worker
+    viewer.window.remove_dock_widget(widget.native)
+    started = len(batches)
+    batches.release()
+    qtbot.waitUntil(lambda: worker.is_running is False, timeout=TIMEOUT_MS)
+    qtbot.wait(100)
+    assert len(batches) - started <= 1
+    assert live_layers(viewer) == [] and errors == []

@@ -190,3 +190,13 @@ def test_a_region_too_large_for_a_trust_report_says_what_to_do() -> None:
             break
     assert outcome.report is None
     assert "1100 x 1000 pixels" in outcome.error and "at most 1024 x 1024" in outcome.error
+
+
+def test_closing_the_trust_dock_mid_run_adds_nothing(checked, qtbot, messages) -> None:
+    viewer, widget, _heatmap = checked(he_tile("dense_edge"))
+    before = list(viewer.layers)
+    widget.features_button.clicked.emit()
+    viewer.window.remove_dock_widget(widget.native)
+    wait(widget, qtbot)
+    assert list(viewer.layers) == before and messages["error"] == []
+    assert widget.status.value == "stopped: the trust dock was closed"

@@ -185,3 +185,12 @@ def test_tta_gives_the_mean_over_flips_and_says_so(make_widget, tile, qtbot, err
     expected = explain(loaded, tile, target=target, tta=True).cam
     np.testing.assert_allclose(with_tta.data, expected, rtol=1e-5, atol=1e-7)
     assert not np.allclose(with_tta.data, plain.data, rtol=0.01)
+
+
+def test_closing_the_dock_mid_run_adds_no_layer(make_widget, tile, qtbot, errors):
+    viewer, widget = make_widget(tile, name="tile")
+    widget.explain_button.clicked.emit()
+    viewer.window.remove_dock_widget(widget.native)
+    qtbot.waitUntil(lambda: not widget.running, timeout=TIMEOUT_MS)
+    assert heatmaps(viewer) == [] and "annotations" not in viewer.layers
+    assert widget.result.value == "stopped: the Grad-CAM dock was closed" and errors == []
