@@ -45,6 +45,8 @@ class MapGeometry:
     level: int
     n_tiles: int
     n_explained: int
+    tile: tuple[float, float] = (0.0, 0.0)
+    """Size of one tile in level-0 pixels."""
 
 
 @dataclass(frozen=True)
@@ -233,6 +235,7 @@ def _geometry(plan: TilePlan) -> MapGeometry:
         plan.level,
         plan.grid.n_tiles,
         len(plan.explained),
+        tuple(c * s for c, s in zip(plan.grid.tile_cells, plan.stride, strict=True)),
     )
 
 

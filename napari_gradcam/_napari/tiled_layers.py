@@ -139,6 +139,7 @@ def tiled_metadata(result: TiledResult, image: Image, job: ExplainJob) -> dict[s
                 "explained": geometry.n_explained,
                 "skipped": geometry.n_tiles - geometry.n_explained,
                 "overlap": job.tiling.overlap if job.tiling else 0.0,
+                "size": geometry.tile,
             },
             "normalisation": "one for the whole region (raw map over [min, max])",
         }

@@ -48,6 +48,7 @@ class HeatmapSource:
     level: int
     slice_index: tuple[int, ...] = ()
     tiled: bool = False
+    tile: tuple[float, float] | None = None
 
     @property
     def model_layer(self) -> str | None:
@@ -79,7 +80,33 @@ class HeatmapSource:
             level=int(facts.get("pyramid_level", 0)),
             slice_index=tuple(int(i) for i in facts.get("slice", ())),
             tiled=tiled,
+            tile=tuple(facts["tiles"]["size"]) if "size" in facts.get("tiles", {}) else None,
         )
+
+    def tile_at(self, centre: tuple[float, float]) -> HeatmapSource:
+        """Narrow a tiled heatmap's source to one tile-sized box around ``centre``.
+
+        The model was run on tiles, so a check runs on one: the box of one tile's size
+        centred on ``centre`` (level-0 pixels), moved to lie inside the heatmap's region.
+        A heatmap without a recorded tile size keeps its whole region.
+        """
+        if self.tile is None:
+            return self
+        box = self.box
+        (y0, y1), (x0, x1) = (
+            _centred(c, size, low, high)
+            for c, size, low, high in zip(
+                centre, self.tile, (box.y0, box.x0), (box.y1, box.x1), strict=True
+            )
+        )
+        return replace(self, box=Box(y0, x0, y1, x1, f"tile at ({y0}, {x0}) of {box.label}"))
+
+
+def _centred(centre: float, size: float, low: int, high: int) -> tuple[int, int]:
+    """``[start, stop)`` of ``size`` around ``centre``, moved into (and cut to) ``[low, high)``."""
+    start = round(centre - size / 2)
+    start = max(low, min(start, high - round(size)))
+    return start, min(start + round(size), high)
 
 
 @dataclass(frozen=True)
@@ -142,15 +169,22 @@ def run_trust_job(job: TrustJob) -> Generator[Progress, None, TrustOutcome]:
         outcome = yield from _ACTIONS[job.kind](loaded, job, crop)
     except USER_ERRORS as err:
         return TrustOutcome(job.kind, error=f"Could not run {job.kind} on the heatmap: {err}")
-    notes = ("the heatmap was stitched from tiles; this checked its region as one input",)
     return replace(
         outcome,
-        notes=notes if job.source.tiled else (),
+        notes=_tiled_notes(job.source),
         crop_origin=crop.origin,
         downsample=crop.downsample,
         tissue_fraction=_tissue_fraction(crop),
         seconds=time.perf_counter() - start,
     )
+
+
+def _tiled_notes(source: HeatmapSource) -> tuple[str, ...]:
+    if not source.tiled:
+        return ()
+    if source.tile is None:
+        return ("the heatmap was stitched from tiles; this checked its region as one input",)
+    return (f"checked the {source.box.label} under the view centre; pan to check another",)
 
 
 def _tissue_fraction(crop: Crop) -> float | None:

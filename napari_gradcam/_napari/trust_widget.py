@@ -187,7 +187,10 @@ class TrustWidget(Container):
                 f"the image {source.image_layer!r} of this heatmap is no longer in the viewer; "
                 "add it again under that name or explain the image again"
             )
-        plane = _plane_of(layers[source.image_layer], source)
+        image = layers[source.image_layer]
+        if source.tiled:
+            source = source.tile_at(view_centre(self._viewer, image))
+        plane = _plane_of(image, source)
         return TrustJob(kind, source, plane, **self._options(kind, source)), heatmap
 
     def _options(self, kind: Kind, source: HeatmapSource) -> dict[str, Any]:
@@ -313,6 +316,15 @@ class TrustWidget(Container):
             if not heatmap.name.endswith(NO_TISSUE):
                 heatmap.name += NO_TISSUE
         self.status.value = f"trust report: {report.rating} ({outcome.seconds:.1f} s)"
+
+
+def view_centre(viewer: Viewer, image: Image) -> tuple[float, float]:
+    """The canvas centre in ``image``'s level-0 data pixels (y, x) of its current plane."""
+    point = np.asarray(viewer.dims.point, dtype=float)
+    displayed = list(viewer.dims.displayed)
+    point[displayed] = np.asarray(viewer.scene.camera.center, dtype=float)[-len(displayed) :]
+    y, x = image.world_to_data(point)[-2:]
+    return float(y), float(x)
 
 
 def _form(*widgets: Widget) -> Container:

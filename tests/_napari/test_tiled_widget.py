@@ -274,3 +274,26 @@ def test_closing_the_dock_mid_run_stops_the_job_and_leaves_no_layer(
     qtbot.wait(100)
     assert len(batches) - started <= 1
     assert live_layers(viewer) == [] and errors == []
+
+
+def test_a_tiled_heatmap_is_checked_on_the_tile_under_the_view_centre(make_widget, qtbot, errors):
+    from napari_gradcam._napari.trust_layers import FEATURES_KEY
+    from napari_gradcam._napari.trust_widget import TrustWidget
+
+    viewer, widget = make_widget(slide_like(), scale=(0.5, 2.0), translate=(10, -25), name="s")
+    start(widget, qtbot)
+    finish(widget, qtbot)
+    (heatmap,) = tiled_heatmaps(viewer)
+    assert heatmap.metadata[METADATA_KEY]["tiles"]["size"] == (16.0, 16.0)
+    trust = TrustWidget(viewer)
+    viewer.window.add_dock_widget(trust, name="trust")
+    trust.heatmap.value = heatmap
+    qtbot.waitUntil(lambda: not trust.running, timeout=TIMEOUT_MS)
+    image = viewer.layers["s"]
+    viewer.scene.camera.center = tuple(image.data_to_world((100, 60)))
+    trust.features_button.clicked.emit()
+    qtbot.waitUntil(lambda: not trust.running, timeout=TIMEOUT_MS)
+    (stack,) = [layer for layer in viewer.layers if FEATURES_KEY in layer.metadata]
+    corners = [image.data_to_world((91.5, 51.5)), image.data_to_world((107.5, 67.5))]
+    np.testing.assert_allclose(world_edges(stack), np.array(corners)[:, -2:], atol=1e-9)
+    assert "checked the tile at (92, 52) of whole layer under the view centre" in trust.status.value

@@ -174,6 +174,26 @@ def test_heatmap_sources_of_tiled_and_unfinished_maps() -> None:
     named = HeatmapSource.from_metadata({**facts, "target_name": "stroma"})
     assert named.target == "stroma"
     assert HeatmapSource.describes(facts) and not HeatmapSource.describes({"running": True})
+    assert source.tile is None and source.tile_at((100, 100)) == source  # recorded before sizes
+
+
+def test_a_tiled_source_narrows_to_the_tile_around_a_point_inside_its_region() -> None:
+    facts = {
+        "model": "demo",
+        "method": "gradcam",
+        "target_name": "stroma",
+        "image_layer": "slide",
+        "box": (10, 20, 300, 400),
+        "tiles": {"total": 12, "explained": 9, "size": (96.0, 96.0)},
+    }
+    source = HeatmapSource.from_metadata(facts)
+    assert source.tile == (96.0, 96.0)
+    centred = source.tile_at((150.2, 200.7)).box
+    assert (centred.y0, centred.x0, centred.y1, centred.x1) == (102, 153, 198, 249)
+    corner = source.tile_at((0, 1000)).box  # moved inside the region
+    assert (corner.y0, corner.x0, corner.y1, corner.x1) == (10, 304, 106, 400)
+    narrow = HeatmapSource.from_metadata({**facts, "box": (0, 0, 50, 400)}).tile_at((25, 50))
+    assert (narrow.box.y0, narrow.box.y1) == (0, 50)  # a region thinner than a tile: cut
 
 
 def test_a_region_too_large_for_a_trust_report_says_what_to_do() -> None:
