@@ -6,6 +6,8 @@ layer, class and crop of which image made it, so every action re-reads that crop
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -299,8 +301,9 @@ class TrustWidget(Container):
             self.channels.value = _top_channels(outcome.features)
         if outcome.contrast is not None:
             tuples.append(contrast_layer(outcome.contrast, outcome, image))
-        for layer in [Layer.create(*t) for t in tuples]:
-            self._viewer.add_layer(layer)
+        with kept_view(self._viewer):
+            for layer in [Layer.create(*t) for t in tuples]:
+                self._viewer.add_layer(layer)
         self.status.value = f"added {len(tuples)} layer(s) in {outcome.seconds:.1f} s"
         if outcome.contrast is not None and not np.any(outcome.contrast.difference):
             self.status.value += f"; the maps are identical ({job.source.method} ignores the class)"
@@ -316,6 +319,19 @@ class TrustWidget(Container):
             if not heatmap.name.endswith(NO_TISSUE):
                 heatmap.name += NO_TISSUE
         self.status.value = f"trust report: {report.rating} ({outcome.seconds:.1f} s)"
+
+
+@contextmanager
+def kept_view(viewer: Viewer) -> Iterator[None]:
+    """Keep the camera's centre and zoom while layers are added.
+
+    napari resets the view when a layer adds a dimension (the feature stack's channels);
+    the user's view is what they were checking.
+    """
+    camera = viewer.scene.camera
+    centre, zoom = tuple(camera.center), camera.zoom
+    yield
+    camera.center, camera.zoom = centre, zoom
 
 
 def view_centre(viewer: Viewer, image: Image) -> tuple[float, float]:

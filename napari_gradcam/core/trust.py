@@ -25,6 +25,9 @@ from napari_gradcam.models.card import ModelCard
 
 STAGES = 4
 """Progress messages :func:`iter_trust_report` yields before it returns."""
+MIN_CURVE_SPAN = 0.05
+"""Faithfulness is judged only when the target's probability moves at least this much along
+the deletion and insertion curves; otherwise nothing the map ranks changes the decision."""
 
 
 @dataclass(frozen=True)
@@ -65,8 +68,25 @@ class TrustReport:
     findings: tuple[str, ...]
 
     @property
-    def faithful(self) -> bool:
-        """Deletion hurts and insertion helps faster in the map's order than in a random one."""
+    def curve_range(self) -> tuple[float, float]:
+        """Lowest and highest target probability along all four curves."""
+        curves = [
+            getattr(c, name)
+            for c in (self.faithfulness, self.random_order)
+            for name in ("deletion", "insertion")
+        ]
+        return float(min(c.min() for c in curves)), float(max(c.max() for c in curves))
+
+    @property
+    def faithful(self) -> bool | None:
+        """Deletion hurts and insertion helps faster in the map's order than in a random one.
+
+        ``None`` when the curves hardly move (less than ``MIN_CURVE_SPAN``): the class's
+        probability stays put whatever is replaced, so there is nothing to judge.
+        """
+        low, high = self.curve_range
+        if high - low < MIN_CURVE_SPAN:
+            return None
         ours, chance = self.faithfulness, self.random_order
         return ours.deletion_auc < chance.deletion_auc and ours.insertion_auc > chance.insertion_auc
 
@@ -75,15 +95,15 @@ class TrustReport:
         """One word: ``blank tile``, ``flat map``, ``doubtful``, ``mixed`` or ``plausible``.
 
         ``plausible`` needs every check to pass: the sanity check ran and the map depends on
-        the weights, both curves beat chance, and no noise indicator warns.
+        the weights, both curves moved and beat chance, and no noise indicator warns.
         """
         if self.noise.blank:
             return "blank tile"
         if self.noise.flat:
             return "flat map"
-        if self.sanity.depends_on_weights is False or not self.faithful:
+        if self.sanity.depends_on_weights is False or self.faithful is False:
             return "doubtful"
-        checked = self.sanity.depends_on_weights is True
+        checked = self.sanity.depends_on_weights is True and self.faithful is True
         return "plausible" if checked and not self.noise.warnings else "mixed"
 
     @property
@@ -239,14 +259,31 @@ def _findings(report: TrustReport) -> tuple[str, ...]:
     """The report's conclusions in words: blank tile first, then sanity, faithfulness, noise."""
     warnings = list(report.noise.warnings)
     first = [warnings.pop(0)] if report.noise.blank else []
+    return (*first, f"sanity check {report.sanity.verdict}", _faithfulness(report), *warnings)
+
+
+def _faithfulness(report: TrustReport) -> str:
+    """The deletion/insertion finding in words."""
+    if report.faithful is None:
+        low, high = report.curve_range
+        advice = (
+            "explain a class the model gives this image"
+            if report.probability < 0.5
+            else f"the {report.faithfulness.baseline} baseline alone keeps the class, so the "
+            "decision rests on what every pixel shares (such as the stain), not on a region"
+        )
+        return (
+            f"faithfulness cannot be judged: p({report.target_name}) stays within "
+            f"{low:.2f}-{high:.2f} whatever pixels are replaced, so the map's order changes "
+            f"nothing the model decides; {advice}"
+        )
     ours, chance = report.faithfulness, report.random_order
     deletes = "faster" if ours.deletion_auc < chance.deletion_auc else "no faster"
     inserts = "faster" if ours.insertion_auc > chance.insertion_auc else "no faster"
-    faithfulness = (
+    return (
         f"faithfulness {'passes' if report.faithful else 'fails'}: deleting the pixels the map "
         f"ranks highest lowers p({report.target_name}) {deletes} than a random order "
         f"(deletion AUC {ours.deletion_auc:.2f} vs {chance.deletion_auc:.2f}) and restoring "
         f"them first raises it {inserts} (insertion AUC {ours.insertion_auc:.2f} vs "
         f"{chance.insertion_auc:.2f}; {ours.baseline} baseline)"
     )
-    return (*first, f"sanity check {report.sanity.verdict}", faithfulness, *warnings)

@@ -297,3 +297,6 @@ def test_a_tiled_heatmap_is_checked_on_the_tile_under_the_view_centre(make_widge
     corners = [image.data_to_world((91.5, 51.5)), image.data_to_world((107.5, 67.5))]
     np.testing.assert_allclose(world_edges(stack), np.array(corners)[:, -2:], atol=1e-9)
     assert "checked the tile at (92, 52) of whole layer under the view centre" in trust.status.value
+    np.testing.assert_allclose(  # the stack adds a dimension; the view stays on the tile
+        viewer.scene.camera.center[-2:], image.data_to_world((100, 60)), atol=1e-9
+    )

@@ -69,3 +69,13 @@ def test_cli_adds_the_report_and_prints_a_verdict(tmp_path: Path, capsys) -> Non
     assert record["trust"]["rating"] == "blank tile"
     assert "glass.png: trust: blank tile" in capsys.readouterr().out
     assert np.load(out / "glass.cam.npy").shape == (12, 12)
+
+
+def test_curves_that_hardly_move_are_not_judged() -> None:
+    demo, tile = demo_model(), he_tile("dense_edge")
+    explanation = ng.explain(demo, tile, target="stroma")  # p(stroma) stays near 0
+    report = trust_report(demo, tile, explanation, **FAST)
+    low, high = report.curve_range
+    assert high - low < 0.05 and report.faithful is None
+    assert report.rating != "plausible"
+    assert any(f.startswith("faithfulness cannot be judged: p(stroma)") for f in report.findings)

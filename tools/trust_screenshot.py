@@ -1,0 +1,68 @@
+"""Save docs/trust.png: the trust & compare dock after checking one tile of a tiled slide map.
+
+Run under a display or a virtual X server:
+
+    xvfb-run -a -s "-screen 0 1700x1100x24" .venv/bin/python tools/trust_screenshot.py
+
+The window is shrunk to 1280 px and quantised to 128 colours to keep the PNG small.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import napari
+from PIL import Image
+from qtpy.QtCore import QEventLoop, Qt, QTimer
+from slide_screenshot import WIDTH, explained_viewer
+
+from napari_gradcam._napari.trust_widget import TrustWidget
+
+CLASS = "nuclei-dense"
+PROBABILITY = 0.8
+"""The checked tile is the CLASS tile with the probability closest to this: a confident tile
+would keep its class however its pixels are replaced (the demo model decides by stain)."""
+
+
+def wait_for(widget: TrustWidget) -> None:
+    """Run the event loop until the dock's job is done."""
+    loop, timer = QEventLoop(), QTimer()
+    timer.timeout.connect(lambda: None if widget.running else loop.exit(0))
+    timer.start(50)
+    loop.exec()
+
+
+def main(path: Path) -> None:
+    """Explain the slide tile by tile, check one ``CLASS`` tile, and save."""
+    viewer, explainer = explained_viewer(CLASS)
+    explainer.native.parentWidget().close()
+    trust = TrustWidget(viewer)
+    dock = viewer.window.add_dock_widget(trust, name="Grad-CAM trust & compare")
+    viewer.window._qt_window.resizeDocks([dock], [600], Qt.Orientation.Horizontal)
+    trust.heatmap.value = next(lay for lay in viewer.layers if "(tiled" in lay.name)
+    wait_for(trust)
+    tiles = next(lay for lay in viewer.layers if lay.name.endswith(" tiles"))
+    distance = (tiles.features["probability"] - PROBABILITY).abs()
+    chosen = distance.where(tiles.features["class"] == CLASS, 2.0).argmin()
+    viewer.scene.camera.center = tuple(tiles.data_to_world(tiles.data[int(chosen)]))
+    viewer.scene.camera.zoom *= 4
+    trust.sanity_steps.value = 3
+    for button in (trust.features_button, trust.trust_button):
+        button.clicked.emit()
+        wait_for(trust)
+    for _ in range(20):
+        napari.qt.get_qapp().processEvents()
+        time.sleep(0.05)
+    full = path.with_suffix(".full.png")
+    viewer.screenshot(str(full), canvas_only=False)
+    shot = Image.open(full).convert("RGB")
+    small = shot.resize((WIDTH, round(shot.height * WIDTH / shot.width)), Image.LANCZOS)
+    small.quantize(colors=128, dither=Image.Dither.NONE).save(path, optimize=True)
+    full.unlink()
+    viewer.close()
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1] if len(sys.argv) > 1 else "docs/trust.png"))
