@@ -46,15 +46,8 @@ def explained_viewer(target: str) -> tuple[napari.Viewer, GradCamWidget]:
     return viewer, widget
 
 
-def main(path: Path, target: str = "nuclei-dense") -> None:
-    """Explain, pick the fourth most confident tile in the table, zoom out a little, save."""
-    viewer, widget = explained_viewer(target)
-    table = widget.tiles.table
-    column = list(table.model_.columns).index("probability")
-    table.sortByColumn(column, Qt.SortOrder.DescendingOrder)
-    table.select_row(3)
-    viewer.scene.camera.zoom /= 3
-    viewer.layers.selection.active = next(lay for lay in viewer.layers if "(tiled" in lay.name)
+def save_window(viewer: napari.Viewer, path: Path) -> None:
+    """Let the window settle, then save it ``WIDTH`` px wide in 128 colours (a small PNG)."""
     for _ in range(20):
         napari.qt.get_qapp().processEvents()
         time.sleep(0.05)
@@ -64,6 +57,18 @@ def main(path: Path, target: str = "nuclei-dense") -> None:
     small = image.resize((WIDTH, round(image.height * WIDTH / image.width)), Image.LANCZOS)
     small.quantize(colors=128, dither=Image.Dither.NONE).save(path, optimize=True)
     full.unlink()
+
+
+def main(path: Path, target: str = "nuclei-dense") -> None:
+    """Explain, pick the fourth most confident tile in the table, zoom out a little, save."""
+    viewer, widget = explained_viewer(target)
+    table = widget.tiles.table
+    column = list(table.model_.columns).index("probability")
+    table.sortByColumn(column, Qt.SortOrder.DescendingOrder)
+    table.select_row(3)
+    viewer.scene.camera.zoom /= 3
+    viewer.layers.selection.active = next(lay for lay in viewer.layers if "(tiled" in lay.name)
+    save_window(viewer, path)
     viewer.close()
 
 

@@ -10,13 +10,10 @@ The window is shrunk to 1280 px and quantised to 128 colours to keep the PNG sma
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
-import napari
-from PIL import Image
 from qtpy.QtCore import QEventLoop, Qt, QTimer
-from slide_screenshot import WIDTH, explained_viewer
+from slide_screenshot import explained_viewer, save_window
 
 from napari_gradcam._napari.trust_widget import TrustWidget
 
@@ -52,15 +49,7 @@ def main(path: Path) -> None:
     for button in (trust.features_button, trust.trust_button):
         button.clicked.emit()
         wait_for(trust)
-    for _ in range(20):
-        napari.qt.get_qapp().processEvents()
-        time.sleep(0.05)
-    full = path.with_suffix(".full.png")
-    viewer.screenshot(str(full), canvas_only=False)
-    shot = Image.open(full).convert("RGB")
-    small = shot.resize((WIDTH, round(shot.height * WIDTH / shot.width)), Image.LANCZOS)
-    small.quantize(colors=128, dither=Image.Dither.NONE).save(path, optimize=True)
-    full.unlink()
+    save_window(viewer, path)
     viewer.close()
 
 
