@@ -103,6 +103,16 @@ class StatsTable(QTableWidget):
             self.selectRow(selected)
         self.blockSignals(False)
 
+    def show_selected(self, row: int | None) -> None:
+        """Select ``row`` (``None``: no row) and scroll to it, without emitting ``row_selected``."""
+        self.blockSignals(True)
+        if row is None or not 0 <= row < self.rowCount():
+            self.clearSelection()
+        else:
+            self.selectRow(row)
+            self.scrollToItem(self.item(row, 0))
+        self.blockSignals(False)
+
     def selected_row(self) -> int | None:
         """Return the selected row, or None."""
         rows = self.selectionModel().selectedRows()

@@ -133,8 +133,13 @@ class AnnotationWidget(Container):
         events.reordered.disconnect(self.reset_choices)
         for layer in self.viewer.layers:
             layer.events.data.disconnect(self._on_layer_data)
+        self._detach()
+
+    def _detach(self) -> None:
+        """Stop following the current annotations layer."""
         if self.shapes is not None:
             self.shapes.events.data.disconnect(self._on_data)
+            self.shapes.selected_data.events.items_changed.disconnect(self._on_canvas_selection)
 
     def _heatmaps(self, _widget: ComboBox) -> list[tuple[str, Image]]:
         return [(layer.name, layer) for layer in self.viewer.layers if is_heatmap(layer)]
@@ -194,8 +199,7 @@ class AnnotationWidget(Container):
             self.warn(f"the annotations layer {event.value.name!r} was removed")
 
     def _attach(self, shapes: Shapes | None) -> None:
-        if self.shapes is not None:
-            self.shapes.events.data.disconnect(self._on_data)
+        self._detach()
         self.shapes = shapes
         if shapes is not None:
             record = shapes.metadata.setdefault(ANNOTATION_KEY, {})
@@ -205,6 +209,7 @@ class AnnotationWidget(Container):
             if image is not None:
                 record.setdefault("image_layer", image.name)
             shapes.events.data.connect(self._on_data)
+            shapes.selected_data.events.items_changed.connect(self._on_canvas_selection)
             self.label.reset_choices()
         self.refresh()
 
@@ -328,7 +333,19 @@ class AnnotationWidget(Container):
         centre = shape_centre_world(shapes, index)
         camera = self.viewer.scene.camera
         camera.center = (*camera.center[:-2], *centre)
-        row = shapes.features.iloc[index]
+        self._show_row(index)
+
+    def _on_canvas_selection(self, *_args: object) -> None:
+        """Follow a selection made on the canvas: its row in the table, its label and note."""
+        selected = sorted(self.shapes.selected_data) if self.shapes is not None else []
+        index = selected[0] if len(selected) == 1 else None
+        self.table.show_selected(index)
+        if index is not None and index < len(self.shapes.features):
+            self._show_row(index)
+
+    def _show_row(self, index: int) -> None:
+        """Show the label and note of shape ``index`` in the controls (editing nothing)."""
+        row = self.shapes.features.iloc[index]
         self._showing_row = True
         self.label.value = row["label"]
         self.note.value = row["note"]

@@ -129,6 +129,27 @@ def test_selecting_a_row_selects_the_shape_and_centres_the_view(make_dock):
     np.testing.assert_allclose(viewer.scene.camera.center[-2:], np.mean(vertices, axis=0))
 
 
+def test_the_table_follows_a_selection_made_on_the_canvas(make_dock):
+    viewer, dock, _image, _heatmap = make_dock()
+    dock.add_hot_regions()
+    shapes = dock.shapes
+    dock.select_annotation(0)
+    dock.label.value = "suspicious"
+    dock.set_note("check mitoses")
+    centre = tuple(viewer.scene.camera.center)
+    note = shapes.features.loc[1, "note"]
+    shapes.selected_data = {1}  # as a click on the canvas does
+    assert dock.table.selected_row() == 1
+    assert dock.label.value == shapes.features.loc[1, "label"] != "suspicious"
+    assert dock.note.value == note != "check mitoses"
+    assert tuple(viewer.scene.camera.center) == centre, "a canvas click does not move the view"
+    shapes.selected_data = {0}
+    assert dock.table.selected_row() == 0 and dock.note.value == "check mitoses"
+    shapes.selected_data = {0, 1}
+    assert dock.table.selected_row() is None
+    assert shapes.features.loc[1, "note"] == note, "showing a row edits nothing"
+
+
 def test_labels_colour_shapes_and_notes_are_kept(make_dock):
     _viewer, dock, _image, _heatmap = make_dock()
     dock.add_hot_regions()
