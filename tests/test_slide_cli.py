@@ -157,3 +157,42 @@ def test_tta_is_applied_to_every_tile_and_recorded(slide_dir, tmp_path):
     tiles = json.loads(plain["summary"].read_text())["tiles"]
     assert summary["tiles"] == tiles  # the same tissue tiles
     assert not np.allclose(flipped, unflipped, rtol=0.01)
+
+
+def test_the_heatmap_carries_ome_ngff_multiscales(slide_dir):
+    group = zarr.open_group(str(outputs(slide_dir)["heatmap"]), mode="r")
+    ome = group.attrs["ome"]
+    (multiscale,) = ome["multiscales"]
+    assert ome["version"] == "0.5"
+    assert [axis["unit"] for axis in multiscale["axes"]] == ["micrometer", "micrometer"]
+    assert [d["path"] for d in multiscale["datasets"]] == sorted(group.array_keys(), key=int)
+    scale, translation = multiscale["datasets"][0]["coordinateTransformations"]
+    placement = group.attrs["napari_gradcam"]["placement"]["micrometer"]
+    np.testing.assert_allclose(scale["scale"], placement["scale"])
+    np.testing.assert_allclose(translation["translation"], placement["translate"])
+
+
+KEYS = ("scale", "translation")
+
+
+def test_coarser_ngff_levels_sit_on_the_cells_they_average(tmp_path):
+    from napari_gradcam.slides.outputs import HeatmapStore
+
+    store = HeatmapStore(tmp_path / "map.zarr", (1100, 1030))
+    store.level0[:] = np.random.default_rng(0).random((1100, 1030), dtype=np.float32)
+    pixels = {"scale": [8.0, 8.0], "translate": [3.5, 3.5]}
+    shapes = store.publish({"placement": {"pixel": pixels}, "slide": "s", "method": "gradcam"})
+    group = zarr.open_group(str(tmp_path / "map.zarr"), mode="r")
+    (multiscale,) = group.attrs["ome"]["multiscales"]
+    datasets = multiscale["datasets"]
+    assert len(datasets) == len(shapes) >= 3 and "unit" not in multiscale["axes"][0]
+    level0 = np.asarray(group["0"])
+    for level, dataset in enumerate(datasets):
+        transforms = zip(dataset["coordinateTransformations"], KEYS, strict=True)
+        scale, translation = (transform[key] for transform, key in transforms)
+        factor = 2**level
+        np.testing.assert_allclose(scale, [8.0 * factor] * 2)
+        # the world centre of its first cell is that of the level-0 cells it averages
+        np.testing.assert_allclose(translation, [3.5 + 8.0 * (factor - 1) / 2] * 2)
+        first = np.asarray(group[str(level)])[0, 0]
+        np.testing.assert_allclose(first, level0[:factor, :factor].mean(), rtol=1e-4)

@@ -101,6 +101,7 @@ class HeatmapStore:
         """
         shapes = self._add_levels()
         self.group.attrs[HEATMAP_KEY] = {**attrs, "levels": [list(s) for s in shapes]}
+        self.group.attrs["ome"] = ngff_metadata(attrs, len(shapes))
         os.chmod(self.temporary, 0o777 & ~current_umask())
         replace_folder(self.temporary, self.path, overwrite)
         return shapes
@@ -124,6 +125,34 @@ class HeatmapStore:
             shapes.append(tuple(target.shape))
             previous = da.from_zarr(target)
         return shapes
+
+
+def ngff_metadata(attrs: dict[str, Any], n_levels: int) -> dict[str, Any]:
+    """OME-NGFF 0.5 ``multiscales`` for the levels, so other OME-Zarr readers place the map too.
+
+    In µm when the slide's mpp is known, else in level-0 slide pixels. Level ``i`` averages
+    ``2**i`` x ``2**i`` cells, so its first cell's centre lies ``(2**i - 1) / 2`` cells further.
+    """
+    unit = "micrometer" if "micrometer" in attrs["placement"] else "pixel"
+    scale, translate = (attrs["placement"][unit][key] for key in ("scale", "translate"))
+    datasets = []
+    for level in range(n_levels):
+        factor = 2**level
+        transforms = [
+            {"type": "scale", "scale": [s * factor for s in scale]},
+            {
+                "type": "translation",
+                "translation": [
+                    t + s * (factor - 1) / 2 for t, s in zip(translate, scale, strict=True)
+                ],
+            },
+        ]
+        datasets.append({"path": str(level), "coordinateTransformations": transforms})
+    axes = [{"name": name, "type": "space"} for name in ("y", "x")]
+    if unit == "micrometer":
+        axes = [{**axis, "unit": unit} for axis in axes]
+    name = f"{attrs['slide']} {attrs['method']} heatmap"
+    return {"version": "0.5", "multiscales": [{"name": name, "axes": axes, "datasets": datasets}]}
 
 
 def replace_folder(source: Path, target: Path, overwrite: bool) -> None:
