@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Generator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from napari_gradcam._napari.plane import Plane, choose_level, read_crop
@@ -34,7 +35,8 @@ __all__ = ["ExplainJob", "JobOutcome", "ModelInfo", "Progress", "RegionResult", 
 USER_ERRORS = (ValueError, OSError, RuntimeError, ImportError, SyntaxError)
 """Errors that mean "fix the input" (bad spec, file, region or pixels), not a bug."""
 
-_MODELS: dict[tuple[str, str | None], tuple[LoadedModel, tuple[str, ...]]] = {}
+_MODELS: dict[tuple[str, str | None], tuple[tuple, LoadedModel, tuple[str, ...]]] = {}
+"""Per ``(spec, weights)``: the files' stamps when loaded, the model and its layers."""
 _MODELS_LOCK = threading.Lock()
 
 
@@ -92,16 +94,35 @@ class JobOutcome:
 
 
 def load_cached(spec: str, weights: str | None) -> tuple[LoadedModel, tuple[str, ...]]:
-    """Load a model and its candidate layers once per ``(spec, weights)``."""
+    """Load a model and its candidate layers once per ``(spec, weights)``.
+
+    The model is loaded again when its files (weights, TorchScript or factory file, card)
+    changed on disk since, e.g. after retraining into the same weights file.
+    """
     from napari_gradcam.core.capture import candidate_layers
     from napari_gradcam.models import load_model
 
-    key = (spec, weights)
+    key, stamps = (spec, weights), file_stamps(spec, weights)
     with _MODELS_LOCK:
-        if key not in _MODELS:
+        if key not in _MODELS or _MODELS[key][0] != stamps:
             loaded = load_model(spec, weights=weights)
-            _MODELS[key] = (loaded, tuple(candidate_layers(loaded)))
-        return _MODELS[key]
+            _MODELS[key] = (stamps, loaded, tuple(candidate_layers(loaded)))
+        return _MODELS[key][1:]
+
+
+def file_stamps(spec: str, weights: str | None) -> tuple:
+    """(path, size, modification time) of the files a model spec reads, where they exist."""
+    candidates = [spec, spec.rpartition(":")[0], weights]
+    paths = [Path(c) for c in candidates if c]
+    paths += [path.with_suffix(".json") for path in paths]
+    stamps = []
+    for path in paths:
+        try:
+            info = path.stat()
+        except OSError:
+            continue
+        stamps.append((str(path), info.st_size, info.st_mtime_ns))
+    return tuple(stamps)
 
 
 def forget_models() -> None:

@@ -75,3 +75,25 @@ def test_job_reports_user_errors(pixels, bad_spec, message, tiny_spec, tiny_weig
     _, outcome = run_to_end(job)
     assert outcome.results == ()
     assert message in outcome.error
+
+
+def test_a_model_is_loaded_again_when_its_weights_file_changes(tiny_spec, tmp_path):
+    import os
+
+    import torch
+
+    from napari_gradcam._napari.worker import load_cached
+
+    from .tiny_models import factory
+
+    weights = tmp_path / "retrained.pt"
+    torch.save(factory().state_dict(), weights)
+    first, _ = load_cached(tiny_spec, str(weights))
+    assert load_cached(tiny_spec, str(weights))[0] is first  # unchanged: cached
+    state = {name: value + 1 for name, value in factory().state_dict().items()}
+    torch.save(state, weights)
+    os.utime(weights, ns=(1, 1))  # a different time stamp even on a coarse clock
+    second, _ = load_cached(tiny_spec, str(weights))
+    assert second is not first
+    name, value = next(iter(state.items()))
+    torch.testing.assert_close(second.module.state_dict()[name], value)
