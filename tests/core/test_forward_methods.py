@@ -154,3 +154,30 @@ def test_scorecam_when_every_channel_is_constant() -> None:
     expected = reference_scorecam(model, blank, model.conv, 1)
     assert expected.max() > 0
     assert_same_map(explanation.cam[0], expected)
+
+
+class Repeats(nn.Module):
+    """A layer whose channels 1 and 5 are scaled copies of channel 0 (the same mask)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        first = x[:, :1]
+        return torch.cat([first, 4 * first, x[:, 1:], 0.5 * first], dim=1)
+
+
+def test_channels_with_equal_masks_share_one_masked_forward() -> None:
+    torch.manual_seed(0)
+    body = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), Repeats())
+    head = nn.Sequential(nn.Conv2d(6, 5, 3, padding=1), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    model = nn.Sequential(body, head, nn.Linear(5, 3)).double().eval()
+    image = image_of((3, 16, 16))
+    totals: list[int] = []
+    explanation = ng.explain(
+        model,
+        image[None],
+        method="scorecam",
+        layer="0",
+        target=1,
+        progress=lambda _done, total: totals.append(total),
+    )
+    assert_same_map(explanation.cam[0], reference_scorecam(model, image, body, 1))
+    assert set(totals) == {6 - 2}, "channels 1 and 5 reuse channel 0's masked forward"
