@@ -121,7 +121,9 @@ class HeatmapStore:
             target = self.group.create_array(
                 str(len(shapes)), shape=coarser.shape, chunks=(CHUNK, CHUNK), dtype="float32"
             )
-            da.store(coarser.astype(np.float32), target, lock=False)
+            # one dask chunk per zarr chunk: unlocked writes never share a chunk
+            aligned = coarser.astype(np.float32).rechunk(target.chunks)
+            da.store(aligned, target, lock=False)
             shapes.append(tuple(target.shape))
             previous = da.from_zarr(target)
         return shapes
