@@ -142,3 +142,11 @@ def test_bf16_flag_runs_scorecam_close_to_the_exact_map(tile_png: Path, tmp_path
     rounded = np.load(tmp_path / "bf16" / "tile.cam.npy")
     assert exact.max() > 0 and not np.array_equal(rounded, exact)
     np.testing.assert_allclose(rounded / exact.max(), exact / exact.max(), atol=0.05)
+    assert json.loads((tmp_path / "bf16" / "tile.json").read_text())["bfloat16"] is True
+    assert json.loads((tmp_path / "exact" / "tile.json").read_text())["bfloat16"] is False
+
+
+def test_bf16_flag_is_refused_for_gradient_methods(tile_png: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "out"
+    assert main(["explain", str(tile_png), "--out", str(out), "--bf16"]) == 2
+    assert "turn bfloat16 off" in capsys.readouterr().err and not out.exists()

@@ -196,3 +196,24 @@ def test_coarser_ngff_levels_sit_on_the_cells_they_average(tmp_path):
         np.testing.assert_allclose(translation, [3.5 + 8.0 * (factor - 1) / 2] * 2)
         first = np.asarray(group[str(level)])[0, 0]
         np.testing.assert_allclose(first, level0[:factor, :factor].mean(), rtol=1e-4)
+
+
+def test_bf16_runs_scorecam_tiles_close_to_float32_and_is_recorded(tmp_path):
+    args = ["slide", str(HE_SLIDE_PATH), "--mpp", "4.0", "--method", "scorecam"]
+    assert main([*args, "--out", str(tmp_path / "exact")]) == 0
+    assert main([*args, "--out", str(tmp_path / "bf16"), "--bf16"]) == 0
+    maps = {}
+    for run in ("exact", "bf16"):
+        out = outputs(tmp_path / run)
+        summary = json.loads(out["summary"].read_text())
+        assert summary["heatmap"]["bfloat16"] is (run == "bf16")
+        maps[run] = np.asarray(zarr.open_group(str(out["heatmap"]), mode="r")["0"])
+    exact, rounded = maps["exact"], maps["bf16"]
+    assert exact.max() > 0 and not np.array_equal(rounded, exact)
+    np.testing.assert_allclose(rounded / exact.max(), exact / exact.max(), atol=0.05)
+
+
+def test_bf16_is_refused_for_gradcam_before_anything_is_written(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["slide", str(HE_SLIDE_PATH), "--out", str(out), "--bf16"]) == 2
+    assert "turn bfloat16 off" in capsys.readouterr().err and not out.exists()

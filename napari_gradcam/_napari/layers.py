@@ -79,6 +79,7 @@ def heatmap_metadata(result: RegionResult, layer: Image, job: ExplainJob) -> dic
             "layer": explanation.layer,
             "method": explanation.method,
             "tta": explanation.tta,
+            "bfloat16": explanation.bfloat16,
             "target_index": int(explanation.targets[0]),
             "target_name": explanation.target_names[0],
             "score": float(explanation.scores[0]),
@@ -92,6 +93,11 @@ def heatmap_metadata(result: RegionResult, layer: Image, job: ExplainJob) -> dic
             "pyramid_level": result.level,
         }
     }
+
+
+def method_label(method: str, tta: bool, bfloat16: bool) -> str:
+    """The method as named in layer names, e.g. ``"scorecam TTA bf16"``."""
+    return " ".join([method, *(["TTA"] if tta else []), *(["bf16"] if bfloat16 else [])])
 
 
 def heatmap_layer(result: RegionResult, layer: Image, job: ExplainJob) -> LayerDataTuple:
@@ -108,8 +114,8 @@ def heatmap_layer(result: RegionResult, layer: Image, job: ExplainJob) -> LayerD
     """
     explanation = result.explanation
     cam = np.asarray(explanation.cam, dtype=np.float32)
-    flips = " TTA" if explanation.tta else ""
-    name = f"{layer.name} {explanation.method}{flips} {explanation.target_names[0]}"
+    method = method_label(explanation.method, explanation.tta, explanation.bfloat16)
+    name = f"{layer.name} {method} {explanation.target_names[0]}"
     kwargs = {
         "name": name,
         "colormap": "turbo",

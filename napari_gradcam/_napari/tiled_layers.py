@@ -11,7 +11,12 @@ import numpy as np
 from napari.layers import Image, Labels, Points
 from napari.utils.colormaps import Colormap, ensure_colormap
 
-from napari_gradcam._napari.layers import METADATA_KEY, contrast_limits, placement_kwargs
+from napari_gradcam._napari.layers import (
+    METADATA_KEY,
+    contrast_limits,
+    method_label,
+    placement_kwargs,
+)
 
 if TYPE_CHECKING:
     from napari.viewer import Viewer
@@ -99,7 +104,7 @@ class LiveHeatmaps:
         box = self.job.boxes[region]
         target = self.job.target or "predicted"
         where = "" if len(self.job.boxes) == 1 else f", {box.label}"
-        method = f"{self.job.method}{' TTA' if self.job.tta else ''}"
+        method = method_label(self.job.method, self.job.tta, self.job.bfloat16)
         layer = Image(
             np.zeros(geometry.shape, np.float32),
             name=f"{self.image.name} {method} {target} (tiled{where})",
@@ -126,6 +131,7 @@ def tiled_metadata(result: TiledResult, image: Image, job: ExplainJob) -> dict[s
             "layer": settings.layer,
             "method": settings.method,
             "tta": settings.tta,
+            "bfloat16": settings.bfloat16,
             "target_name": settings.target or "predicted (per tile)",
             "stride": geometry.stride,
             "origin": geometry.origin,

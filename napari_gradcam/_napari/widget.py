@@ -39,6 +39,11 @@ TTA_TIP = (
     "test-time augmentation: explain the region and its horizontal, vertical and double "
     "flips, flip the maps back and average them (smoother maps, 4x the work)"
 )
+BFLOAT16_TIP = (
+    "run the masked forwards on a bfloat16 copy of the model: about 2x faster on CPUs with "
+    "AVX-512 BF16 or AMX and on GPUs; scores keep ~3 digits, so the map is close to, not "
+    "equal to, the float32 one"
+)
 AUTO_LAYER = "auto"
 PREDICTED = "predicted"
 MODEL_TIP = (
@@ -76,6 +81,9 @@ class GradCamWidget(Container):
         )
         self.method = ComboBox(label="method", choices=tuple(METHODS), value="gradcam")
         self.tta = CheckBox(text="average over flips (TTA)", value=False, tooltip=TTA_TIP)
+        self.bfloat16 = CheckBox(
+            text="bfloat16 forwards (faster, approximate)", value=False, tooltip=BFLOAT16_TIP
+        )
         self.target = ComboBox(label="target", choices=self._target_choices, tooltip=TARGET_TIP)
         self.region = ComboBox(label="region", choices=REGION_CHOICES, tooltip=REGION_TIP)
         self.shapes = ComboBox(label="rectangles in", choices=self._shapes_choices)
@@ -89,13 +97,14 @@ class GradCamWidget(Container):
         self._dock = DockWatch(self.native)
         self.extend([
             self.image, self.model, self.weights, self.load_button, self.layer, self.method,
-            self.tta, self.target, self.region, self.shapes, *self.tiles.controls,
+            self.tta, self.bfloat16, self.target, self.region, self.shapes, *self.tiles.controls,
             self.explain_button, self.cancel_button, self.progress, self.result,
         ])  # fmt: skip
         self.native.layout().addWidget(self.tiles.table, 100)
         self.native.layout().addStretch(1)
         self._connect()
         self._on_region_changed(self.region.value)
+        self._on_method_changed(self.method.value)
 
     def _connect(self) -> None:
         self.explain_button.changed.connect(self.explain)
@@ -104,6 +113,7 @@ class GradCamWidget(Container):
         self.model.changed.connect(self._forget_model)
         self.weights.changed.connect(self._forget_model)
         self.region.changed.connect(self._on_region_changed)
+        self.method.changed.connect(self._on_method_changed)
         layer_events = self._viewer.layers.events
         for event in (layer_events.inserted, layer_events.removed, layer_events.reordered):
             event.connect(self.reset_choices)
@@ -189,6 +199,7 @@ class GradCamWidget(Container):
             layer=None if self.layer.value == AUTO_LAYER else self.layer.value,
             target=None if self.target.value == PREDICTED else self.target.value,
             tta=self.tta.value,
+            bfloat16=self.bfloat16.value and METHODS[self.method.value].runs_in_bfloat16,
             plane=plane,
             boxes=boxes,
             tiling=self.tiles.options(),
@@ -267,6 +278,9 @@ class GradCamWidget(Container):
 
     def _on_region_changed(self, region: str) -> None:
         self.shapes.visible = region == RECTANGLES
+
+    def _on_method_changed(self, method: str) -> None:
+        self.bfloat16.visible = METHODS[method].runs_in_bfloat16
 
     def _on_returned(self, outcome: JobOutcome, job: ExplainJob, layer: Image | None) -> None:
         self._settled = True

@@ -54,6 +54,7 @@ class ExplainJob:
     layer: str | None = None
     target: str | None = None
     tta: bool = False
+    bfloat16: bool = False
     plane: Plane | None = None
     boxes: tuple[Box, ...] = ()
     tiling: TilingOptions | None = None
@@ -137,8 +138,9 @@ def explain_box(loaded: LoadedModel, job: ExplainJob, box: Box, level: int) -> R
 
     crop = read_crop(job.plane, box, level)
     explanation = explain(
-        loaded, crop.pixels, method=job.method, layer=job.layer, target=job.target, tta=job.tta
-    )
+        loaded, crop.pixels, method=job.method, layer=job.layer, target=job.target,
+        tta=job.tta, bfloat16=job.bfloat16,
+    )  # fmt: skip
     stride = tuple(f * d for f, d in zip(explanation.stride, crop.downsample, strict=True))
     return RegionResult(box, explanation, stride, crop.origin, level)
 
@@ -176,7 +178,7 @@ def explain_region(
     if job.tiling is not None:
         from napari_gradcam.core.tiled import TileSettings
 
-        settings = TileSettings(job.method, job.layer, job.target, job.tta)
+        settings = TileSettings(job.method, job.layer, job.target, job.tta, job.bfloat16)
         plan = plan_region(loaded, job.plane, box, settings, job.tiling, tissue)
         if plan is not None:
             return (yield from run_tiles(loaded, plan, box, index, job.tiling, tissue))

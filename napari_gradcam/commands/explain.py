@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from napari_gradcam.core.methods import METHODS
+from napari_gradcam.core.methods import METHODS, check_precision, get_method
 from napari_gradcam.core.placement import heatmap_transform
 from napari_gradcam.files import check_outputs, read_image, save_array, save_json, save_png
 
@@ -79,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
     from napari_gradcam import explain, load_model
     from napari_gradcam.overlay import overlay
 
+    check_precision(get_method(args.method), args.bf16)
     plans = plan_outputs(args.images, args.out, args.format, args.overwrite)
     loaded = load_model(
         args.model,
@@ -150,6 +151,7 @@ def describe(
         "score": float(result.scores[0]),
         "method": result.method,
         "tta": result.tta,
+        "bfloat16": result.bfloat16,
         "layer": result.layer,
         "placement": {
             "stride": list(result.stride),

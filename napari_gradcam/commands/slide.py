@@ -8,7 +8,7 @@ from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from napari_gradcam.core.methods import METHODS
+from napari_gradcam.core.methods import METHODS, check_precision, get_method
 from napari_gradcam.core.tiling import MIN_TISSUE
 
 if TYPE_CHECKING:
@@ -47,6 +47,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--tta", action="store_true", help="average each tile's map over flips (4x the work)"
     )
+    parser.add_argument(
+        "--bf16",
+        action="store_true",
+        help="run the masked forwards of scorecam/occlusion in bfloat16 (faster, approximate)",
+    )
     parser.add_argument("--scheduler", help="dask.distributed scheduler address (default: local)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     parser.set_defaults(run=run)
@@ -57,13 +62,14 @@ def slide_job(args: argparse.Namespace) -> SlideJob:
     from napari_gradcam.core.tiled import TileSettings
     from napari_gradcam.slides.runner import SlideJob
 
+    check_precision(get_method(args.method), args.bf16)
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
     target = int(args.target) if args.target and args.target.lstrip("-").isdigit() else args.target
     return SlideJob(
         model=args.model,
         weights=args.weights,
-        settings=TileSettings(args.method, args.layer, target, args.tta),
+        settings=TileSettings(args.method, args.layer, target, args.tta, args.bf16),
         mpp=args.mpp,
         level=args.level,
         overlap=args.overlap,

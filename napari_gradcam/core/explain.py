@@ -27,7 +27,7 @@ from napari_gradcam.core.context import (
     StopFn,
 )
 from napari_gradcam.core.explanation import Explanation
-from napari_gradcam.core.methods import CamMethod, get_method
+from napari_gradcam.core.methods import CamMethod, check_precision, get_method
 from napari_gradcam.core.methods.guided import has_relu_modules
 from napari_gradcam.core.preprocess import check_tensor, to_batch
 from napari_gradcam.core.targets import Target, target_scores
@@ -90,7 +90,7 @@ def explain(
         Run the masked forwards of Score-CAM and occlusion in bfloat16 on a copy of the
         model: about 2x faster on CPUs with AVX-512 BF16 or AMX and on recent GPUs, with the
         scores rounded to about three significant digits (the map is then close to, not
-        equal to, the float32 one). Off by default.
+        equal to, the float32 one). Off by default; other methods refuse it.
     progress : callable, optional
         ``progress(done, total)`` during long methods (steps: masked forwards).
     should_stop : callable, optional
@@ -115,7 +115,7 @@ def explain(
     settings = MethodSettings(
         memory_budget_mb, occlusion_window, occlusion_stride, occlusion_baseline, bfloat16
     )
-    _check_applies(cam_method, module)
+    _check_applies(cam_method, module, bfloat16)
     batch = _prepare(image, card, module)
     found = _resolve_layer(module, layer, card, batch) if cam_method.uses_layer else None
     monitor = Monitor(progress, should_stop)
@@ -144,8 +144,9 @@ def _module(model: object) -> nn.Module:
     return module
 
 
-def _check_applies(method: CamMethod, module: nn.Module) -> None:
+def _check_applies(method: CamMethod, module: nn.Module, bfloat16: bool) -> None:
     """Refuse, before running, a method that cannot work on this model, saying what to do."""
+    check_precision(method, bfloat16)
     if method.needs_hooks and isinstance(module, torch.jit.ScriptModule):
         raise ValueError(torchscript_message(method.title))
     if "guided" in method.needs and not has_relu_modules(module):
@@ -193,6 +194,7 @@ def _explanation(
             "total": times[3] - times[0],
         },
         tta=tta,
+        bfloat16=context.settings.bfloat16,
         logits=logits.detach().float().cpu().numpy(),
     )
 

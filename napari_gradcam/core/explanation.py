@@ -43,6 +43,8 @@ class Explanation:
         Whether the map is the mean over flipped copies (test-time augmentation).
     logits : numpy.ndarray, optional
         float32 (N, K): the model's logits for the images (not their flipped copies).
+    bfloat16 : bool
+        Whether the masked forwards ran in bfloat16 (the map is close to the float32 one).
     """
 
     cam: np.ndarray
@@ -58,6 +60,7 @@ class Explanation:
     timings: dict[str, float] = field(default_factory=dict)
     tta: bool = False
     logits: np.ndarray | None = None
+    bfloat16: bool = False
 
     @property
     def is_batch(self) -> bool:
@@ -79,6 +82,7 @@ class Explanation:
             "map_shape": list(self.cam.shape[-2:]),
             "timings": dict(self.timings),
             "tta": self.tta,
+            "bfloat16": self.bfloat16,
         }
 
 

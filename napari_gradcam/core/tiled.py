@@ -41,6 +41,7 @@ class TileSettings:
     layer: str | None = None
     target: int | str | None = None
     tta: bool = False
+    bfloat16: bool = False
 
 
 @dataclass(frozen=True)
@@ -254,7 +255,7 @@ def explain_tiles(
     indices : numpy.ndarray
         (B,) grid indices of the tiles (kept with the results).
     settings : TileSettings
-        Method, layer, target and TTA.
+        Method, layer, target, TTA and precision.
     value_range : sequence of float
         Pixel values mapped to [0, 1] (see :func:`pixel_range`).
     """
@@ -268,6 +269,7 @@ def explain_tiles(
             layer=settings.layer,
             target=settings.target,
             tta=settings.tta,
+            bfloat16=settings.bfloat16,
         )
     cams = np.asarray(result.cam, dtype=np.float32)
     facts = {

@@ -89,6 +89,7 @@ def heatmap_attrs(slide: Slide, plan: TilePlan, model: str, maximum: float) -> d
         "model": model,
         "method": plan.settings.method,
         "tta": plan.settings.tta,
+        "bfloat16": plan.settings.bfloat16,
         "layer": plan.settings.layer,
         "target": plan.settings.target,
         "level": plan.level,

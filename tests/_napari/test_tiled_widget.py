@@ -237,7 +237,7 @@ def test_glass_only_gives_an_empty_map_and_says_so(make_widget, qtbot, errors):
     assert len(viewer.layers["g tiles"].data) == 0
 
 
-def test_tta_reaches_every_tile(make_widget, qtbot, errors, monkeypatch):
+def test_tta_and_bfloat16_reach_every_tile(make_widget, qtbot, errors, monkeypatch):
     from napari_gradcam.core import tiled
 
     settings_seen = []
@@ -249,13 +249,15 @@ def test_tta_reaches_every_tile(make_widget, qtbot, errors, monkeypatch):
 
     monkeypatch.setattr(tiled, "explain_tiles", recording)
     viewer, widget = make_widget(slide_like(), name="s")
-    widget.tta.value = True
+    widget.method.value = "scorecam"
+    widget.tta.value = widget.bfloat16.value = True
     start(widget, qtbot)
     finish(widget, qtbot)
     assert errors == []
     (heatmap,) = tiled_heatmaps(viewer)
-    assert " TTA " in heatmap.name and heatmap.metadata[METADATA_KEY]["tta"] is True
-    assert settings_seen and all(settings.tta for settings in settings_seen)
+    assert " scorecam TTA bf16 " in heatmap.name
+    assert heatmap.metadata[METADATA_KEY]["tta"] and heatmap.metadata[METADATA_KEY]["bfloat16"]
+    assert settings_seen and all(s.tta and s.bfloat16 for s in settings_seen)
 
 
 def test_closing_the_dock_mid_run_stops_the_job_and_leaves_no_layer(

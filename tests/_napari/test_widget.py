@@ -187,6 +187,29 @@ def test_tta_gives_the_mean_over_flips_and_says_so(make_widget, tile, qtbot, err
     assert not np.allclose(with_tta.data, plain.data, rtol=0.01)
 
 
+def test_bfloat16_is_offered_for_masked_forward_methods_and_recorded(
+    make_widget, tile, qtbot, errors
+):
+    from napari_gradcam._napari.worker import load_cached
+    from napari_gradcam.core.explain import explain
+
+    viewer, widget = make_widget(tile, name="tile")
+    assert widget.bfloat16.native.isHidden()  # gradcam: nothing to speed up
+    widget.bfloat16.value = True
+    run(widget, qtbot)  # a box left ticked does not apply to gradcam
+    widget.method.value = "scorecam"
+    assert not widget.bfloat16.native.isHidden()
+    run(widget, qtbot)
+    assert errors == []
+    plain, rounded = heatmaps(viewer)
+    assert " bf16 " not in plain.name and not plain.metadata[METADATA_KEY]["bfloat16"]
+    assert " scorecam bf16 " in rounded.name and rounded.metadata[METADATA_KEY]["bfloat16"]
+    loaded, _ = load_cached(widget.model_spec, str(widget.weights.value))
+    target = rounded.metadata[METADATA_KEY]["target_index"]
+    expected = explain(loaded, tile, method="scorecam", target=target, bfloat16=True).cam
+    np.testing.assert_allclose(rounded.data, expected, rtol=1e-5, atol=1e-7)
+
+
 def test_closing_the_dock_mid_run_adds_no_layer(make_widget, tile, qtbot, errors):
     viewer, widget = make_widget(tile, name="tile")
     widget.explain_button.clicked.emit()

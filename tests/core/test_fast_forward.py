@@ -103,8 +103,15 @@ def test_scorecam_in_bfloat16_stays_close_to_float32() -> None:
     model = build("resnet").eval()
     image = example((1, 3, 40, 48))
     exact = ng.explain(model, image, method="scorecam", layer="layer3", target=2).cam[0]
-    rounded = ng.explain(
-        model, image, method="scorecam", layer="layer3", target=2, bfloat16=True
-    ).cam[0]
+    result = ng.explain(model, image, method="scorecam", layer="layer3", target=2, bfloat16=True)
+    rounded = result.cam[0]
     assert exact.max() > 0 and not np.array_equal(rounded, exact)
     np.testing.assert_allclose(rounded / exact.max(), exact / exact.max(), atol=0.02)
+    assert result.bfloat16 and result.summary()["bfloat16"] is True
+
+
+@pytest.mark.parametrize("method", ["gradcam", "ablationcam", "eigencam", "guidedbackprop"])
+def test_methods_without_masked_forwards_refuse_bfloat16(method: str) -> None:
+    model = build("resnet").eval()
+    with pytest.raises(ValueError, match=r"scorecam and occlusion only.*turn bfloat16 off"):
+        ng.explain(model, example((1, 3, 40, 48)), method=method, layer="layer3", bfloat16=True)

@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from napari_gradcam.core.context import LayerContext
 
 Need = Literal["activations", "gradients", "forwards", "guided"]
+BFLOAT16_METHODS = ("scorecam", "occlusion")
+"""The methods whose masked forwards can run on a bfloat16 copy of the model."""
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,11 @@ class CamMethod:
     def uses_layer(self) -> bool:
         """Whether the method works on a target layer's activations."""
         return "activations" in self.needs
+
+    @property
+    def runs_in_bfloat16(self) -> bool:
+        """Whether ``bfloat16=True`` applies: its masked forwards can run in bfloat16."""
+        return self.name in BFLOAT16_METHODS
 
     @property
     def needs_hooks(self) -> bool:
@@ -151,3 +158,12 @@ def get_method(name: str) -> CamMethod:
         raise ValueError(
             f"unknown method {name!r}; available: {', '.join(sorted(METHODS))}"
         ) from None
+
+
+def check_precision(method: CamMethod, bfloat16: bool) -> None:
+    """Refuse ``bfloat16`` for a method whose forwards cannot run in it, saying what to do."""
+    if bfloat16 and not method.runs_in_bfloat16:
+        raise ValueError(
+            f"bfloat16 speeds up the masked forwards of {' and '.join(BFLOAT16_METHODS)} "
+            f"only; {method.title} runs in the model's own precision: turn bfloat16 off"
+        )
