@@ -126,12 +126,6 @@ def file_stamps(spec: str, weights: str | None) -> tuple:
     return tuple(stamps)
 
 
-def forget_models() -> None:
-    """Drop every cached model (e.g. after retraining into the same weights file)."""
-    with _MODELS_LOCK:
-        _MODELS.clear()
-
-
 def explain_box(loaded: LoadedModel, job: ExplainJob, box: Box, level: int) -> RegionResult:
     """Explain one box of ``job.plane`` read at pyramid ``level``."""
     from napari_gradcam.core.explain import explain

@@ -62,11 +62,6 @@ class Explanation:
     logits: np.ndarray | None = None
     bfloat16: bool = False
 
-    @property
-    def is_batch(self) -> bool:
-        """Whether ``cam`` holds one map per image of a batch."""
-        return self.cam.ndim == 3
-
     def summary(self) -> dict[str, object]:
         """Return the JSON-serialisable facts of this explanation (no map)."""
         return {
