@@ -53,8 +53,9 @@ def stack_placement(placement: dict[str, Any]) -> dict[str, Any]:
 def feature_layer(stack: FeatureStack, outcome: TrustOutcome, image: Image) -> LayerDataTuple:
     """The (C, h, w) activations, each channel divided by its maximum, largest contributor first.
 
-    The channel axis leads, so napari's slider scrolls the channels; the last two axes lie on
-    the image like the heatmap.
+    The channel axis leads, so napari's slider scrolls the channels (labelled "channel" over
+    a 2-D image; over a stack it shares the slider of the image's leading axis); the last two
+    axes lie on the image like the heatmap.
     """
     peaks = stack.activations.max(axis=(1, 2), keepdims=True)
     data = np.divide(
@@ -78,6 +79,8 @@ def feature_layer(stack: FeatureStack, outcome: TrustOutcome, image: Image) -> L
         "metadata": {FEATURES_KEY: facts},
         **stack_placement(placement),
     }
+    if image.ndim == 2:
+        kwargs["axis_labels"] = ("channel", *image.axis_labels)
     return data.astype(np.float32), kwargs, "image"
 
 

@@ -98,6 +98,7 @@ def test_feature_maps_are_a_channel_stack_aligned_with_the_tile(checked, qtbot, 
         f"features.14 for nuclei-dense, slider 0 first: {facts['channels'][0]} ("
     )
     assert viewer.dims.nsteps[0] == 64, "channels scroll with the slider"
+    assert viewer.dims.axis_labels[0] == "channel"
     assert viewer.layers.extent.units is not None, "napari would say: inconsistent units"
 
 
