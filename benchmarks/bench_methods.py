@@ -30,10 +30,10 @@ from bench_explain import proc_status_kb
 from resnet18 import resnet18
 
 import napari_gradcam as ng
-from napari_gradcam.core.batching import chunk_size
-from napari_gradcam.core.context import LayerContext
-from napari_gradcam.core.fast_forward import fast_inference
-from napari_gradcam.core.methods.eigen import eigencam
+from napari_gradcam.core.explain.batching import chunk_size
+from napari_gradcam.core.explain.context import LayerContext
+from napari_gradcam.core.explain.fast_forward import fast_inference
+from napari_gradcam.core.explain.methods.eigen import eigencam
 
 SHAPE = (1, 3, 224, 224)
 MASKED_FORWARDS = 512

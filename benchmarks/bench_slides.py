@@ -49,8 +49,8 @@ def infer_batch(task) -> int:
     """Plain inference over one batch of tiles, read like the runner reads them."""
     import torch
 
-    from napari_gradcam.core.tiled import preprocess_tiles, read_tiles
-    from napari_gradcam.core.tiling import LevelView
+    from napari_gradcam.core.tiling.grid import LevelView
+    from napari_gradcam.core.tiling.tiled import preprocess_tiles, read_tiles
     from napari_gradcam.slides.batches import cached_model
 
     slide = task.slide
@@ -65,7 +65,7 @@ def infer_batch(task) -> int:
 
 def run_pipeline(slide, job, plan, explain: bool) -> None:
     """Push every tissue tile through the local runner (stitching when explaining)."""
-    from napari_gradcam.core.tiling import Stitcher
+    from napari_gradcam.core.tiling.grid import Stitcher
     from napari_gradcam.slides.batches import BatchTask, in_order, run_batch
 
     tasks = [
@@ -87,7 +87,7 @@ def in_memory(loaded, plan, tiles: np.ndarray, explain: bool, batch_size: int) -
     """The model alone over tiles already read (explain_tiles, or a forward)."""
     import torch
 
-    from napari_gradcam.core.tiled import explain_tiles, preprocess_tiles
+    from napari_gradcam.core.tiling.tiled import explain_tiles, preprocess_tiles
 
     for first in range(0, len(tiles), batch_size):
         chunk = tiles[first : first + batch_size]
@@ -109,7 +109,7 @@ def timed(run) -> tuple[float, float]:
 
 def throughput(rounds: int) -> dict:
     """Tiles per second explained vs inferred, in the runner and in memory (medians)."""
-    from napari_gradcam.core.tiled import read_tiles
+    from napari_gradcam.core.tiling.tiled import read_tiles
 
     slide, job, loaded, plan = cc0_plan()
     n = len(plan.explained)

@@ -34,8 +34,8 @@ def time_widget() -> dict:
     """Cold (model not loaded), warm (loaded) and again (tissue known too)."""
     import napari
 
+    from napari_gradcam._napari.explain.widget import GradCamWidget
     from napari_gradcam._napari.reader import read_slide
-    from napari_gradcam._napari.widget import GradCamWidget
     from napari_gradcam.data import HE_SLIDE_PATH
 
     viewer = napari.Viewer(show=True)

@@ -21,8 +21,8 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import PathPatch
 from matplotlib.path import Path as MplPath
 
-from napari_gradcam.core.polygons import Polygon
-from napari_gradcam.core.region_stats import PixelBox, PlacedMap
+from napari_gradcam.core.regions.polygons import Polygon
+from napari_gradcam.core.regions.region_stats import PixelBox, PlacedMap
 from napari_gradcam.files import atomic_write
 
 
@@ -61,7 +61,7 @@ def _outline_path(polygons: Sequence[Polygon]) -> MplPath:
 
 
 def _draw_tissue(axes: Axes, image: np.ndarray, box: PixelBox) -> None:
-    from napari_gradcam.core.preprocess import to_unit_range  # imports torch
+    from napari_gradcam.core.explain.preprocess import to_unit_range  # imports torch
 
     y0, x0, y1, x1 = box
     crop = to_unit_range(np.asarray(image[y0:y1, x0:x1]))

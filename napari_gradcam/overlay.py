@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 from skimage.transform import resize
 
-from napari_gradcam.core.explanation import normalize_cam
-from napari_gradcam.core.preprocess import match_channels, to_unit_range
+from napari_gradcam.core.explain.explanation import normalize_cam
+from napari_gradcam.core.explain.preprocess import match_channels, to_unit_range
 
 
 def upsample_to_image(

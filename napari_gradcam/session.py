@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_gradcam.core.geojson import Annotation, read_geojson, write_geojson
+from napari_gradcam.core.regions.geojson import Annotation, read_geojson, write_geojson
 from napari_gradcam.files import read_image, save_array, save_json
 
 SESSION_FILE = "session.json"

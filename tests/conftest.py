@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_gradcam.models.card import ModelCard
+from napari_gradcam.core.card import ModelCard
 
 
 @pytest.fixture

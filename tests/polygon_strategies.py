@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import strategies as st
 
-from napari_gradcam.core.polygons import Polygon
+from napari_gradcam.core.regions.polygons import Polygon
 
 coordinate = st.floats(20.0, 480.0, allow_nan=False)
 label = st.sampled_from(["suspicious", "artefact", "benign mimic", "missed lesion", "unclear"])

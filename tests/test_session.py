@@ -3,8 +3,8 @@ import json
 import numpy as np
 import pytest
 
-from napari_gradcam.core.geojson import Annotation
-from napari_gradcam.core.polygons import Polygon
+from napari_gradcam.core.regions.geojson import Annotation
+from napari_gradcam.core.regions.polygons import Polygon
 from napari_gradcam.session import (
     HeatmapRecord,
     ImageRef,

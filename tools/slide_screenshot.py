@@ -17,8 +17,8 @@ import napari
 from PIL import Image
 from qtpy.QtCore import QEventLoop, Qt, QTimer
 
+from napari_gradcam._napari.explain.widget import GradCamWidget
 from napari_gradcam._napari.reader import read_slide
-from napari_gradcam._napari.widget import GradCamWidget
 from napari_gradcam._napari.worker import ModelInfo, load_cached
 from napari_gradcam.data import HE_SLIDE_PATH
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from qtpy.QtCore import QEventLoop, Qt, QTimer
 from slide_screenshot import explained_viewer, save_window
 
-from napari_gradcam._napari.trust_widget import TrustWidget
+from napari_gradcam._napari.trust.widget import TrustWidget
 
 CLASS = "nuclei-dense"
 PROBABILITY = 0.8

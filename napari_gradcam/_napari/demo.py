@@ -17,7 +17,7 @@ from napari_gradcam._napari.worker import ModelInfo, load_cached
 if TYPE_CHECKING:
     from napari import Viewer
 
-    from napari_gradcam._napari.widget import GradCamWidget
+    from napari_gradcam._napari.explain.widget import GradCamWidget
 
 PLUGIN = "napari-gradcam"
 DEMO_SPEC = "demo"

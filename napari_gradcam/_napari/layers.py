@@ -9,7 +9,7 @@ from napari.layers import Image, Shapes
 from napari.utils.transforms.transform_utils import expand_upper_triangular
 
 from napari_gradcam._napari.worker import ExplainJob, RegionResult
-from napari_gradcam.core.placement import heatmap_transform
+from napari_gradcam.core.regions.placement import heatmap_transform
 
 METADATA_KEY = "napari_gradcam"
 ANNOTATIONS_NAME = "annotations"

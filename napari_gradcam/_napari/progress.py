@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from napari_gradcam._napari.tiled_job import TiledUpdate
+    from napari_gradcam._napari.explain.tiled_job import TiledUpdate
 
 
 @dataclass(frozen=True)

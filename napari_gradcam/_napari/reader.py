@@ -89,7 +89,7 @@ def read_heatmap(path: str) -> list[LayerDataTuple]:
     import dask.array as da
     import zarr
 
-    from napari_gradcam._napari.tiled_layers import clear_turbo
+    from napari_gradcam._napari.explain.tiled_layers import clear_turbo
 
     group = zarr.open_group(path, mode="r")
     facts = dict(group.attrs[HEATMAP_KEY])

@@ -14,20 +14,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from napari_gradcam._napari.plane import Plane, choose_level, read_crop
-from napari_gradcam._napari.progress import ModelInfo, Progress
-from napari_gradcam._napari.regions import Box
-from napari_gradcam._napari.tiled_job import (
+from napari_gradcam._napari.explain.tiled_job import (
     TiledResult,
     TilingOptions,
     find_tissue,
     plan_region,
     run_tiles,
 )
+from napari_gradcam._napari.plane import Plane, choose_level, read_crop
+from napari_gradcam._napari.progress import ModelInfo, Progress
+from napari_gradcam._napari.regions import Box
 
 if TYPE_CHECKING:
-    from napari_gradcam.core.explanation import Explanation
-    from napari_gradcam.core.slide_tissue import TissueMap
+    from napari_gradcam.core.explain.explanation import Explanation
+    from napari_gradcam.core.tiling.slide_tissue import TissueMap
     from napari_gradcam.models import LoadedModel
 
 __all__ = ["ExplainJob", "JobOutcome", "ModelInfo", "Progress", "RegionResult", "run_job"]
@@ -100,7 +100,7 @@ def load_cached(spec: str, weights: str | None) -> tuple[LoadedModel, tuple[str,
     The model is loaded again when its files (weights, TorchScript or factory file, card)
     changed on disk since, e.g. after retraining into the same weights file.
     """
-    from napari_gradcam.core.capture import candidate_layers
+    from napari_gradcam.core.explain.capture import candidate_layers
     from napari_gradcam.models import load_model
 
     key, stamps = (spec, weights), file_stamps(spec, weights)
@@ -128,7 +128,7 @@ def file_stamps(spec: str, weights: str | None) -> tuple:
 
 def explain_box(loaded: LoadedModel, job: ExplainJob, box: Box, level: int) -> RegionResult:
     """Explain one box of ``job.plane`` read at pyramid ``level``."""
-    from napari_gradcam.core.explain import explain
+    from napari_gradcam.core.explain.pipeline import explain
 
     crop = read_crop(job.plane, box, level)
     explanation = explain(
@@ -170,7 +170,7 @@ def explain_region(
 ) -> Generator[Progress, None, RegionResult | TiledResult]:
     """Explain one box: tile by tile when tiling is on and it is larger than the model input."""
     if job.tiling is not None:
-        from napari_gradcam.core.tiled import TileSettings
+        from napari_gradcam.core.tiling.tiled import TileSettings
 
         settings = TileSettings(job.method, job.layer, job.target, job.tta, job.bfloat16)
         plan = plan_region(loaded, job.plane, box, settings, job.tiling, tissue)

@@ -9,13 +9,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from napari_gradcam.core.methods import METHODS, check_precision, get_method
-from napari_gradcam.core.placement import heatmap_transform
+from napari_gradcam.core.explain.methods import METHODS, check_precision, get_method
+from napari_gradcam.core.regions.placement import heatmap_transform
 from napari_gradcam.files import check_outputs, read_image, save_array, save_json, save_png
 
 if TYPE_CHECKING:
-    from napari_gradcam.core.explanation import Explanation
-    from napari_gradcam.core.trust import TrustReport
+    from napari_gradcam.core.explain.explanation import Explanation
+    from napari_gradcam.core.trust.report import TrustReport
     from napari_gradcam.models.loading import LoadedModel
 
 
@@ -128,7 +128,7 @@ def check_trust(
 
     The reason goes to stderr (e.g. a TorchScript model has no layers to re-initialise).
     """
-    from napari_gradcam.core.trust import trust_report
+    from napari_gradcam.core.trust.report import trust_report
 
     try:
         return trust_report(loaded, image, explanation=result)

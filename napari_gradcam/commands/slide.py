@@ -8,8 +8,8 @@ from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from napari_gradcam.core.methods import METHODS, check_precision, get_method
-from napari_gradcam.core.tiling import MIN_TISSUE
+from napari_gradcam.core.explain.methods import METHODS, check_precision, get_method
+from napari_gradcam.core.tiling.grid import MIN_TISSUE
 
 if TYPE_CHECKING:
     from napari_gradcam.slides.runner import SlideJob
@@ -59,7 +59,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def slide_job(args: argparse.Namespace) -> SlideJob:
     """The runner's options from the parsed arguments."""
-    from napari_gradcam.core.tiled import TileSettings
+    from napari_gradcam.core.tiling.tiled import TileSettings
     from napari_gradcam.slides.runner import SlideJob
 
     check_precision(get_method(args.method), args.bf16)

@@ -24,7 +24,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from napari_gradcam.models.card import ModelCard
+from napari_gradcam.core.card import ModelCard
 
 DEMO_DIR = Path(__file__).parent / "demo"
 DEMO_SPEC = "napari_gradcam.models.demo_net:build_demo_net"

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from napari_gradcam.core.tiled import TileResults, TileSettings, explain_tiles, read_tiles
-from napari_gradcam.core.tiling import LevelView
+from napari_gradcam.core.tiling.grid import LevelView
+from napari_gradcam.core.tiling.tiled import TileResults, TileSettings, explain_tiles, read_tiles
 
 if TYPE_CHECKING:
     from distributed import Client

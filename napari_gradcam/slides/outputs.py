@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_gradcam.core.tile_stats import FACTS
+from napari_gradcam.core.tiling.tile_stats import FACTS
 from napari_gradcam.files import check_outputs, current_umask
 
 HEATMAP_KEY = "napari_gradcam"

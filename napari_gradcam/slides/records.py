@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from napari_gradcam.core.placement import heatmap_transform
-from napari_gradcam.core.tile_stats import FACTS
-from napari_gradcam.core.tiled import TilePlan, TileResults
+from napari_gradcam.core.regions.placement import heatmap_transform
+from napari_gradcam.core.tiling.tile_stats import FACTS
+from napari_gradcam.core.tiling.tiled import TilePlan, TileResults
 
 if TYPE_CHECKING:
     from napari_gradcam.slides.outputs import SlideOutputs

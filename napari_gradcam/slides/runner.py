@@ -11,10 +11,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from napari_gradcam.core.sampling import sampling_for
-from napari_gradcam.core.slide_tissue import slide_tissue
-from napari_gradcam.core.tiled import TilePlan, TileSettings, pixel_range, plan_tiles
-from napari_gradcam.core.tiling import MIN_TISSUE, LevelView, Stitcher
+from napari_gradcam.core.tiling.grid import MIN_TISSUE, LevelView, Stitcher
+from napari_gradcam.core.tiling.sampling import sampling_for
+from napari_gradcam.core.tiling.slide_tissue import slide_tissue
+from napari_gradcam.core.tiling.tiled import TilePlan, TileSettings, pixel_range, plan_tiles
 from napari_gradcam.files import save_json, save_png
 from napari_gradcam.slides.batches import BatchTask, cached_model, in_order, run_batch
 from napari_gradcam.slides.outputs import HeatmapStore, SlideOutputs, TileTable

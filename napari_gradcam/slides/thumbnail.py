@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from napari_gradcam.core.slide_tissue import mask_source
-from napari_gradcam.core.tiling import as_numpy
+from napari_gradcam.core.tiling.grid import as_numpy
+from napari_gradcam.core.tiling.slide_tissue import mask_source
 from napari_gradcam.overlay import overlay
 
 if TYPE_CHECKING:

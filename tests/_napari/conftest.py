@@ -3,7 +3,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from napari_gradcam.models.card import ModelCard
+from napari_gradcam.core.card import ModelCard
 
 TINY_SPEC = f"{Path(__file__).with_name('tiny_models.py')}:factory"
 
@@ -38,7 +38,7 @@ def tile() -> np.ndarray:
 @pytest.fixture
 def make_gradcam_widget(make_napari_viewer, tiny_spec, tiny_weights):
     """Factory: a viewer with the given images and a docked widget set to the tiny model."""
-    from napari_gradcam._napari.widget import GradCamWidget
+    from napari_gradcam._napari.explain.widget import GradCamWidget
 
     def make(*images: np.ndarray, tiled: bool = True, **layer_kwargs) -> tuple:
         viewer = make_napari_viewer()

@@ -10,7 +10,7 @@ from napari_gradcam._napari.layers import (
 )
 from napari_gradcam._napari.regions import Box
 from napari_gradcam._napari.worker import ExplainJob, RegionResult
-from napari_gradcam.core.explanation import Explanation
+from napari_gradcam.core.explain.explanation import Explanation
 
 JOB = ExplainJob("demo", "weights.pt")
 

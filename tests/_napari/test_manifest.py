@@ -21,8 +21,8 @@ def test_manifest_validates_and_is_packaged():
 
 def test_plugin_modules_do_not_import_torch():
     code = (
-        "import sys; import napari_gradcam._napari.widget, napari_gradcam._napari.demo, "
-        "napari_gradcam._napari.sample_data, napari_gradcam._napari.annotation_widget, "
-        "napari_gradcam._napari.geojson_io; assert 'torch' not in sys.modules"
+        "import sys; import napari_gradcam._napari.explain.widget, napari_gradcam._napari.demo, "
+        "napari_gradcam._napari.sample_data, napari_gradcam._napari.annotations.widget, "
+        "napari_gradcam._napari.annotations.geojson_io; assert 'torch' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)

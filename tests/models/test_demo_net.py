@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from napari_gradcam.models.card import ModelCard
+from napari_gradcam.core.card import ModelCard
 from napari_gradcam.models.demo_net import DEFAULT_LAYER, DemoNet, build_demo_net
 from napari_gradcam.models.training.labels import CLASSES
 from napari_gradcam.models.training.train_demo import (

@@ -23,8 +23,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from napari_gradcam.core.card import ModelCard
 from napari_gradcam.data import HE_MPP, read_he_region
-from napari_gradcam.models.card import ModelCard
 from napari_gradcam.models.demo_net import DEFAULT_LAYER, DemoNet, build_demo_net
 from napari_gradcam.models.training.labels import CLASSES, MIN_TISSUE_FRACTION, slide_evidence
 

@@ -1,0 +1,1 @@
+"""The annotations dock: shapes over heatmaps, statistics, labels, GeoJSON, sessions."""

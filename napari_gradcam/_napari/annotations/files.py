@@ -1,0 +1,260 @@
+"""File buttons of the annotations dock: CSV, GeoJSON in and out, report figure, review sessions.
+
+Each action has a method taking a path (what tests and scripts call) and a button that asks
+for the path first. Save dialogs confirm replacing a file; saving a review into a folder that
+holds one asks before replacing it. Errors are shown in the dock, never raised into Qt.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from magicgui.widgets import Container, PushButton
+from napari.layers import Image, Layer, Shapes
+from qtpy.QtWidgets import QFileDialog, QMessageBox
+
+from napari_gradcam._napari.annotations.geojson_io import (
+    FEATURE_COLUMNS,
+    ensure_features,
+    read_annotations,
+    write_annotations,
+)
+from napari_gradcam._napari.annotations.session_io import open_review, save_review
+from napari_gradcam._napari.annotations.shape_coords import data_to_pixels, shape_polygons
+from napari_gradcam._napari.layers import METADATA_KEY
+from napari_gradcam._napari.plane import current_plane
+from napari_gradcam.core.regions.region_stats import PixelBox, PlacedMap, expand_box, pixel_box
+from napari_gradcam.figures import HeatmapFacts, Outline, region_figure, save_figure
+from napari_gradcam.files import atomic_write
+
+if TYPE_CHECKING:
+    from napari_gradcam._napari.annotations.widget import AnnotationWidget
+
+FIGURE_MARGIN = 0.5
+"""Extra context around a selected annotation in a figure, as a share of its size."""
+MIN_FIGURE_PIXELS = 128
+
+
+def ask_save_path(caption: str, file_filter: str) -> Path | None:
+    """Ask for a file to write (Qt confirms replacing an existing one)."""
+    path, _ = QFileDialog.getSaveFileName(None, caption, "", file_filter)
+    return Path(path) if path else None
+
+
+def ask_open_path(caption: str, file_filter: str) -> Path | None:
+    """Ask for a file to read."""
+    path, _ = QFileDialog.getOpenFileName(None, caption, "", file_filter)
+    return Path(path) if path else None
+
+
+def ask_folder(caption: str) -> Path | None:
+    """Ask for a folder."""
+    path = QFileDialog.getExistingDirectory(None, caption)
+    return Path(path) if path else None
+
+
+def confirm(question: str) -> bool:
+    """Ask a yes/no question; No is the default."""
+    buttons = QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No
+    answer = QMessageBox.question(
+        None, "napari-gradcam", question, buttons, QMessageBox.StandardButton.No
+    )
+    return answer == QMessageBox.StandardButton.Yes
+
+
+class FileActions(Container):
+    """Buttons that save and load what the annotations dock shows.
+
+    Parameters
+    ----------
+    dock : AnnotationWidget
+        The dock whose annotations layer, heatmap and labels are used.
+    """
+
+    def __init__(self, dock: AnnotationWidget) -> None:
+        super().__init__(labels=False)
+        self._dock = dock
+        buttons = {
+            "Export CSV…": lambda: self._ask(self.export_csv, "CSV (*.csv)"),
+            "Export GeoJSON…": lambda: self._ask(self.export_geojson, "GeoJSON (*.geojson)"),
+            "Import GeoJSON…": self._ask_import,
+            "Export figure…": lambda: self._ask(self.export_figure, "PNG (*.png)"),
+            "Save review…": self._ask_save_review,
+            "Open review…": self._ask_open_review,
+        }
+        rows = [Container(layout="horizontal", labels=False) for _ in range(2)]
+        for index, (text, action) in enumerate(buttons.items()):
+            button = PushButton(text=text)
+            button.changed.connect(action)
+            rows[index // 3].append(button)
+        self.extend(rows)
+
+    def _ask(self, action, file_filter: str) -> None:
+        path = ask_save_path("Save as", file_filter)
+        if path is not None:
+            action(path, overwrite=True)
+
+    def _ask_import(self) -> None:
+        path = ask_open_path("Import QuPath GeoJSON", "GeoJSON (*.geojson *.json)")
+        if path is not None:
+            self.import_geojson(path)
+
+    def _ask_save_review(self) -> None:
+        folder = ask_folder("Save the review in folder")
+        if folder is None:
+            return
+        replace = (folder / "session.json").exists()
+        if replace and not confirm(f"{folder} already holds a review. Replace it?"):
+            return
+        self.save_review(folder, overwrite=replace)
+
+    def _ask_open_review(self) -> None:
+        folder = ask_folder("Open the review in folder")
+        if folder is not None:
+            self.open_review(folder)
+
+    def _done(self, message: str) -> None:
+        self._dock.status.value = message
+
+    def _shapes_or_warn(self) -> Shapes | None:
+        if self._dock.shapes is None:
+            self._dock.warn("choose or make an annotations layer first")
+        return self._dock.shapes
+
+    def export_csv(self, path: str | Path, *, overwrite: bool = False) -> Path | None:
+        """Write one row of statistics, label and note per annotation."""
+        shapes = self._shapes_or_warn()
+        if shapes is None:
+            return None
+        features = ensure_features(shapes)
+        columns = [*FEATURE_COLUMNS, *(c for c in features.columns if c not in FEATURE_COLUMNS)]
+        path = Path(path)
+        try:
+            if path.exists() and not overwrite:
+                raise FileExistsError(f"{path} already exists; choose another name")
+            atomic_write(path, lambda tmp: features[columns].to_csv(tmp, index=False))
+        except OSError as err:
+            self._dock.warn(f"CSV not written: {err}")
+            return None
+        self._done(f"wrote {len(features)} rows to {path.name}")
+        return path
+
+    def export_geojson(self, path: str | Path, *, overwrite: bool = False) -> Path | None:
+        """Write the annotations as QuPath GeoJSON in level-0 pixels of their image."""
+        shapes = self._shapes_or_warn()
+        if shapes is None:
+            return None
+        try:
+            written = write_annotations(
+                path, shapes, list(self._dock.viewer.layers), overwrite=overwrite
+            )
+        except (OSError, ValueError) as err:
+            self._dock.warn(f"GeoJSON not written: {err}")
+            return None
+        self._done(f"wrote {Path(written[0]).name}")
+        return Path(written[0])
+
+    def import_geojson(self, path: str | Path) -> Layer | None:
+        """Read QuPath GeoJSON into a new annotations layer on the image."""
+        try:
+            (layer_data,) = read_annotations(path, list(self._dock.viewer.layers))
+        except (OSError, ValueError) as err:
+            self._dock.warn(str(err))
+            return None
+        layer = self._dock.viewer.add_layer(Layer.create(*layer_data))
+        self._dock.annotations.value = layer
+        self._done(f"read {len(layer.data)} annotation(s) from {Path(path).name}")
+        return layer
+
+    def save_review(self, folder: str | Path, *, overwrite: bool = False) -> Path | None:
+        """Save image reference, heatmaps and annotations into ``folder``."""
+        dock = self._dock
+        shapes, image = self._shapes_or_warn(), dock.image_for()
+        if shapes is None or image is None:
+            return None
+        try:
+            path = save_review(dock.viewer, folder, shapes, image, dock.labels, overwrite=overwrite)
+        except (OSError, ValueError) as err:
+            dock.warn(f"review not saved: {err}")
+            return None
+        self._done(f"review saved in {Path(folder).name}")
+        return path
+
+    def open_review(self, folder: str | Path) -> Layer | None:
+        """Reopen a review saved with :meth:`save_review`."""
+        dock = self._dock
+        try:
+            shapes, labels = open_review(dock.viewer, folder)
+        except (OSError, ValueError) as err:
+            dock.warn(f"review not opened: {err}")
+            return None
+        for name, colour in labels.as_dict().items():
+            dock.labels.add(name, colour)
+        dock.annotations.value = shapes
+        self._done(f"review reopened from {Path(folder).name}")
+        return shapes
+
+    def figure_box(self) -> PixelBox | None:
+        """Level-0 pixels to show: around the selected annotations, else the heatmap's box."""
+        dock, shapes = self._dock, self._dock.shapes
+        image, heatmap = dock.image_for(), dock.heatmap.value
+        if image is None or heatmap is None:
+            return None
+        image_shape = tuple(image.level_shapes[0][-2:])
+        selected = sorted(shapes.selected_data) if shapes is not None else []
+        matrix = data_to_pixels(shapes, image) if shapes is not None else None
+        polygons = [p for i in selected for p in shape_polygons(shapes, i, matrix)]
+        if not polygons:
+            return tuple(int(v) for v in heatmap.metadata[METADATA_KEY]["box"])
+        box = pixel_box(polygons, image_shape)
+        if box is None:
+            return None
+        y0, x0, y1, x1 = box
+        side = max(round(max(y1 - y0, x1 - x0) * (1 + 2 * FIGURE_MARGIN)), MIN_FIGURE_PIXELS)
+        return expand_box(box, (side, side), image_shape)
+
+    def export_figure(self, path: str | Path, *, overwrite: bool = False) -> Path | None:
+        """Save a PNG of the region with tissue, heatmap, outlines and a colour bar."""
+        dock = self._dock
+        box, heatmap, image = self.figure_box(), dock.heatmap.value, dock.image_for()
+        if box is None:
+            dock.warn("choose a heatmap (and select annotations to frame them) first")
+            return None
+        facts = heatmap.metadata[METADATA_KEY]
+        placed = PlacedMap(
+            np.asarray(heatmap.data, dtype=float), tuple(facts["stride"]), tuple(facts["origin"])
+        )
+        labels = HeatmapFacts(str(facts["method"]), str(facts["target_name"]), str(facts["layer"]))
+        pixels = current_plane(image, dock.viewer.dims.point).levels[0]
+        figure = region_figure(
+            pixels,
+            box,
+            placed,
+            labels,
+            self._outlines(image),
+            limits=tuple(heatmap.contrast_limits),
+            opacity=float(heatmap.opacity),
+            clear_zero=float(heatmap.colormap.map(np.zeros(1))[0, 3]) == 0.0,
+        )
+        try:
+            written = save_figure(figure, path, overwrite=overwrite)
+        except OSError as err:
+            dock.warn(f"figure not written: {err}")
+            return None
+        self._done(f"figure saved as {written.name}")
+        return written
+
+    def _outlines(self, image: Image) -> list[Outline]:
+        shapes, labels = self._dock.shapes, self._dock.labels
+        if shapes is None:
+            return []
+        features = ensure_features(shapes)
+        matrix = data_to_pixels(shapes, image)
+        outlines = []
+        for index, label in enumerate(features["label"]):
+            polygons = shape_polygons(shapes, index, matrix)
+            if polygons:
+                outlines.append(Outline(tuple(polygons), label, labels.colour(label)))
+        return outlines

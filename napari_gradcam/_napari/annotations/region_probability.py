@@ -1,0 +1,153 @@
+"""The model's class probability for annotated regions, computed in a background thread.
+
+The region's bounding box is read from the image at the pyramid level closest to the model's
+resolution, grown to the model's input size when smaller, and classified. Results are cached
+per (model, class, image plane, box), so only moved or new shapes are computed again. torch is
+imported only in the worker.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from napari.layers import Image
+from napari.qt.threading import create_worker
+
+from napari_gradcam._napari.layers import METADATA_KEY
+from napari_gradcam._napari.plane import Plane, choose_level, read_crop
+from napari_gradcam._napari.regions import Box
+from napari_gradcam._napari.worker import USER_ERRORS, load_cached
+from napari_gradcam.core.regions.region_stats import PixelBox, expand_box
+
+
+@dataclass(frozen=True)
+class ClassModel:
+    """Which model and class a heatmap explained (from its metadata).
+
+    ``target`` is a class index or name; None (a map of each tile's predicted class) asks
+    for the probability of the class the model predicts for the region.
+    """
+
+    spec: str
+    weights: str | None
+    target: int | str | None
+
+    @classmethod
+    def of(cls, heatmap: Image) -> ClassModel | None:
+        """Return the model of a heatmap made by the Grad-CAM widget, else None."""
+        facts = heatmap.metadata.get(METADATA_KEY, {})
+        if not facts.get("model"):
+            return None
+        target = facts.get("target_index")
+        if target is None:
+            target = facts.get("target_name")
+        if isinstance(target, str) and target.startswith("predicted"):
+            target = None
+        return cls(str(facts["model"]), facts.get("weights"), target)
+
+
+def box_probabilities(model: ClassModel, plane: Plane, boxes: list[PixelBox]) -> dict:
+    """Return ``{box: probability of model.target}`` for boxes of level-0 pixels of ``plane``."""
+    import torch
+
+    from napari_gradcam.core.explain.capture import model_device
+    from napari_gradcam.core.explain.preprocess import to_batch
+    from napari_gradcam.core.explain.targets import as_logits, resolve_targets, target_scores
+
+    loaded, _layers = load_cached(model.spec, model.weights)
+    card, module = loaded.card, loaded.module
+    level = choose_level(plane, card.mpp)
+    downsample = plane.downsamples[level]
+    input_size = card.input_size or (1, 1)
+    min_size = [math.ceil(n * d) for n, d in zip(input_size, downsample, strict=True)]
+    device = model_device(module)
+    probabilities = {}
+    for box in boxes:
+        y0, x0, y1, x1 = expand_box(box, min_size, plane.shape)
+        crop = read_crop(plane, Box(y0, x0, y1, x1), level)
+        with torch.inference_mode():
+            logits = as_logits(module(to_batch(crop.pixels, card, device)))
+            target = resolve_targets(logits, model.target, card)
+            probabilities[box] = float(target_scores(logits, target)[1][0])
+    return probabilities
+
+
+class RegionProbabilities:
+    """Probabilities of boxes, looked up at once (NaN while pending) and computed in a thread.
+
+    Parameters
+    ----------
+    on_ready : callable
+        Called on the main thread when new probabilities arrive.
+    on_error : callable
+        Called with a message when the model cannot classify the regions.
+    """
+
+    def __init__(self, on_ready: Callable[[], None], on_error: Callable[[str], None]) -> None:
+        self._on_ready = on_ready
+        self._on_error = on_error
+        self._cache: dict[tuple, float] = {}
+        self._pending: dict[tuple, tuple[ClassModel, Plane, PixelBox]] = {}
+        self._worker = None
+        self._closed = False
+
+    def close(self) -> None:
+        """Drop what is queued and ignore results still on their way."""
+        self._closed = True
+        self._pending.clear()
+
+    @property
+    def running(self) -> bool:
+        """Whether a computation is under way."""
+        return self._worker is not None
+
+    def lookup(self, model: ClassModel, plane_key: tuple, plane: Plane, box: PixelBox) -> float:
+        """Return the cached probability, or NaN and queue the box for :meth:`start`."""
+        key = (model, plane_key, box)
+        if key in self._cache:
+            return self._cache[key]
+        self._pending[key] = (model, plane, box)
+        return math.nan
+
+    def start(self) -> None:
+        """Compute the queued boxes in a background thread (one thread at a time)."""
+        if self._worker is not None or not self._pending or self._closed:
+            return
+        jobs, self._pending = self._pending, {}
+        worker = create_worker(_compute, jobs)
+        worker.returned.connect(self._on_returned)
+        worker.finished.connect(self._on_finished)
+        self._worker = worker
+        worker.start()
+
+    def _on_returned(self, outcome: tuple[dict, str | None]) -> None:
+        results, error = outcome
+        self._cache.update(results)
+        if self._closed:
+            return
+        if error:
+            self._on_error(error)
+        self._on_ready()
+
+    def _on_finished(self) -> None:
+        self._worker = None
+        self.start()
+
+
+def _compute(jobs: dict[tuple, tuple[ClassModel, Plane, PixelBox]]) -> tuple[dict, str | None]:
+    """Classify every queued box; on a model error, cache NaN and return the message."""
+    results: dict[tuple, float] = {}
+    by_model: dict[tuple, list[tuple]] = {}
+    for key, (model, plane, _box) in jobs.items():
+        by_model.setdefault((model, id(plane)), []).append(key)
+    for keys in by_model.values():
+        model, plane, _box = jobs[keys[0]]
+        try:
+            found = box_probabilities(model, plane, [jobs[key][2] for key in keys])
+        except USER_ERRORS as err:
+            results.update(dict.fromkeys(keys, math.nan))
+            return results, f"cannot compute the class probability with {model.spec!r}: {err}"
+        results.update({key: found[jobs[key][2]] for key in keys})
+    return results, None

@@ -1,0 +1,113 @@
+"""Review sessions in the viewer: gather layers into a ``Session`` and put one back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from napari.layers import Image, Layer, Shapes
+from napari.viewer import Viewer
+
+from napari_gradcam._napari.annotations.geojson_io import (
+    ANNOTATION_KEY,
+    annotations_layer_data,
+    is_heatmap,
+    layer_annotations,
+)
+from napari_gradcam._napari.annotations.labels import LabelSet
+from napari_gradcam._napari.layers import METADATA_KEY, placement_kwargs
+from napari_gradcam.session import HeatmapRecord, ImageRef, Session, load_session, save_session
+
+
+def image_reference(image: Image) -> ImageRef:
+    """Return how to reopen ``image``: its sample key or file (neither for unsaved data)."""
+    source = image.source
+    sample = tuple(source.sample) if source.sample else None
+    path = str(Path(source.path).resolve()) if source.path else None
+    return ImageRef(image.name, path, sample)
+
+
+def _display(layer: Image) -> dict[str, Any]:
+    """How a heatmap is shown, as JSON-ready values."""
+    return {
+        "colormap": layer.colormap.name,
+        "opacity": float(layer.opacity),
+        "blending": str(layer.blending),
+        "contrast_limits": [float(v) for v in layer.contrast_limits],
+        "interpolation2d": str(layer.interpolation2d),
+        "visible": bool(layer.visible),
+    }
+
+
+def collect_session(viewer: Viewer, shapes: Shapes, image: Image, labels: LabelSet) -> Session:
+    """Gather the image reference, its heatmaps and the annotations layer into a session."""
+    heatmaps = [
+        HeatmapRecord(
+            layer.name, np.asarray(layer.data), layer.metadata[METADATA_KEY], _display(layer)
+        )
+        for layer in viewer.layers
+        if is_heatmap(layer) and layer.metadata[METADATA_KEY].get("image_layer") == image.name
+    ]
+    annotations, _skipped = layer_annotations(shapes, image, labels)
+    return Session(image_reference(image), heatmaps, annotations, labels.as_dict(), shapes.name)
+
+
+def save_review(
+    viewer: Viewer, folder: str | Path, shapes: Shapes, image: Image, labels: LabelSet, *,
+    overwrite: bool = False,
+) -> Path:  # fmt: skip
+    """Save the review of ``image`` into ``folder`` (see ``napari_gradcam.session``)."""
+    return save_session(folder, collect_session(viewer, shapes, image, labels), overwrite=overwrite)
+
+
+def _open_image(viewer: Viewer, reference: ImageRef) -> Image:
+    """Return the reviewed image: already open, else from its sample or file."""
+    if reference.name in viewer.layers and isinstance(viewer.layers[reference.name], Image):
+        return viewer.layers[reference.name]
+    if reference.sample is not None:
+        added = viewer.open_sample(*reference.sample)
+    elif reference.path is not None and Path(reference.path).exists():
+        added = viewer.open(reference.path)
+    else:
+        raise ValueError(
+            f"the reviewed image {reference.name!r} is not open and its file is unknown or "
+            f"missing ({reference.path}); open it (named {reference.name!r}) and try again"
+        )
+    images = [layer for layer in added if isinstance(layer, Image)]
+    if not images:
+        raise ValueError(f"opening {reference.path or reference.sample} gave no image layer")
+    return images[0]
+
+
+def _heatmap_layer(record: HeatmapRecord, image: Image) -> Layer:
+    facts = {**record.metadata, "image_layer": image.name}
+    kwargs = {
+        **record.display,
+        "name": record.name,
+        "metadata": {METADATA_KEY: facts},
+        **placement_kwargs(image, tuple(facts["stride"]), tuple(facts["origin"])),
+    }
+    return Layer.create(np.asarray(record.cam, dtype=np.float32), kwargs, "image")
+
+
+def open_review(viewer: Viewer, folder: str | Path) -> tuple[Shapes, LabelSet]:
+    """Reopen a review: the image (if not open), its heatmaps and the annotations layer.
+
+    Raises
+    ------
+    ValueError
+        When the folder holds no readable review or the image cannot be found.
+    """
+    session = load_session(folder)
+    image = _open_image(viewer, session.image)
+    for record in session.heatmaps:
+        viewer.add_layer(_heatmap_layer(record, image))
+    labels = LabelSet(session.labels or None)
+    data, kwargs, _kind = annotations_layer_data(
+        session.annotations, image, session.annotations_name
+    )
+    kwargs["metadata"][ANNOTATION_KEY]["labels"] = labels.as_dict()
+    shapes = Shapes(data, **kwargs)
+    viewer.add_layer(shapes)
+    return shapes, labels

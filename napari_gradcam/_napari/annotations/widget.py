@@ -1,0 +1,385 @@
+"""The "Grad-CAM annotations" dock: hot regions to shapes, live statistics, labels and notes.
+
+Everything about an annotation lives in the annotations Shapes layer's features (id, label,
+note, the heatmap its statistics come from, the statistics); the dock only shows and edits
+them. Statistics are recomputed, debounced, whenever a shape is added, moved, edited or
+removed, or another heatmap is chosen; the class probability arrives later from a thread.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label, LineEdit, PushButton
+from napari.layers import Image, Shapes
+from napari.layers.base._base_constants import ActionType
+from napari.utils.events import Event
+from napari.utils.notifications import show_warning
+from napari.viewer import Viewer
+from qtpy.QtCore import QTimer
+
+from napari_gradcam._napari.annotations.files import FileActions
+from napari_gradcam._napari.annotations.geojson_io import (
+    ANNOTATION_KEY,
+    ensure_features,
+    is_heatmap,
+    reference_image,
+    store_features,
+)
+from napari_gradcam._napari.annotations.labels import DEFAULT_LABEL, LabelSet
+from napari_gradcam._napari.annotations.region_probability import ClassModel, RegionProbabilities
+from napari_gradcam._napari.annotations.shape_coords import (
+    data_to_pixels,
+    polygons_to_data,
+    shape_centre_world,
+    shape_polygons,
+)
+from napari_gradcam._napari.annotations.table import StatsTable
+from napari_gradcam._napari.layers import METADATA_KEY, annotations_layer
+from napari_gradcam._napari.plane import current_plane, layer_mpp
+from napari_gradcam.core.regions.hot_regions import hot_region_polygons
+from napari_gradcam.core.regions.region_stats import (
+    STATISTICS,
+    PixelBox,
+    PlacedMap,
+    region_statistics,
+)
+
+DEBOUNCE_MS = 150
+MODES = (
+    ("top share of energy", "energy"),
+    ("fraction of range", "fraction"),
+    ("map value", "value"),
+)
+AMOUNT_TIP = "energy: share (0-1) of the map's energy held by the hottest cells; fraction: 0-1 of the way from the map's minimum to its maximum; value: in the map's units"  # noqa: E501
+FINAL_ACTIONS = (ActionType.ADDED, ActionType.REMOVED, ActionType.CHANGED)
+
+
+class AnnotationWidget(Container):
+    """Annotate over heatmaps: hot regions, statistics per shape, labels and notes.
+
+    Parameters
+    ----------
+    napari_viewer : napari.Viewer
+        The viewer whose heatmaps and annotations layers are used.
+    """
+
+    def __init__(self, napari_viewer: Viewer) -> None:
+        super().__init__(labels=True)
+        self.viewer = napari_viewer
+        self.labels = LabelSet()
+        self.shapes: Shapes | None = None
+        self._showing_row = False
+        self.probabilities = RegionProbabilities(self.schedule_refresh, self.warn)
+        self.heatmap = ComboBox(label="heatmap", choices=self._heatmaps, nullable=True)
+        self.annotations = ComboBox(label="annotations", choices=self._shapes_layers, nullable=True)
+        self.mode = ComboBox(label="hot by", choices=MODES, value="energy")
+        self.amount = FloatSpinBox(
+            label="amount", value=0.5, min=0, max=1e9, step=0.05, tooltip=AMOUNT_TIP
+        )
+        self.min_cells = FloatSpinBox(label="smallest (cells)", value=2, min=0, max=1e6)
+        self.hot_button = PushButton(text="Add hot regions")
+        self.label = ComboBox(label="label", choices=self._label_names, value=DEFAULT_LABEL)
+        self.new_label = LineEdit(label="new label")
+        self.add_label_button = PushButton(text="Add label")
+        self.note = LineEdit(label="note", tooltip="note of the selected annotations (Enter)")
+        self.status = Label(label="status", value="")
+        self.status.native.setWordWrap(True)
+        self.table = StatsTable()
+        self.files = FileActions(self)
+        controls = [
+            self.heatmap, self.annotations, self.mode, self.amount, self.min_cells, self.hot_button,
+        ]  # fmt: skip
+        editors = [self.label, self.new_label, self.add_label_button, self.note]
+        self.extend([*controls, *editors, self.status])
+        self.native.layout().insertWidget(len(controls), self.table)
+        self.native.layout().insertWidget(len(controls) + 1 + len(editors), self.files.native)
+        self._timer = QTimer(self.native, singleShot=True, interval=DEBOUNCE_MS)
+        self._offer_timer = QTimer(self.native, singleShot=True, interval=0)
+        self._connect()
+        self._pick_defaults()
+
+    def _pick_defaults(self) -> None:
+        """Choose the newest heatmap and the first annotations layer, if any."""
+        heatmaps = self._heatmaps(self.heatmap)
+        if heatmaps:
+            self.heatmap.value = heatmaps[-1][1]
+        layers = self._shapes_layers(self.annotations)
+        self.annotations.value = layers[0][1] if layers else None
+        self._attach(self.annotations.value)
+
+    def _connect(self) -> None:
+        self._timer.timeout.connect(self.refresh)
+        self._offer_timer.timeout.connect(self._offer_heatmaps)
+        self.heatmap.changed.connect(self.schedule_refresh)
+        self.annotations.changed.connect(self._attach)
+        self.hot_button.changed.connect(self.add_hot_regions)
+        self.label.changed.connect(self.set_label)
+        self.note.native.editingFinished.connect(lambda: self.set_note(self.note.value))
+        self.add_label_button.changed.connect(lambda: self.add_label(self.new_label.value))
+        self.table.row_selected.connect(self.select_annotation)
+        events = self.viewer.layers.events
+        events.inserted.connect(self._on_inserted)
+        events.removed.connect(self._on_removed)
+        events.reordered.connect(self.reset_choices)
+        for layer in self.viewer.layers:
+            layer.events.data.connect(self._on_layer_data)
+        self.native.destroyed.connect(self._disconnect)
+
+    def _disconnect(self) -> None:
+        """Stop listening to the viewer once the dock is gone (e.g. the window closed)."""
+        self.probabilities.close()
+        events = self.viewer.layers.events
+        events.inserted.disconnect(self._on_inserted)
+        events.removed.disconnect(self._on_removed)
+        events.reordered.disconnect(self.reset_choices)
+        for layer in self.viewer.layers:
+            layer.events.data.disconnect(self._on_layer_data)
+        self._detach()
+
+    def _detach(self) -> None:
+        """Stop following the current annotations layer."""
+        if self.shapes is not None:
+            self.shapes.events.data.disconnect(self._on_data)
+            self.shapes.selected_data.events.items_changed.disconnect(self._on_canvas_selection)
+
+    def _heatmaps(self, _widget: ComboBox) -> list[tuple[str, Image]]:
+        return [(layer.name, layer) for layer in self.viewer.layers if is_heatmap(layer)]
+
+    def _shapes_layers(self, _widget: ComboBox) -> list[tuple[str, Shapes]]:
+        layers = [layer for layer in self.viewer.layers if isinstance(layer, Shapes)]
+        layers.sort(key=lambda layer: ANNOTATION_KEY not in layer.metadata)
+        return [(layer.name, layer) for layer in layers]
+
+    def _label_names(self, _widget: ComboBox) -> tuple[str, ...]:
+        return self.labels.names
+
+    def warn(self, message: str) -> None:
+        """Show ``message`` in the dock and as a napari warning."""
+        self.status.value = message
+        show_warning(f"Grad-CAM annotations: {message}")
+
+    def image_for(self, heatmap: Image | None = None) -> Image | None:
+        """Return the image a heatmap was made from, else the annotations' image."""
+        heatmap = heatmap or self.heatmap.value
+        name = heatmap.metadata[METADATA_KEY].get("image_layer") if heatmap else None
+        if name in self.viewer.layers and isinstance(self.viewer.layers[name], Image):
+            return self.viewer.layers[name]
+        return reference_image(list(self.viewer.layers), self.shapes)
+
+    def _on_inserted(self, event: Event) -> None:
+        event.value.events.data.connect(self._on_layer_data)
+        self._offer_heatmaps()
+        self.reset_choices()
+        if self.shapes is None and isinstance(event.value, Shapes):
+            self.annotations.value = event.value
+
+    def _on_layer_data(self, _event: Event) -> None:
+        """A layer's data was replaced: a tiled heatmap may just have been finished."""
+        self._offer_timer.start()
+
+    def _offer_heatmaps(self) -> None:
+        """List the finished heatmaps; choose a new one when none is chosen."""
+        before = {id(layer) for layer in self.heatmap.choices}
+        self.heatmap.reset_choices()
+        new = [layer for layer in self.heatmap.choices if id(layer) not in before]
+        if self.heatmap.value is None and new:
+            self.heatmap.value = new[-1]
+
+    def _on_removed(self, event: Event) -> None:
+        event.value.events.data.disconnect(self._on_layer_data)
+        shown, attached = self.heatmap.value, self.shapes
+        self.reset_choices()
+        if event.value is shown:
+            self.heatmap.value = None
+            self.warn(
+                f"the heatmap {event.value.name!r} was removed; the statistics shown were "
+                "computed from it and are kept; choose another heatmap to recompute them"
+            )
+        if event.value is attached:
+            self.annotations.value = None
+            self.warn(f"the annotations layer {event.value.name!r} was removed")
+
+    def _attach(self, shapes: Shapes | None) -> None:
+        self._detach()
+        self.shapes = shapes
+        if shapes is not None:
+            record = shapes.metadata.setdefault(ANNOTATION_KEY, {})
+            for name, colour in record.get("labels", {}).items():
+                self.labels.add(name, colour)
+            image = self.image_for()
+            if image is not None:
+                record.setdefault("image_layer", image.name)
+            shapes.events.data.connect(self._on_data)
+            shapes.selected_data.events.items_changed.connect(self._on_canvas_selection)
+            self.label.reset_choices()
+        self.refresh()
+
+    def _on_data(self, event: Event) -> None:
+        if getattr(event, "action", None) in FINAL_ACTIONS:
+            self.schedule_refresh()
+
+    def schedule_refresh(self, *_args: object) -> None:
+        """Refresh the statistics shortly (edits in quick succession refresh once)."""
+        self._timer.start()
+
+    def refresh(self) -> None:
+        """Recompute every shape's statistics from the chosen heatmap; recolour; show them."""
+        self._timer.stop()
+        shapes = self.shapes
+        if shapes is None:
+            self.table.setRowCount(0)
+            return
+        features = ensure_features(shapes, self.label.value)
+        heatmap = self.heatmap.value
+        if heatmap is not None:
+            features = self._with_statistics(shapes, features, heatmap)
+            store_features(shapes, features, self.label.value)
+        for label in features["label"]:
+            self.labels.colour(label)
+        shapes.metadata[ANNOTATION_KEY]["labels"] = self.labels.as_dict()
+        self.label.reset_choices()
+        if len(features):
+            shapes.edge_color = [self.labels.rgba(label) for label in features["label"]]
+        self.table.show_features(features, [self.labels.colour(name) for name in features["label"]])
+        self.probabilities.start()
+
+    def _with_statistics(
+        self, shapes: Shapes, features: pd.DataFrame, heatmap: Image
+    ) -> pd.DataFrame:
+        """Return the features with every shape's statistics from ``heatmap``."""
+        facts = heatmap.metadata[METADATA_KEY]
+        image = self.image_for(heatmap)
+        placed = PlacedMap(
+            np.asarray(heatmap.data, dtype=float), tuple(facts["stride"]), tuple(facts["origin"])
+        )
+        matrix = data_to_pixels(shapes, image)
+        probability = self._probability(heatmap, image)
+        image_shape = tuple(image.level_shapes[0][-2:]) if image is not None else None
+        mpp = layer_mpp(image) if image is not None else None
+        rows = []
+        for index in range(len(shapes.data)):
+            polygons = shape_polygons(shapes, index, matrix)
+            rows.append(
+                region_statistics(
+                    polygons, placed, mpp=mpp, image_shape=image_shape, probability=probability
+                )
+                if polygons
+                else dict.fromkeys(STATISTICS, math.nan)
+            )
+        features = features.copy()
+        if rows:
+            features[list(STATISTICS)] = [[row[name] for name in STATISTICS] for row in rows]
+        features["heatmap"] = heatmap.name
+        return features
+
+    def _probability(
+        self, heatmap: Image, image: Image | None
+    ) -> Callable[[PixelBox], float] | None:
+        """Return the cached class-probability lookup for the heatmap's model, if it has one."""
+        model = ClassModel.of(heatmap)
+        if model is None or image is None:
+            return None
+        plane = current_plane(image, self.viewer.dims.point)
+        key = (image.name, plane.slice_index)
+        return lambda box: self.probabilities.lookup(model, key, plane, box)
+
+    def add_hot_regions(self) -> None:
+        """Outline the chosen heatmap's hot regions as polygons on the annotations layer."""
+        heatmap = self.heatmap.value
+        image = self.image_for(heatmap)
+        if heatmap is None or image is None:
+            self.warn("choose a heatmap made by the Grad-CAM widget, over its image")
+            return
+        facts = heatmap.metadata[METADATA_KEY]
+        try:
+            polygons = hot_region_polygons(
+                np.asarray(heatmap.data, dtype=float), facts["stride"], facts["origin"],
+                mode=self.mode.value, amount=self.amount.value, min_cells=self.min_cells.value,
+            )  # fmt: skip
+        except ValueError as err:
+            self.warn(str(err))
+            return
+        if not polygons:
+            self.warn("no hot region at this threshold; lower it or the smallest size")
+            return
+        limit = np.asarray(image.level_shapes[0][-2:], dtype=float) - 0.5
+        shapes = self.shapes or self._new_annotations_layer(image)
+        matrix = data_to_pixels(shapes, image)
+        clipped = [p.mapped(lambda px: np.clip(px, -0.5, limit)) for p in polygons]
+        first = len(shapes.data)
+        shapes.add([polygons_to_data([p], matrix) for p in clipped], shape_type="polygon")
+        features = ensure_features(shapes, self.label.value)
+        features.loc[features.index[first:], "note"] = (
+            f"hot region ({self.mode.value} {self.amount.value:g})"
+        )
+        store_features(shapes, features, self.label.value)
+        self.status.value = f"added {len(polygons)} hot region(s) from {heatmap.name!r}"
+        self.refresh()
+
+    def _new_annotations_layer(self, image: Image) -> Shapes:
+        layer = annotations_layer(image)
+        layer.metadata[ANNOTATION_KEY] = {"image_layer": image.name}
+        self.viewer.add_layer(layer)
+        self.annotations.value = layer
+        return layer
+
+    def select_annotation(self, index: int) -> None:
+        """Select shape ``index``, centre the view on it and show its label and note."""
+        shapes = self.shapes
+        if shapes is None or not 0 <= index < len(shapes.data):
+            return
+        self.viewer.layers.selection.active = shapes
+        shapes.mode = "select"
+        shapes.selected_data = {index}
+        centre = shape_centre_world(shapes, index)
+        camera = self.viewer.scene.camera
+        camera.center = (*camera.center[:-2], *centre)
+        self._show_row(index)
+
+    def _on_canvas_selection(self, *_args: object) -> None:
+        """Follow a selection made on the canvas: its row in the table, its label and note."""
+        selected = sorted(self.shapes.selected_data) if self.shapes is not None else []
+        index = selected[0] if len(selected) == 1 else None
+        self.table.show_selected(index)
+        if index is not None and index < len(self.shapes.features):
+            self._show_row(index)
+
+    def _show_row(self, index: int) -> None:
+        """Show the label and note of shape ``index`` in the controls (editing nothing)."""
+        row = self.shapes.features.iloc[index]
+        self._showing_row = True
+        self.label.value = row["label"]
+        self.note.value = row["note"]
+        self._showing_row = False
+
+    def _edit_selected(self, column: str, value: str) -> None:
+        shapes = self.shapes
+        if self._showing_row or shapes is None or not shapes.selected_data:
+            return
+        features = ensure_features(shapes, self.label.value)
+        features.loc[features.index[sorted(shapes.selected_data)], column] = value
+        store_features(shapes, features, self.label.value)
+        self.refresh()
+
+    def set_label(self, name: str) -> None:
+        """Label the selected annotations ``name`` (new shapes get it too)."""
+        self._edit_selected("label", name)
+
+    def set_note(self, text: str) -> None:
+        """Give the selected annotations the note ``text``."""
+        self._edit_selected("note", text)
+
+    def add_label(self, name: str) -> None:
+        """Add a label to the list (with the next free colour) and choose it."""
+        try:
+            self.labels.add(name)
+        except ValueError as err:
+            self.warn(str(err))
+            return
+        self.label.reset_choices()
+        self.label.value = name.strip()
+        self.new_label.value = ""

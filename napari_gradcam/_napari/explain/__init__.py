@@ -1,0 +1,1 @@
+"""The Grad-CAM dock: controls, the explain job and its tiled branch."""

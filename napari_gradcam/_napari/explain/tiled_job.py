@@ -1,0 +1,266 @@
+"""The tiled branch of the Explain job: a region larger than the model input, tile by tile.
+
+Runs in the widget's worker thread and never touches the viewer. It yields a
+:class:`TiledUpdate` per batch (the map rows that changed, copied) and returns a
+:class:`TiledResult`; the widget applies both on the main thread. torch is imported only when
+the job runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from napari_gradcam._napari.plane import Plane
+from napari_gradcam._napari.progress import Progress
+from napari_gradcam._napari.regions import Box
+from napari_gradcam.core.tiling.grid import MIN_TISSUE, LevelView
+
+if TYPE_CHECKING:
+    from napari_gradcam.core.tiling.slide_tissue import TissueMap
+    from napari_gradcam.core.tiling.tiled import TilePlan, TileSettings
+    from napari_gradcam.models import LoadedModel
+
+
+@dataclass(frozen=True)
+class TilingOptions:
+    """How regions larger than the model input are tiled."""
+
+    overlap: float = 0.5
+    tissue: bool = True
+    min_tissue: float = MIN_TISSUE
+    batch_size: int = 32
+
+
+@dataclass(frozen=True)
+class MapGeometry:
+    """Where a tiled region's map lies: level-0 stride and origin, and its size."""
+
+    shape: tuple[int, int]
+    stride: tuple[float, float]
+    origin: tuple[float, float]
+    level: int
+    n_tiles: int
+    n_explained: int
+    tile: tuple[float, float] = (0.0, 0.0)
+    """Size of one tile in level-0 pixels."""
+
+
+@dataclass(frozen=True)
+class TiledUpdate:
+    """Progress of one tiled region, for the heatmap that fills in while it runs.
+
+    Attributes
+    ----------
+    region : int
+        Index of the region's box in the job.
+    geometry : MapGeometry
+        The map's placement and the tile counts.
+    first_row : int
+        Map row of ``rows[0]``.
+    rows : numpy.ndarray
+        Current values of the rows the last batch changed (a copy).
+    tissue : TissueMap or None
+        The tissue found for the image (first update of a region), to be shown.
+    """
+
+    region: int
+    geometry: MapGeometry
+    first_row: int = 0
+    rows: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
+    tissue: TissueMap | None = None
+
+
+@dataclass(frozen=True)
+class TiledResult:
+    """A tiled region's stitched raw map and its tiles.
+
+    Attributes
+    ----------
+    box : Box
+        The region in level-0 pixels.
+    cam : numpy.ndarray
+        Stitched raw map (one normalisation for the whole region is left to the display).
+    geometry : MapGeometry
+        Placement and tile counts.
+    settings : TileSettings
+        Method, resolved layer and target.
+    tiles : dict of str to numpy.ndarray
+        Explained tiles: ``index``, ``box`` (N, 4, level-0 pixels), ``tissue_fraction`` and
+        the per-tile facts (``core.tile_stats.FACTS``).
+    class_names : tuple of str
+        Class names by index.
+    """
+
+    box: Box
+    cam: np.ndarray
+    geometry: MapGeometry
+    settings: TileSettings
+    tiles: dict[str, np.ndarray]
+    class_names: tuple[str, ...]
+
+    @property
+    def stride(self) -> tuple[float, float]:
+        """Level-0 pixels per map cell."""
+        return self.geometry.stride
+
+    @property
+    def origin(self) -> tuple[float, float]:
+        """Level-0 pixel of the map's top-left corner."""
+        return self.geometry.origin
+
+    @property
+    def label(self) -> str:
+        """``"<n> tiles (<map>), <share> <top class>"`` for the result line."""
+        classes = np.asarray(self.tiles["class_index"], dtype=int)
+        if classes.size == 0:
+            return "no tissue tiles"
+        top = int(np.bincount(classes).argmax())
+        share = float(np.mean(classes == top))
+        shown = self.settings.target or "each tile's class"
+        return f"{classes.size} tiles ({shown}), {share:.0%} {self.class_names[top]}"
+
+
+def plan_region(
+    loaded: LoadedModel,
+    plane: Plane,
+    box: Box,
+    settings: TileSettings,
+    options: TilingOptions,
+    tissue: TissueMap | None,
+) -> TilePlan | None:
+    """Plan the tiles of ``box``, or return ``None`` when it fits in one model input."""
+    from napari_gradcam.core.tiling.sampling import sampling_for
+    from napari_gradcam.core.tiling.tiled import plan_tiles
+
+    level, resample = sampling_for(plane.downsamples, plane.mpp, loaded.card.mpp)
+    view = LevelView(plane.levels[level], plane.downsamples[level], resample)
+    y0, x0, y1, x1 = view.region_from_level0((box.y0, box.x0, box.y1, box.x1))
+    tile = loaded.card.input_size or (224, 224)
+    if y1 - y0 < tile[0] or x1 - x0 < tile[1] or (y1 - y0, x1 - x0) == tuple(tile):
+        return None
+    return plan_tiles(
+        loaded,
+        view,
+        level,
+        (box.y0, box.x0, box.y1, box.x1),
+        tissue=tissue,
+        overlap=options.overlap,
+        min_tissue=options.min_tissue,
+        settings=settings,
+    )
+
+
+def find_tissue(plane: Plane) -> TissueMap | None:
+    """The plane's tissue (found on a low level), or ``None`` when the image is not RGB."""
+    from napari_gradcam.core.tiling.slide_tissue import slide_tissue
+
+    shape = plane.levels[0].shape
+    if len(shape) != 3 or shape[-1] not in (3, 4):
+        return None
+    return slide_tissue(plane.levels, plane.downsamples)
+
+
+def run_tiles(
+    loaded: LoadedModel,
+    plan: TilePlan,
+    box: Box,
+    region: int,
+    options: TilingOptions,
+    tissue: TissueMap | None = None,
+) -> Generator[Progress, None, TiledResult]:
+    """Explain the planned tiles batch by batch, yielding the changed map rows each time.
+
+    Parameters
+    ----------
+    loaded : LoadedModel
+        The model.
+    plan : TilePlan
+        The tiles of ``box``.
+    box : Box
+        The region (recorded in the result).
+    region : int
+        Index of the box in the job.
+    options : TilingOptions
+        Batch size.
+    tissue : TissueMap, optional
+        Sent with the first update, for the widget to show.
+    """
+    from napari_gradcam.core.tiling.grid import Stitcher
+    from napari_gradcam.core.tiling.tiled import explain_tiles, pixel_range, read_tiles
+
+    geometry = _geometry(plan)
+    stitcher = Stitcher(plan.grid)
+    value_range = pixel_range(plan.view.data.dtype, _range_sample(plan))
+    total, done = len(plan.explained), 0
+    yield Progress(
+        0, total, _message(box, 0, geometry), update=TiledUpdate(region, geometry, tissue=tissue)
+    )
+    batches = []
+    for batch in plan.batches(options.batch_size):
+        tiles = read_tiles(plan.view, plan.grid.origins[batch], plan.grid.tile)
+        results = explain_tiles(loaded, tiles, batch, plan.settings, value_range)
+        start, stop = stitcher.add(results.indices, results.cams)
+        batches.append(results.facts)
+        done += len(batch)
+        update = TiledUpdate(region, geometry, start, stitcher.rows(start, stop))
+        yield Progress(done, total, _message(box, done, geometry), update=update)
+    cam = stitcher.finish()
+    table = _tile_table(plan, batches)
+    names = tuple(loaded.card.class_name(i) for i in range(_n_classes(table)))
+    return TiledResult(box, cam, geometry, plan.settings, table, names)
+
+
+def _message(box: Box, done: int, geometry: MapGeometry) -> str:
+    skipped = geometry.n_tiles - geometry.n_explained
+    return (
+        f"{box.label}: {done}/{geometry.n_explained} tiles explained "
+        f"({skipped} background tiles skipped)"
+    )
+
+
+def _n_classes(table: dict[str, np.ndarray]) -> int:
+    indices = np.concatenate([table["class_index"], table["target_index"]]).astype(int)
+    return int(indices.max()) + 1 if indices.size else 0
+
+
+def _geometry(plan: TilePlan) -> MapGeometry:
+    return MapGeometry(
+        plan.grid.map_shape,
+        plan.stride,
+        plan.origin,
+        plan.level,
+        plan.grid.n_tiles,
+        len(plan.explained),
+        tuple(c * s for c, s in zip(plan.grid.tile_cells, plan.stride, strict=True)),
+    )
+
+
+def _range_sample(plan: TilePlan) -> Any:
+    """Pixels that fix the value range of a float image (its coarsest level is enough)."""
+    from napari_gradcam.core.tiling.grid import as_numpy
+
+    data = plan.view.data
+    if np.issubdtype(data.dtype, np.integer):
+        return None
+    step = max(1, max(data.shape[:2]) // 1024)
+    return as_numpy(data[::step, ::step])
+
+
+def _tile_table(plan: TilePlan, batches: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Columns of the explained tiles, in grid order."""
+    from napari_gradcam.core.tiling.tile_stats import FACTS
+
+    indices = plan.explained
+    table = {
+        "index": indices,
+        "box": plan.boxes()[indices],
+        "tissue_fraction": plan.tissue[indices],
+    }
+    for name in FACTS:
+        parts = [batch[name] for batch in batches]
+        table[name] = np.concatenate(parts) if parts else np.zeros(0)
+    return table

@@ -1,0 +1,201 @@
+"""napari layers of tiled explanations: the heatmap that fills in, the tissue, the tiles.
+
+Everything here runs on the main thread (from the worker's ``yielded``/``returned`` signals).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from napari.layers import Image, Labels, Points
+from napari.utils.colormaps import Colormap, ensure_colormap
+
+from napari_gradcam._napari.layers import (
+    METADATA_KEY,
+    contrast_limits,
+    method_label,
+    placement_kwargs,
+)
+
+if TYPE_CHECKING:
+    from napari.viewer import Viewer
+
+    from napari_gradcam._napari.explain.tiled_job import MapGeometry, TiledResult, TiledUpdate
+    from napari_gradcam._napari.worker import ExplainJob
+    from napari_gradcam.core.tiling.slide_tissue import TissueMap
+
+TILE_COLUMNS = (
+    "tile", "class", "probability", "margin", "tissue", "entropy", "energy", "roughness",
+)  # fmt: skip
+"""Features of the tiles layer (and columns of the tile table); ``tissue`` is the tile's
+tissue fraction, the last three are noise indicators (``core.tile_stats``)."""
+
+
+CLEAR_ZERO = 1e-4
+"""Share of the colour range at the bottom that fades to transparent (zero: no tile)."""
+
+
+def clear_turbo() -> Colormap:
+    """turbo, but transparent at zero: skipped and not yet explained tiles show the slide."""
+    turbo = ensure_colormap("turbo")
+    colors = np.vstack([[0.0, 0.0, 0.0, 0.0], turbo.colors])
+    controls = np.concatenate([[0.0], CLEAR_ZERO + (1 - CLEAR_ZERO) * turbo.controls])
+    return Colormap(colors, controls=controls, name="turbo (clear zero)")
+
+
+class LiveHeatmaps:
+    """Heatmap layers of the tiled regions of one job, filled in as batches arrive.
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+        Where the layers go.
+    image : napari.layers.Image
+        The explained image (gives name and placement).
+    job : ExplainJob
+        The running job.
+    """
+
+    def __init__(self, viewer: Viewer, image: Image, job: ExplainJob) -> None:
+        self.viewer = viewer
+        self.image = image
+        self.job = job
+        self.layers: dict[int, Image] = {}
+        self.maxima: dict[int, float] = {}
+
+    def apply(self, update: TiledUpdate) -> bool:
+        """Show an update; return False when its heatmap layer was closed meanwhile."""
+        if update.tissue is not None and f"{self.image.name} tissue" not in self.viewer.layers:
+            self.viewer.add_layer(tissue_layer(update.tissue, self.image))
+        layer = self.layers.get(update.region)
+        if layer is None:
+            layer = self._add(update.region, update.geometry)
+        elif layer not in self.viewer.layers:
+            return False
+        if update.rows.size:
+            stop = update.first_row + len(update.rows)
+            layer.data[update.first_row : stop] = update.rows
+            high = max(self.maxima.get(update.region, 0.0), float(update.rows.max()))
+            self.maxima[update.region] = high
+            layer.contrast_limits = (0.0, high if high > 0 else 1.0)
+            layer.refresh()
+        return True
+
+    def finish(self, region: int, result: TiledResult) -> Image | None:
+        """Give a region's layer its final map and metadata; None if it was closed."""
+        layer = self.layers.get(region)
+        if layer is None or layer not in self.viewer.layers:
+            return None
+        layer.data = result.cam
+        layer.contrast_limits = contrast_limits(result.cam)
+        layer.metadata.clear()
+        layer.metadata.update(tiled_metadata(result, self.image, self.job))
+        return layer
+
+    def discard(self) -> None:
+        """Remove every layer this job added (after a cancel or an error)."""
+        for layer in self.layers.values():
+            if layer in self.viewer.layers:
+                self.viewer.layers.remove(layer)
+        self.layers.clear()
+
+    def _add(self, region: int, geometry: MapGeometry) -> Image:
+        box = self.job.boxes[region]
+        target = self.job.target or "predicted"
+        where = "" if len(self.job.boxes) == 1 else f", {box.label}"
+        method = method_label(self.job.method, self.job.tta, self.job.bfloat16)
+        layer = Image(
+            np.zeros(geometry.shape, np.float32),
+            name=f"{self.image.name} {method} {target} (tiled{where})",
+            colormap=clear_turbo(),
+            opacity=0.5,
+            blending="translucent",
+            contrast_limits=(0.0, 1.0),
+            interpolation2d="linear",
+            metadata={METADATA_KEY: {"running": True}},
+            **placement_kwargs(self.image, geometry.stride, geometry.origin),
+        )
+        self.viewer.add_layer(layer)
+        self.layers[region] = layer
+        return layer
+
+
+def tiled_metadata(result: TiledResult, image: Image, job: ExplainJob) -> dict[str, Any]:
+    """The facts recorded with a tiled heatmap layer, under ``"napari_gradcam"``."""
+    box, geometry, settings = result.box, result.geometry, result.settings
+    return {
+        METADATA_KEY: {
+            "model": job.spec,
+            "weights": job.weights,
+            "layer": settings.layer,
+            "method": settings.method,
+            "tta": settings.tta,
+            "bfloat16": settings.bfloat16,
+            "target_name": settings.target or "predicted (per tile)",
+            "stride": geometry.stride,
+            "origin": geometry.origin,
+            "image_layer": image.name,
+            "region": box.label,
+            "box": (box.y0, box.x0, box.y1, box.x1),
+            "slice": job.plane.slice_index if job.plane else (),
+            "pyramid_level": geometry.level,
+            "tiles": {
+                "total": geometry.n_tiles,
+                "explained": geometry.n_explained,
+                "skipped": geometry.n_tiles - geometry.n_explained,
+                "overlap": job.tiling.overlap if job.tiling else 0.0,
+                "size": geometry.tile,
+            },
+            "normalisation": "one for the whole region (raw map over [min, max])",
+        }
+    }
+
+
+def tissue_layer(tissue: TissueMap, image: Image) -> Labels:
+    """The tissue mask as a (hidden) Labels layer over the image."""
+    return Labels(
+        tissue.mask.astype(np.uint8),
+        name=f"{image.name} tissue",
+        opacity=0.3,
+        visible=False,
+        **placement_kwargs(image, tissue.pixel_size, (0.0, 0.0)),
+    )
+
+
+def tile_features(results: list[TiledResult]) -> dict[str, np.ndarray]:
+    """One row per explained tile of ``results``: :data:`TILE_COLUMNS` plus ``box``."""
+    columns: dict[str, list[np.ndarray]] = {name: [] for name in (*TILE_COLUMNS, "box")}
+    for result in results:
+        tiles = result.tiles
+        names = np.asarray(result.class_names, dtype=object)
+        columns["tile"].append(tiles["index"])
+        columns["class"].append(names[np.asarray(tiles["class_index"], dtype=int)])
+        columns["box"].append(tiles["box"])
+        for name in TILE_COLUMNS[2:]:
+            source = "tissue_fraction" if name == "tissue" else name
+            columns[name].append(np.asarray(tiles[source], dtype=np.float32))
+    return {
+        name: np.concatenate(parts) if parts else np.zeros(0) for name, parts in columns.items()
+    }
+
+
+def tiles_layer(features: dict[str, np.ndarray], image: Image) -> Points:
+    """A Points layer at the tile centres, coloured by class, with the per-tile features."""
+    boxes = np.asarray(features["box"], dtype=float).reshape(-1, 4)
+    centres = (boxes[:, :2] + boxes[:, 2:] - 1.0) / 2.0
+    side = float(np.median(boxes[:, 2] - boxes[:, 0])) if len(boxes) else 1.0
+    table = {name: features[name] for name in TILE_COLUMNS}
+    return Points(
+        centres,
+        name=f"{image.name} tiles",
+        features=table,
+        face_color="class" if len(boxes) else "white",
+        border_color="white",
+        border_width=0.15,
+        size=max(side / 10.0, 1.0),
+        opacity=0.8,
+        scale=tuple(image.scale[-2:]),
+        translate=tuple(image.translate[-2:]),
+        units=tuple(image.units[-2:]),
+    )

@@ -1,0 +1,137 @@
+"""The tiled part of the Grad-CAM dock: options, live heatmaps, the tiles layer and table.
+
+The widget hands over each tiled update and outcome; this keeps the tissue found per image,
+fills the heatmaps in, and after a run shows the tiles as points and in a sortable table
+whose rows jump the camera to their tile.
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import TYPE_CHECKING
+
+import numpy as np
+from magicgui.widgets import CheckBox, FloatSpinBox
+from napari.layers import Image, Points
+
+from napari_gradcam._napari.explain.tile_table import TileTable
+from napari_gradcam._napari.explain.tiled_job import TiledResult, TilingOptions
+from napari_gradcam._napari.explain.tiled_layers import (
+    TILE_COLUMNS,
+    LiveHeatmaps,
+    tile_features,
+    tiles_layer,
+)
+
+if TYPE_CHECKING:
+    from napari.viewer import Viewer
+
+    from napari_gradcam._napari.explain.tiled_job import TiledUpdate
+    from napari_gradcam._napari.plane import Plane
+    from napari_gradcam._napari.worker import ExplainJob, JobOutcome
+    from napari_gradcam.core.tiling.slide_tissue import TissueMap
+
+TILED_TIP = "explain regions larger than the model input tile by tile (stitched into one map)"
+TISSUE_TIP = "find the tissue once per image and skip tiles that are mostly glass"
+ZOOM_TILES = 4
+"""A jump to a tile zooms so that the canvas shows about this many tiles across."""
+
+
+class TiledReview:
+    """Tiling options, live heatmaps and the per-tile review of one dock widget.
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+        The viewer of the dock.
+    """
+
+    def __init__(self, viewer: Viewer) -> None:
+        self.viewer = viewer
+        self.tiled = CheckBox(text="tile large regions", value=True, tooltip=TILED_TIP)
+        self.skip_glass = CheckBox(text="skip background tiles", value=True, tooltip=TISSUE_TIP)
+        self.overlap = FloatSpinBox(label="tile overlap", value=0.5, min=0.0, max=0.9, step=0.25)
+        self.table = TileTable(self.jump_to)
+        self.table.setVisible(False)
+        self.live: LiveHeatmaps | None = None
+        self.features: dict[str, np.ndarray] = {}
+        self.points: Points | None = None
+        self.image: Image | None = None
+        self._tissue: weakref.WeakKeyDictionary[Image, tuple] = weakref.WeakKeyDictionary()
+
+    @property
+    def controls(self) -> list:
+        """The option widgets, for the dock's layout."""
+        return [self.tiled, self.skip_glass, self.overlap]
+
+    def options(self) -> TilingOptions | None:
+        """The tiling options of the next job (None: no tiling)."""
+        if not self.tiled.value:
+            return None
+        return TilingOptions(overlap=self.overlap.value, tissue=self.skip_glass.value)
+
+    def cached_tissue(self, image: Image, plane: Plane) -> TissueMap | None:
+        """The tissue found earlier for this image and slice, if any."""
+        key, tissue = self._tissue.get(image, (None, None))
+        return tissue if key == (plane.slice_index, plane.shape) else None
+
+    def start(self, job: ExplainJob, image: Image) -> None:
+        """Get ready for the updates of a new job on ``image``."""
+        self.live = LiveHeatmaps(self.viewer, image, job)
+        self.image = image
+
+    def apply(self, update: TiledUpdate) -> bool:
+        """Show one update; False when its heatmap was closed (the job should stop)."""
+        return self.live is None or self.live.apply(update)
+
+    def discard(self) -> None:
+        """Remove the half-filled heatmaps of a cancelled or failed job."""
+        if self.live is not None:
+            self.live.discard()
+        self.live = None
+
+    def finish(self, outcome: JobOutcome, job: ExplainJob) -> list[int]:
+        """Complete the tiled heatmaps and show the tiles.
+
+        Returns
+        -------
+        list of int
+            Indices of the results handled here (the widget adds layers for the others).
+        """
+        if outcome.tissue is not None and self.image is not None and job.plane is not None:
+            self._tissue[self.image] = ((job.plane.slice_index, job.plane.shape), outcome.tissue)
+        tiled = [i for i, r in enumerate(outcome.results) if isinstance(r, TiledResult)]
+        if self.live is None or not tiled:
+            return tiled
+        for index in tiled:
+            self.live.finish(index, outcome.results[index])
+        self.show_tiles([outcome.results[i] for i in tiled], self.live.image)
+        self.live = None
+        return tiled
+
+    def show_tiles(self, results: list[TiledResult], image: Image) -> None:
+        """Add the tiles layer and fill the table."""
+        self.features = tile_features(results)
+        self.image = image
+        self.points = tiles_layer(self.features, image)
+        self.viewer.add_layer(self.points)
+        self.table.set_columns({name: self.features[name] for name in TILE_COLUMNS})
+        self.table.setVisible(True)
+
+    def jump_to(self, row: int) -> None:
+        """Centre the camera on tile ``row`` (zoomed to a few tiles) and select its point."""
+        if self.image is None or self.image not in self.viewer.layers:
+            return
+        y0, x0, y1, x1 = np.asarray(self.features["box"][row], dtype=float)
+        corners = np.array([[y0 - 0.5, x0 - 0.5], [y1 - 0.5, x1 - 0.5]])
+        world = np.array([self._to_world(corner) for corner in corners])
+        self.viewer.scene.camera.center = tuple(world.mean(axis=0))
+        span = float(np.abs(world[1] - world[0]).max())
+        self.viewer.scene.camera.zoom = min(self.viewer.canvas.size) / (ZOOM_TILES * span)
+        if self.points is not None and self.points in self.viewer.layers:
+            self.points.selected_data = {row}
+
+    def _to_world(self, yx: np.ndarray) -> np.ndarray:
+        point = np.zeros(self.image.ndim)
+        point[-2:] = yx
+        return np.asarray(self.image.data_to_world(point))[-2:]

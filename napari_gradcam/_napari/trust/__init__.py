@@ -1,0 +1,1 @@
+"""The trust & compare dock: sanity, faithfulness, feature maps and class contrast."""

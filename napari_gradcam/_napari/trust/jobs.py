@@ -1,0 +1,294 @@
+"""The background jobs of the trust & compare dock: they re-read a heatmap's crop and run core.
+
+Each job runs in a napari thread worker: it never touches the viewer, yields
+:class:`~napari_gradcam._napari.progress.Progress` and returns a :class:`TrustOutcome` that the
+dock turns into layers and text on the main thread. torch is imported only when a job runs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Literal
+
+from napari_gradcam._napari.plane import Crop, Plane, read_crop
+from napari_gradcam._napari.regions import Box
+from napari_gradcam._napari.worker import USER_ERRORS, ModelInfo, Progress, load_cached
+
+if TYPE_CHECKING:
+    from napari_gradcam.core.explain.explanation import Explanation
+    from napari_gradcam.core.trust.contrast import ClassContrast
+    from napari_gradcam.core.trust.features import FeatureStack
+    from napari_gradcam.core.trust.report import TrustReport
+    from napari_gradcam.models import LoadedModel
+
+Kind = Literal["load", "features", "sweep", "trust", "contrast", "compare"]
+PER_TILE = "predicted (per tile)"
+"""The class a tiled heatmap records when every tile explained its own predicted class."""
+MAX_TRUST_PIXELS = 1024 * 1024
+"""Largest crop a trust report runs on: it takes about 70 forward passes of the crop."""
+
+
+@dataclass(frozen=True)
+class HeatmapSource:
+    """What a heatmap layer's metadata says about how it was made (key ``napari_gradcam``).
+
+    ``target`` is ``None`` for a map stitched from tiles that each explained their own
+    predicted class; the dock then explains the region's predicted class as one input.
+    """
+
+    spec: str
+    weights: str | None
+    method: str
+    layer: str | None
+    target: str | None
+    image_layer: str
+    box: Box
+    level: int
+    slice_index: tuple[int, ...] = ()
+    tiled: bool = False
+    tile: tuple[float, float] | None = None
+
+    @property
+    def model_layer(self) -> str | None:
+        """The heatmap's layer, or ``None`` when its method uses none (occlusion, guided)."""
+        from napari_gradcam.core.explain.methods import METHODS
+
+        method = METHODS.get(self.method)
+        return self.layer if method is None or method.uses_layer else None
+
+    @staticmethod
+    def describes(facts: object) -> bool:
+        """Whether ``facts`` are those of a finished heatmap (not one still filling in)."""
+        return isinstance(facts, dict) and {"model", "box", "image_layer"} <= facts.keys()
+
+    @classmethod
+    def from_metadata(cls, facts: dict[str, Any]) -> HeatmapSource:
+        """Read the facts recorded by ``layers.heatmap_metadata``."""
+        y0, x0, y1, x1 = (int(v) for v in facts["box"])
+        tiled = "tiles" in facts
+        per_tile = tiled and "target_index" not in facts and facts["target_name"] == PER_TILE
+        return cls(
+            spec=facts["model"],
+            weights=facts.get("weights"),
+            method=facts["method"],
+            layer=facts.get("layer") or None,
+            target=None if per_tile else facts["target_name"],
+            image_layer=facts["image_layer"],
+            box=Box(y0, x0, y1, x1, facts.get("region", "region")),
+            level=int(facts.get("pyramid_level", 0)),
+            slice_index=tuple(int(i) for i in facts.get("slice", ())),
+            tiled=tiled,
+            tile=tuple(facts["tiles"]["size"]) if "size" in facts.get("tiles", {}) else None,
+        )
+
+    def tile_at(self, centre: tuple[float, float]) -> HeatmapSource:
+        """Narrow a tiled heatmap's source to one tile-sized box around ``centre``.
+
+        The model was run on tiles, so a check runs on one: the box of one tile's size
+        centred on ``centre`` (level-0 pixels), moved to lie inside the heatmap's region.
+        A heatmap without a recorded tile size keeps its whole region.
+        """
+        if self.tile is None:
+            return self
+        box = self.box
+        (y0, y1), (x0, x1) = (
+            _centred(c, size, low, high)
+            for c, size, low, high in zip(
+                centre, self.tile, (box.y0, box.x0), (box.y1, box.x1), strict=True
+            )
+        )
+        return replace(self, box=Box(y0, x0, y1, x1, f"tile at ({y0}, {x0}) of {box.label}"))
+
+
+def _centred(centre: float, size: float, low: int, high: int) -> tuple[int, int]:
+    """``[start, stop)`` of ``size`` around ``centre``, moved into (and cut to) ``[low, high)``."""
+    start = round(centre - size / 2)
+    start = max(low, min(start, high - round(size)))
+    return start, min(start + round(size), high)
+
+
+@dataclass(frozen=True)
+class TrustJob:
+    """One action of the dock on one heatmap's crop.
+
+    ``feature_layer`` (features) defaults to the heatmap's layer; ``other`` is the class that
+    a contrast subtracts; ``methods`` and ``classes`` span a comparison (``None``: predicted).
+    """
+
+    kind: Kind
+    source: HeatmapSource
+    plane: Plane | None = None
+    feature_layer: str | None = None
+    other: str | None = None
+    methods: tuple[str, ...] = ()
+    classes: tuple[str | None, ...] = ()
+    baseline: str = "blur"
+    sanity_steps: int = 3
+
+
+@dataclass(frozen=True)
+class TrustOutcome:
+    """What a job made, placed in level-0 pixels, or the user-facing reason it stopped."""
+
+    kind: Kind
+    crop_origin: tuple[float, float] = (0.0, 0.0)
+    downsample: tuple[float, float] = (1.0, 1.0)
+    tissue_fraction: float | None = None
+    features: FeatureStack | None = None
+    maps: tuple[Explanation, ...] = ()
+    contrast: ClassContrast | None = None
+    report: TrustReport | None = None
+    error: str | None = None
+    seconds: float = 0.0
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def blank(self) -> bool:
+        """Whether the crop holds (almost) no tissue."""
+        from napari_gradcam.core.tiling.tissue import MIN_TISSUE_FRACTION
+
+        return self.tissue_fraction is not None and self.tissue_fraction < MIN_TISSUE_FRACTION
+
+
+def run_trust_job(job: TrustJob) -> Generator[Progress, None, TrustOutcome]:
+    """Load the model, read the heatmap's crop and run the job's action."""
+    start = time.perf_counter()
+    yield Progress(0, 1, f"loading model {job.source.spec!r}")
+    try:
+        loaded, layers = load_cached(job.source.spec, job.source.weights)
+    except USER_ERRORS as err:
+        return TrustOutcome(job.kind, error=f"Could not load the model {job.source.spec!r}: {err}")
+    info = ModelInfo(job.source.spec, job.source.weights, tuple(loaded.card.classes), layers)
+    yield Progress(1, 2, "model loaded", info)
+    if job.kind == "load" or job.plane is None:
+        return TrustOutcome(job.kind, seconds=time.perf_counter() - start)
+    try:
+        crop = read_crop(job.plane, job.source.box, job.source.level)
+        outcome = yield from _ACTIONS[job.kind](loaded, job, crop)
+    except USER_ERRORS as err:
+        return TrustOutcome(job.kind, error=f"Could not run {job.kind} on the heatmap: {err}")
+    return replace(
+        outcome,
+        notes=_tiled_notes(job.source),
+        crop_origin=crop.origin,
+        downsample=crop.downsample,
+        tissue_fraction=_tissue_fraction(crop),
+        seconds=time.perf_counter() - start,
+    )
+
+
+def _tiled_notes(source: HeatmapSource) -> tuple[str, ...]:
+    if not source.tiled:
+        return ()
+    if source.tile is None:
+        return ("the heatmap was stitched from tiles; this checked its region as one input",)
+    return (f"checked the {source.box.label} under the view centre; pan to check another",)
+
+
+def _tissue_fraction(crop: Crop) -> float | None:
+    from napari_gradcam.core.tiling.tissue import tissue_fraction
+
+    return tissue_fraction(crop.pixels)
+
+
+def _features(loaded: LoadedModel, job: TrustJob, crop: Crop) -> Iterator[Progress]:
+    from napari_gradcam.core.trust.features import feature_stack
+
+    layer = job.feature_layer or job.source.model_layer
+    yield Progress(1, 2, f"reading the activations of {layer or 'the default layer'}")
+    stack = feature_stack(loaded, crop.pixels, layer=layer, target=job.source.target)
+    return TrustOutcome(job.kind, features=stack)
+
+
+def _sweep(loaded: LoadedModel, job: TrustJob, crop: Crop) -> Iterator[Progress]:
+    from napari_gradcam.core.trust.features import layer_sweep, sweep_layers
+
+    if job.source.model_layer is None:
+        raise ValueError(
+            f"{job.source.method} uses no layer, so a layer sweep would repeat one map; "
+            "sweep a heatmap made by a layer method such as gradcam"
+        )
+    layers = sweep_layers(loaded)
+    maps = []
+    explanations = layer_sweep(
+        loaded, crop.pixels, layers, method=job.source.method, target=job.source.target
+    )
+    for index, explanation in enumerate(explanations):
+        maps.append(explanation)
+        yield Progress(index + 1, len(layers), f"explained at {explanation.layer}")
+    return TrustOutcome(job.kind, maps=tuple(maps))
+
+
+def _trust(loaded: LoadedModel, job: TrustJob, crop: Crop) -> Iterator[Progress]:
+    from napari_gradcam.core.trust.report import STAGES, iter_trust_report
+
+    height, width = crop.pixels.shape[:2]
+    if height * width > MAX_TRUST_PIXELS:
+        raise ValueError(
+            f"its region is {height} x {width} pixels; the trust report runs about 70 forward "
+            "passes of it. Draw a rectangle of at most 1024 x 1024 pixels, explain it with the "
+            "Grad-CAM dock and check that heatmap"
+        )
+    stages = iter_trust_report(
+        loaded,
+        crop.pixels,
+        method=job.source.method,
+        layer=job.source.model_layer,
+        target=job.source.target,
+        sanity_steps=job.sanity_steps,
+        baseline=job.baseline,
+    )
+    report = yield from _with_progress(stages, STAGES)
+    return TrustOutcome(job.kind, report=report)
+
+
+def _with_progress(stages: Generator[str, None, Any], total: int) -> Iterator[Progress]:
+    """Relay a core generator's messages as progress steps; return its value."""
+    step = 0
+    while True:
+        try:
+            message = next(stages)
+        except StopIteration as done:
+            return done.value
+        step += 1
+        yield Progress(step, total, message)
+
+
+def _contrast(loaded: LoadedModel, job: TrustJob, crop: Crop) -> Iterator[Progress]:
+    from napari_gradcam.core.trust.contrast import class_contrast
+
+    yield Progress(1, 2, f"explaining {job.source.target} and {job.other}")
+    contrast = class_contrast(
+        loaded,
+        crop.pixels,
+        job.source.target,
+        job.other,
+        method=job.source.method,
+        layer=job.source.model_layer,
+    )
+    return TrustOutcome(job.kind, contrast=contrast)
+
+
+def _compare(loaded: LoadedModel, job: TrustJob, crop: Crop) -> Iterator[Progress]:
+    from napari_gradcam.core.trust.contrast import explanations_for
+
+    total = len(job.methods) * len(job.classes)
+    maps = []
+    explanations = explanations_for(
+        loaded, crop.pixels, job.methods, job.classes, layer=job.source.model_layer
+    )
+    for explanation in explanations:
+        maps.append(explanation)
+        yield Progress(len(maps), total, f"{explanation.method}: {explanation.target_names[0]}")
+    return TrustOutcome(job.kind, maps=tuple(maps))
+
+
+_ACTIONS = {
+    "features": _features,
+    "sweep": _sweep,
+    "trust": _trust,
+    "contrast": _contrast,
+    "compare": _compare,
+}

@@ -1,0 +1,1 @@
+"""Explain one image: capture (hooks, layouts), methods, targets, preprocessing, ``explain()``."""

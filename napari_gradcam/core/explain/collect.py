@@ -1,0 +1,144 @@
+"""One capture forward that collects what a method needs, and nothing more.
+
+- ``gradients``: the fast path, the graph only from the target layer to the score.
+- ``activations`` alone: one inference-mode forward with the layer hooked.
+- neither (input-level methods): one inference-mode forward for the logits.
+- ``forwards`` adds the module output sizes, for chunking the later masked forwards.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+
+import torch
+from torch import nn
+
+from napari_gradcam.core.card import ModelCard
+from napari_gradcam.core.explain.batching import (
+    OutputSizes,
+    forward_bytes,
+    record_output_sizes,
+    run_model,
+)
+from napari_gradcam.core.explain.capture import Captured, capture_layer
+from napari_gradcam.core.explain.context import LayerContext, MethodSettings, Monitor
+from napari_gradcam.core.explain.methods import CamMethod
+from napari_gradcam.core.explain.targets import Target, resolve_targets, target_scores
+
+Layer = tuple[str, nn.Module] | None
+
+
+def collect(
+    model: nn.Module,
+    batch: torch.Tensor,
+    method: CamMethod,
+    layer: Layer,
+    target: Target,
+    card: ModelCard,
+    *,
+    groups: int = 1,
+    settings: MethodSettings | None = None,
+    monitor: Monitor | None = None,
+) -> LayerContext:
+    """Run the model once on ``batch`` and return the context ``method`` computes from.
+
+    ``batch`` may hold ``groups`` copies of the same images (e.g. flipped); the targets are
+    resolved on the first copy and repeated, so every copy explains the same class.
+    """
+    name, module = layer if layer is not None else (None, None)
+    recorder = (
+        record_output_sizes(model, module) if "forwards" in method.needs else nullcontext(None)
+    )
+    with recorder as sizes:
+        if "gradients" in method.needs:
+            activations, gradients, logits, targets = _forward_backward(
+                model, batch, layer, target, card, groups
+            )
+        else:
+            activations, logits = _forward(model, batch, layer)
+            gradients, targets = None, _targets(logits, target, card, groups)
+    sample, head = _sample_bytes(batch, activations, sizes)
+    return LayerContext(
+        model=model,
+        batch=batch,
+        layer_name=name,
+        layer=module,
+        activations=activations,
+        gradients=gradients,
+        logits=logits,
+        targets=targets,
+        settings=settings or MethodSettings(),
+        monitor=monitor or Monitor(),
+        sample_bytes=sample,
+        head_sample_bytes=head,
+    )
+
+
+def _targets(logits: torch.Tensor, target: Target, card: ModelCard, groups: int) -> torch.Tensor:
+    first = resolve_targets(logits[: len(logits) // groups], target, card)
+    return first.repeat(groups)
+
+
+def _forward(
+    model: nn.Module, batch: torch.Tensor, layer: Layer
+) -> tuple[torch.Tensor | None, torch.Tensor]:
+    with torch.inference_mode():
+        if layer is None:
+            return None, run_model(model, batch)
+        with capture_layer(layer[1], layer[0], with_grad=False) as captured:
+            logits = run_model(model, batch)
+        return _captured_activation(captured, layer[0]), logits
+
+
+def _forward_backward(
+    model: nn.Module,
+    batch: torch.Tensor,
+    layer: Layer,
+    target: Target,
+    card: ModelCard,
+    groups: int,
+) -> tuple[torch.Tensor, ...]:
+    """The fast path: graph only from the target layer to the score; nothing kept after."""
+    name, module = layer
+    with (
+        torch.inference_mode(False),
+        torch.enable_grad(),
+        capture_layer(module, name) as captured,
+    ):
+        logits = run_model(model, batch)
+        activation = _captured_activation(captured, name)
+        targets = _targets(logits, target, card, groups)
+        scores, _ = target_scores(logits, targets)
+        if not scores.requires_grad:
+            raise ValueError(_off_path_message(name))
+        (gradients,) = torch.autograd.grad(scores.sum(), activation, allow_unused=True)
+    if gradients is None:
+        raise ValueError(_off_path_message(name))
+    return activation.detach(), gradients, logits.detach(), targets
+
+
+def _captured_activation(captured: Captured, name: str) -> torch.Tensor:
+    if captured.activation is None:
+        raise ValueError(f"layer {name!r} did not run in the forward pass; choose another")
+    return captured.activation
+
+
+def _off_path_message(name: str) -> str:
+    return (
+        f"the output does not depend on layer {name!r}; choose a layer on the path to the "
+        "classifier"
+    )
+
+
+def _sample_bytes(
+    batch: torch.Tensor, activations: torch.Tensor | None, sizes: OutputSizes | None
+) -> tuple[int, int]:
+    """Peak bytes of one sample's whole forward and of its head (after the layer)."""
+    if sizes is None:
+        return 0, 0
+    hooked = sizes.largest or None
+    whole = forward_bytes(batch[0].nbytes, hooked)
+    if activations is None:
+        return whole, 0
+    layer_bytes = activations[0].nbytes
+    return whole, forward_bytes(layer_bytes, max(sizes.largest_after_layer, layer_bytes))

@@ -1,0 +1,157 @@
+"""What a map method gets to work with: the captured layer, the model, settings and a monitor."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+from torch import nn
+
+from napari_gradcam.core.explain.targets import target_scores
+
+ProgressFn = Callable[[int, int], None]
+StopFn = Callable[[], bool]
+Baseline = Literal["blur", "mean"]
+
+
+class ExplanationCancelled(Exception):
+    """Raised when ``should_stop()`` returned true: the explanation stopped, nothing was kept.
+
+    Not a ``ValueError``: a cancelled run is not bad input.
+    """
+
+
+@dataclass
+class Monitor:
+    """Reports progress and honours a cancel request between the steps of a long method.
+
+    Attributes
+    ----------
+    progress : callable, optional
+        ``progress(done, total)``, called after each step (e.g. each chunk of masked forwards).
+    should_stop : callable, optional
+        ``should_stop() -> bool``, asked before each step; true raises ``ExplanationCancelled``.
+    """
+
+    progress: ProgressFn | None = None
+    should_stop: StopFn | None = None
+    done: int = 0
+    total: int = 1
+
+    def check(self) -> None:
+        """Raise ``ExplanationCancelled`` when a stop was requested."""
+        if self.should_stop is not None and self.should_stop():
+            raise ExplanationCancelled("the explanation was cancelled")
+
+    def start(self, total: int) -> None:
+        """Begin a method of ``total`` steps (reported as ``progress(0, total)``)."""
+        self.done, self.total = 0, max(int(total), 1)
+        self.report()
+
+    def advance(self, steps: int = 1) -> None:
+        """Count ``steps`` more as done and report."""
+        self.done = min(self.done + steps, self.total)
+        self.report()
+
+    def finish(self) -> None:
+        """Report completion, unless the last report already said so."""
+        if self.done < self.total:
+            self.advance(self.total - self.done)
+
+    def report(self) -> None:
+        """Call ``progress(done, total)`` when given."""
+        if self.progress is not None:
+            self.progress(self.done, self.total)
+
+
+@dataclass(frozen=True)
+class MethodSettings:
+    """Options of the methods that run many forwards (Score-CAM, Ablation-CAM, occlusion).
+
+    Attributes
+    ----------
+    memory_budget_mb : float, optional
+        Memory the batched masked forwards may use at once (a hard limit: too small for one
+        sample is an error); ``None`` picks chunks of about 96 MB, at least one sample.
+    occlusion_window : int, optional
+        Side of the occluding square in input pixels; default an eighth of the shorter side.
+    occlusion_stride : int, optional
+        Step of the occlusion grid (the map's stride); default half the window.
+    occlusion_baseline : {"blur", "mean"}
+        What replaces the occluded pixels: the image blurred at the window's scale, or the
+        normalisation mean (zeros of the normalised input), never white.
+    bfloat16 : bool
+        Run the masked forwards of Score-CAM and occlusion in bfloat16 on a copy of the model
+        (see ``fast_forward``): about 2x faster on hardware with bfloat16 arithmetic, with
+        scores rounded to about three significant digits.
+    """
+
+    memory_budget_mb: float | None = None
+    occlusion_window: int | None = None
+    occlusion_stride: int | None = None
+    occlusion_baseline: Baseline = "blur"
+    bfloat16: bool = False
+
+    def __post_init__(self) -> None:
+        if self.memory_budget_mb is not None and not self.memory_budget_mb > 0:
+            raise ValueError(f"memory_budget_mb must be positive, got {self.memory_budget_mb}")
+        for name in ("occlusion_window", "occlusion_stride"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ValueError(f"{name} must be a positive number of pixels, got {value!r}")
+        if self.occlusion_baseline not in ("blur", "mean"):
+            raise ValueError(
+                f"unknown occlusion baseline {self.occlusion_baseline!r}; use 'blur' or 'mean'"
+            )
+
+
+@dataclass(frozen=True)
+class LayerContext:
+    """Everything captured for one explanation, handed to a method's ``compute``.
+
+    Attributes
+    ----------
+    model : torch.nn.Module
+        The classifier, in eval mode with frozen parameters while the method runs.
+    batch : torch.Tensor
+        The preprocessed input (N, C, H, W).
+    layer_name : str or None
+        Name of the target layer (``None`` for methods that use no layer).
+    layer : torch.nn.Module or None
+        The target layer.
+    activations : torch.Tensor or None
+        Its output (N, K, h, w), detached; ``None`` without a layer.
+    gradients : torch.Tensor or None
+        d(target score)/d(activations), for methods that need them.
+    logits : torch.Tensor
+        The model's output (N, classes), detached.
+    targets : torch.Tensor
+        int64 (N,): the explained class per image.
+    settings : MethodSettings
+        Options of the forward-based methods.
+    monitor : Monitor
+        Progress and cancel checks for long methods.
+    sample_bytes : int
+        Estimated peak memory of one sample's inference forward (for chunking).
+    head_sample_bytes : int
+        The same for the part of the forward after the target layer.
+    """
+
+    model: nn.Module
+    batch: torch.Tensor
+    layer_name: str | None
+    layer: nn.Module | None
+    activations: torch.Tensor | None
+    gradients: torch.Tensor | None
+    logits: torch.Tensor
+    targets: torch.Tensor
+    settings: MethodSettings = field(default_factory=MethodSettings)
+    monitor: Monitor = field(default_factory=Monitor)
+    sample_bytes: int = 0
+    head_sample_bytes: int = 0
+
+    def scores(self) -> torch.Tensor:
+        """The explained score of each image (N,) from the captured logits."""
+        return target_scores(self.logits, self.targets)[0]

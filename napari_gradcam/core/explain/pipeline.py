@@ -1,0 +1,242 @@
+"""``explain()``: one call from (model, image, method, layer, target) to an ``Explanation``."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from napari_gradcam.core.card import ModelCard
+from napari_gradcam.core.explain.augment import FLIPS, flipped_copies, mean_of_unflipped
+from napari_gradcam.core.explain.capture import (
+    frozen_model,
+    model_device,
+    model_dtype,
+    resolve_layer,
+    torchscript_message,
+)
+from napari_gradcam.core.explain.collect import collect
+from napari_gradcam.core.explain.context import (
+    Baseline,
+    LayerContext,
+    MethodSettings,
+    Monitor,
+    ProgressFn,
+    StopFn,
+)
+from napari_gradcam.core.explain.explanation import Explanation
+from napari_gradcam.core.explain.methods import CamMethod, check_precision, get_method
+from napari_gradcam.core.explain.methods.guided import has_relu_modules
+from napari_gradcam.core.explain.preprocess import check_tensor, to_batch
+from napari_gradcam.core.explain.targets import Target, target_scores
+
+INPUT_LAYER = "input"
+"""``Explanation.layer`` of the methods that use no layer (guided backprop, occlusion)."""
+
+
+def explain(
+    model: object,
+    image: np.ndarray | torch.Tensor,
+    *,
+    method: str = "gradcam",
+    layer: str | nn.Module | None = None,
+    target: Target = None,
+    card: ModelCard | None = None,
+    origin: Sequence[float] = (0.0, 0.0),
+    tta: bool = False,
+    memory_budget_mb: float | None = None,
+    occlusion_window: int | None = None,
+    occlusion_stride: int | None = None,
+    occlusion_baseline: Baseline = "blur",
+    bfloat16: bool = False,
+    progress: ProgressFn | None = None,
+    should_stop: StopFn | None = None,
+) -> Explanation:
+    """Explain a classifier's decision on one image or a batch.
+
+    Parameters
+    ----------
+    model : torch.nn.Module or LoadedModel
+        The classifier. A ``LoadedModel`` (from ``load_model``) brings its model card.
+    image : numpy.ndarray or torch.Tensor
+        Pixels (H, W) or (H, W, C) of any common dtype, preprocessed with the card; or a float
+        tensor (N, C, H, W) already preprocessed.
+    method : str
+        A key of ``METHODS``.
+    layer : str or torch.nn.Module, optional
+        Target layer by module name or module; default: the card's ``default_layer``, else the
+        last layer with a spatial output. Ignored by methods that use no layer.
+    target : int, str or sequence, optional
+        Class to explain (index or name), one per image, or ``None`` for the top class.
+    card : ModelCard, optional
+        Overrides the card of a ``LoadedModel``; default card for a bare module.
+    origin : sequence of float
+        (y, x) of the image's top-left pixel in the coordinates of a larger image it was cut
+        from; recorded in the result for placement.
+    tta : bool
+        Test-time augmentation: explain the image and its horizontal, vertical and double
+        flips (one batch, same target class), flip the maps back and average them.
+    memory_budget_mb : float, optional
+        Memory limit for the batched masked forwards of Score-CAM, Ablation-CAM and occlusion;
+        default: chunks of about 96 MB (at least one forward).
+    occlusion_window, occlusion_stride : int, optional
+        Occluding square's side and grid step in input pixels (the step is the map's stride).
+    occlusion_baseline : {"blur", "mean"}
+        What hides the occluded square: the blurred image or the normalisation mean.
+    bfloat16 : bool
+        Run the masked forwards of Score-CAM and occlusion in bfloat16 on a copy of the
+        model: about 2x faster on CPUs with AVX-512 BF16 or AMX and on recent GPUs, with the
+        scores rounded to about three significant digits (the map is then close to, not
+        equal to, the float32 one). Off by default; other methods refuse it.
+    progress : callable, optional
+        ``progress(done, total)`` during long methods (steps: masked forwards).
+    should_stop : callable, optional
+        Asked between steps; returning true raises ``ExplanationCancelled``.
+
+    Returns
+    -------
+    Explanation
+        The raw map at the layer's resolution with its placement, classes, scores and timings.
+
+    Raises
+    ------
+    ValueError
+        For bad input, or a method that cannot apply to this model or layer (before it runs).
+    ExplanationCancelled
+        When ``should_stop()`` returned true; the model is left as it was.
+    """
+    start = time.perf_counter()
+    module = _module(model)
+    card = card or getattr(model, "card", None) or ModelCard()
+    cam_method = get_method(method)
+    settings = MethodSettings(
+        memory_budget_mb, occlusion_window, occlusion_stride, occlusion_baseline, bfloat16
+    )
+    _check_applies(cam_method, module, bfloat16)
+    batch = _prepare(image, card, module)
+    found = _resolve_layer(module, layer, card, batch) if cam_method.uses_layer else None
+    monitor = Monitor(progress, should_stop)
+    monitor.check()
+    times = [start, time.perf_counter()]
+    inputs, groups = (flipped_copies(batch), len(FLIPS)) if tta else (batch, 1)
+    with frozen_model(module):
+        context = collect(
+            module, inputs, cam_method, found, target, card,
+            groups=groups, settings=settings, monitor=monitor,
+        )  # fmt: skip
+        times.append(time.perf_counter())
+        monitor.check()
+        cam = cam_method.compute(context)
+    cam = mean_of_unflipped(cam) if tta else cam
+    monitor.finish()
+    times.append(time.perf_counter())
+    single = not isinstance(image, torch.Tensor)
+    return _explanation(cam, context, cam_method, card, single, origin, times, tta)
+
+
+def _module(model: object) -> nn.Module:
+    module = getattr(model, "module", model)
+    if not isinstance(module, nn.Module):
+        raise TypeError(f"expected a torch.nn.Module or LoadedModel, got {type(model).__name__}")
+    return module
+
+
+def _check_applies(method: CamMethod, module: nn.Module, bfloat16: bool) -> None:
+    """Refuse, before running, a method that cannot work on this model, saying what to do."""
+    check_precision(method, bfloat16)
+    if method.needs_hooks and isinstance(module, torch.jit.ScriptModule):
+        raise ValueError(torchscript_message(method.title))
+    if "guided" in method.needs and not has_relu_modules(module):
+        raise ValueError(
+            f"{method.title} guides the backward pass of nn.ReLU modules, and this model has "
+            "none (ReLUs called as functions and other activations cannot be guided); use "
+            "method='gradcam' or method='occlusion'"
+        )
+
+
+def _explanation(
+    cam: torch.Tensor,
+    context: LayerContext,
+    method: CamMethod,
+    card: ModelCard,
+    single: bool,
+    origin: Sequence[float],
+    times: list[float],
+    tta: bool,
+) -> Explanation:
+    """Assemble the result: the first ``len(cam)`` images' targets (TTA copies come after)."""
+    targets, logits = context.targets[: len(cam)], context.logits[: len(cam)]
+    scores, probs = target_scores(logits, targets)
+    cam_np = cam.float().cpu().numpy().astype(np.float32, copy=False)
+    height, width = context.batch.shape[-2:]
+    stride = method.stride(context) or (
+        infer_stride(height, cam.shape[-2]),
+        infer_stride(width, cam.shape[-1]),
+    )
+    return Explanation(
+        cam=cam_np[0] if single else cam_np,
+        method=method.name,
+        layer=context.layer_name or INPUT_LAYER,
+        targets=targets.cpu().numpy().astype(np.int64),
+        target_names=tuple(card.class_name(int(t)) for t in targets),
+        scores=scores.detach().float().cpu().numpy(),
+        probabilities=probs.detach().float().cpu().numpy(),
+        stride=stride,
+        origin=(float(origin[0]), float(origin[1])),
+        input_shape=(int(height), int(width)),
+        timings={
+            "preprocess": times[1] - times[0],
+            "capture": times[2] - times[1],
+            "method": times[3] - times[2],
+            "total": times[3] - times[0],
+        },
+        tta=tta,
+        bfloat16=context.settings.bfloat16,
+        logits=logits.detach().float().cpu().numpy(),
+    )
+
+
+def _prepare(image: np.ndarray | torch.Tensor, card: ModelCard, module: nn.Module) -> torch.Tensor:
+    device, dtype = model_device(module), model_dtype(module)
+    if isinstance(image, torch.Tensor):
+        check_tensor(image)
+        return image.detach().to(device=device, dtype=dtype)
+    return to_batch(image, card, device).to(dtype)
+
+
+def _resolve_layer(
+    module: nn.Module, layer: str | nn.Module | None, card: ModelCard, batch: torch.Tensor
+) -> tuple[str, nn.Module]:
+    """Resolve the layer; a default is found by a dry run at the card's size, else this input's."""
+    try:
+        return resolve_layer(
+            module, layer, default=card.default_layer, input_shape=card.probe_shape
+        )
+    except RuntimeError:
+        pass
+    try:
+        return resolve_layer(
+            module, layer, default=card.default_layer, input_shape=(1, *batch.shape[1:])
+        )
+    except RuntimeError as err:
+        raise ValueError(f"the model failed to run on this input: {err}") from err
+
+
+def infer_stride(input_size: int, map_size: int) -> float:
+    """Input pixels per map cell along one axis.
+
+    Networks that pool by an integer factor ``f`` give ``floor(n / f)`` or ``ceil(n / f)``
+    cells; then ``f`` is exact. Otherwise the ratio ``n / m`` is returned.
+
+    Examples
+    --------
+    >>> infer_stride(100, 12), infer_stride(224, 7), infer_stride(10, 4)
+    (8.0, 32.0, 2.5)
+    """
+    factor = max(round(input_size / map_size), 1)
+    if map_size in (input_size // factor, -(-input_size // factor)):
+        return float(factor)
+    return input_size / map_size

@@ -1,0 +1,1 @@
+"""Regions of a map: placement on the image, polygons, hot regions, statistics, GeoJSON."""

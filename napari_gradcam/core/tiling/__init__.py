@@ -1,0 +1,1 @@
+"""Regions larger than the model input: tile grids, stitching, tissue masks, pyramid levels."""

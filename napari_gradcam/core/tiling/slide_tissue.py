@@ -1,0 +1,132 @@
+"""Where a slide holds tissue: found once on a low-resolution level, then shared per tile.
+
+Glass is grey-white and stained tissue is coloured, so tissue is where the HSV saturation is
+above Otsu's threshold (and above a floor, so a slide of only glass gives no tissue); specks
+smaller than ``min_object_px`` are removed. Tiles are then judged by the share of tissue
+under them, from an integral image of the mask (numpy and scikit-image only).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from skimage import color, filters, morphology
+
+from napari_gradcam.core.tiling.grid import as_numpy
+
+MAX_SIDE = 2048
+"""Longest side, in pixels, of the image the tissue is found on."""
+
+MIN_SATURATION = 0.05
+"""Saturation below which a pixel is never tissue, whatever Otsu's threshold says."""
+
+
+@dataclass(frozen=True)
+class TissueMap:
+    """A slide's tissue mask and its placement on level 0.
+
+    Attributes
+    ----------
+    mask : numpy.ndarray
+        (h, w) bool, True on tissue.
+    pixel_size : tuple of float
+        Level-0 pixels per mask pixel ``(py, px)``.
+    threshold : float
+        The saturation threshold used.
+    """
+
+    mask: np.ndarray
+    pixel_size: tuple[float, float]
+    threshold: float
+
+    def fractions(self, boxes: np.ndarray) -> np.ndarray:
+        """Share of tissue under each level-0 box ``(y0, x0, y1, x1)``, (N,) float32."""
+        boxes = np.asarray(boxes, dtype=float).reshape(-1, 4)
+        integral = np.pad(self.mask.cumsum(0).cumsum(1), ((1, 0), (1, 0))).astype(np.int64)
+        h, w = self.mask.shape
+        scale = np.tile(self.pixel_size, 2)
+        y0, x0, y1, x1 = np.round(boxes / scale).astype(np.int64).T
+        y0, x0 = np.clip(y0, 0, h - 1), np.clip(x0, 0, w - 1)
+        y1, x1 = np.clip(np.maximum(y1, y0 + 1), 1, h), np.clip(np.maximum(x1, x0 + 1), 1, w)
+        inside = integral[y1, x1] - integral[y0, x1] - integral[y1, x0] + integral[y0, x0]
+        return (inside / ((y1 - y0) * (x1 - x0))).astype(np.float32)
+
+
+def tissue_mask(
+    rgb: np.ndarray, *, min_saturation: float = MIN_SATURATION, min_object_px: int = 64
+) -> tuple[np.ndarray, float]:
+    """Return the tissue mask of an RGB image and the saturation threshold used.
+
+    Parameters
+    ----------
+    rgb : numpy.ndarray
+        (H, W, 3) or (H, W, 4) pixels of a whole slide (not one tile: Otsu needs both glass
+        and tissue to choose well).
+    min_saturation : float
+        Floor of the threshold.
+    min_object_px : int
+        Tissue pieces smaller than this many mask pixels are dropped.
+
+    Returns
+    -------
+    tuple
+        ``(mask, threshold)``: (H, W) bool and the saturation threshold.
+    """
+    if rgb.ndim != 3 or rgb.shape[-1] not in (3, 4):
+        raise ValueError(
+            f"tissue detection needs an RGB image (H, W, 3), got shape {rgb.shape}; "
+            "explain every tile of other images"
+        )
+    saturation = color.rgb2hsv(rgb[..., :3])[..., 1]
+    threshold = max(float(filters.threshold_otsu(saturation)), min_saturation)
+    mask = morphology.remove_small_objects(saturation > threshold, max_size=min_object_px - 1)
+    return mask, threshold
+
+
+def mask_source(shapes: Sequence[Sequence[int]], max_side: int = MAX_SIDE) -> tuple[int, int]:
+    """Return ``(level, step)`` of the image the tissue is found on.
+
+    That is the finest level no longer than ``max_side``, else the coarsest level read every
+    ``step`` pixels.
+    """
+    for level, shape in enumerate(shapes):
+        if max(shape[:2]) <= max_side:
+            return level, 1
+    coarsest = len(shapes) - 1
+    return coarsest, math.ceil(max(shapes[coarsest][:2]) / max_side)
+
+
+def slide_tissue(
+    levels: Sequence[Any],
+    downsamples: Sequence[Sequence[float]],
+    *,
+    max_side: int = MAX_SIDE,
+    min_saturation: float = MIN_SATURATION,
+) -> TissueMap:
+    """Find the tissue of a slide once, on a low-resolution level.
+
+    Parameters
+    ----------
+    levels : sequence of array-like
+        Pyramid levels (H, W, C), finest first.
+    downsamples : sequence of tuple of float
+        Level-0 pixels per pixel of each level.
+    max_side : int
+        Longest side of the image the mask is computed on.
+    min_saturation : float
+        Floor of the saturation threshold.
+
+    Returns
+    -------
+    TissueMap
+        The mask and where it lies on level 0.
+    """
+    level, step = mask_source([np.shape(data) for data in levels], max_side)
+    pixels = as_numpy(levels[level][::step, ::step])
+    mask, threshold = tissue_mask(pixels, min_saturation=min_saturation)
+    dy, dx = downsamples[level]
+    return TissueMap(mask, (float(dy) * step, float(dx) * step), threshold)

@@ -1,0 +1,300 @@
+"""Tiled explanation of a region larger than the model input: plan, read, explain in batches.
+
+The same pieces serve the napari widget (a loop in a worker thread) and the slide runner
+(batches as Dask tasks): :func:`plan_tiles` lays the grid and judges tiles by their tissue,
+:func:`read_tiles` reads a batch of tiles, :func:`explain_tiles` explains it with one
+``explain()`` call, and :class:`~napari_gradcam.core.tiling.grid.Stitcher` blends the maps.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from napari_gradcam.core.explain.capture import model_device
+from napari_gradcam.core.explain.pipeline import explain
+from napari_gradcam.core.explain.preprocess import match_channels
+from napari_gradcam.core.tiling.grid import MIN_TISSUE, LevelView, TileGrid, tile_grid
+from napari_gradcam.core.tiling.tile_stats import energy_concentration, map_entropy, roughness
+
+if TYPE_CHECKING:
+    from napari_gradcam.core.tiling.slide_tissue import TissueMap
+    from napari_gradcam.models import LoadedModel
+
+_LOCKS: weakref.WeakKeyDictionary[nn.Module, threading.Lock] = weakref.WeakKeyDictionary()
+_LOCKS_GUARD = threading.Lock()
+
+
+@dataclass(frozen=True)
+class TileSettings:
+    """How each tile is explained (see ``explain``)."""
+
+    method: str = "gradcam"
+    layer: str | None = None
+    target: int | str | None = None
+    tta: bool = False
+    bfloat16: bool = False
+
+
+@dataclass(frozen=True)
+class TilePlan:
+    """The tiles of one region and which of them are explained.
+
+    Attributes
+    ----------
+    view : LevelView
+        The pyramid level (and resampling) the tiles are read from.
+    level : int
+        Index of that level.
+    grid : TileGrid
+        All tiles, row-major.
+    tissue : numpy.ndarray
+        (N,) share of tissue under each tile (1 where tissue was not looked for).
+    explained : numpy.ndarray
+        Indices of the tiles to explain, ascending; the others are skipped as background.
+    settings : TileSettings
+        How tiles are explained, with the layer resolved to its name.
+    """
+
+    view: LevelView
+    level: int
+    grid: TileGrid
+    tissue: np.ndarray
+    explained: np.ndarray
+    settings: TileSettings
+
+    @property
+    def origin(self) -> tuple[float, float]:
+        """Level-0 pixel of the map's top-left corner."""
+        py, px = self.view.pixel_size
+        return (self.grid.region[0] * py, self.grid.region[1] * px)
+
+    @property
+    def stride(self) -> tuple[float, float]:
+        """Level-0 pixels per map cell."""
+        py, px = self.view.pixel_size
+        return (self.grid.cell * py, self.grid.cell * px)
+
+    def boxes(self) -> np.ndarray:
+        """(N, 4) level-0 boxes of all tiles."""
+        return self.grid.boxes(self.view.pixel_size)
+
+    def batches(self, size: int) -> list[np.ndarray]:
+        """The explained tiles in batches of ``size``, in grid order."""
+        return [self.explained[i : i + size] for i in range(0, len(self.explained), size)]
+
+
+@dataclass(frozen=True)
+class TileResults:
+    """Maps and numbers of one batch of tiles.
+
+    Attributes
+    ----------
+    indices : numpy.ndarray
+        (B,) grid indices of the tiles.
+    cams : numpy.ndarray
+        (B, h, w) raw maps (float32, not normalised).
+    facts : dict of str to numpy.ndarray
+        (B,) columns named in :data:`~napari_gradcam.core.tiling.tile_stats.FACTS`.
+    seconds : float
+        Time taken to explain the batch (reading excluded).
+    """
+
+    indices: np.ndarray
+    cams: np.ndarray
+    facts: dict[str, np.ndarray] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def model_lock(module: nn.Module) -> threading.Lock:
+    """The lock that serialises explanations of one model (hooks are per module)."""
+    with _LOCKS_GUARD:
+        return _LOCKS.setdefault(module, threading.Lock())
+
+
+def pixel_range(dtype: np.dtype, sample: np.ndarray | None = None) -> tuple[float, float]:
+    """Return ``(low, high)``, the pixel values mapped to [0, 1] for every tile.
+
+    That is the dtype's range for integers, and the sample's range (one for the whole region)
+    for floats.
+    """
+    dtype = np.dtype(dtype)
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        return (float(info.min), float(info.max))
+    if sample is None or dtype.kind == "b":
+        return (0.0, 1.0)
+    low, high = float(np.min(sample)), float(np.max(sample))
+    return (low, high) if high > low else (low, low + 1.0)
+
+
+def preprocess_tiles(
+    tiles: np.ndarray, card: Any, value_range: Sequence[float], device: torch.device
+) -> torch.Tensor:
+    """Turn (B, H, W[, C]) pixels into the model's normalised (B, C, H, W) float batch."""
+    low, high = value_range
+    unit = (np.asarray(tiles, dtype=np.float32) - low) / (high - low)
+    if unit.ndim == 3:
+        unit = unit[..., None]
+    pixels = match_channels(unit, card.in_channels)
+    normalised = (pixels - np.asarray(card.mean, np.float32)) / np.asarray(card.std, np.float32)
+    return torch.from_numpy(np.ascontiguousarray(normalised.transpose(0, 3, 1, 2))).to(device)
+
+
+def probe_map(loaded: LoadedModel, layer: str | None, method: str) -> tuple[str, int, tuple]:
+    """Return ``(layer name, cell, (h, w))``: the map geometry of one input-sized tile."""
+    height, width = loaded.card.input_size or (224, 224)
+    blank = torch.zeros((1, loaded.card.in_channels, height, width))
+    with model_lock(loaded.module):
+        probe = explain(loaded, blank, method=method, layer=layer, target=0)
+    if probe.stride[0] != probe.stride[1] or probe.stride[0] % 1:
+        raise ValueError(
+            f"layer {probe.layer!r} maps {height} x {width} pixels to {probe.cam.shape[-2:]} "
+            "cells, not a whole number of pixels per cell; choose another layer to tile"
+        )
+    return probe.layer, int(probe.stride[0]), tuple(probe.cam.shape[-2:])
+
+
+def plan_tiles(
+    loaded: LoadedModel,
+    view: LevelView,
+    level: int,
+    box: Sequence[float],
+    *,
+    tissue: TissueMap | None = None,
+    overlap: float = 0.5,
+    min_tissue: float = MIN_TISSUE,
+    settings: TileSettings = TileSettings(),
+) -> TilePlan:
+    """Lay model-sized tiles over a level-0 box of ``view`` and choose the tissue tiles.
+
+    Parameters
+    ----------
+    loaded : LoadedModel
+        The model (its card gives the tile size).
+    view : LevelView
+        The level the tiles are read from.
+    level : int
+        Its index (recorded).
+    box : sequence of float
+        ``(y0, x0, y1, x1)`` of the region in level-0 pixels.
+    tissue : TissueMap, optional
+        The slide's tissue; without it every tile is explained.
+    overlap : float
+        Share of a tile overlapping its neighbour.
+    min_tissue : float
+        Tiles with less tissue are skipped.
+    settings : TileSettings
+        Method and layer (the layer fixes the map's cell size).
+    """
+    region = view.region_from_level0(box)
+    if region[2] <= region[0] or region[3] <= region[1]:
+        raise ValueError(
+            f"the region {tuple(box)} (level-0 pixels) lies outside the image; choose a region "
+            "on the image"
+        )
+    layer, cell, tile_cells = probe_map(loaded, settings.layer, settings.method)
+    tile = loaded.card.input_size or (224, 224)
+    grid = tile_grid(region, tile, cell, tile_cells, overlap)
+    boxes = grid.boxes(view.pixel_size)
+    shares = tissue.fractions(boxes) if tissue else np.ones(grid.n_tiles, np.float32)
+    explained = np.flatnonzero(shares >= min_tissue) if tissue else np.arange(grid.n_tiles)
+    return TilePlan(view, level, grid, shares, explained, replace(settings, layer=layer))
+
+
+def read_tiles(view: LevelView, origins: np.ndarray, tile: Sequence[int]) -> np.ndarray:
+    """Read the tiles at ``origins`` (B, H, W[, C]); each run of neighbouring tiles is read once.
+
+    Parameters
+    ----------
+    view : LevelView
+        The level the tiles are read from.
+    origins : numpy.ndarray
+        (B, 2) top-left corners in sampled pixels, row-major.
+    tile : sequence of int
+        ``(height, width)`` of a tile.
+    """
+    th, tw = (int(n) for n in tile)
+    tiles: list[np.ndarray] = []
+    for run in _runs(origins, tw):
+        (y0, x0), x1 = origins[run[0]], origins[run[-1], 1] + tw
+        strip = view.read(int(y0), int(x0), int(y0) + th, int(x1))
+        tiles.extend(strip[:, x - x0 : x - x0 + tw] for x in origins[run, 1])
+    return np.stack(tiles)
+
+
+def _runs(origins: np.ndarray, width: int) -> list[np.ndarray]:
+    """Split row-major tile origins into runs on one row with no gap wider than a tile."""
+    breaks = (np.diff(origins[:, 0]) != 0) | (np.diff(origins[:, 1]) > width)
+    return np.split(np.arange(len(origins)), np.flatnonzero(breaks) + 1)
+
+
+def explain_tiles(
+    loaded: LoadedModel,
+    tiles: np.ndarray,
+    indices: np.ndarray,
+    settings: TileSettings,
+    value_range: Sequence[float],
+) -> TileResults:
+    """Explain a batch of tiles with one ``explain()`` call; add per-tile numbers.
+
+    Parameters
+    ----------
+    loaded : LoadedModel
+        The model.
+    tiles : numpy.ndarray
+        (B, H, W[, C]) pixels.
+    indices : numpy.ndarray
+        (B,) grid indices of the tiles (kept with the results).
+    settings : TileSettings
+        Method, layer, target, TTA and precision.
+    value_range : sequence of float
+        Pixel values mapped to [0, 1] (see :func:`pixel_range`).
+    """
+    start = time.perf_counter()
+    batch = preprocess_tiles(tiles, loaded.card, value_range, model_device(loaded.module))
+    with model_lock(loaded.module):
+        result = explain(
+            loaded,
+            batch,
+            method=settings.method,
+            layer=settings.layer,
+            target=settings.target,
+            tta=settings.tta,
+            bfloat16=settings.bfloat16,
+        )
+    cams = np.asarray(result.cam, dtype=np.float32)
+    facts = {
+        **prediction_facts(result.logits),
+        "target_index": result.targets,
+        "target_probability": result.probabilities.astype(np.float32),
+        "score": result.scores.astype(np.float32),
+        "entropy": map_entropy(cams),
+        "energy": energy_concentration(cams),
+        "roughness": roughness(cams),
+    }
+    return TileResults(np.asarray(indices), cams, facts, time.perf_counter() - start)
+
+
+def prediction_facts(logits: np.ndarray) -> dict[str, np.ndarray]:
+    """Predicted class, its probability and its margin over the runner-up, per tile."""
+    scores = torch.from_numpy(logits).float()
+    if scores.shape[1] == 1:
+        positive = torch.sigmoid(scores)
+        probabilities = torch.cat([1 - positive, positive], dim=1)
+    else:
+        probabilities = torch.softmax(scores, dim=1)
+    top = torch.topk(probabilities, k=2, dim=1).values.cpu().numpy()
+    return {
+        "class_index": probabilities.argmax(dim=1).cpu().numpy().astype(np.int64),
+        "probability": top[:, 0],
+        "margin": top[:, 0] - top[:, 1],
+    }

@@ -1,0 +1,1 @@
+"""Can a map be trusted: sanity checks, faithfulness, noise, feature maps, class contrast."""

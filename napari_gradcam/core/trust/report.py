@@ -1,0 +1,289 @@
+"""One report on whether a map can be trusted: noise, sanity and faithfulness together.
+
+Bundles the noise indicators (``quality``), the cascading randomisation test of Adebayo et al.
+(NeurIPS 2018, ``sanity``) and the deletion/insertion curves of Petsiuk et al. (BMVC 2018,
+``faithfulness``) against a random order of the same granularity, and says what they mean.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Mapping
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from napari_gradcam.core.card import ModelCard
+from napari_gradcam.core.explain.explanation import Explanation
+from napari_gradcam.core.explain.inputs import model_batch, model_parts
+from napari_gradcam.core.explain.pipeline import explain
+from napari_gradcam.core.explain.targets import Target
+from napari_gradcam.core.tiling.tissue import is_rgb, tissue_mask
+from napari_gradcam.core.trust.faithfulness import Baseline, FaithfulnessCurves, deletion_insertion
+from napari_gradcam.core.trust.quality import NoiseIndicators, noise_indicators
+from napari_gradcam.core.trust.sanity import SanityCheck, sanity_check
+
+STAGES = 4
+"""Progress messages :func:`iter_trust_report` yields before it returns."""
+MIN_CURVE_SPAN = 0.05
+"""Faithfulness is judged only when the target's probability moves at least this much along
+the deletion and insertion curves; otherwise nothing the map ranks changes the decision."""
+
+
+@dataclass(frozen=True)
+class TrustReport:
+    """Everything measured about one map, and what it means.
+
+    Attributes
+    ----------
+    method, layer : str
+        What made the map.
+    target : int
+        The explained class.
+    target_name : str
+        Its name.
+    probability : float
+        The model's probability for it.
+    noise : NoiseIndicators
+        Tissue share, energy on tissue, entropy, neighbour correlation, blank/flat flags.
+    sanity : SanityCheck
+        Spearman and SSIM per cascade step, and the verdict.
+    faithfulness : FaithfulnessCurves
+        Deletion and insertion curves in the map's order.
+    random_order : FaithfulnessCurves
+        The same curves for a random map of the same size (the chance level).
+    findings : tuple of str
+        Plain-language conclusions, the most important first.
+    """
+
+    method: str
+    layer: str
+    target: int
+    target_name: str
+    probability: float
+    noise: NoiseIndicators
+    sanity: SanityCheck
+    faithfulness: FaithfulnessCurves
+    random_order: FaithfulnessCurves
+    findings: tuple[str, ...]
+
+    @property
+    def curve_range(self) -> tuple[float, float]:
+        """Lowest and highest target probability along all four curves."""
+        curves = [
+            getattr(c, name)
+            for c in (self.faithfulness, self.random_order)
+            for name in ("deletion", "insertion")
+        ]
+        return float(min(c.min() for c in curves)), float(max(c.max() for c in curves))
+
+    @property
+    def faithful(self) -> bool | None:
+        """Deletion hurts and insertion helps faster in the map's order than in a random one.
+
+        ``None`` when the curves hardly move (less than ``MIN_CURVE_SPAN``): the class's
+        probability stays put whatever is replaced, so there is nothing to judge.
+        """
+        low, high = self.curve_range
+        if high - low < MIN_CURVE_SPAN:
+            return None
+        ours, chance = self.faithfulness, self.random_order
+        return ours.deletion_auc < chance.deletion_auc and ours.insertion_auc > chance.insertion_auc
+
+    @property
+    def rating(self) -> str:
+        """One word: ``blank tile``, ``flat map``, ``doubtful``, ``mixed`` or ``plausible``.
+
+        ``plausible`` needs every check to pass: the sanity check ran and the map depends on
+        the weights, both curves moved and beat chance, and no noise indicator warns.
+        """
+        if self.noise.blank:
+            return "blank tile"
+        if self.noise.flat:
+            return "flat map"
+        if self.sanity.depends_on_weights is False or self.faithful is False:
+            return "doubtful"
+        checked = self.sanity.depends_on_weights is True and self.faithful is True
+        return "plausible" if checked and not self.noise.warnings else "mixed"
+
+    @property
+    def headline(self) -> str:
+        """One line: rating, class, sanity and the two AUCs against chance."""
+        ours, chance = self.faithfulness, self.random_order
+        sanity = self.sanity.verdict.split(":")[0]
+        return (
+            f"{self.rating}: {self.target_name} p={self.probability:.2f}, {self.method} at "
+            f"{self.layer or 'the input'}; sanity {sanity}; deletion AUC {ours.deletion_auc:.2f} "
+            f"(random {chance.deletion_auc:.2f}), insertion AUC {ours.insertion_auc:.2f} "
+            f"(random {chance.insertion_auc:.2f})"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the report as JSON-serialisable built-ins (arrays become lists)."""
+        return {**_plain(asdict(self)), "rating": self.rating, "headline": self.headline}
+
+
+def _plain(value: object) -> object:
+    """``value`` with numpy arrays and scalars turned into lists and Python numbers."""
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    if isinstance(value, (np.ndarray, np.generic)):
+        return value.tolist()
+    return value
+
+
+def trust_report(
+    model: object, image: np.ndarray, explanation: Explanation | None = None, **options: Any
+) -> TrustReport:
+    """Measure one map; the arguments are those of :func:`iter_trust_report`.
+
+    Examples
+    --------
+    >>> report = trust_report(ng.load_model("demo"), tile)  # doctest: +SKIP
+    >>> report.rating, report.sanity.verdict, report.noise.blank  # doctest: +SKIP
+    """
+    stages = iter_trust_report(model, image, explanation, **options)
+    while True:
+        try:
+            next(stages)
+        except StopIteration as done:
+            return done.value
+
+
+def iter_trust_report(
+    model: object,
+    image: np.ndarray,
+    explanation: Explanation | None = None,
+    *,
+    method: str = "gradcam",
+    layer: str | None = None,
+    target: Target = None,
+    card: ModelCard | None = None,
+    sanity_steps: int = 3,
+    curve_steps: int = 16,
+    baseline: Baseline = "blur",
+    seed: int = 0,
+    explain_options: Mapping[str, Any] | None = None,
+) -> Generator[str, None, TrustReport]:
+    """Measure one map stage by stage, yielding a message after each of :data:`STAGES`.
+
+    Parameters
+    ----------
+    model : torch.nn.Module or LoadedModel
+        The classifier.
+    image : numpy.ndarray
+        The explained pixels (H, W[, C]) (tissue is measured on RGB pixels only).
+    explanation : Explanation, optional
+        The map of ``image`` to check; default: made here with ``method``, ``layer`` and
+        ``target`` (ignored when it is given).
+    card : ModelCard, optional
+        Overrides the model's card.
+    sanity_steps : int
+        Parameter layers re-initialised in the cascade, from the output backwards.
+    curve_steps : int
+        Steps of the deletion and insertion curves.
+    baseline : {"blur", "tissue-mean"}
+        What deleted pixels become.
+    seed : int
+        Seed of the re-initialisation, the tie-breaking and the random reference order.
+    explain_options : mapping, optional
+        Further keyword arguments of ``explain`` used to make and remake the map.
+
+    Returns
+    -------
+    TrustReport
+    """
+    module, card = model_parts(model, card)
+    options = dict(explain_options or {})
+    image = np.asarray(image)
+    batch = model_batch(module, image, card)
+    if explanation is None:
+        explanation = explain(
+            module, batch, method=method, layer=layer, target=target, card=card, **options
+        )
+    cam = _single_map(explanation, image)
+    noise = noise_indicators(cam, image, explanation.stride)
+    yield "noise indicators measured"
+    sanity = sanity_check(
+        module, batch, explanation, card=card, steps=sanity_steps, seed=seed, options=options
+    )
+    yield "sanity check done"
+    tissue = tissue_mask(image) if is_rgb(image) else None
+    target_index = int(explanation.targets[0])
+    curves = dict(target=target_index, baseline=baseline, tissue=tissue, steps=curve_steps)
+    ours = deletion_insertion(module, batch, cam, seed=seed, **curves)
+    yield "deletion and insertion curves drawn"
+    noise_map = np.random.default_rng(seed).random(cam.shape)
+    chance = deletion_insertion(module, batch, noise_map, seed=seed, **curves)
+    yield "random-order reference drawn"
+    return _report(explanation, noise, sanity, ours, chance)
+
+
+def _single_map(explanation: Explanation, image: np.ndarray) -> np.ndarray:
+    """The (h, w) map of ``explanation``, checked to belong to ``image``."""
+    if explanation.cam.ndim == 3 and explanation.cam.shape[0] != 1:
+        raise ValueError("a trust report checks one map; give the explanation of one image")
+    if tuple(explanation.input_shape) != tuple(image.shape[:2]):
+        raise ValueError(
+            f"the explanation was made on a {explanation.input_shape} input, not on this "
+            f"{image.shape[:2]} image; give the pixels that were explained"
+        )
+    return np.asarray(explanation.cam, dtype=np.float32).reshape(explanation.cam.shape[-2:])
+
+
+def _report(
+    explanation: Explanation,
+    noise: NoiseIndicators,
+    sanity: SanityCheck,
+    ours: FaithfulnessCurves,
+    chance: FaithfulnessCurves,
+) -> TrustReport:
+    report = TrustReport(
+        method=explanation.method,
+        layer=explanation.layer,
+        target=int(explanation.targets[0]),
+        target_name=explanation.target_names[0],
+        probability=float(explanation.probabilities[0]),
+        noise=noise,
+        sanity=sanity,
+        faithfulness=ours,
+        random_order=chance,
+        findings=(),
+    )
+    return replace(report, findings=_findings(report))
+
+
+def _findings(report: TrustReport) -> tuple[str, ...]:
+    """The report's conclusions in words: blank tile first, then sanity, faithfulness, noise."""
+    warnings = list(report.noise.warnings)
+    first = [warnings.pop(0)] if report.noise.blank else []
+    return (*first, f"sanity check {report.sanity.verdict}", _faithfulness(report), *warnings)
+
+
+def _faithfulness(report: TrustReport) -> str:
+    """The deletion/insertion finding in words."""
+    if report.faithful is None:
+        low, high = report.curve_range
+        advice = (
+            "explain a class the model gives this image"
+            if report.probability < 0.5
+            else f"the {report.faithfulness.baseline} baseline alone keeps the class, so the "
+            "decision rests on what every pixel shares (such as the stain), not on a region"
+        )
+        return (
+            f"faithfulness cannot be judged: p({report.target_name}) stays within "
+            f"{low:.2f}-{high:.2f} whatever pixels are replaced, so the map's order changes "
+            f"nothing the model decides; {advice}"
+        )
+    ours, chance = report.faithfulness, report.random_order
+    deletes = "faster" if ours.deletion_auc < chance.deletion_auc else "no faster"
+    inserts = "faster" if ours.insertion_auc > chance.insertion_auc else "no faster"
+    return (
+        f"faithfulness {'passes' if report.faithful else 'fails'}: deleting the pixels the map "
+        f"ranks highest lowers p({report.target_name}) {deletes} than a random order "
+        f"(deletion AUC {ours.deletion_auc:.2f} vs {chance.deletion_auc:.2f}) and restoring "
+        f"them first raises it {inserts} (insertion AUC {ours.insertion_auc:.2f} vs "
+        f"{chance.insertion_auc:.2f}; {ours.baseline} baseline)"
+    )

@@ -1,0 +1,280 @@
+"""Does the map depend on what the model learned? Cascading model-parameter randomisation.
+
+Adebayo et al., "Sanity Checks for Saliency Maps", NeurIPS 2018: re-initialise the layers with
+parameters one by one from the output backwards (cumulatively), recompute the map each time and
+compare it with the original. A map that stays the same reflects the image or the architecture,
+not the learned weights, and cannot explain the model's decision.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from scipy import stats
+from skimage.metrics import structural_similarity
+from torch import nn
+
+from napari_gradcam.core.card import ModelCard
+from napari_gradcam.core.explain.capture import frozen_model, model_device
+from napari_gradcam.core.explain.explanation import Explanation, normalize_cam
+from napari_gradcam.core.explain.pipeline import explain
+
+KEPT_CORRELATION = 0.5
+"""Spearman rho at or above which a randomised map still ranks cells like the original (an
+inverted map, rho near -1, points at other regions: it changed)."""
+
+
+@dataclass(frozen=True)
+class CascadeStep:
+    """The map after re-initialising ``randomised`` (cumulative, from the output backwards).
+
+    Attributes
+    ----------
+    randomised : tuple of str
+        Names of every module re-initialised so far, the newest last.
+    spearman : float or None
+        Spearman rank correlation with the original map (``None``: a map is constant).
+    ssim : float or None
+        Structural similarity of the min-max normalised maps (``None``: map under 3 x 3).
+    """
+
+    randomised: tuple[str, ...]
+    spearman: float | None
+    ssim: float | None
+
+    @property
+    def kept(self) -> bool:
+        """Whether the randomised map still ranks the cells like the original."""
+        return self.spearman is not None and self.spearman >= KEPT_CORRELATION
+
+
+@dataclass(frozen=True)
+class SanityCheck:
+    """The result of a cascading randomisation test.
+
+    Attributes
+    ----------
+    method, layer : str
+        What made the map.
+    target : int
+        The explained class (kept fixed while the weights change).
+    steps : tuple of CascadeStep
+        One entry per re-initialised module.
+    depends_on_weights : bool or None
+        Whether the map changed (``rho < 0.5``) once the cascade was complete; ``None``
+        when it could not run (a constant map, a TorchScript model).
+    verdict : str
+        The finding in plain words.
+    """
+
+    method: str
+    layer: str
+    target: int
+    steps: tuple[CascadeStep, ...]
+    depends_on_weights: bool | None
+    verdict: str
+
+
+def parameter_layers(module: nn.Module, batch: torch.Tensor) -> list[str]:
+    """Names of the modules with their own parameters, in the order the forward pass runs them.
+
+    Raises
+    ------
+    ValueError
+        For a TorchScript model (its modules cannot be hooked or re-initialised).
+    """
+    if isinstance(module, torch.jit.ScriptModule):
+        raise ValueError(
+            "the sanity check re-initialises layers of a Python model; a TorchScript model "
+            "cannot be changed that way. Load the Python model with its weights instead"
+        )
+    order: list[str] = []
+    handles = [
+        sub.register_forward_hook(lambda *_args, name=name: order.append(name))
+        for name, sub in module.named_modules()
+        if any(True for _ in sub.parameters(recurse=False))
+    ]
+    try:
+        with frozen_model(module), torch.inference_mode():
+            module(batch)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return list(dict.fromkeys(order))
+
+
+def reinitialise(module: nn.Module, seed: int) -> None:
+    """Re-initialise the own parameters of ``module`` with its default initialisation.
+
+    Modules without ``reset_parameters`` get normal weights with each parameter's own standard
+    deviation (zero biases stay zero). Seeded, so that a check can be repeated.
+    """
+    device = model_device(module)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        reset = getattr(module, "reset_parameters", None)
+        if callable(reset):
+            reset()
+            return
+        with torch.no_grad():
+            for param in module.parameters(recurse=False):
+                param.normal_(0.0, float(param.std()) if param.numel() > 1 else 1.0)
+
+
+def compare_maps(original: np.ndarray, other: np.ndarray) -> tuple[float | None, float | None]:
+    """Spearman rank correlation and SSIM of two maps of the same shape.
+
+    SSIM is computed on min-max normalised maps (data range 1) with the largest odd window up
+    to 7 cells that fits the map.
+    """
+    a, b = (np.asarray(m, dtype=np.float64) for m in (original, other))
+    spearman = None
+    if np.ptp(a) > 0 and np.ptp(b) > 0:
+        spearman = float(stats.spearmanr(a.ravel(), b.ravel()).statistic)
+    side = min(a.shape)
+    window = min(7, side if side % 2 else side - 1)
+    ssim = None
+    if window >= 3:
+        na, nb = normalize_cam(a), normalize_cam(b)
+        ssim = float(structural_similarity(na, nb, win_size=window, data_range=1.0))
+    return spearman, ssim
+
+
+def sanity_check(
+    model: object,
+    batch: torch.Tensor,
+    original: Explanation,
+    *,
+    card: ModelCard | None = None,
+    steps: int = 3,
+    repeats: int = 3,
+    seed: int = 0,
+    options: Mapping[str, Any] | None = None,
+) -> SanityCheck:
+    """Re-initialise the top ``steps`` parameter layers cumulatively and compare the maps.
+
+    Parameters
+    ----------
+    model : torch.nn.Module or LoadedModel
+        The trained classifier; it is not changed (the cascade runs on deep copies).
+    batch : torch.Tensor
+        The preprocessed input (1, C, H, W) that ``original`` explains.
+    original : Explanation
+        The map of the trained model (its method, layer and target are reused).
+    card : ModelCard, optional
+        Default: the model's own.
+    steps : int
+        How many parameter layers to re-initialise, from the output backwards.
+    repeats : int
+        Independent random cascades; each step reports the median over them (one random
+        draw can, by chance, keep or flip a map).
+    seed : int
+        Seed of the first cascade's re-initialisation.
+    options : mapping, optional
+        Further keyword arguments of ``explain`` that made the original map.
+
+    Returns
+    -------
+    SanityCheck
+    """
+    module = getattr(model, "module", model)
+    reference = np.asarray(original.cam, dtype=np.float32).reshape(original.cam.shape[-2:])
+    target = int(original.targets[0])
+    unchecked = _unchecked_reason(module, reference)
+    if unchecked:
+        return SanityCheck(original.method, original.layer, target, (), None, unchecked)
+    names = parameter_layers(module, batch)[::-1][: max(1, steps)]
+    explain_kwargs = {
+        "method": original.method,
+        "layer": original.layer,
+        "target": [target],
+        "card": card or getattr(model, "card", None),
+        **(options or {}),
+    }
+    runs = np.array(
+        [
+            _cascade(module, batch, reference, names, seed + 1000 * r, explain_kwargs)
+            for r in range(max(1, repeats))
+        ]
+    )
+    results = [
+        CascadeStep(tuple(names[: index + 1]), *map(_median, runs[:, index].T))
+        for index in range(len(names))
+    ]
+    return SanityCheck(
+        original.method,
+        original.layer,
+        target,
+        tuple(results),
+        not results[-1].kept,
+        _verdict(results),
+    )
+
+
+def _unchecked_reason(module: nn.Module, reference: np.ndarray) -> str | None:
+    """Why the cascade cannot say anything here, or ``None`` when it can run."""
+    if isinstance(module, torch.jit.ScriptModule):
+        return (
+            "not checked: a TorchScript model cannot be re-initialised layer by layer; load "
+            "the Python model with its weights to run this check"
+        )
+    if np.ptp(reference) == 0:
+        return "not checked: the map is the same everywhere, so there is nothing to compare"
+    return None
+
+
+def _cascade(
+    module: nn.Module,
+    batch: torch.Tensor,
+    reference: np.ndarray,
+    names: list[str],
+    seed: int,
+    explain_kwargs: dict[str, Any],
+) -> list[tuple[float, float]]:
+    """(Spearman, SSIM) after each cumulative re-initialisation of a deep copy; NaN for n/a."""
+    randomised = copy.deepcopy(module)
+    scores = []
+    for index, name in enumerate(names):
+        reinitialise(randomised.get_submodule(name), seed + index)
+        cam = explain(randomised, batch, **explain_kwargs).cam[0]
+        scores.append(tuple(np.nan if v is None else v for v in compare_maps(reference, cam)))
+    return scores
+
+
+def _median(values: np.ndarray) -> float | None:
+    """Median of the values that are not NaN, or ``None`` when none is."""
+    finite = values[~np.isnan(values)]
+    return float(np.median(finite)) if finite.size else None
+
+
+def _verdict(steps: list[CascadeStep]) -> str:
+    """Say in words whether the map depends on the learned weights."""
+    last = steps[-1]
+    scores = f"Spearman rho {_number(last.spearman)}, SSIM {_number(last.ssim)}"
+    if last.kept:
+        return (
+            f"fails: the map barely changes when the top {len(steps)} layers with parameters "
+            f"({', '.join(last.randomised)}) are re-initialised ({scores}); it follows the "
+            "image's structure more than what these layers learned, so do not read it as the "
+            "model's reasoning"
+        )
+    leading = next(index for index, step in enumerate(steps) if not step.kept)
+    if leading:
+        return (
+            f"passes, partly: the map ignores {', '.join(steps[leading - 1].randomised)} "
+            f"(as a class-agnostic method does) but changes once {last.randomised[leading]} "
+            f"is re-initialised ({scores})"
+        )
+    return (
+        f"passes: re-initialising {steps[0].randomised[0]} already changes the map; after "
+        f"{len(steps)} layers: {scores}; it depends on the learned weights"
+    )
+
+
+def _number(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"

@@ -1,0 +1,303 @@
+import threading
+import time
+
+import numpy as np
+import pytest
+from qtpy.QtCore import Qt
+
+from napari_gradcam._napari.explain import widget as widget_module
+from napari_gradcam._napari.explain.tiled_job import TiledResult, TilingOptions
+from napari_gradcam._napari.layers import METADATA_KEY
+from napari_gradcam._napari.plane import Plane
+from napari_gradcam._napari.regions import whole_layer_box
+from napari_gradcam._napari.worker import ExplainJob, run_job
+from tests._napari.test_layers import world_edges
+
+TIMEOUT_MS = 60_000
+GLASS = (241, 238, 243)
+
+
+def slide_like(shape=(128, 192), tissue_rows=slice(32, None), seed=0) -> np.ndarray:
+    """Glass with a block of textured pink-purple "tissue"."""
+    rng = np.random.default_rng(seed)
+    image = np.empty((*shape, 3), np.uint8)
+    image[:] = GLASS
+    block = image[tissue_rows, : shape[1] * 2 // 3]
+    block[:] = rng.integers((120, 40, 100), (230, 150, 200), (*block.shape[:2], 3))
+    return image
+
+
+@pytest.fixture
+def errors(monkeypatch) -> list[str]:
+    shown: list[str] = []
+    monkeypatch.setattr(widget_module, "show_error", shown.append)
+    return shown
+
+
+class BatchLog(list):
+    """Batches explained so far, and a gate that holds the worker at its third batch until
+    the test has acted (cancel, remove a layer), so the run cannot finish first."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = threading.Event()
+
+    def hold(self) -> None:
+        self.gate.clear()
+
+    def release(self) -> None:
+        self.gate.set()
+
+
+@pytest.fixture
+def batches(monkeypatch) -> BatchLog:
+    """Count the batches explained; each takes at least 50 ms (the tiny model is too quick to
+    cancel or close a layer mid-run otherwise)."""
+    from napari_gradcam.core.tiling import tiled
+
+    log = BatchLog()
+    log.release()
+    explain_tiles = tiled.explain_tiles
+
+    def slow(*args):
+        log.append(1)
+        if len(log) >= 3:
+            log.gate.wait(timeout=TIMEOUT_MS / 1000)
+        time.sleep(0.05)
+        return explain_tiles(*args)
+
+    monkeypatch.setattr(tiled, "explain_tiles", slow)
+    yield log
+    log.release()
+
+
+@pytest.fixture
+def make_widget(make_gradcam_widget):
+    return make_gradcam_widget
+
+
+def tiled_heatmaps(viewer) -> list:
+    return [layer for layer in viewer.layers if "tiles" in layer.metadata.get(METADATA_KEY, {})]
+
+
+def live_layers(viewer) -> list:
+    return [layer for layer in viewer.layers if METADATA_KEY in layer.metadata]
+
+
+def start(widget, qtbot, updates: list | None = None) -> None:
+    widget.explain_button.clicked.emit()
+    if updates is not None:
+        widget._worker.yielded.connect(lambda p: p.update is not None and updates.append(p))
+
+
+def finish(widget, qtbot) -> None:
+    qtbot.waitUntil(lambda: not widget.running, timeout=TIMEOUT_MS)
+
+
+def test_the_heatmap_fills_in_batch_by_batch(make_widget, qtbot, errors):
+    viewer, widget = make_widget(slide_like(), scale=(0.7, 1.3), translate=(10, -25), name="s")
+    filled: list[int] = []
+    start(widget, qtbot)
+    widget._worker.yielded.connect(
+        lambda p: (
+            p.update is not None and filled.append(np.count_nonzero(live_layers(viewer)[-1].data))
+        )
+    )
+    finish(widget, qtbot)
+    assert errors == []
+    (heatmap,) = tiled_heatmaps(viewer)
+    assert len(filled) >= 4 and filled == sorted(filled) and 0 < filled[1] < filled[-1]
+    assert np.count_nonzero(heatmap.data) >= filled[-1]
+    facts = heatmap.metadata[METADATA_KEY]
+    tiles = facts["tiles"]
+    assert tiles["skipped"] > 0 and tiles["explained"] + tiles["skipped"] == tiles["total"]
+    assert facts["stride"] == (4.0, 4.0) and facts["image_layer"] == "s"
+    np.testing.assert_allclose(world_edges(heatmap), world_edges(viewer.layers["s"]))
+    assert not heatmap.data[:6].any()  # tiles on the glass above the tissue are skipped
+    assert "s tissue" in viewer.layers and not viewer.layers["s tissue"].visible
+    assert widget.result.value.startswith(f"{tiles['explained']} tiles (each tile's class), ")
+    assert widget.progress.value == widget.progress.max
+
+
+def test_the_table_sorts_and_jumps_to_a_tile(make_widget, qtbot, errors):
+    viewer, widget = make_widget(slide_like(), scale=(2.0, 2.0), name="s")
+    start(widget, qtbot)
+    finish(widget, qtbot)
+    table = widget.tiles.table
+    points = viewer.layers["s tiles"]
+    assert not table.isHidden() and table.model_.rowCount() == len(points.data) > 0
+    assert set(points.features.columns) >= {"class", "probability", "margin", "tissue", "entropy"}
+    column = list(table.model_.columns).index("probability")
+    table.sortByColumn(column, Qt.SortOrder.DescendingOrder)
+    top = table.model_.row_of(0)
+    assert points.features["probability"][top] == points.features["probability"].max()
+    table.select_row(0)
+    y0, x0, y1, x1 = widget.tiles.features["box"][top]
+    centre = 2.0 * np.array([(y0 + y1 - 1) / 2, (x0 + x1 - 1) / 2])
+    np.testing.assert_allclose(viewer.scene.camera.center[-2:], centre)
+    np.testing.assert_allclose(points.data[top] * 2.0, centre)
+    assert points.selected_data == {top}
+
+
+def test_cancel_stops_within_a_batch_and_leaves_no_heatmap(make_widget, qtbot, errors, batches):
+    viewer, widget = make_widget(slide_like((256, 384), slice(None)))
+    updates: list = []
+    batches.hold()
+    start(widget, qtbot, updates)
+    qtbot.waitUntil(lambda: len(updates) >= 2, timeout=TIMEOUT_MS)
+    widget.cancel_button.clicked.emit()
+    started = len(batches)
+    batches.release()
+    finish(widget, qtbot)
+    assert (
+        len(batches) - started <= 1 and len(batches) < updates[-1].update.geometry.n_explained / 32
+    )
+    assert live_layers(viewer) == [] and widget.result.value == "cancelled"
+    assert widget.explain_button.enabled and errors == []
+
+
+@pytest.mark.parametrize("removed", ["heatmap", "image"])
+def test_removing_a_layer_mid_run_stops_cleanly(make_widget, qtbot, errors, removed, batches):
+    viewer, widget = make_widget(slide_like((256, 384), slice(None)), name="s")
+    updates: list = []
+    batches.hold()
+    start(widget, qtbot, updates)
+    qtbot.waitUntil(lambda: len(updates) >= 2, timeout=TIMEOUT_MS)
+    layer = live_layers(viewer)[0] if removed == "heatmap" else viewer.layers["s"]
+    viewer.layers.remove(layer)
+    batches.release()
+    if removed == "heatmap":
+        qtbot.waitUntil(lambda: len(updates) >= 3 or not widget.running, timeout=TIMEOUT_MS)
+    finish(widget, qtbot)
+    assert widget.result.value.startswith("stopped: ")
+    assert live_layers(viewer) == [] and errors == []
+
+
+def test_a_pyramid_is_tiled_on_the_level_of_the_models_mpp(make_widget, qtbot, errors):
+    fine = slide_like((256, 384), slice(64, None))
+    viewer, widget = make_widget(
+        [fine, fine[::2, ::2]], multiscale=True, metadata={"mpp": 0.5}, name="p"
+    )
+    start(widget, qtbot)
+    finish(widget, qtbot)
+    (heatmap,) = tiled_heatmaps(viewer)
+    facts = heatmap.metadata[METADATA_KEY]
+    assert facts["pyramid_level"] == 1 and facts["stride"] == (8.0, 8.0)
+    np.testing.assert_allclose(world_edges(heatmap), world_edges(viewer.layers["p"]))
+
+
+def test_the_tissue_is_found_once_per_image(make_widget, qtbot, errors, monkeypatch):
+    from napari_gradcam._napari import worker
+
+    calls = []
+    original = worker.find_tissue
+    monkeypatch.setattr(worker, "find_tissue", lambda *a: calls.append(1) or original(*a))
+    viewer, widget = make_widget(slide_like(), name="s")
+    for _ in range(2):
+        start(widget, qtbot)
+        finish(widget, qtbot)
+    assert len(calls) == 1 and len(tiled_heatmaps(viewer)) == 2
+
+
+def test_the_job_yields_rows_and_returns_a_tiled_result(tiny_spec, tiny_weights):
+    image = slide_like()
+    plane = Plane((image,), ((1.0, 1.0),))
+    job = ExplainJob(
+        tiny_spec, tiny_weights, plane=plane, boxes=(whole_layer_box(image.shape),),
+        tiling=TilingOptions(batch_size=16), target="tissue",
+    )  # fmt: skip
+    steps, generator = [], run_job(job)
+    while True:
+        try:
+            steps.append(next(generator))
+        except StopIteration as stop:
+            outcome = stop.value
+            break
+    (result,) = outcome.results
+    assert isinstance(result, TiledResult) and outcome.tissue is not None
+    rows = [s.update for s in steps if s.update is not None and s.update.rows.size]
+    assert len(rows) == -(-result.geometry.n_explained // 16)
+    assert result.cam.shape == (32, 48) and result.settings.target == "tissue"
+    assert set(result.tiles["target_index"]) == {1}
+    last = rows[-1]
+    np.testing.assert_allclose(result.cam[last.first_row :][: len(last.rows)], last.rows)
+
+
+def test_glass_only_gives_an_empty_map_and_says_so(make_widget, qtbot, errors):
+    glass = np.clip(
+        np.array(GLASS) + np.random.default_rng(0).normal(0, 2, (64, 96, 3)), 0, 255
+    ).astype(np.uint8)
+    viewer, widget = make_widget(glass, name="g")
+    start(widget, qtbot)
+    finish(widget, qtbot)
+    (heatmap,) = tiled_heatmaps(viewer)
+    assert not heatmap.data.any() and heatmap.metadata[METADATA_KEY]["tiles"]["explained"] == 0
+    assert widget.result.value.startswith("no tissue tiles") and errors == []
+    assert len(viewer.layers["g tiles"].data) == 0
+
+
+def test_tta_and_bfloat16_reach_every_tile(make_widget, qtbot, errors, monkeypatch):
+    from napari_gradcam.core.tiling import tiled
+
+    settings_seen = []
+    explain_tiles = tiled.explain_tiles
+
+    def recording(loaded, tiles, indices, settings, value_range):
+        settings_seen.append(settings)
+        return explain_tiles(loaded, tiles, indices, settings, value_range)
+
+    monkeypatch.setattr(tiled, "explain_tiles", recording)
+    viewer, widget = make_widget(slide_like(), name="s")
+    widget.method.value = "scorecam"
+    widget.tta.value = widget.bfloat16.value = True
+    start(widget, qtbot)
+    finish(widget, qtbot)
+    assert errors == []
+    (heatmap,) = tiled_heatmaps(viewer)
+    assert " scorecam TTA bf16 " in heatmap.name
+    assert heatmap.metadata[METADATA_KEY]["tta"] and heatmap.metadata[METADATA_KEY]["bfloat16"]
+    assert settings_seen and all(s.tta and s.bfloat16 for s in settings_seen)
+
+
+def test_closing_the_dock_mid_run_stops_the_job_and_leaves_no_layer(
+    make_widget, qtbot, errors, batches
+):
+    viewer, widget = make_widget(slide_like((256, 384), slice(None)), name="s")
+    updates: list = []
+    batches.hold()
+    start(widget, qtbot, updates)
+    qtbot.waitUntil(lambda: len(updates) >= 2, timeout=TIMEOUT_MS)
+    worker = widget._worker
+    viewer.window.remove_dock_widget(widget.native)
+    started = len(batches)
+    batches.release()
+    qtbot.waitUntil(lambda: worker.is_running is False, timeout=TIMEOUT_MS)
+    qtbot.wait(100)
+    assert len(batches) - started <= 1
+    assert live_layers(viewer) == [] and errors == []
+
+
+def test_a_tiled_heatmap_is_checked_on_the_tile_under_the_view_centre(make_widget, qtbot, errors):
+    from napari_gradcam._napari.trust.layers import FEATURES_KEY
+    from napari_gradcam._napari.trust.widget import TrustWidget
+
+    viewer, widget = make_widget(slide_like(), scale=(0.5, 2.0), translate=(10, -25), name="s")
+    start(widget, qtbot)
+    finish(widget, qtbot)
+    (heatmap,) = tiled_heatmaps(viewer)
+    assert heatmap.metadata[METADATA_KEY]["tiles"]["size"] == (16.0, 16.0)
+    trust = TrustWidget(viewer)
+    viewer.window.add_dock_widget(trust, name="trust")
+    trust.heatmap.value = heatmap
+    qtbot.waitUntil(lambda: not trust.running, timeout=TIMEOUT_MS)
+    image = viewer.layers["s"]
+    viewer.scene.camera.center = tuple(image.data_to_world((100, 60)))
+    trust.features_button.clicked.emit()
+    qtbot.waitUntil(lambda: not trust.running, timeout=TIMEOUT_MS)
+    (stack,) = [layer for layer in viewer.layers if FEATURES_KEY in layer.metadata]
+    corners = [image.data_to_world((91.5, 51.5)), image.data_to_world((107.5, 67.5))]
+    np.testing.assert_allclose(world_edges(stack), np.array(corners)[:, -2:], atol=1e-9)
+    assert "checked the tile at (92, 52) of whole layer under the view centre" in trust.status.value
+    np.testing.assert_allclose(  # the stack adds a dimension; the view stays on the tile
+        viewer.scene.camera.center[-2:], image.data_to_world((100, 60)), atol=1e-9
+    )

@@ -1,0 +1,222 @@
+import time
+
+import numpy as np
+import pytest
+from napari.layers import Image
+
+from napari_gradcam._napari.explain.widget import GradCamWidget
+from napari_gradcam._napari.layers import METADATA_KEY
+from napari_gradcam._napari.plane import Plane
+from napari_gradcam._napari.regions import Box
+from napari_gradcam._napari.trust import widget as trust_module
+from napari_gradcam._napari.trust.jobs import PER_TILE, HeatmapSource, TrustJob, run_trust_job
+from napari_gradcam._napari.trust.layers import CONTRAST_KEY, FEATURES_KEY, TRUST_KEY
+from napari_gradcam._napari.trust.widget import NO_HEATMAP, TrustWidget
+from tests._napari.test_layers import world_edges
+from tests.core.he_tiles import he_tile
+
+TIMEOUT_MS = 60_000
+PLACEMENT = {"scale": (0.5, 0.5), "translate": (100.0, -40.0)}
+
+
+@pytest.fixture
+def messages(monkeypatch) -> dict[str, list[str]]:
+    shown: dict[str, list[str]] = {"error": [], "warning": []}
+    monkeypatch.setattr(trust_module, "show_error", shown["error"].append)
+    monkeypatch.setattr(trust_module, "show_warning", shown["warning"].append)
+    return shown
+
+
+def wait(widget, qtbot) -> None:
+    qtbot.waitUntil(lambda: not widget.running, timeout=TIMEOUT_MS)
+
+
+@pytest.fixture
+def checked(make_napari_viewer, qtbot):
+    """A viewer with an H&E tile, its Grad-CAM heatmap and the trust dock (model loaded)."""
+
+    def make(tile: np.ndarray) -> tuple:
+        viewer = make_napari_viewer()
+        viewer.add_image(tile, name="tile", **PLACEMENT)
+        explainer = GradCamWidget(viewer)
+        explainer.model_spec = "demo"
+        explainer.explain()
+        wait(explainer, qtbot)
+        widget = TrustWidget(viewer)
+        viewer.window.add_dock_widget(widget, name="Grad-CAM trust & compare")
+        widget.reset_choices()
+        wait(widget, qtbot)
+        return viewer, widget, widget.heatmap.value
+
+    return make
+
+
+def click(button, widget, qtbot) -> None:
+    button.clicked.emit()
+    wait(widget, qtbot)
+
+
+def added(viewer, key: str) -> list[Image]:
+    return [layer for layer in viewer.layers if key in layer.metadata]
+
+
+def test_trust_report_shows_verdict_plot_and_records_it(checked, qtbot, messages) -> None:
+    _viewer, widget, heatmap = checked(he_tile("dense_edge"))
+    assert heatmap.metadata[METADATA_KEY]["image_layer"] == "tile"
+    widget.sanity_steps.value = 2
+    click(widget.trust_button, widget, qtbot)
+    assert messages == {"error": [], "warning": []}
+    record = heatmap.metadata[TRUST_KEY]
+    assert record["noise"]["blank"] is False and record["target_name"] == "nuclei-dense"
+    assert len(record["sanity"]["steps"]) == 2
+    assert record["rating"].upper() in widget.verdict.value
+    assert "Spearman" in widget.details.value
+    assert len(widget.plot.figure.axes[0].lines) == 4
+    assert widget.status.value.startswith("trust report: ")
+
+
+def test_a_blank_tile_is_flagged_and_dimmed(checked, qtbot, messages) -> None:
+    _viewer, widget, heatmap = checked(he_tile("glass"))
+    click(widget.trust_button, widget, qtbot)
+    assert heatmap.metadata[TRUST_KEY]["rating"] == "blank tile"
+    assert "BLANK TILE" in widget.verdict.value and "empty glass" in widget.verdict.value
+    assert heatmap.name.endswith("[no tissue]") and heatmap.opacity < 0.2
+    assert messages["warning"] and "covers no tissue" in messages["warning"][0]
+
+
+def test_feature_maps_are_a_channel_stack_aligned_with_the_tile(checked, qtbot, messages) -> None:
+    viewer, widget, _heatmap = checked(he_tile("dense_edge"))
+    click(widget.features_button, widget, qtbot)
+    (stack,) = added(viewer, FEATURES_KEY)
+    assert stack.data.shape == (64, 12, 12) and stack.data.max() == pytest.approx(1.0)
+    np.testing.assert_allclose(world_edges(stack), world_edges(viewer.layers["tile"]))
+    facts = stack.metadata[FEATURES_KEY]
+    assert facts["layer"] == "features.14" and len(facts["channels"]) == 64
+    assert np.all(np.diff(facts["contributions"]) <= 0)
+    assert widget.channels.value.startswith(
+        f"features.14 for nuclei-dense, slider 0 first: {facts['channels'][0]} ("
+    )
+    assert viewer.dims.nsteps[0] == 64, "channels scroll with the slider"
+    assert viewer.dims.axis_labels[0] == "channel"
+    assert viewer.layers.extent.units is not None, "napari would say: inconsistent units"
+
+
+def test_sweep_contrast_and_comparison_layers_are_aligned(checked, qtbot, messages) -> None:
+    viewer, widget, heatmap = checked(he_tile("dense_edge"))
+    image_edges = world_edges(viewer.layers["tile"])
+    click(widget.sweep_button, widget, qtbot)
+    widget.other_class.value = "stroma"
+    click(widget.contrast_button, widget, qtbot)
+    widget.methods.value = ["gradcam", "eigencam"]
+    widget.classes.value = ["predicted", "stroma"]
+    click(widget.compare_button, widget, qtbot)
+    assert messages["error"] == []
+    maps = [layer for layer in added(viewer, METADATA_KEY) if layer is not heatmap]
+    assert [layer.data.shape[0] for layer in maps[:4]] == [96, 48, 24, 12]
+    assert maps[3].name == "tile gradcam nuclei-dense @ features"
+    assert len(maps) == 8
+    (contrast,) = added(viewer, CONTRAST_KEY)
+    assert contrast.contrast_limits[0] == -contrast.contrast_limits[1]
+    assert contrast.name == "tile gradcam nuclei-dense - stroma"
+    for layer in [*maps, contrast]:
+        np.testing.assert_allclose(world_edges(layer), image_edges, atol=1e-9)
+    assert viewer.layers.extent.units is not None, "napari would say: inconsistent units"
+
+
+def test_bad_requests_say_what_to_do(make_napari_viewer, checked, qtbot, messages) -> None:
+    empty = TrustWidget(make_napari_viewer())
+    empty.run("trust")
+    assert messages["error"] == [f"Grad-CAM trust: {NO_HEATMAP}"]
+    viewer, widget, heatmap = checked(he_tile("dense_edge"))
+    widget.other_class.value = "nuclei-dense"
+    click(widget.contrast_button, widget, qtbot)
+    assert "other than 'nuclei-dense'" in messages["error"][-1]
+    viewer.layers.remove("tile")
+    click(widget.trust_button, widget, qtbot)
+    assert "no longer in the viewer" in messages["error"][-1]
+    assert TRUST_KEY not in heatmap.metadata
+
+
+def test_a_cancelled_report_adds_nothing(checked, qtbot, messages, monkeypatch) -> None:
+    _viewer, widget, heatmap = checked(he_tile("dense_edge"))
+
+    def endless(*_args, **_kwargs):
+        while True:
+            time.sleep(0.01)
+            yield "still working"
+
+    monkeypatch.setattr("napari_gradcam.core.trust.report.iter_trust_report", endless)
+    widget.trust_button.clicked.emit()
+    qtbot.waitUntil(lambda: widget.status.value == "still working", timeout=TIMEOUT_MS)
+    widget.cancel_button.clicked.emit()
+    wait(widget, qtbot)
+    assert widget.status.value == "cancelled" and TRUST_KEY not in heatmap.metadata
+    assert widget.trust_button.enabled and not widget.cancel_button.enabled
+
+
+def test_heatmap_sources_of_tiled_and_unfinished_maps() -> None:
+    facts = {
+        "model": "demo",
+        "weights": None,
+        "layer": "features.14",
+        "method": "gradcam",
+        "target_name": PER_TILE,
+        "image_layer": "slide",
+        "region": "rectangle 0",
+        "box": (10, 20, 300, 400),
+        "slice": (),
+        "pyramid_level": 1,
+        "tiles": {"total": 12, "explained": 9},
+    }
+    source = HeatmapSource.from_metadata(facts)
+    assert source.tiled and source.target is None and source.level == 1
+    assert source.box == Box(10, 20, 300, 400, "rectangle 0")
+    named = HeatmapSource.from_metadata({**facts, "target_name": "stroma"})
+    assert named.target == "stroma"
+    assert HeatmapSource.describes(facts) and not HeatmapSource.describes({"running": True})
+    assert source.tile is None and source.tile_at((100, 100)) == source  # recorded before sizes
+
+
+def test_a_tiled_source_narrows_to_the_tile_around_a_point_inside_its_region() -> None:
+    facts = {
+        "model": "demo",
+        "method": "gradcam",
+        "target_name": "stroma",
+        "image_layer": "slide",
+        "box": (10, 20, 300, 400),
+        "tiles": {"total": 12, "explained": 9, "size": (96.0, 96.0)},
+    }
+    source = HeatmapSource.from_metadata(facts)
+    assert source.tile == (96.0, 96.0)
+    centred = source.tile_at((150.2, 200.7)).box
+    assert (centred.y0, centred.x0, centred.y1, centred.x1) == (102, 153, 198, 249)
+    corner = source.tile_at((0, 1000)).box  # moved inside the region
+    assert (corner.y0, corner.x0, corner.y1, corner.x1) == (10, 304, 106, 400)
+    narrow = HeatmapSource.from_metadata({**facts, "box": (0, 0, 50, 400)}).tile_at((25, 50))
+    assert (narrow.box.y0, narrow.box.y1) == (0, 50)  # a region thinner than a tile: cut
+
+
+def test_a_region_too_large_for_a_trust_report_says_what_to_do() -> None:
+    pixels = np.zeros((1100, 1000, 3), np.uint8)
+    pixels[::7] = 120
+    plane = Plane((pixels,), ((1.0, 1.0),))
+    source = HeatmapSource("demo", None, "gradcam", None, "stroma", "big", Box(0, 0, 1100, 1000), 0)
+    steps = run_trust_job(TrustJob("trust", source, plane))
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            outcome = done.value
+            break
+    assert outcome.report is None
+    assert "1100 x 1000 pixels" in outcome.error and "at most 1024 x 1024" in outcome.error
+
+
+def test_closing_the_trust_dock_mid_run_adds_nothing(checked, qtbot, messages) -> None:
+    viewer, widget, _heatmap = checked(he_tile("dense_edge"))
+    before = list(viewer.layers)
+    widget.features_button.clicked.emit()
+    viewer.window.remove_dock_widget(widget.native)
+    wait(widget, qtbot)
+    assert list(viewer.layers) == before and messages["error"] == []
+    assert widget.status.value == "stopped: the trust dock was closed"
