@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent set-up for a new machine: Debian packages for headless Qt, .venv, CPU torch first,
 # then the package with its extras under constraints.txt (torch stays pinned; no CUDA wheels).
+# A second venv, .venv-timm, runs the tests on real timm architectures (see install_timm_venv).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -44,5 +45,25 @@ install_venv() {
   touch "$stamp"
 }
 
+# timm imports torchvision, and the registry's torchvision 0.28 is built against the CUDA torch:
+# it cannot load beside the CPU torch of .venv. This venv takes torch, torchvision and timm from
+# the registry alone (--isolated ignores local wheels, indexes and constraints): torch 2.13.0+cu130,
+# which runs on the CPU. The product never needs it; only the tests marked `timm` run here, with
+# pytorch-grad-cam as their reference. About 5 GB and 1-3 minutes on a new machine.
+TIMM_PACKAGES="torch==2.13.0 torchvision==0.28.0 timm==1.0.31 grad-cam==1.5.7 safetensors \
+numpy scikit-image pytest hypothesis"
+
+install_timm_venv() {
+  local stamp=.venv-timm/.installed
+  if [ -f "$stamp" ] && [ "$stamp" -nt tools/setup.sh ]; then
+    return 0
+  fi
+  [ -x .venv-timm/bin/python ] || "$PY" -m venv .venv-timm
+  # shellcheck disable=SC2086
+  .venv-timm/bin/pip install --isolated -q $TIMM_PACKAGES
+  touch "$stamp"
+}
+
 install_apt
 install_venv
+install_timm_venv

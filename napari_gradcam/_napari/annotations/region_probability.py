@@ -52,7 +52,7 @@ def box_probabilities(model: ClassModel, plane: Plane, boxes: list[PixelBox]) ->
     """Return ``{box: probability of model.target}`` for boxes of level-0 pixels of ``plane``."""
     import torch
 
-    from napari_gradcam.core.explain.capture import model_device
+    from napari_gradcam.core.explain.capture import frozen_model, model_device
     from napari_gradcam.core.explain.preprocess import to_batch
     from napari_gradcam.core.explain.targets import as_logits, resolve_targets, target_scores
 
@@ -67,7 +67,7 @@ def box_probabilities(model: ClassModel, plane: Plane, boxes: list[PixelBox]) ->
     for box in boxes:
         y0, x0, y1, x1 = expand_box(box, min_size, plane.shape)
         crop = read_crop(plane, Box(y0, x0, y1, x1), level)
-        with torch.inference_mode():
+        with frozen_model(module), torch.inference_mode():
             logits = as_logits(module(to_batch(crop.pixels, card, device)))
             target = resolve_targets(logits, model.target, card)
             probabilities[box] = float(target_scores(logits, target)[1][0])

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from napari_gradcam.core.explain.context import Monitor
+from napari_gradcam.core.explain.sharing import owned_forward_hook
 from napari_gradcam.core.explain.targets import as_logits
 
 MB = 2**20
@@ -51,7 +52,7 @@ def record_output_sizes(model: nn.Module, layer: nn.Module | None) -> Iterator[O
 
     handles = []
     if not isinstance(model, torch.jit.ScriptModule):
-        handles = [module.register_forward_hook(hook) for module in model.modules()]
+        handles = [owned_forward_hook(module, hook) for module in model.modules()]
     try:
         yield sizes
     finally:

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from napari_gradcam.core.explain.sharing import model_lock, owned_forward_hook
+
 _CANDIDATES: weakref.WeakKeyDictionary[nn.Module, dict[tuple[int, ...], list[str]]] = (
     weakref.WeakKeyDictionary()
 )
@@ -28,21 +30,23 @@ class Captured:
 def frozen_model(model: nn.Module) -> Iterator[nn.Module]:
     """Put ``model`` in eval mode with no parameter gradients; restore both on exit.
 
-    Every module's ``training`` flag and every parameter's ``requires_grad`` flag is restored,
-    even when the body raises.
+    Holds the model's lock (``sharing.model_lock``) throughout, so no other call of this package
+    runs the model meanwhile. Every module's ``training`` flag and every parameter's
+    ``requires_grad`` flag is restored, even when the body raises.
     """
-    training = {module: module.training for module in model.modules()}
-    requires_grad = {param: param.requires_grad for param in model.parameters()}
-    try:
-        model.eval()
-        for param in requires_grad:
-            param.requires_grad_(False)
-        yield model
-    finally:
-        for module, flag in training.items():
-            module.training = flag
-        for param, flag in requires_grad.items():
-            param.requires_grad_(flag)
+    with model_lock(model):
+        training = {module: module.training for module in model.modules()}
+        requires_grad = {param: param.requires_grad for param in model.parameters()}
+        try:
+            model.eval()
+            for param in requires_grad:
+                param.requires_grad_(False)
+            yield model
+        finally:
+            for module, flag in training.items():
+                module.training = flag
+            for param, flag in requires_grad.items():
+                param.requires_grad_(flag)
 
 
 @contextmanager
@@ -76,7 +80,7 @@ def capture_layer(module: nn.Module, name: str, *, with_grad: bool = True) -> It
         captured.activation = output.detach().requires_grad_(True)
         return captured.activation.clone()
 
-    handle = module.register_forward_hook(hook)
+    handle = owned_forward_hook(module, hook)
     try:
         yield captured
     finally:
@@ -136,7 +140,7 @@ def _dry_run_spatial_layers(model: nn.Module, input_shape: tuple[int, ...]) -> l
         return hook
 
     handles = [
-        module.register_forward_hook(make_hook(name))
+        owned_forward_hook(module, make_hook(name))
         for name, module in model.named_modules()
         if name
     ]

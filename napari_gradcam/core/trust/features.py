@@ -28,6 +28,7 @@ from napari_gradcam.core.explain.capture import (
 from napari_gradcam.core.explain.explanation import Explanation
 from napari_gradcam.core.explain.inputs import model_batch, model_parts
 from napari_gradcam.core.explain.pipeline import explain, infer_stride
+from napari_gradcam.core.explain.sharing import owned_forward_hook
 from napari_gradcam.core.explain.targets import Target, as_logits, resolve_targets, target_scores
 
 
@@ -188,7 +189,7 @@ def _output_sizes(
 
     modules = dict(module.named_modules())
     hooks = [
-        modules[name].register_forward_hook(lambda _m, _i, out, name=name: record(name, out))
+        owned_forward_hook(modules[name], lambda _m, _i, out, name=name: record(name, out))
         for name in names
     ]
     zeros = torch.zeros(input_shape, device=model_device(module), dtype=model_dtype(module))

@@ -23,6 +23,7 @@ from napari_gradcam.core.card import ModelCard
 from napari_gradcam.core.explain.capture import frozen_model, model_device
 from napari_gradcam.core.explain.explanation import Explanation, normalize_cam
 from napari_gradcam.core.explain.pipeline import explain
+from napari_gradcam.core.explain.sharing import model_lock, owned_forward_hook
 
 KEPT_CORRELATION = 0.5
 """Spearman rho at or above which a randomised map still ranks cells like the original (an
@@ -95,7 +96,7 @@ def parameter_layers(module: nn.Module, batch: torch.Tensor) -> list[str]:
         )
     order: list[str] = []
     handles = [
-        sub.register_forward_hook(lambda *_args, name=name: order.append(name))
+        owned_forward_hook(sub, lambda *_args, name=name: order.append(name))
         for name, sub in module.named_modules()
         if any(True for _ in sub.parameters(recurse=False))
     ]
@@ -237,7 +238,8 @@ def _cascade(
     explain_kwargs: dict[str, Any],
 ) -> list[tuple[float, float]]:
     """(Spearman, SSIM) after each cumulative re-initialisation of a deep copy; NaN for n/a."""
-    randomised = copy.deepcopy(module)
+    with model_lock(module):  # no other call changes its flags while it is copied
+        randomised = copy.deepcopy(module)
     scores = []
     for index, name in enumerate(names):
         reinitialise(randomised.get_submodule(name), seed + index)

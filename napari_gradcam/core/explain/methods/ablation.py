@@ -11,6 +11,7 @@ from torch import nn
 from napari_gradcam.core.explain.batching import chunk_size, chunked, run_model
 from napari_gradcam.core.explain.context import LayerContext
 from napari_gradcam.core.explain.methods.gradient import weighted_channel_sum
+from napari_gradcam.core.explain.sharing import owned_forward_hook
 from napari_gradcam.core.explain.targets import target_scores
 
 
@@ -55,7 +56,7 @@ def ablationcam(ctx: LayerContext) -> torch.Tensor:
 def _replaced_output(layer: nn.Module) -> Iterator[dict[str, torch.Tensor]]:
     """While inside, ``layer`` outputs ``slot["output"]`` instead of what it computed."""
     slot: dict[str, torch.Tensor] = {}
-    handle = layer.register_forward_hook(lambda _module, _inputs, _output: slot["output"])
+    handle = owned_forward_hook(layer, lambda _module, _inputs, _output: slot["output"])
     try:
         yield slot
     finally:

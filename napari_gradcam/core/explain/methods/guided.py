@@ -17,6 +17,7 @@ from torch import nn
 from napari_gradcam.core.explain.batching import run_model
 from napari_gradcam.core.explain.context import LayerContext
 from napari_gradcam.core.explain.methods.gradient import gradcam
+from napari_gradcam.core.explain.sharing import owned_forward_hook
 from napari_gradcam.core.explain.targets import target_scores
 
 
@@ -74,7 +75,7 @@ def guided_relus(model: nn.Module) -> Iterator[None]:
             output.register_hook(lambda gradient: gradient.clamp_min(0))
 
     handles = [
-        module.register_forward_hook(guide)
+        owned_forward_hook(module, guide)
         for module in model.modules()
         if isinstance(module, nn.ReLU)
     ]
