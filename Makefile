@@ -16,9 +16,12 @@ demo: setup
 		&& echo "no display: saved the window to demo-screenshot.png"; \
 	fi
 
-# The whole suite (GUI tests under Xvfb via pytest-xvfb) plus lint (ruff, file/function sizes).
+# The whole suite (GUI tests under Xvfb via pytest-xvfb) plus lint (ruff, file/function sizes);
+# then the tests on real timm architectures in .venv-timm (torchvision + timm; see tools/setup.sh).
 test: setup lint
-	$(VENV)/python -m pytest -q
+	$(VENV)/python -m pytest -q -m "not timm"
+	.venv-timm/bin/python -m pytest -q -m timm -p no:xvfb -o addopts=--import-mode=importlib \
+		-W "ignore::pytest.PytestConfigWarning"
 
 lint: setup
 	$(VENV)/ruff check napari_gradcam tests benchmarks tools

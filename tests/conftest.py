@@ -32,3 +32,12 @@ def he_evidence():
     from napari_gradcam.models.training.labels import slide_evidence
 
     return slide_evidence(read_he_region(), tile_size=96, stride=48)
+
+
+def pytest_ignore_collect(collection_path, config):
+    """With ``-m timm`` (in .venv-timm, without napari), skip importing files with no timm test."""
+    if config.getoption("markexpr") != "timm" or collection_path.suffix != ".py":
+        return None
+    if not collection_path.name.startswith("test_"):
+        return None
+    return "pytest.mark.timm" not in collection_path.read_text()

@@ -6,8 +6,15 @@ Specs
     The bundled demo model.
 ``package.module:factory`` or ``path/to/file.py:factory``
     A function returning an ``nn.Module``; weights (a state dict) are optional.
+``timm:NAME``
+    A timm architecture built with random weights (timm must be importable); the weights come
+    from ``weights`` (safetensors or a state dict), never from a download.
+``path/to/recipe.json``
+    A model recipe: a backbone (any spec) with a linear or MLP probe head (see ``probe``).
 ``path/to/model.pt``
     A TorchScript archive; or, only with ``allow_pickle=True``, a whole pickled module.
+
+Weights files are ``.safetensors`` or PyTorch state dicts read with ``weights_only=True``.
 """
 
 from __future__ import annotations
@@ -17,18 +24,22 @@ import importlib.util
 import pickle
 import sys
 import zipfile
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
 from napari_gradcam.core.card import ModelCard
+from napari_gradcam.models.probe import load_recipe
+from napari_gradcam.models.timm_models import TIMM_PREFIX, build_timm, is_timm_spec
+from napari_gradcam.models.weights import load_weights
 
 DEMO_DIR = Path(__file__).parent / "demo"
 DEMO_SPEC = "napari_gradcam.models.demo_net:build_demo_net"
-ModelKind = Literal["factory", "torchscript", "pickle"]
+ModelKind = Literal["factory", "torchscript", "pickle", "recipe"]
 
 
 @dataclass(frozen=True)
@@ -59,9 +70,11 @@ def load_model(
     Parameters
     ----------
     spec : str
-        ``demo``, ``module:factory``, ``file.py:factory`` or a TorchScript file.
+        ``demo``, ``module:factory``, ``file.py:factory``, ``timm:NAME``, a model recipe
+        (``.json``) or a TorchScript file.
     weights : str or Path, optional
-        A state dict for a factory model, read with ``torch.load(weights_only=True)``.
+        Weights for a factory or timm model: ``.safetensors``, or a state dict read with
+        ``torch.load(weights_only=True)``.
     card : str, Path or ModelCard, optional
         The model card; default: a JSON beside the weights or model file, else defaults.
     allow_pickle : bool
@@ -82,17 +95,30 @@ def load_model(
         )
         return replace(bundled, spec="demo")
     kind: ModelKind
-    if _is_factory_spec(spec):
-        module, kind, source = _build_from_factory(spec), "factory", weights
+    if spec.endswith(".json"):
+        module, recipe_card = load_recipe(_existing_file(spec), build_backbone)
+        module = module.to(_device(device)).eval()
+        return LoadedModel(module, _resolve_card(card or recipe_card, None, spec), spec, "recipe")
+    if is_timm_spec(spec) or _is_factory_spec(spec):
+        module, kind, source = build_backbone(spec, {}), "factory", weights
     else:
         source = _existing_file(spec)
         module = _load_file(source, allow_pickle)
         kind = "torchscript" if isinstance(module, torch.jit.ScriptModule) else "pickle"
     if weights is not None:
-        _load_state_dict(module, Path(weights))
+        load_weights(module, _existing_file(weights))
     resolved_card = _resolve_card(card, source, spec)
     module = module.to(_device(device)).eval()
     return LoadedModel(module=module, card=resolved_card, spec=spec, kind=kind)
+
+
+def build_backbone(spec: str, kwargs: Mapping[str, Any]) -> nn.Module:
+    """Build the architecture of a ``timm:NAME`` or factory spec, with construction ``kwargs``."""
+    if is_timm_spec(spec):
+        return build_timm(spec.removeprefix(TIMM_PREFIX), kwargs)
+    if _is_factory_spec(spec):
+        return _build_from_factory(spec, kwargs)
+    raise ValueError(f"a backbone must be 'timm:NAME' or 'module:factory', not {spec!r}")
 
 
 def _is_factory_spec(spec: str) -> bool:
@@ -116,7 +142,7 @@ def _existing_file(path: str | Path) -> Path:
     return path
 
 
-def _build_from_factory(spec: str) -> nn.Module:
+def _build_from_factory(spec: str, kwargs: Mapping[str, Any]) -> nn.Module:
     target, _, factory_name = spec.rpartition(":")
     module = _import_target(target)
     factory = getattr(module, factory_name, None)
@@ -124,7 +150,7 @@ def _build_from_factory(spec: str) -> nn.Module:
         names = [n for n in dir(module) if callable(getattr(module, n)) and not n.startswith("_")]
         raise ValueError(f"{target!r} has no function {factory_name!r}; it has: {names[:10]}")
     try:
-        model = factory()
+        model = factory(**kwargs)
     except Exception as err:
         raise ValueError(f"the model factory {spec!r} failed: {err}") from err
     if not isinstance(model, nn.Module):
@@ -181,25 +207,6 @@ def _load_file(path: Path, allow_pickle: bool) -> nn.Module:
 def _is_torchscript(path: Path) -> bool:
     with zipfile.ZipFile(path) as archive:
         return any(name.split("/", 1)[-1].startswith("code/") for name in archive.namelist())
-
-
-def _load_state_dict(module: nn.Module, path: Path) -> None:
-    path = _existing_file(path)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        raise ValueError(f"{path} is not a plain state dict (it needs unpickling): {err}") from err
-    for key in ("state_dict", "model_state_dict", "model"):
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-    if not isinstance(state, dict):
-        raise ValueError(f"{path} holds {type(state).__name__}, not a state dict")
-    result = module.load_state_dict(state, strict=False)
-    if result.missing_keys or result.unexpected_keys:
-        raise ValueError(
-            f"the weights in {path} do not fit the model: missing {result.missing_keys[:5]}, "
-            f"unexpected {result.unexpected_keys[:5]}"
-        )
 
 
 def _resolve_card(card: str | Path | ModelCard | None, source: object, spec: str) -> ModelCard:

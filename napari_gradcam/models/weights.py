@@ -1,0 +1,77 @@
+"""Read weights without unpickling: safetensors files and ``weights_only`` PyTorch state dicts."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import torch
+from torch import nn
+
+NESTED_KEYS = ("state_dict", "model_state_dict", "model")
+"""Keys under which training checkpoints commonly nest the model's state dict."""
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read a state dict from a ``.safetensors`` file or a PyTorch file, never unpickling code.
+
+    A PyTorch file is read with ``torch.load(weights_only=True)``; a checkpoint that nests the
+    weights under one of ``NESTED_KEYS`` is unwrapped.
+
+    Raises
+    ------
+    FileNotFoundError
+        When the file does not exist.
+    ValueError
+        When the file is not a plain state dict (it needs unpickling, or holds something else).
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"no weights file {str(path)!r}")
+    if path.suffix == ".safetensors":
+        return _read_safetensors(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise ValueError(
+            f"{path} is not a plain state dict (it needs unpickling, which runs code from the "
+            f"file): {err}. Save model.state_dict() with torch.save or as .safetensors"
+        ) from err
+    except (RuntimeError, OSError, EOFError) as err:
+        raise ValueError(f"{path} is not a readable PyTorch weights file: {err}") from err
+    for key in NESTED_KEYS:
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict):
+        raise ValueError(f"{path} holds {type(state).__name__}, not a state dict")
+    return state
+
+
+def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path), device="cpu")
+    except (SafetensorError, OSError) as err:
+        raise ValueError(f"{path} is not a readable safetensors file: {err}") from err
+
+
+def load_weights(module: nn.Module, path: str | Path, *, what: str = "the model") -> None:
+    """Load the state dict in ``path`` into ``module``; every key must fit, both ways.
+
+    Raises
+    ------
+    ValueError
+        Naming the first missing and unexpected keys, or the first shape that does not fit.
+    """
+    state = read_state_dict(path)
+    try:
+        result = module.load_state_dict(state, strict=False)
+    except RuntimeError as err:  # shapes that do not fit
+        raise ValueError(f"the weights in {path} do not fit {what}: {err}") from err
+    if result.missing_keys or result.unexpected_keys:
+        raise ValueError(
+            f"the weights in {path} do not fit {what}: missing {result.missing_keys[:5]}, "
+            f"unexpected {result.unexpected_keys[:5]}"
+        )
