@@ -8,20 +8,18 @@ The same pieces serve the napari widget (a loop in a worker thread) and the slid
 
 from __future__ import annotations
 
-import threading
 import time
-import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from napari_gradcam.core.explain.capture import model_device
 from napari_gradcam.core.explain.pipeline import explain
 from napari_gradcam.core.explain.preprocess import match_channels
+from napari_gradcam.core.explain.sharing import model_lock
 from napari_gradcam.core.tiling.grid import MIN_TISSUE, LevelView, TileGrid, tile_grid
 from napari_gradcam.core.tiling.tile_stats import energy_concentration, map_entropy, roughness
 
@@ -29,8 +27,6 @@ if TYPE_CHECKING:
     from napari_gradcam.core.tiling.slide_tissue import TissueMap
     from napari_gradcam.models import LoadedModel
 
-_LOCKS: weakref.WeakKeyDictionary[nn.Module, threading.Lock] = weakref.WeakKeyDictionary()
-_LOCKS_GUARD = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -112,12 +108,6 @@ class TileResults:
     cams: np.ndarray
     facts: dict[str, np.ndarray] = field(default_factory=dict)
     seconds: float = 0.0
-
-
-def model_lock(module: nn.Module) -> threading.Lock:
-    """The lock that serialises explanations of one model (hooks are per module)."""
-    with _LOCKS_GUARD:
-        return _LOCKS.setdefault(module, threading.Lock())
 
 
 def pixel_range(dtype: np.dtype, sample: np.ndarray | None = None) -> tuple[float, float]:
