@@ -74,3 +74,36 @@ def test_opening_a_slide_does_not_import_torch():
         "assert 'torch' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize(("kind", "backend"), [("dicom", "wsidicom"), ("svs", "tifffile")])
+def test_every_format_opens_as_a_multiscale_layer_in_microns(tmp_path, kind, backend):
+    from tests.slides.slide_files import write_slide
+
+    path, truth = write_slide(kind, tmp_path)
+    target = str(path / "level0.dcm") if kind == "dicom" else str(path)
+    for opened in {target, str(path)}:  # a DICOM slide opens from its folder or any file
+        ((levels, kwargs, _),) = get_reader(opened)(opened)
+        assert [level.shape for level in levels] == [pixels.shape for pixels in truth]
+        assert kwargs["scale"] == (0.5, 0.5) and kwargs["metadata"]["slide"]["backend"] == backend
+        np.testing.assert_array_equal(np.asarray(levels[2]), truth[2])
+
+
+def test_vendor_files_are_opened_only_when_openslide_recognises_them(tmp_path):
+    for suffix in (".ndpi", ".mrxs", ".scn", ".bif", ".vms", ".vmu", ".svslide"):
+        (tmp_path / f"fake{suffix}").write_bytes(b"not a slide")
+        assert get_reader(str(tmp_path / f"fake{suffix}")) is None
+    (tmp_path / "folder").mkdir()
+    assert get_reader(str(tmp_path / "folder")) is None
+
+
+def test_the_manifest_lists_every_slide_format():
+    from importlib.resources import files
+
+    import yaml
+
+    from napari_gradcam.slides import SLIDE_SUFFIXES
+
+    manifest = yaml.safe_load(files("napari_gradcam").joinpath("napari.yaml").read_text())
+    patterns = manifest["contributions"]["readers"][0]["filename_patterns"]
+    assert sorted(patterns) == sorted([f"*{suffix}" for suffix in SLIDE_SUFFIXES] + ["*.zarr"])
