@@ -48,3 +48,33 @@ def test_an_unsupported_file_fails_alone_naming_the_formats(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "not a slide format" in err and "Hamamatsu NDPI (.ndpi)" in err
     assert "OpenSlide does not recognise" in err
+
+
+def world_corners(layer) -> np.ndarray:
+    """World positions of the centres of the first and last cells of level 0."""
+    last = np.asarray(layer.level_shapes[0] if layer.multiscale else layer.data.shape) - 1
+    return np.array([layer.data_to_world(np.zeros(2)), layer.data_to_world(last)])
+
+
+def test_napari_ome_zarr_opens_the_heatmap_where_this_plugin_does(reference):
+    # napari-ome-zarr 0.9 and 0.10 read only the first transformation of a dataset and drop
+    # its translation (any OME-Zarr with a translation opens shifted); 0.8 reads both
+
+    import napari
+    from napari_ome_zarr._reader import napari_get_reader
+    from ome_zarr_models.v05 import Image
+
+    from napari_gradcam._napari.reader import get_reader
+
+    path = reference[0]
+    heatmap = str(path.parent / "out" / "slide.heatmap.zarr")
+    Image.from_zarr(zarr.open_group(heatmap, mode="r"))  # valid OME-Zarr 0.5 (raises if not)
+    ((data, kwargs, kind),) = get_reader(heatmap)(heatmap)
+    (ome_layer,) = napari_get_reader(heatmap)(heatmap)
+    ours = napari.layers.Layer.create(data, kwargs, kind)
+    theirs = napari.layers.Layer.create(*ome_layer)
+    np.testing.assert_allclose(world_corners(theirs), world_corners(ours))
+    np.testing.assert_allclose(theirs.extent.world, ours.extent.world)
+    # and both sit on the slide: the first cell's centre is half a 96 px tile's stride in
+    stride_um = reference[1][1]["heatmap"]["stride"][0] * 0.5
+    np.testing.assert_allclose(world_corners(theirs)[0], [(stride_um - 0.5) / 2] * 2)
