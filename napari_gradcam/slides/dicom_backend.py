@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_gradcam.slides.pyramid import Pyramid, chunk_side, lazy_level, shape_downsamples
+from napari_gradcam.slides.pyramid import Pyramid, RegionArray, chunk_side, shape_downsamples
 
 
 def dicom_folder(path: Path) -> Path:
@@ -37,7 +37,8 @@ def open_dicom(path: Path) -> Pyramid:
     for level in wsi.levels:
         shape = (level.size.height, level.size.width, channels)
         reader = _LevelReader(wsi, level.level, channels)
-        levels.append(lazy_level(reader, shape, chunk_side(level.tile_size.width)))
+        token = f"wsidicom:{path.resolve()}:{path.stat().st_mtime_ns}:{level.level}"
+        levels.append(RegionArray(reader, shape, chunk_side(level.tile_size.width), token))
         shapes.append(shape)
     return Pyramid(tuple(levels), shape_downsamples(shapes), _mpp(wsi))
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_gradcam.slides.pyramid import Pyramid, chunk_side, lazy_level, shape_downsamples
+from napari_gradcam.slides.pyramid import Pyramid, RegionArray, chunk_side, shape_downsamples
 
 WHITE = "FFFFFF"
 
@@ -33,7 +33,8 @@ def open_openslide(path: Path) -> Pyramid:
     for level, (width, height) in enumerate(handle.level_dimensions):
         tile = properties.get(f"openslide.level[{level}].tile-width")
         reader = _LevelReader(handle, level, float(handle.level_downsamples[level]), background)
-        levels.append(lazy_level(reader, (height, width, 3), chunk_side(int(tile or 0))))
+        token = f"openslide:{path.resolve()}:{path.stat().st_mtime_ns}:{level}"
+        levels.append(RegionArray(reader, (height, width, 3), chunk_side(int(tile or 0)), token))
         shapes.append((height, width))
     return Pyramid(tuple(levels), shape_downsamples(shapes), _mpp(properties))
 

@@ -44,28 +44,59 @@ def chunk_side(tile: int | None) -> int:
     return tile * -(-READ_CHUNK // tile)
 
 
-def lazy_level(
-    read: Callable[[int, int, int, int], np.ndarray],
-    shape: tuple[int, int, int],
-    chunk: int,
-) -> Any:
-    """A dask array of ``shape`` (uint8) whose chunks are read by ``read(y, x, height, width)``.
+class RegionArray:
+    """One level of a slide whose backend reads boxes: sliced like an array, read on demand.
 
-    ``read`` gets the chunk's top-left corner and size in the level's own pixels and returns
-    ``(height, width, channels)`` pixels; it runs only when a chunk is computed.
+    Slicing reads only the box asked for (a 96 px tile is one backend call, not the chunks
+    around it); :meth:`Slide.dask_levels` wraps it in a dask array of ``chunk`` px chunks for
+    napari.
+
+    Parameters
+    ----------
+    read : callable
+        ``read(y, x, height, width)`` returns ``(height, width, channels)`` uint8 pixels of
+        the box whose top-left corner is ``(y, x)`` in the level's own pixels.
+    shape : tuple of int
+        ``(height, width, channels)`` of the level.
+    chunk : int
+        Side of the chunks napari reads.
+    token : str
+        What identifies the level (file, backend and level) for dask.
     """
-    import dask.array as da
 
-    chunks = da.core.normalize_chunks((chunk, chunk, shape[2]), shape)
-    return da.map_blocks(
-        _read_block,
-        chunks=chunks,
-        dtype=np.uint8,
-        meta=np.empty((0, 0, 0), np.uint8),
-        read=read,
-    )
+    dtype = np.dtype(np.uint8)
+    ndim = 3
 
+    def __init__(
+        self,
+        read: Callable[[int, int, int, int], np.ndarray],
+        shape: tuple[int, int, int],
+        chunk: int,
+        token: str,
+    ) -> None:
+        self.read = read
+        self.shape = tuple(int(n) for n in shape)
+        self.chunk = chunk
+        self.token = token
 
-def _read_block(block_info: dict[Any, Any] | None = None, *, read: Callable) -> np.ndarray:
-    (y0, y1), (x0, x1), _ = block_info[None]["array-location"]
-    return read(y0, x0, y1 - y0, x1 - x0)
+    def __dask_tokenize__(self) -> str:
+        return self.token
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        pixels = self[:, :]
+        return pixels if dtype is None else pixels.astype(dtype)
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        keys = key if isinstance(key, tuple) else (key,)
+        if len(keys) > 3 or any(not isinstance(k, slice) for k in keys):
+            raise IndexError(f"a slide level is sliced with slices only, got {key!r}")
+        keys = keys + (slice(None),) * (3 - len(keys))
+        bounds = [k.indices(n) for k, n in zip(keys[:2], self.shape[:2], strict=True)]
+        if any(step < 1 for _, _, step in bounds):
+            raise IndexError("a slide level is read with positive steps only")
+        (top, bottom, row_step), (left, right, column_step) = bounds
+        height, width = max(0, bottom - top), max(0, right - left)
+        if height == 0 or width == 0:
+            return np.zeros((height, width, self.shape[2]), self.dtype)[..., keys[2]]
+        box = self.read(top, left, height, width)
+        return box[::row_step, ::column_step, keys[2]]

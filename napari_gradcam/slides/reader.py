@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_gradcam.slides.pyramid import Pyramid
+from napari_gradcam.slides.pyramid import Pyramid, RegionArray
 
 FORMATS: dict[str, tuple[str, tuple[str, ...]]] = {
     ".svs": ("Aperio SVS", ("tifffile", "openslide")),
@@ -89,13 +89,6 @@ class Slide:
         """Shape of every level."""
         return tuple(tuple(int(n) for n in level.shape) for level in self.levels)
 
-    @property
-    def level_mpps(self) -> tuple[float, ...] | None:
-        """Microns per pixel of every level (x), or None when the slide's are unknown."""
-        if self.mpp is None:
-            return None
-        return tuple(self.mpp * d[-1] for d in self.downsamples)
-
     def read_region(self, level: int, box: tuple[int, int, int, int]) -> np.ndarray:
         """Pixels of ``level`` inside ``box``.
 
@@ -115,17 +108,26 @@ class Slide:
 
     def dask_levels(self) -> list[Any]:
         """The levels as dask arrays chunked like the file (for napari)."""
-        import dask.array as da
-
-        return [
-            level if isinstance(level, da.Array) else da.from_zarr(level) for level in self.levels
-        ]
+        return [_as_dask(level) for level in self.levels]
 
     def __reduce__(self) -> tuple:
         if self.path is None:
             return super().__reduce__()
         given = self.mpp if self.mpp_source == "given" else None
         return (reopen, (self.path, given, self.backend, self.path.stat().st_mtime_ns))
+
+
+def _as_dask(level: Any) -> Any:
+    import dask.array as da
+
+    if isinstance(level, da.Array):
+        return level
+    if isinstance(level, RegionArray):
+        chunks = (level.chunk, level.chunk, level.shape[2])
+        return da.from_array(
+            level, chunks=chunks, asarray=False, meta=np.empty((0, 0, 0), np.uint8)
+        )
+    return da.from_zarr(level)
 
 
 @functools.lru_cache(maxsize=8)

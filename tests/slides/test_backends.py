@@ -109,3 +109,26 @@ def test_transparent_openslide_pixels_take_the_background_colour():
         np.round(np.array([200, 100, 0]) * 128 / 255 + 240 * 127 / 255),
     ]
     np.testing.assert_array_equal(rgb[0], np.asarray(expected, np.uint8))
+
+
+@pytest.mark.parametrize(("kind", "backend"), [("dicom", "openslide"), ("dicom", "wsidicom")])
+def test_box_read_levels_slice_like_numpy(slides, kind, backend):
+    path, truth = slides[kind]
+    level = open_slide(path, backend=backend).levels[1]
+    for key in [
+        (slice(None, None, 3), slice(5, 50, 2)),
+        (slice(250, 400), slice(-30, None)),  # clipped at the edge, from the end
+        (slice(10, 10), slice(None)),
+        (slice(0, 7), slice(0, 9), slice(1, 2)),
+    ]:
+        np.testing.assert_array_equal(level[key], truth[1][key])
+    np.testing.assert_array_equal(np.asarray(level), truth[1])
+    with pytest.raises(IndexError, match="slices only"):
+        level[3, 4]
+
+
+def test_dask_levels_of_a_backend_are_named_by_file_and_level(slides):
+    slide = open_slide(slides["dicom"][0])
+    first, again = slide.dask_levels()[0], open_slide(slides["dicom"][0]).dask_levels()[0]
+    assert first.name == again.name != slide.dask_levels()[1].name
+    assert first.chunksize == (512, 512, 3)
