@@ -107,3 +107,13 @@ def test_the_manifest_lists_every_slide_format():
     manifest = yaml.safe_load(files("napari_gradcam").joinpath("napari.yaml").read_text())
     patterns = manifest["contributions"]["readers"][0]["filename_patterns"]
     assert sorted(patterns) == sorted([f"*{suffix}" for suffix in SLIDE_SUFFIXES] + ["*.zarr"])
+
+
+def test_napari_opens_a_dicom_slide_from_one_of_its_files(make_napari_viewer, tmp_path):
+    from tests.slides.slide_files import write_slide
+
+    path, truth = write_slide("dicom", tmp_path)
+    viewer = make_napari_viewer()
+    (layer,) = viewer.open(str(path / "level2.dcm"), plugin="napari-gradcam")
+    assert layer.multiscale and layer.metadata["mpp"] == 0.5 and layer.name == "dicom-slide"
+    np.testing.assert_array_equal(np.asarray(layer.data[1]), truth[1])
