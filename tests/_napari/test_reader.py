@@ -117,3 +117,34 @@ def test_napari_opens_a_dicom_slide_from_one_of_its_files(make_napari_viewer, tm
     (layer,) = viewer.open(str(path / "level2.dcm"), plugin="napari-gradcam")
     assert layer.multiscale and layer.metadata["mpp"] == 0.5 and layer.name == "dicom-slide"
     np.testing.assert_array_equal(np.asarray(layer.data[1]), truth[1])
+
+
+def test_the_dock_explains_a_slide_alike_through_every_backend(tmp_path, tiny_spec, tiny_weights):
+    from napari_gradcam._napari.explain.tiled_job import TilingOptions
+    from napari_gradcam._napari.plane import Plane
+    from napari_gradcam._napari.regions import whole_layer_box
+    from napari_gradcam._napari.worker import ExplainJob, run_job
+    from napari_gradcam.slides import open_slide
+    from tests.slides.slide_files import write_slide
+
+    path, _ = write_slide("tiled-tiff", tmp_path)
+    cams = []
+    for backend in ("tifffile", "openslide"):
+        slide = open_slide(path, backend=backend)
+        plane = Plane(tuple(slide.dask_levels()), slide.downsamples, (), slide.mpp)
+        box = whole_layer_box(slide.level_shapes[0])
+        job = ExplainJob(
+            tiny_spec, tiny_weights, plane=plane, boxes=(box,), target="tissue",
+            tiling=TilingOptions(batch_size=64),
+        )  # fmt: skip
+        generator = run_job(job)
+        while True:
+            try:
+                next(generator)
+            except StopIteration as stop:
+                (result,) = stop.value.results
+                break
+        assert result.geometry.level == 1  # the tiny model's 1 µm/px on a 0.5 µm/px slide
+        cams.append(result.cam)
+    assert cams[0].max() > 0
+    np.testing.assert_allclose(cams[1], cams[0], rtol=1e-5, atol=1e-6)
