@@ -1,9 +1,11 @@
 """npe2 reader: whole slides as lazy multiscale layers in microns, and stitched heatmaps in place.
 
-* ``.svs`` and tiled or pyramidal ``.tif``/``.tiff``: one RGB (or grayscale) image layer, each
-  pyramid level a dask array read tile by tile, with ``scale`` in µm per pixel,
-  ``units="micrometer"`` and ``metadata["mpp"]`` (pixels and ``mpp=None`` when the file does
-  not say).
+* every scanner format :func:`~napari_gradcam.slides.open_slide` reads (``.svs``, tiled or
+  pyramidal ``.tif``/``.tiff`` and OME-TIFF, ``.ndpi``, ``.vms``, ``.vmu``, ``.mrxs``,
+  ``.scn``, ``.bif``, ``.svslide``, and DICOM WSI: a ``.dcm`` file or its folder): one RGB (or
+  grayscale) image layer, each pyramid level a dask array read tile by tile, with ``scale`` in
+  µm per pixel, ``units="micrometer"`` and ``metadata["mpp"]`` (pixels and ``mpp=None`` when
+  the file does not say).
 * ``<slide>.heatmap.zarr`` written by ``napari-gradcam slide``: the heatmap layer placed on
   the slide (its stored scale and translate), coloured like the widget's heatmaps.
 
@@ -29,9 +31,9 @@ def get_reader(path: str | list[str]) -> Callable[[str], list[LayerDataTuple]] |
         return None
     file = Path(path)
     suffix = file.suffix.lower()
-    if suffix == ".zarr" and _is_heatmap(file):
-        return read_heatmap
-    if suffix in SLIDE_SUFFIXES and _is_slide(file):
+    if suffix == ".zarr":
+        return read_heatmap if _is_heatmap(file) else None
+    if _is_slide(file):
         return read_slide
     return None
 
@@ -46,7 +48,29 @@ def _is_heatmap(path: Path) -> bool:
 
 
 def _is_slide(path: Path) -> bool:
-    """2-D SVS files and TIFFs that are tiled or hold a pyramid (others go elsewhere)."""
+    """Whether ``path`` looks like a slide this plugin should open (others go elsewhere)."""
+    if path.is_dir():
+        return any(path.glob("*.dcm"))
+    suffix = path.suffix.lower()
+    if suffix not in SLIDE_SUFFIXES:
+        return False
+    if suffix in (".svs", ".tif", ".tiff"):
+        return _is_tiff_slide(path)
+    if suffix == ".dcm":
+        return path.is_file()
+    return _openslide_recognises(path)
+
+
+def _openslide_recognises(path: Path) -> bool:
+    try:
+        import openslide
+    except ImportError:
+        return False
+    return openslide.OpenSlide.detect_format(path) is not None
+
+
+def _is_tiff_slide(path: Path) -> bool:
+    """2-D SVS files and TIFFs that are tiled or hold a pyramid (plain images go elsewhere)."""
     import tifffile
 
     try:
@@ -77,6 +101,7 @@ def read_slide(path: str) -> list[LayerDataTuple]:
             "slide": {
                 "path": str(slide.path),
                 "mpp_source": slide.mpp_source,
+                "backend": slide.backend,
                 "downsamples": [list(d) for d in slide.downsamples],
             },
         },

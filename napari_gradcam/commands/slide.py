@@ -10,8 +10,10 @@ from typing import TYPE_CHECKING, Any
 
 from napari_gradcam.core.explain.methods import METHODS, check_precision, get_method
 from napari_gradcam.core.tiling.grid import MIN_TISSUE
+from napari_gradcam.slides.reader import BACKENDS
 
 if TYPE_CHECKING:
+    from napari_gradcam.slides.reader import Slide
     from napari_gradcam.slides.runner import SlideJob
 
 CONNECT_TIMEOUT = "10s"
@@ -22,9 +24,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register the ``slide`` subcommand."""
     parser = subparsers.add_parser(
         "slide",
-        help="stitched heatmap, per-tile CSV and overlay per whole slide (.svs, pyramidal TIFF)",
+        help="stitched heatmap, per-tile CSV and overlay per whole slide (any scanner format)",
     )
-    parser.add_argument("slides", nargs="+", type=Path, help=".svs or (pyramidal) TIFF files")
+    parser.add_argument(
+        "slides",
+        nargs="+",
+        type=Path,
+        help=".svs, (OME-)TIFF, .ndpi, .vms, .vmu, .mrxs, .scn, .bif, .svslide files, or DICOM "
+        "WSI folders (or one of their .dcm files)",
+    )
+    parser.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        help="slide reader (default: tifffile for the TIFF family, wsidicom for DICOM, else "
+        "openslide)",
+    )
     parser.add_argument(
         "--model", default="demo", help="demo | module:factory | timm:NAME | recipe.json | model.pt"
     )
@@ -87,6 +101,7 @@ def slide_job(args: argparse.Namespace) -> SlideJob:
 
 def run(args: argparse.Namespace) -> int:
     """Explain every slide; return 0, or 1 when some failed."""
+    from napari_gradcam.slides import open_slide
     from napari_gradcam.slides.batches import cached_model
     from napari_gradcam.slides.outputs import plan_outputs
 
@@ -97,7 +112,8 @@ def run(args: argparse.Namespace) -> int:
     with _client(args.scheduler) as client:
         for path, outputs in zip(args.slides, plans, strict=True):
             try:
-                summary = _explain_one(path, args.slide_mpp, job, outputs, client, loaded.card.mpp)
+                slide = open_slide(path, mpp=args.slide_mpp, backend=args.backend)
+                summary = _explain_one(slide, job, outputs, client, loaded.card.mpp)
             except (ValueError, OSError) as err:
                 print(f"{path}: {err}", file=sys.stderr)
                 failures += 1
@@ -112,8 +128,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _explain_one(
-    path: Path,
-    slide_mpp: float | None,
+    slide: Slide,
     job: SlideJob,
     outputs: Any,
     client: Any,
@@ -121,10 +136,9 @@ def _explain_one(
 ) -> dict[str, Any]:
     from tqdm import tqdm
 
-    from napari_gradcam.slides import open_slide
     from napari_gradcam.slides.runner import explain_slide
 
-    slide = open_slide(path, mpp=slide_mpp)
+    path = slide.path
     if slide.mpp is None and model_mpp is not None and job.level is None:
         print(
             f"{path}: no microns per pixel in the metadata; reading level 0 as if it were at the "

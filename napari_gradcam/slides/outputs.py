@@ -1,8 +1,10 @@
 """What the slide runner writes per slide, each output written whole or not at all.
 
-* ``<stem>.heatmap.zarr``: the stitched raw map (float32, one cell per model stride) and
-  2x coarser levels, with its placement on the slide in the attributes (napari opens it
-  back in place with this plugin's reader);
+* ``<stem>.heatmap.zarr``: an OME-Zarr (NGFF 0.5) image of the stitched raw map (float32,
+  one cell per model stride) and 2x coarser levels; its coordinate transformations, written
+  by ome-zarr-py, place it on the slide in µm (or level-0 pixels), so napari-ome-zarr and
+  other OME-Zarr viewers show it in place; this plugin's reader also uses the provenance in
+  its ``napari_gradcam`` attribute;
 * ``<stem>.tiles.csv``: one row per tile, explained or skipped;
 * ``<stem>.overlay.png``: a thumbnail of the slide with the heatmap;
 * ``<stem>.json``: the run's summary.
@@ -30,6 +32,7 @@ HEATMAP_KEY = "napari_gradcam"
 """Attribute of a heatmap zarr holding its placement and provenance."""
 
 CHUNK = 256
+AXES = ("y", "x")
 CSV_COLUMNS = (
     "tile", "status", "y0", "x0", "y1", "x1", "tissue_fraction", "class", *FACTS, "target",
 )  # fmt: skip
@@ -88,7 +91,7 @@ class HeatmapStore:
         self.group = zarr.open_group(self.temporary, mode="w")
         chunks = (min(CHUNK, shape[0]), min(CHUNK, shape[1]))
         self.level0 = self.group.create_array(
-            "0", shape=shape, chunks=chunks, dtype="float32", fill_value=0.0
+            "0", shape=shape, chunks=chunks, dtype="float32", fill_value=0.0, dimension_names=AXES
         )
 
     def publish(self, attrs: dict[str, Any], overwrite: bool = False) -> list[tuple[int, int]]:
@@ -101,7 +104,7 @@ class HeatmapStore:
         """
         shapes = self._add_levels()
         self.group.attrs[HEATMAP_KEY] = {**attrs, "levels": [list(s) for s in shapes]}
-        self.group.attrs["ome"] = ngff_metadata(attrs, len(shapes))
+        write_ngff(self.group, attrs, len(shapes))
         os.chmod(self.temporary, 0o777 & ~current_umask())
         replace_folder(self.temporary, self.path, overwrite)
         return shapes
@@ -119,7 +122,11 @@ class HeatmapStore:
         while max(previous.shape) > CHUNK and min(previous.shape) >= 2:
             coarser = da.coarsen(np.mean, previous, {0: 2, 1: 2}, trim_excess=True)
             target = self.group.create_array(
-                str(len(shapes)), shape=coarser.shape, chunks=(CHUNK, CHUNK), dtype="float32"
+                str(len(shapes)),
+                shape=coarser.shape,
+                chunks=(CHUNK, CHUNK),
+                dtype="float32",
+                dimension_names=AXES,
             )
             # one dask chunk per zarr chunk: unlocked writes never share a chunk
             aligned = coarser.astype(np.float32).rechunk(target.chunks)
@@ -129,32 +136,40 @@ class HeatmapStore:
         return shapes
 
 
-def ngff_metadata(attrs: dict[str, Any], n_levels: int) -> dict[str, Any]:
-    """OME-NGFF 0.5 ``multiscales`` for the levels, so other OME-Zarr readers place the map too.
+def write_ngff(group: Any, attrs: dict[str, Any], n_levels: int) -> None:
+    """Write OME-NGFF 0.5 ``multiscales`` for the levels with ome-zarr-py (which validates them).
 
     In µm when the slide's mpp is known, else in level-0 slide pixels. Level ``i`` averages
     ``2**i`` x ``2**i`` cells, so its first cell's centre lies ``(2**i - 1) / 2`` cells further.
     """
+    from ome_zarr.format import FormatV05
+    from ome_zarr.writer import write_multiscales_metadata
+
     unit = "micrometer" if "micrometer" in attrs["placement"] else "pixel"
     scale, translate = (attrs["placement"][unit][key] for key in ("scale", "translate"))
-    datasets = []
-    for level in range(n_levels):
-        factor = 2**level
-        transforms = [
-            {"type": "scale", "scale": [s * factor for s in scale]},
-            {
-                "type": "translation",
-                "translation": [
-                    t + s * (factor - 1) / 2 for t, s in zip(translate, scale, strict=True)
-                ],
-            },
-        ]
-        datasets.append({"path": str(level), "coordinateTransformations": transforms})
-    axes = [{"name": name, "type": "space"} for name in ("y", "x")]
+    datasets = [
+        {
+            "path": str(level),
+            "coordinateTransformations": level_transforms(scale, translate, 2**level),
+        }
+        for level in range(n_levels)
+    ]
+    axes = [{"name": name, "type": "space"} for name in AXES]
     if unit == "micrometer":
         axes = [{**axis, "unit": unit} for axis in axes]
     name = f"{attrs['slide']} {attrs['method']} heatmap"
-    return {"version": "0.5", "multiscales": [{"name": name, "axes": axes, "datasets": datasets}]}
+    write_multiscales_metadata(group, datasets, fmt=FormatV05(), axes=axes, name=name)
+
+
+def level_transforms(
+    scale: list[float], translate: list[float], factor: int
+) -> list[dict[str, Any]]:
+    """Scale and translation of a level averaging ``factor`` x ``factor`` level-0 cells."""
+    shift = [t + s * (factor - 1) / 2 for t, s in zip(translate, scale, strict=True)]
+    return [
+        {"type": "scale", "scale": [s * factor for s in scale]},
+        {"type": "translation", "translation": shift},
+    ]
 
 
 def replace_folder(source: Path, target: Path, overwrite: bool) -> None:

@@ -1,27 +1,51 @@
-"""Open whole-slide images (.svs, pyramidal or tiled TIFF) lazily with tifffile and zarr.
+"""Open whole-slide images lazily, whatever the scanner, through one :class:`Slide`.
 
-Pixels are only read when a region is sliced. Microns per pixel come from the file's
-metadata (Aperio ``MPP``, OME ``PhysicalSizeX``, or a plausible TIFF resolution); a slide
-without them has ``mpp=None`` unless one is given.
+Three backends read the pixels; :func:`open_slide` chooses one by the file's extension (or
+takes the one asked for) and every consumer (the napari reader, the slide runner, the docks'
+pyramid-level choice) sees the same thing: lazy levels finest first, their downsamples, and
+the microns per level-0 pixel from the format's metadata.
+
+* ``tifffile``: .svs, OME-TIFF (SubIFD levels too) and tiled TIFF; the fast default for them;
+* ``openslide``: Hamamatsu, 3DHISTECH, Leica, Ventana, Sakura and the TIFF family;
+* ``wsidicom``: DICOM WSI (a folder of ``.dcm`` instances, or one of its files).
+
+Pixels are only read when a region is sliced.
 """
 
 from __future__ import annotations
 
 import functools
-import re
+import importlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import tifffile
 
-SLIDE_SUFFIXES = (".svs", ".tif", ".tiff")
-PLAUSIBLE_MPP = (0.05, 50.0)
-"""Microns per pixel a microscope gives; TIFF resolutions outside (e.g. 72 dpi) are ignored."""
+from napari_gradcam.slides.pyramid import Pyramid, RegionArray
 
-_APERIO_MPP = re.compile(r"\|\s*MPP\s*=\s*([0-9.]+)")
-_OME_SIZE = re.compile(r'PhysicalSizeX="([0-9.eE+-]+)"')
+FORMATS: dict[str, tuple[str, tuple[str, ...]]] = {
+    ".svs": ("Aperio SVS", ("tifffile", "openslide")),
+    ".tif": ("TIFF, OME-TIFF, Philips TIFF", ("tifffile", "openslide")),
+    ".tiff": ("TIFF, OME-TIFF, Philips TIFF", ("tifffile", "openslide")),
+    ".ndpi": ("Hamamatsu NDPI", ("openslide",)),
+    ".vms": ("Hamamatsu VMS", ("openslide",)),
+    ".vmu": ("Hamamatsu VMU", ("openslide",)),
+    ".mrxs": ("3DHISTECH MIRAX", ("openslide",)),
+    ".scn": ("Leica SCN", ("openslide",)),
+    ".bif": ("Ventana BIF", ("openslide",)),
+    ".svslide": ("Sakura SVSlide", ("openslide",)),
+    ".dcm": ("DICOM WSI (a folder of instances, or one of its files)", ("wsidicom", "openslide")),
+}
+"""Extension -> (format, backends that read it, the default first)."""
+
+SLIDE_SUFFIXES = tuple(FORMATS)
+BACKENDS = ("tifffile", "openslide", "wsidicom")
+_OPENERS = {
+    "tifffile": ("napari_gradcam.slides.tiff_backend", "open_tiff"),
+    "openslide": ("napari_gradcam.slides.openslide_backend", "open_openslide"),
+    "wsidicom": ("napari_gradcam.slides.dicom_backend", "open_dicom"),
+}
 
 
 @dataclass(frozen=True, eq=False)
@@ -42,6 +66,9 @@ class Slide:
         A short name (the file name).
     path : Path or None
         The file; a slide with a path is pickled as its path and reopened (for Dask workers).
+    backend : str
+        What reads the pixels: ``"tifffile"``, ``"openslide"``, ``"wsidicom"`` or
+        ``"memory"`` (levels made in this process, e.g. a synthetic slide).
     """
 
     levels: tuple[Any, ...]
@@ -50,6 +77,7 @@ class Slide:
     mpp_source: str
     name: str
     path: Path | None = None
+    backend: str = "memory"
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -61,113 +89,113 @@ class Slide:
         """Shape of every level."""
         return tuple(tuple(int(n) for n in level.shape) for level in self.levels)
 
+    def read_region(self, level: int, box: tuple[int, int, int, int]) -> np.ndarray:
+        """Pixels of ``level`` inside ``box``.
+
+        Parameters
+        ----------
+        level : int
+            The pyramid level.
+        box : tuple of int
+            ``(top, left, bottom, right)`` in that level's pixels, clipped to the level.
+        """
+        if not 0 <= level < len(self.levels):
+            raise ValueError(f"{self.name} has levels 0 to {len(self.levels) - 1}, not {level}")
+        top, left, bottom, right = (max(0, int(v)) for v in box)
+        block = self.levels[level][top:bottom, left:right]
+        compute = getattr(block, "compute", None)
+        return compute(scheduler="synchronous") if compute else np.asarray(block)
+
     def dask_levels(self) -> list[Any]:
         """The levels as dask arrays chunked like the file (for napari)."""
-        import dask.array as da
-
-        return [
-            level if isinstance(level, da.Array) else da.from_zarr(level) for level in self.levels
-        ]
+        return [_as_dask(level) for level in self.levels]
 
     def __reduce__(self) -> tuple:
         if self.path is None:
             return super().__reduce__()
         given = self.mpp if self.mpp_source == "given" else None
-        return (reopen, (self.path, given, self.path.stat().st_mtime_ns))
+        return (reopen, (self.path, given, self.backend, self.path.stat().st_mtime_ns))
+
+
+def _as_dask(level: Any) -> Any:
+    import dask.array as da
+
+    if isinstance(level, da.Array):
+        return level
+    if isinstance(level, RegionArray):
+        chunks = (level.chunk, level.chunk, level.shape[2])
+        return da.from_array(
+            level, chunks=chunks, asarray=False, meta=np.empty((0, 0, 0), np.uint8)
+        )
+    return da.from_zarr(level)
 
 
 @functools.lru_cache(maxsize=8)
-def reopen(path: Path, mpp: float | None, _mtime_ns: int) -> Slide:
+def reopen(path: Path, mpp: float | None, backend: str, _mtime_ns: int) -> Slide:
     """Open a slide once per process (a Dask worker unpickles one per batch)."""
-    return open_slide(path, mpp)
+    return open_slide(path, mpp, backend=backend)
 
 
-def open_slide(path: str | Path, mpp: float | None = None) -> Slide:
+def open_slide(path: str | Path, mpp: float | None = None, *, backend: str | None = None) -> Slide:
     """Open a slide lazily.
 
     Parameters
     ----------
     path : str or Path
-        An .svs file or a (pyramidal, tiled) TIFF of a 2-D RGB or grayscale image.
+        A slide file (see :data:`FORMATS`) or a folder holding a DICOM WSI.
     mpp : float, optional
         Microns per level-0 pixel; overrides the file's metadata (and is needed when it has
         none and a model's microns per pixel should be matched).
+    backend : str, optional
+        ``"tifffile"``, ``"openslide"`` or ``"wsidicom"``; default: the first that reads the
+        format (:func:`backends_for`).
 
     Raises
     ------
     ValueError
-        For a missing, unreadable, truncated or non-2-D file, saying what is wrong.
+        For a missing, unsupported, unreadable, truncated or non-2-D slide, saying what is
+        wrong and which formats open.
     """
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise ValueError(f"no slide file {str(path)!r}")
     if mpp is not None and mpp <= 0:
         raise ValueError(f"microns per pixel must be positive, got {mpp}")
-    try:
-        with tifffile.TiffFile(path) as tiff:
-            series = tiff.series[0]
-            check_complete(path, series)
-            found = metadata_mpp(tiff)
-    except (tifffile.TiffFileError, OSError, IndexError, KeyError) as err:
-        raise ValueError(
-            f"cannot read {path} as a slide: it is not a TIFF or SVS file, or it is damaged or "
-            f"truncated ({err})"
-        ) from err
-    check_axes(path, series.axes, series.shape)
-    levels = open_levels(path)
-    full = np.asarray(levels[0].shape[:2], dtype=float)
-    downsamples = tuple(
-        tuple(float(d) for d in full / np.asarray(level.shape[:2])) for level in levels
+    chosen = backend or backends_for(path)[0]
+    if chosen not in _OPENERS:
+        raise ValueError(f"unknown slide backend {chosen!r}; choose one of {', '.join(BACKENDS)}")
+    module, function = _OPENERS[chosen]
+    pyramid: Pyramid = getattr(importlib.import_module(module), function)(path)
+    source = "given" if mpp is not None else ("metadata" if pyramid.mpp else "unknown")
+    # a DICOM slide is a folder of instances: name it after the folder
+    name = path.parent.name if chosen == "wsidicom" and path.is_file() else path.name
+    return Slide(
+        pyramid.levels, pyramid.downsamples, mpp or pyramid.mpp, source, name, path, chosen
     )
-    source = "given" if mpp is not None else ("metadata" if found else "unknown")
-    return Slide(levels, downsamples, mpp or found, source, path.name, path)
 
 
-def open_levels(path: Path) -> tuple[Any, ...]:
-    """Return the levels of the first series as read-only zarr arrays."""
-    import zarr
+def backends_for(path: Path) -> tuple[str, ...]:
+    """The backends that read ``path``'s format, the default first.
 
-    store = tifffile.imread(path, aszarr=True, series=0)
-    opened = zarr.open(store, mode="r")
-    if isinstance(opened, zarr.Array):
-        return (opened,)
-    return tuple(opened[key] for key in sorted(opened.array_keys(), key=int))
-
-
-def check_complete(path: Path, series: tifffile.TiffPageSeries) -> None:
-    """Raise ``ValueError`` when the file ends before the pixel data of a level."""
-    size = path.stat().st_size
-    for index, level in enumerate(series.levels):
-        for page in level.pages:
-            if page is None:
-                raise ValueError(f"{path} is truncated: level {index} has missing pages")
-            ends = np.asarray(page.dataoffsets, np.int64) + np.asarray(page.databytecounts)
-            if ends.size and int(ends.max()) > size:
-                raise ValueError(
-                    f"{path} is truncated: level {index} needs {int(ends.max())} bytes but the "
-                    f"file has {size}; copy or download it again"
-                )
+    Raises
+    ------
+    ValueError
+        For an extension no backend reads, listing the formats that open.
+    """
+    if path.is_dir():
+        if any(path.glob("*.dcm")):
+            return FORMATS[".dcm"][1]
+        raise ValueError(f"{path} is a folder without DICOM (.dcm) files; {supported_formats()}")
+    suffix = path.suffix.lower()
+    if suffix not in FORMATS:
+        raise ValueError(f"cannot open {path.name}: not a slide format. {supported_formats()}")
+    return FORMATS[suffix][1]
 
 
-def check_axes(path: Path, axes: str, shape: tuple[int, ...]) -> None:
-    """Raise ``ValueError`` unless the image is 2-D grayscale (YX) or colour (YXS)."""
-    if axes not in ("YX", "YXS"):
-        raise ValueError(
-            f"{path} holds a {axes} image of shape {shape}; only 2-D grayscale or RGB slides "
-            "(YX or YXS) can be explained"
-        )
-
-
-def metadata_mpp(tiff: tifffile.TiffFile) -> float | None:
-    """Microns per level-0 pixel from Aperio, OME or TIFF resolution metadata, else None."""
-    page = tiff.pages[0]
-    description = page.description or ""
-    for pattern in (_APERIO_MPP, _OME_SIZE):
-        match = pattern.search(description if pattern is _APERIO_MPP else tiff.ome_metadata or "")
-        if match and float(match.group(1)) > 0:
-            return float(match.group(1))
-    if page.resolutionunit == tifffile.RESUNIT.NONE:
-        return None
-    per_micron = page.get_resolution(tifffile.RESUNIT.MICROMETER)[1]
-    mpp = 1.0 / per_micron if per_micron > 0 else 0.0
-    return mpp if PLAUSIBLE_MPP[0] <= mpp <= PLAUSIBLE_MPP[1] else None
+def supported_formats() -> str:
+    """One sentence naming every format that opens, with its extensions."""
+    names: dict[str, list[str]] = {}
+    for suffix, (name, _) in FORMATS.items():
+        names.setdefault(name, []).append(suffix)
+    listed = "; ".join(f"{name} ({', '.join(s)})" for name, s in names.items())
+    return f"Slides that open: {listed}."

@@ -74,3 +74,77 @@ def test_opening_a_slide_does_not_import_torch():
         "assert 'torch' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize(("kind", "backend"), [("dicom", "wsidicom"), ("svs", "tifffile")])
+def test_every_format_opens_as_a_multiscale_layer_in_microns(tmp_path, kind, backend):
+    from tests.slides.slide_files import write_slide
+
+    path, truth = write_slide(kind, tmp_path)
+    target = str(path / "level0.dcm") if kind == "dicom" else str(path)
+    for opened in {target, str(path)}:  # a DICOM slide opens from its folder or any file
+        ((levels, kwargs, _),) = get_reader(opened)(opened)
+        assert [level.shape for level in levels] == [pixels.shape for pixels in truth]
+        assert kwargs["scale"] == (0.5, 0.5) and kwargs["metadata"]["slide"]["backend"] == backend
+        np.testing.assert_array_equal(np.asarray(levels[2]), truth[2])
+
+
+def test_vendor_files_are_opened_only_when_openslide_recognises_them(tmp_path):
+    for suffix in (".ndpi", ".mrxs", ".scn", ".bif", ".vms", ".vmu", ".svslide"):
+        (tmp_path / f"fake{suffix}").write_bytes(b"not a slide")
+        assert get_reader(str(tmp_path / f"fake{suffix}")) is None
+    (tmp_path / "folder").mkdir()
+    assert get_reader(str(tmp_path / "folder")) is None
+
+
+def test_the_manifest_lists_every_slide_format():
+    from importlib.resources import files
+
+    import yaml
+
+    from napari_gradcam.slides import SLIDE_SUFFIXES
+
+    manifest = yaml.safe_load(files("napari_gradcam").joinpath("napari.yaml").read_text())
+    patterns = manifest["contributions"]["readers"][0]["filename_patterns"]
+    assert sorted(patterns) == sorted([f"*{suffix}" for suffix in SLIDE_SUFFIXES] + ["*.zarr"])
+
+
+def test_napari_opens_a_dicom_slide_from_one_of_its_files(make_napari_viewer, tmp_path):
+    from tests.slides.slide_files import write_slide
+
+    path, truth = write_slide("dicom", tmp_path)
+    viewer = make_napari_viewer()
+    (layer,) = viewer.open(str(path / "level2.dcm"), plugin="napari-gradcam")
+    assert layer.multiscale and layer.metadata["mpp"] == 0.5 and layer.name == "dicom-slide"
+    np.testing.assert_array_equal(np.asarray(layer.data[1]), truth[1])
+
+
+def test_the_dock_explains_a_slide_alike_through_every_backend(tmp_path, tiny_spec, tiny_weights):
+    from napari_gradcam._napari.explain.tiled_job import TilingOptions
+    from napari_gradcam._napari.plane import Plane
+    from napari_gradcam._napari.regions import whole_layer_box
+    from napari_gradcam._napari.worker import ExplainJob, run_job
+    from napari_gradcam.slides import open_slide
+    from tests.slides.slide_files import write_slide
+
+    path, _ = write_slide("tiled-tiff", tmp_path)
+    cams = []
+    for backend in ("tifffile", "openslide"):
+        slide = open_slide(path, backend=backend)
+        plane = Plane(tuple(slide.dask_levels()), slide.downsamples, (), slide.mpp)
+        box = whole_layer_box(slide.level_shapes[0])
+        job = ExplainJob(
+            tiny_spec, tiny_weights, plane=plane, boxes=(box,), target="tissue",
+            tiling=TilingOptions(batch_size=64),
+        )  # fmt: skip
+        generator = run_job(job)
+        while True:
+            try:
+                next(generator)
+            except StopIteration as stop:
+                (result,) = stop.value.results
+                break
+        assert result.geometry.level == 1  # the tiny model's 1 µm/px on a 0.5 µm/px slide
+        cams.append(result.cam)
+    assert cams[0].max() > 0
+    np.testing.assert_allclose(cams[1], cams[0], rtol=1e-5, atol=1e-6)
