@@ -28,7 +28,6 @@ if TYPE_CHECKING:
     from napari_gradcam.models import LoadedModel
 
 
-
 @dataclass(frozen=True)
 class TileSettings:
     """How each tile is explained (see ``explain``)."""
