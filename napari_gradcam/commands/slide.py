@@ -83,7 +83,7 @@ def slide_job(args: argparse.Namespace) -> SlideJob:
 
 def run(args: argparse.Namespace) -> int:
     """Explain every slide; return 0, or 1 when some failed."""
-    from napari_gradcam.slides.batches import cached_model
+    from napari_gradcam.models.cache import cached_model
     from napari_gradcam.slides.outputs import plan_outputs
 
     plans = plan_outputs(args.slides, args.out, args.overwrite)

@@ -14,7 +14,8 @@ from napari.layers import Image
 
 from napari_gradcam._napari.layers import LayerDataTuple, heatmap_layer, placement_kwargs
 from napari_gradcam._napari.plane import Plane
-from napari_gradcam._napari.trust.jobs import HeatmapSource, TrustOutcome
+from napari_gradcam._napari.records import HeatmapRecord
+from napari_gradcam._napari.trust.jobs import TrustOutcome
 from napari_gradcam._napari.worker import ExplainJob, RegionResult
 
 if TYPE_CHECKING:
@@ -88,7 +89,7 @@ def map_layer(
     explanation: Explanation,
     outcome: TrustOutcome,
     image: Image,
-    source: HeatmapSource,
+    source: HeatmapRecord,
     plane: Plane | None,
 ) -> LayerDataTuple:
     """A heatmap layer of one map of the heatmap's crop, named by method, class and layer."""
