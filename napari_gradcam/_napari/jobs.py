@@ -149,10 +149,10 @@ class JobRunner:
     def _on_yielded(self, event: Any) -> None:
         if self._worker is None or self._worker.abort_requested or self.dock_closed():
             return
-        if isinstance(event, Progress) and self._progress is not None:
-            self._progress.max = max(event.total, 1)
-            self._progress.value = min(event.step, event.total)
         if isinstance(event, Progress):
+            if self._progress is not None:
+                self._progress.max = max(event.total, 1)
+                self._progress.value = min(event.step, event.total)
             self._say(event.message)
         self._hooks.event(event)
 

@@ -66,6 +66,25 @@ class RegionResult:
     origin: tuple[float, float]
     level: int
 
+    @classmethod
+    def on_crop(
+        cls,
+        box: Box,
+        explanation: Explanation,
+        crop_origin: tuple[float, float],
+        downsample: tuple[float, float],
+        level: int,
+    ) -> RegionResult:
+        """Place an explanation of a crop read at ``level`` on level-0 pixels.
+
+        The crop's top-left pixel is ``crop_origin`` (level 0) and each of its pixels spans
+        ``downsample`` level-0 pixels; the explanation's own stride and origin are in crop
+        pixels.
+        """
+        pairs = zip(explanation.stride, explanation.origin, crop_origin, downsample, strict=True)
+        stride, origin = zip(*((f * d, o + e * d) for f, e, o, d in pairs), strict=True)
+        return cls(box, explanation, tuple(stride), tuple(origin), level)
+
     @property
     def placed(self) -> PlacedMap:
         """The map where it lies: level-0 pixels per cell and of its first cell's corner."""
@@ -103,11 +122,7 @@ def explain_box(loaded: LoadedModel, job: ExplainJob, box: Box, level: int) -> R
         loaded, crop.pixels, method=job.method, layer=job.layer, target=job.target,
         tta=job.tta, bfloat16=job.bfloat16,
     )  # fmt: skip
-    stride = tuple(f * d for f, d in zip(explanation.stride, crop.downsample, strict=True))
-    origin = tuple(
-        o + e * d for o, e, d in zip(crop.origin, explanation.origin, crop.downsample, strict=True)
-    )
-    return RegionResult(box, explanation, stride, origin, level)
+    return RegionResult.on_crop(box, explanation, crop.origin, crop.downsample, level)
 
 
 def run_job(job: ExplainJob) -> Generator[Any, None, JobOutcome]:

@@ -93,8 +93,9 @@ def map_layer(
     plane: Plane | None,
 ) -> LayerDataTuple:
     """A heatmap layer of one map of the heatmap's crop, named by method, class and layer."""
-    stride = level0_stride(explanation.stride, outcome)
-    result = RegionResult(source.box, explanation, stride, outcome.crop_origin, source.level)
+    result = RegionResult.on_crop(
+        source.box, explanation, outcome.crop_origin, outcome.downsample, source.level
+    )
     job = ExplainJob(source.spec, source.weights, plane=plane)
     data, kwargs, kind = heatmap_layer(result, image, job)
     at = f" @ {explanation.layer}" if explanation.layer else ""

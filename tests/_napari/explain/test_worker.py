@@ -77,3 +77,22 @@ def test_job_reports_user_errors(pixels, bad_spec, message, tiny_spec, tiny_weig
     _, outcome = run_to_end(job)
     assert outcome.results == ()
     assert message in outcome.error
+
+
+def test_a_region_read_on_a_coarser_level_hands_over_its_level0_placement(tiny_spec, tiny_weights):
+    from dataclasses import replace
+
+    from napari_gradcam._napari.worker import RegionResult
+
+    fine = np.random.default_rng(4).integers(0, 256, (128, 192, 3), dtype=np.uint8)
+    plane = Plane((fine, fine[::2, ::2]), ((1.0, 1.0), (2.0, 2.0)), mpp=0.5)  # model: 1 µm/px
+    box = Box(16, 40, 80, 136, "rectangle 0")
+    _, outcome = run_to_end(ExplainJob(tiny_spec, tiny_weights, plane=plane, boxes=(box,)))
+    (result,) = outcome.results
+    assert result.level == 1 and result.explanation.cam.shape == (8, 12)
+    placed = result.placed
+    assert placed.stride == (8.0, 8.0) and placed.origin == (16.0, 40.0)
+    np.testing.assert_array_equal(placed.cam, result.explanation.cam)
+    shifted = replace(result.explanation, origin=(1.0, 3.0))  # a map of a crop inside the crop
+    moved = RegionResult.on_crop(box, shifted, (16.0, 40.0), (2.0, 2.0), 1).placed
+    assert moved.origin == (18.0, 46.0) and moved.stride == (8.0, 8.0)
