@@ -16,7 +16,8 @@ demo: setup
 		&& echo "no display: saved the window to demo-screenshot.png"; \
 	fi
 
-# The whole suite (GUI tests under Xvfb via pytest-xvfb) plus lint (ruff, file/function sizes).
+# The whole suite (GUI tests under Xvfb via pytest-xvfb) plus lint (ruff, file/function sizes,
+# import cycles among the package's modules).
 test: setup lint
 	$(VENV)/python -m pytest -q
 
@@ -24,6 +25,7 @@ lint: setup
 	$(VENV)/ruff check napari_gradcam tests benchmarks tools
 	$(VENV)/ruff format --check napari_gradcam tests benchmarks tools
 	$(VENV)/python tools/size_report.py napari_gradcam benchmarks tools
+	$(VENV)/python tools/import_cycles.py --typing napari_gradcam
 
 # Side-by-side ratios; captum and torchcam are installed as references when missing.
 # Slides (several minutes): python benchmarks/bench_slides.py
