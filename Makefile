@@ -16,8 +16,9 @@ demo: setup
 		&& echo "no display: saved the window to demo-screenshot.png"; \
 	fi
 
-# The whole suite (GUI tests under Xvfb via pytest-xvfb) plus lint (ruff, file/function sizes);
-# then the tests on real timm architectures in .venv-timm (torchvision + timm; see tools/setup.sh).
+# The whole suite (GUI tests under Xvfb via pytest-xvfb) plus lint (ruff, file/function sizes,
+# import cycles among the package's modules); then the tests on real timm architectures in
+# .venv-timm (torchvision + timm; see tools/setup.sh).
 test: setup lint
 	$(VENV)/python -m pytest -q -m "not timm"
 	.venv-timm/bin/python -m pytest -q -m timm -p no:xvfb -o addopts=--import-mode=importlib \
@@ -27,6 +28,7 @@ lint: setup
 	$(VENV)/ruff check napari_gradcam tests benchmarks tools
 	$(VENV)/ruff format --check napari_gradcam tests benchmarks tools
 	$(VENV)/python tools/size_report.py napari_gradcam benchmarks tools
+	$(VENV)/python tools/import_cycles.py --typing napari_gradcam
 
 # Side-by-side ratios; captum and torchcam are installed as references when missing.
 # Slides (several minutes): python benchmarks/bench_slides.py

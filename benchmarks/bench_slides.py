@@ -35,8 +35,8 @@ MEMORY_BOUND_MIB = 640
 
 def cc0_plan(batch_size: int = 64):
     from napari_gradcam.data import HE_SLIDE_PATH
+    from napari_gradcam.models.cache import cached_model
     from napari_gradcam.slides import open_slide
-    from napari_gradcam.slides.batches import cached_model
     from napari_gradcam.slides.runner import SlideJob, plan_slide
 
     slide = open_slide(HE_SLIDE_PATH)
@@ -51,7 +51,7 @@ def infer_batch(task) -> int:
 
     from napari_gradcam.core.tiling.grid import LevelView
     from napari_gradcam.core.tiling.tiled import preprocess_tiles, read_tiles
-    from napari_gradcam.slides.batches import cached_model
+    from napari_gradcam.models.cache import cached_model
 
     slide = task.slide
     view = LevelView(slide.levels[task.level], slide.downsamples[task.level], task.resample)
@@ -66,21 +66,24 @@ def infer_batch(task) -> int:
 def run_pipeline(slide, job, plan, explain: bool) -> None:
     """Push every tissue tile through the local runner (stitching when explaining)."""
     from napari_gradcam.core.tiling.grid import Stitcher
-    from napari_gradcam.slides.batches import BatchTask, in_order, run_batch
+    from napari_gradcam.core.tiling.loop import explained_batches
+    from napari_gradcam.models.cache import cached_model
+    from napari_gradcam.slides.batches import BatchTask, in_order
 
+    if explain:  # the slide runner's own local loop: read ahead, explain in order
+        stitcher = Stitcher(plan.grid)
+        loaded = cached_model("demo", None)
+        for results in explained_batches(loaded, plan, job.batch_size, (0.0, 255.0)):
+            stitcher.add(results.indices, results.cams)
+        stitcher.finish()
+        return
     tasks = [
         BatchTask(slide, plan.level, plan.view.resample, plan.grid.origins[b], b,
                   plan.grid.tile, ("demo", None), plan.settings, (0.0, 255.0))
         for b in plan.batches(job.batch_size)
     ]  # fmt: skip
-    if explain:
-        stitcher = Stitcher(plan.grid)
-        for results in in_order(run_batch, tasks):
-            stitcher.add(results.indices, results.cams)
-        stitcher.finish()
-    else:
-        for _ in in_order(infer_batch, tasks):
-            pass
+    for _ in in_order(infer_batch, tasks):
+        pass
 
 
 def in_memory(loaded, plan, tiles: np.ndarray, explain: bool, batch_size: int) -> None:
@@ -149,8 +152,8 @@ def peak_rss_mib() -> float:
 def memory_case(case: str) -> None:
     """Child process: explain a whole slide with the runner; print peak RSS as JSON."""
     from napari_gradcam.data import HE_SLIDE_PATH
+    from napari_gradcam.models.cache import cached_model
     from napari_gradcam.slides import open_slide
-    from napari_gradcam.slides.batches import cached_model
     from napari_gradcam.slides.outputs import SlideOutputs
     from napari_gradcam.slides.runner import SlideJob, explain_slide
     from napari_gradcam.slides.synthetic import synthetic_slide

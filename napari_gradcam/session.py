@@ -39,7 +39,7 @@ class ImageRef:
 
 
 @dataclass
-class HeatmapRecord:
+class SavedHeatmap:
     """One heatmap: the raw map, its metadata, and how it was shown (opacity, limits...)."""
 
     name: str
@@ -53,7 +53,7 @@ class Session:
     """Everything a review needs to be reopened."""
 
     image: ImageRef
-    heatmaps: list[HeatmapRecord] = field(default_factory=list)
+    heatmaps: list[SavedHeatmap] = field(default_factory=list)
     annotations: list[Annotation] = field(default_factory=list)
     labels: dict[str, list[int]] = field(default_factory=dict)
     annotations_name: str = "annotations"
@@ -86,7 +86,7 @@ def session_files(session: Session, suffix: str = ".npy") -> list[str]:
 
 
 def _write_heatmaps(
-    folder: Path, heatmaps: list[HeatmapRecord], suffix: str
+    folder: Path, heatmaps: list[SavedHeatmap], suffix: str
 ) -> list[dict[str, str]]:
     """Write each map and its facts; return the index entries naming the files."""
     entries = []
@@ -174,13 +174,13 @@ def _listed_files(folder: Path) -> set[str]:
     return {Path(name).name for name in names}
 
 
-def _read_heatmap(folder: Path, entry: dict[str, Any]) -> HeatmapRecord:
+def _read_heatmap(folder: Path, entry: dict[str, Any]) -> SavedHeatmap:
     """Read one heatmap's map and facts (file names are kept inside ``folder``)."""
     try:
         facts_path = folder / Path(entry["facts"]).name
         facts = json.loads(facts_path.read_text(encoding="utf-8"))
         cam = read_image(folder / Path(entry["array"]).name)
-        return HeatmapRecord(str(entry["name"]), cam, facts["metadata"], facts.get("display", {}))
+        return SavedHeatmap(str(entry["name"]), cam, facts["metadata"], facts.get("display", {}))
     except (OSError, KeyError, TypeError, ValueError) as err:
         raise ValueError(f"{folder}: a heatmap of the review cannot be read ({err})") from err
 

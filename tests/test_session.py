@@ -6,8 +6,8 @@ import pytest
 from napari_gradcam.core.regions.geojson import Annotation
 from napari_gradcam.core.regions.polygons import Polygon
 from napari_gradcam.session import (
-    HeatmapRecord,
     ImageRef,
+    SavedHeatmap,
     Session,
     load_session,
     save_session,
@@ -18,7 +18,7 @@ SQUARE = np.array([[10.0, 20.0], [10.0, 30.0], [15.0, 30.0], [15.0, 20.0]])
 
 def make_session(n_heatmaps: int = 2) -> Session:
     heatmaps = [
-        HeatmapRecord(
+        SavedHeatmap(
             f"map {i}",
             np.arange(12, dtype=np.float32).reshape(3, 4) * (i + 1),
             {"stride": (8.0, 8.0), "origin": (0, np.float64(16)), "method": "gradcam"},

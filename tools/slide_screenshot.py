@@ -18,8 +18,8 @@ from PIL import Image
 from qtpy.QtCore import QEventLoop, Qt, QTimer
 
 from napari_gradcam._napari.explain.widget import GradCamWidget
+from napari_gradcam._napari.jobs import load_model_info
 from napari_gradcam._napari.reader import read_slide
-from napari_gradcam._napari.worker import ModelInfo, load_cached
 from napari_gradcam.data import HE_SLIDE_PATH
 
 WIDTH = 1280
@@ -34,9 +34,9 @@ def explained_viewer(target: str) -> tuple[napari.Viewer, GradCamWidget]:
     widget = GradCamWidget(viewer)
     dock = viewer.window.add_dock_widget(widget, name="Grad-CAM")
     viewer.window._qt_window.resizeDocks([dock], [600], Qt.Orientation.Horizontal)
-    loaded, layers = load_cached("demo", None)
+    _loaded, info = load_model_info("demo", None)
     widget.model_spec = "demo"
-    widget.show_model_info(ModelInfo("demo", None, tuple(loaded.card.classes), layers))
+    widget.show_model_info(info)
     widget.target.value = target
     widget.explain()
     loop, timer = QEventLoop(), QTimer()

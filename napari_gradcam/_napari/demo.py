@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from napari_gradcam._napari.layers import METADATA_KEY
-from napari_gradcam._napari.worker import ModelInfo, load_cached
+from napari_gradcam._napari.jobs import load_model_info
+from napari_gradcam._napari.records import is_heatmap
 
 if TYPE_CHECKING:
     from napari import Viewer
@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 
 def has_heatmap(viewer: Viewer) -> bool:
     """Whether the viewer holds a heatmap made by the widget."""
-    return any(METADATA_KEY in layer.metadata for layer in viewer.layers)
+    return any(is_heatmap(layer) for layer in viewer.layers)
 
 
 def run_demo(
@@ -61,13 +61,13 @@ def run_demo(
 
     if sample not in SAMPLES:
         raise ValueError(f"unknown sample {sample!r}; choose one of {', '.join(SAMPLES)}")
-    loaded, layers = load_cached(DEMO_SPEC, None)
+    _loaded, info = load_model_info(DEMO_SPEC, None)
     viewer = napari.Viewer(title="napari-gradcam demo")
     viewer.window.resize(*WINDOW_SIZE)
     viewer.open_sample(PLUGIN, sample)
     _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Grad-CAM")
     widget.model_spec = DEMO_SPEC
-    widget.show_model_info(ModelInfo(DEMO_SPEC, None, tuple(loaded.card.classes), layers))
+    widget.show_model_info(info)
     widget.target.value = target
     widget.explain()
     if screenshot is None:

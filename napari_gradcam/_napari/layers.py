@@ -8,10 +8,14 @@ import numpy as np
 from napari.layers import Image, Shapes
 from napari.utils.transforms.transform_utils import expand_upper_triangular
 
+from napari_gradcam._napari.records import METADATA_KEY, HeatmapRecord
 from napari_gradcam._napari.worker import ExplainJob, RegionResult
 from napari_gradcam.core.regions.placement import heatmap_transform
 
-METADATA_KEY = "napari_gradcam"
+__all__ = [
+    "ANNOTATIONS_NAME", "METADATA_KEY", "annotations_layer", "heatmap_layer", "heatmap_record",
+    "placement_kwargs",
+]  # fmt: skip
 ANNOTATIONS_NAME = "annotations"
 LayerDataTuple = tuple[Any, dict[str, Any], str]
 
@@ -68,31 +72,27 @@ def placement_kwargs(
     return kwargs
 
 
-def heatmap_metadata(result: RegionResult, layer: Image, job: ExplainJob) -> dict[str, Any]:
-    """Return the facts recorded with a heatmap layer, under ``"napari_gradcam"``."""
-    explanation = result.explanation
-    box = result.box
-    return {
-        METADATA_KEY: {
-            "model": job.spec,
-            "weights": job.weights,
-            "layer": explanation.layer,
-            "method": explanation.method,
-            "tta": explanation.tta,
-            "bfloat16": explanation.bfloat16,
-            "target_index": int(explanation.targets[0]),
-            "target_name": explanation.target_names[0],
-            "score": float(explanation.scores[0]),
-            "probability": float(explanation.probabilities[0]),
-            "stride": result.stride,
-            "origin": result.origin,
-            "image_layer": layer.name,
-            "region": box.label,
-            "box": (box.y0, box.x0, box.y1, box.x1),
-            "slice": job.plane.slice_index if job.plane else (),
-            "pyramid_level": result.level,
-        }
-    }
+def heatmap_record(result: RegionResult, layer: Image, job: ExplainJob) -> HeatmapRecord:
+    """The record of one explained region's heatmap over ``layer``."""
+    explanation, placed = result.explanation, result.placed
+    return HeatmapRecord(
+        spec=job.spec,
+        weights=job.weights,
+        method=explanation.method,
+        layer=explanation.layer,
+        target_name=explanation.target_names[0],
+        stride=placed.stride,
+        origin=placed.origin,
+        image_layer=layer.name,
+        box=result.box,
+        target_index=int(explanation.targets[0]),
+        score=float(explanation.scores[0]),
+        probability=float(explanation.probabilities[0]),
+        tta=explanation.tta,
+        bfloat16=explanation.bfloat16,
+        slice_index=job.plane.slice_index if job.plane else (),
+        level=result.level,
+    )
 
 
 def method_label(method: str, tta: bool, bfloat16: bool) -> str:
@@ -112,21 +112,19 @@ def heatmap_layer(result: RegionResult, layer: Image, job: ExplainJob) -> LayerD
     job : ExplainJob
         The job that made it (model, weights and stack index go into the metadata).
     """
-    explanation = result.explanation
-    cam = np.asarray(explanation.cam, dtype=np.float32)
-    method = method_label(explanation.method, explanation.tta, explanation.bfloat16)
-    name = f"{layer.name} {method} {explanation.target_names[0]}"
+    record, placed = heatmap_record(result, layer, job), result.placed
+    method = method_label(record.method, record.tta, record.bfloat16)
     kwargs = {
-        "name": name,
+        "name": f"{layer.name} {method} {record.target_name}",
         "colormap": "turbo",
         "opacity": 0.5,
         "blending": "translucent",
-        "contrast_limits": contrast_limits(cam),
+        "contrast_limits": contrast_limits(placed.cam),
         "interpolation2d": "linear",
-        "metadata": heatmap_metadata(result, layer, job),
-        **placement_kwargs(layer, result.stride, result.origin),
+        "metadata": record.to_metadata(),
+        **placement_kwargs(layer, placed.stride, placed.origin),
     }
-    return cam, kwargs, "image"
+    return placed.cam, kwargs, "image"
 
 
 def annotations_layer(layer: Image) -> Shapes:

@@ -1,17 +1,19 @@
-"""What a running job reports to the widget: progress steps and the loaded model's facts."""
+"""What a running job tells its dock: small typed events, yielded by the worker.
+
+A job yields :class:`Progress` for each step and :class:`ModelReady` once its model is loaded;
+the tiled branch adds its own ``TiledUpdate`` events (``explain.tiled_job``). The job runner
+(``jobs.JobRunner``) shows the steps and hands every other event to the dock. Nothing here
+imports napari or the jobs, so any job module can use it.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from napari_gradcam._napari.explain.tiled_job import TiledUpdate
 
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """What the widget needs to know about a loaded model."""
+    """What a dock needs to know about a loaded model."""
 
     spec: str
     weights: str | None
@@ -21,14 +23,15 @@ class ModelInfo:
 
 @dataclass(frozen=True)
 class Progress:
-    """One step of a job.
-
-    ``model`` is set once the model has loaded, ``update`` while a region is explained tile
-    by tile.
-    """
+    """One step of a job: ``step`` of ``total`` done, and what is happening."""
 
     step: int
     total: int
     message: str
-    model: ModelInfo | None = None
-    update: TiledUpdate | None = None
+
+
+@dataclass(frozen=True)
+class ModelReady:
+    """The job's model is loaded: its classes and candidate layers."""
+
+    model: ModelInfo

@@ -1,18 +1,18 @@
 """The background job behind the Explain button: load (cached) model, explain each region.
 
-Runs in a napari thread worker. It never touches the viewer: it yields :class:`Progress`
-and returns a :class:`JobOutcome` that the widget applies on the main thread. torch is
-imported here only when the job runs.
+Runs in a thread worker (``jobs.JobRunner``). It never touches the viewer: it yields typed
+events (``progress``) and returns a :class:`JobOutcome` that the widget applies on the main
+thread. torch is imported here only when the job runs.
 """
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Generator
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from napari_gradcam._napari.explain.tiled_job import (
     TiledResult,
@@ -21,23 +21,18 @@ from napari_gradcam._napari.explain.tiled_job import (
     plan_region,
     run_tiles,
 )
+from napari_gradcam._napari.jobs import USER_ERRORS, load_model_step
 from napari_gradcam._napari.plane import Plane, choose_level, read_crop
-from napari_gradcam._napari.progress import ModelInfo, Progress
+from napari_gradcam._napari.progress import Progress
 from napari_gradcam._napari.regions import Box
+from napari_gradcam.core.regions.region_stats import PlacedMap
 
 if TYPE_CHECKING:
     from napari_gradcam.core.explain.explanation import Explanation
     from napari_gradcam.core.tiling.slide_tissue import TissueMap
     from napari_gradcam.models import LoadedModel
 
-__all__ = ["ExplainJob", "JobOutcome", "ModelInfo", "Progress", "RegionResult", "run_job"]
-
-USER_ERRORS = (ValueError, OSError, RuntimeError, ImportError, SyntaxError)
-"""Errors that mean "fix the input" (bad spec, file, region or pixels), not a bug."""
-
-_MODELS: dict[tuple[str, str | None], tuple[tuple, LoadedModel, tuple[str, ...]]] = {}
-"""Per ``(spec, weights)``: the files' stamps when loaded, the model and its layers."""
-_MODELS_LOCK = threading.Lock()
+__all__ = ["ExplainJob", "JobOutcome", "RegionResult", "run_job"]
 
 
 @dataclass(frozen=True)
@@ -71,6 +66,30 @@ class RegionResult:
     origin: tuple[float, float]
     level: int
 
+    @classmethod
+    def on_crop(
+        cls,
+        box: Box,
+        explanation: Explanation,
+        crop_origin: tuple[float, float],
+        downsample: tuple[float, float],
+        level: int,
+    ) -> RegionResult:
+        """Place an explanation of a crop read at ``level`` on level-0 pixels.
+
+        The crop's top-left pixel is ``crop_origin`` (level 0) and each of its pixels spans
+        ``downsample`` level-0 pixels; the explanation's own stride and origin are in crop
+        pixels.
+        """
+        pairs = zip(explanation.stride, explanation.origin, crop_origin, downsample, strict=True)
+        stride, origin = zip(*((f * d, o + e * d) for f, e, o, d in pairs), strict=True)
+        return cls(box, explanation, tuple(stride), tuple(origin), level)
+
+    @property
+    def placed(self) -> PlacedMap:
+        """The map where it lies: level-0 pixels per cell and of its first cell's corner."""
+        return PlacedMap(np.asarray(self.explanation.cam, np.float32), self.stride, self.origin)
+
     @property
     def label(self) -> str:
         """``"<class> p=<probability>"`` for the result line."""
@@ -94,38 +113,6 @@ class JobOutcome:
         return f"{'; '.join(parts)} ({self.seconds:.1f} s)"
 
 
-def load_cached(spec: str, weights: str | None) -> tuple[LoadedModel, tuple[str, ...]]:
-    """Load a model and its candidate layers once per ``(spec, weights)``.
-
-    The model is loaded again when its files (weights, TorchScript or factory file, card)
-    changed on disk since, e.g. after retraining into the same weights file.
-    """
-    from napari_gradcam.core.explain.capture import candidate_layers
-    from napari_gradcam.models import load_model
-
-    key, stamps = (spec, weights), file_stamps(spec, weights)
-    with _MODELS_LOCK:
-        if key not in _MODELS or _MODELS[key][0] != stamps:
-            loaded = load_model(spec, weights=weights)
-            _MODELS[key] = (stamps, loaded, tuple(candidate_layers(loaded)))
-        return _MODELS[key][1:]
-
-
-def file_stamps(spec: str, weights: str | None) -> tuple:
-    """(path, size, modification time) of the files a model spec reads, where they exist."""
-    candidates = [spec, spec.rpartition(":")[0], weights]
-    paths = [Path(c) for c in candidates if c]
-    paths += [path.with_suffix(".json") for path in paths]
-    stamps = []
-    for path in paths:
-        try:
-            info = path.stat()
-        except OSError:
-            continue
-        stamps.append((str(path), info.st_size, info.st_mtime_ns))
-    return tuple(stamps)
-
-
 def explain_box(loaded: LoadedModel, job: ExplainJob, box: Box, level: int) -> RegionResult:
     """Explain one box of ``job.plane`` read at pyramid ``level``."""
     from napari_gradcam.core.explain.pipeline import explain
@@ -135,21 +122,17 @@ def explain_box(loaded: LoadedModel, job: ExplainJob, box: Box, level: int) -> R
         loaded, crop.pixels, method=job.method, layer=job.layer, target=job.target,
         tta=job.tta, bfloat16=job.bfloat16,
     )  # fmt: skip
-    stride = tuple(f * d for f, d in zip(explanation.stride, crop.downsample, strict=True))
-    return RegionResult(box, explanation, stride, crop.origin, level)
+    return RegionResult.on_crop(box, explanation, crop.origin, crop.downsample, level)
 
 
-def run_job(job: ExplainJob) -> Generator[Progress, None, JobOutcome]:
-    """Load the model, then explain each box; yield progress, return the outcome."""
+def run_job(job: ExplainJob) -> Generator[Any, None, JobOutcome]:
+    """Load the model, then explain each box; yield events, return the outcome."""
     start = time.perf_counter()
     total = len(job.boxes) + 1
-    yield Progress(0, total, f"loading model {job.spec!r}")
     try:
-        loaded, layers = load_cached(job.spec, job.weights)
+        loaded = yield from load_model_step(job.spec, job.weights, total)
     except USER_ERRORS as err:
         return JobOutcome(error=f"Could not load the model {job.spec!r}: {err}")
-    info = ModelInfo(job.spec, job.weights, tuple(loaded.card.classes), layers)
-    yield Progress(1, total, "model loaded", info)
     if job.plane is None:
         return JobOutcome(seconds=time.perf_counter() - start)
     results = []
@@ -167,7 +150,7 @@ def run_job(job: ExplainJob) -> Generator[Progress, None, JobOutcome]:
 
 def explain_region(
     loaded: LoadedModel, job: ExplainJob, box: Box, index: int, tissue: TissueMap | None
-) -> Generator[Progress, None, RegionResult | TiledResult]:
+) -> Generator[Any, None, RegionResult | TiledResult]:
     """Explain one box: tile by tile when tiling is on and it is larger than the model input."""
     if job.tiling is not None:
         from napari_gradcam.core.tiling.tiled import TileSettings

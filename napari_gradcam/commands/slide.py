@@ -39,12 +39,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="slide reader (default: tifffile for the TIFF family, wsidicom for DICOM, else "
         "openslide)",
     )
-    parser.add_argument(
-        "--model", default="demo", help="demo | module:factory | timm:NAME | recipe.json | model.pt"
-    )
-    parser.add_argument(
-        "--weights", help="weights for a factory or timm model (.safetensors or state dict)"
-    )
+    _add_model_arguments(parser)
     parser.add_argument("--out", required=True, type=Path, help="output folder")
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--mpp", type=float, help="explain at this µm/px (default: the model's)")
@@ -59,6 +54,22 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--all-tiles", action="store_true", help="explain background tiles too")
     parser.add_argument("--window", default="hann", choices=["hann", "mean"], help="blending")
+    _add_method_arguments(parser)
+    parser.add_argument("--scheduler", help="dask.distributed scheduler address (default: local)")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    parser.set_defaults(run=run)
+
+
+def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model", default="demo", help="demo | module:factory | timm:NAME | recipe.json | model.pt"
+    )
+    parser.add_argument(
+        "--weights", help="weights for a factory or timm model (.safetensors or state dict)"
+    )
+
+
+def _add_method_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--method", default="gradcam", choices=sorted(METHODS))
     parser.add_argument("--layer", help="module to explain (default: the card's or last conv)")
     parser.add_argument("--target", help="class name or index (default: each tile's top class)")
@@ -70,9 +81,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="run the masked forwards of scorecam/occlusion in bfloat16 (faster, approximate)",
     )
-    parser.add_argument("--scheduler", help="dask.distributed scheduler address (default: local)")
-    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-    parser.set_defaults(run=run)
 
 
 def slide_job(args: argparse.Namespace) -> SlideJob:
@@ -101,8 +109,8 @@ def slide_job(args: argparse.Namespace) -> SlideJob:
 
 def run(args: argparse.Namespace) -> int:
     """Explain every slide; return 0, or 1 when some failed."""
+    from napari_gradcam.models.cache import cached_model
     from napari_gradcam.slides import open_slide
-    from napari_gradcam.slides.batches import cached_model
     from napari_gradcam.slides.outputs import plan_outputs
 
     plans = plan_outputs(args.slides, args.out, args.overwrite)

@@ -1,13 +1,13 @@
 """Run batches of tiles as Dask tasks and hand back their results in order, a few at a time.
 
-Local threads by default (one thread reads the next batch while another explains); with a
-``distributed.Client`` the batches go to its workers, each of which loads the model once.
-Only ``window`` batches are in flight, so memory does not grow with the slide.
+With a ``distributed.Client`` the batches go to its workers, each of which loads the model
+once (``models.cache``); without one, local Dask threads. Only ``window`` batches are in
+flight, so memory does not grow with the slide. (A local slide run uses the tiled loop shared
+with the dock instead, ``core.tiling.loop``.)
 """
 
 from __future__ import annotations
 
-import functools
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -17,11 +17,11 @@ import numpy as np
 
 from napari_gradcam.core.tiling.grid import LevelView
 from napari_gradcam.core.tiling.tiled import TileResults, TileSettings, explain_tiles, read_tiles
+from napari_gradcam.models.cache import cached_model
 
 if TYPE_CHECKING:
     from distributed import Client
 
-    from napari_gradcam.models import LoadedModel
     from napari_gradcam.slides.reader import Slide
 
 LOCAL_THREADS = 2
@@ -62,14 +62,6 @@ class BatchTask:
     model: tuple[str, str | None]
     settings: TileSettings
     value_range: tuple[float, float]
-
-
-@functools.lru_cache(maxsize=4)
-def cached_model(spec: str, weights: str | None) -> LoadedModel:
-    """Load a model once per process (Dask workers reuse it across batches)."""
-    from napari_gradcam.models import load_model
-
-    return load_model(spec, weights=weights)
 
 
 def run_batch(task: BatchTask) -> TileResults:

@@ -12,11 +12,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from napari_gradcam.core.tiling.grid import MIN_TISSUE, LevelView, Stitcher
+from napari_gradcam.core.tiling.loop import explained_batches
 from napari_gradcam.core.tiling.sampling import sampling_for
 from napari_gradcam.core.tiling.slide_tissue import slide_tissue
 from napari_gradcam.core.tiling.tiled import TilePlan, TileSettings, pixel_range, plan_tiles
 from napari_gradcam.files import save_json, save_png
-from napari_gradcam.slides.batches import BatchTask, cached_model, in_order, run_batch
+from napari_gradcam.models.cache import cached_model
+from napari_gradcam.slides.batches import BatchTask, in_order, run_batch
 from napari_gradcam.slides.outputs import HeatmapStore, SlideOutputs, TileTable
 from napari_gradcam.slides.records import TileRows, heatmap_attrs, run_summary
 from napari_gradcam.slides.thumbnail import thumbnail_overlay
@@ -101,7 +103,7 @@ def explain_slide(
     try:
         stitcher = Stitcher(plan.grid, job.window, out=store.level0)
         rows = TileRows(plan, loaded.card.class_name)
-        for results in _results(slide, plan, job, client):
+        for results in _results(slide, plan, job, loaded, client):
             stitcher.add(results.indices, results.cams)
             table.write(rows.explained(results))
             if on_batch is not None:
@@ -121,8 +123,13 @@ def explain_slide(
     return summary
 
 
-def _results(slide: Slide, plan: TilePlan, job: SlideJob, client: Client | None) -> Iterator[Any]:
+def _results(
+    slide: Slide, plan: TilePlan, job: SlideJob, loaded: LoadedModel, client: Client | None
+) -> Iterator[Any]:
+    """The explained batches in order: here with read-ahead, or on the cluster's workers."""
     value_range = pixel_range(slide.levels[0].dtype)
+    if client is None:
+        return explained_batches(loaded, plan, job.batch_size, value_range)
     tasks = (
         BatchTask(
             slide,
@@ -137,5 +144,5 @@ def _results(slide: Slide, plan: TilePlan, job: SlideJob, client: Client | None)
         )
         for batch in plan.batches(job.batch_size)
     )
-    window = 2 * sum(client.nthreads().values()) if client is not None else 4
+    window = 2 * sum(client.nthreads().values())
     return in_order(run_batch, tasks, client=client, window=max(window, 2))

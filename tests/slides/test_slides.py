@@ -8,8 +8,9 @@ import tifffile
 from napari_gradcam.core.tiling.grid import Stitcher
 from napari_gradcam.core.tiling.tiled import TileSettings
 from napari_gradcam.data import HE_SLIDE_PATH, read_he_region
+from napari_gradcam.models.cache import cached_model
 from napari_gradcam.slides import open_slide
-from napari_gradcam.slides.batches import BatchTask, cached_model, in_order, run_batch
+from napari_gradcam.slides.batches import BatchTask, in_order, run_batch
 from napari_gradcam.slides.runner import SlideJob, plan_slide
 from napari_gradcam.slides.synthetic import synthetic_slide
 

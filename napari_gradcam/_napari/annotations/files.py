@@ -8,7 +8,7 @@ holds one asks before replacing it. Errors are shown in the dock, never raised i
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 from magicgui.widgets import Container, PushButton
@@ -23,14 +23,35 @@ from napari_gradcam._napari.annotations.geojson_io import (
 )
 from napari_gradcam._napari.annotations.session_io import open_review, save_review
 from napari_gradcam._napari.annotations.shape_coords import data_to_pixels, shape_polygons
-from napari_gradcam._napari.layers import METADATA_KEY
 from napari_gradcam._napari.plane import current_plane
-from napari_gradcam.core.regions.region_stats import PixelBox, PlacedMap, expand_box, pixel_box
+from napari_gradcam._napari.records import HeatmapRecord
+from napari_gradcam.core.regions.region_stats import PixelBox, expand_box, pixel_box
 from napari_gradcam.figures import HeatmapFacts, Outline, region_figure, save_figure
 from napari_gradcam.files import atomic_write
 
 if TYPE_CHECKING:
-    from napari_gradcam._napari.annotations.widget import AnnotationWidget
+    from magicgui.widgets import ComboBox, Label
+    from napari.viewer import Viewer
+
+    from napari_gradcam._napari.annotations.labels import LabelSet
+
+
+class AnnotationDock(Protocol):
+    """What the file buttons use of the annotations dock (``widget.AnnotationWidget``)."""
+
+    viewer: Viewer
+    shapes: Shapes | None
+    heatmap: ComboBox
+    annotations: ComboBox
+    labels: LabelSet
+    status: Label
+
+    def image_for(self, heatmap: Image | None = None) -> Image | None:
+        """The image of a heatmap, else of the annotations."""
+
+    def warn(self, message: str) -> None:
+        """Show a warning in the dock."""
+
 
 FIGURE_MARGIN = 0.5
 """Extra context around a selected annotation in a figure, as a share of its size."""
@@ -69,11 +90,11 @@ class FileActions(Container):
 
     Parameters
     ----------
-    dock : AnnotationWidget
+    dock : AnnotationDock
         The dock whose annotations layer, heatmap and labels are used.
     """
 
-    def __init__(self, dock: AnnotationWidget) -> None:
+    def __init__(self, dock: AnnotationDock) -> None:
         super().__init__(labels=False)
         self._dock = dock
         buttons = {
@@ -199,15 +220,16 @@ class FileActions(Container):
     def figure_box(self) -> PixelBox | None:
         """Level-0 pixels to show: around the selected annotations, else the heatmap's box."""
         dock, shapes = self._dock, self._dock.shapes
-        image, heatmap = dock.image_for(), dock.heatmap.value
-        if image is None or heatmap is None:
+        image, record = dock.image_for(), HeatmapRecord.of(dock.heatmap.value)
+        if image is None or record is None:
             return None
         image_shape = tuple(image.level_shapes[0][-2:])
         selected = sorted(shapes.selected_data) if shapes is not None else []
         matrix = data_to_pixels(shapes, image) if shapes is not None else None
         polygons = [p for i in selected for p in shape_polygons(shapes, i, matrix)]
         if not polygons:
-            return tuple(int(v) for v in heatmap.metadata[METADATA_KEY]["box"])
+            box = record.box
+            return (box.y0, box.x0, box.y1, box.x1)
         box = pixel_box(polygons, image_shape)
         if box is None:
             return None
@@ -222,16 +244,13 @@ class FileActions(Container):
         if box is None:
             dock.warn("choose a heatmap (and select annotations to frame them) first")
             return None
-        facts = heatmap.metadata[METADATA_KEY]
-        placed = PlacedMap(
-            np.asarray(heatmap.data, dtype=float), tuple(facts["stride"]), tuple(facts["origin"])
-        )
-        labels = HeatmapFacts(str(facts["method"]), str(facts["target_name"]), str(facts["layer"]))
+        record = HeatmapRecord.of(heatmap)
+        labels = HeatmapFacts(record.method, record.target_name, str(record.layer))
         pixels = current_plane(image, dock.viewer.dims.point).levels[0]
         figure = region_figure(
             pixels,
             box,
-            placed,
+            record.placed(heatmap.data),
             labels,
             self._outlines(image),
             limits=tuple(heatmap.contrast_limits),

@@ -21,7 +21,8 @@ from napari.utils.notifications import show_warning
 
 from napari_gradcam._napari.annotations.labels import DEFAULT_LABEL, LabelSet
 from napari_gradcam._napari.annotations.shape_coords import data_to_pixels, shape_polygons
-from napari_gradcam._napari.layers import METADATA_KEY, placement_kwargs
+from napari_gradcam._napari.layers import placement_kwargs
+from napari_gradcam._napari.records import is_gradcam_layer
 from napari_gradcam.core.regions.geojson import (
     Annotation,
     GeoJSONError,
@@ -75,12 +76,6 @@ def store_features(shapes: Shapes, features: pd.DataFrame, label: str = DEFAULT_
     shapes.feature_defaults = {**defaults, **extra}
 
 
-def is_heatmap(layer: Layer) -> bool:
-    """Whether ``layer`` is a finished heatmap made by the Grad-CAM widget (it has a placement)."""
-    facts = layer.metadata.get(METADATA_KEY, {}) if isinstance(layer, Image) else {}
-    return "stride" in facts and "origin" in facts
-
-
 def reference_image(layers: Sequence[Layer], shapes: Layer | None = None) -> Image | None:
     """Return the image that ``shapes`` belongs to: named in its metadata, else the first image.
 
@@ -90,9 +85,7 @@ def reference_image(layers: Sequence[Layer], shapes: Layer | None = None) -> Ima
     wanted = shapes.metadata.get(ANNOTATION_KEY, {}).get("image_layer") if shapes else None
     if isinstance(by_name.get(wanted), Image):
         return by_name[wanted]
-    images = [
-        layer for layer in layers if isinstance(layer, Image) and METADATA_KEY not in layer.metadata
-    ]
+    images = [layer for layer in layers if isinstance(layer, Image) and not is_gradcam_layer(layer)]
     return images[0] if images else None
 
 

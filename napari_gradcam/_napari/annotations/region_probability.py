@@ -13,12 +13,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from napari.layers import Image
-from napari.qt.threading import create_worker
 
-from napari_gradcam._napari.layers import METADATA_KEY
+from napari_gradcam._napari.jobs import USER_ERRORS, JobHooks, JobRunner
 from napari_gradcam._napari.plane import Plane, choose_level, read_crop
+from napari_gradcam._napari.records import HeatmapRecord
 from napari_gradcam._napari.regions import Box
-from napari_gradcam._napari.worker import USER_ERRORS, load_cached
 from napari_gradcam.core.regions.region_stats import PixelBox, expand_box
 
 
@@ -37,15 +36,11 @@ class ClassModel:
     @classmethod
     def of(cls, heatmap: Image) -> ClassModel | None:
         """Return the model of a heatmap made by the Grad-CAM widget, else None."""
-        facts = heatmap.metadata.get(METADATA_KEY, {})
-        if not facts.get("model"):
+        record = HeatmapRecord.of(heatmap)
+        if record is None:
             return None
-        target = facts.get("target_index")
-        if target is None:
-            target = facts.get("target_name")
-        if isinstance(target, str) and target.startswith("predicted"):
-            target = None
-        return cls(str(facts["model"]), facts.get("weights"), target)
+        target = record.target_index if record.target_index is not None else record.target
+        return cls(record.spec, record.weights, target)
 
 
 def box_probabilities(model: ClassModel, plane: Plane, boxes: list[PixelBox]) -> dict:
@@ -55,8 +50,9 @@ def box_probabilities(model: ClassModel, plane: Plane, boxes: list[PixelBox]) ->
     from napari_gradcam.core.explain.capture import frozen_model, model_device
     from napari_gradcam.core.explain.preprocess import to_batch
     from napari_gradcam.core.explain.targets import as_logits, resolve_targets, target_scores
+    from napari_gradcam.models.cache import cached_model
 
-    loaded, _layers = load_cached(model.spec, model.weights)
+    loaded = cached_model(model.spec, model.weights)
     card, module = loaded.card, loaded.module
     level = choose_level(plane, card.mpp)
     downsample = plane.downsamples[level]
@@ -90,18 +86,19 @@ class RegionProbabilities:
         self._on_error = on_error
         self._cache: dict[tuple, float] = {}
         self._pending: dict[tuple, tuple[ClassModel, Plane, PixelBox]] = {}
-        self._worker = None
+        self._runner = JobRunner(on_running=self._on_running)
         self._closed = False
 
     def close(self) -> None:
-        """Drop what is queued and ignore results still on their way."""
+        """Drop what is queued and the results still on their way."""
         self._closed = True
         self._pending.clear()
+        self._runner.halt("the annotations dock was closed")
 
     @property
     def running(self) -> bool:
         """Whether a computation is under way."""
-        return self._worker is not None
+        return self._runner.running
 
     def lookup(self, model: ClassModel, plane_key: tuple, plane: Plane, box: PixelBox) -> float:
         """Return the cached probability, or NaN and queue the box for :meth:`start`."""
@@ -113,27 +110,21 @@ class RegionProbabilities:
 
     def start(self) -> None:
         """Compute the queued boxes in a background thread (one thread at a time)."""
-        if self._worker is not None or not self._pending or self._closed:
+        if self.running or not self._pending or self._closed:
             return
         jobs, self._pending = self._pending, {}
-        worker = create_worker(_compute, jobs)
-        worker.returned.connect(self._on_returned)
-        worker.finished.connect(self._on_finished)
-        self._worker = worker
-        worker.start()
+        self._runner.start(_compute, jobs, hooks=JobHooks(returned=self._on_returned))
 
     def _on_returned(self, outcome: tuple[dict, str | None]) -> None:
         results, error = outcome
         self._cache.update(results)
-        if self._closed:
-            return
         if error:
             self._on_error(error)
         self._on_ready()
 
-    def _on_finished(self) -> None:
-        self._worker = None
-        self.start()
+    def _on_running(self, running: bool) -> None:
+        if not running:
+            self.start()  # what was queued meanwhile
 
 
 def _compute(jobs: dict[tuple, tuple[ClassModel, Plane, PixelBox]]) -> tuple[dict, str | None]:

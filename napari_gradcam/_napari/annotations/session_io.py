@@ -12,12 +12,12 @@ from napari.viewer import Viewer
 from napari_gradcam._napari.annotations.geojson_io import (
     ANNOTATION_KEY,
     annotations_layer_data,
-    is_heatmap,
     layer_annotations,
 )
 from napari_gradcam._napari.annotations.labels import LabelSet
-from napari_gradcam._napari.layers import METADATA_KEY, placement_kwargs
-from napari_gradcam.session import HeatmapRecord, ImageRef, Session, load_session, save_session
+from napari_gradcam._napari.layers import placement_kwargs
+from napari_gradcam._napari.records import HeatmapRecord
+from napari_gradcam.session import ImageRef, SavedHeatmap, Session, load_session, save_session
 
 
 def image_reference(image: Image) -> ImageRef:
@@ -42,12 +42,11 @@ def _display(layer: Image) -> dict[str, Any]:
 
 def collect_session(viewer: Viewer, shapes: Shapes, image: Image, labels: LabelSet) -> Session:
     """Gather the image reference, its heatmaps and the annotations layer into a session."""
+    records = [(layer, HeatmapRecord.of(layer)) for layer in viewer.layers]
     heatmaps = [
-        HeatmapRecord(
-            layer.name, np.asarray(layer.data), layer.metadata[METADATA_KEY], _display(layer)
-        )
-        for layer in viewer.layers
-        if is_heatmap(layer) and layer.metadata[METADATA_KEY].get("image_layer") == image.name
+        SavedHeatmap(layer.name, np.asarray(layer.data), record.to_facts(), _display(layer))
+        for layer, record in records
+        if record is not None and record.image_layer == image.name
     ]
     annotations, _skipped = layer_annotations(shapes, image, labels)
     return Session(image_reference(image), heatmaps, annotations, labels.as_dict(), shapes.name)
@@ -80,15 +79,21 @@ def _open_image(viewer: Viewer, reference: ImageRef) -> Image:
     return images[0]
 
 
-def _heatmap_layer(record: HeatmapRecord, image: Image) -> Layer:
-    facts = {**record.metadata, "image_layer": image.name}
+def _heatmap_layer(saved: SavedHeatmap, image: Image) -> Layer:
+    """The saved heatmap as a layer over ``image`` (the image may have been renamed)."""
+    try:
+        record = HeatmapRecord.from_facts({**saved.metadata, "image_layer": image.name})
+    except ValueError as err:
+        raise ValueError(
+            f"the heatmap {saved.name!r} of the review cannot be shown: {err}"
+        ) from err
     kwargs = {
-        **record.display,
-        "name": record.name,
-        "metadata": {METADATA_KEY: facts},
-        **placement_kwargs(image, tuple(facts["stride"]), tuple(facts["origin"])),
+        **saved.display,
+        "name": saved.name,
+        "metadata": record.to_metadata(),
+        **placement_kwargs(image, record.stride, record.origin),
     }
-    return Layer.create(np.asarray(record.cam, dtype=np.float32), kwargs, "image")
+    return Layer.create(np.asarray(saved.cam, dtype=np.float32), kwargs, "image")
 
 
 def open_review(viewer: Viewer, folder: str | Path) -> tuple[Shapes, LabelSet]:

@@ -25,7 +25,6 @@ from napari_gradcam._napari.annotations.files import FileActions
 from napari_gradcam._napari.annotations.geojson_io import (
     ANNOTATION_KEY,
     ensure_features,
-    is_heatmap,
     reference_image,
     store_features,
 )
@@ -38,13 +37,13 @@ from napari_gradcam._napari.annotations.shape_coords import (
     shape_polygons,
 )
 from napari_gradcam._napari.annotations.table import StatsTable
-from napari_gradcam._napari.layers import METADATA_KEY, annotations_layer
+from napari_gradcam._napari.layers import annotations_layer
 from napari_gradcam._napari.plane import current_plane, layer_mpp
+from napari_gradcam._napari.records import HeatmapRecord, is_heatmap
 from napari_gradcam.core.regions.hot_regions import hot_region_polygons
 from napari_gradcam.core.regions.region_stats import (
     STATISTICS,
     PixelBox,
-    PlacedMap,
     region_statistics,
 )
 
@@ -164,8 +163,8 @@ class AnnotationWidget(Container):
 
     def image_for(self, heatmap: Image | None = None) -> Image | None:
         """Return the image a heatmap was made from, else the annotations' image."""
-        heatmap = heatmap or self.heatmap.value
-        name = heatmap.metadata[METADATA_KEY].get("image_layer") if heatmap else None
+        record = HeatmapRecord.of(heatmap or self.heatmap.value)
+        name = record.image_layer if record is not None else None
         if name in self.viewer.layers and isinstance(self.viewer.layers[name], Image):
             return self.viewer.layers[name]
         return reference_image(list(self.viewer.layers), self.shapes)
@@ -251,11 +250,8 @@ class AnnotationWidget(Container):
         self, shapes: Shapes, features: pd.DataFrame, heatmap: Image
     ) -> pd.DataFrame:
         """Return the features with every shape's statistics from ``heatmap``."""
-        facts = heatmap.metadata[METADATA_KEY]
         image = self.image_for(heatmap)
-        placed = PlacedMap(
-            np.asarray(heatmap.data, dtype=float), tuple(facts["stride"]), tuple(facts["origin"])
-        )
+        placed = HeatmapRecord.of(heatmap).placed(heatmap.data)
         matrix = data_to_pixels(shapes, image)
         probability = self._probability(heatmap, image)
         image_shape = tuple(image.level_shapes[0][-2:]) if image is not None else None
@@ -291,13 +287,14 @@ class AnnotationWidget(Container):
         """Outline the chosen heatmap's hot regions as polygons on the annotations layer."""
         heatmap = self.heatmap.value
         image = self.image_for(heatmap)
-        if heatmap is None or image is None:
+        record = HeatmapRecord.of(heatmap)
+        if record is None or image is None:
             self.warn("choose a heatmap made by the Grad-CAM widget, over its image")
             return
-        facts = heatmap.metadata[METADATA_KEY]
+        placed = record.placed(heatmap.data)
         try:
             polygons = hot_region_polygons(
-                np.asarray(heatmap.data, dtype=float), facts["stride"], facts["origin"],
+                placed.cam, placed.stride, placed.origin,
                 mode=self.mode.value, amount=self.amount.value, min_cells=self.min_cells.value,
             )  # fmt: skip
         except ValueError as err:

@@ -1,9 +1,10 @@
 """The tiled branch of the Explain job: a region larger than the model input, tile by tile.
 
-Runs in the widget's worker thread and never touches the viewer. It yields a
+Runs in the widget's worker thread and never touches the viewer. It yields a step and a
 :class:`TiledUpdate` per batch (the map rows that changed, copied) and returns a
-:class:`TiledResult`; the widget applies both on the main thread. torch is imported only when
-the job runs.
+:class:`TiledResult`; the widget applies both on the main thread. The batches come from the
+tiled loop the slide command uses too (``core.tiling.loop``): the next batch is read while the
+current one is explained. torch is imported only when the job runs.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 from napari_gradcam._napari.plane import Plane
 from napari_gradcam._napari.progress import Progress
 from napari_gradcam._napari.regions import Box
+from napari_gradcam.core.regions.region_stats import PlacedMap
 from napari_gradcam.core.tiling.grid import MIN_TISSUE, LevelView
 
 if TYPE_CHECKING:
@@ -113,6 +115,11 @@ class TiledResult:
         return self.geometry.origin
 
     @property
+    def placed(self) -> PlacedMap:
+        """The stitched map where it lies: level-0 pixels per cell and of its first corner."""
+        return PlacedMap(np.asarray(self.cam, np.float32), self.stride, self.origin)
+
+    @property
     def label(self) -> str:
         """``"<n> tiles (<map>), <share> <top class>"`` for the result line."""
         classes = np.asarray(self.tiles["class_index"], dtype=int)
@@ -171,7 +178,7 @@ def run_tiles(
     region: int,
     options: TilingOptions,
     tissue: TissueMap | None = None,
-) -> Generator[Progress, None, TiledResult]:
+) -> Generator[Progress | TiledUpdate, None, TiledResult]:
     """Explain the planned tiles batch by batch, yielding the changed map rows each time.
 
     Parameters
@@ -190,24 +197,22 @@ def run_tiles(
         Sent with the first update, for the widget to show.
     """
     from napari_gradcam.core.tiling.grid import Stitcher
-    from napari_gradcam.core.tiling.tiled import explain_tiles, pixel_range, read_tiles
+    from napari_gradcam.core.tiling.loop import explained_batches
+    from napari_gradcam.core.tiling.tiled import pixel_range
 
     geometry = _geometry(plan)
     stitcher = Stitcher(plan.grid)
     value_range = pixel_range(plan.view.data.dtype, _range_sample(plan))
     total, done = len(plan.explained), 0
-    yield Progress(
-        0, total, _message(box, 0, geometry), update=TiledUpdate(region, geometry, tissue=tissue)
-    )
+    yield Progress(0, total, _message(box, 0, geometry))
+    yield TiledUpdate(region, geometry, tissue=tissue)
     batches = []
-    for batch in plan.batches(options.batch_size):
-        tiles = read_tiles(plan.view, plan.grid.origins[batch], plan.grid.tile)
-        results = explain_tiles(loaded, tiles, batch, plan.settings, value_range)
+    for results in explained_batches(loaded, plan, options.batch_size, value_range):
         start, stop = stitcher.add(results.indices, results.cams)
         batches.append(results.facts)
-        done += len(batch)
-        update = TiledUpdate(region, geometry, start, stitcher.rows(start, stop))
-        yield Progress(done, total, _message(box, done, geometry), update=update)
+        done += len(results.indices)
+        yield Progress(done, total, _message(box, done, geometry))
+        yield TiledUpdate(region, geometry, start, stitcher.rows(start, stop))
     cam = stitcher.finish()
     table = _tile_table(plan, batches)
     names = tuple(loaded.card.class_name(i) for i in range(_n_classes(table)))

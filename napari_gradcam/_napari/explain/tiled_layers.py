@@ -5,17 +5,18 @@ Everything here runs on the main thread (from the worker's ``yielded``/``returne
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 from napari.layers import Image, Labels, Points
 from napari.utils.colormaps import Colormap, ensure_colormap
 
-from napari_gradcam._napari.layers import (
-    METADATA_KEY,
-    contrast_limits,
-    method_label,
-    placement_kwargs,
+from napari_gradcam._napari.layers import contrast_limits, method_label, placement_kwargs
+from napari_gradcam._napari.records import (
+    PER_TILE,
+    HeatmapRecord,
+    TileCounts,
+    filling_in_metadata,
 )
 
 if TYPE_CHECKING:
@@ -87,10 +88,10 @@ class LiveHeatmaps:
         layer = self.layers.get(region)
         if layer is None or layer not in self.viewer.layers:
             return None
-        layer.data = result.cam
-        layer.contrast_limits = contrast_limits(result.cam)
+        layer.data = result.placed.cam
+        layer.contrast_limits = contrast_limits(result.placed.cam)
         layer.metadata.clear()
-        layer.metadata.update(tiled_metadata(result, self.image, self.job))
+        layer.metadata.update(tiled_record(result, self.image, self.job).to_metadata())
         return layer
 
     def discard(self) -> None:
@@ -113,7 +114,7 @@ class LiveHeatmaps:
             blending="translucent",
             contrast_limits=(0.0, 1.0),
             interpolation2d="linear",
-            metadata={METADATA_KEY: {"running": True}},
+            metadata=filling_in_metadata(),
             **placement_kwargs(self.image, geometry.stride, geometry.origin),
         )
         self.viewer.add_layer(layer)
@@ -121,35 +122,31 @@ class LiveHeatmaps:
         return layer
 
 
-def tiled_metadata(result: TiledResult, image: Image, job: ExplainJob) -> dict[str, Any]:
-    """The facts recorded with a tiled heatmap layer, under ``"napari_gradcam"``."""
-    box, geometry, settings = result.box, result.geometry, result.settings
-    return {
-        METADATA_KEY: {
-            "model": job.spec,
-            "weights": job.weights,
-            "layer": settings.layer,
-            "method": settings.method,
-            "tta": settings.tta,
-            "bfloat16": settings.bfloat16,
-            "target_name": settings.target or "predicted (per tile)",
-            "stride": geometry.stride,
-            "origin": geometry.origin,
-            "image_layer": image.name,
-            "region": box.label,
-            "box": (box.y0, box.x0, box.y1, box.x1),
-            "slice": job.plane.slice_index if job.plane else (),
-            "pyramid_level": geometry.level,
-            "tiles": {
-                "total": geometry.n_tiles,
-                "explained": geometry.n_explained,
-                "skipped": geometry.n_tiles - geometry.n_explained,
-                "overlap": job.tiling.overlap if job.tiling else 0.0,
-                "size": geometry.tile,
-            },
-            "normalisation": "one for the whole region (raw map over [min, max])",
-        }
-    }
+def tiled_record(result: TiledResult, image: Image, job: ExplainJob) -> HeatmapRecord:
+    """The record of a tiled region's stitched heatmap over ``image``."""
+    geometry, settings, placed = result.geometry, result.settings, result.placed
+    return HeatmapRecord(
+        spec=job.spec,
+        weights=job.weights,
+        method=settings.method,
+        layer=settings.layer,
+        target_name=str(settings.target) if settings.target is not None else PER_TILE,
+        stride=placed.stride,
+        origin=placed.origin,
+        image_layer=image.name,
+        box=result.box,
+        tta=settings.tta,
+        bfloat16=settings.bfloat16,
+        slice_index=job.plane.slice_index if job.plane else (),
+        level=geometry.level,
+        tiles=TileCounts(
+            geometry.n_tiles,
+            geometry.n_explained,
+            job.tiling.overlap if job.tiling else 0.0,
+            geometry.tile,
+        ),
+        normalisation="one for the whole region (raw map over [min, max])",
+    )
 
 
 def tissue_layer(tissue: TissueMap, image: Image) -> Labels:

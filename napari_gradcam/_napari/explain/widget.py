@@ -12,21 +12,18 @@ from magicgui.widgets import (
     PushButton,
 )
 from napari.layers import Image, Layer, Shapes
-from napari.qt.threading import GeneratorWorker, create_worker
 from napari.utils.notifications import show_error
 from napari.viewer import Viewer
 
-from napari_gradcam._napari.docking import DockWatch
+from napari_gradcam._napari.explain.tiled_job import TiledUpdate
 from napari_gradcam._napari.explain.tiled_review import TiledReview
-from napari_gradcam._napari.layers import (
-    ANNOTATIONS_NAME,
-    METADATA_KEY,
-    annotations_layer,
-    heatmap_layer,
-)
+from napari_gradcam._napari.jobs import FAILED, JobHooks, JobRunner
+from napari_gradcam._napari.layers import ANNOTATIONS_NAME, annotations_layer, heatmap_layer
 from napari_gradcam._napari.plane import current_plane
+from napari_gradcam._napari.progress import ModelInfo, ModelReady
+from napari_gradcam._napari.records import is_gradcam_layer
 from napari_gradcam._napari.regions import RECTANGLES, REGION_CHOICES, region_boxes
-from napari_gradcam._napari.worker import ExplainJob, JobOutcome, ModelInfo, Progress, run_job
+from napari_gradcam._napari.worker import ExplainJob, JobOutcome, run_job
 from napari_gradcam.core.explain.methods import METHODS
 
 LAYER_TIP = "module whose output is explained; auto: the model's default (last spatial) layer"
@@ -64,10 +61,7 @@ class GradCamWidget(Container):
     def __init__(self, napari_viewer: Viewer) -> None:
         super().__init__(labels=True)
         self._viewer = napari_viewer
-        self._worker: GeneratorWorker | None = None
         self._running_on: Image | None = None
-        self._halted: str | None = None
-        self._settled = True
         self._model_info: ModelInfo | None = None
         self.image = ComboBox(label="image", choices=self._image_choices)
         self.model = FileEdit(label="model", mode="r", tooltip=MODEL_TIP)
@@ -94,7 +88,10 @@ class GradCamWidget(Container):
         self.result.native.setWordWrap(True)
         self.result.native.setMinimumHeight(3 * self.result.native.fontMetrics().lineSpacing())
         self.tiles = TiledReview(napari_viewer)
-        self._dock = DockWatch(self.native)
+        self.runner = JobRunner(
+            self.native, "Grad-CAM", progress=self.progress, status=self.result,
+            on_running=self._set_running,
+        )  # fmt: skip
         self.extend([
             self.image, self.model, self.weights, self.load_button, self.layer, self.method,
             self.tta, self.bfloat16, self.target, self.region, self.shapes, *self.tiles.controls,
@@ -131,7 +128,7 @@ class GradCamWidget(Container):
         return [
             (layer.name, layer)
             for layer in self._viewer.layers
-            if isinstance(layer, Image) and METADATA_KEY not in layer.metadata
+            if isinstance(layer, Image) and not is_gradcam_layer(layer)
         ]
 
     def _shapes_choices(self, _widget: ComboBox) -> list[tuple[str, Shapes]]:
@@ -149,7 +146,7 @@ class GradCamWidget(Container):
     @property
     def running(self) -> bool:
         """Whether a job is under way."""
-        return self._worker is not None
+        return self.runner.running
 
     def explain(self) -> None:
         """Explain the chosen region of the chosen image in a background thread."""
@@ -173,14 +170,7 @@ class GradCamWidget(Container):
 
     def cancel(self) -> None:
         """Ask the running job to stop after its current step (or batch of tiles)."""
-        if self._worker is not None:
-            self._worker.quit()
-            self.result.value = "cancelling..."
-
-    def _halt(self, reason: str) -> None:
-        """Stop the job because a layer it needs is gone; its outcome will be dropped."""
-        self._halted = f"stopped: {reason}"
-        self.cancel()
+        self.runner.cancel()
 
     def _model_job(self, **kwargs: Any) -> ExplainJob:
         weights = self.weights.value
@@ -208,61 +198,29 @@ class GradCamWidget(Container):
         return job, layer
 
     def _start(self, job: ExplainJob, layer: Image | None) -> None:
-        worker = create_worker(run_job, job)
-        worker.yielded.connect(self._on_progress)
-        worker.returned.connect(lambda outcome: self._on_returned(outcome, job, layer))
-        worker.aborted.connect(lambda: self._stopped("cancelled"))
-        worker.errored.connect(lambda _error: self._stopped("failed"))
-        worker.finished.connect(self._on_finished)
-        self._worker = worker
+        hooks = JobHooks(
+            returned=lambda outcome: self._on_returned(outcome, job, layer),
+            event=self._on_event,
+            stopped=lambda _how: self.tiles.discard(),
+        )
         self._running_on = layer
-        self._halted = None
-        self._settled = False
-        self._dock.start()
         if layer is not None:
             self.tiles.start(job, layer)
-        self._set_running(True)
-        worker.start()
+        self.runner.start(run_job, job, hooks=hooks)
 
     def _set_running(self, running: bool) -> None:
         self.explain_button.enabled = self.load_button.enabled = not running
         self.cancel_button.enabled = running
-        if running:
-            self.progress.value = 0
-            self.result.value = "starting..."
-
-    def _stopped(self, text: str) -> None:
-        self._settled = True
-        self.tiles.discard()
-        self.result.value = self._halted or text
 
     def _on_layer_removed(self, event: Any) -> None:
         if self.running and event.value is self._running_on:
-            self._halt(f"the layer {event.value.name!r} was removed")
+            self.runner.halt(f"the layer {event.value.name!r} was removed")
 
-    def _on_finished(self) -> None:
-        if not self._settled:  # stopped after its last step: neither returned nor aborted
-            self._stopped("cancelled")
-        self._worker = None
-        self._set_running(False)
-
-    def _dock_closed(self) -> bool:
-        """Whether the dock was closed since the job started (then the job stops)."""
-        if self._dock.closed:
-            self._halt("the Grad-CAM dock was closed")
-            return True
-        return False
-
-    def _on_progress(self, progress: Progress) -> None:
-        if not self.running or self._worker.abort_requested or self._dock_closed():
-            return
-        self.progress.max = progress.total
-        self.progress.value = progress.step
-        self.result.value = progress.message
-        if progress.model is not None:
-            self.show_model_info(progress.model)
-        if progress.update is not None and not self.tiles.apply(progress.update):
-            self._halt("the heatmap layer was closed")
+    def _on_event(self, event: Any) -> None:
+        if isinstance(event, ModelReady):
+            self.show_model_info(event.model)
+        elif isinstance(event, TiledUpdate) and not self.tiles.apply(event):
+            self.runner.halt("the heatmap layer was closed")
 
     def show_model_info(self, info: ModelInfo) -> None:
         """Offer the layers and classes of a loaded model, if it is the one in the fields."""
@@ -283,12 +241,9 @@ class GradCamWidget(Container):
         self.bfloat16.visible = METHODS[method].runs_in_bfloat16
 
     def _on_returned(self, outcome: JobOutcome, job: ExplainJob, layer: Image | None) -> None:
-        self._settled = True
-        if self._halted is not None or self._dock_closed():
-            self._stopped("stopped")
-            return
         if outcome.error is not None:
-            self._stopped("failed")
+            self.tiles.discard()
+            self.result.value = FAILED
             show_error(f"Grad-CAM: {outcome.error}")
             return
         if layer is None or not outcome.results:

@@ -1,8 +1,8 @@
 """The background jobs of the trust & compare dock: they re-read a heatmap's crop and run core.
 
-Each job runs in a napari thread worker: it never touches the viewer, yields
-:class:`~napari_gradcam._napari.progress.Progress` and returns a :class:`TrustOutcome` that the
-dock turns into layers and text on the main thread. torch is imported only when a job runs.
+Each job runs in a thread worker (``jobs.JobRunner``): it never touches the viewer, yields
+typed events (``progress``) and returns a :class:`TrustOutcome` that the dock turns into layers
+and text on the main thread. torch is imported only when a job runs.
 """
 
 from __future__ import annotations
@@ -12,9 +12,11 @@ from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
+from napari_gradcam._napari.jobs import USER_ERRORS, load_model_step
 from napari_gradcam._napari.plane import Crop, Plane, read_crop
+from napari_gradcam._napari.progress import Progress
+from napari_gradcam._napari.records import HeatmapRecord
 from napari_gradcam._napari.regions import Box
-from napari_gradcam._napari.worker import USER_ERRORS, ModelInfo, Progress, load_cached
 
 if TYPE_CHECKING:
     from napari_gradcam.core.explain.explanation import Explanation
@@ -24,82 +26,27 @@ if TYPE_CHECKING:
     from napari_gradcam.models import LoadedModel
 
 Kind = Literal["load", "features", "sweep", "trust", "contrast", "compare"]
-PER_TILE = "predicted (per tile)"
-"""The class a tiled heatmap records when every tile explained its own predicted class."""
 MAX_TRUST_PIXELS = 1024 * 1024
 """Largest crop a trust report runs on: it takes about 70 forward passes of the crop."""
 
 
-@dataclass(frozen=True)
-class HeatmapSource:
-    """What a heatmap layer's metadata says about how it was made (key ``napari_gradcam``).
+def tile_at(source: HeatmapRecord, centre: tuple[float, float]) -> HeatmapRecord:
+    """Narrow a tiled heatmap's record to one tile-sized box around ``centre``.
 
-    ``target`` is ``None`` for a map stitched from tiles that each explained their own
-    predicted class; the dock then explains the region's predicted class as one input.
+    The model was run on tiles, so a check runs on one: the box of one tile's size centred on
+    ``centre`` (level-0 pixels), moved to lie inside the heatmap's region. A heatmap without a
+    recorded tile size keeps its whole region.
     """
-
-    spec: str
-    weights: str | None
-    method: str
-    layer: str | None
-    target: str | None
-    image_layer: str
-    box: Box
-    level: int
-    slice_index: tuple[int, ...] = ()
-    tiled: bool = False
-    tile: tuple[float, float] | None = None
-
-    @property
-    def model_layer(self) -> str | None:
-        """The heatmap's layer, or ``None`` when its method uses none (occlusion, guided)."""
-        from napari_gradcam.core.explain.methods import METHODS
-
-        method = METHODS.get(self.method)
-        return self.layer if method is None or method.uses_layer else None
-
-    @staticmethod
-    def describes(facts: object) -> bool:
-        """Whether ``facts`` are those of a finished heatmap (not one still filling in)."""
-        return isinstance(facts, dict) and {"model", "box", "image_layer"} <= facts.keys()
-
-    @classmethod
-    def from_metadata(cls, facts: dict[str, Any]) -> HeatmapSource:
-        """Read the facts recorded by ``layers.heatmap_metadata``."""
-        y0, x0, y1, x1 = (int(v) for v in facts["box"])
-        tiled = "tiles" in facts
-        per_tile = tiled and "target_index" not in facts and facts["target_name"] == PER_TILE
-        return cls(
-            spec=facts["model"],
-            weights=facts.get("weights"),
-            method=facts["method"],
-            layer=facts.get("layer") or None,
-            target=None if per_tile else facts["target_name"],
-            image_layer=facts["image_layer"],
-            box=Box(y0, x0, y1, x1, facts.get("region", "region")),
-            level=int(facts.get("pyramid_level", 0)),
-            slice_index=tuple(int(i) for i in facts.get("slice", ())),
-            tiled=tiled,
-            tile=tuple(facts["tiles"]["size"]) if "size" in facts.get("tiles", {}) else None,
+    if source.tiles is None or source.tiles.size is None:
+        return source
+    box = source.box
+    (y0, y1), (x0, x1) = (
+        _centred(c, size, low, high)
+        for c, size, low, high in zip(
+            centre, source.tiles.size, (box.y0, box.x0), (box.y1, box.x1), strict=True
         )
-
-    def tile_at(self, centre: tuple[float, float]) -> HeatmapSource:
-        """Narrow a tiled heatmap's source to one tile-sized box around ``centre``.
-
-        The model was run on tiles, so a check runs on one: the box of one tile's size
-        centred on ``centre`` (level-0 pixels), moved to lie inside the heatmap's region.
-        A heatmap without a recorded tile size keeps its whole region.
-        """
-        if self.tile is None:
-            return self
-        box = self.box
-        (y0, y1), (x0, x1) = (
-            _centred(c, size, low, high)
-            for c, size, low, high in zip(
-                centre, self.tile, (box.y0, box.x0), (box.y1, box.x1), strict=True
-            )
-        )
-        return replace(self, box=Box(y0, x0, y1, x1, f"tile at ({y0}, {x0}) of {box.label}"))
+    )
+    return replace(source, box=Box(y0, x0, y1, x1, f"tile at ({y0}, {x0}) of {box.label}"))
 
 
 def _centred(centre: float, size: float, low: int, high: int) -> tuple[int, int]:
@@ -118,7 +65,7 @@ class TrustJob:
     """
 
     kind: Kind
-    source: HeatmapSource
+    source: HeatmapRecord
     plane: Plane | None = None
     feature_layer: str | None = None
     other: str | None = None
@@ -152,16 +99,13 @@ class TrustOutcome:
         return self.tissue_fraction is not None and self.tissue_fraction < MIN_TISSUE_FRACTION
 
 
-def run_trust_job(job: TrustJob) -> Generator[Progress, None, TrustOutcome]:
+def run_trust_job(job: TrustJob) -> Generator[Any, None, TrustOutcome]:
     """Load the model, read the heatmap's crop and run the job's action."""
     start = time.perf_counter()
-    yield Progress(0, 1, f"loading model {job.source.spec!r}")
     try:
-        loaded, layers = load_cached(job.source.spec, job.source.weights)
+        loaded = yield from load_model_step(job.source.spec, job.source.weights, 2)
     except USER_ERRORS as err:
         return TrustOutcome(job.kind, error=f"Could not load the model {job.source.spec!r}: {err}")
-    info = ModelInfo(job.source.spec, job.source.weights, tuple(loaded.card.classes), layers)
-    yield Progress(1, 2, "model loaded", info)
     if job.kind == "load" or job.plane is None:
         return TrustOutcome(job.kind, seconds=time.perf_counter() - start)
     try:
@@ -179,10 +123,10 @@ def run_trust_job(job: TrustJob) -> Generator[Progress, None, TrustOutcome]:
     )
 
 
-def _tiled_notes(source: HeatmapSource) -> tuple[str, ...]:
-    if not source.tiled:
+def _tiled_notes(source: HeatmapRecord) -> tuple[str, ...]:
+    if source.tiles is None:
         return ()
-    if source.tile is None:
+    if source.tiles.size is None:
         return ("the heatmap was stitched from tiles; this checked its region as one input",)
     return (f"checked the {source.box.label} under the view centre; pan to check another",)
 

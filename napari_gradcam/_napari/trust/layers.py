@@ -14,7 +14,8 @@ from napari.layers import Image
 
 from napari_gradcam._napari.layers import LayerDataTuple, heatmap_layer, placement_kwargs
 from napari_gradcam._napari.plane import Plane
-from napari_gradcam._napari.trust.jobs import HeatmapSource, TrustOutcome
+from napari_gradcam._napari.records import HeatmapRecord
+from napari_gradcam._napari.trust.jobs import TrustOutcome
 from napari_gradcam._napari.worker import ExplainJob, RegionResult
 
 if TYPE_CHECKING:
@@ -88,12 +89,13 @@ def map_layer(
     explanation: Explanation,
     outcome: TrustOutcome,
     image: Image,
-    source: HeatmapSource,
+    source: HeatmapRecord,
     plane: Plane | None,
 ) -> LayerDataTuple:
     """A heatmap layer of one map of the heatmap's crop, named by method, class and layer."""
-    stride = level0_stride(explanation.stride, outcome)
-    result = RegionResult(source.box, explanation, stride, outcome.crop_origin, source.level)
+    result = RegionResult.on_crop(
+        source.box, explanation, outcome.crop_origin, outcome.downsample, source.level
+    )
     job = ExplainJob(source.spec, source.weights, plane=plane)
     data, kwargs, kind = heatmap_layer(result, image, job)
     at = f" @ {explanation.layer}" if explanation.layer else ""

@@ -22,22 +22,16 @@ from magicgui.widgets import (
     Widget,
 )
 from napari.layers import Image, Layer
-from napari.qt.threading import GeneratorWorker, create_worker
 from napari.utils.notifications import show_error, show_warning
 from napari.utils.theme import get_theme
 from napari.viewer import Viewer
 from qtpy.QtWidgets import QSizePolicy
 
-from napari_gradcam._napari.docking import DockWatch
-from napari_gradcam._napari.layers import METADATA_KEY
+from napari_gradcam._napari.jobs import FAILED, JobHooks, JobRunner
 from napari_gradcam._napari.plane import Plane, current_plane
-from napari_gradcam._napari.trust.jobs import (
-    HeatmapSource,
-    Kind,
-    TrustJob,
-    TrustOutcome,
-    run_trust_job,
-)
+from napari_gradcam._napari.progress import ModelInfo, ModelReady
+from napari_gradcam._napari.records import HeatmapRecord, is_heatmap
+from napari_gradcam._napari.trust.jobs import Kind, TrustJob, TrustOutcome, run_trust_job, tile_at
 from napari_gradcam._napari.trust.layers import (
     BLANK_OPACITY,
     NO_TISSUE,
@@ -47,7 +41,6 @@ from napari_gradcam._napari.trust.layers import (
     map_layer,
 )
 from napari_gradcam._napari.trust.plot import CurvesPlot, details_text, verdict_html
-from napari_gradcam._napari.worker import ModelInfo, Progress
 from napari_gradcam.core.explain.methods import METHODS
 
 if TYPE_CHECKING:
@@ -56,7 +49,6 @@ if TYPE_CHECKING:
 HEATMAP_LAYER = "heatmap's layer"
 PREDICTED = "predicted"
 TOP_SHOWN = 5
-CLOSED = "stopped: the trust dock was closed"
 NO_HEATMAP = (
     "choose a heatmap: explain an image with the Grad-CAM dock first, then pick its layer here"
 )
@@ -74,13 +66,14 @@ class TrustWidget(Container):
     def __init__(self, napari_viewer: Viewer) -> None:
         super().__init__(labels=False)
         self._viewer = napari_viewer
-        self._worker: GeneratorWorker | None = None
         self._info: ModelInfo | None = None
         self._shown: Image | None = None
-        self._dock = DockWatch(self.native)
-        self._settled = True
         self._build()
         self._lay_out()
+        self.runner = JobRunner(
+            self.native, "trust", progress=self.progress, status=self.status,
+            on_running=self._set_running,
+        )  # fmt: skip
         self._connect()
         self._on_heatmap_changed(self.heatmap.value)
 
@@ -138,12 +131,7 @@ class TrustWidget(Container):
             event.connect(self.reset_choices)
 
     def _heatmap_choices(self, _widget: ComboBox) -> list[tuple[str, Image]]:
-        return [
-            (layer.name, layer)
-            for layer in self._viewer.layers
-            if isinstance(layer, Image)
-            and HeatmapSource.describes(layer.metadata.get(METADATA_KEY))
-        ]
+        return [(layer.name, layer) for layer in self._viewer.layers if is_heatmap(layer)]
 
     def _layer_choices(self, _widget: ComboBox) -> tuple[str, ...]:
         return (HEATMAP_LAYER, *(self._info.layers if self._info else ()))
@@ -157,7 +145,7 @@ class TrustWidget(Container):
     @property
     def running(self) -> bool:
         """Whether a job is under way."""
-        return self._worker is not None
+        return self.runner.running
 
     def run(self, kind: Kind) -> None:
         """Start ``kind`` ("features", "sweep", "trust", "contrast", "compare" or "load")."""
@@ -172,15 +160,15 @@ class TrustWidget(Container):
 
     def cancel(self) -> None:
         """Stop the running job after its current step; nothing it made is added."""
-        if self._worker is not None:
-            self._worker.quit()
-            self.status.value = "cancelling..."
+        self.runner.cancel()
 
     def _job(self, kind: Kind) -> tuple[TrustJob, Image]:
         heatmap = self.heatmap.value
         if heatmap is None or heatmap not in self._viewer.layers:
             raise ValueError(NO_HEATMAP)
-        source = HeatmapSource.from_metadata(heatmap.metadata[METADATA_KEY])
+        source = HeatmapRecord.of(heatmap)
+        if source is None:
+            raise ValueError(NO_HEATMAP)
         if kind == "load":
             return TrustJob(kind, source), heatmap
         layers = self._viewer.layers
@@ -190,12 +178,12 @@ class TrustWidget(Container):
                 "add it again under that name or explain the image again"
             )
         image = layers[source.image_layer]
-        if source.tiled:
-            source = source.tile_at(view_centre(self._viewer, image))
+        if source.tiles is not None:
+            source = tile_at(source, view_centre(self._viewer, image))
         plane = _plane_of(image, source)
         return TrustJob(kind, source, plane, **self._options(kind, source)), heatmap
 
-    def _options(self, kind: Kind, source: HeatmapSource) -> dict[str, Any]:
+    def _options(self, kind: Kind, source: HeatmapRecord) -> dict[str, Any]:
         if kind == "contrast" and self.other_class.value in (None, source.target):
             raise ValueError(f"choose a class to contrast with other than {source.target!r}")
         if kind == "compare" and not (self.methods.value and self.classes.value):
@@ -211,40 +199,19 @@ class TrustWidget(Container):
         }
 
     def _start(self, job: TrustJob, heatmap: Image) -> None:
-        worker = create_worker(run_trust_job, job)
-        worker.yielded.connect(self._on_progress)
-        worker.returned.connect(lambda outcome: self._on_returned(outcome, job, heatmap))
-        worker.errored.connect(self._on_errored)
-        worker.finished.connect(self._on_finished)
-        self._worker = worker
-        self._settled = False
-        self._dock.start()
-        self._set_running(True)
-        worker.start()
+        hooks = JobHooks(
+            returned=lambda outcome: self._on_returned(outcome, job, heatmap), event=self._on_event
+        )
+        self.runner.start(run_trust_job, job, hooks=hooks)
 
     def _set_running(self, running: bool) -> None:
         for button in self._actions:
             button.enabled = not running
         self.cancel_button.enabled = running
-        if running:
-            self.progress.value = 0
-            self.status.value = "starting..."
 
-    def _on_finished(self) -> None:
-        if not self._settled:  # aborted, or stopped after its last step
-            self.status.value = CLOSED if self._dock.closed else "cancelled"
-        self._worker = None
-        self._set_running(False)
-
-    def _on_progress(self, progress: Progress) -> None:
-        if self._dock.closed:
-            self.cancel()
-            return
-        self.progress.max = max(progress.total, 1)
-        self.progress.value = min(progress.step, progress.total)
-        self.status.value = progress.message
-        if progress.model is not None and progress.model != self._info:
-            self._info = progress.model
+    def _on_event(self, event: object) -> None:
+        if isinstance(event, ModelReady) and event.model != self._info:
+            self._info = event.model
             for widget in (self.feature_layer, self.other_class, self.classes):
                 widget.reset_choices()
 
@@ -254,24 +221,16 @@ class TrustWidget(Container):
         self._shown = heatmap
         self.verdict.value = self.details.value = self.channels.value = ""
         self.plot.clear()
-        if heatmap is None or self.running:
+        source = HeatmapRecord.of(heatmap)
+        if source is None or self.running:
             return
-        source = HeatmapSource.from_metadata(heatmap.metadata[METADATA_KEY])
         known = (self._info.spec, self._info.weights) if self._info else None
         if known != (source.spec, source.weights):
             self.run("load")
 
-    def _on_errored(self, _error: Exception) -> None:
-        self._settled = True
-        self.status.value = "failed"
-
     def _on_returned(self, outcome: TrustOutcome, job: TrustJob, heatmap: Image) -> None:
-        self._settled = True
-        if self._dock.closed:
-            self.status.value = CLOSED
-            return
         if outcome.error is not None:
-            self.status.value = "failed"
+            self.status.value = FAILED
             show_error(f"Grad-CAM trust: {outcome.error}")
             return
         if job.kind == "load":
@@ -279,7 +238,7 @@ class TrustWidget(Container):
             return
         layers = self._viewer.layers
         if job.source.image_layer not in layers or heatmap not in layers:
-            self.status.value = "failed"
+            self.status.value = FAILED
             show_error("Grad-CAM trust: the heatmap or its image was removed while it was checked")
             return
         self._show(outcome, job, heatmap, layers[job.source.image_layer])
@@ -358,7 +317,7 @@ def _title(text: str) -> Label:
     return Label(value=f"<b>{text}</b>")
 
 
-def _plane_of(image: Image, source: HeatmapSource) -> Plane:
+def _plane_of(image: Image, source: HeatmapRecord) -> Plane:
     """The plane of ``image`` that the heatmap explained (its recorded stack index)."""
     leading = image.ndim - 2
     index = source.slice_index if len(source.slice_index) == leading else (0,) * leading

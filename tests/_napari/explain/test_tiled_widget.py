@@ -6,7 +6,7 @@ import pytest
 from qtpy.QtCore import Qt
 
 from napari_gradcam._napari.explain import widget as widget_module
-from napari_gradcam._napari.explain.tiled_job import TiledResult, TilingOptions
+from napari_gradcam._napari.explain.tiled_job import TiledResult, TiledUpdate, TilingOptions
 from napari_gradcam._napari.layers import METADATA_KEY
 from napari_gradcam._napari.plane import Plane
 from napari_gradcam._napari.regions import whole_layer_box
@@ -53,11 +53,11 @@ class BatchLog(list):
 def batches(monkeypatch) -> BatchLog:
     """Count the batches explained; each takes at least 50 ms (the tiny model is too quick to
     cancel or close a layer mid-run otherwise)."""
-    from napari_gradcam.core.tiling import tiled
+    from napari_gradcam.core.tiling import loop
 
     log = BatchLog()
     log.release()
-    explain_tiles = tiled.explain_tiles
+    explain_tiles = loop.explain_tiles
 
     def slow(*args):
         log.append(1)
@@ -66,7 +66,7 @@ def batches(monkeypatch) -> BatchLog:
         time.sleep(0.05)
         return explain_tiles(*args)
 
-    monkeypatch.setattr(tiled, "explain_tiles", slow)
+    monkeypatch.setattr(loop, "explain_tiles", slow)
     yield log
     log.release()
 
@@ -87,7 +87,9 @@ def live_layers(viewer) -> list:
 def start(widget, qtbot, updates: list | None = None) -> None:
     widget.explain_button.clicked.emit()
     if updates is not None:
-        widget._worker.yielded.connect(lambda p: p.update is not None and updates.append(p))
+        widget.runner.worker.yielded.connect(
+            lambda e: isinstance(e, TiledUpdate) and updates.append(e)
+        )
 
 
 def finish(widget, qtbot) -> None:
@@ -98,9 +100,10 @@ def test_the_heatmap_fills_in_batch_by_batch(make_widget, qtbot, errors):
     viewer, widget = make_widget(slide_like(), scale=(0.7, 1.3), translate=(10, -25), name="s")
     filled: list[int] = []
     start(widget, qtbot)
-    widget._worker.yielded.connect(
-        lambda p: (
-            p.update is not None and filled.append(np.count_nonzero(live_layers(viewer)[-1].data))
+    widget.runner.worker.yielded.connect(
+        lambda e: (
+            isinstance(e, TiledUpdate)
+            and filled.append(np.count_nonzero(live_layers(viewer)[-1].data))
         )
     )
     finish(widget, qtbot)
@@ -149,9 +152,7 @@ def test_cancel_stops_within_a_batch_and_leaves_no_heatmap(make_widget, qtbot, e
     started = len(batches)
     batches.release()
     finish(widget, qtbot)
-    assert (
-        len(batches) - started <= 1 and len(batches) < updates[-1].update.geometry.n_explained / 32
-    )
+    assert len(batches) - started <= 1 and len(batches) < updates[-1].geometry.n_explained / 32
     assert live_layers(viewer) == [] and widget.result.value == "cancelled"
     assert widget.explain_button.enabled and errors == []
 
@@ -215,7 +216,7 @@ def test_the_job_yields_rows_and_returns_a_tiled_result(tiny_spec, tiny_weights)
             break
     (result,) = outcome.results
     assert isinstance(result, TiledResult) and outcome.tissue is not None
-    rows = [s.update for s in steps if s.update is not None and s.update.rows.size]
+    rows = [s for s in steps if isinstance(s, TiledUpdate) and s.rows.size]
     assert len(rows) == -(-result.geometry.n_explained // 16)
     assert result.cam.shape == (32, 48) and result.settings.target == "tissue"
     assert set(result.tiles["target_index"]) == {1}
@@ -237,16 +238,16 @@ def test_glass_only_gives_an_empty_map_and_says_so(make_widget, qtbot, errors):
 
 
 def test_tta_and_bfloat16_reach_every_tile(make_widget, qtbot, errors, monkeypatch):
-    from napari_gradcam.core.tiling import tiled
+    from napari_gradcam.core.tiling import loop
 
     settings_seen = []
-    explain_tiles = tiled.explain_tiles
+    explain_tiles = loop.explain_tiles
 
     def recording(loaded, tiles, indices, settings, value_range):
         settings_seen.append(settings)
         return explain_tiles(loaded, tiles, indices, settings, value_range)
 
-    monkeypatch.setattr(tiled, "explain_tiles", recording)
+    monkeypatch.setattr(loop, "explain_tiles", recording)
     viewer, widget = make_widget(slide_like(), name="s")
     widget.method.value = "scorecam"
     widget.tta.value = widget.bfloat16.value = True
@@ -267,7 +268,7 @@ def test_closing_the_dock_mid_run_stops_the_job_and_leaves_no_layer(
     batches.hold()
     start(widget, qtbot, updates)
     qtbot.waitUntil(lambda: len(updates) >= 2, timeout=TIMEOUT_MS)
-    worker = widget._worker
+    worker = widget.runner.worker
     viewer.window.remove_dock_widget(widget.native)
     started = len(batches)
     batches.release()

@@ -167,8 +167,8 @@ def test_load_model_lists_layers_and_classes(make_widget, qtbot, errors):
 
 
 def test_tta_gives_the_mean_over_flips_and_says_so(make_widget, tile, qtbot, errors):
-    from napari_gradcam._napari.worker import load_cached
     from napari_gradcam.core.explain.pipeline import explain
+    from napari_gradcam.models.cache import cached_model
 
     viewer, widget = make_widget(tile, name="tile")
     widget.tta.value = True
@@ -179,7 +179,7 @@ def test_tta_gives_the_mean_over_flips_and_says_so(make_widget, tile, qtbot, err
     with_tta, plain = heatmaps(viewer)
     assert " TTA " in with_tta.name and " TTA " not in plain.name
     assert with_tta.metadata[METADATA_KEY]["tta"] and not plain.metadata[METADATA_KEY]["tta"]
-    loaded, _ = load_cached(widget.model_spec, str(widget.weights.value))
+    loaded = cached_model(widget.model_spec, str(widget.weights.value))
     target = with_tta.metadata[METADATA_KEY]["target_index"]
     expected = explain(loaded, tile, target=target, tta=True).cam
     np.testing.assert_allclose(with_tta.data, expected, rtol=1e-5, atol=1e-7)
@@ -189,8 +189,8 @@ def test_tta_gives_the_mean_over_flips_and_says_so(make_widget, tile, qtbot, err
 def test_bfloat16_is_offered_for_masked_forward_methods_and_recorded(
     make_widget, tile, qtbot, errors
 ):
-    from napari_gradcam._napari.worker import load_cached
     from napari_gradcam.core.explain.pipeline import explain
+    from napari_gradcam.models.cache import cached_model
 
     viewer, widget = make_widget(tile, name="tile")
     assert widget.bfloat16.native.isHidden()  # gradcam: nothing to speed up
@@ -203,7 +203,7 @@ def test_bfloat16_is_offered_for_masked_forward_methods_and_recorded(
     plain, rounded = heatmaps(viewer)
     assert " bf16 " not in plain.name and not plain.metadata[METADATA_KEY]["bfloat16"]
     assert " scorecam bf16 " in rounded.name and rounded.metadata[METADATA_KEY]["bfloat16"]
-    loaded, _ = load_cached(widget.model_spec, str(widget.weights.value))
+    loaded = cached_model(widget.model_spec, str(widget.weights.value))
     target = rounded.metadata[METADATA_KEY]["target_index"]
     expected = explain(loaded, tile, method="scorecam", target=target, bfloat16=True).cam
     np.testing.assert_allclose(rounded.data, expected, rtol=1e-5, atol=1e-7)

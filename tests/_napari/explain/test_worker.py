@@ -2,11 +2,12 @@ import numpy as np
 import pytest
 
 from napari_gradcam._napari.plane import Plane
+from napari_gradcam._napari.progress import ModelReady, Progress
 from napari_gradcam._napari.regions import Box, whole_layer_box
-from napari_gradcam._napari.worker import ExplainJob, JobOutcome, Progress, run_job
+from napari_gradcam._napari.worker import ExplainJob, JobOutcome, run_job
 
 
-def run_to_end(job: ExplainJob) -> tuple[list[Progress], JobOutcome]:
+def run_to_end(job: ExplainJob) -> tuple[list[object], JobOutcome]:
     steps = []
     generator = run_job(job)
     while True:
@@ -37,9 +38,10 @@ def test_job_explains_each_dtype(pixels, tiny_spec, tiny_weights):
     (result,) = outcome.results
     assert result.explanation.cam.shape == (8, 12)
     assert result.stride == (4.0, 4.0) and result.origin == (0.0, 0.0)
-    assert [s.step for s in steps] == [0, 1, 2]
-    assert steps[1].model.classes == ("background", "tissue")
-    assert steps[1].model.layers[-1] == "4"
+    assert [s.step for s in steps if isinstance(s, Progress)] == [0, 1, 2]
+    (ready,) = [s for s in steps if isinstance(s, ModelReady)]
+    assert ready.model.classes == ("background", "tissue")
+    assert ready.model.layers[-1] == "4"
 
 
 def test_job_explains_each_box_with_its_origin(tile, tiny_spec, tiny_weights):
@@ -56,7 +58,7 @@ def test_job_explains_each_box_with_its_origin(tile, tiny_spec, tiny_weights):
 def test_model_only_job_returns_no_results(tiny_spec, tiny_weights):
     steps, outcome = run_to_end(ExplainJob(tiny_spec, tiny_weights))
     assert outcome.error is None and outcome.results == ()
-    assert steps[-1].model is not None
+    assert any(isinstance(s, ModelReady) for s in steps)
 
 
 @pytest.mark.parametrize(
@@ -77,22 +79,20 @@ def test_job_reports_user_errors(pixels, bad_spec, message, tiny_spec, tiny_weig
     assert message in outcome.error
 
 
-def test_a_model_is_loaded_again_when_its_weights_file_changes(tiny_spec, tmp_path):
-    import os
+def test_a_region_read_on_a_coarser_level_hands_over_its_level0_placement(tiny_spec, tiny_weights):
+    from dataclasses import replace
 
-    import torch
+    from napari_gradcam._napari.worker import RegionResult
 
-    from napari_gradcam._napari.worker import load_cached
-    from tests._napari.tiny_models import factory
-
-    weights = tmp_path / "retrained.pt"
-    torch.save(factory().state_dict(), weights)
-    first, _ = load_cached(tiny_spec, str(weights))
-    assert load_cached(tiny_spec, str(weights))[0] is first  # unchanged: cached
-    state = {name: value + 1 for name, value in factory().state_dict().items()}
-    torch.save(state, weights)
-    os.utime(weights, ns=(1, 1))  # a different time stamp even on a coarse clock
-    second, _ = load_cached(tiny_spec, str(weights))
-    assert second is not first
-    name, value = next(iter(state.items()))
-    torch.testing.assert_close(second.module.state_dict()[name], value)
+    fine = np.random.default_rng(4).integers(0, 256, (128, 192, 3), dtype=np.uint8)
+    plane = Plane((fine, fine[::2, ::2]), ((1.0, 1.0), (2.0, 2.0)), mpp=0.5)  # model: 1 µm/px
+    box = Box(16, 40, 80, 136, "rectangle 0")
+    _, outcome = run_to_end(ExplainJob(tiny_spec, tiny_weights, plane=plane, boxes=(box,)))
+    (result,) = outcome.results
+    assert result.level == 1 and result.explanation.cam.shape == (8, 12)
+    placed = result.placed
+    assert placed.stride == (8.0, 8.0) and placed.origin == (16.0, 40.0)
+    np.testing.assert_array_equal(placed.cam, result.explanation.cam)
+    shifted = replace(result.explanation, origin=(1.0, 3.0))  # a map of a crop inside the crop
+    moved = RegionResult.on_crop(box, shifted, (16.0, 40.0), (2.0, 2.0), 1).placed
+    assert moved.origin == (18.0, 46.0) and moved.stride == (8.0, 8.0)

@@ -7,9 +7,10 @@ from napari.layers import Image
 from napari_gradcam._napari.explain.widget import GradCamWidget
 from napari_gradcam._napari.layers import METADATA_KEY
 from napari_gradcam._napari.plane import Plane
+from napari_gradcam._napari.records import PER_TILE, HeatmapRecord
 from napari_gradcam._napari.regions import Box
 from napari_gradcam._napari.trust import widget as trust_module
-from napari_gradcam._napari.trust.jobs import PER_TILE, HeatmapSource, TrustJob, run_trust_job
+from napari_gradcam._napari.trust.jobs import TrustJob, run_trust_job, tile_at
 from napari_gradcam._napari.trust.layers import CONTRAST_KEY, FEATURES_KEY, TRUST_KEY
 from napari_gradcam._napari.trust.widget import NO_HEATMAP, TrustWidget
 from tests._napari.test_layers import world_edges
@@ -154,53 +155,36 @@ def test_a_cancelled_report_adds_nothing(checked, qtbot, messages, monkeypatch) 
     assert widget.trust_button.enabled and not widget.cancel_button.enabled
 
 
-def test_heatmap_sources_of_tiled_and_unfinished_maps() -> None:
-    facts = {
-        "model": "demo",
-        "weights": None,
-        "layer": "features.14",
-        "method": "gradcam",
-        "target_name": PER_TILE,
-        "image_layer": "slide",
-        "region": "rectangle 0",
-        "box": (10, 20, 300, 400),
-        "slice": (),
-        "pyramid_level": 1,
-        "tiles": {"total": 12, "explained": 9},
-    }
-    source = HeatmapSource.from_metadata(facts)
-    assert source.tiled and source.target is None and source.level == 1
-    assert source.box == Box(10, 20, 300, 400, "rectangle 0")
-    named = HeatmapSource.from_metadata({**facts, "target_name": "stroma"})
-    assert named.target == "stroma"
-    assert HeatmapSource.describes(facts) and not HeatmapSource.describes({"running": True})
-    assert source.tile is None and source.tile_at((100, 100)) == source  # recorded before sizes
-
-
-def test_a_tiled_source_narrows_to_the_tile_around_a_point_inside_its_region() -> None:
+def test_a_tiled_record_narrows_to_the_tile_around_a_point_inside_its_region() -> None:
     facts = {
         "model": "demo",
         "method": "gradcam",
         "target_name": "stroma",
         "image_layer": "slide",
         "box": (10, 20, 300, 400),
+        "stride": (8.0, 8.0),
+        "origin": (10.0, 20.0),
         "tiles": {"total": 12, "explained": 9, "size": (96.0, 96.0)},
     }
-    source = HeatmapSource.from_metadata(facts)
-    assert source.tile == (96.0, 96.0)
-    centred = source.tile_at((150.2, 200.7)).box
+    source = HeatmapRecord.from_facts(facts)
+    assert source.tiles.size == (96.0, 96.0)
+    centred = tile_at(source, (150.2, 200.7)).box
     assert (centred.y0, centred.x0, centred.y1, centred.x1) == (102, 153, 198, 249)
-    corner = source.tile_at((0, 1000)).box  # moved inside the region
+    corner = tile_at(source, (0, 1000)).box  # moved inside the region
     assert (corner.y0, corner.x0, corner.y1, corner.x1) == (10, 304, 106, 400)
-    narrow = HeatmapSource.from_metadata({**facts, "box": (0, 0, 50, 400)}).tile_at((25, 50))
+    narrow = tile_at(HeatmapRecord.from_facts({**facts, "box": (0, 0, 50, 400)}), (25, 50))
     assert (narrow.box.y0, narrow.box.y1) == (0, 50)  # a region thinner than a tile: cut
+    unsized = HeatmapRecord.from_facts({**facts, "target_name": PER_TILE, "tiles": {"total": 4}})
+    assert unsized.target is None and tile_at(unsized, (100, 100)) == unsized  # before sizes
 
 
 def test_a_region_too_large_for_a_trust_report_says_what_to_do() -> None:
     pixels = np.zeros((1100, 1000, 3), np.uint8)
     pixels[::7] = 120
     plane = Plane((pixels,), ((1.0, 1.0),))
-    source = HeatmapSource("demo", None, "gradcam", None, "stroma", "big", Box(0, 0, 1100, 1000), 0)
+    box = Box(0, 0, 1100, 1000)
+    placement = ((8.0, 8.0), (0.0, 0.0))
+    source = HeatmapRecord("demo", None, "gradcam", None, "stroma", *placement, "big", box)
     steps = run_trust_job(TrustJob("trust", source, plane))
     while True:
         try:

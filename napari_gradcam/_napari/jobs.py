@@ -1,0 +1,200 @@
+"""One job runner for every dock: a worker thread, its progress, cancel, halt and dock watch.
+
+A job is a function (or generator) that only computes: it runs in a napari thread worker and
+yields typed events (``progress.Progress``, ``progress.ModelReady``, a tiled ``TiledUpdate``).
+The runner shows the steps in the dock's progress bar and status label and hands every event
+and the outcome to the dock on the main thread, where layers are touched. A job whose dock
+was closed, or that was halted because a layer it needs is gone, adds nothing: its outcome is
+dropped. torch is imported only by the jobs themselves, when they run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from napari.qt.threading import WorkerBase, create_worker
+
+from napari_gradcam._napari.docking import DockWatch
+from napari_gradcam._napari.progress import ModelInfo, ModelReady, Progress
+
+if TYPE_CHECKING:
+    from magicgui.widgets import Label, ProgressBar
+    from qtpy.QtWidgets import QWidget
+
+    from napari_gradcam.models import LoadedModel
+
+USER_ERRORS = (ValueError, OSError, RuntimeError, ImportError, SyntaxError)
+"""Errors that mean "fix the input" (bad spec, file, region or pixels), not a bug."""
+CANCELLED, FAILED, STOPPED = "cancelled", "failed", "stopped"
+
+
+def _ignore(*_args: object) -> None:
+    """The default hook: nothing to do."""
+
+
+@dataclass(frozen=True)
+class JobHooks:
+    """What a dock does with its job, each called on the main thread.
+
+    Attributes
+    ----------
+    returned : callable
+        Called with the job's outcome, unless the job was halted or its dock closed.
+    event : callable
+        Called with every yielded event (``Progress`` ones are shown by the runner first).
+    stopped : callable
+        Called with "cancelled", "failed" or "stopped" when the job ends without an outcome
+        to show (e.g. to remove half-filled layers).
+    """
+
+    returned: Callable[[Any], None] = _ignore
+    event: Callable[[Any], None] = _ignore
+    stopped: Callable[[str], None] = _ignore
+
+
+class JobRunner:
+    """Runs one job at a time for a dock.
+
+    Parameters
+    ----------
+    widget : QWidget, optional
+        The dock's widget; when it leaves its dock mid-run (the dock was closed) the job is
+        halted and its outcome dropped. ``None``: the job belongs to no dock.
+    dock_name : str
+        The dock's name, for "stopped: the <name> dock was closed".
+    progress : magicgui ProgressBar, optional
+        Shows the steps.
+    status : magicgui Label, optional
+        Shows each step's message and how the job ended.
+    on_running : callable, optional
+        Called with True when a job starts and False when it has ended (enable buttons).
+    """
+
+    def __init__(
+        self,
+        widget: QWidget | None = None,
+        dock_name: str = "",
+        *,
+        progress: ProgressBar | None = None,
+        status: Label | None = None,
+        on_running: Callable[[bool], None] = _ignore,
+    ) -> None:
+        self._dock = DockWatch(widget) if widget is not None else None
+        self._dock_name = dock_name
+        self._progress = progress
+        self._status = status
+        self._on_running = on_running
+        self._worker: WorkerBase | None = None
+        self._hooks = JobHooks()
+        self._halted: str | None = None
+        self._settled = True
+
+    @property
+    def running(self) -> bool:
+        """Whether a job is under way (until its worker has finished)."""
+        return self._worker is not None
+
+    @property
+    def worker(self) -> WorkerBase | None:
+        """The running job's worker, if any."""
+        return self._worker
+
+    def start(self, function: Callable[..., Any], *args: Any, hooks: JobHooks) -> bool:
+        """Run ``function(*args)`` in a worker thread; False (nothing started) while busy."""
+        if self.running:
+            return False
+        worker = create_worker(function, *args)
+        if hasattr(worker, "yielded"):  # a generator: events, and it can stop between them
+            worker.yielded.connect(self._on_yielded)
+            worker.aborted.connect(lambda: self._stop(CANCELLED))
+        worker.returned.connect(self._on_returned)
+        worker.errored.connect(lambda _error: self._stop(FAILED))
+        worker.finished.connect(self._on_finished)
+        self._worker, self._hooks = worker, hooks
+        self._halted, self._settled = None, False
+        if self._dock is not None:
+            self._dock.start()
+        if self._progress is not None:
+            self._progress.value = 0
+        self._say("starting...")
+        self._on_running(True)
+        worker.start()
+        return True
+
+    def cancel(self) -> None:
+        """Ask the job to stop after its current step; nothing it made is added."""
+        if self._worker is not None:
+            self._worker.quit()
+            self._say("cancelling...")
+
+    def halt(self, reason: str) -> None:
+        """Stop the job because ``reason`` (e.g. a layer it needs is gone); drop its outcome."""
+        if self._worker is not None:
+            self._halted = f"stopped: {reason}"
+            self.cancel()
+
+    def dock_closed(self) -> bool:
+        """Whether the dock was closed since the job started; then the job is halted."""
+        if self._dock is not None and self._dock.closed:
+            self.halt(f"the {self._dock_name} dock was closed")
+            return True
+        return False
+
+    def _say(self, text: str) -> None:
+        if self._status is not None:
+            self._status.value = text
+
+    def _on_yielded(self, event: Any) -> None:
+        if self._worker is None or self._worker.abort_requested or self.dock_closed():
+            return
+        if isinstance(event, Progress):
+            if self._progress is not None:
+                self._progress.max = max(event.total, 1)
+                self._progress.value = min(event.step, event.total)
+            self._say(event.message)
+        self._hooks.event(event)
+
+    def _on_returned(self, outcome: Any) -> None:
+        if self._halted is not None or self.dock_closed():
+            self._stop(STOPPED)
+            return
+        self._settled = True
+        self._hooks.returned(outcome)
+
+    def _stop(self, how: str) -> None:
+        self._settled = True
+        self._say(self._halted or how)
+        self._hooks.stopped(how)
+
+    def _on_finished(self) -> None:
+        if not self._settled:  # stopped after its last step: neither returned nor aborted
+            self.dock_closed()
+            self._stop(CANCELLED)
+        self._worker = None
+        self._on_running(False)
+
+
+def load_model_info(spec: str, weights: str | None) -> tuple[LoadedModel, ModelInfo]:
+    """Load (or reuse, see ``models.cache``) a model and describe its classes and layers."""
+    from napari_gradcam.core.explain.capture import candidate_layers
+    from napari_gradcam.models.cache import cached_model
+
+    loaded = cached_model(spec, weights)
+    layers = tuple(candidate_layers(loaded))
+    return loaded, ModelInfo(spec, weights, tuple(loaded.card.classes), layers)
+
+
+def load_model_step(
+    spec: str, weights: str | None, total: int
+) -> Generator[Progress | ModelReady, None, LoadedModel]:
+    """Load a job's model: the first step of a job, with its :class:`ModelReady` event.
+
+    Raises what ``cached_model`` raises (see :data:`USER_ERRORS`).
+    """
+    yield Progress(0, total, f"loading model {spec!r}")
+    loaded, info = load_model_info(spec, weights)
+    yield ModelReady(info)
+    yield Progress(1, total, "model loaded")
+    return loaded
