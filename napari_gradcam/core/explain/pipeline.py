@@ -11,13 +11,7 @@ from torch import nn
 
 from napari_gradcam.core.card import ModelCard
 from napari_gradcam.core.explain.augment import FLIPS, flipped_copies, mean_of_unflipped
-from napari_gradcam.core.explain.capture import (
-    frozen_model,
-    model_device,
-    model_dtype,
-    resolve_layer,
-    torchscript_message,
-)
+from napari_gradcam.core.explain.capture import frozen_model, resolve_layer, torchscript_message
 from napari_gradcam.core.explain.collect import collect
 from napari_gradcam.core.explain.context import (
     Baseline,
@@ -28,9 +22,9 @@ from napari_gradcam.core.explain.context import (
     StopFn,
 )
 from napari_gradcam.core.explain.explanation import Explanation
+from napari_gradcam.core.explain.inputs import model_batch, model_parts
 from napari_gradcam.core.explain.methods import CamMethod, check_precision, get_method
 from napari_gradcam.core.explain.methods.guided import has_relu_modules
-from napari_gradcam.core.explain.preprocess import check_tensor, to_batch
 from napari_gradcam.core.explain.targets import Target, target_scores
 
 INPUT_LAYER = "input"
@@ -109,14 +103,13 @@ def explain(
         When ``should_stop()`` returned true; the model is left as it was.
     """
     start = time.perf_counter()
-    module = _module(model)
-    card = card or getattr(model, "card", None) or ModelCard()
+    module, card = model_parts(model, card)
     cam_method = get_method(method)
     settings = MethodSettings(
         memory_budget_mb, occlusion_window, occlusion_stride, occlusion_baseline, bfloat16
     )
     _check_applies(cam_method, module, bfloat16)
-    batch = _prepare(image, card, module)
+    batch = model_batch(module, image, card)
     found = _resolve_layer(module, layer, card, batch) if cam_method.uses_layer else None
     monitor = Monitor(progress, should_stop)
     monitor.check()
@@ -135,13 +128,6 @@ def explain(
     times.append(time.perf_counter())
     single = not isinstance(image, torch.Tensor)
     return _explanation(cam, context, cam_method, card, single, origin, times, tta)
-
-
-def _module(model: object) -> nn.Module:
-    module = getattr(model, "module", model)
-    if not isinstance(module, nn.Module):
-        raise TypeError(f"expected a torch.nn.Module or LoadedModel, got {type(model).__name__}")
-    return module
 
 
 def _check_applies(method: CamMethod, module: nn.Module, bfloat16: bool) -> None:
@@ -197,14 +183,6 @@ def _explanation(
         bfloat16=context.settings.bfloat16,
         logits=logits.detach().float().cpu().numpy(),
     )
-
-
-def _prepare(image: np.ndarray | torch.Tensor, card: ModelCard, module: nn.Module) -> torch.Tensor:
-    device, dtype = model_device(module), model_dtype(module)
-    if isinstance(image, torch.Tensor):
-        check_tensor(image)
-        return image.detach().to(device=device, dtype=dtype)
-    return to_batch(image, card, device).to(dtype)
 
 
 def _resolve_layer(

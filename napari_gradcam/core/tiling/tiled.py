@@ -21,7 +21,10 @@ from torch import nn
 
 from napari_gradcam.core.explain.capture import model_device
 from napari_gradcam.core.explain.pipeline import explain
-from napari_gradcam.core.explain.preprocess import match_channels
+
+# pixel_range is re-exported: the tile runners import it from here
+from napari_gradcam.core.explain.preprocess import pixel_range as pixel_range
+from napari_gradcam.core.explain.preprocess import to_batch
 from napari_gradcam.core.tiling.grid import MIN_TISSUE, LevelView, TileGrid, tile_grid
 from napari_gradcam.core.tiling.tile_stats import energy_concentration, map_entropy, roughness
 
@@ -120,33 +123,15 @@ def model_lock(module: nn.Module) -> threading.Lock:
         return _LOCKS.setdefault(module, threading.Lock())
 
 
-def pixel_range(dtype: np.dtype, sample: np.ndarray | None = None) -> tuple[float, float]:
-    """Return ``(low, high)``, the pixel values mapped to [0, 1] for every tile.
-
-    That is the dtype's range for integers, and the sample's range (one for the whole region)
-    for floats.
-    """
-    dtype = np.dtype(dtype)
-    if np.issubdtype(dtype, np.integer):
-        info = np.iinfo(dtype)
-        return (float(info.min), float(info.max))
-    if sample is None or dtype.kind == "b":
-        return (0.0, 1.0)
-    low, high = float(np.min(sample)), float(np.max(sample))
-    return (low, high) if high > low else (low, low + 1.0)
-
-
 def preprocess_tiles(
     tiles: np.ndarray, card: Any, value_range: Sequence[float], device: torch.device
 ) -> torch.Tensor:
-    """Turn (B, H, W[, C]) pixels into the model's normalised (B, C, H, W) float batch."""
-    low, high = value_range
-    unit = (np.asarray(tiles, dtype=np.float32) - low) / (high - low)
-    if unit.ndim == 3:
-        unit = unit[..., None]
-    pixels = match_channels(unit, card.in_channels)
-    normalised = (pixels - np.asarray(card.mean, np.float32)) / np.asarray(card.std, np.float32)
-    return torch.from_numpy(np.ascontiguousarray(normalised.transpose(0, 3, 1, 2))).to(device)
+    """Turn (B, H, W[, C]) pixels into the model's normalised (B, C, H, W) float batch.
+
+    The same path as one image's (:func:`~napari_gradcam.core.explain.preprocess.to_batch`),
+    with the region's ``value_range`` (:func:`pixel_range`) so every tile is scaled alike.
+    """
+    return to_batch(tiles, card, device, stacked=True, value_range=value_range)
 
 
 def probe_map(loaded: LoadedModel, layer: str | None, method: str) -> tuple[str, int, tuple]:
