@@ -50,27 +50,19 @@ class ClassModel:
 
 def box_probabilities(model: ClassModel, plane: Plane, boxes: list[PixelBox]) -> dict:
     """Return ``{box: probability of model.target}`` for boxes of level-0 pixels of ``plane``."""
-    import torch
-
-    from napari_gradcam.core.explain.capture import model_device
-    from napari_gradcam.core.explain.preprocess import to_batch
-    from napari_gradcam.core.explain.targets import as_logits, resolve_targets, target_scores
+    from napari_gradcam.core.explain.predict import predict
 
     loaded, _layers = load_cached(model.spec, model.weights)
-    card, module = loaded.card, loaded.module
-    level = choose_level(plane, card.mpp)
+    level = choose_level(plane, loaded.card.mpp)
     downsample = plane.downsamples[level]
-    input_size = card.input_size or (1, 1)
+    input_size = loaded.card.input_size or (1, 1)
     min_size = [math.ceil(n * d) for n, d in zip(input_size, downsample, strict=True)]
-    device = model_device(module)
     probabilities = {}
     for box in boxes:
         y0, x0, y1, x1 = expand_box(box, min_size, plane.shape)
         crop = read_crop(plane, Box(y0, x0, y1, x1), level)
-        with torch.inference_mode():
-            logits = as_logits(module(to_batch(crop.pixels, card, device)))
-            target = resolve_targets(logits, model.target, card)
-            probabilities[box] = float(target_scores(logits, target)[1][0])
+        found = predict(loaded, crop.pixels, target=model.target)
+        probabilities[box] = float(found.target_probability[0])
     return probabilities
 
 

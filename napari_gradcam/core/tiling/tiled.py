@@ -21,6 +21,7 @@ from torch import nn
 
 from napari_gradcam.core.explain.capture import model_device
 from napari_gradcam.core.explain.pipeline import explain
+from napari_gradcam.core.explain.predict import prediction_facts
 
 # pixel_range is re-exported: the tile runners import it from here
 from napari_gradcam.core.explain.preprocess import pixel_range as pixel_range
@@ -267,19 +268,3 @@ def explain_tiles(
         "roughness": roughness(cams),
     }
     return TileResults(np.asarray(indices), cams, facts, time.perf_counter() - start)
-
-
-def prediction_facts(logits: np.ndarray) -> dict[str, np.ndarray]:
-    """Predicted class, its probability and its margin over the runner-up, per tile."""
-    scores = torch.from_numpy(logits).float()
-    if scores.shape[1] == 1:
-        positive = torch.sigmoid(scores)
-        probabilities = torch.cat([1 - positive, positive], dim=1)
-    else:
-        probabilities = torch.softmax(scores, dim=1)
-    top = torch.topk(probabilities, k=2, dim=1).values.cpu().numpy()
-    return {
-        "class_index": probabilities.argmax(dim=1).cpu().numpy().astype(np.int64),
-        "probability": top[:, 0],
-        "margin": top[:, 0] - top[:, 1],
-    }
