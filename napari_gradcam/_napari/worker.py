@@ -21,7 +21,7 @@ from napari_gradcam._napari.explain.tiled_job import (
     plan_region,
     run_tiles,
 )
-from napari_gradcam._napari.plane import Plane, choose_level, read_crop
+from napari_gradcam._napari.plane import Plane, plane_sampling, read_crop
 from napari_gradcam._napari.progress import ModelInfo, Progress
 from napari_gradcam._napari.regions import Box
 
@@ -126,11 +126,12 @@ def file_stamps(spec: str, weights: str | None) -> tuple:
     return tuple(stamps)
 
 
-def explain_box(loaded: LoadedModel, job: ExplainJob, box: Box, level: int) -> RegionResult:
-    """Explain one box of ``job.plane`` read at pyramid ``level``."""
+def explain_box(loaded: LoadedModel, job: ExplainJob, box: Box) -> RegionResult:
+    """Explain one box of ``job.plane``, read at the model's resolution (:func:`plane_sampling`)."""
     from napari_gradcam.core.explain.pipeline import explain
 
-    crop = read_crop(job.plane, box, level)
+    level, resample = plane_sampling(job.plane, loaded.card.mpp)
+    crop = read_crop(job.plane, box, level, resample)
     explanation = explain(
         loaded, crop.pixels, method=job.method, layer=job.layer, target=job.target,
         tta=job.tta, bfloat16=job.bfloat16,
@@ -176,4 +177,4 @@ def explain_region(
         plan = plan_region(loaded, job.plane, box, settings, job.tiling, tissue)
         if plan is not None:
             return (yield from run_tiles(loaded, plan, box, index, job.tiling, tissue))
-    return explain_box(loaded, job, box, choose_level(job.plane, loaded.card.mpp))
+    return explain_box(loaded, job, box)

@@ -16,7 +16,7 @@ from napari.layers import Image
 from napari.qt.threading import create_worker
 
 from napari_gradcam._napari.layers import METADATA_KEY
-from napari_gradcam._napari.plane import Plane, choose_level, read_crop
+from napari_gradcam._napari.plane import Plane, plane_sampling, read_crop
 from napari_gradcam._napari.regions import Box
 from napari_gradcam._napari.worker import USER_ERRORS, load_cached
 from napari_gradcam.core.regions.region_stats import PixelBox, expand_box
@@ -53,14 +53,14 @@ def box_probabilities(model: ClassModel, plane: Plane, boxes: list[PixelBox]) ->
     from napari_gradcam.core.explain.predict import predict
 
     loaded, _layers = load_cached(model.spec, model.weights)
-    level = choose_level(plane, loaded.card.mpp)
-    downsample = plane.downsamples[level]
+    level, resample = plane_sampling(plane, loaded.card.mpp)
+    pixel_size = [d * resample for d in plane.downsamples[level]]
     input_size = loaded.card.input_size or (1, 1)
-    min_size = [math.ceil(n * d) for n, d in zip(input_size, downsample, strict=True)]
+    min_size = [math.ceil(n * d) for n, d in zip(input_size, pixel_size, strict=True)]
     probabilities = {}
     for box in boxes:
         y0, x0, y1, x1 = expand_box(box, min_size, plane.shape)
-        crop = read_crop(plane, Box(y0, x0, y1, x1), level)
+        crop = read_crop(plane, Box(y0, x0, y1, x1), level, resample)
         found = predict(loaded, crop.pixels, target=model.target)
         probabilities[box] = float(found.target_probability[0])
     return probabilities

@@ -22,13 +22,11 @@ from napari_gradcam.core.explain.context import (
     StopFn,
 )
 from napari_gradcam.core.explain.explanation import Explanation
+from napari_gradcam.core.explain.geometry import INPUT_LAYER, infer_stride
 from napari_gradcam.core.explain.inputs import model_batch, model_parts
 from napari_gradcam.core.explain.methods import CamMethod, check_precision, get_method
 from napari_gradcam.core.explain.methods.guided import has_relu_modules
 from napari_gradcam.core.explain.targets import Target, target_scores
-
-INPUT_LAYER = "input"
-"""``Explanation.layer`` of the methods that use no layer (guided backprop, occlusion)."""
 
 
 def explain(
@@ -201,20 +199,3 @@ def _resolve_layer(
         )
     except RuntimeError as err:
         raise ValueError(f"the model failed to run on this input: {err}") from err
-
-
-def infer_stride(input_size: int, map_size: int) -> float:
-    """Input pixels per map cell along one axis.
-
-    Networks that pool by an integer factor ``f`` give ``floor(n / f)`` or ``ceil(n / f)``
-    cells; then ``f`` is exact. Otherwise the ratio ``n / m`` is returned.
-
-    Examples
-    --------
-    >>> infer_stride(100, 12), infer_stride(224, 7), infer_stride(10, 4)
-    (8.0, 32.0, 2.5)
-    """
-    factor = max(round(input_size / map_size), 1)
-    if map_size in (input_size // factor, -(-input_size // factor)):
-        return float(factor)
-    return input_size / map_size

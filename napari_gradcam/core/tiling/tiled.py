@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from napari_gradcam.core.explain.capture import model_device
+from napari_gradcam.core.explain.geometry import map_geometry
 from napari_gradcam.core.explain.pipeline import explain
 from napari_gradcam.core.explain.predict import prediction_facts
 
@@ -136,17 +137,20 @@ def preprocess_tiles(
 
 
 def probe_map(loaded: LoadedModel, layer: str | None, method: str) -> tuple[str, int, tuple]:
-    """Return ``(layer name, cell, (h, w))``: the map geometry of one input-sized tile."""
+    """Return ``(layer name, cell, (h, w))``: the map geometry of one input-sized tile.
+
+    From :func:`~napari_gradcam.core.explain.geometry.map_geometry` (a cached dry forward to
+    the layer, or occlusion's grid), not from explaining a blank tile.
+    """
     height, width = loaded.card.input_size or (224, 224)
-    blank = torch.zeros((1, loaded.card.in_channels, height, width))
     with model_lock(loaded.module):
-        probe = explain(loaded, blank, method=method, layer=layer, target=0)
-    if probe.stride[0] != probe.stride[1] or probe.stride[0] % 1:
+        geometry = map_geometry(loaded, (height, width), method=method, layer=layer)
+    if geometry.stride[0] != geometry.stride[1] or geometry.stride[0] % 1:
         raise ValueError(
-            f"layer {probe.layer!r} maps {height} x {width} pixels to {probe.cam.shape[-2:]} "
+            f"layer {geometry.layer!r} maps {height} x {width} pixels to {geometry.shape} "
             "cells, not a whole number of pixels per cell; choose another layer to tile"
         )
-    return probe.layer, int(probe.stride[0]), tuple(probe.cam.shape[-2:])
+    return geometry.layer, int(geometry.stride[0]), geometry.shape
 
 
 def plan_tiles(
