@@ -6,6 +6,7 @@ dock's region probabilities and the per-tile numbers of a tiled explanation.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -73,6 +74,9 @@ def predict(
 ) -> Prediction:
     """Classify pixels with one inference-mode forward (no hooks, no gradients).
 
+    A model in training mode is put in eval mode for the forward and restored after; a model
+    already in eval mode is left untouched (no flags flipped while other threads use it).
+
     Parameters
     ----------
     model : torch.nn.Module or LoadedModel
@@ -91,7 +95,8 @@ def predict(
     """
     module, card = model_parts(model, card)
     batch = model_batch(module, image, card)
-    with frozen_model(module), torch.inference_mode():
+    training = any(sub.training for sub in module.modules())
+    with frozen_model(module) if training else nullcontext(), torch.inference_mode():
         logits = run_model(module, batch)
         targets = resolve_targets(logits, target, card)
         probabilities = target_scores(logits, targets)[1]

@@ -49,3 +49,13 @@ def test_predict_runs_in_eval_mode_and_leaves_the_model_as_it_was(rgb_image, sma
     model.eval()
     explained = explain(model, rgb_image, card=small_card)
     np.testing.assert_allclose(found.logits, explained.logits, rtol=1e-5, atol=1e-6)
+
+
+def test_predict_flips_no_flags_of_a_model_in_eval_mode(rgb_image, small_card):
+    model = build("resnet").eval()
+    first = next(model.parameters())
+    first.requires_grad_(True)
+    seen = []
+    model.register_forward_hook(lambda *_: seen.append(first.requires_grad))
+    predict(model, rgb_image, card=small_card)
+    assert seen == [True] and first.requires_grad and not model.training
