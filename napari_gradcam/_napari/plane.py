@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -11,6 +10,8 @@ import numpy as np
 from napari.layers import Image
 
 from napari_gradcam._napari.regions import Box
+from napari_gradcam.core.tiling.grid import LevelView
+from napari_gradcam.core.tiling.sampling import sampling_for
 
 
 @dataclass(frozen=True)
@@ -66,15 +67,14 @@ def current_plane(layer: Image, world_point: Sequence[float]) -> Plane:
     return Plane(tuple(levels), tuple(downsamples), tuple(int(i) for i in index0), layer_mpp(layer))
 
 
-def choose_level(plane: Plane, model_mpp: float | None) -> int:
-    """Return the pyramid level whose resolution is closest to the model's training mpp.
+def plane_sampling(plane: Plane, model_mpp: float | None) -> tuple[int, float]:
+    """Return ``(level, resample)`` that shows ``plane`` at the model's microns per pixel.
 
-    Level 0 is used when either resolution is unknown or there is a single level.
+    The one rule of every path (one box, tiles, region probabilities, trust checks):
+    :func:`~napari_gradcam.core.tiling.sampling.sampling_for`. Level 0 as it is when either
+    resolution is unknown.
     """
-    if plane.mpp is None or model_mpp is None or len(plane.levels) == 1:
-        return 0
-    mismatch = [abs(math.log(plane.mpp * d[1] / model_mpp)) for d in plane.downsamples]
-    return int(np.argmin(mismatch))
+    return sampling_for(plane.downsamples, plane.mpp, model_mpp)
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,7 @@ class Crop:
     origin : tuple of float
         Level-0 pixel of the crop's top-left corner.
     downsample : tuple of float
-        Level-0 pixels per crop pixel.
+        Level-0 pixels per crop pixel (the level's downsample times the resampling).
     """
 
     pixels: np.ndarray
@@ -96,12 +96,13 @@ class Crop:
     downsample: tuple[float, float]
 
 
-def read_crop(plane: Plane, box: Box, level: int) -> Crop:
-    """Read ``box`` (level-0 pixels) from pyramid ``level``, widened to whole level pixels."""
-    dy, dx = plane.downsamples[level]
-    data = plane.levels[level]
-    y0, x0 = math.floor(box.y0 / dy), math.floor(box.x0 / dx)
-    y1 = min(math.ceil(box.y1 / dy), data.shape[0])
-    x1 = min(math.ceil(box.x1 / dx), data.shape[1])
-    pixels = np.asarray(data[y0:y1, x0:x1])
-    return Crop(pixels, (y0 * dy, x0 * dx), (dy, dx))
+def read_crop(plane: Plane, box: Box, level: int, resample: float = 1.0) -> Crop:
+    """Read ``box`` (level-0 pixels) from pyramid ``level``, widened to whole sampled pixels.
+
+    ``resample`` level pixels make one crop pixel (area-averaged; see
+    :func:`plane_sampling`).
+    """
+    view = LevelView(plane.levels[level], plane.downsamples[level], resample)
+    y0, x0, y1, x1 = view.region_from_level0((box.y0, box.x0, box.y1, box.x1))
+    py, px = view.pixel_size
+    return Crop(view.read(y0, x0, y1, x1), (y0 * py, x0 * px), (py, px))

@@ -22,7 +22,7 @@ from napari_gradcam._napari.explain.tiled_job import (
     run_tiles,
 )
 from napari_gradcam._napari.jobs import USER_ERRORS, load_model_step
-from napari_gradcam._napari.plane import Plane, choose_level, read_crop
+from napari_gradcam._napari.plane import Plane, plane_sampling, read_crop
 from napari_gradcam._napari.progress import Progress
 from napari_gradcam._napari.regions import Box
 from napari_gradcam.core.regions.region_stats import PlacedMap
@@ -113,11 +113,12 @@ class JobOutcome:
         return f"{'; '.join(parts)} ({self.seconds:.1f} s)"
 
 
-def explain_box(loaded: LoadedModel, job: ExplainJob, box: Box, level: int) -> RegionResult:
-    """Explain one box of ``job.plane`` read at pyramid ``level``."""
+def explain_box(loaded: LoadedModel, job: ExplainJob, box: Box) -> RegionResult:
+    """Explain one box of ``job.plane``, read at the model's resolution (:func:`plane_sampling`)."""
     from napari_gradcam.core.explain.pipeline import explain
 
-    crop = read_crop(job.plane, box, level)
+    level, resample = plane_sampling(job.plane, loaded.card.mpp)
+    crop = read_crop(job.plane, box, level, resample)
     explanation = explain(
         loaded, crop.pixels, method=job.method, layer=job.layer, target=job.target,
         tta=job.tta, bfloat16=job.bfloat16,
@@ -159,4 +160,4 @@ def explain_region(
         plan = plan_region(loaded, job.plane, box, settings, job.tiling, tissue)
         if plan is not None:
             return (yield from run_tiles(loaded, plan, box, index, job.tiling, tissue))
-    return explain_box(loaded, job, box, choose_level(job.plane, loaded.card.mpp))
+    return explain_box(loaded, job, box)

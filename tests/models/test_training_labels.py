@@ -1,15 +1,15 @@
 import numpy as np
 import pytest
 
+from napari_gradcam.core.tiling.tissue import remove_specks, tissue_mask
 from napari_gradcam.models.training.labels import (
     CLASSES,
     MIN_TISSUE_FRACTION,
+    TISSUE_SPECK_PX,
     label_from_fractions,
     nuclei_mask,
-    remove_specks,
     tile_fractions,
     tile_label,
-    tissue_mask,
 )
 
 GLASS = (242, 242, 244)
@@ -41,7 +41,7 @@ def test_remove_specks_keeps_only_large_components() -> None:
 
 def test_masks_find_synthetic_tissue_and_nuclei(synthetic_slide) -> None:
     rgb, tissue, nuclei = synthetic_slide
-    found_tissue = tissue_mask(rgb)
+    found_tissue = tissue_mask(rgb, None, min_size=TISSUE_SPECK_PX)
     np.testing.assert_array_equal(found_tissue, tissue)
     found_nuclei = nuclei_mask(rgb, found_tissue)
     np.testing.assert_array_equal(found_nuclei, nuclei)

@@ -20,6 +20,7 @@ from napari.layers import Image, Layer, Shapes
 from napari.utils.notifications import show_warning
 
 from napari_gradcam._napari.annotations.labels import DEFAULT_LABEL, LabelSet
+from napari_gradcam._napari.annotations.rings import encode_rings
 from napari_gradcam._napari.annotations.shape_coords import data_to_pixels, shape_polygons
 from napari_gradcam._napari.layers import placement_kwargs
 from napari_gradcam._napari.records import is_gradcam_layer
@@ -29,7 +30,6 @@ from napari_gradcam.core.regions.geojson import (
     read_geojson,
     write_geojson,
 )
-from napari_gradcam.core.regions.polygons import encode_rings
 from napari_gradcam.core.regions.region_stats import STATISTICS
 
 ANNOTATION_KEY = "napari_gradcam_annotations"

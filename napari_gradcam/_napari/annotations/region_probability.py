@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from napari.layers import Image
 
 from napari_gradcam._napari.jobs import USER_ERRORS, JobHooks, JobRunner
-from napari_gradcam._napari.plane import Plane, choose_level, read_crop
+from napari_gradcam._napari.plane import Plane, plane_sampling, read_crop
 from napari_gradcam._napari.records import HeatmapRecord
 from napari_gradcam._napari.regions import Box
 from napari_gradcam.core.regions.region_stats import PixelBox, expand_box
@@ -45,28 +45,20 @@ class ClassModel:
 
 def box_probabilities(model: ClassModel, plane: Plane, boxes: list[PixelBox]) -> dict:
     """Return ``{box: probability of model.target}`` for boxes of level-0 pixels of ``plane``."""
-    import torch
-
-    from napari_gradcam.core.explain.capture import frozen_model, model_device
-    from napari_gradcam.core.explain.preprocess import to_batch
-    from napari_gradcam.core.explain.targets import as_logits, resolve_targets, target_scores
+    from napari_gradcam.core.explain.predict import predict
     from napari_gradcam.models.cache import cached_model
 
     loaded = cached_model(model.spec, model.weights)
-    card, module = loaded.card, loaded.module
-    level = choose_level(plane, card.mpp)
-    downsample = plane.downsamples[level]
-    input_size = card.input_size or (1, 1)
-    min_size = [math.ceil(n * d) for n, d in zip(input_size, downsample, strict=True)]
-    device = model_device(module)
+    level, resample = plane_sampling(plane, loaded.card.mpp)
+    pixel_size = [d * resample for d in plane.downsamples[level]]
+    input_size = loaded.card.input_size or (1, 1)
+    min_size = [math.ceil(n * d) for n, d in zip(input_size, pixel_size, strict=True)]
     probabilities = {}
     for box in boxes:
         y0, x0, y1, x1 = expand_box(box, min_size, plane.shape)
-        crop = read_crop(plane, Box(y0, x0, y1, x1), level)
-        with frozen_model(module), torch.inference_mode():
-            logits = as_logits(module(to_batch(crop.pixels, card, device)))
-            target = resolve_targets(logits, model.target, card)
-            probabilities[box] = float(target_scores(logits, target)[1][0])
+        crop = read_crop(plane, Box(y0, x0, y1, x1), level, resample)
+        found = predict(loaded, crop.pixels, target=model.target)
+        probabilities[box] = float(found.target_probability[0])
     return probabilities
 
 

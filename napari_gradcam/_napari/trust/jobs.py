@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from napari_gradcam._napari.jobs import USER_ERRORS, load_model_step
-from napari_gradcam._napari.plane import Crop, Plane, read_crop
+from napari_gradcam._napari.plane import Crop, Plane, plane_sampling, read_crop
 from napari_gradcam._napari.progress import Progress
 from napari_gradcam._napari.records import HeatmapRecord
 from napari_gradcam._napari.regions import Box
@@ -109,7 +109,7 @@ def run_trust_job(job: TrustJob) -> Generator[Any, None, TrustOutcome]:
     if job.kind == "load" or job.plane is None:
         return TrustOutcome(job.kind, seconds=time.perf_counter() - start)
     try:
-        crop = read_crop(job.plane, job.source.box, job.source.level)
+        crop = read_crop(job.plane, job.source.box, *plane_sampling(job.plane, loaded.card.mpp))
         outcome = yield from _ACTIONS[job.kind](loaded, job, crop)
     except USER_ERRORS as err:
         return TrustOutcome(job.kind, error=f"Could not run {job.kind} on the heatmap: {err}")

@@ -11,13 +11,7 @@ from torch import nn
 
 from napari_gradcam.core.card import ModelCard
 from napari_gradcam.core.explain.augment import FLIPS, flipped_copies, mean_of_unflipped
-from napari_gradcam.core.explain.capture import (
-    frozen_model,
-    model_device,
-    model_dtype,
-    resolve_layer,
-    torchscript_message,
-)
+from napari_gradcam.core.explain.capture import frozen_model, resolve_layer, torchscript_message
 from napari_gradcam.core.explain.collect import collect
 from napari_gradcam.core.explain.context import (
     Baseline,
@@ -28,13 +22,11 @@ from napari_gradcam.core.explain.context import (
     StopFn,
 )
 from napari_gradcam.core.explain.explanation import Explanation
+from napari_gradcam.core.explain.geometry import INPUT_LAYER, infer_stride
+from napari_gradcam.core.explain.inputs import model_batch, model_parts
 from napari_gradcam.core.explain.methods import CamMethod, check_precision, get_method
 from napari_gradcam.core.explain.methods.guided import has_relu_modules
-from napari_gradcam.core.explain.preprocess import check_tensor, to_batch
 from napari_gradcam.core.explain.targets import Target, target_scores
-
-INPUT_LAYER = "input"
-"""``Explanation.layer`` of the methods that use no layer (guided backprop, occlusion)."""
 
 
 def explain(
@@ -109,14 +101,13 @@ def explain(
         When ``should_stop()`` returned true; the model is left as it was.
     """
     start = time.perf_counter()
-    module = _module(model)
-    card = card or getattr(model, "card", None) or ModelCard()
+    module, card = model_parts(model, card)
     cam_method = get_method(method)
     settings = MethodSettings(
         memory_budget_mb, occlusion_window, occlusion_stride, occlusion_baseline, bfloat16
     )
     _check_applies(cam_method, module, bfloat16)
-    batch = _prepare(image, card, module)
+    batch = model_batch(module, image, card)
     found = _resolve_layer(module, layer, card, batch) if cam_method.uses_layer else None
     monitor = Monitor(progress, should_stop)
     monitor.check()
@@ -135,13 +126,6 @@ def explain(
     times.append(time.perf_counter())
     single = not isinstance(image, torch.Tensor)
     return _explanation(cam, context, cam_method, card, single, origin, times, tta)
-
-
-def _module(model: object) -> nn.Module:
-    module = getattr(model, "module", model)
-    if not isinstance(module, nn.Module):
-        raise TypeError(f"expected a torch.nn.Module or LoadedModel, got {type(model).__name__}")
-    return module
 
 
 def _check_applies(method: CamMethod, module: nn.Module, bfloat16: bool) -> None:
@@ -199,14 +183,6 @@ def _explanation(
     )
 
 
-def _prepare(image: np.ndarray | torch.Tensor, card: ModelCard, module: nn.Module) -> torch.Tensor:
-    device, dtype = model_device(module), model_dtype(module)
-    if isinstance(image, torch.Tensor):
-        check_tensor(image)
-        return image.detach().to(device=device, dtype=dtype)
-    return to_batch(image, card, device).to(dtype)
-
-
 def _resolve_layer(
     module: nn.Module, layer: str | nn.Module | None, card: ModelCard, batch: torch.Tensor
 ) -> tuple[str, nn.Module]:
@@ -223,20 +199,3 @@ def _resolve_layer(
         )
     except RuntimeError as err:
         raise ValueError(f"the model failed to run on this input: {err}") from err
-
-
-def infer_stride(input_size: int, map_size: int) -> float:
-    """Input pixels per map cell along one axis.
-
-    Networks that pool by an integer factor ``f`` give ``floor(n / f)`` or ``ceil(n / f)``
-    cells; then ``f`` is exact. Otherwise the ratio ``n / m`` is returned.
-
-    Examples
-    --------
-    >>> infer_stride(100, 12), infer_stride(224, 7), infer_stride(10, 4)
-    (8.0, 32.0, 2.5)
-    """
-    factor = max(round(input_size / map_size), 1)
-    if map_size in (input_size // factor, -(-input_size // factor)):
-        return float(factor)
-    return input_size / map_size

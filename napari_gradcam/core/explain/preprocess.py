@@ -2,45 +2,80 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 
 from napari_gradcam.core.card import ModelCard
 
 
-def to_unit_range(image: np.ndarray) -> np.ndarray:
-    """Scale pixel values to float32 in [0, 1].
+def pixel_range(dtype: np.dtype, sample: np.ndarray | None = None) -> tuple[float, float]:
+    """Return ``(low, high)``: the pixel values mapped to 0 and 1.
 
-    Integers are divided by their dtype's maximum (uint8 by 255, uint16 by 65535); booleans
-    become 0/1; floats already within [0, 1] are kept, other floats are min-max scaled.
+    The one rule for every input (one image or every tile of a region): integers span their
+    dtype's range (uint8 0-255, uint16 0-65535); booleans and floats already within [0, 1]
+    are kept; other floats are stretched from the sample's minimum to its maximum (for tiles,
+    a sample of the whole region, so every tile is scaled the same).
+
+    Parameters
+    ----------
+    dtype : numpy.dtype
+        The pixels' dtype.
+    sample : numpy.ndarray, optional
+        Pixels that show the value range of a float image; without it floats map [0, 1].
+
+    Examples
+    --------
+    >>> pixel_range(np.uint8), pixel_range(np.float32, np.array([0.2, 0.8]))
+    ((0.0, 255.0), (0.0, 1.0))
+    >>> pixel_range(np.float32, np.array([-1.0, 3.0]))
+    (-1.0, 3.0)
+    """
+    dtype = np.dtype(dtype)
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        return (float(info.min), float(info.max))
+    if dtype.kind == "b" or sample is None:
+        return (0.0, 1.0)
+    if not np.issubdtype(dtype, np.floating):
+        raise ValueError(f"pixels of dtype {dtype} are not an image; use numbers or bools")
+    low, high = float(np.min(sample)), float(np.max(sample))
+    if low >= 0.0 and high <= 1.0:
+        return (0.0, 1.0)
+    return (low, high) if high > low else (low, low + 1.0)
+
+
+def to_unit_range(image: np.ndarray, value_range: Sequence[float] | None = None) -> np.ndarray:
+    """Scale pixel values to float32, ``value_range`` (default :func:`pixel_range`) to [0, 1].
 
     Parameters
     ----------
     image : numpy.ndarray
         Pixels of any numeric or boolean dtype.
+    value_range : sequence of float, optional
+        ``(low, high)`` mapped to 0 and 1; default: the image's own :func:`pixel_range`.
 
     Returns
     -------
     numpy.ndarray
         float32 array of the same shape.
     """
-    if image.dtype == bool:
-        return image.astype(np.float32)
-    if np.issubdtype(image.dtype, np.integer):
-        info = np.iinfo(image.dtype)
-        shifted = image.astype(np.float32) - info.min
-        return shifted / float(info.max - info.min)
-    if not np.issubdtype(image.dtype, np.floating):
+    image = np.asarray(image)
+    if image.dtype.kind not in "biuf":
         raise ValueError(f"pixels of dtype {image.dtype} are not an image; use numbers or bools")
-    data = image.astype(np.float32)
-    low, high = float(data.min()), float(data.max())
-    if low >= 0.0 and high <= 1.0:
-        return data
-    return (data - low) / (high - low)
+    low, high = value_range if value_range is not None else pixel_range(image.dtype, image)
+    if (low, high) == (0.0, 1.0):
+        return image.astype(np.float32)
+    return (image.astype(np.float32) - np.float32(low)) / np.float32(high - low)
 
 
 def match_channels(image: np.ndarray, in_channels: int) -> np.ndarray:
-    """Return ``image`` as (H, W, in_channels): gray is repeated, an alpha channel dropped."""
+    """Return ``image`` with ``in_channels`` on its last axis: gray repeated, alpha dropped.
+
+    A 2-D image is gray (H, W); otherwise the last axis holds the channels ((H, W, C) or a
+    stack (B, H, W, C)).
+    """
     if image.ndim == 2:
         image = image[..., None]
     channels = image.shape[-1]
@@ -89,31 +124,55 @@ def check_image(image: np.ndarray, card: ModelCard) -> None:
         )
 
 
-def to_batch(image: np.ndarray, card: ModelCard, device: torch.device) -> torch.Tensor:
-    """Preprocess one image into a normalised float tensor (1, C, H, W) on ``device``.
+def to_batch(
+    pixels: np.ndarray,
+    card: ModelCard,
+    device: torch.device,
+    *,
+    stacked: bool = False,
+    value_range: Sequence[float] | None = None,
+) -> torch.Tensor:
+    """Preprocess pixels into the model's normalised float batch (N, C, H, W) on ``device``.
+
+    The one path from pixels to a model input, for a single image (``explain``, region
+    probabilities) and for a stack of tiles (tiled explanations): the value range
+    (:func:`pixel_range`), channels (:func:`match_channels`) and normalisation (the card's
+    mean and std) are decided here only.
 
     Parameters
     ----------
-    image : numpy.ndarray
-        (H, W) or (H, W, C) pixels of any common dtype.
+    pixels : numpy.ndarray
+        One image (H, W) or (H, W, C), checked with :func:`check_image`; or, with
+        ``stacked``, same-size tiles (B, H, W) or (B, H, W, C) of one region.
     card : ModelCard
         Gives the channel count, mean and std.
     device : torch.device
         Where the model lives.
+    stacked : bool
+        Whether ``pixels`` is a stack of tiles.
+    value_range : sequence of float, optional
+        ``(low, high)`` mapped to [0, 1]; default: :func:`pixel_range` of ``pixels`` (give
+        the whole region's range when tiles of one region are preprocessed batch by batch).
 
     Returns
     -------
     torch.Tensor
-        float32, ``(pixels in [0, 1] - mean) / std``.
+        float32 ``(pixels in [0, 1] - mean) / std``, (1, C, H, W) for one image.
     """
-    image = np.asarray(image)
-    check_image(image, card)
-    pixels = match_channels(to_unit_range(image), card.in_channels)
+    pixels = np.asarray(pixels)
+    if not stacked:
+        check_image(pixels, card)
+        pixels = pixels[None]
+    elif pixels.ndim not in (3, 4):
+        raise ValueError(f"tiles must be (B, H, W) or (B, H, W, C), got shape {pixels.shape}")
+    unit = to_unit_range(pixels, value_range)
+    if unit.ndim == 3:
+        unit = unit[..., None]
+    unit = match_channels(unit, card.in_channels)
     mean = np.asarray(card.mean, dtype=np.float32)
     std = np.asarray(card.std, dtype=np.float32)
-    normalised = (pixels - mean) / std
-    chw = np.ascontiguousarray(normalised.transpose(2, 0, 1)[None])
-    return torch.from_numpy(chw).to(device)
+    normalised = (unit - mean) / std
+    return torch.from_numpy(np.ascontiguousarray(normalised.transpose(0, 3, 1, 2))).to(device)
 
 
 def check_tensor(batch: torch.Tensor) -> None:

@@ -1,4 +1,8 @@
-"""Which pyramid level (and resampling) puts a slide at the model's microns per pixel."""
+"""Which pyramid level (and resampling) puts a slide at the model's microns per pixel.
+
+The one rule for every path that reads an image for a model: one box, tiles, region
+probabilities and trust checks, in napari and on slides.
+"""
 
 from __future__ import annotations
 
@@ -38,9 +42,10 @@ def choose_sampling(
     finest = level_mpps[0]
     if target_mpp < finest * (1 - tolerance):
         raise ValueError(
-            f"the slide's finest level has {finest:.3g} µm per pixel, so it cannot be explained "
-            f"at {target_mpp:.3g} µm per pixel (that would need upsampling); choose an mpp of "
-            f"at least {finest:.3g}"
+            f"the image's finest level has {finest:.3g} µm per pixel, so it cannot be explained "
+            f"at {target_mpp:.3g} µm per pixel (that would need upsampling); use a model "
+            f"trained at {finest:.3g} µm per pixel or coarser, or (slides) an --mpp of at "
+            f"least {finest:.3g}"
         )
     level = max(i for i, mpp in enumerate(level_mpps) if mpp <= target_mpp * (1 + tolerance))
     ratio = target_mpp / level_mpps[level]

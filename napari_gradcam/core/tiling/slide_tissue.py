@@ -2,8 +2,9 @@
 
 Glass is grey-white and stained tissue is coloured, so tissue is where the HSV saturation is
 above Otsu's threshold (and above a floor, so a slide of only glass gives no tissue); specks
-smaller than ``min_object_px`` are removed. Tiles are then judged by the share of tissue
-under them, from an integral image of the mask (numpy and scikit-image only).
+smaller than ``MIN_OBJECT_PX`` are removed (the package's one rule,
+:func:`~napari_gradcam.core.tiling.tissue.tissue_mask`). Tiles are then judged by the share
+of tissue under them, from an integral image of the mask (numpy and scikit-image only).
 """
 
 from __future__ import annotations
@@ -14,15 +15,18 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from skimage import color, filters, morphology
 
 from napari_gradcam.core.tiling.grid import as_numpy
+from napari_gradcam.core.tiling.tissue import tissue_mask
 
 MAX_SIDE = 2048
 """Longest side, in pixels, of the image the tissue is found on."""
 
 MIN_SATURATION = 0.05
 """Saturation below which a pixel is never tissue, whatever Otsu's threshold says."""
+
+MIN_OBJECT_PX = 64
+"""Tissue pieces smaller than this many mask pixels are dropped."""
 
 
 @dataclass(frozen=True)
@@ -35,13 +39,10 @@ class TissueMap:
         (h, w) bool, True on tissue.
     pixel_size : tuple of float
         Level-0 pixels per mask pixel ``(py, px)``.
-    threshold : float
-        The saturation threshold used.
     """
 
     mask: np.ndarray
     pixel_size: tuple[float, float]
-    threshold: float
 
     def fractions(self, boxes: np.ndarray) -> np.ndarray:
         """Share of tissue under each level-0 box ``(y0, x0, y1, x1)``, (N,) float32."""
@@ -54,37 +55,6 @@ class TissueMap:
         y1, x1 = np.clip(np.maximum(y1, y0 + 1), 1, h), np.clip(np.maximum(x1, x0 + 1), 1, w)
         inside = integral[y1, x1] - integral[y0, x1] - integral[y1, x0] + integral[y0, x0]
         return (inside / ((y1 - y0) * (x1 - x0))).astype(np.float32)
-
-
-def tissue_mask(
-    rgb: np.ndarray, *, min_saturation: float = MIN_SATURATION, min_object_px: int = 64
-) -> tuple[np.ndarray, float]:
-    """Return the tissue mask of an RGB image and the saturation threshold used.
-
-    Parameters
-    ----------
-    rgb : numpy.ndarray
-        (H, W, 3) or (H, W, 4) pixels of a whole slide (not one tile: Otsu needs both glass
-        and tissue to choose well).
-    min_saturation : float
-        Floor of the threshold.
-    min_object_px : int
-        Tissue pieces smaller than this many mask pixels are dropped.
-
-    Returns
-    -------
-    tuple
-        ``(mask, threshold)``: (H, W) bool and the saturation threshold.
-    """
-    if rgb.ndim != 3 or rgb.shape[-1] not in (3, 4):
-        raise ValueError(
-            f"tissue detection needs an RGB image (H, W, 3), got shape {rgb.shape}; "
-            "explain every tile of other images"
-        )
-    saturation = color.rgb2hsv(rgb[..., :3])[..., 1]
-    threshold = max(float(filters.threshold_otsu(saturation)), min_saturation)
-    mask = morphology.remove_small_objects(saturation > threshold, max_size=min_object_px - 1)
-    return mask, threshold
 
 
 def mask_source(shapes: Sequence[Sequence[int]], max_side: int = MAX_SIDE) -> tuple[int, int]:
@@ -127,6 +97,6 @@ def slide_tissue(
     """
     level, step = mask_source([np.shape(data) for data in levels], max_side)
     pixels = as_numpy(levels[level][::step, ::step])
-    mask, threshold = tissue_mask(pixels, min_saturation=min_saturation)
+    mask = tissue_mask(pixels, None, min_saturation=min_saturation, min_size=MIN_OBJECT_PX)
     dy, dx = downsamples[level]
-    return TissueMap(mask, (float(dy) * step, float(dx) * step), threshold)
+    return TissueMap(mask, (float(dy) * step, float(dx) * step))

@@ -17,8 +17,13 @@ import numpy as np
 import torch
 
 from napari_gradcam.core.explain.capture import model_device
+from napari_gradcam.core.explain.geometry import map_geometry
 from napari_gradcam.core.explain.pipeline import explain
-from napari_gradcam.core.explain.preprocess import match_channels
+from napari_gradcam.core.explain.predict import prediction_facts
+
+# pixel_range is re-exported: the tile runners import it from here
+from napari_gradcam.core.explain.preprocess import pixel_range as pixel_range
+from napari_gradcam.core.explain.preprocess import to_batch
 from napari_gradcam.core.explain.sharing import model_lock
 from napari_gradcam.core.tiling.grid import MIN_TISSUE, LevelView, TileGrid, tile_grid
 from napari_gradcam.core.tiling.tile_stats import energy_concentration, map_entropy, roughness
@@ -109,47 +114,32 @@ class TileResults:
     seconds: float = 0.0
 
 
-def pixel_range(dtype: np.dtype, sample: np.ndarray | None = None) -> tuple[float, float]:
-    """Return ``(low, high)``, the pixel values mapped to [0, 1] for every tile.
-
-    That is the dtype's range for integers, and the sample's range (one for the whole region)
-    for floats.
-    """
-    dtype = np.dtype(dtype)
-    if np.issubdtype(dtype, np.integer):
-        info = np.iinfo(dtype)
-        return (float(info.min), float(info.max))
-    if sample is None or dtype.kind == "b":
-        return (0.0, 1.0)
-    low, high = float(np.min(sample)), float(np.max(sample))
-    return (low, high) if high > low else (low, low + 1.0)
-
-
 def preprocess_tiles(
     tiles: np.ndarray, card: Any, value_range: Sequence[float], device: torch.device
 ) -> torch.Tensor:
-    """Turn (B, H, W[, C]) pixels into the model's normalised (B, C, H, W) float batch."""
-    low, high = value_range
-    unit = (np.asarray(tiles, dtype=np.float32) - low) / (high - low)
-    if unit.ndim == 3:
-        unit = unit[..., None]
-    pixels = match_channels(unit, card.in_channels)
-    normalised = (pixels - np.asarray(card.mean, np.float32)) / np.asarray(card.std, np.float32)
-    return torch.from_numpy(np.ascontiguousarray(normalised.transpose(0, 3, 1, 2))).to(device)
+    """Turn (B, H, W[, C]) pixels into the model's normalised (B, C, H, W) float batch.
+
+    The same path as one image's (:func:`~napari_gradcam.core.explain.preprocess.to_batch`),
+    with the region's ``value_range`` (:func:`pixel_range`) so every tile is scaled alike.
+    """
+    return to_batch(tiles, card, device, stacked=True, value_range=value_range)
 
 
 def probe_map(loaded: LoadedModel, layer: str | None, method: str) -> tuple[str, int, tuple]:
-    """Return ``(layer name, cell, (h, w))``: the map geometry of one input-sized tile."""
+    """Return ``(layer name, cell, (h, w))``: the map geometry of one input-sized tile.
+
+    From :func:`~napari_gradcam.core.explain.geometry.map_geometry` (a cached dry forward to
+    the layer, or occlusion's grid), not from explaining a blank tile.
+    """
     height, width = loaded.card.input_size or (224, 224)
-    blank = torch.zeros((1, loaded.card.in_channels, height, width))
     with model_lock(loaded.module):
-        probe = explain(loaded, blank, method=method, layer=layer, target=0)
-    if probe.stride[0] != probe.stride[1] or probe.stride[0] % 1:
+        geometry = map_geometry(loaded, (height, width), method=method, layer=layer)
+    if geometry.stride[0] != geometry.stride[1] or geometry.stride[0] % 1:
         raise ValueError(
-            f"layer {probe.layer!r} maps {height} x {width} pixels to {probe.cam.shape[-2:]} "
+            f"layer {geometry.layer!r} maps {height} x {width} pixels to {geometry.shape} "
             "cells, not a whole number of pixels per cell; choose another layer to tile"
         )
-    return probe.layer, int(probe.stride[0]), tuple(probe.cam.shape[-2:])
+    return geometry.layer, int(geometry.stride[0]), geometry.shape
 
 
 def plan_tiles(
@@ -271,19 +261,3 @@ def explain_tiles(
         "roughness": roughness(cams),
     }
     return TileResults(np.asarray(indices), cams, facts, time.perf_counter() - start)
-
-
-def prediction_facts(logits: np.ndarray) -> dict[str, np.ndarray]:
-    """Predicted class, its probability and its margin over the runner-up, per tile."""
-    scores = torch.from_numpy(logits).float()
-    if scores.shape[1] == 1:
-        positive = torch.sigmoid(scores)
-        probabilities = torch.cat([1 - positive, positive], dim=1)
-    else:
-        probabilities = torch.softmax(scores, dim=1)
-    top = torch.topk(probabilities, k=2, dim=1).values.cpu().numpy()
-    return {
-        "class_index": probabilities.argmax(dim=1).cpu().numpy().astype(np.int64),
-        "probability": top[:, 0],
-        "margin": top[:, 0] - top[:, 1],
-    }

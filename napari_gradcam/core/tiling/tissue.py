@@ -1,8 +1,10 @@
 """Where an H&E image shows tissue, and how much of each map cell it covers.
 
-Tissue is where the colour is saturated: glass is grey-white, stains are not. The mask is the
-one that labelled the demo model's tiles (``models.training.labels.tissue_mask``), with a fixed
-saturation threshold so that a single tile of glass is judged by the same rule as a slide.
+Tissue is where the colour is saturated: glass is grey-white, stains are not. One function,
+:func:`tissue_mask`, serves every caller: a fixed saturation threshold judges a single tile
+or crop (so a tile of glass is judged like a slide), Otsu's threshold of the whole image
+finds a slide's tissue (``slide_tissue``) and labelled the demo model's tiles
+(``models.training.labels``).
 """
 
 from __future__ import annotations
@@ -10,8 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-
-from napari_gradcam.models.training.labels import tissue_mask as _saturation_mask
+from skimage import color, filters, measure
 
 TISSUE_SATURATION = 0.15
 """HSV saturation above which a pixel is tissue. Glass on the bundled slide stays below 0.05;
@@ -26,18 +27,53 @@ def is_rgb(image: np.ndarray) -> bool:
     return image.ndim == 3 and image.shape[-1] in (3, 4)
 
 
+def remove_specks(mask: np.ndarray, min_size: int) -> np.ndarray:
+    """Drop connected components (8-connected) with fewer than ``min_size`` pixels.
+
+    Parameters
+    ----------
+    mask : numpy.ndarray
+        2-D boolean mask.
+    min_size : int
+        Smallest component kept, in pixels.
+
+    Returns
+    -------
+    numpy.ndarray
+        Boolean mask of the same shape.
+    """
+    labels = measure.label(mask, connectivity=2)
+    sizes = np.bincount(labels.ravel())
+    keep = sizes >= min_size
+    keep[0] = False
+    return keep[labels]
+
+
 def tissue_mask(
-    image: np.ndarray, threshold: float = TISSUE_SATURATION, min_size: int = 16
+    image: np.ndarray,
+    threshold: float | None = TISSUE_SATURATION,
+    *,
+    min_saturation: float = 0.0,
+    min_size: int = 16,
 ) -> np.ndarray:
     """Return where a brightfield RGB image shows stained tissue rather than glass.
+
+    The one tissue rule of the package: a pixel is tissue where its HSV saturation is above
+    ``threshold``, and tissue specks (8-connected) smaller than ``min_size`` are dropped. A
+    tile, a crop, a whole slide's thumbnail and the demo model's training labels differ only
+    in the settings they pass.
 
     Parameters
     ----------
     image : numpy.ndarray
         (H, W, 3) or (H, W, 4) pixels: integers over their dtype's range or floats in [0, 1]
         (alpha is ignored; saturation does not depend on the brightness scale).
-    threshold : float
-        HSV saturation (0-1) above which a pixel is tissue.
+    threshold : float or None
+        HSV saturation (0-1) above which a pixel is tissue; ``None``: Otsu's threshold of
+        this image's saturation (give a whole slide: Otsu needs glass and tissue to choose
+        well).
+    min_saturation : float
+        Floor of Otsu's threshold, so that an image of only glass gives no tissue.
     min_size : int
         Tissue specks smaller than this many pixels are dropped (dust, debris).
 
@@ -57,7 +93,10 @@ def tissue_mask(
             f"a tissue mask needs an RGB brightfield image, got shape {image.shape}; "
             "gray or fluorescence images have no stain saturation to threshold"
         )
-    return _saturation_mask(image[..., :3], threshold, min_size)
+    saturation = color.rgb2hsv(image[..., :3])[..., 1]
+    if threshold is None:
+        threshold = max(float(filters.threshold_otsu(saturation)), min_saturation)
+    return remove_specks(saturation > threshold, min_size)
 
 
 def tissue_fraction(image: np.ndarray, threshold: float = TISSUE_SATURATION) -> float | None:

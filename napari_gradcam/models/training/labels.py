@@ -10,7 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from skimage import color, filters, measure
+from skimage import color, filters
+
+from napari_gradcam.core.tiling.tissue import remove_specks, tissue_mask
 
 CLASSES: tuple[str, str, str] = ("background", "stroma", "nuclei-dense")
 """Class names in logit order."""
@@ -18,51 +20,8 @@ CLASSES: tuple[str, str, str] = ("background", "stroma", "nuclei-dense")
 MIN_TISSUE_FRACTION = 0.25
 """Tiles with less tissue than this are "background"."""
 
-
-def remove_specks(mask: np.ndarray, min_size: int) -> np.ndarray:
-    """Drop connected components (8-connected) with fewer than ``min_size`` pixels.
-
-    Parameters
-    ----------
-    mask : numpy.ndarray
-        2-D boolean mask.
-    min_size : int
-        Smallest component kept, in pixels.
-
-    Returns
-    -------
-    numpy.ndarray
-        Boolean mask of the same shape.
-    """
-    labels = measure.label(mask, connectivity=2)
-    sizes = np.bincount(labels.ravel())
-    keep = sizes >= min_size
-    keep[0] = False
-    return keep[labels]
-
-
-def tissue_mask(rgb: np.ndarray, threshold: float | None = None, min_size: int = 64) -> np.ndarray:
-    """Return where an H&E image shows stained tissue rather than glass.
-
-    Parameters
-    ----------
-    rgb : numpy.ndarray
-        (H, W, 3) uint8 RGB image.
-    threshold : float, optional
-        HSV saturation (0-1) above which a pixel is tissue. Default: Otsu's threshold
-        of this image's saturation (use a whole slide, not a single tile).
-    min_size : int
-        Tissue specks smaller than this many pixels are removed.
-
-    Returns
-    -------
-    numpy.ndarray
-        (H, W) boolean mask.
-    """
-    saturation = color.rgb2hsv(rgb)[..., 1]
-    if threshold is None:
-        threshold = float(filters.threshold_otsu(saturation))
-    return remove_specks(saturation > threshold, min_size)
+TISSUE_SPECK_PX = 64
+"""Tissue specks smaller than this are dropped; the tissue threshold is the slide's Otsu's."""
 
 
 def hematoxylin(rgb: np.ndarray) -> np.ndarray:
@@ -83,7 +42,7 @@ def nuclei_mask(
     rgb : numpy.ndarray
         (H, W, 3) uint8 RGB image.
     tissue : numpy.ndarray, optional
-        (H, W) boolean tissue mask; default ``tissue_mask(rgb)``.
+        (H, W) boolean tissue mask; default ``tissue_mask(rgb, None, min_size=TISSUE_SPECK_PX)``.
     threshold : float, optional
         Hematoxylin density above which a pixel is nuclear. Default: Otsu's threshold
         of the tissue pixels' density, clipped at its 99.5th percentile so that dark
@@ -97,7 +56,7 @@ def nuclei_mask(
         (H, W) boolean mask, a subset of ``tissue``.
     """
     if tissue is None:
-        tissue = tissue_mask(rgb)
+        tissue = tissue_mask(rgb, None, min_size=TISSUE_SPECK_PX)
     density = hematoxylin(rgb)
     if threshold is None:
         threshold = hematoxylin_threshold(density[tissue])
@@ -211,7 +170,7 @@ def slide_evidence(rgb: np.ndarray, tile_size: int = 96, stride: int = 48) -> Sl
     SlideEvidence
         Masks, tile origins and per-tile fractions.
     """
-    tissue = tissue_mask(rgb)
+    tissue = tissue_mask(rgb, None, min_size=TISSUE_SPECK_PX)
     nuclei = nuclei_mask(rgb, tissue)
     rows = np.arange(0, rgb.shape[0] - tile_size + 1, stride)
     cols = np.arange(0, rgb.shape[1] - tile_size + 1, stride)

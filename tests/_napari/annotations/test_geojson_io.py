@@ -15,10 +15,11 @@ from napari_gradcam._napari.annotations.geojson_io import (
     read_annotations,
     write_annotations,
 )
+from napari_gradcam._napari.annotations.rings import decode_rings
 from napari_gradcam._napari.annotations.shape_coords import apply, plane_matrix, polygons_to_data
 from napari_gradcam.core.regions.geojson import GeoJSONError
 from napari_gradcam.core.regions.placement import heatmap_transform
-from napari_gradcam.core.regions.polygons import Polygon, decode_rings
+from napari_gradcam.core.regions.polygons import Polygon
 from tests.polygon_strategies import label, note, polygons
 
 IMAGE = np.zeros((512, 512), dtype=np.uint8)

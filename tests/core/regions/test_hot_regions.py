@@ -8,10 +8,6 @@ from napari_gradcam.core.regions.placement import (
     pixels_to_cells,
 )
 from napari_gradcam.core.regions.polygons import (
-    Polygon,
-    decode_rings,
-    encode_rings,
-    nest_rings,
     polygons_mask,
 )
 
@@ -103,17 +99,3 @@ def test_region_polygons_in_pixels_cover_the_hot_cells_footprint(ring_map):
     centres = np.round(centres).astype(int)
     np.testing.assert_array_equal(inside[centres[:, 0], centres[:, 1]], hot_cells.ravel())
     assert not inside[:16].any() and not inside[:, :32].any()
-
-
-def test_rings_survive_the_one_list_encoding_napari_draws():
-    outer = np.array([[0.0, 0.0], [0.0, 10.0], [10.0, 10.0], [10.0, 0.0]])
-    hole = np.array([[4.0, 4.0], [6.0, 4.0], [6.0, 6.0]])
-    other = outer + 20.0
-    polygons = [Polygon(outer, (hole,)), Polygon(other)]
-    rings = decode_rings(encode_rings(polygons))
-    assert len(rings) == 3
-    for got, want in zip(rings, [outer, hole, other], strict=True):
-        np.testing.assert_array_equal(got, want)
-    nested = nest_rings(rings)
-    assert [len(p.holes) for p in nested] == [1, 0]
-    assert len(decode_rings(outer)) == 1

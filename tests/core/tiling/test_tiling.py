@@ -189,6 +189,23 @@ def test_a_box_is_planned_on_sampled_pixels_with_its_origin(loaded):
     assert tile.shape == (16, 16, 3) and tile.dtype == np.uint8
 
 
+@pytest.mark.parametrize(
+    ("method", "cell"), [("gradcam", CELL), ("scorecam", CELL), ("occlusion", 1)]
+)
+def test_planning_probes_the_geometry_without_explaining_a_tile(loaded, monkeypatch, method, cell):
+    from napari_gradcam.core.tiling import tiled
+
+    def refuse(*_args, **_kwargs):
+        raise AssertionError("planning explained a tile")
+
+    monkeypatch.setattr(tiled, "explain", refuse)
+    view = LevelView(np.zeros((64, 64, 3), np.uint8), resample=2.0)
+    plan = plan_tiles(loaded, view, 0, (0, 0, 64, 64), settings=TileSettings(method, layer="4"))
+    assert plan.stride == (cell * 2.0, cell * 2.0)
+    layer = "input" if method == "occlusion" else "4"
+    assert plan.settings.layer == layer and plan.grid.tile_cells == (TILE // cell,) * 2
+
+
 def test_a_region_outside_the_image_says_so(loaded):
     view = LevelView(np.zeros((64, 64, 3), np.uint8))
     with pytest.raises(ValueError, match="lies outside the image"):

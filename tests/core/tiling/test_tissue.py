@@ -1,8 +1,10 @@
 import numpy as np
 import pytest
 
+from napari_gradcam.core.tiling.slide_tissue import MIN_SATURATION
 from napari_gradcam.core.tiling.tissue import (
     MIN_TISSUE_FRACTION,
+    TISSUE_SATURATION,
     cell_fractions,
     tissue_fraction,
     tissue_mask,
@@ -40,3 +42,58 @@ def test_cell_fractions_are_block_means_with_clipped_edges() -> None:
     uneven = cell_fractions(mask, (4, 4), (5.0, 5.5))
     assert uneven[1, 1] == pytest.approx(mask[5:10, 5:11].mean())
     assert uneven[3, 3] == pytest.approx(mask[15:20, 16:22].mean())
+
+
+def _saturation(rgb: np.ndarray) -> np.ndarray:
+    from skimage import color
+
+    return color.rgb2hsv(rgb[..., :3])[..., 1]
+
+
+def _otsu(values: np.ndarray) -> float:
+    from skimage import filters
+
+    return float(filters.threshold_otsu(values))
+
+
+def _specks_dropped(mask: np.ndarray, min_size: int, connectivity: int) -> np.ndarray:
+    from skimage import measure
+
+    labels = measure.label(mask, connectivity=connectivity)
+    sizes = np.bincount(labels.ravel())
+    return (sizes >= min_size)[labels] & mask
+
+
+@pytest.fixture(scope="module")
+def he_thumbnail() -> np.ndarray:
+    from napari_gradcam.data import read_he_region
+
+    return read_he_region()[::4, ::4]
+
+
+def test_one_function_gives_the_tile_and_training_masks(he_thumbnail) -> None:
+    """The old tile rule (0.15, specks < 16) and the demo labels' (Otsu, specks < 64)."""
+    saturation = _saturation(he_thumbnail)
+    tile_rule = _specks_dropped(saturation > TISSUE_SATURATION, 16, connectivity=2)
+    np.testing.assert_array_equal(tissue_mask(he_thumbnail), tile_rule)
+    training_rule = _specks_dropped(saturation > _otsu(saturation), 64, connectivity=2)
+    np.testing.assert_array_equal(tissue_mask(he_thumbnail, None, min_size=64), training_rule)
+    assert 0.2 < training_rule.mean() < tile_rule.mean() < 0.6
+
+
+def test_one_function_gives_the_slide_mask_with_diagonal_specks_kept(he_thumbnail) -> None:
+    """The old slide rule dropped specks 4-connected; the one rule joins diagonal pixels."""
+    saturation = _saturation(he_thumbnail)
+    threshold = max(_otsu(saturation), MIN_SATURATION)
+    old = _specks_dropped(saturation > threshold, 64, connectivity=1)
+    new = tissue_mask(he_thumbnail, None, min_saturation=MIN_SATURATION, min_size=64)
+    assert not (old & ~new).any()
+    assert (new & ~old).sum() < 0.03 * old.sum()  # 2 % on this thumbnail
+    np.testing.assert_array_equal(new, _specks_dropped(saturation > threshold, 64, 2))
+
+
+def test_the_saturation_floor_keeps_glass_empty() -> None:
+    rng = np.random.default_rng(0)
+    glass = np.clip(rng.normal(240, 2, (64, 64, 3)), 0, 255).astype(np.uint8)
+    assert tissue_mask(glass, None, min_size=1).any()  # Otsu splits even pure glass
+    assert not tissue_mask(glass, None, min_saturation=MIN_SATURATION, min_size=1).any()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -47,11 +48,24 @@ def occlusion(ctx: LayerContext) -> torch.Tensor:
 
 
 def occlusion_grid(ctx: LayerContext) -> tuple[int, int]:
-    """(window, stride) in input pixels: the settings, or an eighth of the shorter side and half."""
-    height, width = ctx.batch.shape[-2:]
-    window = ctx.settings.occlusion_window or max(min(height, width) // 8, 1)
-    step = ctx.settings.occlusion_stride or max(window // 2, 1)
-    return window, step
+    """(window, stride) in input pixels of this context's batch (see :func:`grid_settings`)."""
+    settings = ctx.settings
+    return grid_settings(ctx.batch.shape[-2:], settings.occlusion_window, settings.occlusion_stride)
+
+
+def grid_settings(
+    shape: Sequence[int], window: int | None = None, stride: int | None = None
+) -> tuple[int, int]:
+    """(window, stride) in input pixels: the settings, or an eighth of the shorter side and half.
+
+    Examples
+    --------
+    >>> grid_settings((224, 160)), grid_settings((224, 160), 16), grid_settings((64, 64), 8, 3)
+    ((20, 10), (16, 8), (8, 3))
+    """
+    height, width = shape
+    window = window or max(min(height, width) // 8, 1)
+    return window, stride or max(window // 2, 1)
 
 
 def occlusion_stride(ctx: LayerContext) -> tuple[float, float]:

@@ -1,0 +1,53 @@
+"""The map's geometry comes from a cheap probe, and equals the real explanation's."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_gradcam.core.explain.geometry import map_geometry
+from napari_gradcam.core.explain.pipeline import explain
+from tests.architectures import build
+
+METHODS = ["gradcam", "scorecam", "occlusion", "eigencam", "guided-gradcam", "guidedbackprop"]
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize(("name", "size"), [("resnet", (40, 48)), ("branchy", (37, 45))])
+def test_the_probe_equals_the_real_map(method, name, size, rng, small_card):
+    model = build(name)
+    image = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
+    explained = explain(model, image, method=method, card=small_card, memory_budget_mb=1)
+    geometry = map_geometry(model, size, method=method, card=small_card)
+    assert geometry.layer == explained.layer
+    assert geometry.shape == explained.cam.shape
+    assert geometry.stride == pytest.approx(explained.stride)
+
+
+@pytest.mark.parametrize(("window", "stride"), [(None, None), (12, 5), (7, None)])
+def test_occlusion_geometry_comes_from_its_grid_settings(window, stride, rng, small_card):
+    model = build("resnet")
+    image = rng.integers(0, 256, (50, 61, 3), dtype=np.uint8)
+    settings = {"occlusion_window": window, "occlusion_stride": stride}
+    explained = explain(model, image, method="occlusion", card=small_card, **settings)
+    geometry = map_geometry(model, (50, 61), method="occlusion", card=small_card, **settings)
+    assert (geometry.shape, geometry.stride) == (explained.cam.shape, explained.stride)
+
+
+def test_a_layer_is_probed_once_per_input_size_and_never_explained(small_card):
+    model = build("resnet")
+    forwards = []
+    model.register_forward_hook(lambda *_: forwards.append(1))
+    first = map_geometry(model, (64, 64), layer="layer2", card=small_card)
+    assert len(forwards) == 1
+    assert map_geometry(model, (64, 64), method="scorecam", layer="layer2", card=small_card)
+    assert len(forwards) == 1
+    other = map_geometry(model, (96, 64), layer="layer2", card=small_card)
+    assert len(forwards) == 2
+    assert other.shape[0] == first.shape[0] * 3 // 2 and other.stride == first.stride
+    assert not any(p.grad is not None for p in model.parameters())
+
+
+def test_a_wrong_layer_is_refused_before_any_tile(small_card):
+    with pytest.raises(ValueError, match="no layer named"):
+        map_geometry(build("resnet"), (32, 32), layer="layer9", card=small_card)
