@@ -22,7 +22,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register the ``slide`` subcommand."""
     parser = subparsers.add_parser(
         "slide",
-        help="stitched heatmap, per-tile CSV and overlay per whole slide (.svs, pyramidal TIFF)",
+        help=(
+            "stitched heatmap, per-tile CSV and QuPath tiles (GeoJSON), and overlay per whole "
+            "slide (.svs, pyramidal TIFF)"
+        ),
     )
     parser.add_argument("slides", nargs="+", type=Path, help=".svs or (pyramidal) TIFF files")
     parser.add_argument("--model", default="demo", help="demo | module:factory | model.pt")
