@@ -51,14 +51,10 @@ def feature_row(annotation: Annotation) -> dict[str, Any]:
         "class": [annotation.label, list(annotation.colour)],
         "measured": sorted(annotation.measurements),
     }
-    return {
-        "id": annotation.id,
-        "label": shown_label(annotation),
-        "note": annotation.note,
-        "heatmap": "",
-        **annotation.measurements,
-        QUPATH_COLUMN: json.dumps(hidden, allow_nan=False),
-    }
+    fixed = {"id": annotation.id, "label": shown_label(annotation), "note": annotation.note}
+    hidden_text = json.dumps(hidden, allow_nan=False)
+    # a measurement named like a fixed column never replaces it
+    return {**fixed, "heatmap": "", **annotation.measurements, **fixed, QUPATH_COLUMN: hidden_text}
 
 
 def _ellipse_box(polygon: Polygon) -> np.ndarray:

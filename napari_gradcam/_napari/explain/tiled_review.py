@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from magicgui.widgets import CheckBox, FloatSpinBox, PushButton
 from napari.layers import Image, Points
+from napari.qt.threading import FunctionWorker, create_worker
 from napari.utils.notifications import show_info, show_warning
 from qtpy.QtWidgets import QFileDialog
 
@@ -125,24 +126,37 @@ class TiledReview:
         self.table.setVisible(True)
         self.export.visible = True
 
-    def export_tiles(self, path: str | Path, *, overwrite: bool = False) -> Path | None:
+    def export_tiles(self, path: str | Path, *, overwrite: bool = False) -> FunctionWorker | None:
         """Write the tiles of the last run as QuPath GeoJSON, in level-0 pixels of the image.
 
-        Returns None (after a warning) when there are no tiles or the file cannot be written.
+        The file is written in a worker thread (tens of thousands of tiles take seconds);
+        a notification says when it is done or why not.
+
+        Returns
+        -------
+        FunctionWorker or None
+            The started worker (it returns the path), or None when there are no tiles.
         """
         from napari_gradcam.core.regions.qupath_tiles import write_tiles_geojson
 
         if not self.features or not len(self.features["box"]):
             show_warning("no tiles to export: explain a region tile by tile first")
             return None
+        count = len(self.features["box"])
         columns = {name: self.features[name] for name in TILE_COLUMNS}
-        try:
-            written = write_tiles_geojson(path, self.features["box"], columns, overwrite=overwrite)
-        except (OSError, ValueError) as err:
-            show_warning(f"tiles not exported: {err}")
-            return None
-        show_info(f"wrote {len(self.features['box'])} tiles to {written.name}")
-        return written
+        self.export.enabled = False
+        return create_worker(
+            write_tiles_geojson,
+            path,
+            self.features["box"],
+            columns,
+            overwrite=overwrite,
+            _connect={
+                "returned": lambda written: show_info(f"wrote {count} tiles to {written.name}"),
+                "errored": lambda err: show_warning(f"tiles not exported: {err}"),
+                "finished": lambda: setattr(self.export, "enabled", True),
+            },
+        )
 
     def _ask_export(self) -> None:
         path, _ = QFileDialog.getSaveFileName(

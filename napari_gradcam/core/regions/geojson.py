@@ -46,9 +46,9 @@ from napari_gradcam.core.regions.qupath_properties import (
     write_number,
 )
 
-MAX_BYTES = 64 * 1024 * 1024
-MAX_FEATURES = 20_000
-MAX_VERTICES = 2_000_000
+MAX_BYTES = 256 * 1024 * 1024
+MAX_FEATURES = 100_000
+MAX_VERTICES = 5_000_000
 OUTSIDE_TOLERANCE = 0.5
 """Pixels a vertex may lie beyond the image's edge before its feature is refused."""
 DEFAULT_PLANE = {"c": -1, "z": 0, "t": 0}

@@ -65,8 +65,8 @@ def open_ring(ring: np.ndarray) -> np.ndarray:
     """Return the ring without a repeated closing vertex and without repeated neighbours."""
     points = np.asarray(ring, dtype=float).reshape(-1, 2)
     if len(points) > 1:
-        keep = np.any(points != np.roll(points, 1, axis=0), axis=1)
-        keep[0] = True
+        keep = np.ones(len(points), dtype=bool)
+        keep[1:] = np.any(points[1:] != points[:-1], axis=1)
         points = points[keep]
     if len(points) > 1 and np.array_equal(points[0], points[-1]):
         points = points[:-1]
@@ -172,11 +172,21 @@ def repaired(polygons: Sequence[Polygon]) -> tuple[Polygon, ...]:
 def oriented(polygon: Polygon, exterior_clockwise: bool = False) -> Polygon:
     """The polygon with its exterior counter-clockwise (or clockwise) and holes the other way.
 
-    Orientation is that of the coordinates as (x, y) numbers; GeoJSON (RFC 7946) wants the
-    exterior counter-clockwise.
+    Orientation is that of the coordinates as (x, y) numbers (shapely's ``is_ccw``); GeoJSON
+    (RFC 7946) wants the exterior counter-clockwise. A reversed ring keeps its first vertex.
     """
-    shape = shapely.orient_polygons(polygon.to_shapely(), exterior_cw=exterior_clockwise)
-    return from_shapely(shape)[0]
+    rings = polygon.rings
+    ccw = shapely.is_ccw(shapely.linearrings(np.concatenate(rings), indices=_ring_indices(rings)))
+    wanted = np.array([not exterior_clockwise] + [exterior_clockwise] * len(polygon.holes))
+    turned = [
+        ring if is_ccw == want else np.concatenate([ring[:1], ring[:0:-1]])
+        for ring, is_ccw, want in zip(rings, ccw, wanted, strict=True)
+    ]
+    return Polygon(turned[0], tuple(turned[1:]))
+
+
+def _ring_indices(rings: Sequence[np.ndarray]) -> np.ndarray:
+    return np.repeat(np.arange(len(rings)), [len(ring) for ring in rings])
 
 
 def encode_rings(polygons: Sequence[Polygon]) -> np.ndarray:
