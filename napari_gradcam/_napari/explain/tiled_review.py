@@ -143,7 +143,7 @@ class TiledReview:
             show_warning("no tiles to export: explain a region tile by tile first")
             return None
         count = len(self.features["box"])
-        columns = {name: self.features[name] for name in TILE_COLUMNS}
+        columns = {name: values for name, values in self.features.items() if name != "box"}
         self.export.enabled = False
         return create_worker(
             write_tiles_geojson,

@@ -42,6 +42,7 @@ from napari_gradcam.core.regions.qupath_properties import (
     read_measurements,
     read_metadata,
     read_object_type,
+    strict,
     write_classification,
     write_number,
 )
@@ -140,7 +141,7 @@ def _properties(annotation: Annotation) -> dict[str, Any]:
     metadata = {**facts.metadata, **({"note": annotation.note} if annotation.note else {})}
     if metadata:
         properties["metadata"] = metadata
-    return {**properties, **facts.extra}
+    return {**properties, **strict(facts.extra)}
 
 
 def to_feature(annotation: Annotation) -> dict[str, Any]:

@@ -191,6 +191,17 @@ def write_number(value: float) -> float | int | str:
     return value
 
 
+def strict(value: Any) -> Any:
+    """``value`` with every non-finite float, however deep, written as QuPath writes it."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return write_number(value)
+    if isinstance(value, dict):
+        return {key: strict(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [strict(item) for item in value]
+    return value
+
+
 def read_metadata(raw: Any) -> tuple[dict[str, str], list[str]]:
     """QuPath's metadata as text (numbers and booleans as JSON text); notes on values left out."""
     if raw is None:

@@ -150,6 +150,7 @@ def test_what_cannot_be_kept_is_said_per_feature():
             "measurements": {"ok": 1, "flag": True, "text": "high"},
             "metadata": {"list": [1, 2], "count": 2},
             "childObjects": [],
+            "custom": {"ratio": math.nan, "deep": [math.inf]},
         },
     }
     result = from_geojson([feature])
@@ -161,7 +162,9 @@ def test_what_cannot_be_kept_is_said_per_feature():
     assert "Self-intersection" in said and "repaired" in said
     assert "'flag' = True is not a number" in said and "'text' = 'high'" in said
     assert "metadata 'list'" in said and "child objects kept" in said
-    assert to_feature(annotation)["properties"]["childObjects"] == []
+    properties = strict_loads(dumps([annotation]))["features"][0]["properties"]
+    assert properties["childObjects"] == []  # other properties are kept, as strict JSON
+    assert properties["custom"] == {"ratio": "NaN", "deep": ["Infinity"]}
 
 
 finite = st.floats(-1e6, 1e6, allow_nan=False)
