@@ -112,7 +112,9 @@ def layer_annotations(
 ) -> tuple[list[Annotation], list[str]]:
     """Return the layer's shapes as objects in level-0 pixels, and what was skipped.
 
-    Shapes sharing an id are one object (a QuPath object read as an area and lines).
+    Shapes sharing an id are one object (a QuPath object read as an area and lines), except
+    a second area with the id of an earlier one (a pasted copy): it is written as a new
+    object with a new id.
     """
     matrix = data_to_pixels(shapes, image)
     features = ensure_features(shapes)
@@ -125,6 +127,9 @@ def layer_annotations(
     for index in range(len(shapes.data)):
         kind = shapes.shape_type[index]
         row = features.iloc[index]
+        if kind not in LINE_TYPES and parts.get(str(row["id"]), {}).get("polygons"):
+            row = row.copy()
+            row["id"] = str(uuid.uuid4())
         part = parts.setdefault(str(row["id"]), {"row": row, "polygons": [], "lines": []})
         if kind in LINE_TYPES:
             part["lines"].append(shape_line(shapes, index, matrix))

@@ -119,6 +119,18 @@ def test_rectangles_ellipses_and_lines_are_written_as_qupath_reads_them(tmp_path
     np.testing.assert_allclose(data[1], SQUARE, atol=1e-6)  # the ellipse's box again
 
 
+def test_a_pasted_copy_is_a_new_object_and_lines_of_one_object_stay_together(tmp_path):
+    shapes = Shapes(
+        [SQUARE, SQUARE + 50, SQUARE[:2], SQUARE[2:]], shape_type=["polygon"] * 2 + ["path"] * 2
+    )
+    shapes.features = {"id": ["a", "a", "b", "b"], "label": ["unclear"] * 4, "note": [""] * 4}
+    (path,) = write_annotations(tmp_path / "a.geojson", shapes)
+    features = json.loads(Path(path).read_text())["features"]
+    assert [f["geometry"]["type"] for f in features] == ["Polygon", "Polygon", "MultiLineString"]
+    assert features[0]["id"] == "a" and features[1]["id"] not in ("a", "b")
+    assert features[2]["id"] == "b"
+
+
 def test_the_npe2_reader_and_writer_work_from_the_viewer(make_napari_viewer, tmp_path):
     viewer = make_napari_viewer()
     image = viewer.add_image(IMAGE, scale=(0.5, 2.0), translate=(10, -4), name="slide")
