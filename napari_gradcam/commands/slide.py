@@ -24,7 +24,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register the ``slide`` subcommand."""
     parser = subparsers.add_parser(
         "slide",
-        help="stitched heatmap, per-tile CSV and overlay per whole slide (any scanner format)",
+        help=(
+            "stitched heatmap, per-tile CSV, QuPath tiles (GeoJSON) and overlay per whole slide "
+            "(any scanner format)"
+        ),
     )
     parser.add_argument(
         "slides",

@@ -6,6 +6,8 @@
   other OME-Zarr viewers show it in place; this plugin's reader also uses the provenance in
   its ``napari_gradcam`` attribute;
 * ``<stem>.tiles.csv``: one row per tile, explained or skipped;
+* ``<stem>.tiles.geojson``: the explained tiles as QuPath ``tile`` objects whose
+  measurements are the CSV's numbers (QuPath colours and filters tiles by them);
 * ``<stem>.overlay.png``: a thumbnail of the slide with the heatmap;
 * ``<stem>.json``: the run's summary.
 
@@ -47,6 +49,7 @@ class SlideOutputs:
     tiles: Path
     overlay: Path
     summary: Path
+    qupath: Path
 
     @classmethod
     def for_slide(cls, slide: str | Path, out: Path) -> SlideOutputs:
@@ -57,11 +60,12 @@ class SlideOutputs:
             out / f"{stem}.tiles.csv",
             out / f"{stem}.overlay.png",
             out / f"{stem}.json",
+            out / f"{stem}.tiles.geojson",
         )
 
     def paths(self) -> list[Path]:
-        """All four paths."""
-        return [self.heatmap, self.tiles, self.overlay, self.summary]
+        """All output paths."""
+        return [self.heatmap, self.tiles, self.overlay, self.summary, self.qupath]
 
 
 def plan_outputs(slides: list[Path], out: Path, overwrite: bool) -> list[SlideOutputs]:
@@ -211,3 +215,14 @@ class TileTable:
         """Close and delete the temporary file."""
         self._file.close()
         self.temporary.unlink(missing_ok=True)
+
+
+def save_tile_objects(path: Path, rows: list[list[Any]], overwrite: bool = False) -> None:
+    """Write explained tiles' CSV rows (see :data:`CSV_COLUMNS`) as QuPath tile objects."""
+    from napari_gradcam.core.regions.qupath_tiles import write_tiles_geojson
+
+    kept = [name for name in CSV_COLUMNS if name not in ("status", "y0", "x0", "y1", "x1")]
+    index = {name: i for i, name in enumerate(CSV_COLUMNS)}
+    boxes = np.array([[row[index[k]] for k in ("y0", "x0", "y1", "x1")] for row in rows])
+    columns = {name: [row[index[name]] for row in rows] for name in kept}
+    write_tiles_geojson(path, boxes.reshape(-1, 4), columns, overwrite=overwrite)

@@ -1,4 +1,4 @@
-"""Explain a whole slide headless: tissue, tiles on Dask, stitched map, CSV, overlay, summary.
+"""Explain a whole slide headless: tissue, tiles on Dask, stitched map, tile tables, summary.
 
 Only the batches in flight and one band of the stitched map are held in memory; the map is
 written into its zarr store row by row as the tiles that reach it are done.
@@ -19,7 +19,12 @@ from napari_gradcam.core.tiling.tiled import TilePlan, TileSettings, pixel_range
 from napari_gradcam.files import save_json, save_png
 from napari_gradcam.models.cache import cached_model
 from napari_gradcam.slides.batches import BatchTask, in_order, run_batch
-from napari_gradcam.slides.outputs import HeatmapStore, SlideOutputs, TileTable
+from napari_gradcam.slides.outputs import (
+    HeatmapStore,
+    SlideOutputs,
+    TileTable,
+    save_tile_objects,
+)
 from napari_gradcam.slides.records import TileRows, heatmap_attrs, run_summary
 from napari_gradcam.slides.thumbnail import thumbnail_overlay
 
@@ -100,12 +105,15 @@ def explain_slide(
         on_plan(plan)
     store = HeatmapStore(outputs.heatmap, plan.grid.map_shape)
     table = TileTable(outputs.tiles)
+    explained: list[list[Any]] = []
     try:
         stitcher = Stitcher(plan.grid, job.window, out=store.level0)
         rows = TileRows(plan, loaded.card.class_name)
         for results in _results(slide, plan, job, loaded, client):
             stitcher.add(results.indices, results.cams)
-            table.write(rows.explained(results))
+            batch = rows.explained(results)
+            table.write(batch)
+            explained += [row for row in batch if row[1] == "explained"]
             if on_batch is not None:
                 on_batch(len(results.indices))
         stitcher.finish()
@@ -117,6 +125,7 @@ def explain_slide(
         table.discard()
         raise
     table.publish()
+    save_tile_objects(outputs.qupath, explained, job.overwrite)
     save_png(outputs.overlay, thumbnail_overlay(slide, outputs.heatmap))
     summary = run_summary(slide, plan, job, attrs, outputs, time.perf_counter() - start)
     save_json(outputs.summary, summary)

@@ -29,6 +29,7 @@ def outputs(out):
         "tiles": stem.with_suffix(".tiles.csv"),
         "overlay": stem.with_suffix(".overlay.png"),
         "summary": stem.with_suffix(".json"),
+        "qupath": stem.with_suffix(".tiles.geojson"),
     }
 
 
@@ -57,6 +58,26 @@ def test_outputs_are_complete_and_consistent(slide_dir):
     assert not [p.name for p in slide_dir.iterdir() if p.name.startswith(".")]
 
 
+def test_the_explained_tiles_open_in_qupath_with_their_numbers(slide_dir):
+    paths = outputs(slide_dir)
+    with paths["tiles"].open() as handle:
+        explained = [row for row in csv.DictReader(handle) if row["status"] == "explained"]
+    text = paths["qupath"].read_text(encoding="utf-8")
+    features = json.loads(text, parse_constant=lambda token: 1 / 0)["features"]  # strict JSON
+    assert len(features) == len(explained)
+    for row, feature in zip(explained, features, strict=True):
+        ring = np.asarray(feature["geometry"]["coordinates"][0])
+        box = [float(row[k]) for k in ("x0", "y0", "x1", "y1")]
+        np.testing.assert_allclose([*ring.min(axis=0), *ring.max(axis=0)], box)
+        properties = feature["properties"]
+        assert properties["objectType"] == "tile"
+        assert properties["classification"]["name"] == row["class"]
+        measured = properties["measurements"]
+        for name in ("probability", "entropy", "energy", "roughness", "tissue_fraction"):
+            assert measured[name] == pytest.approx(float(row[name]))
+    assert json.loads(paths["summary"].read_text())["outputs"]["qupath"] == paths["qupath"].name
+
+
 def test_the_heatmap_reopens_on_the_slide(slide_dir):
     from napari_gradcam._napari.reader import get_reader
 
@@ -77,11 +98,14 @@ def test_the_heatmap_reopens_on_the_slide(slide_dir):
     assert kwargs["contrast_limits"] == (0.0, pytest.approx(float(cam.max())))
 
 
-def test_outputs_are_never_silently_overwritten(slide_dir, capsys):
+def test_outputs_are_never_silently_overwritten(slide_dir, capsys, tmp_path):
     before = outputs(slide_dir)["tiles"].stat().st_mtime_ns
     assert main(["slide", str(HE_SLIDE_PATH), "--out", str(slide_dir), *COARSE]) == 2
     assert "already exist" in capsys.readouterr().err
     assert outputs(slide_dir)["tiles"].stat().st_mtime_ns == before
+    shutil.copy(outputs(slide_dir)["qupath"], tmp_path)  # the QuPath tiles alone
+    assert main(["slide", str(HE_SLIDE_PATH), "--out", str(tmp_path), *COARSE]) == 2
+    assert [p.name for p in tmp_path.iterdir()] == [outputs(slide_dir)["qupath"].name]
 
 
 def test_overwrite_replaces_and_a_local_cluster_gives_the_same_map(slide_dir, tmp_path):

@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 from magicgui.widgets import Container, PushButton
-from napari.layers import Image, Layer, Shapes
+from napari.layers import Image, Layer, Points, Shapes
 from qtpy.QtWidgets import QFileDialog, QMessageBox
 
 from napari_gradcam._napari.annotations.geojson_io import (
+    ANNOTATION_KEY,
     FEATURE_COLUMNS,
     ensure_features,
     read_annotations,
@@ -162,15 +163,23 @@ class FileActions(Container):
         self._done(f"wrote {len(features)} rows to {path.name}")
         return path
 
+    def _linked_points(self, shapes: Shapes) -> list[Points]:
+        """Points layers read from the same QuPath file as ``shapes``."""
+        return [
+            layer
+            for layer in self._dock.viewer.layers
+            if isinstance(layer, Points)
+            and layer.metadata.get(ANNOTATION_KEY, {}).get("shapes_layer") == shapes.name
+        ]
+
     def export_geojson(self, path: str | Path, *, overwrite: bool = False) -> Path | None:
-        """Write the annotations as QuPath GeoJSON in level-0 pixels of their image."""
+        """Write the annotations (and points read with them) as QuPath GeoJSON, level-0 pixels."""
         shapes = self._shapes_or_warn()
         if shapes is None:
             return None
+        layers, points = list(self._dock.viewer.layers), self._linked_points(shapes)
         try:
-            written = write_annotations(
-                path, shapes, list(self._dock.viewer.layers), overwrite=overwrite
-            )
+            written = write_annotations(path, shapes, layers, overwrite=overwrite, points=points)
         except (OSError, ValueError) as err:
             self._dock.warn(f"GeoJSON not written: {err}")
             return None
@@ -178,16 +187,24 @@ class FileActions(Container):
         return Path(written[0])
 
     def import_geojson(self, path: str | Path) -> Layer | None:
-        """Read QuPath GeoJSON into a new annotations layer on the image."""
+        """Read QuPath GeoJSON into a new annotations layer (and a points layer) on the image.
+
+        Returns the annotations layer, or the points layer of a file holding only points.
+        """
         try:
-            (layer_data,) = read_annotations(path, list(self._dock.viewer.layers))
+            read = read_annotations(path, list(self._dock.viewer.layers))
         except (OSError, ValueError) as err:
             self._dock.warn(str(err))
             return None
-        layer = self._dock.viewer.add_layer(Layer.create(*layer_data))
-        self._dock.annotations.value = layer
-        self._done(f"read {len(layer.data)} annotation(s) from {Path(path).name}")
-        return layer
+        added = [self._dock.viewer.add_layer(Layer.create(*item)) for item in read]
+        kinds = ["shapes" if isinstance(layer, Shapes) else "points" for layer in added]
+        counts = ", ".join(
+            f"{len(layer.data)} {kind}" for layer, kind in zip(added, kinds, strict=True)
+        )
+        if isinstance(added[0], Shapes):
+            self._dock.annotations.value = added[0]
+        self._done(f"read {counts} from {Path(path).name}")
+        return added[0]
 
     def save_review(self, folder: str | Path, *, overwrite: bool = False) -> Path | None:
         """Save image reference, heatmaps and annotations into ``folder``."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from skimage.measure import points_in_poly
 
 from napari_gradcam.core.regions.polygons import Polygon, open_ring
 
@@ -54,27 +53,3 @@ def decode_rings(vertices: np.ndarray) -> list[np.ndarray]:
         rings.append(points[start:])
     opened = [open_ring(ring) for ring in rings]
     return [ring for ring in opened if len(ring) >= 3]
-
-
-def nest_rings(rings: Sequence[np.ndarray]) -> list[Polygon]:
-    """Group rings into polygons: a ring inside an even number of others is an exterior.
-
-    A ring inside an odd number of rings is a hole of the innermost exterior around it.
-    Containment is tested with each ring's first vertex (rings are assumed not to cross).
-    """
-    rings = [np.asarray(ring, dtype=float) for ring in rings]
-    containers = [
-        [j for j, other in enumerate(rings) if j != i and _inside(ring[0], other)]
-        for i, ring in enumerate(rings)
-    ]
-    exteriors = [i for i, around in enumerate(containers) if len(around) % 2 == 0]
-    holes: dict[int, list[np.ndarray]] = {i: [] for i in exteriors}
-    for i, around in enumerate(containers):
-        if len(around) % 2 == 1:
-            parent = max((j for j in around if j in holes), key=lambda j: len(containers[j]))
-            holes[parent].append(rings[i])
-    return [Polygon(rings[i], tuple(holes[i])) for i in exteriors]
-
-
-def _inside(point: np.ndarray, ring: np.ndarray) -> bool:
-    return bool(points_in_poly(point[None], ring)[0])

@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 from napari.layers import Layer, Shapes
 
-from napari_gradcam._napari.annotations.rings import decode_rings, encode_rings, nest_rings
-from napari_gradcam.core.regions.polygons import Polygon
+from napari_gradcam._napari.annotations.rings import decode_rings, encode_rings
+from napari_gradcam.core.regions.polygons import Polygon, nest_rings
 
 ELLIPSE_VERTICES = 64
 POLYGON_TYPES = ("polygon", "rectangle", "ellipse")

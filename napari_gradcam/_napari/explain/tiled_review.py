@@ -2,17 +2,21 @@
 
 The widget hands over each tiled update and outcome; this keeps the tissue found per image,
 fills the heatmaps in, and after a run shows the tiles as points and in a sortable table
-whose rows jump the camera to their tile.
+whose rows jump the camera to their tile, and exports them as QuPath tile objects.
 """
 
 from __future__ import annotations
 
 import weakref
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from magicgui.widgets import CheckBox, FloatSpinBox
+from magicgui.widgets import CheckBox, FloatSpinBox, PushButton
 from napari.layers import Image, Points
+from napari.qt.threading import FunctionWorker, create_worker
+from napari.utils.notifications import show_info, show_warning
+from qtpy.QtWidgets import QFileDialog
 
 from napari_gradcam._napari.explain.tile_table import TileTable
 from napari_gradcam._napari.explain.tiled_job import TiledResult, TilingOptions
@@ -35,6 +39,7 @@ TILED_TIP = "explain regions larger than the model input tile by tile (stitched 
 TISSUE_TIP = "find the tissue once per image and skip tiles that are mostly glass"
 ZOOM_TILES = 4
 """A jump to a tile zooms so that the canvas shows about this many tiles across."""
+EXPORT_TIP = "save the tiles as QuPath tile objects with their numbers as measurements"
 
 
 class TiledReview:
@@ -53,6 +58,8 @@ class TiledReview:
         self.overlap = FloatSpinBox(label="tile overlap", value=0.5, min=0.0, max=0.9, step=0.25)
         self.table = TileTable(self.jump_to)
         self.table.setVisible(False)
+        self.export = PushButton(text="Export tiles to QuPath…", visible=False, tooltip=EXPORT_TIP)
+        self.export.changed.connect(self._ask_export)
         self.live: LiveHeatmaps | None = None
         self.features: dict[str, np.ndarray] = {}
         self.points: Points | None = None
@@ -117,6 +124,46 @@ class TiledReview:
         self.viewer.add_layer(self.points)
         self.table.set_columns({name: self.features[name] for name in TILE_COLUMNS})
         self.table.setVisible(True)
+        self.export.visible = True
+
+    def export_tiles(self, path: str | Path, *, overwrite: bool = False) -> FunctionWorker | None:
+        """Write the tiles of the last run as QuPath GeoJSON, in level-0 pixels of the image.
+
+        The file is written in a worker thread (tens of thousands of tiles take seconds);
+        a notification says when it is done or why not.
+
+        Returns
+        -------
+        FunctionWorker or None
+            The started worker (it returns the path), or None when there are no tiles.
+        """
+        from napari_gradcam.core.regions.qupath_tiles import write_tiles_geojson
+
+        if not self.features or not len(self.features["box"]):
+            show_warning("no tiles to export: explain a region tile by tile first")
+            return None
+        count = len(self.features["box"])
+        columns = {name: values for name, values in self.features.items() if name != "box"}
+        self.export.enabled = False
+        return create_worker(
+            write_tiles_geojson,
+            path,
+            self.features["box"],
+            columns,
+            overwrite=overwrite,
+            _connect={
+                "returned": lambda written: show_info(f"wrote {count} tiles to {written.name}"),
+                "errored": lambda err: show_warning(f"tiles not exported: {err}"),
+                "finished": lambda: setattr(self.export, "enabled", True),
+            },
+        )
+
+    def _ask_export(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(
+            None, "Export tiles to QuPath", "", "GeoJSON (*.geojson)"
+        )
+        if path:  # the dialog has confirmed replacing an existing file
+            self.export_tiles(path, overwrite=True)
 
     def jump_to(self, row: int) -> None:
         """Centre the camera on tile ``row`` (zoomed to a few tiles) and select its point."""

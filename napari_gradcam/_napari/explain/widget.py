@@ -98,6 +98,7 @@ class GradCamWidget(Container):
             self.explain_button, self.cancel_button, self.progress, self.result,
         ])  # fmt: skip
         self.native.layout().addWidget(self.tiles.table, 100)
+        self.native.layout().addWidget(self.tiles.export.native)
         self.native.layout().addStretch(1)
         self._connect()
         self._on_region_changed(self.region.value)

@@ -1,16 +1,21 @@
-"""QuPath-compatible GeoJSON: annotations to and from a FeatureCollection.
+"""QuPath GeoJSON: objects to and from a FeatureCollection, nothing dropped silently.
 
-QuPath's pixel coordinates put the image's top-left *corner* at (0, 0) and list points as
-(x, y); napari puts the top-left pixel's *centre* at (0, 0) and lists (row, column). So a
-point at napari row ``r``, column ``c`` of the level-0 image is QuPath ``(c + 0.5, r + 0.5)``.
-Annotations here hold polygons in napari's level-0 (row, column) pixels; only this module
-swaps axes and shifts by half a pixel.
+Reads what QuPath 0.2 to 0.6 write and accept: a FeatureCollection, a bare list of features
+or one feature; annotations, detections, cells (with their nucleus) and tiles; polygons
+with holes, lines and points; classes as text or objects, derived classes shown as
+``"A: B"``; NaN and infinite measurements; names, ids, colours, locks, metadata, planes and
+ellipses. Whatever a feature holds that cannot be kept is named in :attr:`ReadResult.notes`;
+a feature that cannot be read at all is named in :attr:`ReadResult.skipped`.
+
+Writes strict JSON that QuPath reads back: every classification with a colour, non-finite
+measurements as QuPath writes them, closed rings. Geometry conventions are in
+:mod:`~napari_gradcam.core.regions.qupath_geometry`, properties in
+:mod:`~napari_gradcam.core.regions.qupath_properties`.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,16 +24,37 @@ from typing import Any
 
 import numpy as np
 
-from napari_gradcam.core.regions.polygons import Polygon, open_ring
+from napari_gradcam.core.regions.polygons import Polygon
+from napari_gradcam.core.regions.qupath_geometry import (
+    PIXEL_CENTRE,
+    Geometry,
+    read_geometry,
+    write_geometry,
+)
+from napari_gradcam.core.regions.qupath_properties import (
+    DEFAULT_COLOUR,
+    KNOWN_PROPERTIES,
+    OBJECT_TYPES,
+    QuPathFacts,
+    merge_duplicate_keys,
+    read_classification,
+    read_colour,
+    read_measurements,
+    read_metadata,
+    read_object_type,
+    strict,
+    write_classification,
+    write_number,
+)
 
-PIXEL_CENTRE = 0.5
-"""QuPath coordinate of the first pixel's centre."""
-MAX_BYTES = 64 * 1024 * 1024
-MAX_FEATURES = 20_000
-MAX_VERTICES = 2_000_000
+MAX_BYTES = 256 * 1024 * 1024
+MAX_FEATURES = 100_000
+MAX_VERTICES = 5_000_000
 OUTSIDE_TOLERANCE = 0.5
 """Pixels a vertex may lie beyond the image's edge before its feature is refused."""
-DEFAULT_COLOUR = (255, 255, 0)
+DEFAULT_PLANE = {"c": -1, "z": 0, "t": 0}
+"""QuPath's default image plane (not written)."""
+__all__ = ["DEFAULT_COLOUR", "PIXEL_CENTRE", "Annotation", "GeoJSONError", "ReadResult"]
 
 
 class GeoJSONError(ValueError):
@@ -37,93 +63,115 @@ class GeoJSONError(ValueError):
 
 @dataclass
 class Annotation:
-    """A region for review: polygons in level-0 napari pixels, a label, a note, measurements."""
+    """One QuPath object: its shapes in level-0 napari pixels, class, note and measurements.
+
+    Attributes
+    ----------
+    polygons : tuple of Polygon
+        Its areas (holes included); empty for a line or point object.
+    label : str
+        The classification as shown (``"A: B"`` for a derived class); "" for none.
+    colour : tuple of int
+        The class's colour, RGB (or RGBA) 0-255.
+    note : str
+        The review note (QuPath metadata ``note``).
+    measurements : dict of str to float
+        NaN and infinities included.
+    id : str
+        QuPath's object id (a UUID).
+    lines : tuple of numpy.ndarray
+        Open polylines, (N, 2) each.
+    points : numpy.ndarray
+        (N, 2) points.
+    qupath : QuPathFacts
+        Name, object type, colour, lock, metadata, plane, ellipse, nucleus and any other
+        property, kept for the way back.
+    """
 
     polygons: tuple[Polygon, ...]
     label: str = "unclear"
-    colour: tuple[int, int, int] = DEFAULT_COLOUR
+    colour: tuple[int, ...] = DEFAULT_COLOUR
     note: str = ""
     measurements: dict[str, float] = field(default_factory=dict)
     id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    lines: tuple[np.ndarray, ...] = ()
+    points: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
+    qupath: QuPathFacts = field(default_factory=QuPathFacts)
+
+    @property
+    def geometry(self) -> Geometry:
+        """Its polygons, lines and points together."""
+        return Geometry(self.polygons, self.lines, np.asarray(self.points, dtype=float))
 
 
 @dataclass
 class ReadResult:
-    """Annotations read from GeoJSON and one message per feature that was skipped."""
+    """Objects read from GeoJSON, the features skipped and what could not be kept of the rest.
+
+    Attributes
+    ----------
+    annotations : list of Annotation
+        The objects read.
+    skipped : list of str
+        One message per feature that could not be read at all.
+    notes : list of str
+        One message per feature read with something left out or changed.
+    """
 
     annotations: list[Annotation]
     skipped: list[str]
+    notes: list[str] = field(default_factory=list)
 
 
-def _ring_to_xy(ring: np.ndarray) -> list[list[float]]:
-    xy = np.asarray(ring, dtype=float)[:, ::-1] + PIXEL_CENTRE
-    return [*xy.tolist(), xy[0].tolist()]
-
-
-def _ring_from_xy(coordinates: Any) -> np.ndarray:
-    points = np.asarray(coordinates, dtype=float)
-    if points.ndim != 2 or points.shape[1] < 2 or not np.all(np.isfinite(points)):
-        raise ValueError("a ring must be a list of finite [x, y] positions")
-    ring = open_ring(points[:, 1::-1] - PIXEL_CENTRE)
-    if len(ring) < 3:
-        raise ValueError(f"a ring has {len(ring)} distinct points; a polygon needs at least 3")
-    return ring
+def _properties(annotation: Annotation) -> dict[str, Any]:
+    facts = annotation.qupath
+    properties: dict[str, Any] = {"objectType": facts.object_type}
+    if facts.name:
+        properties["name"] = facts.name
+    if facts.colour is not None:
+        properties["color"] = list(facts.colour)
+    if annotation.label:
+        properties["classification"] = write_classification(annotation.label, annotation.colour)
+    if facts.locked:
+        properties["isLocked"] = True
+    if annotation.measurements:
+        properties["measurements"] = {
+            str(name): write_number(value) for name, value in annotation.measurements.items()
+        }
+    metadata = {**facts.metadata, **({"note": annotation.note} if annotation.note else {})}
+    if metadata:
+        properties["metadata"] = metadata
+    return {**properties, **strict(facts.extra)}
 
 
 def to_feature(annotation: Annotation) -> dict[str, Any]:
-    """Return the GeoJSON Feature of one annotation (Polygon, or MultiPolygon for parts)."""
-    parts = [[_ring_to_xy(ring) for ring in polygon.rings] for polygon in annotation.polygons]
-    geometry = (
-        {"type": "Polygon", "coordinates": parts[0]}
-        if len(parts) == 1
-        else {"type": "MultiPolygon", "coordinates": parts}
-    )
-    measurements = {
-        name: float(value)
-        for name, value in annotation.measurements.items()
-        if value is not None and math.isfinite(float(value))
-    }
-    properties = {
-        "objectType": "annotation",
-        "name": annotation.label,
-        "classification": {"name": annotation.label, "color": list(annotation.colour)},
-        "measurements": measurements,
-        "metadata": {"note": annotation.note},
-    }
-    return {"type": "Feature", "id": annotation.id, "geometry": geometry, "properties": properties}
+    """Return the GeoJSON Feature of one object, as QuPath writes it."""
+    facts = annotation.qupath
+    geometry = write_geometry(annotation.geometry)
+    if facts.plane is not None:
+        geometry["plane"] = dict(facts.plane)
+    if facts.ellipse:
+        geometry["isEllipse"] = True
+    feature: dict[str, Any] = {"type": "Feature", "id": annotation.id, "geometry": geometry}
+    if facts.nucleus is not None:
+        feature["nucleusGeometry"] = facts.nucleus
+    feature["properties"] = _properties(annotation)
+    return feature
 
 
 def to_feature_collection(annotations: Sequence[Annotation]) -> dict[str, Any]:
-    """Return the FeatureCollection of the annotations."""
+    """Return the FeatureCollection of the objects."""
     return {"type": "FeatureCollection", "features": [to_feature(a) for a in annotations]}
 
 
 def dumps(annotations: Sequence[Annotation]) -> str:
-    """Return the FeatureCollection as JSON text."""
-    return json.dumps(to_feature_collection(annotations), indent=1) + "\n"
+    """Return the FeatureCollection as strict JSON text (no bare NaN or Infinity)."""
+    text = json.dumps(to_feature_collection(annotations), allow_nan=False, ensure_ascii=False)
+    return text + "\n"
 
 
-def _polygons(geometry: Any) -> tuple[Polygon, ...]:
-    if not isinstance(geometry, dict) or "type" not in geometry:
-        raise ValueError("it has no geometry")
-    kind, coordinates = geometry["type"], geometry.get("coordinates")
-    if kind not in ("Polygon", "MultiPolygon"):
-        raise ValueError(f"its geometry is a {kind}; only Polygon and MultiPolygon are read")
-    parts = [coordinates] if kind == "Polygon" else coordinates
-    if (
-        not isinstance(parts, list)
-        or not parts
-        or not all(isinstance(p, list) and p for p in parts)
-    ):
-        raise ValueError(f"its {kind} has no rings")
-    return tuple(
-        Polygon(_ring_from_xy(part[0]), tuple(_ring_from_xy(hole) for hole in part[1:]))
-        for part in parts
-    )
-
-
-def _check_inside(polygons: Sequence[Polygon], image_shape: Sequence[int]) -> None:
-    points = np.concatenate([ring for p in polygons for ring in p.rings]) + PIXEL_CENTRE
+def _check_inside(geometry: Geometry, image_shape: Sequence[int]) -> None:
+    points = geometry.vertices + PIXEL_CENTRE
     low, high = points.min(axis=0), points.max(axis=0)
     limit = np.asarray(image_shape[:2], dtype=float) + OUTSIDE_TOLERANCE
     if np.any(low < -OUTSIDE_TOLERANCE) or np.any(high > limit):
@@ -133,45 +181,89 @@ def _check_inside(polygons: Sequence[Polygon], image_shape: Sequence[int]) -> No
         )
 
 
-def _measurements(raw: Any) -> dict[str, float]:
-    """QuPath writes ``{name: value}``; versions before 0.4 wrote ``[{name, value}]``."""
-    if isinstance(raw, list):
-        raw = {item.get("name"): item.get("value") for item in raw if isinstance(item, dict)}
-    if not isinstance(raw, dict):
-        return {}
+def _geometry_facts(raw: dict[str, Any], notes: list[str]) -> dict[str, Any]:
+    plane = raw.get("plane")
+    if isinstance(plane, dict):
+        plane = {axis: int(plane.get(axis, DEFAULT_PLANE[axis])) for axis in DEFAULT_PLANE}
+        if plane != DEFAULT_PLANE:
+            notes.append(f"on plane {plane}: kept for export, shown on the current plane")
     return {
-        str(name): float(value)
-        for name, value in raw.items()
-        if isinstance(value, int | float) and not isinstance(value, bool)
+        "plane": plane if plane != DEFAULT_PLANE and isinstance(plane, dict) else None,
+        "ellipse": raw.get("isEllipse") is True,
     }
 
 
-def _colour(classification: dict[str, Any]) -> tuple[int, int, int]:
-    colour = classification.get("color")
-    if isinstance(colour, list) and len(colour) == 3 and all(isinstance(c, int) for c in colour):
-        return tuple(int(np.clip(c, 0, 255)) for c in colour)
-    return DEFAULT_COLOUR
+def _nucleus(feature: dict[str, Any], notes: list[str]) -> dict[str, Any] | None:
+    raw = feature.get("nucleusGeometry")
+    if raw is None:
+        return None
+    try:
+        read_geometry(raw, [])
+    except ValueError as err:
+        notes.append(f"nucleus left out: {str(err).replace('its ', 'the nucleus ')}")
+        return None
+    return raw
 
 
-def from_feature(feature: Any, image_shape: Sequence[int] | None = None) -> Annotation:
-    """Return the annotation of one Feature, or raise ``ValueError`` saying what is wrong."""
+def _facts(feature: dict[str, Any], properties: dict[str, Any], notes: list[str]) -> QuPathFacts:
+    metadata, metadata_notes = read_metadata(properties.get("metadata"))
+    notes += metadata_notes
+    extra = {k: v for k, v in properties.items() if k not in KNOWN_PROPERTIES}
+    if "childObjects" in extra or "children" in extra:
+        notes.append("child objects kept for export, not shown")
+    name = properties.get("name")
+    return QuPathFacts(
+        name="" if name is None else str(name),
+        object_type=read_object_type(properties, feature.get("id")),
+        colour=read_colour(properties.get("color")),
+        locked=properties.get("isLocked") is True,
+        metadata={k: v for k, v in metadata.items() if k != "note"},
+        nucleus=_nucleus(feature, notes),
+        extra=extra,
+        **_geometry_facts(feature["geometry"], notes),
+    )
+
+
+def from_feature(
+    feature: Any, image_shape: Sequence[int] | None = None, notes: list[str] | None = None
+) -> Annotation:
+    """Return the object of one Feature, or raise ``ValueError`` saying what is wrong.
+
+    What is read but cannot be kept (or was repaired) is appended to ``notes``.
+    """
+    notes = [] if notes is None else notes
     if not isinstance(feature, dict) or feature.get("type") != "Feature":
         raise ValueError("it is not a GeoJSON Feature")
-    polygons = _polygons(feature.get("geometry"))
+    geometry = read_geometry(feature.get("geometry"), notes)
     if image_shape is not None:
-        _check_inside(polygons, image_shape)
+        _check_inside(geometry, image_shape)
     properties = feature.get("properties") or {}
-    classification = properties.get("classification") or {}
-    metadata = properties.get("metadata") or {}
-    label = classification.get("name") or properties.get("name") or "unclear"
+    if not isinstance(properties, dict):
+        raise ValueError("its properties are not an object")
+    label, colour = read_classification(properties.get("classification"))
+    measurements, measurement_notes = read_measurements(properties.get("measurements"))
+    notes += measurement_notes
+    metadata = properties.get("metadata")
+    note = metadata.get("note", "") if isinstance(metadata, dict) else ""
+    feature_id = feature.get("id")
     return Annotation(
-        polygons=polygons,
-        label=str(label),
-        colour=_colour(classification),
-        note=str(metadata.get("note", properties.get("note", ""))),
-        measurements=_measurements(properties.get("measurements")),
-        id=str(feature.get("id") or uuid.uuid4()),
+        polygons=geometry.polygons,
+        label=label,
+        colour=colour or DEFAULT_COLOUR,
+        note=str(note),
+        measurements=measurements,
+        id=_object_id(feature_id),
+        lines=geometry.lines,
+        points=geometry.points,
+        qupath=_facts(feature, properties, notes),
     )
+
+
+def _object_id(raw: Any) -> str:
+    """The feature's id; a new UUID for none, or for QuPath 0.2's type names used as ids."""
+    if raw is None or raw == "" or raw in OBJECT_TYPES:
+        return str(uuid.uuid4())
+    return str(raw)
 
 
 def _features(data: Any) -> list[Any]:
@@ -209,18 +301,20 @@ def from_geojson(data: Any, image_shape: Sequence[int] | None = None) -> ReadRes
     GeoJSONError
         When ``data`` is not GeoJSON, has too many features or too many vertices.
     """
-    annotations, skipped, vertices = [], [], 0
+    annotations, skipped, notes, vertices = [], [], [], 0
     for index, feature in enumerate(_features(data)):
+        said: list[str] = []
         try:
-            annotation = from_feature(feature, image_shape)
+            annotation = from_feature(feature, image_shape, said)
         except (ValueError, TypeError, AttributeError) as err:
             skipped.append(f"feature {index} skipped: {err}")
             continue
-        vertices += sum(len(ring) for p in annotation.polygons for ring in p.rings)
+        vertices += len(annotation.geometry.vertices)
         if vertices > MAX_VERTICES:
             raise GeoJSONError(f"more than {MAX_VERTICES} vertices; simplify the shapes first")
         annotations.append(annotation)
-    return ReadResult(annotations, skipped)
+        notes += [f"feature {index}: {message}" for message in said]
+    return ReadResult(annotations, skipped, notes)
 
 
 def read_geojson(path: str | Path, image_shape: Sequence[int] | None = None) -> ReadResult:
@@ -241,7 +335,7 @@ def read_geojson(path: str | Path, image_shape: Sequence[int] | None = None) -> 
             "this reader accepts; export fewer or simpler objects"
         )
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=merge_duplicate_keys)
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise GeoJSONError(f"{path.name} is not valid JSON: {err}") from err
     return from_geojson(data, image_shape)

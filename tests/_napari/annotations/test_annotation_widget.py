@@ -303,3 +303,43 @@ def test_a_tiled_heatmap_is_offered_once_finished(make_dock, qtbot):
     dock.add_hot_regions()
     settle(dock, qtbot)
     assert dock.shapes.features["probability"].between(0, 1).all()
+
+
+def test_qupath_objects_import_edit_and_export_with_their_points(make_dock, qtbot, tmp_path):
+    import json
+
+    from napari.layers import Points
+
+    from napari_gradcam.core.regions.geojson import read_geojson
+
+    viewer, dock, _image, _heatmap = make_dock()
+    square = [[10, 10], [40, 10], [40, 30], [10, 30], [10, 10]]
+    features = [
+        {"type": "Feature", "id": "a", "geometry": {"type": "Polygon", "coordinates": [square]},
+         "properties": {"classification": {"names": ["Tumor", "Positive"], "color": [200, 0, 0]},
+                        "measurements": {"QuPath area": "NaN"}, "name": "core"}},
+        {"type": "Feature", "id": "b", "properties": {"classification": "Stroma"},
+         "geometry": {"type": "LineString", "coordinates": square[:3]}},
+        {"type": "Feature", "id": "c", "properties": {"objectType": "detection"},
+         "geometry": {"type": "MultiPoint", "coordinates": square[:2]}},
+    ]  # fmt: skip
+    path = tmp_path / "qupath.geojson"
+    path.write_text(json.dumps(features))
+    shapes = dock.files.import_geojson(path)
+    settle(dock, qtbot)
+    assert dock.shapes is shapes and shapes.shape_type == ["polygon", "path"]
+    (points,) = [layer for layer in viewer.layers if isinstance(layer, Points)]
+    assert len(points.data) == 2 and "read 2 shapes, 2 points" in dock.status.value
+    assert {"Tumor: Positive", "Stroma"} <= set(dock.labels.names)
+    assert points.features["label"].tolist() == ["unclassified"] * 2
+    dock.select_annotation(0)
+    dock.set_note("re-check")
+    written = dock.files.export_geojson(tmp_path / "back.geojson")
+    back = {a.id: a for a in read_geojson(written).annotations}
+    assert back.keys() == {"a", "b", "c"}
+    assert back["a"].label == "Tumor: Positive" and back["a"].note == "re-check"
+    assert back["a"].qupath.name == "core" and math.isnan(back["a"].measurements["QuPath area"])
+    assert back["a"].measurements["mean"] >= 0  # the dock's statistics travel too
+    assert len(back["b"].lines) == 1 and back["b"].label == "Stroma"
+    assert back["c"].label == "" and back["c"].qupath.object_type == "detection"
+    assert len(back["c"].points) == 2

@@ -4,9 +4,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import shapely
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from napari.layers import Image, Layer, Shapes
+from napari.layers import Image, Layer, Points, Shapes
 
 from napari_gradcam._napari.annotations import geojson_io
 from napari_gradcam._napari.annotations.geojson_io import (
@@ -17,7 +18,7 @@ from napari_gradcam._napari.annotations.geojson_io import (
 )
 from napari_gradcam._napari.annotations.rings import decode_rings
 from napari_gradcam._napari.annotations.shape_coords import apply, plane_matrix, polygons_to_data
-from napari_gradcam.core.regions.geojson import GeoJSONError
+from napari_gradcam.core.regions.geojson import GeoJSONError, read_geojson
 from napari_gradcam.core.regions.placement import heatmap_transform
 from napari_gradcam.core.regions.polygons import Polygon
 from tests.polygon_strategies import label, note, polygons
@@ -37,6 +38,12 @@ def warnings(monkeypatch) -> list[str]:
 
 def world_rings(layer: Shapes, index: int) -> list[np.ndarray]:
     return [apply(plane_matrix(layer), ring) for ring in decode_rings(layer.data[index])]
+
+
+def assert_same_ring(got: np.ndarray, want: np.ndarray, tolerance: float = 1e-4) -> None:
+    """Same closed ring to ``tolerance``, whatever its direction (GeoJSON orients rings)."""
+    got, want = (shapely.normalize(shapely.Polygon(ring)) for ring in (got, want))
+    assert shapely.equals_exact(got, want, tolerance=tolerance), (got.wkt, want.wkt)
 
 
 def shapes_placement(kind: str, scale, translate, stride) -> dict:
@@ -81,7 +88,7 @@ def test_round_trip_keeps_world_positions_labels_and_notes(items, scale, transla
     assert back.features["id"].tolist() == shapes.features["id"].tolist()
     for index in range(len(items)):
         for got, want in zip(world_rings(back, index), world_rings(shapes, index), strict=True):
-            np.testing.assert_allclose(got, want, **TOLERANCE)
+            assert_same_ring(got, want, TOLERANCE["atol"] * 10)
 
 
 def test_shapes_on_a_pyramid_are_written_in_level0_pixels(tmp_path):
@@ -93,13 +100,36 @@ def test_shapes_on_a_pyramid_are_written_in_level0_pixels(tmp_path):
     np.testing.assert_allclose(np.asarray(ring)[:4, ::-1] - 0.5, SQUARE)
 
 
-def test_rectangles_and_ellipses_are_polygons_and_lines_are_left_out(tmp_path, warnings):
+def test_rectangles_ellipses_and_lines_are_written_as_qupath_reads_them(tmp_path, warnings):
     image = Image(IMAGE, name="slide")
-    shapes = Shapes([SQUARE, SQUARE, SQUARE[:2]], shape_type=["rectangle", "ellipse", "line"])
+    flat = np.array([[10.0, 10.0], [10.0, 20.0], [10.0, 30.0]])
+    shapes = Shapes(
+        [SQUARE, SQUARE, SQUARE[:2], SQUARE[:3] + 5, flat],
+        shape_type=["rectangle", "ellipse", "line", "path", "polygon"],
+    )
     (path,) = write_annotations(tmp_path / "a.geojson", shapes, [image])
     features = json.loads(Path(path).read_text())["features"]
-    assert [len(f["geometry"]["coordinates"][0]) for f in features] == [5, 65]
-    assert "shape 2 (line) encloses no area" in warnings[0]
+    geometries = [f["geometry"] for f in features]
+    assert [g["type"] for g in geometries] == ["Polygon", "Polygon", "LineString", "LineString"]
+    assert [len(g["coordinates"][0]) for g in geometries[:2]] == [5, 65]
+    assert geometries[1]["isEllipse"] is True and "isEllipse" not in geometries[0]
+    np.testing.assert_allclose(np.asarray(geometries[2]["coordinates"])[:, ::-1] - 0.5, SQUARE[:2])
+    assert "shape 4 (polygon) encloses no area" in warnings[0]
+    (data, kwargs, _kind) = read_annotations(path, [image])[0]
+    assert kwargs["shape_type"] == ["polygon", "ellipse", "path", "path"]
+    np.testing.assert_allclose(data[1], SQUARE, atol=1e-6)  # the ellipse's box again
+
+
+def test_a_pasted_copy_is_a_new_object_and_lines_of_one_object_stay_together(tmp_path):
+    shapes = Shapes(
+        [SQUARE, SQUARE + 50, SQUARE[:2], SQUARE[2:]], shape_type=["polygon"] * 2 + ["path"] * 2
+    )
+    shapes.features = {"id": ["a", "a", "b", "b"], "label": ["unclear"] * 4, "note": [""] * 4}
+    (path,) = write_annotations(tmp_path / "a.geojson", shapes)
+    features = json.loads(Path(path).read_text())["features"]
+    assert [f["geometry"]["type"] for f in features] == ["Polygon", "Polygon", "MultiLineString"]
+    assert features[0]["id"] == "a" and features[1]["id"] not in ("a", "b")
+    assert features[2]["id"] == "b"
 
 
 def test_the_npe2_reader_and_writer_work_from_the_viewer(make_napari_viewer, tmp_path):
@@ -119,7 +149,7 @@ def test_the_npe2_reader_and_writer_work_from_the_viewer(make_napari_viewer, tmp
     np.testing.assert_allclose(layer.scale, image.scale)
     np.testing.assert_allclose(layer.translate, image.translate)
     for got, want in zip(world_rings(layer, 0), world_rings(shapes, 0), strict=True):
-        np.testing.assert_allclose(got, want, atol=1e-9)
+        assert_same_ring(got, want, 1e-9)
 
 
 def write_features(path: Path, *coordinates) -> Path:
@@ -145,3 +175,57 @@ def test_bad_files_say_what_is_wrong_and_keep_the_good_features(tmp_path, warnin
     (tmp_path / "broken.geojson").write_text('{"type": "FeatureCollection", "features": [')
     with pytest.raises(GeoJSONError, match="not valid JSON"):
         read_annotations(tmp_path / "broken.geojson", [image])
+
+
+FIXTURE = Path(__file__).parents[2] / "data" / "qupath_export.geojson"
+
+
+def by_id(annotations) -> dict:
+    return {a.id: a for a in annotations}
+
+
+def test_a_qupath_export_opens_as_shapes_and_points_and_saves_back_whole(tmp_path, warnings):
+    image = Image(np.zeros((1500, 2000), np.uint8), scale=(0.5, 0.5), name="slide")
+    read = read_annotations(FIXTURE, [image])
+    assert [kind for _, _, kind in read] == ["shapes", "points"]
+    shapes, points = (Layer.create(*item) for item in read)
+    assert points.name == "qupath_export points" and len(points.data) == 3
+    assert shapes.shape_type.count("path") == 3 and shapes.shape_type.count("ellipse") == 1
+    labels = shapes.features["label"].tolist()
+    assert "Tumor: Positive" in labels and labels.count("unclassified") == 1
+    assert "plane" in warnings[0]
+    (path,) = write_annotations(tmp_path / "back.geojson", shapes, [image], points=[points])
+    before, after = (by_id(read_geojson(p).annotations) for p in (FIXTURE, path))
+    assert after.keys() == before.keys()
+    for key, want in before.items():
+        got = after[key]
+        assert (got.label, got.colour, got.note, got.qupath) == (
+            want.label, want.colour, want.note, want.qupath,
+        )  # fmt: skip
+        assert got.measurements.keys() == want.measurements.keys()
+        np.testing.assert_allclose(
+            list(got.measurements.values()), list(want.measurements.values())
+        )
+        np.testing.assert_allclose(got.points, want.points, atol=1e-3)
+        for got_line, want_line in zip(got.lines, want.lines, strict=True):
+            np.testing.assert_allclose(got_line, want_line, atol=1e-3)
+        if not want.qupath.ellipse:
+            for got_p, want_p in zip(got.polygons, want.polygons, strict=True):
+                for got_ring, want_ring in zip(got_p.rings, want_p.rings, strict=True):
+                    assert_same_ring(got_ring, want_ring, 1e-3)
+
+
+def test_shapes_and_points_save_into_one_file_from_the_viewer(make_napari_viewer, tmp_path):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((1500, 2000), np.uint8), name="slide")
+    layers = viewer.open(FIXTURE, plugin="napari-gradcam")
+    assert [type(layer) for layer in layers] == [Shapes, Points]
+    path = tmp_path / "both.geojson"
+    viewer.layers.selection.update(layers)
+    viewer.layers.save(str(path), selected=True, plugin="napari-gradcam")
+    assert len(read_geojson(path).annotations) == 9
+    viewer.layers.selection = {layers[1]}
+    points_only = tmp_path / "points.geojson"
+    viewer.layers.save(str(points_only), selected=True, plugin="napari-gradcam")
+    (mitoses,) = read_geojson(points_only).annotations
+    assert mitoses.label == "Mitosis" and len(mitoses.points) == 3

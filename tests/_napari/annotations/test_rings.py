@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from napari_gradcam._napari.annotations.rings import decode_rings, encode_rings, nest_rings
-from napari_gradcam.core.regions.polygons import Polygon
+from napari_gradcam._napari.annotations.rings import decode_rings, encode_rings
+from napari_gradcam.core.regions.polygons import Polygon, nest_rings
 
 
 def test_rings_survive_the_one_list_encoding_napari_draws():

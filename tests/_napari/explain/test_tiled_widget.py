@@ -142,6 +142,39 @@ def test_the_table_sorts_and_jumps_to_a_tile(make_widget, qtbot, errors):
     assert points.selected_data == {top}
 
 
+def test_the_tiles_export_to_qupath_where_they_lie_on_the_image(
+    make_widget, qtbot, tmp_path, monkeypatch
+):
+    from napari_gradcam._napari.explain import tiled_review
+    from napari_gradcam.core.regions.geojson import read_geojson
+
+    said: list[str] = []
+    monkeypatch.setattr(tiled_review, "show_warning", said.append)
+    monkeypatch.setattr(tiled_review, "show_info", said.append)
+    viewer, widget = make_widget(slide_like(), scale=(2.0, 2.0), translate=(5, 7), name="s")
+    assert widget.tiles.export.native.isHidden()
+    assert widget.tiles.export_tiles(tmp_path / "none.geojson") is None and "no tiles" in said[-1]
+    start(widget, qtbot)
+    finish(widget, qtbot)
+    assert not widget.tiles.export.native.isHidden()
+    path = tmp_path / "tiles.geojson"
+    assert widget.tiles.export_tiles(path) is not None
+    qtbot.waitUntil(lambda: widget.tiles.export.enabled, timeout=TIMEOUT_MS)  # done
+    points = viewer.layers["s tiles"]
+    assert said[-1] == f"wrote {len(points.data)} tiles to tiles.geojson"
+    tiles = read_geojson(path, image_shape=(128, 192)).annotations
+    assert len(tiles) == len(points.data) > 0
+    for index, tile in enumerate(tiles):
+        centre = tile.polygons[0].exterior.mean(axis=0)  # level-0 pixels, like the points
+        np.testing.assert_allclose(centre, points.data[index])
+        assert tile.label == points.features["class"][index]
+        assert tile.measurements["entropy"] == pytest.approx(points.features["entropy"][index])
+        assert tile.qupath.object_type == "tile"
+    widget.tiles.export_tiles(path)
+    qtbot.waitUntil(lambda: widget.tiles.export.enabled, timeout=TIMEOUT_MS)
+    assert "tiles not exported" in said[-1] and "already exists" in said[-1]
+
+
 def test_cancel_stops_within_a_batch_and_leaves_no_heatmap(make_widget, qtbot, errors, batches):
     viewer, widget = make_widget(slide_like((256, 384), slice(None)))
     updates: list = []
