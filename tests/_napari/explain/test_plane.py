@@ -63,12 +63,13 @@ def test_read_crop_resamples_to_the_model_pixel_size():
 def test_one_box_and_its_tiles_are_read_at_the_same_level(mpp, tiny_spec, tiny_weights):
     """The box path and the tiled path share one rule (the tiny model wants 1 µm/px)."""
     from napari_gradcam._napari.explain.tiled_job import TilingOptions
-    from napari_gradcam._napari.worker import ExplainJob, explain_region, load_cached
+    from napari_gradcam._napari.worker import ExplainJob, explain_region
+    from napari_gradcam.models.cache import cached_model
 
     fine = np.random.default_rng(0).integers(0, 256, (480, 480, 3), dtype=np.uint8)
     levels = (fine, fine[::2, ::2], fine[::4, ::4])
     plane = Plane(levels, ((1.0, 1.0), (2.0, 2.0), (4.0, 4.0)), mpp=mpp)
-    loaded, _ = load_cached(tiny_spec, tiny_weights)
+    loaded = cached_model(tiny_spec, tiny_weights)
     box = Box(0, 0, 400, 400)
     job = ExplainJob(tiny_spec, tiny_weights, plane=plane, boxes=(box,))
     tiling = TilingOptions(tissue=False, batch_size=64)
