@@ -21,11 +21,15 @@ import numpy as np
 
 FACTS = (
     "class_index", "probability", "margin", "target_index", "target_probability", "score",
-    "entropy", "energy", "roughness",
+    "entropy", "energy", "roughness", "flat", "diffuse",
 )  # fmt: skip
 """Per-tile numbers of a tiled explanation: the predicted class, its probability and its lead
-over the runner-up, the explained class, its probability and score, and the map's noise
-indicators (:func:`map_entropy`, :func:`energy_concentration`, :func:`roughness`)."""
+over the runner-up, the explained class, its probability and score, the map's noise
+indicators (:func:`map_entropy`, :func:`energy_concentration`, :func:`roughness`) and its noise
+flags (:func:`noise_flags`: 1 when the map is flat, or spread almost evenly)."""
+
+DIFFUSE_ENTROPY = 0.97
+"""Normalised entropy above which a map is "spread almost evenly"."""
 
 TOP_SHARE = 0.1
 """Share of a map's cells whose energy :func:`energy_concentration` measures."""
@@ -72,3 +76,22 @@ def roughness(cams: np.ndarray) -> np.ndarray:
     )
     mean = maps.mean(axis=(1, 2))
     return np.divide(steps, mean, where=mean > 0, out=np.zeros_like(mean)).astype(np.float32)
+
+
+def noise_flags(cams: np.ndarray, entropy: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Noise flags of each map as 0/1 arrays (N,): ``flat`` and ``diffuse``.
+
+    ``flat``: zero everywhere (nothing found for the class); ``diffuse``: not flat, and its
+    entropy above :data:`DIFFUSE_ENTROPY` (spread almost evenly).
+
+    Examples
+    --------
+    >>> maps = np.stack([np.zeros((4, 4)), np.ones((4, 4)), np.eye(4)])
+    >>> {name: flags.tolist() for name, flags in noise_flags(maps).items()}
+    {'flat': [1, 0, 0], 'diffuse': [0, 1, 0]}
+    """
+    maps = np.asarray(cams)
+    entropy = map_entropy(maps) if entropy is None else entropy
+    flat = ~np.any(maps.reshape(len(maps), -1) != 0, axis=1)
+    diffuse = ~flat & (entropy > DIFFUSE_ENTROPY)
+    return {"flat": flat.astype(np.uint8), "diffuse": diffuse.astype(np.uint8)}

@@ -26,7 +26,12 @@ from napari_gradcam.core.explain.preprocess import pixel_range as pixel_range
 from napari_gradcam.core.explain.preprocess import to_batch
 from napari_gradcam.core.explain.sharing import model_lock
 from napari_gradcam.core.tiling.grid import MIN_TISSUE, LevelView, TileGrid, tile_grid
-from napari_gradcam.core.tiling.tile_stats import energy_concentration, map_entropy, roughness
+from napari_gradcam.core.tiling.tile_stats import (
+    energy_concentration,
+    map_entropy,
+    noise_flags,
+    roughness,
+)
 
 if TYPE_CHECKING:
     from napari_gradcam.core.tiling.slide_tissue import TissueMap
@@ -256,8 +261,9 @@ def explain_tiles(
         "target_index": result.targets,
         "target_probability": result.probabilities.astype(np.float32),
         "score": result.scores.astype(np.float32),
-        "entropy": map_entropy(cams),
+        "entropy": (entropy := map_entropy(cams)),
         "energy": energy_concentration(cams),
         "roughness": roughness(cams),
+        **noise_flags(cams, entropy),
     }
     return TileResults(np.asarray(indices), cams, facts, time.perf_counter() - start)

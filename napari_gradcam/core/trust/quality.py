@@ -11,16 +11,13 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from napari_gradcam.core.tiling.tile_stats import map_entropy
+from napari_gradcam.core.tiling.tile_stats import DIFFUSE_ENTROPY, map_entropy
 from napari_gradcam.core.tiling.tissue import (
     MIN_TISSUE_FRACTION,
     cell_fractions,
     is_rgb,
     tissue_mask,
 )
-
-DIFFUSE_ENTROPY = 0.97
-"""Normalised entropy above which a map is "spread almost evenly"."""
 
 SPECKLED_AUTOCORRELATION = 0.2
 """Neighbour correlation below which a map is "speckled like noise"."""
