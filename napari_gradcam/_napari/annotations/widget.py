@@ -38,6 +38,7 @@ from napari_gradcam._napari.annotations.shape_coords import (
     shape_polygons,
 )
 from napari_gradcam._napari.annotations.table import StatsTable
+from napari_gradcam._napari.gl_guard import guard_layer_removal
 from napari_gradcam._napari.layers import METADATA_KEY, annotations_layer
 from napari_gradcam._napari.plane import current_plane, layer_mpp
 from napari_gradcam.core.regions.hot_regions import hot_region_polygons
@@ -70,6 +71,7 @@ class AnnotationWidget(Container):
     def __init__(self, napari_viewer: Viewer) -> None:
         super().__init__(labels=True)
         self.viewer = napari_viewer
+        guard_layer_removal(napari_viewer)
         self.labels = LabelSet()
         self.shapes: Shapes | None = None
         self._showing_row = False

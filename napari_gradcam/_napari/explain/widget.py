@@ -18,6 +18,7 @@ from napari.viewer import Viewer
 
 from napari_gradcam._napari.docking import DockWatch
 from napari_gradcam._napari.explain.tiled_review import TiledReview
+from napari_gradcam._napari.gl_guard import guard_layer_removal
 from napari_gradcam._napari.layers import (
     ANNOTATIONS_NAME,
     METADATA_KEY,
@@ -64,6 +65,7 @@ class GradCamWidget(Container):
     def __init__(self, napari_viewer: Viewer) -> None:
         super().__init__(labels=True)
         self._viewer = napari_viewer
+        guard_layer_removal(napari_viewer)
         self._worker: GeneratorWorker | None = None
         self._running_on: Image | None = None
         self._halted: str | None = None
