@@ -14,10 +14,9 @@ compositing context. Each run ends with "OK" when napari survives.
 import faulthandler
 import sys
 
+import napari
 import numpy as np
 from qtpy.QtWidgets import QApplication
-
-import napari
 
 
 def process_events(rounds: int = 5) -> None:

@@ -21,6 +21,7 @@ from napari.utils.notifications import show_warning
 from napari.viewer import Viewer
 from qtpy.QtCore import QTimer
 
+from napari_gradcam._napari.annotations.autosave import AutosaveController
 from napari_gradcam._napari.annotations.files import FileActions
 from napari_gradcam._napari.annotations.geojson_io import (
     ANNOTATION_KEY,
@@ -103,6 +104,7 @@ class AnnotationWidget(Container):
         self._offer_timer = QTimer(self.native, singleShot=True, interval=0)
         self._connect()
         self._pick_defaults()
+        self.autosave = AutosaveController(self)
 
     def _pick_defaults(self) -> None:
         """Choose the newest heatmap and the first annotations layer, if any."""
