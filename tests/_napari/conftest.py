@@ -8,6 +8,14 @@ from napari_gradcam.core.card import ModelCard
 TINY_SPEC = f"{Path(__file__).with_name('tiny_models.py')}:factory"
 
 
+@pytest.fixture(autouse=True)
+def autosave_folder(tmp_path, monkeypatch) -> Path:
+    """Autosaves of the annotations dock go to a fresh folder per test, never the home."""
+    folder = tmp_path / "autosave"
+    monkeypatch.setenv("NAPARI_GRADCAM_AUTOSAVE_DIR", str(folder))
+    return folder
+
+
 @pytest.fixture(scope="session")
 def tiny_spec() -> str:
     """Model spec of the tiny test model."""

@@ -21,6 +21,7 @@ from napari.utils.notifications import show_warning
 from napari.viewer import Viewer
 from qtpy.QtCore import QTimer
 
+from napari_gradcam._napari.annotations.autosave import AutosaveController
 from napari_gradcam._napari.annotations.files import FileActions
 from napari_gradcam._napari.annotations.geojson_io import (
     ANNOTATION_KEY,
@@ -37,6 +38,7 @@ from napari_gradcam._napari.annotations.shape_coords import (
     shape_polygons,
 )
 from napari_gradcam._napari.annotations.table import StatsTable
+from napari_gradcam._napari.gl_guard import guard_layer_removal
 from napari_gradcam._napari.layers import annotations_layer
 from napari_gradcam._napari.plane import current_plane, layer_mpp
 from napari_gradcam._napari.records import HeatmapRecord, is_heatmap
@@ -69,6 +71,7 @@ class AnnotationWidget(Container):
     def __init__(self, napari_viewer: Viewer) -> None:
         super().__init__(labels=True)
         self.viewer = napari_viewer
+        guard_layer_removal(napari_viewer)
         self.labels = LabelSet()
         self.shapes: Shapes | None = None
         self._showing_row = False
@@ -100,6 +103,7 @@ class AnnotationWidget(Container):
         self._offer_timer = QTimer(self.native, singleShot=True, interval=0)
         self._connect()
         self._pick_defaults()
+        self.autosave = AutosaveController(self)
 
     def _pick_defaults(self) -> None:
         """Choose the newest heatmap and the first annotations layer, if any."""

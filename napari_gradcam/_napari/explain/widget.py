@@ -17,6 +17,7 @@ from napari.viewer import Viewer
 
 from napari_gradcam._napari.explain.tiled_job import TiledUpdate
 from napari_gradcam._napari.explain.tiled_review import TiledReview
+from napari_gradcam._napari.gl_guard import guard_layer_removal
 from napari_gradcam._napari.jobs import FAILED, JobHooks, JobRunner
 from napari_gradcam._napari.layers import ANNOTATIONS_NAME, annotations_layer, heatmap_layer
 from napari_gradcam._napari.plane import current_plane
@@ -61,6 +62,7 @@ class GradCamWidget(Container):
     def __init__(self, napari_viewer: Viewer) -> None:
         super().__init__(labels=True)
         self._viewer = napari_viewer
+        guard_layer_removal(napari_viewer)
         self._running_on: Image | None = None
         self._model_info: ModelInfo | None = None
         self.image = ComboBox(label="image", choices=self._image_choices)

@@ -1,0 +1,99 @@
+"""The annotations dock autosaves its review and offers to recover it."""
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from napari_gradcam._napari.annotations.autosave import AUTOSAVE_MS
+from napari_gradcam._napari.annotations.widget import AnnotationWidget
+from napari_gradcam.autosave import autosave_path, content_key, read_autosave
+from tests._napari.annotations.autosave_crash import crash_image, triangle
+
+ROOT = Path(__file__).resolve().parents[3]
+WAIT_MS = AUTOSAVE_MS + 10_000
+
+
+def world(shapes, index: int) -> np.ndarray:
+    return np.array([shapes.data_to_world(vertex) for vertex in shapes.data[index]])
+
+
+def annotated(make_napari_viewer, image: np.ndarray, **image_kwargs):
+    viewer = make_napari_viewer()
+    viewer.add_image(image, name="tile", **image_kwargs)
+    dock = AnnotationWidget(viewer)
+    viewer.window.add_dock_widget(dock, name="Grad-CAM annotations")
+    return viewer, dock
+
+
+def draw_two(viewer, dock, qtbot):
+    shapes = viewer.add_shapes([triangle(5, 5), triangle(30, 40)], shape_type="polygon")
+    dock.annotations.value = shapes
+    shapes.selected_data = {1}
+    dock.label.value = "artefact"
+    dock.set_note("a fold")
+    return shapes
+
+
+def test_edits_are_autosaved_within_the_window(make_napari_viewer, qtbot):
+    viewer, dock = annotated(make_napari_viewer, crash_image())
+    shapes = draw_two(viewer, dock, qtbot)
+    key = content_key(crash_image())
+    qtbot.waitUntil(lambda: read_autosave(key) is not None, timeout=WAIT_MS)
+    saved = read_autosave(key)
+    assert [(a.label, a.note) for a in saved.annotations] == [
+        ("unclear", ""), ("artefact", "a fold")
+    ]  # fmt: skip
+    shapes.data = shapes.data[:1]
+    qtbot.waitUntil(lambda: len(read_autosave(key).annotations) == 1, timeout=WAIT_MS)
+    assert not dock.autosave.offering
+
+
+def test_a_killed_session_loses_at_most_the_last_window(autosave_folder):
+    done = subprocess.run(
+        [sys.executable, "-m", "tests._napari.annotations.autosave_crash", str(autosave_folder)],
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == -signal.SIGKILL, done.stderr.decode()[-3000:]
+    saved = read_autosave(content_key(crash_image()))
+    assert len(saved.annotations) == 2
+    assert saved.annotations[1].note == "kept after the crash"
+    assert [p.name for p in autosave_folder.iterdir()] == [autosave_path(saved.key).name]
+
+
+def test_recovery_restores_shapes_labels_notes_and_placement(make_napari_viewer, qtbot):
+    placement = {"scale": (0.5, 2.0), "translate": (10.0, -20.0)}
+    viewer, dock = annotated(make_napari_viewer, crash_image(), **placement)
+    original = draw_two(viewer, dock, qtbot)
+    expected = [world(original, index) for index in range(2)]
+    key = content_key(crash_image())
+    qtbot.waitUntil(lambda: read_autosave(key) is not None, timeout=WAIT_MS)
+
+    viewer, dock = annotated(make_napari_viewer, crash_image(), **placement)
+    assert dock.autosave.offering
+    assert dock.autosave.message.value.startswith("Recover 2 annotations autosaved at ")
+    dock.autosave.recover_button.clicked.emit()
+    shapes = dock.shapes
+    assert shapes is not None and not dock.autosave.offering
+    for index, vertices in enumerate(expected):
+        np.testing.assert_allclose(world(shapes, index), vertices, atol=1e-6)
+    assert list(shapes.features["label"]) == ["unclear", "artefact"]
+    assert list(shapes.features["note"]) == ["", "a fold"]
+
+
+def test_discard_removes_the_autosave_and_the_prompt(make_napari_viewer, qtbot):
+    viewer, dock = annotated(make_napari_viewer, crash_image())
+    draw_two(viewer, dock, qtbot)
+    key = content_key(crash_image())
+    qtbot.waitUntil(lambda: read_autosave(key) is not None, timeout=WAIT_MS)
+
+    viewer, dock = annotated(make_napari_viewer, crash_image())
+    other = viewer.add_image(crash_image()[::-1], name="other")
+    assert dock.autosave.offering
+    dock.autosave.discard_button.clicked.emit()
+    assert read_autosave(key) is None
+    assert not dock.autosave.offering
+    assert other.name in viewer.layers
