@@ -21,10 +21,10 @@ from qtpy.QtCore import QTimer
 from napari_gradcam._napari.annotations.geojson_io import (
     ANNOTATION_KEY,
     annotations_layer_data,
-    is_heatmap,
     layer_annotations,
 )
 from napari_gradcam._napari.annotations.session_io import image_reference
+from napari_gradcam._napari.records import is_gradcam_layer
 from napari_gradcam.autosave import (
     Autosave,
     content_key,
@@ -150,7 +150,7 @@ class AutosaveController:
         images = [
             layer
             for layer in self._dock.viewer.layers
-            if isinstance(layer, Image) and not is_heatmap(layer)
+            if isinstance(layer, Image) and not is_gradcam_layer(layer)
         ]
         for image in images:
             key = self.key(image)
@@ -198,6 +198,6 @@ class AutosaveController:
 
     def _image_of(self, key: str) -> Image | None:
         for layer in self._dock.viewer.layers:
-            if isinstance(layer, Image) and not is_heatmap(layer) and self.key(layer) == key:
+            if isinstance(layer, Image) and not is_gradcam_layer(layer) and self.key(layer) == key:
                 return layer
         return None
