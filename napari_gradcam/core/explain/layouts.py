@@ -120,7 +120,9 @@ def layer_layout(
         names the layer, its shape and what to do.
     """
     if not isinstance(output, torch.Tensor):
-        raise ValueError(f"layer {name!r} outputs a {type(output).__name__}, not a tensor; {_DO}")
+        raise ValueError(
+            f"layer {name!r} outputs a {type(output).__name__}, not a spatial map; {_DO}"
+        )
     shape = tuple(output.shape)
     if batch_size is not None and shape and shape[0] != batch_size:
         raise ValueError(
@@ -134,7 +136,7 @@ def layer_layout(
         if facts is not None:
             return _patch_grid_layout(model.get_submodule(name), name, shape, facts, input_hw)
         return _convolutional_layout(model, name, shape, input_hw)
-    raise ValueError(f"layer {name!r} outputs {shape}, not a map; {_DO}")
+    raise ValueError(f"layer {name!r} outputs {shape}, not a spatial map; {_DO}")
 
 
 _DO = "choose a layer with a spatial map (a convolution, a transformer block or its norm1)"
