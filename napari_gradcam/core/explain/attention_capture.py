@@ -37,10 +37,11 @@ class BlockAttention:
     name : str
         The module's name in the model.
     probs : torch.Tensor
-        ``softmax(q k^T * scale)`` (N, heads, T, T), float32, not part of any graph; only
-        the class token's query row (N, heads, 1, T) when captured with ``class_rows_only``.
+        ``softmax(q k^T * scale)`` (N, heads, T, T), in float32 (float64 for a float64
+        model), not part of any graph; only the class token's query row (N, heads, 1, T)
+        when captured with ``class_rows_only``.
     values : torch.Tensor
-        v (N, heads, T, d), float32, not part of any graph.
+        v (N, heads, T, d), in the same dtype, not part of any graph.
     """
 
     name: str
@@ -55,7 +56,6 @@ BlockFn = Callable[[BlockAttention], None]
 class AttentionOutputs:
     """The attention outputs O (N, T, heads * d) in run order, when captured with gradients."""
 
-    names: list[str] = field(default_factory=list)
     outputs: list[torch.Tensor] = field(default_factory=list)
 
 
@@ -180,20 +180,20 @@ class _Tap:
             return None
         if not output.requires_grad:
             output = output.detach().requires_grad_(True)
-        self.outputs.names.append(self.name)
         self.outputs.outputs.append(output)
         return (output, *inputs[1:])
 
     def _probs_and_values(
         self, seen: dict[str, torch.Tensor], output: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        q, k, qkv = seen["q"].float(), seen["k"].float(), seen["qkv"]
+        work = torch.promote_types(seen["q"].dtype, torch.float32)  # float32 at least
+        q, k, qkv = seen["q"].to(work), seen["k"].to(work), seen["qkv"]
         if q.ndim != 4 or q.shape != k.shape or output.ndim != 3:
             raise ValueError(self._unreadable(f"q is {tuple(q.shape)}, k {tuple(k.shape)}"))
         n, heads, tokens, dim = q.shape
         if qkv.shape != (n, tokens, 3 * heads * dim):
             raise ValueError(self._unreadable(f"qkv is {tuple(qkv.shape)}"))
-        values = qkv.reshape(n, tokens, 3, heads, dim)[:, :, 2].transpose(1, 2).float()
+        values = qkv.reshape(n, tokens, 3, heads, dim)[:, :, 2].transpose(1, 2).to(work)
         queries = q[:, :, :1] if self.class_rows_only else q
         probs = ((queries * float(self.module.scale)) @ k.transpose(-2, -1)).softmax(dim=-1)
         checked = [0] if self.class_rows_only else [0, tokens - 1]
@@ -215,6 +215,6 @@ class _Tap:
 def _close(expected: torch.Tensor, found: torch.Tensor) -> bool:
     """Whether the recomputed output matches the model's, to the model's precision."""
     tolerance = max(1e-4, 8 * torch.finfo(found.dtype).eps)
-    found = found.float()
+    found = found.to(expected.dtype)
     error = torch.linalg.vector_norm(expected - found, float("inf"))
     return bool(error <= tolerance * torch.linalg.vector_norm(found, float("inf")).clamp_min(1e-6))

@@ -129,7 +129,9 @@ class RelevanceReader(AttentionReader):
         """Reduce each block to ``Abar`` with dY/dA = (dY/dO) V^T, then free the blocks."""
         for block, gradient in zip(self.blocks, output_gradients, strict=True):
             n, heads, tokens, dim = block.values.shape
-            per_head = gradient.float().reshape(n, tokens, heads, dim).transpose(1, 2)
+            per_head = (
+                gradient.to(block.values.dtype).reshape(n, tokens, heads, dim).transpose(1, 2)
+            )
             attention_grad = attention_gradient(per_head, block.values)
             self.factors.append(relevance_matrix(block.probs, attention_grad))
         self.blocks = []
