@@ -84,9 +84,11 @@ class TinyViT(nn.Module):
         self.head = nn.Linear(dim, n_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        tokens = self.patch_embed(x)
         h, w = x.shape[-2] // self.patch, x.shape[-1] // self.patch
         pos = self.pos_embed
+        if not self.dynamic_img_size and (h, w) != pos.shape[-2:]:  # as timm: an assertion
+            raise AssertionError(f"input grid {(h, w)} doesn't match model {pos.shape[-2:]}")
+        tokens = self.patch_embed(x)
         if self.dynamic_img_size:
             pos = nn.functional.interpolate(pos, size=(h, w), mode="bilinear")
         tokens = tokens + pos.flatten(2).transpose(1, 2)

@@ -16,6 +16,7 @@ cell. The default layer:
 from __future__ import annotations
 
 import weakref
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -24,6 +25,7 @@ from napari_gradcam.core.explain.layouts import Layout, layer_layout
 from napari_gradcam.core.explain.token_facts import declared_facts, vit_facts
 
 Shape = tuple[int, ...]
+HookMaker = Callable[[str], Callable[..., None]]
 _LAYOUTS: weakref.WeakKeyDictionary[nn.Module, dict[Shape, dict[str, Layout]]] = (
     weakref.WeakKeyDictionary()
 )
@@ -57,7 +59,7 @@ def _dry_run_layouts(model: nn.Module, input_shape: Shape) -> dict[str, Layout]:
     found: dict[str, Layout] = {}
     calls: dict[str, int] = {}
 
-    def make_hook(name: str):
+    def make_hook(name: str) -> Callable[..., None]:
         def hook(_module: nn.Module, _inputs: tuple, output: object) -> None:
             calls[name] = calls.get(name, 0) + 1
             try:
@@ -79,7 +81,9 @@ def _dry_run_layouts(model: nn.Module, input_shape: Shape) -> dict[str, Layout]:
 class _hooked:
     """Forward hooks made by ``make_hook(name)`` on every named module, removed on exit."""
 
-    def __init__(self, model: nn.Module, make_hook, names: set[str] | None = None) -> None:
+    def __init__(
+        self, model: nn.Module, make_hook: HookMaker, names: set[str] | None = None
+    ) -> None:
         self.handles = [
             module.register_forward_hook(make_hook(name))
             for name, module in model.named_modules()
@@ -128,7 +132,7 @@ def _reaching(model: nn.Module, input_shape: Shape, layouts: dict[str, Layout]) 
 
     outputs: dict[str, torch.Tensor] = {}
 
-    def make_hook(name: str):
+    def make_hook(name: str) -> Callable[..., None]:
         def hook(_module: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
             if output.requires_grad:
                 output.retain_grad()
