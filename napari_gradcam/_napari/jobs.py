@@ -178,11 +178,12 @@ class JobRunner:
 
 def load_model_info(spec: str, weights: str | None) -> tuple[LoadedModel, ModelInfo]:
     """Load (or reuse, see ``models.cache``) a model and describe its classes and layers."""
-    from napari_gradcam.core.explain.capture import candidate_layers
+    from napari_gradcam.core.explain.capture import candidate_layouts
     from napari_gradcam.models.cache import cached_model
 
     loaded = cached_model(spec, weights)
-    layers = tuple(candidate_layers(loaded))
+    layouts = candidate_layouts(loaded).items()
+    layers = tuple((f"{name} ({layout.label()})", name) for name, layout in layouts)
     return loaded, ModelInfo(spec, weights, tuple(loaded.card.classes), layers)
 
 

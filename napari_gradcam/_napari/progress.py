@@ -13,12 +13,16 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """What a dock needs to know about a loaded model."""
+    """What a dock needs to know about a loaded model.
+
+    ``layers`` holds (label, module name) pairs, the label naming the map's grid, e.g.
+    ``("blocks.11.norm1 (tokens 14x14)", "blocks.11.norm1")``.
+    """
 
     spec: str
     weights: str | None
     classes: tuple[str, ...]
-    layers: tuple[str, ...]
+    layers: tuple[tuple[str, str], ...]
 
 
 @dataclass(frozen=True)

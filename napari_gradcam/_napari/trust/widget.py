@@ -133,8 +133,8 @@ class TrustWidget(Container):
     def _heatmap_choices(self, _widget: ComboBox) -> list[tuple[str, Image]]:
         return [(layer.name, layer) for layer in self._viewer.layers if is_heatmap(layer)]
 
-    def _layer_choices(self, _widget: ComboBox) -> tuple[str, ...]:
-        return (HEATMAP_LAYER, *(self._info.layers if self._info else ()))
+    def _layer_choices(self, _widget: ComboBox) -> list[tuple[str, str]]:
+        return [(HEATMAP_LAYER, HEATMAP_LAYER), *(self._info.layers if self._info else ())]
 
     def _class_choices(self, _widget: ComboBox) -> tuple[str, ...]:
         return self._info.classes if self._info else ()

@@ -32,9 +32,7 @@ from napari_gradcam.core.explain.methods.occlusion import grid_settings
 INPUT_LAYER = "input"
 """``Explanation.layer`` of the methods that use no layer (guided backprop, occlusion)."""
 
-_SHAPES: weakref.WeakKeyDictionary[nn.Module, dict[tuple, tuple[int, int]]] = (
-    weakref.WeakKeyDictionary()
-)
+_SHAPES: weakref.WeakKeyDictionary[nn.Module, dict[tuple, tuple]] = weakref.WeakKeyDictionary()
 
 
 @dataclass(frozen=True)
@@ -94,29 +92,37 @@ def map_geometry(
         shape = (1, card.in_channels, height, width)
         name, found = resolve_layer(module, layer, default=card.default_layer, input_shape=shape)
         if "guided" not in cam_method.needs:
-            cells = _layer_shape(module, name, found, shape)
-            stride = (infer_stride(height, cells[0]), infer_stride(width, cells[1]))
+            cells, declared = _layer_grid(module, name, found, shape)
+            stride = declared or (infer_stride(height, cells[0]), infer_stride(width, cells[1]))
             return MapGeometry(name, cells, stride)
     return MapGeometry(name, (height, width), (1.0, 1.0))  # guided maps: the input's grid
 
 
-def _layer_shape(
+def _layer_grid(
     module: nn.Module, name: str, layer: nn.Module, input_shape: tuple[int, ...]
-) -> tuple[int, int]:
-    """``(h, w)`` of ``layer``'s output for ``input_shape``: one cached dry forward."""
+) -> tuple[tuple[int, int], tuple[float, float] | None]:
+    """``(h, w)`` of ``layer``'s map for ``input_shape`` and its declared stride, if any.
+
+    One cached dry forward; the layout (convolutional, channels-last or tokens) is decided
+    as ``explain`` decides it, so a transformer's map gets its patch grid and patch stride.
+    """
+    from napari_gradcam.core.explain.collect import layout_check
+
     per_model = _SHAPES.setdefault(module, {})
     key = (name, input_shape)
     if key not in per_model:
         zeros = torch.zeros(input_shape, device=model_device(module), dtype=model_dtype(module))
+        check = layout_check(module, name, zeros)
         with (
             frozen_model(module),
             torch.inference_mode(),
-            capture_layer(layer, name, with_grad=False) as captured,
+            capture_layer(layer, name, with_grad=False, layout_of=check) as captured,
         ):
             run_model(module, zeros)
-        if captured.activation is None:
+        if captured.activation is None or captured.layout is None:
             raise ValueError(f"layer {name!r} did not run in the forward pass; choose another")
-        per_model[key] = tuple(int(n) for n in captured.activation.shape[-2:])
+        layout = captured.layout
+        per_model[key] = (tuple(int(n) for n in layout.grid), layout.stride)
     return per_model[key]
 
 

@@ -44,6 +44,8 @@ def explain(
     occlusion_stride: int | None = None,
     occlusion_baseline: Baseline = "blur",
     bfloat16: bool = False,
+    discard_ratio: float = 0.0,
+    attention_head: int | None = None,
     progress: ProgressFn | None = None,
     should_stop: StopFn | None = None,
 ) -> Explanation:
@@ -83,8 +85,14 @@ def explain(
         model: about 2x faster on CPUs with AVX-512 BF16 or AMX and on recent GPUs, with the
         scores rounded to about three significant digits (the map is then close to, not
         equal to, the float32 one). Off by default; other methods refuse it.
+    discard_ratio : float
+        Attention rollout: the share of each row's weakest attention weights dropped in every
+        block (0, the default, is the paper's rollout).
+    attention_head : int, optional
+        Class-token attention: one head's map; default the mean of the heads.
     progress : callable, optional
-        ``progress(done, total)`` during long methods (steps: masked forwards).
+        ``progress(done, total)`` during long methods (steps: masked forwards, attention
+        blocks).
     should_stop : callable, optional
         Asked between steps; returning true raises ``ExplanationCancelled``.
 
@@ -104,8 +112,9 @@ def explain(
     module, card = model_parts(model, card)
     cam_method = get_method(method)
     settings = MethodSettings(
-        memory_budget_mb, occlusion_window, occlusion_stride, occlusion_baseline, bfloat16
-    )
+        memory_budget_mb, occlusion_window, occlusion_stride, occlusion_baseline, bfloat16,
+        discard_ratio, attention_head,
+    )  # fmt: skip
     _check_applies(cam_method, module, bfloat16)
     batch = model_batch(module, image, card)
     found = _resolve_layer(module, layer, card, batch) if cam_method.uses_layer else None
@@ -156,10 +165,7 @@ def _explanation(
     scores, probs = target_scores(logits, targets)
     cam_np = cam.float().cpu().numpy().astype(np.float32, copy=False)
     height, width = context.batch.shape[-2:]
-    stride = method.stride(context) or (
-        infer_stride(height, cam.shape[-2]),
-        infer_stride(width, cam.shape[-1]),
-    )
+    stride = method.stride(context) or map_stride(context, (height, width), cam.shape[-2:])
     return Explanation(
         cam=cam_np[0] if single else cam_np,
         method=method.name,
@@ -186,16 +192,34 @@ def _explanation(
 def _resolve_layer(
     module: nn.Module, layer: str | nn.Module | None, card: ModelCard, batch: torch.Tensor
 ) -> tuple[str, nn.Module]:
-    """Resolve the layer; a default is found by a dry run at the card's size, else this input's."""
-    try:
-        return resolve_layer(
-            module, layer, default=card.default_layer, input_shape=card.probe_shape
-        )
-    except RuntimeError:
-        pass
+    """Resolve the layer; a default is found by a dry run at the card's input size.
+
+    Without a card size, or when the model refuses it, the dry run is at this input's size.
+    """
+    if card.input_size is not None:
+        try:
+            return resolve_layer(
+                module, layer, default=card.default_layer, input_shape=card.probe_shape
+            )
+        except (RuntimeError, AssertionError):  # timm asserts its fixed input size
+            pass
     try:
         return resolve_layer(
             module, layer, default=card.default_layer, input_shape=(1, *batch.shape[1:])
         )
-    except RuntimeError as err:
+    except (RuntimeError, AssertionError) as err:
         raise ValueError(f"the model failed to run on this input: {err}") from err
+
+
+def map_stride(
+    context: LayerContext, input_hw: tuple[int, int], map_hw: tuple[int, int]
+) -> tuple[float, float]:
+    """Input pixels per map cell, (fy, fx).
+
+    Declared by the layer's layout (a transformer's patch size, times its stage's
+    downsampling), exact for any input size; else inferred from the sizes (``infer_stride``).
+    """
+    layout = context.layout
+    if layout is not None and layout.stride is not None and tuple(map_hw) == layout.grid:
+        return layout.stride
+    return (infer_stride(input_hw[0], map_hw[0]), infer_stride(input_hw[1], map_hw[1]))

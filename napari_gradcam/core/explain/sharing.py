@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
+import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
@@ -37,7 +39,8 @@ def model_lock(model: nn.Module) -> threading.RLock:
 
     Examples
     --------
-    >>> from torch import nn
+    >>> import torch
+    from torch import nn
     >>> layer = nn.Linear(2, 2)
     >>> model_lock(layer) is model_lock(layer)
     True
@@ -63,3 +66,55 @@ def owned_forward_hook(module: nn.Module, hook: ForwardHook) -> RemovableHandle:
         return hook(hooked, inputs, output)
 
     return module.register_forward_hook(owned)
+
+
+def owned_forward_pre_hook(
+    module: nn.Module, hook: Callable[[nn.Module, tuple], Any]
+) -> RemovableHandle:
+    """Register a forward pre-hook on ``module`` for forwards run by the calling thread only."""
+    owner = threading.get_ident()
+
+    def owned(hooked: nn.Module, inputs: tuple) -> Any:
+        if threading.get_ident() != owner:
+            return None
+        return hook(hooked, inputs)
+
+    return module.register_forward_pre_hook(owned)
+
+
+@contextmanager
+def frozen_model(model: nn.Module) -> Iterator[nn.Module]:
+    """Put ``model`` in eval mode with no parameter gradients; restore both on exit.
+
+    Holds the model's lock (``sharing.model_lock``) throughout, so no other call of this package
+    runs the model meanwhile. Every module's ``training`` flag and every parameter's
+    ``requires_grad`` flag is restored, even when the body raises.
+    """
+    with model_lock(model):
+        training = {module: module.training for module in model.modules()}
+        requires_grad = {param: param.requires_grad for param in model.parameters()}
+        try:
+            model.eval()
+            for param in requires_grad:
+                param.requires_grad_(False)
+            yield model
+        finally:
+            for module, flag in training.items():
+                module.training = flag
+            for param, flag in requires_grad.items():
+                param.requires_grad_(flag)
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """The device of the model's first parameter or buffer (CPU for a model without any)."""
+    for tensor in (*model.parameters(), *model.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
+def model_dtype(model: nn.Module) -> torch.dtype:
+    """The dtype of the model's first floating-point parameter (float32 without any)."""
+    for param in model.parameters():
+        if param.is_floating_point():
+            return param.dtype
+    return torch.float32
