@@ -11,12 +11,16 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """What the widget needs to know about a loaded model."""
+    """What the widget needs to know about a loaded model.
+
+    ``layers`` holds (label, module name) pairs, the label naming the map's grid, e.g.
+    ``("blocks.11.norm1 (tokens 14x14)", "blocks.11.norm1")``.
+    """
 
     spec: str
     weights: str | None
     classes: tuple[str, ...]
-    layers: tuple[str, ...]
+    layers: tuple[tuple[str, str], ...]
 
 
 @dataclass(frozen=True)

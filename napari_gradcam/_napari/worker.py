@@ -35,7 +35,7 @@ __all__ = ["ExplainJob", "JobOutcome", "ModelInfo", "Progress", "RegionResult", 
 USER_ERRORS = (ValueError, OSError, RuntimeError, ImportError, SyntaxError)
 """Errors that mean "fix the input" (bad spec, file, region or pixels), not a bug."""
 
-_MODELS: dict[tuple[str, str | None], tuple[tuple, LoadedModel, tuple[str, ...]]] = {}
+_MODELS: dict[tuple[str, str | None], tuple[tuple, LoadedModel, tuple[tuple[str, str], ...]]] = {}
 """Per ``(spec, weights)``: the files' stamps when loaded, the model and its layers."""
 _MODELS_LOCK = threading.Lock()
 
@@ -94,20 +94,22 @@ class JobOutcome:
         return f"{'; '.join(parts)} ({self.seconds:.1f} s)"
 
 
-def load_cached(spec: str, weights: str | None) -> tuple[LoadedModel, tuple[str, ...]]:
-    """Load a model and its candidate layers once per ``(spec, weights)``.
+def load_cached(spec: str, weights: str | None) -> tuple[LoadedModel, tuple[tuple[str, str], ...]]:
+    """Load a model and its candidate layers, as (label, name) pairs, once per ``(spec, weights)``.
 
     The model is loaded again when its files (weights, TorchScript or factory file, card)
     changed on disk since, e.g. after retraining into the same weights file.
     """
-    from napari_gradcam.core.explain.capture import candidate_layers
+    from napari_gradcam.core.explain.capture import candidate_layouts
     from napari_gradcam.models import load_model
 
     key, stamps = (spec, weights), file_stamps(spec, weights)
     with _MODELS_LOCK:
         if key not in _MODELS or _MODELS[key][0] != stamps:
             loaded = load_model(spec, weights=weights)
-            _MODELS[key] = (stamps, loaded, tuple(candidate_layers(loaded)))
+            layouts = candidate_layouts(loaded).items()
+            labelled = tuple((f"{name} ({layout.label()})", name) for name, layout in layouts)
+            _MODELS[key] = (stamps, loaded, labelled)
         return _MODELS[key][1:]
 
 

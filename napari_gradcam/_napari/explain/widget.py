@@ -29,7 +29,10 @@ from napari_gradcam._napari.regions import RECTANGLES, REGION_CHOICES, region_bo
 from napari_gradcam._napari.worker import ExplainJob, JobOutcome, ModelInfo, Progress, run_job
 from napari_gradcam.core.explain.methods import METHODS
 
-LAYER_TIP = "module whose output is explained; auto: the model's default (last spatial) layer"
+LAYER_TIP = (
+    "module whose output is explained, with its map grid; auto: the last spatial layer of a "
+    "CNN, or a transformer's last layer whose patch tokens reach the output"
+)
 TARGET_TIP = "class to explain; predicted: the top class of each region"
 REGION_TIP = (
     "whole layer: the current 2-D plane; selected rectangles: one heatmap per selected "
@@ -119,9 +122,10 @@ class GradCamWidget(Container):
             event.connect(self.reset_choices)
         layer_events.removed.connect(self._on_layer_removed)
 
-    def _layer_choices(self, _widget: ComboBox) -> tuple[str, ...]:
+    def _layer_choices(self, _widget: ComboBox) -> list[tuple[str, str]]:
+        """Auto, then each layer labelled with its grid, e.g. "blocks.11.norm1 (tokens 14x14)"."""
         layers = self._model_info.layers if self._model_info else ()
-        return (AUTO_LAYER, *layers)
+        return [(AUTO_LAYER, AUTO_LAYER), *layers]
 
     def _target_choices(self, _widget: ComboBox) -> tuple[str, ...]:
         classes = self._model_info.classes if self._model_info else ()

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import difflib
-import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-_CANDIDATES: weakref.WeakKeyDictionary[nn.Module, dict[tuple[int, ...], list[str]]] = (
-    weakref.WeakKeyDictionary()
-)
+from napari_gradcam.core.explain.layouts import Layout
 
 
 @dataclass
@@ -22,6 +19,7 @@ class Captured:
 
     activation: torch.Tensor | None = None
     calls: int = field(default=0)
+    layout: Layout | None = None
 
 
 @contextmanager
@@ -46,8 +44,18 @@ def frozen_model(model: nn.Module) -> Iterator[nn.Module]:
 
 
 @contextmanager
-def capture_layer(module: nn.Module, name: str, *, with_grad: bool = True) -> Iterator[Captured]:
+def capture_layer(
+    module: nn.Module,
+    name: str,
+    *,
+    with_grad: bool = True,
+    layout_of: Callable[[torch.Tensor], Layout] | None = None,
+) -> Iterator[Captured]:
     """Capture the output of ``module`` during the forward passes run inside the block.
+
+    ``layout_of(output)`` decides the output's layout (``Captured.layout``) or raises
+    ``ValueError``; without it only (N, C, h, w) outputs are accepted. The activation is kept
+    in the layer's own layout.
 
     With ``with_grad``, the output is detached and made a leaf that requires grad, so the
     autograd graph starts at this layer: backward costs only the head. The rest of the
@@ -64,12 +72,7 @@ def capture_layer(module: nn.Module, name: str, *, with_grad: bool = True) -> It
                 f"layer {name!r} runs more than once per forward pass (a shared module); "
                 "choose a layer that runs once"
             )
-        if not isinstance(output, torch.Tensor) or output.ndim != 4:
-            shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output)
-            raise ValueError(
-                f"layer {name!r} outputs {shape}, not a spatial (N, C, h, w) map; "
-                "choose a convolutional layer"
-            )
+        captured.layout = _layout(output, name, layout_of)
         if not with_grad:  # a copy: in-place operations after the layer cannot change it
             captured.activation = output.detach().clone()
             return None
@@ -81,6 +84,20 @@ def capture_layer(module: nn.Module, name: str, *, with_grad: bool = True) -> It
         yield captured
     finally:
         handle.remove()
+
+
+def _layout(
+    output: object, name: str, layout_of: Callable[[torch.Tensor], Layout] | None
+) -> Layout:
+    if layout_of is not None and isinstance(output, torch.Tensor):
+        return layout_of(output)
+    if not isinstance(output, torch.Tensor) or output.ndim != 4:
+        shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output)
+        raise ValueError(
+            f"layer {name!r} outputs {shape}, not a spatial (N, C, h, w) map; "
+            "choose a convolutional layer"
+        )
+    return Layout("nchw", (output.shape[2], output.shape[3]))
 
 
 def ensure_hookable(model: nn.Module) -> None:
@@ -99,11 +116,13 @@ def torchscript_message(what: str) -> str:
 
 
 def candidate_layers(model: object, input_shape: tuple[int, ...] | None = None) -> list[str]:
-    """Names of the modules with a spatial 4-D output, in the order their outputs complete.
+    """Names of the modules whose output holds a map, in the order their outputs complete.
 
-    Found by one dry run on zeros under inference mode, cached per model and input shape.
-    Modules called more than once per forward and outputs of size 1 x 1 are left out. The
-    last name is the default Grad-CAM layer.
+    A map is an output with a determined layout (``layouts.layer_layout``): (N, C, h, w),
+    channels-last (N, h, w, C) or transformer tokens (N, T, C), on more than one cell. Found
+    by one dry run on zeros under inference mode, cached per model and input shape. Modules
+    called more than once per forward are left out. See ``candidate_layouts`` for the
+    layouts and ``default_layer`` for the default.
 
     Parameters
     ----------
@@ -112,42 +131,44 @@ def candidate_layers(model: object, input_shape: tuple[int, ...] | None = None) 
     input_shape : tuple of int, optional
         (N, C, H, W) of the dry-run input; default from the card, else (1, 3, 224, 224).
     """
+    return list(candidate_layouts(model, input_shape))
+
+
+def candidate_layouts(
+    model: object, input_shape: tuple[int, ...] | None = None
+) -> dict[str, Layout]:
+    """``candidate_layers`` with each layer's layout, e.g. for labels such as "tokens 14x14"."""
+    from napari_gradcam.core.explain.discovery import layer_layouts
+
+    module, shape = _module_and_shape(model, input_shape)
+    return layer_layouts(module, shape)
+
+
+def default_layer(model: object, input_shape: tuple[int, ...] | None = None) -> str | None:
+    """The layer explained when none is named, ``None`` without a map (see ``discovery``).
+
+    The card's ``default_layer`` when a ``LoadedModel`` has one; else the last map of a
+    convolutional network, or for a transformer the last layer whose patch tokens reach the
+    output (for a class-token head, the input of the last block's attention).
+    """
+    from napari_gradcam.core.explain.discovery import default_layer as discover_default
+
     card = getattr(model, "card", None)
-    model = getattr(model, "module", model)
-    ensure_hookable(model)
+    if card is not None and card.default_layer:
+        return card.default_layer
+    module, shape = _module_and_shape(model, input_shape)
+    return discover_default(module, shape)
+
+
+def _module_and_shape(
+    model: object, input_shape: tuple[int, ...] | None
+) -> tuple[nn.Module, tuple[int, ...]]:
+    card = getattr(model, "card", None)
+    module = getattr(model, "module", model)
+    ensure_hookable(module)
     if input_shape is None:
         input_shape = card.probe_shape if card else (1, 3, 224, 224)
-    per_shape = _CANDIDATES.setdefault(model, {})
-    if input_shape not in per_shape:
-        per_shape[input_shape] = _dry_run_spatial_layers(model, input_shape)
-    return list(per_shape[input_shape])
-
-
-def _dry_run_spatial_layers(model: nn.Module, input_shape: tuple[int, ...]) -> list[str]:
-    completed: list[str] = []
-    calls: dict[str, int] = {}
-
-    def make_hook(name: str):
-        def hook(_module: nn.Module, _inputs: tuple, output: object) -> None:
-            calls[name] = calls.get(name, 0) + 1
-            if isinstance(output, torch.Tensor) and output.ndim == 4 and output[0, 0].numel() > 1:
-                completed.append(name)
-
-        return hook
-
-    handles = [
-        module.register_forward_hook(make_hook(name))
-        for name, module in model.named_modules()
-        if name
-    ]
-    device = model_device(model)
-    try:
-        with frozen_model(model), torch.inference_mode():
-            model(torch.zeros(input_shape, device=device, dtype=model_dtype(model)))
-    finally:
-        for handle in handles:
-            handle.remove()
-    return [name for name in completed if calls[name] == 1]
+    return module, tuple(input_shape)
 
 
 def resolve_layer(
@@ -157,7 +178,7 @@ def resolve_layer(
     default: str | None = None,
     input_shape: tuple[int, ...] = (1, 3, 224, 224),
 ) -> tuple[str, nn.Module]:
-    """Find the target layer by name or module; ``None`` uses ``default`` or the last candidate.
+    """Find the target layer by name or module; ``None`` uses ``default`` or ``default_layer``.
 
     Raises
     ------
@@ -180,13 +201,14 @@ def resolve_layer(
 
 
 def _last_candidate(model: nn.Module, input_shape: tuple[int, ...]) -> str:
-    names = candidate_layers(model, input_shape)
-    if not names:
+    name = default_layer(model, input_shape)
+    if name is None:
         raise ValueError(
-            "the model has no layer with a spatial (N, C, h, w) output to explain; "
-            "Grad-CAM needs a convolutional network"
+            "the model has no layer with a spatial map to explain ((N, C, h, w), channels-last, "
+            "or transformer tokens whose grid the model declares, reaching the output); name "
+            "a layer, or use method='occlusion'"
         )
-    return names[-1]
+    return name
 
 
 def _unknown_layer_message(layer: str, names: list[str]) -> str:

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import nullcontext
 
 import torch
@@ -22,6 +23,7 @@ from napari_gradcam.core.explain.batching import (
 )
 from napari_gradcam.core.explain.capture import Captured, capture_layer
 from napari_gradcam.core.explain.context import LayerContext, MethodSettings, Monitor
+from napari_gradcam.core.explain.layouts import Layout, layer_layout
 from napari_gradcam.core.explain.methods import CamMethod
 from napari_gradcam.core.explain.targets import Target, resolve_targets, target_scores
 
@@ -51,26 +53,30 @@ def collect(
     )
     with recorder as sizes:
         if "gradients" in method.needs:
-            activations, gradients, logits, targets = _forward_backward(
+            captured, gradients, logits, targets = _forward_backward(
                 model, batch, layer, target, card, groups
             )
         else:
-            activations, logits = _forward(model, batch, layer)
+            captured, logits = _forward(model, batch, layer)
             gradients, targets = None, _targets(logits, target, card, groups)
-    sample, head = _sample_bytes(batch, activations, sizes)
+    native, layout = (captured.activation, captured.layout) if captured else (None, None)
+    activations = layout.to_nchw(native) if layout else None
+    sample, head = _sample_bytes(batch, native, sizes)
     return LayerContext(
         model=model,
         batch=batch,
         layer_name=name,
         layer=module,
         activations=activations,
-        gradients=gradients,
+        gradients=layout.to_nchw(gradients) if gradients is not None else None,
         logits=logits,
         targets=targets,
         settings=settings or MethodSettings(),
         monitor=monitor or Monitor(),
         sample_bytes=sample,
         head_sample_bytes=head,
+        layout=layout,
+        native_activations=native,
     )
 
 
@@ -79,15 +85,24 @@ def _targets(logits: torch.Tensor, target: Target, card: ModelCard, groups: int)
     return first.repeat(groups)
 
 
+def layout_check(model: nn.Module, name: str, batch: torch.Tensor) -> Callable[..., Layout]:
+    """``layout_of`` for ``capture_layer``: the layer's layout on this batch, or ``ValueError``."""
+    size = (int(batch.shape[-2]), int(batch.shape[-1]))
+    return lambda output: layer_layout(model, name, output, size, len(batch))
+
+
 def _forward(
     model: nn.Module, batch: torch.Tensor, layer: Layer
-) -> tuple[torch.Tensor | None, torch.Tensor]:
+) -> tuple[Captured | None, torch.Tensor]:
     with torch.inference_mode():
         if layer is None:
             return None, run_model(model, batch)
-        with capture_layer(layer[1], layer[0], with_grad=False) as captured:
+        name, module = layer
+        check = layout_check(model, name, batch)
+        with capture_layer(module, name, with_grad=False, layout_of=check) as captured:
             logits = run_model(model, batch)
-        return _captured_activation(captured, layer[0]), logits
+        _captured_activation(captured, name)
+        return captured, logits
 
 
 def _forward_backward(
@@ -103,7 +118,7 @@ def _forward_backward(
     with (
         torch.inference_mode(False),
         torch.enable_grad(),
-        capture_layer(module, name) as captured,
+        capture_layer(module, name, layout_of=layout_check(model, name, batch)) as captured,
     ):
         logits = run_model(model, batch)
         activation = _captured_activation(captured, name)
@@ -112,9 +127,10 @@ def _forward_backward(
         if not scores.requires_grad:
             raise ValueError(_off_path_message(name))
         (gradients,) = torch.autograd.grad(scores.sum(), activation, allow_unused=True)
-    if gradients is None:
-        raise ValueError(_off_path_message(name))
-    return activation.detach(), gradients, logits.detach(), targets
+    if gradients is None or _unreached_tokens(captured.layout, gradients):
+        raise ValueError(_off_path_message(name, captured.layout))
+    captured.activation = activation.detach()
+    return captured, gradients, logits.detach(), targets
 
 
 def _captured_activation(captured: Captured, name: str) -> torch.Tensor:
@@ -123,7 +139,18 @@ def _captured_activation(captured: Captured, name: str) -> torch.Tensor:
     return captured.activation
 
 
-def _off_path_message(name: str) -> str:
+def _unreached_tokens(layout: Layout, gradients: torch.Tensor) -> bool:
+    """Whether no gradient reaches the patch tokens of a token layer (a silently empty map)."""
+    return layout.kind == "tokens" and not bool(layout.to_nchw(gradients).any())
+
+
+def _off_path_message(name: str, layout: Layout | None = None) -> str:
+    if layout is not None and layout.kind == "tokens":
+        return (
+            f"the class score gets no gradient from the patch tokens of layer {name!r} (a "
+            "class-token head reads only the class token after the last attention); choose "
+            "an earlier layer, e.g. the last block's norm1, or leave the layer to the default"
+        )
     return (
         f"the output does not depend on layer {name!r}; choose a layer on the path to the "
         "classifier"

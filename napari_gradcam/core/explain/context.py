@@ -9,6 +9,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from napari_gradcam.core.explain.layouts import Layout
 from napari_gradcam.core.explain.targets import target_scores
 
 ProgressFn = Callable[[int, int], None]
@@ -137,6 +138,12 @@ class LayerContext:
         Estimated peak memory of one sample's inference forward (for chunking).
     head_sample_bytes : int
         The same for the part of the forward after the target layer.
+    layout : Layout or None
+        How the layer's own output holds the map (``activations`` and ``gradients`` are
+        already converted to (N, K, h, w), prefix tokens dropped); ``None`` without a layer.
+    native_activations : torch.Tensor or None
+        The layer's output in its own layout (with prefix tokens), for methods that write
+        activations back as the layer's output (Ablation-CAM).
     """
 
     model: nn.Module
@@ -151,6 +158,17 @@ class LayerContext:
     monitor: Monitor = field(default_factory=Monitor)
     sample_bytes: int = 0
     head_sample_bytes: int = 0
+    layout: Layout | None = None
+    native_activations: torch.Tensor | None = None
+
+    def as_layer_output(self, nchw: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+        """(M, K, h, w) maps of ``images`` (indices into the batch) in the layer's own layout.
+
+        Prefix tokens are those of the captured output, unchanged.
+        """
+        if self.layout is None or self.native_activations is None:
+            return nchw
+        return self.layout.from_nchw(nchw, like=self.native_activations[images])
 
     def scores(self) -> torch.Tensor:
         """The explained score of each image (N,) from the captured logits."""

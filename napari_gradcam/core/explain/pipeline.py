@@ -172,10 +172,7 @@ def _explanation(
     scores, probs = target_scores(logits, targets)
     cam_np = cam.float().cpu().numpy().astype(np.float32, copy=False)
     height, width = context.batch.shape[-2:]
-    stride = method.stride(context) or (
-        infer_stride(height, cam.shape[-2]),
-        infer_stride(width, cam.shape[-1]),
-    )
+    stride = method.stride(context) or map_stride(context, (height, width), cam.shape[-2:])
     return Explanation(
         cam=cam_np[0] if single else cam_np,
         method=method.name,
@@ -223,6 +220,20 @@ def _resolve_layer(
         )
     except RuntimeError as err:
         raise ValueError(f"the model failed to run on this input: {err}") from err
+
+
+def map_stride(
+    context: LayerContext, input_hw: tuple[int, int], map_hw: tuple[int, int]
+) -> tuple[float, float]:
+    """Input pixels per map cell, (fy, fx).
+
+    Declared by the layer's layout (a transformer's patch size, times its stage's
+    downsampling), exact for any input size; else inferred from the sizes (``infer_stride``).
+    """
+    layout = context.layout
+    if layout is not None and layout.stride is not None and tuple(map_hw) == layout.grid:
+        return layout.stride
+    return (infer_stride(input_hw[0], map_hw[0]), infer_stride(input_hw[1], map_hw[1]))
 
 
 def infer_stride(input_size: int, map_size: int) -> float:

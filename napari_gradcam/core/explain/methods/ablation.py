@@ -19,7 +19,8 @@ def ablationcam(ctx: LayerContext) -> torch.Tensor:
 
     With ``y`` the target score and ``y_k`` the score when channel k of the layer's output is
     set to zero, ``w_k = (y - y_k) / y`` (a zero ``y`` leaves the differences unscaled) and
-    the map is ``relu(sum_k w_k A_k)``.
+    the map is ``relu(sum_k w_k A_k)``. At a token or channels-last layer, channel k of the
+    patch tokens (the map) is zeroed; prefix tokens (class, registers) are kept as they were.
 
     Cost: the captured A is reused; the model re-runs with a hook that replaces the layer's
     output by a batch of ablated copies. When the part after the layer depends on nothing
@@ -41,7 +42,7 @@ def ablationcam(ctx: LayerContext) -> torch.Tensor:
             images, channels = pairs[start:stop].unbind(dim=1)
             rows = a[images].clone()
             rows[torch.arange(len(rows), device=device), channels] = 0
-            slot["output"] = rows
+            slot["output"] = ctx.as_layer_output(rows, images)
             inputs = ctx.batch[:1] if head_only else ctx.batch[images]
             return target_scores(run_model(ctx.model, inputs), ctx.targets[images])[0]
 
@@ -65,9 +66,10 @@ def _replaced_output(layer: nn.Module) -> Iterator[dict[str, torch.Tensor]]:
 def _head_only_works(ctx: LayerContext, slot: dict[str, torch.Tensor]) -> bool:
     """Whether the unablated A fed after one image's trunk reproduces every image's logits."""
     a, expected = ctx.activations, ctx.logits
+    images = torch.arange(len(a), device=a.device)
     if len(a) == 1:  # two copies: the head must keep the batch apart
-        a, expected = a.expand(2, -1, -1, -1), expected.expand(2, -1)
-    slot["output"] = a.clone()
+        a, expected, images = a.expand(2, -1, -1, -1), expected.expand(2, -1), images.repeat(2)
+    slot["output"] = ctx.as_layer_output(a.clone(), images)
     try:
         logits = run_model(ctx.model, ctx.batch[:1])
     except ValueError:

@@ -1,0 +1,159 @@
+"""Layouts decided from declarations and shapes, never guessed; conversions and their inverse."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch import nn
+
+from napari_gradcam.core.explain.layouts import Layout, layer_layout
+from napari_gradcam.core.explain.token_facts import TokenFacts, vit_facts
+from tests.architectures import ResNetLike
+from tests.transformers import TinySwin, TinyViT
+
+
+def outputs(model: nn.Module, size: tuple[int, int], n: int = 2) -> dict[str, object]:
+    seen: dict[str, object] = {}
+    handles = [
+        module.register_forward_hook(lambda _m, _i, out, name=name: seen.__setitem__(name, out))
+        for name, module in model.named_modules()
+        if name
+    ]
+    with torch.no_grad():
+        model.eval()(torch.randn(n, 3, *size))
+    for handle in handles:
+        handle.remove()
+    return seen
+
+
+def test_tokens_drop_prefix_and_reshape_row_major() -> None:
+    layout = Layout("tokens", (2, 3), prefix_tokens=2)
+    tokens = torch.arange(2 * 8 * 4, dtype=torch.float32).reshape(2, 8, 4)
+    nchw = layout.to_nchw(tokens)
+    assert nchw.shape == (2, 4, 2, 3)
+    # patch token 2 + 1 * 3 + 2 is cell (1, 2)
+    assert torch.equal(nchw[1, :, 1, 2], tokens[1, 2 + 5])
+    back = layout.from_nchw(nchw, like=tokens)
+    assert torch.equal(back, tokens)
+
+
+def test_from_nchw_keeps_prefix_tokens_of_like() -> None:
+    layout = Layout("tokens", (2, 2), prefix_tokens=1)
+    like = torch.randn(3, 5, 4)
+    changed = layout.to_nchw(like).clone()
+    changed[:, 1] = 0
+    back = layout.from_nchw(changed, like=like)
+    assert torch.equal(back[:, 0], like[:, 0])
+    assert torch.all(back[:, 1:, 1] == 0)
+    assert torch.equal(back[:, 1:, 0], like[:, 1:, 0])
+
+
+def test_nhwc_permutes_both_ways() -> None:
+    layout = Layout("nhwc", (3, 5))
+    x = torch.randn(2, 3, 5, 7)
+    assert torch.equal(layout.to_nchw(x), x.permute(0, 3, 1, 2))
+    assert torch.equal(layout.from_nchw(layout.to_nchw(x), like=x), x)
+
+
+def test_vit_layers_are_tokens_with_their_prefix() -> None:
+    model = TinyViT(reg_tokens=4)
+    seen = outputs(model, (32, 32))
+    layout = layer_layout(model, "blocks.1.norm1", seen["blocks.1.norm1"], (32, 32), 2)
+    assert layout == Layout("tokens", (4, 4), prefix_tokens=5, stride=(8.0, 8.0))
+    assert layout.label() == "tokens 4x4"
+
+
+@pytest.mark.parametrize("name", ["blocks.0.attn.attn_drop", "head"])
+def test_attention_weights_and_logits_are_refused(name: str) -> None:
+    model = TinyViT()
+    seen = outputs(model, (32, 32))
+    with pytest.raises(ValueError, match=name.replace(".", r"\.")) as info:
+        layer_layout(model, name, seen[name], (32, 32), 2)
+    assert str(tuple(seen[name].shape)) in str(info.value)
+
+
+def test_dynamic_non_square_grid() -> None:
+    model = TinyViT(dynamic_img_size=True, global_pool="avg", class_token=False)
+    seen = outputs(model, (40, 24))
+    layout = layer_layout(model, "blocks.1", seen["blocks.1"], (40, 24), 2)
+    assert layout == Layout("tokens", (5, 3), prefix_tokens=0, stride=(8.0, 8.0))
+
+
+def test_swin_stages_are_channels_last_on_halved_grids() -> None:
+    model = TinySwin()
+    seen = outputs(model, (32, 32))
+    found = {
+        name: layer_layout(model, name, seen[name], (32, 32), 2)
+        for name in ("layers.0", "layers.2", "norm")
+    }
+    assert found["layers.0"] == Layout("nhwc", (8, 8), 0, (4.0, 4.0))
+    assert found["layers.2"] == Layout("nhwc", (2, 2), 0, (16.0, 16.0))
+    assert found["norm"].label() == "NHWC 2x2"
+
+
+def test_a_cube_shaped_output_is_read_by_its_module() -> None:
+    """(N, 8, 8, 8): NCHW from a convolution, NHWC from a LayerNorm (the model says NHWC)."""
+    model = TinySwin()
+    seen = outputs(model, (32, 32))
+    proj = layer_layout(model, "patch_embed.proj", seen["patch_embed.proj"], (32, 32), 2)
+    norm = layer_layout(model, "layers.0.norm", seen["layers.0.norm"], (32, 32), 2)
+    assert (proj.kind, norm.kind) == ("nchw", "nhwc")
+
+
+def test_tokens_without_declarations_are_refused() -> None:
+    model = TinyViT()
+    del model.patch_embed.patch_size
+    seen = outputs(model, (32, 32))
+    with pytest.raises(
+        ValueError, match=r"'blocks.1' outputs \(2, 17, 16\).*declares no patch size"
+    ):
+        layer_layout(model, "blocks.1", seen["blocks.1"], (32, 32), 2)
+
+
+def test_wrong_prefix_count_is_refused() -> None:
+    model = TinyViT()
+    model.num_prefix_tokens = 2  # declares two, has one
+    seen = outputs(model, (32, 32))
+    with pytest.raises(ValueError, match="17 tokens are not 2 prefix tokens"):
+        layer_layout(model, "blocks.1", seen["blocks.1"], (32, 32), 2)
+
+
+def test_batch_axis_must_be_the_batch() -> None:
+    model = TinyViT()
+    with pytest.raises(ValueError, match="not the batch of 2"):
+        layer_layout(model, "blocks.1", torch.zeros(6, 17, 16), (32, 32), 2)
+
+
+def test_convolutional_maps_stay_nchw_and_convnext_style_internals_are_nhwc() -> None:
+    model = ResNetLike()
+    seen = outputs(model, (64, 64))
+    assert layer_layout(model, "layer3", seen["layer3"], (64, 64), 2) == Layout("nchw", (8, 8))
+    norm = nn.Sequential(nn.Conv2d(3, 96, 4, stride=4), nn.LayerNorm(96))
+    # a LayerNorm over the channels of a permuted map: (N, 8, 8, 96) on a 32 x 32 input
+    assert layer_layout(norm, "1", torch.zeros(2, 8, 8, 96), (32, 32), 2).kind == "nhwc"
+    with pytest.raises(ValueError, match="no spatial map"):
+        layer_layout(norm, "0", torch.zeros(2, 5, 300, 2), (32, 32), 2)
+
+
+def test_facts_of_a_wrapped_backbone_and_hugging_face_names() -> None:
+    probe = nn.Sequential()
+    probe.backbone = TinyViT(reg_tokens=2)
+    probe.fc = nn.Linear(16, 2)
+    facts = vit_facts(probe, "backbone.blocks.0")
+    assert (facts.patch_size, facts.prefix_tokens, facts.module) == ((8, 8), 3, "backbone")
+    assert vit_facts(probe, "fc") is None
+    assert vit_facts(ResNetLike()) is None
+
+    class Embeddings(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.cls_token = nn.Parameter(torch.zeros(1, 1, 8))
+            self.register_tokens = nn.Parameter(torch.zeros(1, 4, 8))
+
+    hf = nn.Module()
+    hf.config = SimpleNamespace(patch_size=14, num_register_tokens=4)
+    hf.embeddings = Embeddings()
+    assert vit_facts(hf) == TokenFacts((14, 14), 5)
+    assert vit_facts(hf).grid((224, 160)) == (16, 11)
