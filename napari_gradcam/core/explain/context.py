@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 from torch import nn
 
 from napari_gradcam.core.explain.layouts import Layout
 from napari_gradcam.core.explain.targets import target_scores
+
+if TYPE_CHECKING:
+    from napari_gradcam.core.explain.methods.attention import AttentionReader
 
 ProgressFn = Callable[[int, int], None]
 StopFn = Callable[[], bool]
@@ -69,7 +72,7 @@ class Monitor:
 
 @dataclass(frozen=True)
 class MethodSettings:
-    """Options of the methods that run many forwards (Score-CAM, Ablation-CAM, occlusion).
+    """Options of the many-forward methods (Score-CAM, Ablation-CAM, occlusion) and of attention.
 
     Attributes
     ----------
@@ -87,6 +90,11 @@ class MethodSettings:
         Run the masked forwards of Score-CAM and occlusion in bfloat16 on a copy of the model
         (see ``fast_forward``): about 2x faster on hardware with bfloat16 arithmetic, with
         scores rounded to about three significant digits.
+    discard_ratio : float
+        Attention rollout: the share of each row's weakest head-averaged attention weights
+        set to zero in every block before the product (0: the paper's rollout).
+    attention_head : int, optional
+        Class-token attention: the head to show; ``None`` averages the heads.
     """
 
     memory_budget_mb: float | None = None
@@ -94,6 +102,8 @@ class MethodSettings:
     occlusion_stride: int | None = None
     occlusion_baseline: Baseline = "blur"
     bfloat16: bool = False
+    discard_ratio: float = 0.0
+    attention_head: int | None = None
 
     def __post_init__(self) -> None:
         if self.memory_budget_mb is not None and not self.memory_budget_mb > 0:
@@ -106,6 +116,11 @@ class MethodSettings:
             raise ValueError(
                 f"unknown occlusion baseline {self.occlusion_baseline!r}; use 'blur' or 'mean'"
             )
+        if not 0.0 <= self.discard_ratio < 1.0:
+            raise ValueError(f"discard_ratio must be in [0, 1), got {self.discard_ratio}")
+        head = self.attention_head
+        if head is not None and (not isinstance(head, int) or head < 0):
+            raise ValueError(f"attention_head must be a head index >= 0, got {head!r}")
 
 
 @dataclass(frozen=True)
@@ -144,6 +159,8 @@ class LayerContext:
     native_activations : torch.Tensor or None
         The layer's output in its own layout (with prefix tokens), for methods that write
         activations back as the layer's output (Ablation-CAM).
+    attention : AttentionReader, optional
+        What the attention methods read from the blocks, with the model's token facts.
     """
 
     model: nn.Module
@@ -160,6 +177,7 @@ class LayerContext:
     head_sample_bytes: int = 0
     layout: Layout | None = None
     native_activations: torch.Tensor | None = None
+    attention: AttentionReader | None = None
 
     def as_layer_output(self, nchw: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
         """(M, K, h, w) maps of ``images`` (indices into the batch) in the layer's own layout.

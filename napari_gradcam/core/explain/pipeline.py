@@ -52,6 +52,8 @@ def explain(
     occlusion_stride: int | None = None,
     occlusion_baseline: Baseline = "blur",
     bfloat16: bool = False,
+    discard_ratio: float = 0.0,
+    attention_head: int | None = None,
     progress: ProgressFn | None = None,
     should_stop: StopFn | None = None,
 ) -> Explanation:
@@ -91,8 +93,14 @@ def explain(
         model: about 2x faster on CPUs with AVX-512 BF16 or AMX and on recent GPUs, with the
         scores rounded to about three significant digits (the map is then close to, not
         equal to, the float32 one). Off by default; other methods refuse it.
+    discard_ratio : float
+        Attention rollout: the share of each row's weakest attention weights dropped in every
+        block (0, the default, is the paper's rollout).
+    attention_head : int, optional
+        Class-token attention: one head's map; default the mean of the heads.
     progress : callable, optional
-        ``progress(done, total)`` during long methods (steps: masked forwards).
+        ``progress(done, total)`` during long methods (steps: masked forwards, attention
+        blocks).
     should_stop : callable, optional
         Asked between steps; returning true raises ``ExplanationCancelled``.
 
@@ -113,8 +121,9 @@ def explain(
     card = card or getattr(model, "card", None) or ModelCard()
     cam_method = get_method(method)
     settings = MethodSettings(
-        memory_budget_mb, occlusion_window, occlusion_stride, occlusion_baseline, bfloat16
-    )
+        memory_budget_mb, occlusion_window, occlusion_stride, occlusion_baseline, bfloat16,
+        discard_ratio, attention_head,
+    )  # fmt: skip
     _check_applies(cam_method, module, bfloat16)
     batch = _prepare(image, card, module)
     found = _resolve_layer(module, layer, card, batch) if cam_method.uses_layer else None

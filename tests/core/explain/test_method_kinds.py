@@ -15,6 +15,8 @@ from tests.architectures import build
 from tests.core.explain.test_fast_path import live_autograd_tensors
 
 GRADIENT = {"gradcam", "gradcam++", "xgradcam", "layercam", "hirescam"}
+ATTENTION = {"rollout", "attention", "transformer-attribution"}
+CONVNET_METHODS = sorted(set(METHODS) - ATTENTION)
 
 
 def test_listing_the_methods_does_not_import_torch() -> None:
@@ -24,13 +26,15 @@ def test_listing_the_methods_does_not_import_torch() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "11"
+    assert result.stdout.strip() == "14"
 
 
 def test_kinds() -> None:
     assert {name for name, m in METHODS.items() if "gradients" in m.needs} == GRADIENT | {
-        "guided-gradcam"
+        "guided-gradcam",
+        "transformer-attribution",
     }
+    assert {name for name, m in METHODS.items() if "attention" in m.needs} == ATTENTION
     assert {name for name, m in METHODS.items() if "forwards" in m.needs} == {
         "scorecam",
         "ablationcam",
@@ -39,12 +43,13 @@ def test_kinds() -> None:
     assert {name for name, m in METHODS.items() if not m.uses_layer} == {
         "guidedbackprop",
         "occlusion",
+        *ATTENTION,
     }
     assert [name for name, m in METHODS.items() if not m.needs_hooks] == ["occlusion"]
     assert all(m.reference and m.title for m in METHODS.values())
 
 
-@pytest.mark.parametrize("method", sorted(METHODS))
+@pytest.mark.parametrize("method", CONVNET_METHODS)
 def test_every_method_gives_a_placed_non_negative_map(method: str, small_card) -> None:
     image = np.random.default_rng(3).random((40, 48, 3)).astype(np.float32)
     explanation = ng.explain(build("resnet"), image, method=method, card=small_card)

@@ -9,6 +9,9 @@ What a method needs decides what ``explain()`` captures and what it checks befor
 - ``gradients``: also d(score)/d(activations), by the fast path (graph from the layer only).
 - ``forwards``: many batched inference forwards (memory budget, progress and cancel apply).
 - ``guided``: input gradients through guided ``nn.ReLU`` modules (a full backward pass).
+- ``attention``: every transformer block's attention, read from q and k during the forward by
+  the method's ``reader``; with ``gradients``, also d(score)/d(attention) (a backward pass
+  through the blocks).
 
 A method without ``activations`` uses no layer; with neither ``activations`` nor ``guided``
 (occlusion) it needs no hooks at all and works with TorchScript models.
@@ -23,10 +26,11 @@ from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from torch import Tensor
+    from torch.nn import Module
 
-    from napari_gradcam.core.explain.context import LayerContext
+    from napari_gradcam.core.explain.context import LayerContext, MethodSettings
 
-Need = Literal["activations", "gradients", "forwards", "guided"]
+Need = Literal["activations", "gradients", "forwards", "guided", "attention"]
 BFLOAT16_METHODS = ("scorecam", "occlusion")
 """The methods whose masked forwards can run on a bfloat16 copy of the model."""
 
@@ -49,7 +53,10 @@ class CamMethod:
         ``"module:function"`` in this package: ``(LayerContext) -> cam`` (N, h, w), >= 0.
     map_stride : str, optional
         ``"module:function"``: ``(LayerContext) -> (fy, fx)`` when the stride cannot be
-        inferred from the map's shape (occlusion's grid).
+        inferred from the map's shape (occlusion's grid, transformer patches).
+    reader : str, optional
+        ``"module:Class"`` of the attention methods: ``(model, batch, MethodSettings)`` ->
+        an ``AttentionReader`` that takes the blocks' attention during the capture forward.
     """
 
     name: str
@@ -58,6 +65,7 @@ class CamMethod:
     needs: frozenset[Need]
     implementation: str
     map_stride: str | None = None
+    reader: str | None = None
 
     @property
     def uses_layer(self) -> bool:
@@ -72,7 +80,7 @@ class CamMethod:
     @property
     def needs_hooks(self) -> bool:
         """Whether the method hooks modules (not possible in TorchScript models)."""
-        return self.uses_layer or "guided" in self.needs
+        return self.uses_layer or bool({"guided", "attention"} & self.needs)
 
     def compute(self, context: LayerContext) -> Tensor:
         """Compute the raw map (N, h, w) from a context captured for this method."""
@@ -81,6 +89,10 @@ class CamMethod:
     def stride(self, context: LayerContext) -> tuple[float, float] | None:
         """The map's stride when the method defines it, else ``None`` (inferred)."""
         return None if self.map_stride is None else _load(self.map_stride)(context)
+
+    def attention_reader(self, model: Module, batch: Tensor, settings: MethodSettings) -> Any:
+        """A new reader of the blocks' attention for this method and input (may refuse)."""
+        return _load(self.reader)(model, batch, settings)
 
 
 def _load(spec: str) -> Callable[..., Any]:
@@ -147,6 +159,47 @@ METHODS["occlusion"] = CamMethod(
     frozenset({"forwards"}),
     "occlusion:occlusion",
     map_stride="occlusion:occlusion_stride",
+)
+_ATTENTION: tuple[tuple[str, str, str, frozenset[Need], str, str], ...] = (
+    # name, title, reference, needs, function and reader class in attention.py
+    (
+        "rollout",
+        "Attention rollout",
+        "Abnar & Zuidema, ACL 2020",
+        frozenset({"attention"}),
+        "rollout",
+        "RolloutReader",
+    ),
+    (
+        "attention",
+        "Class-token attention",
+        "Caron et al. (DINO), ICCV 2021",
+        frozenset({"attention"}),
+        "last_block_attention",
+        "LastBlockReader",
+    ),
+    (
+        "transformer-attribution",
+        "Transformer attribution",
+        "Chefer, Gur & Wolf, ICCV 2021",
+        frozenset({"attention", "gradients"}),
+        "transformer_attribution",
+        "RelevanceReader",
+    ),
+)
+METHODS.update(
+    {
+        name: CamMethod(
+            name,
+            title,
+            reference,
+            needs,
+            f"attention:{function}",
+            map_stride="attention:patch_stride",
+            reader=f"attention:{reader}",
+        )
+        for name, title, reference, needs, function, reader in _ATTENTION
+    }
 )
 
 

@@ -1,0 +1,110 @@
+"""Cost of the attention methods on ViT-S/16 against a plain inference forward, side by side.
+
+8 x 3 x 224 x 224, timm's ``vit_small_patch16_224`` (random weights) when timm is importable,
+else the same architecture written out in ``vit_small.py``; both attend with fused
+``scaled_dot_product_attention``. Times are medians of interleaved rounds in this process;
+extra peak memory is measured in a fresh child process per method (see ``bench_explain``).
+
+    python benchmarks/bench_vit.py [--rounds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_explain import proc_status_kb
+from vit_small import vit_small
+
+import napari_gradcam as ng
+
+SHAPE = (8, 3, 224, 224)
+TARGETS = {"rollout": 1.3}  # time ratio limit vs the forward
+METHODS = ("rollout", "attention", "transformer-attribution")
+
+
+def forward(model: torch.nn.Module, x: torch.Tensor, _targets: list[int]) -> None:
+    with torch.inference_mode():
+        model(x)
+
+
+def method_op(method: str) -> Callable[[torch.nn.Module, torch.Tensor, list[int]], None]:
+    def op(model: torch.nn.Module, x: torch.Tensor, targets: list[int]) -> None:
+        ng.explain(model, x, method=method, target=targets)
+
+    return op
+
+
+OPS: dict[str, Callable] = {"forward": forward} | {name: method_op(name) for name in METHODS}
+
+
+def time_ops(rounds: int) -> dict[str, float]:
+    model, x = vit_small(), torch.randn(SHAPE)
+    targets = [0] * SHAPE[0]
+    samples: dict[str, list[float]] = {name: [] for name in OPS}
+    for round_index in range(rounds + 1):
+        for name, op in OPS.items():
+            start = time.perf_counter()
+            op(model, x, targets)
+            if round_index:  # round 0 warms up
+                samples[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def child_extra_memory(op_name: str) -> None:
+    """In a fresh process: print the peak RSS growth (MB) of one op on the full input."""
+    model, x = vit_small(), torch.randn(SHAPE)
+    OPS[op_name](model, torch.randn(1, *SHAPE[1:]), [0])  # load kernels and libraries first
+    Path("/proc/self/clear_refs").write_text("5")  # reset the peak-RSS mark (Linux >= 4.0)
+    before = proc_status_kb("VmRSS")
+    OPS[op_name](model, x, [0] * SHAPE[0])
+    print((proc_status_kb("VmHWM") - before) / 1024)
+
+
+def extra_memory(op_name: str) -> float:
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="0")
+    command = [sys.executable, __file__, "--child", op_name]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+    return float(result.stdout.strip().splitlines()[-1])
+
+
+def report(times: dict[str, float], memory: dict[str, float], source: str) -> list[str]:
+    lines = [f"\n8x3x224x224  (ViT-S/16 from {source}, CPU threads={torch.get_num_threads()})"]
+    lines.append(f"{'method':<24}{'time s':>9}{'x forward':>11}{'extra MB':>10}{'x forward':>11}")
+    verdicts = []
+    for name in times:
+        t_ratio, m_ratio = times[name] / times["forward"], memory[name] / memory["forward"]
+        lines.append(
+            f"{name:<24}{times[name]:>9.3f}{t_ratio:>11.2f}{memory[name]:>10.1f}{m_ratio:>11.2f}"
+        )
+        if name in TARGETS:
+            verdict = "meets" if t_ratio <= TARGETS[name] else "MISSES"
+            verdicts.append(f"{name} {verdict} the target (time <= {TARGETS[name]}x the forward)")
+    return lines + verdicts
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--child", metavar="OP", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child_extra_memory(args.child)
+        return
+    times = time_ops(args.rounds)
+    memory = {name: extra_memory(name) for name in OPS}
+    source = type(vit_small()).__module__.split(".")[0]
+    print("\n".join(report(times, memory, source)), flush=True)
+
+
+if __name__ == "__main__":
+    main()
