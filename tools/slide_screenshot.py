@@ -4,6 +4,9 @@ Run under a display or a virtual X server:
 
     xvfb-run -a -s "-screen 0 1700x1100x24" .venv/bin/python tools/slide_screenshot.py
 
+``tools/slide_screenshot.py docs/vit_demo.png demo-vit`` saves the same view with the bundled
+ViT demo instead of the CNN.
+
 The window is shrunk to 1280 px and quantised to 128 colours to keep the PNG small.
 """
 
@@ -25,8 +28,8 @@ from napari_gradcam.data import HE_SLIDE_PATH
 WIDTH = 1280
 
 
-def explained_viewer(target: str) -> tuple[napari.Viewer, GradCamWidget]:
-    """Return a viewer with the slide and the dock, after a tiled run explaining ``target``."""
+def explained_viewer(target: str, model: str = "demo") -> tuple[napari.Viewer, GradCamWidget]:
+    """Return a viewer with the slide and the dock, after a tiled run of ``model`` on ``target``."""
     viewer = napari.Viewer(show=True)
     viewer.window.resize(1600, 1000)
     for data, kwargs, _ in read_slide(str(HE_SLIDE_PATH)):
@@ -34,9 +37,9 @@ def explained_viewer(target: str) -> tuple[napari.Viewer, GradCamWidget]:
     widget = GradCamWidget(viewer)
     dock = viewer.window.add_dock_widget(widget, name="Grad-CAM")
     viewer.window._qt_window.resizeDocks([dock], [600], Qt.Orientation.Horizontal)
-    loaded, layers = load_cached("demo", None)
-    widget.model_spec = "demo"
-    widget.show_model_info(ModelInfo("demo", None, tuple(loaded.card.classes), layers))
+    loaded, layers = load_cached(model, None)
+    widget.model_spec = model
+    widget.show_model_info(ModelInfo(model, None, tuple(loaded.card.classes), layers))
     widget.target.value = target
     widget.explain()
     loop, timer = QEventLoop(), QTimer()
@@ -59,9 +62,9 @@ def save_window(viewer: napari.Viewer, path: Path) -> None:
     full.unlink()
 
 
-def main(path: Path, target: str = "nuclei-dense") -> None:
+def main(path: Path, model: str = "demo", target: str = "nuclei-dense") -> None:
     """Explain, pick the fourth most confident tile in the table, zoom out a little, save."""
-    viewer, widget = explained_viewer(target)
+    viewer, widget = explained_viewer(target, model)
     table = widget.tiles.table
     column = list(table.model_.columns).index("probability")
     table.sortByColumn(column, Qt.SortOrder.DescendingOrder)
@@ -73,4 +76,4 @@ def main(path: Path, target: str = "nuclei-dense") -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1] if len(sys.argv) > 1 else "docs/slide.png"))
+    main(Path(sys.argv[1] if len(sys.argv) > 1 else "docs/slide.png"), *sys.argv[2:3])

@@ -144,11 +144,22 @@ class VitDemoNet(nn.Module):
         self.blocks = nn.ModuleList(Block(dim, num_heads, mlp_ratio) for _ in range(depth))
         self.norm = nn.LayerNorm(dim, eps=1e-6)
         self.head = nn.Linear(dim, n_classes)
+        self._init_weights(dim)
+
+    def _init_weights(self, dim: int) -> None:
+        """Initialise as timm's ViT does, except ``qkv``: queries and keys of unit variance.
+
+        With timm's std 0.02 the attention logits start near zero and a small, briefly
+        trained ViT keeps near-uniform attention (it learns to pool, not to attend); with
+        std ``dim ** -0.5`` the logits start with unit variance, so attention depends on
+        content from the first step.
+        """
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
         nn.init.normal_(self.cls_token, std=1e-6)
-        for module in self.modules():
+        for name, module in self.named_modules():
             if isinstance(module, nn.Linear):
-                nn.init.trunc_normal_(module.weight, std=0.02)
+                std = dim**-0.5 if name.endswith("attn.qkv") else 0.02
+                nn.init.trunc_normal_(module.weight, std=std)
                 nn.init.zeros_(module.bias)
 
     def _pos_embed(self, patches: torch.Tensor) -> torch.Tensor:

@@ -24,6 +24,9 @@ from napari_gradcam.models.training.labels import CLASSES, MIN_TISSUE_FRACTION, 
 
 logger = logging.getLogger(__name__)
 
+Penalty = Callable[[], torch.Tensor]
+"""A term added to the loss after each training forward (it reads what the forward left)."""
+
 
 @dataclass(frozen=True)
 class Config:
@@ -38,6 +41,7 @@ class Config:
     learning_rate: float = 3e-3
     weight_decay: float = 1e-4
     max_grad_norm: float | None = None
+    attention_entropy: float = 0.0
     seed: int = 0
     threads: int = 2
 
@@ -118,8 +122,17 @@ def epoch_order(y: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return keep[torch.randperm(len(keep), generator=generator)]
 
 
-def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: Config) -> nn.Module:
-    """Train ``model`` with AdamW and a one-cycle learning-rate schedule; return it in eval mode."""
+def fit(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    cfg: Config,
+    penalty: Penalty | None = None,
+) -> nn.Module:
+    """Train ``model`` with AdamW and a one-cycle learning-rate schedule; return it in eval mode.
+
+    ``penalty()``, when given, is added to the cross-entropy of every batch.
+    """
     loss_fn = nn.CrossEntropyLoss()
     optimiser = torch.optim.AdamW(
         model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay
@@ -135,6 +148,8 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: Config) -> nn.M
         total = 0.0
         for batch in order.split(cfg.batch_size):
             loss = loss_fn(model(augment(x[batch], generator)), y[batch])
+            if penalty is not None:
+                loss = loss + penalty()
             optimiser.zero_grad()
             loss.backward()
             if cfg.max_grad_norm is not None:
@@ -167,8 +182,15 @@ def accuracies(predicted: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     }
 
 
-def train_and_evaluate(build: Callable[[int], nn.Module], cfg: Config) -> Trained:
-    """Train ``build(n_classes)`` on the slide's training tiles and score it on held-out ones."""
+def train_and_evaluate(
+    build: Callable[[int], nn.Module],
+    cfg: Config,
+    penalty_for: Callable[[nn.Module], Penalty] | None = None,
+) -> Trained:
+    """Train ``build(n_classes)`` on the slide's training tiles and score it on held-out ones.
+
+    ``penalty_for(model)``, when given, returns the model's extra loss term (see :func:`fit`).
+    """
     torch.manual_seed(cfg.seed)
     torch.use_deterministic_algorithms(True)
     torch.set_num_threads(cfg.threads)
@@ -183,9 +205,10 @@ def train_and_evaluate(build: Callable[[int], nn.Module], cfg: Config) -> Traine
     )
     pixels = train.tiles.reshape(-1, 3) / 255.0
     mean, std = np.round(pixels.mean(axis=0), 4), np.round(pixels.std(axis=0), 4)
-    model = fit(
-        build(len(CLASSES)), to_tensor(train.tiles, mean, std), torch.from_numpy(train.labels), cfg
-    )
+    model = build(len(CLASSES))
+    penalty = penalty_for(model) if penalty_for is not None else None
+    x, y = to_tensor(train.tiles, mean, std), torch.from_numpy(train.labels)
+    model = fit(model, x, y, cfg, penalty)
     scores = accuracies(predict(model, to_tensor(held_out.tiles, mean, std)), held_out.labels)
     logger.info("held-out scores: %s", {k: round(v, 4) for k, v in scores.items()})
     return Trained(model, mean, std, cutoff, scores)

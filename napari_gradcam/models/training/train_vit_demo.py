@@ -12,12 +12,14 @@ from __future__ import annotations
 import argparse
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 from napari_gradcam.core.card import ModelCard
 from napari_gradcam.data import HE_MPP
+from napari_gradcam.models.training.attention_entropy import AttentionEntropy
 from napari_gradcam.models.training.common import (
     Config,
     Trained,
@@ -32,7 +34,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "demo"
 COMMAND = "python -m napari_gradcam.models.training.train_vit_demo"
 VIT_CONFIG = Config(
-    epochs=30,
+    epochs=10,
     batch_size=64,
     learning_rate=1e-3,
     weight_decay=0.05,
@@ -60,14 +62,21 @@ def build_card(trained: Trained, cfg: Config) -> ModelCard:
             "saturated pixels, nuclei = strong hematoxylin (rgb2hed). A demo, not a "
             "diagnostic model."
         ),
-        extra=evaluation_extra(trained, cfg, COMMAND),
+        extra={
+            **evaluation_extra(trained, cfg, COMMAND),
+            "epochs": cfg.epochs,
+            "attention_entropy_weight": cfg.attention_entropy,
+        },
     )
 
 
 def run(out: Path, cfg: Config = VIT_CONFIG) -> ModelCard:
     """Train, evaluate on the held-out region and write weights and card to ``out``."""
     start = time.perf_counter()
-    trained = train_and_evaluate(build_vit_demo_net, cfg)
+    penalty_for = None
+    if cfg.attention_entropy > 0:
+        penalty_for = lambda model: AttentionEntropy(model, cfg.attention_entropy).penalty  # noqa: E731
+    trained = train_and_evaluate(build_vit_demo_net, cfg, penalty_for)
     card = build_card(trained, cfg)
     out.mkdir(parents=True, exist_ok=True)
     torch.save(trained.model.state_dict(), out / "vit_demo_net.pt")
@@ -80,9 +89,14 @@ def main(argv: list[str] | None = None) -> None:
     """Command-line entry point."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder")
+    parser.add_argument("--epochs", type=int, default=VIT_CONFIG.epochs)
+    parser.add_argument(
+        "--attention-entropy", type=float, default=VIT_CONFIG.attention_entropy,
+        help="weight of the attention-entropy penalty",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    run(args.out)
+    run(args.out, replace(VIT_CONFIG, epochs=args.epochs, attention_entropy=args.attention_entropy))
 
 
 if __name__ == "__main__":
