@@ -63,12 +63,14 @@ def save_window(viewer: napari.Viewer, path: Path) -> None:
 
 
 def main(path: Path, model: str = "demo", target: str = "nuclei-dense") -> None:
-    """Explain, pick the fourth most confident tile in the table, zoom out a little, save."""
+    """Explain, pick the fourth most confident ``target`` tile in the table, zoom out, save."""
     viewer, widget = explained_viewer(target, model)
     table = widget.tiles.table
     column = list(table.model_.columns).index("probability")
     table.sortByColumn(column, Qt.SortOrder.DescendingOrder)
-    table.select_row(3)
+    classes = widget.tiles.features["class"]
+    rows = [r for r in range(table.model_.rowCount()) if classes[table.model_.row_of(r)] == target]
+    table.select_row(rows[min(3, len(rows) - 1)])
     viewer.scene.camera.zoom /= 3
     viewer.layers.selection.active = next(lay for lay in viewer.layers if "(tiled" in lay.name)
     save_window(viewer, path)

@@ -24,7 +24,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("explain", help="write a heatmap, overlay and JSON per image")
     parser.add_argument("images", nargs="+", type=Path, help="TIFF/SVS, PNG, JPEG or .npy files")
     parser.add_argument(
-        "--model", default="demo", help="demo | module:factory | file.py:factory | model.pt"
+        "--model",
+        default="demo",
+        help="demo | demo-vit | module:factory | file.py:factory | model.pt",
     )
     parser.add_argument("--weights", help="state dict for a factory model (loaded weights-only)")
     parser.add_argument("--card", help="model card JSON (default: beside the weights/model)")

@@ -25,7 +25,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="stitched heatmap, per-tile CSV and overlay per whole slide (.svs, pyramidal TIFF)",
     )
     parser.add_argument("slides", nargs="+", type=Path, help=".svs or (pyramidal) TIFF files")
-    parser.add_argument("--model", default="demo", help="demo | module:factory | model.pt")
+    parser.add_argument(
+        "--model", default="demo", help="demo | demo-vit | module:factory | model.pt"
+    )
     parser.add_argument("--weights", help="state dict for a factory model")
     parser.add_argument("--out", required=True, type=Path, help="output folder")
     where = parser.add_mutually_exclusive_group()

@@ -2,8 +2,8 @@
 
 Specs
 -----
-``demo``
-    The bundled demo model.
+``demo``, ``demo-vit``
+    The bundled demo models: a small CNN and a small Vision Transformer.
 ``package.module:factory`` or ``path/to/file.py:factory``
     A function returning an ``nn.Module``; weights (a state dict) are optional.
 ``path/to/model.pt``
@@ -27,7 +27,11 @@ from torch import nn
 from napari_gradcam.core.card import ModelCard
 
 DEMO_DIR = Path(__file__).parent / "demo"
-DEMO_SPEC = "napari_gradcam.models.demo_net:build_demo_net"
+BUNDLED: dict[str, tuple[str, str]] = {
+    "demo": ("napari_gradcam.models.demo_net:build_demo_net", "demo_net"),
+    "demo-vit": ("napari_gradcam.models.vit_demo_net:build_vit_demo_net", "vit_demo_net"),
+}
+"""Bundled model name -> (factory spec, file stem of its weights and card in ``DEMO_DIR``)."""
 ModelKind = Literal["factory", "torchscript", "pickle"]
 
 
@@ -59,7 +63,8 @@ def load_model(
     Parameters
     ----------
     spec : str
-        ``demo``, ``module:factory``, ``file.py:factory`` or a TorchScript file.
+        ``demo``, ``demo-vit``, ``module:factory``, ``file.py:factory`` or a TorchScript
+        file.
     weights : str or Path, optional
         A state dict for a factory model, read with ``torch.load(weights_only=True)``.
     card : str, Path or ModelCard, optional
@@ -75,12 +80,13 @@ def load_model(
     LoadedModel
         The module in eval mode on ``device`` and its card.
     """
-    if spec == "demo":
-        demo_card = card or DEMO_DIR / "demo_net.json"
+    if spec in BUNDLED:
+        factory, stem = BUNDLED[spec]
+        demo_card = card or DEMO_DIR / f"{stem}.json"
         bundled = load_model(
-            DEMO_SPEC, weights=DEMO_DIR / "demo_net.pt", card=demo_card, device=device
+            factory, weights=DEMO_DIR / f"{stem}.pt", card=demo_card, device=device
         )
-        return replace(bundled, spec="demo")
+        return replace(bundled, spec=spec)
     kind: ModelKind
     if _is_factory_spec(spec):
         module, kind, source = _build_from_factory(spec), "factory", weights
@@ -110,8 +116,8 @@ def _existing_file(path: str | Path) -> Path:
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(
-            f"no model file {str(path)!r}; give 'demo', 'module:factory', 'file.py:factory' "
-            "or the path of a TorchScript file"
+            f"no model file {str(path)!r}; give 'demo', 'demo-vit', 'module:factory', "
+            "'file.py:factory' or the path of a TorchScript file"
         )
     return path
 

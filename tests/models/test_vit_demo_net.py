@@ -1,10 +1,18 @@
 """The bundled ViT demo: timm's layout, attention against a slow reference, weights and card."""
 
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
 
+import napari_gradcam as ng
+from napari_gradcam.core.card import ModelCard
+from napari_gradcam.models.training.labels import CLASSES
+from napari_gradcam.models.training.train_vit_demo import COMMAND, VIT_CONFIG
 from napari_gradcam.models.vit_demo_net import DEFAULT_LAYER, VitDemoNet, build_vit_demo_net
+
+DEMO_DIR = Path(__file__).resolve().parents[2] / "napari_gradcam" / "models" / "demo"
 
 
 @pytest.fixture(scope="module")
@@ -65,3 +73,29 @@ def test_other_sizes_resize_the_position_embedding(net: VitDemoNet, shape) -> No
 def test_size_not_a_multiple_of_the_patch_is_refused(net: VitDemoNet) -> None:
     with pytest.raises(ValueError, match="multiple of the 8 px patch"):
         net(torch.zeros(1, 3, 96, 90))
+
+
+def test_committed_weights_load_safely() -> None:
+    path = DEMO_DIR / "vit_demo_net.pt"
+    assert path.stat().st_size < 3_000_000
+    state = torch.load(path, weights_only=True)
+    VitDemoNet(n_classes=len(CLASSES)).load_state_dict(state, strict=True)
+
+
+def test_committed_card_describes_the_model() -> None:
+    card = ModelCard.from_json(DEMO_DIR / "vit_demo_net.json")
+    cnn = ModelCard.from_json(DEMO_DIR / "demo_net.json")
+    assert card.classes == CLASSES and card.input_size == (96, 96)
+    assert card.default_layer == DEFAULT_LAYER and card.mpp == pytest.approx(0.499)
+    assert (card.mean, card.std) == (cnn.mean, cnn.std)  # same training tiles
+    assert "not a diagnostic model" in card.description
+    extra = card.extra
+    assert extra["training"] == COMMAND and extra["held_out_x"] == VIT_CONFIG.held_out_x
+    assert extra["nuclei_fraction_cutoff"] == cnn.extra["nuclei_fraction_cutoff"]
+    assert extra["held_out_balanced_accuracy"] >= 0.85
+
+
+def test_load_model_demo_vit() -> None:
+    loaded = ng.load_model("demo-vit", device="cpu")
+    assert loaded.spec == "demo-vit" and isinstance(loaded.module, VitDemoNet)
+    assert loaded.card.name == "demo H&E nuclei-density ViT" and not loaded.module.training

@@ -39,6 +39,7 @@ VIT_CONFIG = Config(
     learning_rate=1e-3,
     weight_decay=0.05,
     max_grad_norm=1.0,
+    attention_entropy=0.1,
     threads=1,
 )
 """Settings that produced the committed weights."""
