@@ -216,18 +216,22 @@ def _prepare(image: np.ndarray | torch.Tensor, card: ModelCard, module: nn.Modul
 def _resolve_layer(
     module: nn.Module, layer: str | nn.Module | None, card: ModelCard, batch: torch.Tensor
 ) -> tuple[str, nn.Module]:
-    """Resolve the layer; a default is found by a dry run at the card's size, else this input's."""
-    try:
-        return resolve_layer(
-            module, layer, default=card.default_layer, input_shape=card.probe_shape
-        )
-    except RuntimeError:
-        pass
+    """Resolve the layer; a default is found by a dry run at the card's input size.
+
+    Without a card size, or when the model refuses it, the dry run is at this input's size.
+    """
+    if card.input_size is not None:
+        try:
+            return resolve_layer(
+                module, layer, default=card.default_layer, input_shape=card.probe_shape
+            )
+        except (RuntimeError, AssertionError):  # timm asserts its fixed input size
+            pass
     try:
         return resolve_layer(
             module, layer, default=card.default_layer, input_shape=(1, *batch.shape[1:])
         )
-    except RuntimeError as err:
+    except (RuntimeError, AssertionError) as err:
         raise ValueError(f"the model failed to run on this input: {err}") from err
 
 
