@@ -5,8 +5,10 @@ k through the ``q_norm`` / ``k_norm`` modules (``nn.Identity`` without QK-norm),
 often with fused ``scaled_dot_product_attention`` that never materialises the probabilities,
 and hands ``O = A V`` (N, T, heads * d) to ``norm`` (or ``proj``). Forward hooks on ``qkv``,
 ``q_norm`` and ``k_norm`` see v, q and k; a pre-hook on the output module sees O. The
-probabilities are recomputed as ``softmax(q k^T * scale)`` and checked: ``A V`` must equal O,
-or the module is refused (rotary embeddings, masks, another layout), never guessed.
+probabilities are recomputed as ``softmax(q k^T * scale)`` and checked: ``A V`` must equal O
+on the class token's row and the last token's row (each recomputed row is checked when only
+the class rows are computed), or the module is refused (rotary embeddings, masks, another
+layout), never guessed. Checking two rows, not all, keeps the check at 2/T of the cost.
 
 Nothing on the model is changed: no attribute is set, the hooks are removed on exit.
 """
@@ -35,10 +37,11 @@ class BlockAttention:
     name : str
         The module's name in the model.
     probs : torch.Tensor
-        ``softmax(q k^T * scale)`` (N, heads, T, T), float32, not part of any graph; only
-        the class token's query row (N, heads, 1, T) when captured with ``class_rows_only``.
+        ``softmax(q k^T * scale)`` (N, heads, T, T), in float32 (float64 for a float64
+        model), not part of any graph; only the class token's query row (N, heads, 1, T)
+        when captured with ``class_rows_only``.
     values : torch.Tensor
-        v (N, heads, T, d), float32, not part of any graph.
+        v (N, heads, T, d), in the same dtype, not part of any graph.
     """
 
     name: str
@@ -53,7 +56,6 @@ BlockFn = Callable[[BlockAttention], None]
 class AttentionOutputs:
     """The attention outputs O (N, T, heads * d) in run order, when captured with gradients."""
 
-    names: list[str] = field(default_factory=list)
     outputs: list[torch.Tensor] = field(default_factory=list)
 
 
@@ -140,7 +142,7 @@ class _Tap:
         class_rows_only: bool,
     ) -> None:
         self.name, self.module, self.on_block, self.outputs = name, module, on_block, outputs
-        self.rows = slice(0, 1) if class_rows_only else slice(None)
+        self.class_rows_only = class_rows_only
         self.seen: dict[str, torch.Tensor] = {}
 
     def register(self) -> list[torch.utils.hooks.RemovableHandle]:
@@ -178,24 +180,25 @@ class _Tap:
             return None
         if not output.requires_grad:
             output = output.detach().requires_grad_(True)
-        self.outputs.names.append(self.name)
         self.outputs.outputs.append(output)
         return (output, *inputs[1:])
 
     def _probs_and_values(
         self, seen: dict[str, torch.Tensor], output: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        q, k, qkv = seen["q"].float(), seen["k"].float(), seen["qkv"]
+        work = torch.promote_types(seen["q"].dtype, torch.float32)  # float32 at least
+        q, k, qkv = seen["q"].to(work), seen["k"].to(work), seen["qkv"]
         if q.ndim != 4 or q.shape != k.shape or output.ndim != 3:
             raise ValueError(self._unreadable(f"q is {tuple(q.shape)}, k {tuple(k.shape)}"))
         n, heads, tokens, dim = q.shape
         if qkv.shape != (n, tokens, 3 * heads * dim):
             raise ValueError(self._unreadable(f"qkv is {tuple(qkv.shape)}"))
-        values = qkv.reshape(n, tokens, 3, heads, dim)[:, :, 2].transpose(1, 2).float()
-        queries = q[:, :, self.rows] * float(self.module.scale)
-        probs = (queries @ k.transpose(-2, -1)).softmax(dim=-1)
-        found = output.reshape(n, tokens, heads, dim).transpose(1, 2)[:, :, self.rows]
-        if not _close(probs @ values, found):
+        values = qkv.reshape(n, tokens, 3, heads, dim)[:, :, 2].transpose(1, 2).to(work)
+        queries = q[:, :, :1] if self.class_rows_only else q
+        probs = ((queries * float(self.module.scale)) @ k.transpose(-2, -1)).softmax(dim=-1)
+        checked = [0] if self.class_rows_only else [0, tokens - 1]
+        found = output.reshape(n, tokens, heads, dim).transpose(1, 2)[:, :, checked]
+        if not _close(probs[:, :, checked] @ values, found):
             raise ValueError(
                 self._unreadable("softmax(q k^T * scale) v does not reproduce its output "
                                  "(rotary embeddings, an attention mask or another layout)")
@@ -212,6 +215,6 @@ class _Tap:
 def _close(expected: torch.Tensor, found: torch.Tensor) -> bool:
     """Whether the recomputed output matches the model's, to the model's precision."""
     tolerance = max(1e-4, 8 * torch.finfo(found.dtype).eps)
-    found = found.float()
+    found = found.to(expected.dtype)
     error = torch.linalg.vector_norm(expected - found, float("inf"))
     return bool(error <= tolerance * torch.linalg.vector_norm(found, float("inf")).clamp_min(1e-6))

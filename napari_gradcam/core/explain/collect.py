@@ -12,18 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import nullcontext
+from functools import partial
 
 import torch
 from torch import nn
 
 from napari_gradcam.core.card import ModelCard
-from napari_gradcam.core.explain.attention_capture import (
-    GRADCAM_HINT,
-    AttentionOutputs,
-    BlockAttention,
-    attention_modules,
-    capture_attention,
-)
+from napari_gradcam.core.explain.attention_collect import collect_attention
 from napari_gradcam.core.explain.batching import (
     OutputSizes,
     forward_bytes,
@@ -57,9 +52,11 @@ def collect(
     resolved on the first copy and repeated, so every copy explains the same class.
     """
     name, module = layer if layer is not None else (None, None)
-    settings, monitor = settings or MethodSettings(), monitor or Monitor()
     if "attention" in method.needs:
-        return _collect_attention(model, batch, method, target, card, groups, settings, monitor)
+        targets_of = partial(_targets, target=target, card=card, groups=groups)
+        return collect_attention(
+            model, batch, method, targets_of, settings or MethodSettings(), monitor or Monitor()
+        )
     recorder = (
         record_output_sizes(model, module) if "forwards" in method.needs else nullcontext(None)
     )
@@ -83,69 +80,13 @@ def collect(
         gradients=layout.to_nchw(gradients) if gradients is not None else None,
         logits=logits,
         targets=targets,
-        settings=settings,
-        monitor=monitor,
+        settings=settings or MethodSettings(),
+        monitor=monitor or Monitor(),
         sample_bytes=sample,
         head_sample_bytes=head,
         layout=layout,
         native_activations=native,
     )
-
-
-def _collect_attention(
-    model: nn.Module,
-    batch: torch.Tensor,
-    method: CamMethod,
-    target: Target,
-    card: ModelCard,
-    groups: int,
-    settings: MethodSettings,
-    monitor: Monitor,
-) -> LayerContext:
-    """One forward reading every block's attention (a backward too for gradient methods)."""
-    reader = method.attention_reader(model, batch, settings)
-    modules = attention_modules(model)
-    with_grad = reader.wants_gradients
-    monitor.start(len(modules))
-
-    def read(block: BlockAttention) -> None:
-        monitor.check()
-        reader.read(block)
-        monitor.advance()
-
-    with (
-        torch.inference_mode(not with_grad),
-        torch.enable_grad() if with_grad else nullcontext(),
-        capture_attention(
-            modules, read, with_grad=with_grad, class_rows_only=reader.class_rows_only
-        ) as taps,
-    ):
-        logits = run_model(model, batch)
-        targets = _targets(logits, target, card, groups)
-        if with_grad:
-            reader.read_gradients(_output_gradients(target_scores(logits, targets)[0], taps))
-    return LayerContext(
-        model=model,
-        batch=batch,
-        layer_name=reader.describe([name for name, _ in modules]),
-        layer=None,
-        activations=None,
-        gradients=None,
-        logits=logits.detach(),
-        targets=targets,
-        settings=settings,
-        monitor=monitor,
-        attention=reader,
-    )
-
-
-def _output_gradients(scores: torch.Tensor, taps: AttentionOutputs) -> list[torch.Tensor]:
-    """d(sum of scores)/dO of every attention output (zeros for one the scores ignore)."""
-    if not scores.requires_grad:
-        raise ValueError(f"the output does not depend on the attention blocks; {GRADCAM_HINT}")
-    gradients = torch.autograd.grad(scores.sum(), taps.outputs, allow_unused=True)
-    pairs = zip(gradients, taps.outputs, strict=True)
-    return [torch.zeros_like(output) if g is None else g for g, output in pairs]
 
 
 def _targets(logits: torch.Tensor, target: Target, card: ModelCard, groups: int) -> torch.Tensor:

@@ -162,6 +162,26 @@ def test_fused_and_explicit_models_give_the_same_maps() -> None:
         np.testing.assert_allclose(fused, explicit, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize("method", METHODS)
+def test_tta_is_the_mean_over_flipped_images(method: str) -> None:
+    model, x = tiny_vit(registers=1).double(), images(1).double()
+    result = ng.explain(model, x, method=method, target=2, tta=True).cam
+    maps = []
+    for dims in [(), (-1,), (-2,), (-2, -1)]:
+        cam = torch.from_numpy(ng.explain(model, x.flip(dims) if dims else x, method=method,
+                                          target=2).cam)  # fmt: skip
+        maps.append(cam.flip(dims) if dims else cam)
+    np.testing.assert_allclose(result, torch.stack(maps).mean(dim=0).numpy(), rtol=1e-6)
+
+
+def test_bfloat16_models_are_read_to_their_precision() -> None:
+    x = images()
+    for method in METHODS:
+        exact = ng.explain(tiny_vit(), x, method=method, target=[1, 2]).cam
+        rounded = ng.explain(tiny_vit().to(torch.bfloat16), x, method=method, target=[1, 2]).cam
+        assert np.abs(rounded - exact).max() < 0.02 * np.abs(exact).max()
+
+
 def test_pooled_model_is_refused_with_a_pointer_to_gradcam() -> None:
     model = tiny_vit(class_token=False)
     for method in METHODS:

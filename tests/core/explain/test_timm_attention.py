@@ -68,3 +68,20 @@ def test_timm_attention_methods_equal_the_papers(name: str, size: tuple, grid: t
         assert found.stride == (patch, patch)
     assert all(block.attn.fused_attn for block in model.blocks)
     assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
+
+
+def test_timm_dynamic_size_and_pooled_models() -> None:
+    torch.manual_seed(0)
+    model = timm.create_model(
+        "vit_small_patch16_224", pretrained=False, img_size=48, num_classes=3, dynamic_img_size=True
+    ).eval()
+    x = torch.randn(1, 3, 80, 32, generator=torch.Generator().manual_seed(4))
+    attentions, _ = explicit_attention(model, x, [0])
+    found = ng.explain(model, x, method="rollout", target=0)
+    np.testing.assert_allclose(found.cam, reference_rollout(attentions, 1, (5, 2)), rtol=1e-4)
+    pooled = timm.create_model(
+        "vit_small_patch16_224", pretrained=False, img_size=32, num_classes=3,
+        class_token=False, global_pool="avg",
+    ).eval()  # fmt: skip
+    with pytest.raises(ValueError, match="class token"):
+        ng.explain(pooled, torch.randn(1, 3, 32, 32), method="attention")

@@ -1,9 +1,10 @@
 """Attention maps of vision transformers: rollout, class-token attention, transformer attribution.
 
-The capture forward (``collect``) hands each block's attention, read by ``attention_capture``,
-to a reader made for the method; the reader folds the blocks as they come, so no more than
-one block's probabilities are alive at once (the gradient method keeps them until the backward
-pass). The maps are the class token's row over the patch tokens, on the patch grid: stride =
+The capture forward (``attention_collect``) hands each block's attention, read by
+``attention_capture``, to a reader made for the method. The rollout reader reduces each block
+to its head-averaged (N, T, T) factor as it comes, so no more than one block's per-head
+probabilities are alive at once (the gradient method keeps them until the backward pass). The
+maps are the class token's row over the patch tokens, on the patch grid: stride =
 patch size. The formulas are in ``attention_math``.
 """
 
@@ -16,9 +17,10 @@ from napari_gradcam.core.explain.attention_capture import GRADCAM_HINT, BlockAtt
 from napari_gradcam.core.explain.context import LayerContext, MethodSettings
 from napari_gradcam.core.explain.methods.attention_math import (
     attention_gradient,
+    class_row_of_product,
     patch_map,
-    relevance_step,
-    rollout_step,
+    relevance_matrix,
+    rollout_matrix,
 )
 from napari_gradcam.core.explain.token_facts import vit_facts
 
@@ -72,19 +74,19 @@ class AttentionReader:
 
 
 class RolloutReader(AttentionReader):
-    """Folds each block into the rollout product as it is read."""
+    """Reduces each block to its rollout factor as it is read."""
 
     def __init__(self, model: nn.Module, batch: torch.Tensor, settings: MethodSettings) -> None:
         super().__init__(model, batch, settings)
-        self.rollout: torch.Tensor | None = None
+        self.factors: list[torch.Tensor] = []
 
     def read(self, block: BlockAttention) -> None:
-        """Multiply the block into the rollout."""
-        self.rollout = rollout_step(self.rollout, block.probs, self.settings.discard_ratio)
+        """Keep the block's head-averaged, normalised factor."""
+        self.factors.append(rollout_matrix(block.probs, self.settings.discard_ratio))
 
     def class_rows(self) -> torch.Tensor:
         """The class token's row of the rollout (N, T)."""
-        return self.rollout[:, 0]
+        return class_row_of_product(self.factors)
 
 
 class LastBlockReader(AttentionReader):
@@ -117,24 +119,26 @@ class RelevanceReader(AttentionReader):
     def __init__(self, model: nn.Module, batch: torch.Tensor, settings: MethodSettings) -> None:
         super().__init__(model, batch, settings)
         self.blocks: list[BlockAttention] = []
-        self.relevance: torch.Tensor | None = None
+        self.factors: list[torch.Tensor] = []
 
     def read(self, block: BlockAttention) -> None:
         """Keep the block's attention and values for the gradients."""
         self.blocks.append(block)
 
     def read_gradients(self, output_gradients: list[torch.Tensor]) -> None:
-        """Fold the blocks in run order with dY/dA = (dY/dO) V^T, then free them."""
+        """Reduce each block to ``Abar`` with dY/dA = (dY/dO) V^T, then free the blocks."""
         for block, gradient in zip(self.blocks, output_gradients, strict=True):
             n, heads, tokens, dim = block.values.shape
-            per_head = gradient.float().reshape(n, tokens, heads, dim).transpose(1, 2)
+            per_head = (
+                gradient.to(block.values.dtype).reshape(n, tokens, heads, dim).transpose(1, 2)
+            )
             attention_grad = attention_gradient(per_head, block.values)
-            self.relevance = relevance_step(self.relevance, block.probs, attention_grad)
+            self.factors.append(relevance_matrix(block.probs, attention_grad))
         self.blocks = []
 
     def class_rows(self) -> torch.Tensor:
         """The class token's row of the relevance (N, T)."""
-        return self.relevance[:, 0]
+        return class_row_of_product(self.factors, add_identity=True)
 
 
 def rollout(ctx: LayerContext) -> torch.Tensor:

@@ -9,7 +9,7 @@ prefix tokens never reach them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import torch
 
@@ -48,17 +48,33 @@ def discard_lowest(attention: torch.Tensor, ratio: float) -> torch.Tensor:
     return attention.scatter(-1, lowest, 0.0)
 
 
-def rollout_step(
-    rollout: torch.Tensor | None, attention: torch.Tensor, discard_ratio: float = 0.0
-) -> torch.Tensor:
-    """Fold one block into attention rollout: ``normalise(mean_heads(A) + I) @ rollout``.
+def rollout_matrix(attention: torch.Tensor, discard_ratio: float = 0.0) -> torch.Tensor:
+    """One block's factor of attention rollout: ``normalise(mean_heads(A) + I)`` (N, T, T).
 
-    ``rollout`` is the product (N, T, T) of the earlier blocks (``None`` before the first).
+    The weakest weights are optionally discarded first (see ``discard_lowest``).
     """
     fused = discard_lowest(attention.mean(dim=1), discard_ratio)
     fused.diagonal(dim1=-2, dim2=-1).add_(1.0)
     fused /= fused.sum(dim=-1, keepdim=True)
-    return fused if rollout is None else fused @ rollout
+    return fused
+
+
+def class_row_of_product(
+    factors: Sequence[torch.Tensor], add_identity: bool = False
+) -> torch.Tensor:
+    """The class token's row (N, T) of ``F_L ... F_1`` (or ``(I + F_L) ... (I + F_1)``).
+
+    ``factors`` are (N, T, T), first block first. The row is carried from the left, one
+    vector-matrix product per block (O(L T^2) per image instead of O(L T^3) for the matrices).
+    """
+    if not factors:
+        raise ValueError("the attention maps need at least one attention block")
+    row = factors[-1][:, :1]
+    if add_identity:
+        row = row + torch.eye(1, row.shape[-1], dtype=row.dtype, device=row.device)
+    for factor in reversed(factors[:-1]):
+        row = row + row @ factor if add_identity else row @ factor
+    return row[:, 0]
 
 
 def attention_rollout(
@@ -69,16 +85,12 @@ def attention_rollout(
 ) -> torch.Tensor:
     """Attention rollout (Abnar & Zuidema, ACL 2020, eq. 1), the class token's row (N, h, w).
 
-    Per block (first to last): heads averaged, optionally the weakest weights discarded (see
+    Per block: heads averaged, optionally the weakest weights discarded (see
     ``discard_lowest``), the identity added for the residual path and the rows normalised;
     the blocks multiplied, ``R = A_L ... A_1``; the map is ``R[class, patches]``.
     """
-    rollout = None
-    for attention in attentions:
-        rollout = rollout_step(rollout, attention, discard_ratio)
-    if rollout is None:
-        raise ValueError("attention rollout needs at least one attention block")
-    return patch_map(rollout[:, 0], prefix, grid)
+    factors = [rollout_matrix(attention, discard_ratio) for attention in attentions]
+    return patch_map(class_row_of_product(factors), prefix, grid)
 
 
 def class_attention(attention: torch.Tensor, prefix: int, grid: tuple[int, int]) -> torch.Tensor:
@@ -95,18 +107,9 @@ def attention_gradient(output_gradient: torch.Tensor, values: torch.Tensor) -> t
     return output_gradient @ values.transpose(-2, -1)
 
 
-def relevance_step(
-    relevance: torch.Tensor | None, attention: torch.Tensor, gradient: torch.Tensor
-) -> torch.Tensor:
-    """Fold one block into the relevance of Chefer et al. (2021, eq. 5-6).
-
-    ``Abar = mean_heads((dY/dA * A)^+)``; ``R = R + Abar @ R``, starting from ``R = I``.
-    """
-    weighted = (gradient * attention).clamp_min(0).mean(dim=1)
-    if relevance is None:
-        eye = torch.eye(weighted.shape[-1], dtype=weighted.dtype, device=weighted.device)
-        relevance = eye.expand_as(weighted)
-    return relevance + weighted @ relevance
+def relevance_matrix(attention: torch.Tensor, gradient: torch.Tensor) -> torch.Tensor:
+    """One block's ``Abar = mean_heads((dY/dA * A)^+)`` (N, T, T) of Chefer et al. (eq. 5)."""
+    return (gradient * attention).clamp_min(0).mean(dim=1)
 
 
 def transformer_attribution(
@@ -122,9 +125,6 @@ def transformer_attribution(
     for each block in order, ``R += mean_heads((dY/dA * A)^+) @ R``; the map is
     ``R[class, patches]``. ``gradients`` are dY/dA of the target class's logit, per block.
     """
-    relevance = None
-    for attention, gradient in zip(attentions, gradients, strict=True):
-        relevance = relevance_step(relevance, attention, gradient)
-    if relevance is None:
-        raise ValueError("the transformer attribution needs at least one attention block")
-    return patch_map(relevance[:, 0], prefix, grid)
+    pairs = zip(attentions, gradients, strict=True)
+    factors = [relevance_matrix(attention, gradient) for attention, gradient in pairs]
+    return patch_map(class_row_of_product(factors, add_identity=True), prefix, grid)

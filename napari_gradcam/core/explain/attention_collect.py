@@ -1,0 +1,85 @@
+"""The capture forward of the attention methods: every block's attention, read as it runs.
+
+The method's reader (``methods.attention``) takes each block's probabilities during one
+forward (inference mode); a gradient method also gets d(score)/dO of every attention output
+from one backward pass through the blocks. Progress counts blocks; cancel is honoured between
+them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import nullcontext
+
+import torch
+from torch import nn
+
+from napari_gradcam.core.explain.attention_capture import (
+    GRADCAM_HINT,
+    AttentionOutputs,
+    BlockAttention,
+    attention_modules,
+    capture_attention,
+)
+from napari_gradcam.core.explain.batching import run_model
+from napari_gradcam.core.explain.context import LayerContext, MethodSettings, Monitor
+from napari_gradcam.core.explain.methods import CamMethod
+from napari_gradcam.core.explain.targets import target_scores
+
+TargetsFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+def collect_attention(
+    model: nn.Module,
+    batch: torch.Tensor,
+    method: CamMethod,
+    targets_of: TargetsFn,
+    settings: MethodSettings,
+    monitor: Monitor,
+) -> LayerContext:
+    """One forward reading every block's attention (and a backward for gradient methods).
+
+    ``targets_of(logits)`` resolves the explained class per image. The reader refuses a model
+    it cannot explain before the forward runs.
+    """
+    reader = method.attention_reader(model, batch, settings)
+    modules = attention_modules(model)
+    with_grad = reader.wants_gradients
+    monitor.start(len(modules))
+
+    def read(block: BlockAttention) -> None:
+        monitor.check()
+        reader.read(block)
+        monitor.advance()
+
+    capture = capture_attention(
+        modules, read, with_grad=with_grad, class_rows_only=reader.class_rows_only
+    )
+    grad_mode = torch.enable_grad() if with_grad else nullcontext()
+    with torch.inference_mode(not with_grad), grad_mode, capture as taps:
+        logits = run_model(model, batch)
+        targets = targets_of(logits)
+        if with_grad:
+            reader.read_gradients(_output_gradients(target_scores(logits, targets)[0], taps))
+    return LayerContext(
+        model=model,
+        batch=batch,
+        layer_name=reader.describe([name for name, _ in modules]),
+        layer=None,
+        activations=None,
+        gradients=None,
+        logits=logits.detach(),
+        targets=targets,
+        settings=settings,
+        monitor=monitor,
+        attention=reader,
+    )
+
+
+def _output_gradients(scores: torch.Tensor, taps: AttentionOutputs) -> list[torch.Tensor]:
+    """d(sum of scores)/dO of every attention output (zeros for one the scores ignore)."""
+    if not scores.requires_grad:
+        raise ValueError(f"the output does not depend on the attention blocks; {GRADCAM_HINT}")
+    gradients = torch.autograd.grad(scores.sum(), taps.outputs, allow_unused=True)
+    pairs = zip(gradients, taps.outputs, strict=True)
+    return [torch.zeros_like(output) if g is None else g for g, output in pairs]
