@@ -1,5 +1,5 @@
 # The two commands of the README. Both do the whole set-up first (idempotent; see tools/setup.sh).
-.PHONY: setup demo test lint bench train-demo
+.PHONY: setup demo test lint bench train-demo train-vit-demo
 
 VENV := .venv/bin
 
@@ -39,3 +39,6 @@ bench: setup
 
 train-demo: setup
 	$(VENV)/python -m napari_gradcam.models.training.train_demo
+
+train-vit-demo: setup
+	$(VENV)/python -m napari_gradcam.models.training.train_vit_demo

@@ -50,6 +50,18 @@ def test_target_layer_and_npy(tile_png: Path, tmp_path: Path) -> None:
     assert np.load(out / "tile.cam.npy").shape == tuple(record["map_shape"])
 
 
+@pytest.mark.parametrize("method", ["gradcam", "rollout"])
+def test_vit_demo_model(tile_png: Path, tmp_path: Path, method: str) -> None:
+    out = tmp_path / "out"
+    args = ["explain", str(tile_png), "--out", str(out), "--model", "demo-vit"]
+    assert main([*args, "--method", method]) == 0
+    record = json.loads((out / "tile.json").read_text())
+    assert record["model"]["spec"] == "demo-vit"
+    assert record["placement"]["stride"] == [8.0, 8.0]
+    assert record["map_shape"] == [24, 20]  # 192 x 160 px in 8 px patches
+    assert record["layer"].startswith("blocks.")
+
+
 def test_existing_outputs_are_not_overwritten(tile_png: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "out"
     out.mkdir()

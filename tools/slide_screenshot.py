@@ -4,6 +4,9 @@ Run under a display or a virtual X server:
 
     xvfb-run -a -s "-screen 0 1700x1100x24" .venv/bin/python tools/slide_screenshot.py
 
+``tools/slide_screenshot.py docs/vit_demo.png demo-vit`` saves the same view with the bundled
+ViT demo instead of the CNN.
+
 The window is shrunk to 1280 px and quantised to 128 colours to keep the PNG small.
 """
 
@@ -25,8 +28,8 @@ from napari_gradcam.data import HE_SLIDE_PATH
 WIDTH = 1280
 
 
-def explained_viewer(target: str) -> tuple[napari.Viewer, GradCamWidget]:
-    """Return a viewer with the slide and the dock, after a tiled run explaining ``target``."""
+def explained_viewer(target: str, model: str = "demo") -> tuple[napari.Viewer, GradCamWidget]:
+    """Return a viewer with the slide and the dock, after a tiled run of ``model`` on ``target``."""
     viewer = napari.Viewer(show=True)
     viewer.window.resize(1600, 1000)
     for data, kwargs, _ in read_slide(str(HE_SLIDE_PATH)):
@@ -34,8 +37,8 @@ def explained_viewer(target: str) -> tuple[napari.Viewer, GradCamWidget]:
     widget = GradCamWidget(viewer)
     dock = viewer.window.add_dock_widget(widget, name="Grad-CAM")
     viewer.window._qt_window.resizeDocks([dock], [600], Qt.Orientation.Horizontal)
-    _loaded, info = load_model_info("demo", None)
-    widget.model_spec = "demo"
+    _loaded, info = load_model_info(model, None)
+    widget.model_spec = model
     widget.show_model_info(info)
     widget.target.value = target
     widget.explain()
@@ -59,13 +62,15 @@ def save_window(viewer: napari.Viewer, path: Path) -> None:
     full.unlink()
 
 
-def main(path: Path, target: str = "nuclei-dense") -> None:
-    """Explain, pick the fourth most confident tile in the table, zoom out a little, save."""
-    viewer, widget = explained_viewer(target)
+def main(path: Path, model: str = "demo", target: str = "nuclei-dense") -> None:
+    """Explain, pick the fourth most confident ``target`` tile in the table, zoom out, save."""
+    viewer, widget = explained_viewer(target, model)
     table = widget.tiles.table
     column = list(table.model_.columns).index("probability")
     table.sortByColumn(column, Qt.SortOrder.DescendingOrder)
-    table.select_row(3)
+    classes = widget.tiles.features["class"]
+    rows = [r for r in range(table.model_.rowCount()) if classes[table.model_.row_of(r)] == target]
+    table.select_row(rows[min(3, len(rows) - 1)])
     viewer.scene.camera.zoom /= 3
     viewer.layers.selection.active = next(lay for lay in viewer.layers if "(tiled" in lay.name)
     save_window(viewer, path)
@@ -73,4 +78,4 @@ def main(path: Path, target: str = "nuclei-dense") -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1] if len(sys.argv) > 1 else "docs/slide.png"))
+    main(Path(sys.argv[1] if len(sys.argv) > 1 else "docs/slide.png"), *sys.argv[2:3])

@@ -1,4 +1,4 @@
-"""``napari-gradcam demo``: open a sample, dock the widget, explain it with the bundled model.
+"""``napari-gradcam demo``: open a sample, dock the widget, explain it with a bundled model.
 
 The model is loaded (importing torch) before the window opens, so that the widget can offer
 its classes and the demo can pick the class to explain.
@@ -20,7 +20,6 @@ if TYPE_CHECKING:
     from napari_gradcam._napari.explain.widget import GradCamWidget
 
 PLUGIN = "napari-gradcam"
-DEMO_SPEC = "demo"
 SAMPLES = ("he", "ihc")
 WINDOW_SIZE = (1400, 900)
 POLL_MS = 200
@@ -37,6 +36,7 @@ def run_demo(
     screenshot: str | None = None,
     timeout_s: float = 300.0,
     target: str = "nuclei-dense",
+    model: str = "demo",
 ) -> int:
     """Open napari with a sample and the Grad-CAM widget, and explain the sample once.
 
@@ -51,6 +51,8 @@ def run_demo(
         How long to wait for the heatmap before giving up (screenshot mode).
     target : str
         Class of the bundled model to explain ("predicted" for the top class).
+    model : {"demo", "demo-vit"}
+        Which bundled model explains the sample: the small CNN or the small ViT.
 
     Returns
     -------
@@ -61,12 +63,12 @@ def run_demo(
 
     if sample not in SAMPLES:
         raise ValueError(f"unknown sample {sample!r}; choose one of {', '.join(SAMPLES)}")
-    _loaded, info = load_model_info(DEMO_SPEC, None)
+    _loaded, info = load_model_info(model, None)
     viewer = napari.Viewer(title="napari-gradcam demo")
     viewer.window.resize(*WINDOW_SIZE)
     viewer.open_sample(PLUGIN, sample)
     _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Grad-CAM")
-    widget.model_spec = DEMO_SPEC
+    widget.model_spec = model
     widget.show_model_info(info)
     widget.target.value = target
     widget.explain()

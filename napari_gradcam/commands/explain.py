@@ -26,7 +26,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--model",
         default="demo",
-        help="demo | module:factory | file.py:factory | timm:NAME | recipe.json | model.pt",
+        help="demo | demo-vit | module:factory | file.py:factory | timm:NAME | recipe.json | "
+        "model.pt",
     )
     parser.add_argument(
         "--weights",

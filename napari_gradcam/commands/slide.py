@@ -65,7 +65,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--model", default="demo", help="demo | module:factory | timm:NAME | recipe.json | model.pt"
+        "--model",
+        default="demo",
+        help="demo | demo-vit | module:factory | timm:NAME | recipe.json | model.pt",
     )
     parser.add_argument(
         "--weights", help="weights for a factory or timm model (.safetensors or state dict)"

@@ -2,8 +2,8 @@
 
 Specs
 -----
-``demo``
-    The bundled demo model.
+``demo``, ``demo-vit``
+    The bundled demo models: a small CNN and a small Vision Transformer.
 ``package.module:factory`` or ``path/to/file.py:factory``
     A function returning an ``nn.Module``; weights (a state dict) are optional.
 ``timm:NAME``
@@ -38,7 +38,11 @@ from napari_gradcam.models.timm_models import TIMM_PREFIX, build_timm, is_timm_s
 from napari_gradcam.models.weights import load_weights
 
 DEMO_DIR = Path(__file__).parent / "demo"
-DEMO_SPEC = "napari_gradcam.models.demo_net:build_demo_net"
+BUNDLED: dict[str, tuple[str, str]] = {
+    "demo": ("napari_gradcam.models.demo_net:build_demo_net", "demo_net"),
+    "demo-vit": ("napari_gradcam.models.vit_demo_net:build_vit_demo_net", "vit_demo_net"),
+}
+"""Bundled model name -> (factory spec, file stem of its weights and card in ``DEMO_DIR``)."""
 ModelKind = Literal["factory", "torchscript", "pickle", "recipe"]
 
 
@@ -70,8 +74,8 @@ def load_model(
     Parameters
     ----------
     spec : str
-        ``demo``, ``module:factory``, ``file.py:factory``, ``timm:NAME``, a model recipe
-        (``.json``) or a TorchScript file.
+        ``demo``, ``demo-vit``, ``module:factory``, ``file.py:factory``, ``timm:NAME``, a
+        model recipe (``.json``) or a TorchScript file.
     weights : str or Path, optional
         Weights for a factory or timm model: ``.safetensors``, or a state dict read with
         ``torch.load(weights_only=True)``.
@@ -88,12 +92,13 @@ def load_model(
     LoadedModel
         The module in eval mode on ``device`` and its card.
     """
-    if spec == "demo":
-        demo_card = card or DEMO_DIR / "demo_net.json"
+    if spec in BUNDLED:
+        factory, stem = BUNDLED[spec]
+        demo_card = card or DEMO_DIR / f"{stem}.json"
         bundled = load_model(
-            DEMO_SPEC, weights=DEMO_DIR / "demo_net.pt", card=demo_card, device=device
+            factory, weights=DEMO_DIR / f"{stem}.pt", card=demo_card, device=device
         )
-        return replace(bundled, spec="demo")
+        return replace(bundled, spec=spec)
     kind: ModelKind
     if spec.endswith(".json"):
         module, recipe_card = load_recipe(_existing_file(spec), build_backbone)
@@ -136,8 +141,8 @@ def _existing_file(path: str | Path) -> Path:
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(
-            f"no model file {str(path)!r}; give 'demo', 'module:factory', 'file.py:factory' "
-            "or the path of a TorchScript file"
+            f"no model file {str(path)!r}; give 'demo', 'demo-vit', 'module:factory', "
+            "'file.py:factory' or the path of a TorchScript file"
         )
     return path
 

@@ -9,9 +9,9 @@ more than their area share would give by chance.
 import numpy as np
 import pytest
 import torch
-from skimage.transform import resize
 
 import napari_gradcam as ng
+from tests.models.localisation import energy_ratio, he_tile, held_out_tissue
 
 
 @pytest.fixture(scope="module")
@@ -22,31 +22,13 @@ def demo():
 @pytest.fixture(scope="module")
 def held_out(demo, he_evidence):
     """Indices and labels of held-out tiles that contain tissue."""
-    extra = demo.card.extra
-    assert (extra["tile_size"], extra["stride"]) == (he_evidence.tile_size, 48)
-    labels = he_evidence.labels(extra["nuclei_fraction_cutoff"], extra["min_tissue_fraction"])
-    index = np.flatnonzero((he_evidence.origins[:, 1] >= extra["held_out_x"]) & (labels > 0))
-    return index, labels[index]
-
-
-def _tile(evidence, index: int) -> np.ndarray:
-    from napari_gradcam.data import read_he_region
-
-    r, c = evidence.origins[index]
-    size = evidence.tile_size
-    return np.ascontiguousarray(read_he_region()[r : r + size, c : c + size])
-
-
-def _energy_ratio(cam: np.ndarray, mask: np.ndarray) -> float:
-    """Share of the map's energy inside ``mask`` divided by the mask's area share."""
-    upsampled = resize(cam, mask.shape, order=1)
-    return float(upsampled[mask].sum() / upsampled.sum() / mask.mean())
+    return held_out_tissue(demo.card, he_evidence)
 
 
 def test_demo_model_is_accurate_on_held_out_tissue(demo, he_evidence, held_out) -> None:
     index, labels = held_out
     card = demo.card
-    tiles = np.stack([_tile(he_evidence, i) for i in index]).astype(np.float32) / 255.0
+    tiles = np.stack([he_tile(he_evidence, i) for i in index]).astype(np.float32) / 255.0
     batch = (torch.from_numpy(tiles) - torch.tensor(card.mean)) / torch.tensor(card.std)
     exp = ng.explain(demo, batch.permute(0, 3, 1, 2).contiguous())
     assert exp.cam.shape == (len(index), 12, 12)
@@ -60,15 +42,15 @@ def test_gradcam_for_nuclei_dense_falls_on_nuclei(demo, he_evidence, held_out) -
     assert len(dense) >= 10
     ratios, control = [], []
     for i in dense:
-        tile = _tile(he_evidence, i)
+        tile = he_tile(he_evidence, i)
         nuclei = he_evidence.masks(i)[1]
         exp = ng.explain(demo, tile, target="nuclei-dense")
         assert exp.layer == demo.card.default_layer and exp.stride == (8.0, 8.0)
         assert exp.target_names == ("nuclei-dense",)
-        ratios.append(_energy_ratio(exp.cam, nuclei))
+        ratios.append(energy_ratio(exp.cam, nuclei))
         stroma = ng.explain(demo, tile, target="stroma").cam
         if stroma.sum() > 0:
-            control.append(_energy_ratio(stroma, nuclei))
+            control.append(energy_ratio(stroma, nuclei))
     ratios = np.array(ratios)
     assert ratios.mean() >= 1.5, f"mean energy ratio {ratios.mean():.2f}"
     assert np.mean(ratios > 1.0) >= 0.9

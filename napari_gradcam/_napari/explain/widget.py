@@ -48,9 +48,14 @@ BFLOAT16_TIP = (
 AUTO_LAYER = "auto"
 PREDICTED = "predicted"
 MODEL_TIP = (
-    "'demo' (bundled model), 'package.module:factory', 'path/file.py:factory' "
+    "'demo' or 'demo-vit' (bundled models), 'package.module:factory', 'path/file.py:factory' "
     "or a TorchScript file 'model.pt'"
 )
+BUNDLED_MODELS = ("demo", "demo-vit")
+"""Specs of the bundled demo models (``models.loading.BUNDLED``; named here to keep torch out
+of napari's start-up)."""
+OWN_MODEL = "your own (below)"
+BUNDLED_TIP = "demo: the small CNN; demo-vit: the small Vision Transformer; or your own model"
 
 
 class GradCamWidget(Container):
@@ -69,6 +74,9 @@ class GradCamWidget(Container):
         self._running_on: Image | None = None
         self._model_info: ModelInfo | None = None
         self.image = ComboBox(label="image", choices=self._image_choices)
+        self.bundled = ComboBox(
+            label="bundled model", choices=(*BUNDLED_MODELS, OWN_MODEL), tooltip=BUNDLED_TIP
+        )
         self.model = FileEdit(label="model", mode="r", tooltip=MODEL_TIP)
         self.model.line_edit.value = "demo"
         self.weights = FileEdit(
@@ -98,8 +106,9 @@ class GradCamWidget(Container):
             on_running=self._set_running,
         )  # fmt: skip
         self.extend([
-            self.image, self.model, self.weights, self.load_button, self.layer, self.method,
-            self.tta, self.bfloat16, self.target, self.region, self.shapes, *self.tiles.controls,
+            self.image, self.bundled, self.model, self.weights, self.load_button, self.layer,
+            self.method, self.tta, self.bfloat16, self.target, self.region, self.shapes,
+            *self.tiles.controls,
             self.explain_button, self.cancel_button, self.progress, self.result,
         ])  # fmt: skip
         self.native.layout().addWidget(self.tiles.table, 100)
@@ -114,6 +123,7 @@ class GradCamWidget(Container):
         self.load_button.changed.connect(self.load_model)
         self.cancel_button.changed.connect(self.cancel)
         self.model.changed.connect(self._forget_model)
+        self.bundled.changed.connect(self._on_bundled_changed)
         self.weights.changed.connect(self._forget_model)
         self.region.changed.connect(self._on_region_changed)
         self.method.changed.connect(self._on_method_changed)
@@ -236,7 +246,12 @@ class GradCamWidget(Container):
             self.layer.reset_choices()
             self.target.reset_choices()
 
+    def _on_bundled_changed(self, choice: str) -> None:
+        if choice != OWN_MODEL:
+            self.model_spec = choice
+
     def _forget_model(self) -> None:
+        self.bundled.value = self.model_spec if self.model_spec in BUNDLED_MODELS else OWN_MODEL
         self._model_info = None
         self.layer.reset_choices()
         self.target.reset_choices()

@@ -1,14 +1,10 @@
-"""Train the bundled demo model on stain-derived labels of the bundled H&E slide.
+"""Train the bundled CNN demo model on stain-derived labels of the bundled H&E slide.
 
 Run ``python -m napari_gradcam.models.training.train_demo [--out DIR]``. The script is
 deterministic (fixed seeds, deterministic algorithms, two CPU threads) and writes
 ``demo_net.pt`` (a ``state_dict``) and ``demo_net.json`` (the model card) to ``DIR``,
-by default the package's ``models/demo`` folder.
-
-Task: 96 x 96 px tiles at level 0 (stride 48) are "background" (little tissue), "stroma"
-or "nuclei-dense" (nuclear fraction of tissue above the 60th percentile of the training
-tissue tiles); see :mod:`napari_gradcam.models.training.labels`. The right-most third
-of the slide (columns ``x >= 1480``) is held out for evaluation.
+by default the package's ``models/demo`` folder. The task, labels and held-out split are
+described in :mod:`napari_gradcam.models.training.common`.
 """
 
 from __future__ import annotations
@@ -16,17 +12,20 @@ from __future__ import annotations
 import argparse
 import logging
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
-from torch import nn
 
 from napari_gradcam.core.card import ModelCard
-from napari_gradcam.data import HE_MPP, read_he_region
-from napari_gradcam.models.demo_net import DEFAULT_LAYER, DemoNet, build_demo_net
-from napari_gradcam.models.training.labels import CLASSES, MIN_TISSUE_FRACTION, slide_evidence
+from napari_gradcam.data import HE_MPP
+from napari_gradcam.models.demo_net import DEFAULT_LAYER, build_demo_net
+from napari_gradcam.models.training.common import (
+    Config,
+    Trained,
+    evaluation_extra,
+    train_and_evaluate,
+)
+from napari_gradcam.models.training.labels import CLASSES
 
 logger = logging.getLogger(__name__)
 
@@ -34,146 +33,15 @@ DEFAULT_OUT = Path(__file__).resolve().parents[1] / "demo"
 COMMAND = "python -m napari_gradcam.models.training.train_demo"
 
 
-@dataclass(frozen=True)
-class Config:
-    """Training settings (the defaults produced the committed weights)."""
-
-    tile_size: int = 96
-    stride: int = 48
-    held_out_x: int = 1480
-    nuclei_quantile: float = 0.6
-    epochs: int = 12
-    batch_size: int = 64
-    learning_rate: float = 3e-3
-    weight_decay: float = 1e-4
-    seed: int = 0
-    threads: int = 2
-
-
-@dataclass(frozen=True)
-class Split:
-    """Tiles of one part of the slide: (N, T, T, 3) uint8 images and (N,) labels."""
-
-    tiles: np.ndarray
-    labels: np.ndarray
-
-
-def make_splits(rgb: np.ndarray, cfg: Config) -> tuple[Split, Split, float]:
-    """Label the slide's tile grid and split it into training and held-out tiles.
-
-    Returns
-    -------
-    train, held_out : Split
-        Tiles entirely left of ``cfg.held_out_x``, and tiles entirely right of it.
-    nuclei_cutoff : float
-        Nuclear fraction separating "stroma" from "nuclei-dense" (from training tiles).
-    """
-    evidence = slide_evidence(rgb, cfg.tile_size, cfg.stride)
-    cols = evidence.origins[:, 1]
-    train = cols + cfg.tile_size <= cfg.held_out_x
-    held_out = cols >= cfg.held_out_x
-    tissue = evidence.tissue_fraction >= MIN_TISSUE_FRACTION
-    cutoff = float(np.quantile(evidence.nuclei_fraction[train & tissue], cfg.nuclei_quantile))
-    labels = evidence.labels(cutoff)
-    size = cfg.tile_size
-
-    def crop(selected: np.ndarray) -> Split:
-        origins = evidence.origins[selected]
-        tiles = np.stack([rgb[r : r + size, c : c + size] for r, c in origins])
-        return Split(tiles, labels[selected])
-
-    return crop(train), crop(held_out), cutoff
-
-
-def to_tensor(tiles: np.ndarray, mean: np.ndarray, std: np.ndarray) -> torch.Tensor:
-    """Return (N, 3, H, W) float32 tiles scaled to [0, 1] and normalised per channel."""
-    x = torch.from_numpy(tiles).permute(0, 3, 1, 2).float() / 255.0
-    mean_t = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
-    return (x - mean_t) / torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
-
-
-def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Apply a random flip and rotation by a multiple of 90 degrees to each tile."""
-    codes = torch.randint(0, 8, (x.shape[0],), generator=generator)
-    out = torch.empty_like(x)
-    for code in range(8):
-        idx = torch.nonzero(codes == code).flatten()
-        part = torch.rot90(x[idx], code % 4, dims=(2, 3))
-        out[idx] = torch.flip(part, dims=(3,)) if code >= 4 else part
-    return out
-
-
-def epoch_order(y: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Return a shuffled epoch of tile indices with background capped at the largest other class.
-
-    Background tiles are plentiful and easy; a fresh random subset of them each epoch keeps
-    the classes balanced and the epochs short.
-    """
-    order = torch.randperm(len(y), generator=generator)
-    cap = int(torch.bincount(y[y != 0]).max())
-    keep = torch.cat([order[y[order] == 0][:cap], order[y[order] != 0]])
-    return keep[torch.randperm(len(keep), generator=generator)]
-
-
-def train_model(x: torch.Tensor, y: torch.Tensor, cfg: Config) -> DemoNet:
-    """Train a fresh :class:`DemoNet` with AdamW and a one-cycle learning-rate schedule."""
-    model = build_demo_net(len(CLASSES))
-    loss_fn = nn.CrossEntropyLoss()
-    optimiser = torch.optim.AdamW(
-        model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay
-    )
-    generator = torch.Generator().manual_seed(cfg.seed)
-    batches = len(epoch_order(y, generator).split(cfg.batch_size))
-    schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimiser, cfg.learning_rate, total_steps=cfg.epochs * batches
-    )
-    for epoch in range(cfg.epochs):
-        model.train()
-        order = epoch_order(y, generator)
-        total = 0.0
-        for batch in order.split(cfg.batch_size):
-            loss = loss_fn(model(augment(x[batch], generator)), y[batch])
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-            schedule.step()
-            total += loss.item() * len(batch)
-        logger.info("epoch %2d/%d  loss %.4f", epoch + 1, cfg.epochs, total / len(order))
-    return model.eval()
-
-
-@torch.no_grad()
-def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 256) -> np.ndarray:
-    """Return the predicted class index of every tile."""
-    model.eval()
-    return torch.cat([model(part).argmax(1) for part in x.split(batch_size)]).numpy()
-
-
-def accuracies(predicted: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    """Return overall accuracy, per-class recall and balanced accuracy (mean recall)."""
-    recall = {
-        name: float(np.mean(predicted[labels == i] == i))
-        for i, name in enumerate(CLASSES)
-        if np.any(labels == i)
-    }
-    return {
-        "accuracy": float(np.mean(predicted == labels)),
-        "balanced_accuracy": float(np.mean(list(recall.values()))),
-        **{f"recall_{name}": value for name, value in recall.items()},
-    }
-
-
-def build_card(
-    mean: np.ndarray, std: np.ndarray, cutoff: float, scores: dict[str, float], cfg: Config
-) -> ModelCard:
+def build_card(trained: Trained, cfg: Config) -> ModelCard:
     """Return the demo model's card, with evaluation results and label rules in ``extra``."""
     return ModelCard(
         name="demo H&E nuclei-density classifier",
         classes=CLASSES,
         input_size=(cfg.tile_size, cfg.tile_size),
         in_channels=3,
-        mean=tuple(float(v) for v in mean),
-        std=tuple(float(v) for v in std),
+        mean=tuple(float(v) for v in trained.mean),
+        std=tuple(float(v) for v in trained.std),
         mpp=HE_MPP,
         default_layer=DEFAULT_LAYER,
         description=(
@@ -182,49 +50,18 @@ def build_card(
             "tissue = saturated pixels, nuclei = strong hematoxylin (rgb2hed). A demo, not "
             "a diagnostic model."
         ),
-        extra={
-            "held_out_accuracy": round(scores["accuracy"], 4),
-            "held_out_balanced_accuracy": round(scores["balanced_accuracy"], 4),
-            "held_out_recall": {
-                name: round(scores[f"recall_{name}"], 4)
-                for name in CLASSES
-                if f"recall_{name}" in scores
-            },
-            "held_out_region": f"x >= {cfg.held_out_x}",
-            "held_out_x": cfg.held_out_x,
-            "tile_size": cfg.tile_size,
-            "stride": cfg.stride,
-            "min_tissue_fraction": MIN_TISSUE_FRACTION,
-            "nuclei_fraction_cutoff": round(cutoff, 6),
-            "training": COMMAND,
-        },
+        extra=evaluation_extra(trained, cfg, COMMAND),
     )
 
 
 def run(out: Path, cfg: Config | None = None) -> ModelCard:
     """Train, evaluate on the held-out region and write weights and card to ``out``."""
     cfg = cfg or Config()
-    torch.manual_seed(cfg.seed)
-    torch.use_deterministic_algorithms(True)
-    torch.set_num_threads(cfg.threads)
     start = time.perf_counter()
-    train, held_out, cutoff = make_splits(read_he_region(), cfg)
-    logger.info(
-        "tiles: %d training %s, %d held out %s; nuclei cutoff %.4f",
-        len(train.labels),
-        np.bincount(train.labels, minlength=len(CLASSES)).tolist(),
-        len(held_out.labels),
-        np.bincount(held_out.labels, minlength=len(CLASSES)).tolist(),
-        cutoff,
-    )
-    pixels = train.tiles.reshape(-1, 3) / 255.0
-    mean, std = np.round(pixels.mean(axis=0), 4), np.round(pixels.std(axis=0), 4)
-    model = train_model(to_tensor(train.tiles, mean, std), torch.from_numpy(train.labels), cfg)
-    scores = accuracies(predict(model, to_tensor(held_out.tiles, mean, std)), held_out.labels)
-    logger.info("held-out scores: %s", {k: round(v, 4) for k, v in scores.items()})
-    card = build_card(mean, std, cutoff, scores, cfg)
+    trained = train_and_evaluate(build_demo_net, cfg)
+    card = build_card(trained, cfg)
     out.mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), out / "demo_net.pt")
+    torch.save(trained.model.state_dict(), out / "demo_net.pt")
     card.to_json(out / "demo_net.json")
     logger.info("wrote %s in %.1f s", out, time.perf_counter() - start)
     return card

@@ -166,6 +166,25 @@ def test_load_model_lists_layers_and_classes(make_widget, qtbot, errors):
     assert widget.target.choices == ("predicted",)
 
 
+def test_bundled_picker_offers_both_demos_and_follows_the_spec(make_widget, qtbot, errors):
+    from napari_gradcam.models.loading import BUNDLED
+
+    _, widget = make_widget()
+    assert tuple(BUNDLED) == widget_module.BUNDLED_MODELS
+    assert widget.bundled.value == widget_module.OWN_MODEL  # the fixture's own test model
+    widget.bundled.value = "demo-vit"
+    assert widget.model_spec == "demo-vit"
+    widget.load_button.clicked.emit()
+    qtbot.waitUntil(lambda: not widget.running, timeout=TIMEOUT_MS)
+    assert errors == []
+    assert widget.target.choices == ("predicted", "background", "stroma", "nuclei-dense")
+    assert "blocks.3.norm1" in widget.layer.choices
+    widget.model_spec = "demo"
+    assert widget.bundled.value == "demo" and widget.target.choices == ("predicted",)
+    widget.model_spec = "my_model.py:make"
+    assert widget.bundled.value == widget_module.OWN_MODEL
+
+
 def test_tta_gives_the_mean_over_flips_and_says_so(make_widget, tile, qtbot, errors):
     from napari_gradcam.core.explain.pipeline import explain
     from napari_gradcam.models.cache import cached_model
