@@ -100,3 +100,16 @@ def test_embed_tiles_runs_without_gradients(model: SlideModel) -> None:
     out = embed_tiles(model, tiles, (0.0, 255.0))
     assert out.shape == (2, 64) and out.dtype == np.float32
     assert all(p.requires_grad for p in model.encoder.module.parameters())  # flags restored
+
+
+def test_a_dask_worker_batch_equals_the_local_embeddings(model: SlideModel, tmp_path: Path) -> None:
+    from napari_gradcam.slides.embeddings import EmbedTask, run_embed_task
+
+    path = tmp_path / "card.json"  # workers load the card (its paths are absolute)
+    path.write_text(json.dumps(model.source))
+    slide = synthetic_slide(512, mpp=0.5, tissue_share=0.5, seed=4)
+    local = slide_embeddings(slide, model, cache_dir=tmp_path / "cache")
+    task = EmbedTask(
+        slide, local.level, 1.0, local.grid.origins[:3], (64, 64), str(path), (0.0, 255.0)
+    )
+    np.testing.assert_allclose(run_embed_task(task), local.embeddings[:3], atol=1e-5)
