@@ -127,7 +127,7 @@ def read_heatmap(path: str) -> list[LayerDataTuple]:
         "scale": tuple(placement["scale"]),
         "translate": tuple(placement["translate"]),
         "units": (unit, unit),
-        "colormap": clear_turbo(),
+        "colormap": "PiYG" if facts.get("signed") else clear_turbo(),
         "opacity": 0.5,
         "blending": "translucent",
         "contrast_limits": tuple(facts["contrast_limits"]),

@@ -8,6 +8,7 @@ from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from napari_gradcam.commands.slide_mil import add_mil_arguments, run_mil
 from napari_gradcam.core.explain.methods import METHODS, check_precision, get_method
 from napari_gradcam.core.tiling.grid import MIN_TISSUE
 from napari_gradcam.slides.reader import BACKENDS
@@ -50,7 +51,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--slide-mpp", type=float, help="µm/px of level 0, for slides whose metadata lack it"
     )
-    parser.add_argument("--overlap", type=float, default=0.5, help="tile overlap (0 to <1)")
+    parser.add_argument(
+        "--overlap", type=float, help="tile overlap (0 to <1; default 0.5, with --mil 0)"
+    )
     parser.add_argument("--batch-size", type=int, default=64, help="tiles per model call")
     parser.add_argument(
         "--min-tissue", type=float, default=MIN_TISSUE, help="skip tiles with less tissue than this"
@@ -60,6 +63,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     _add_method_arguments(parser)
     parser.add_argument("--scheduler", help="dask.distributed scheduler address (default: local)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    add_mil_arguments(parser)
     parser.set_defaults(run=run)
 
 
@@ -103,7 +107,7 @@ def slide_job(args: argparse.Namespace) -> SlideJob:
         settings=TileSettings(args.method, args.layer, target, args.tta, args.bf16),
         mpp=args.mpp,
         level=args.level,
-        overlap=args.overlap,
+        overlap=0.5 if args.overlap is None else args.overlap,
         batch_size=args.batch_size,
         min_tissue=args.min_tissue,
         tissue=not args.all_tiles,
@@ -114,6 +118,8 @@ def slide_job(args: argparse.Namespace) -> SlideJob:
 
 def run(args: argparse.Namespace) -> int:
     """Explain every slide; return 0, or 1 when some failed."""
+    if args.mil:
+        return run_mil(args, _client)
     from napari_gradcam.models.cache import cached_model
     from napari_gradcam.slides import open_slide
     from napari_gradcam.slides.outputs import plan_outputs

@@ -8,9 +8,9 @@ dock job) drops the read in flight and starts no other.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
@@ -18,6 +18,8 @@ from napari_gradcam.core.tiling.tiled import TilePlan, TileResults, explain_tile
 
 if TYPE_CHECKING:
     from napari_gradcam.models import LoadedModel
+
+T = TypeVar("T")
 
 
 def explained_batches(
@@ -48,10 +50,28 @@ def explained_batches(
     TileResults
         One per batch, in grid order.
     """
+
+    def work(tiles: np.ndarray, batch: np.ndarray) -> TileResults:
+        return explain_tiles(loaded, tiles, batch, plan.settings, value_range)
+
+    yield from mapped_batches(plan, batch_size, work, read_ahead=read_ahead)
+
+
+def mapped_batches(
+    plan: TilePlan,
+    batch_size: int,
+    work: Callable[[np.ndarray, np.ndarray], T],
+    *,
+    read_ahead: bool = True,
+) -> Iterator[T]:
+    """``work(tiles, indices)`` on each batch of planned tiles, reading the next batch meanwhile.
+
+    The loop of :func:`explained_batches` for any per-batch work (e.g. embedding tiles).
+    """
     batches = plan.batches(batch_size)
     if not read_ahead:
         for batch in batches:
-            yield explain_tiles(loaded, _read(plan, batch), batch, plan.settings, value_range)
+            yield work(_read(plan, batch), batch)
         return
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tile-reader")
     try:
@@ -59,7 +79,7 @@ def explained_batches(
         for index, batch in enumerate(batches):
             tiles = pending.result()
             pending = _submit(pool, plan, batches, index + 1)
-            yield explain_tiles(loaded, tiles, batch, plan.settings, value_range)
+            yield work(tiles, batch)
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
 

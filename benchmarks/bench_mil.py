@@ -1,0 +1,134 @@
+"""Slide-level models, measured side by side: embedding, attribution, memory in slide size.
+
+1. Embedding throughput of ``slide_embeddings`` (tissue tiling, read-ahead, cache write)
+   against plain encoder inference over the same tiles already in memory (bar: >= 0.9x).
+2. Attribution over 10,000 embeddings: gradient x embedding (bar: < 1 s on CPU) and
+   integrated gradients, with the demo slide model's aggregator.
+3. Peak memory (max RSS of a fresh process) embedding synthetic slides of two sizes.
+
+    python benchmarks/bench_mil.py [--small 3072 --large 6144 --threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import torch
+
+from napari_gradcam.core.tiling.tiled import preprocess_tiles
+
+
+def embedding_ratio() -> tuple[int, float, float, float]:
+    """Tiles, seconds of ``slide_embeddings`` on the CC0 slide, of its tiling plan alone, and of
+    plain encoder inference over the same tiles already in memory (same batch size)."""
+    from napari_gradcam.data import HE_SLIDE_PATH
+    from napari_gradcam.slides import open_slide
+    from napari_gradcam.slides.embeddings import _plan, slide_embeddings
+
+    model = _model()
+    slide = open_slide(HE_SLIDE_PATH)
+    with tempfile.TemporaryDirectory() as cache:
+        start = time.perf_counter()
+        result = slide_embeddings(slide, model, overlap=0.5, cache_dir=cache)
+        ours = time.perf_counter() - start
+    start = time.perf_counter()
+    _plan(slide, model, 0.5, 0.1)
+    planning = time.perf_counter() - start
+    level = np.asarray(slide.levels[0])
+    boxes = result.boxes.astype(int)
+    tiles = np.stack([level[y0:y1, x0:x1] for y0, x0, y1, x1 in boxes])
+    card, cpu = model.encoder.card, torch.device("cpu")
+    start = time.perf_counter()
+    with torch.inference_mode():
+        for i in range(0, len(tiles), 64):
+            model.encoder.module(preprocess_tiles(tiles[i : i + 64], card, (0, 255), cpu))
+    plain = time.perf_counter() - start
+    return len(tiles), ours, planning, plain
+
+
+def embed_only(size: int) -> None:
+    """Embed a synthetic slide of ``size`` x ``size`` pixels (for the memory comparison)."""
+    from napari_gradcam.slides.embeddings import slide_embeddings
+    from napari_gradcam.slides.synthetic import synthetic_slide
+
+    with tempfile.TemporaryDirectory() as cache:
+        slide_embeddings(
+            synthetic_slide(size, mpp=0.499, tissue_share=0.3), _model(), cache_dir=cache
+        )
+
+
+def _model() -> object:
+    from napari_gradcam.models.slide_model import load_slide_model
+    from napari_gradcam.models.training.mil_bags import DEMO_CARD
+
+    return load_slide_model(DEMO_CARD, device="cpu")
+
+
+def attribution_seconds(n: int = 10_000) -> dict[str, float]:
+    """Seconds of each attribution over ``n`` random embeddings of the demo's width."""
+    from napari_gradcam.core.mil.attribution import gradient_x_embedding, integrated_gradients
+
+    model = _model()
+    bag = torch.rand(n, model.width) * 2
+    out = {}
+    start = time.perf_counter()
+    gradient_x_embedding(model.aggregator, bag, 1)
+    out["grad_x_embedding"] = time.perf_counter() - start
+    start = time.perf_counter()
+    ig = integrated_gradients(model.aggregator, bag, 1)
+    out["integrated_gradients"] = time.perf_counter() - start
+    out["ig_completeness_error"] = ig.completeness_error
+    return out
+
+
+def peak_rss_mb(size: int) -> float:
+    """Max RSS (MB) of a fresh process that embeds a synthetic slide of ``size`` pixels."""
+    code = (
+        f"import sys, runpy; sys.argv = ['x', '--child', '{size}']; "
+        f"runpy.run_path({__file__!r}, run_name='__main__')"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    """Print the three comparisons."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--small", type=int, default=3072)
+    parser.add_argument("--large", type=int, default=6144)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.child:
+        embed_only(args.child)
+        sys.stdout.write(f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.1f}\n")
+        return
+    tiles, ours, planning, plain = embedding_ratio()
+    sys.stdout.write(
+        f"embedding {tiles} tiles of the CC0 slide: slide_embeddings {tiles / ours:.1f} tiles/s "
+        f"end to end ({planning:.2f} s of it tissue + tiling plan), plain encoder on tiles in "
+        f"memory {tiles / plain:.1f} tiles/s; ratio {plain / ours:.2f}x end to end, "
+        f"{plain / (ours - planning):.2f}x without the plan (bar >= 0.9x)\n"
+    )
+    seconds = attribution_seconds()
+    sys.stdout.write(
+        f"attribution over 10,000 embeddings: grad x embedding {seconds['grad_x_embedding']:.3f} s "
+        f"(bar < 1 s), IG {seconds['integrated_gradients']:.3f} s (completeness error "
+        f"{seconds['ig_completeness_error']:.2%})\n"
+    )
+    small, large = peak_rss_mb(args.small), peak_rss_mb(args.large)
+    sys.stdout.write(
+        f"peak RSS: {args.small}^2 slide {small:.0f} MB, {args.large}^2 slide {large:.0f} MB "
+        f"(ratio {large / small:.2f}x for {(args.large / args.small) ** 2:.0f}x the pixels)\n"
+    )
+
+
+if __name__ == "__main__":
+    main()

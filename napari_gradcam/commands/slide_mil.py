@@ -1,0 +1,88 @@
+"""``napari-gradcam slide --mil CARD``: explain a slide-level (multiple-instance) prediction."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+
+def add_mil_arguments(parser: argparse.ArgumentParser) -> None:
+    """The slide-model options of the ``slide`` command."""
+    group = parser.add_argument_group("slide-level models (--mil)")
+    group.add_argument(
+        "--mil", metavar="CARD", help="slide-model card (.json): explain its slide prediction"
+    )
+    group.add_argument(
+        "--percentile", action="store_true", help="draw percentile scores (CLAM-style)"
+    )
+    group.add_argument(
+        "--blur", type=float, default=0.0, help="smooth the tile maps (sigma in tiles)"
+    )
+    group.add_argument("--baseline", default="zero", choices=["zero", "mean"], help="IG baseline")
+    group.add_argument("--top-k", type=int, default=4, help="drill-down images for and against")
+    group.add_argument(
+        "--cache", help="embedding cache folder (default ~/.cache/napari-gradcam/embeddings)"
+    )
+
+
+def run_mil(args: argparse.Namespace, client_for: Any) -> int:
+    """Explain every slide with the slide model; return 0, or 1 when some failed."""
+    from napari_gradcam.models.slide_model import load_slide_model
+    from napari_gradcam.slides import open_slide
+    from napari_gradcam.slides.mil_outputs import plan_mil_outputs
+
+    plans = plan_mil_outputs(args.slides, args.out, args.overwrite)
+    job = mil_job(args)
+    model = load_slide_model(args.mil)
+    failures = 0
+    with client_for(args.scheduler) as client:
+        for path, outputs in zip(args.slides, plans, strict=True):
+            try:
+                slide = open_slide(path, mpp=args.slide_mpp, backend=args.backend)
+                summary = _explain_one(slide, model, job, outputs, client)
+            except (ValueError, OSError) as err:
+                print(f"{path}: {err}", file=sys.stderr)
+                failures += 1
+                continue
+            print(
+                f"{path}: {summary['target']} (p = {max(summary['probabilities']):.3f}), "
+                f"{summary['tiles']} tiles, {summary['seconds']:.1f} s -> {outputs.folder}/"
+            )
+    return 1 if failures else 0
+
+
+def mil_job(args: argparse.Namespace) -> Any:
+    """The slide-model run's options from the parsed arguments."""
+    from napari_gradcam.slides.mil_runner import MilJob
+
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.blur < 0:
+        raise ValueError(f"--blur must be >= 0 (tiles), got {args.blur}")
+    target = args.target
+    if target is not None and target.lstrip("-").isdigit():
+        target = int(target)
+    overlap = 0.0 if args.overlap is None else args.overlap
+    return MilJob(
+        card=args.mil,
+        target=target,
+        overlap=overlap,
+        min_tissue=args.min_tissue,
+        batch_size=args.batch_size,
+        percentile=args.percentile,
+        blur=args.blur,
+        baseline=args.baseline,
+        top_k=args.top_k,
+        cache_dir=args.cache,
+        overwrite=args.overwrite,
+    )
+
+
+def _explain_one(slide: Any, model: Any, job: Any, outputs: Any, client: Any) -> dict[str, Any]:
+    from tqdm import tqdm
+
+    from napari_gradcam.slides.mil_runner import explain_slide_mil
+
+    with tqdm(desc=slide.name, unit="tile", dynamic_ncols=True) as bar:
+        return explain_slide_mil(slide, model, job, outputs, client=client, on_batch=bar.update)

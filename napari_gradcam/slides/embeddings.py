@@ -1,0 +1,275 @@
+"""Tile embeddings of a slide for a slide model, computed once and cached on disk.
+
+The tiles are the slide tiling's tissue tiles (``slides.runner.plan_slide``) at the card's tile
+size and mpp. Locally, one thread reads the next batch while the encoder embeds the current one
+(``core.tiling.loop``); with a Dask client the batches run on its workers (``slides.batches``),
+each of which loads the slide model once. The encoder runs under ``torch.inference_mode()`` inside
+``frozen_model`` (its lock). See ``slides.embedding_cache`` for the cache's keys.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from napari_gradcam.core.explain.capture import frozen_model
+from napari_gradcam.core.tiling.grid import MIN_TISSUE, LevelView, TileGrid
+from napari_gradcam.core.tiling.loop import mapped_batches
+from napari_gradcam.core.tiling.tiled import TilePlan, pixel_range, preprocess_tiles, read_tiles
+from napari_gradcam.models.slide_model import SlideModel, check_slide_mpp, load_slide_model
+from napari_gradcam.slides.embedding_cache import (
+    default_cache_dir,
+    embedding_key,
+    read_cached,
+    slide_fingerprint,
+    write_cached,
+)
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+    from napari_gradcam.slides.reader import Slide
+
+
+@dataclass(frozen=True)
+class SlideEmbeddings:
+    """One slide's tile embeddings and where each tile lies.
+
+    Attributes
+    ----------
+    embeddings : numpy.ndarray
+        (N, D) float32, one row per tissue tile, in grid order.
+    grid : TileGrid
+        The embedded tiles (``grid.origins`` in sampled pixels of the read level).
+    pixel_size : tuple of float
+        Level-0 pixels per sampled pixel ``(y, x)``.
+    level : int
+        The pyramid level read.
+    tissue : numpy.ndarray
+        (N,) share of tissue under each tile.
+    key : str
+        The cache key.
+    cached : bool
+        Whether the embeddings came from the cache.
+    """
+
+    embeddings: np.ndarray
+    grid: TileGrid
+    pixel_size: tuple[float, float]
+    level: int
+    tissue: np.ndarray
+    key: str
+    cached: bool = False
+
+    @property
+    def boxes(self) -> np.ndarray:
+        """(N, 4) level-0 boxes ``(y0, x0, y1, x1)`` of the tiles."""
+        return self.grid.boxes(self.pixel_size)
+
+    @property
+    def coords(self) -> np.ndarray:
+        """(N, 2) level-0 ``(y, x)`` of the tiles' top-left corners (for aggregators)."""
+        return self.boxes[:, :2]
+
+
+def slide_embeddings(
+    slide: Slide,
+    model: SlideModel,
+    *,
+    card: str | Path | None = None,
+    overlap: float = 0.0,
+    min_tissue: float = MIN_TISSUE,
+    batch_size: int = 64,
+    cache_dir: str | Path | None = None,
+    client: Client | None = None,
+    on_batch: Callable[[int], None] | None = None,
+) -> SlideEmbeddings:
+    """The embeddings of the slide's tissue tiles: from the cache, or computed and cached.
+
+    Parameters
+    ----------
+    slide : Slide
+        The slide.
+    model : SlideModel
+        The slide model (its encoder, tile size and mpp).
+    card : str or Path, optional
+        The model's card file; needed to run on a Dask ``client`` (workers load it).
+    overlap : float
+        Share of a tile overlapping its neighbour (0: a partition, as MIL models are trained).
+    min_tissue : float
+        Tiles with less tissue are left out.
+    batch_size : int
+        Tiles per encoder call.
+    cache_dir : str or Path, optional
+        The cache folder (default ``embedding_cache.default_cache_dir()``).
+    client : distributed.Client, optional
+        Embed on this cluster's workers.
+    on_batch : callable, optional
+        Called with the number of tiles of each embedded batch (progress).
+    """
+    check_slide_mpp(model, slide.mpp)
+    folder = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    tiling = {"overlap": overlap, "min_tissue": min_tissue, "tile": model.tile_size}
+    encoder = dict(model.source["encoder"], mpp=model.mpp)
+    key = embedding_key(slide_fingerprint(slide), encoder, tiling)
+    cached = read_cached(folder, key)
+    if cached is not None:
+        return _from_arrays(cached, key)
+    plan = _plan(slide, model, overlap, min_tissue)
+    if client is not None and card is None:
+        raise ValueError("embedding on a Dask cluster needs the slide model's card file")
+    batches = _batches(slide, plan, model, batch_size, client, card)
+    rows = []
+    for batch in batches:
+        rows.append(batch)
+        if on_batch is not None:
+            on_batch(len(batch))
+    embeddings = np.concatenate(rows) if rows else np.zeros((0, model.width), np.float32)
+    result = _result(plan, embeddings, key)
+    write_cached(folder, key, _to_arrays(result))
+    return result
+
+
+def embed_tiles(
+    model: SlideModel, tiles: np.ndarray, value_range: tuple[float, float]
+) -> np.ndarray:
+    """(B, D) float32 embeddings of (B, H, W, C) pixels, one inference-mode forward."""
+    encoder = model.encoder
+    device = next(encoder.module.parameters()).device
+    batch = preprocess_tiles(tiles, encoder.card, value_range, device)
+    with frozen_model(encoder.module), torch.inference_mode():
+        out = encoder.module(batch)
+    return out.float().cpu().numpy()
+
+
+def _plan(slide: Slide, model: SlideModel, overlap: float, min_tissue: float) -> TilePlan:
+    from napari_gradcam.slides.runner import SlideJob, plan_slide
+
+    job = SlideJob(overlap=overlap, min_tissue=min_tissue)
+    plan = plan_slide(slide, job, model.encoder)
+    if len(plan.explained) == 0:
+        raise ValueError(
+            f"{slide.name} has no tile with at least {min_tissue:.0%} tissue; lower the tissue "
+            "threshold, or check that this is a tissue slide"
+        )
+    return plan
+
+
+def _batches(
+    slide: Slide,
+    plan: TilePlan,
+    model: SlideModel,
+    batch_size: int,
+    client: Client | None,
+    card: str | Path | None,
+) -> Iterator[np.ndarray]:
+    value_range = pixel_range(slide.levels[0].dtype)
+    if client is None:
+        return mapped_batches(
+            plan, batch_size, lambda tiles, _batch: embed_tiles(model, tiles, value_range)
+        )
+    from napari_gradcam.slides.batches import in_order
+
+    tasks = (
+        EmbedTask(
+            slide,
+            plan.level,
+            plan.view.resample,
+            plan.grid.origins[batch],
+            plan.grid.tile,
+            str(card),
+            value_range,
+        )
+        for batch in plan.batches(batch_size)
+    )
+    window = max(2 * sum(client.nthreads().values()), 2)
+    return in_order(run_embed_task, tasks, client=client, window=window)
+
+
+@dataclass(frozen=True)
+class EmbedTask:
+    """One batch for a Dask worker: where to read it and which card embeds it (picklable)."""
+
+    slide: Slide
+    level: int
+    resample: float
+    origins: np.ndarray
+    tile: tuple[int, int]
+    card: str
+    value_range: tuple[float, float]
+
+
+def run_embed_task(task: EmbedTask) -> np.ndarray:
+    """Read and embed one batch of tiles (runs on a Dask worker)."""
+    view = LevelView(
+        task.slide.levels[task.level], task.slide.downsamples[task.level], task.resample
+    )
+    tiles = read_tiles(view, task.origins, task.tile)
+    return embed_tiles(_worker_model(task.card), tiles, task.value_range)
+
+
+@functools.lru_cache(maxsize=2)
+def _worker_model(card: str) -> SlideModel:
+    return load_slide_model(card)
+
+
+def _result(plan: TilePlan, embeddings: np.ndarray, key: str) -> SlideEmbeddings:
+    grid = plan.grid
+    kept = TileGrid(
+        grid.region, grid.tile, grid.step, grid.cell, grid.tile_cells, grid.origins[plan.explained]
+    )
+    pixel_size = tuple(float(v) for v in plan.view.pixel_size)
+    return SlideEmbeddings(
+        embeddings,
+        kept,
+        pixel_size,
+        plan.level,
+        plan.tissue[plan.explained].astype(np.float32),
+        key,
+    )
+
+
+def _to_arrays(result: SlideEmbeddings) -> dict[str, Any]:
+    grid = result.grid
+    return {
+        "embeddings": result.embeddings.astype(np.float32),
+        "origins": grid.origins,
+        "region": np.asarray(grid.region),
+        "tile": np.asarray(grid.tile),
+        "step": np.asarray(grid.step),
+        "cell": np.asarray(grid.cell),
+        "tile_cells": np.asarray(grid.tile_cells),
+        "pixel_size": np.asarray(result.pixel_size),
+        "level": np.asarray(result.level),
+        "tissue": result.tissue,
+    }
+
+
+def _from_arrays(arrays: dict[str, np.ndarray], key: str) -> SlideEmbeddings:
+    def ints(name: str) -> tuple[int, ...]:
+        return tuple(int(v) for v in arrays[name])
+
+    grid = TileGrid(
+        ints("region"),
+        ints("tile"),
+        ints("step"),
+        int(arrays["cell"]),
+        ints("tile_cells"),
+        arrays["origins"].astype(np.int64),
+    )
+    pixel_size = tuple(float(v) for v in arrays["pixel_size"])
+    return SlideEmbeddings(
+        arrays["embeddings"],
+        grid,
+        pixel_size,
+        int(arrays["level"]),
+        arrays["tissue"],
+        key,
+        cached=True,
+    )

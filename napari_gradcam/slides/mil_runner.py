@@ -1,0 +1,173 @@
+"""Explain a slide-level prediction headless: embeddings, tile scores, maps, tables, drill-downs."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from napari_gradcam.core.mil.drill_down import drill_down
+from napari_gradcam.core.tiling.grid import MIN_TISSUE, LevelView
+from napari_gradcam.core.tiling.tiled import read_tiles
+from napari_gradcam.files import save_json, save_png
+from napari_gradcam.models.slide_model import SlideModel
+from napari_gradcam.overlay import overlay
+from napari_gradcam.slides.embeddings import SlideEmbeddings, slide_embeddings
+from napari_gradcam.slides.mil_outputs import (
+    MilOutputs,
+    score_attrs,
+    score_map,
+    write_score_zarr,
+    write_tile_csv,
+    write_tile_geojson,
+)
+from napari_gradcam.slides.mil_scores import GRADIENT, TileScores, faithfulness, score_tiles
+from napari_gradcam.slides.outputs import replace_folder
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+    from napari_gradcam.slides.reader import Slide
+
+
+@dataclass(frozen=True)
+class MilJob:
+    """How to explain slides with a slide model (the command line's options)."""
+
+    card: str
+    target: int | str | None = None
+    overlap: float = 0.0
+    min_tissue: float = MIN_TISSUE
+    batch_size: int = 64
+    percentile: bool = False
+    blur: float = 0.0
+    baseline: str = "zero"
+    top_k: int = 4
+    cache_dir: str | None = None
+    overwrite: bool = False
+
+
+def explain_slide_mil(
+    slide: Slide,
+    model: SlideModel,
+    job: MilJob,
+    outputs: MilOutputs,
+    *,
+    client: Client | None = None,
+    on_batch: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """Embed the slide, score its tiles, write every output; return the summary."""
+    start = time.perf_counter()
+    tiles = slide_embeddings(
+        slide, model, card=job.card, overlap=job.overlap, min_tissue=job.min_tissue,
+        batch_size=job.batch_size, cache_dir=job.cache_dir, client=client, on_batch=on_batch,
+    )  # fmt: skip
+    scores = score_tiles(
+        model, tiles.embeddings, tiles.coords, target=job.target, baseline=job.baseline
+    )
+    shown = scores.percentiles() if job.percentile else scores.scores
+    facts = _facts(slide, model, tiles, scores, job)
+    for name, values in shown.items():
+        painted, stride, origin = score_map(tiles, values, job.blur)
+        attrs = score_attrs(facts, name, painted, (stride, origin))
+        write_score_zarr(outputs.heatmap(name), painted, attrs, job.overwrite)
+    columns = {**scores.scores, **{f"{k}_percentile": v for k, v in scores.percentiles().items()}}
+    write_tile_csv(outputs.tiles, tiles, columns)
+    write_tile_geojson(outputs.geojson, tiles, columns)
+    drilled = write_drill_downs(slide, model, tiles, scores, outputs.drill, job)
+    summary = {
+        **facts,
+        "faithfulness": faithfulness(model, tiles.embeddings, scores),
+        "drill_down": drilled,
+        "seconds": round(time.perf_counter() - start, 3),
+    }
+    save_json(outputs.summary, summary)
+    return summary
+
+
+def _facts(
+    slide: Slide, model: SlideModel, tiles: SlideEmbeddings, scores: TileScores, job: MilJob
+) -> dict[str, Any]:
+    probabilities = np.exp(scores.logits - scores.logits.max())
+    probabilities /= probabilities.sum()
+    return {
+        "slide": slide.name,
+        "slide_shape": list(slide.shape),
+        "mpp": slide.mpp,
+        "mpp_source": slide.mpp_source,
+        "model": model.name,
+        "card": str(job.card),
+        "classes": list(model.classes),
+        "logits": [float(v) for v in scores.logits],
+        "probabilities": [float(v) for v in probabilities],
+        "target": model.classes[scores.target],
+        "level": tiles.level,
+        "tiles": len(tiles.embeddings),
+        "embeddings_cached": tiles.cached,
+        "embeddings_key": tiles.key,
+        "ig_completeness_error": scores.ig_completeness_error,
+        "percentile": job.percentile,
+        "blur_tiles": job.blur,
+        "overlap": job.overlap,
+    }
+
+
+def write_drill_downs(
+    slide: Slide,
+    model: SlideModel,
+    tiles: SlideEmbeddings,
+    scores: TileScores,
+    folder: Path,
+    job: MilJob,
+) -> list[dict[str, Any]]:
+    """Drill-down PNGs of the ``top_k`` tiles for and against the class (by grad x embedding)."""
+    if job.top_k < 1:
+        return []
+    values = scores.scores[GRADIENT]
+    order = np.argsort(-values, kind="stable")
+    picks = [("for", int(i)) for i in order[: job.top_k] if values[i] > 0]
+    picks += [("against", int(i)) for i in order[::-1][: job.top_k] if values[i] < 0]
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    temporary = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    records = []
+    try:
+        for rank, (side, index) in enumerate(picks):
+            name = f"{rank:02d}_{side}_tile{index}.png"
+            save_png(temporary / name, _drill_image(slide, model, tiles, scores, index, side))
+            records.append(
+                {"file": name, "tile": index, "side": side, "score": float(values[index])}
+            )
+        replace_folder(temporary, folder, job.overwrite)
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
+    return records
+
+
+def _drill_image(
+    slide: Slide,
+    model: SlideModel,
+    tiles: SlideEmbeddings,
+    scores: TileScores,
+    index: int,
+    side: str,
+) -> np.ndarray:
+    """The tile with the map of its pixels that pushed the slide logit (for) or against it."""
+    pixels = tile_pixels(slide, tiles, index)
+    direction = scores.gradient[index] * (1.0 if side == "for" else -1.0)
+    box = tiles.boxes[index]
+    explanation = drill_down(model.encoder, pixels, direction, origin=(box[0], box[1]))
+    return overlay(pixels, explanation.cam, explanation.stride)
+
+
+def tile_pixels(slide: Slide, tiles: SlideEmbeddings, index: int) -> np.ndarray:
+    """The (H, W, C) pixels of one embedded tile, read as the encoder saw them."""
+    downsample = slide.downsamples[tiles.level]
+    view = LevelView(slide.levels[tiles.level], downsample, tiles.pixel_size[0] / downsample[0])
+    return read_tiles(view, tiles.grid.origins[index : index + 1], tiles.grid.tile)[0]

@@ -1,0 +1,105 @@
+"""Slide-model cards: loading, and the clear refusals of cards whose parts do not fit."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from napari_gradcam.core.mil.aggregators import AttentionMIL
+from napari_gradcam.models.loading import DEMO_DIR
+from napari_gradcam.models.slide_model import check_slide_mpp, load_slide_model
+
+ENCODER = {
+    "spec": "napari_gradcam.models.demo_encoder:build_demo_encoder",
+    "weights": str(DEMO_DIR / "demo_net.pt"),
+    "card": str(DEMO_DIR / "demo_net.json"),
+}
+
+
+def card_file(tmp_path: Path, **changes: object) -> Path:
+    """A slide-model card over the demo encoder with an untrained ABMIL, with ``changes``."""
+    data = {
+        "name": "test",
+        "classes": ["neg", "pos"],
+        "tile_size": 64,
+        "mpp": 0.5,
+        "encoder": dict(ENCODER),
+        "aggregator": {
+            "factory": "napari_gradcam.core.mil.aggregators:build_attention_mil",
+            "kwargs": {"in_dim": 64, "n_classes": 2},
+            "attention_module": "attention",
+        },
+    }
+    data.update(changes)
+    path = tmp_path / "slide_model.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_loads_a_card_whose_parts_fit(tmp_path: Path) -> None:
+    model = load_slide_model(card_file(tmp_path), device="cpu")
+    assert model.width == 64
+    assert model.encoder.card.input_size == (64, 64)
+    assert model.encoder.card.mpp == 0.5
+    assert isinstance(model.aggregator, AttentionMIL)
+    logits = model.logits(torch.randn(5, 64))
+    assert logits.shape == (1, 2)
+
+
+def test_aggregator_weights_are_read(tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    trained = AttentionMIL(64, 2)
+    save_file(trained.state_dict(), str(tmp_path / "agg.safetensors"))
+    aggregator = json.loads(card_file(tmp_path).read_text())["aggregator"]
+    aggregator["weights"] = "agg.safetensors"  # relative to the card
+    model = load_slide_model(card_file(tmp_path, aggregator=aggregator), device="cpu")
+    bag = torch.randn(7, 64)
+    torch.testing.assert_close(model.logits(bag), trained(bag[None]))
+
+
+def test_refuses_an_embedding_width_that_does_not_fit(tmp_path: Path) -> None:
+    aggregator = json.loads(card_file(tmp_path).read_text())["aggregator"]
+    aggregator["kwargs"]["in_dim"] = 32
+    with pytest.raises(ValueError, match="64-wide embeddings"):
+        load_slide_model(card_file(tmp_path, aggregator=aggregator), device="cpu")
+
+
+def test_refuses_an_encoder_without_pooled_embeddings(tmp_path: Path) -> None:
+    encoder = dict(ENCODER, spec="torch.nn:Identity", weights=None)  # (1, 3, 64, 64) out
+    with pytest.raises(ValueError, match=r"returns \(1, 3, 64, 64\).*not an embedding"):
+        load_slide_model(card_file(tmp_path, encoder=encoder), device="cpu")
+
+
+def test_refuses_a_missing_attention_module(tmp_path: Path) -> None:
+    aggregator = json.loads(card_file(tmp_path).read_text())["aggregator"]
+    aggregator["attention_module"] = "attn"
+    with pytest.raises(ValueError, match=r"'attn'.*its modules: embed"):
+        load_slide_model(card_file(tmp_path, aggregator=aggregator), device="cpu")
+
+
+def test_refuses_classes_the_aggregator_does_not_predict(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"must return \(1, 3\) logits"):
+        load_slide_model(card_file(tmp_path, classes=["a", "b", "c"]), device="cpu")
+
+
+def test_refuses_a_card_without_a_field(tmp_path: Path) -> None:
+    path = card_file(tmp_path)
+    data = json.loads(path.read_text())
+    del data["tile_size"]
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="no 'tile_size'"):
+        load_slide_model(path, device="cpu")
+
+
+def test_refuses_an_mpp_the_slide_cannot_give(tmp_path: Path) -> None:
+    model = load_slide_model(card_file(tmp_path), device="cpu")
+    check_slide_mpp(model, 0.25)  # finer slides are read at a coarser level
+    with pytest.raises(ValueError, match="coarser"):
+        check_slide_mpp(model, 1.0)
+    with pytest.raises(ValueError, match="--slide-mpp"):
+        check_slide_mpp(model, None)
