@@ -9,7 +9,12 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-DISTRIBUTIONS = {"skimage": "scikit-image", "yaml": "pyyaml"}
+DISTRIBUTIONS = {
+    "skimage": "scikit-image",
+    "yaml": "pyyaml",
+    "openslide": "openslide-python",
+    "ome_zarr": "ome-zarr",
+}
 """Import names whose distribution is named differently."""
 
 
@@ -36,7 +41,8 @@ def imported_packages() -> dict[str, set[str]]:
 
 def declared() -> set[str]:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
-    names = project["dependencies"]
+    optional = project["optional-dependencies"].values()  # e.g. timm, imported only when used
+    names = [*project["dependencies"], *(name for extra in optional for name in extra)]
     return {re.split(r"[<>=!~\[; ]", name, maxsplit=1)[0].lower() for name in names}
 
 
