@@ -36,7 +36,7 @@ from napari_gradcam.autosave import (
 )
 
 if TYPE_CHECKING:
-    from napari_gradcam._napari.annotations.widget import AnnotationWidget
+    from napari_gradcam._napari.annotations.files import AnnotationDock
 
 AUTOSAVE_MS = 2000
 
@@ -56,13 +56,13 @@ class AutosaveController:
 
     Parameters
     ----------
-    dock : AnnotationWidget
+    dock : AnnotationDock
         The dock whose annotations layer, image and labels are saved.
     folder : Path, optional
         Autosave folder; default ``napari_gradcam.autosave.autosave_dir()``.
     """
 
-    def __init__(self, dock: AnnotationWidget, folder: Path | None = None) -> None:
+    def __init__(self, dock: AnnotationDock, folder: Path | None = None) -> None:
         self._dock = dock
         self.folder = folder
         self.pending: Autosave | None = None

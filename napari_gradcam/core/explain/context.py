@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import Literal, Protocol
 
 import torch
 from torch import nn
@@ -12,8 +12,12 @@ from torch import nn
 from napari_gradcam.core.explain.layouts import Layout
 from napari_gradcam.core.explain.targets import target_scores
 
-if TYPE_CHECKING:
-    from napari_gradcam.core.explain.methods.attention import AttentionReader
+
+class AttentionReader(Protocol):
+    """What a context holds of an attention method's reader (``methods.attention``)."""
+
+    patch_size: tuple[int, int]
+
 
 ProgressFn = Callable[[int, int], None]
 StopFn = Callable[[], bool]

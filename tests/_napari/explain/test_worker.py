@@ -41,7 +41,7 @@ def test_job_explains_each_dtype(pixels, tiny_spec, tiny_weights):
     assert [s.step for s in steps if isinstance(s, Progress)] == [0, 1, 2]
     (ready,) = [s for s in steps if isinstance(s, ModelReady)]
     assert ready.model.classes == ("background", "tissue")
-    assert ready.model.layers[-1] == "4"
+    assert ready.model.layers[-1] == ("4 (4x4)", "4")  # (label with its grid, name)
 
 
 def test_job_explains_each_box_with_its_origin(tile, tiny_spec, tiny_weights):
