@@ -106,10 +106,21 @@ class ModelCard:
     def from_json(cls, path: str | Path) -> ModelCard:
         """Read a card from a JSON file."""
         path = Path(path)
-        try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as err:
-            raise ValueError(f"model card {path} is not valid JSON: {err}") from err
-        if not isinstance(data, dict):
-            raise ValueError(f"model card {path} must hold a JSON object")
-        return cls.from_dict(data, source=f"model card {path}")
+        return cls.from_dict(read_json_object(path, "model card"), source=f"model card {path}")
+
+
+def read_json_object(path: Path, what: str) -> dict[str, Any]:
+    """The JSON object in ``path``; ``what`` names the file in the errors ("model card", ...).
+
+    Raises
+    ------
+    ValueError
+        When the file is not valid JSON or does not hold an object.
+    """
+    try:
+        data = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{what} {path} is not valid JSON: {err}") from err
+    if not isinstance(data, dict):
+        raise ValueError(f"{what} {path} must hold a JSON object")
+    return data

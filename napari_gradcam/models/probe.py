@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import importlib
 import itertools
-import json
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from napari_gradcam.core.card import ModelCard
+from napari_gradcam.core.card import ModelCard, read_json_object
 from napari_gradcam.models.weights import load_weights, read_state_dict
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {"gelu": nn.GELU, "relu": nn.ReLU}
@@ -202,11 +201,8 @@ def resolve_imports(kwargs: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _read_recipe(path: Path) -> dict[str, Any]:
-    try:
-        recipe = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"model recipe {path} is not valid JSON: {err}") from err
-    if not isinstance(recipe, dict) or not {"backbone", "head"} <= set(recipe):
+    recipe = read_json_object(path, "model recipe")
+    if not {"backbone", "head"} <= set(recipe):
         raise ValueError(
             f"{path} is not a model recipe: it needs 'backbone' and 'head' sections (and "
             "optionally 'card'); a model card alone is given with card=/--card"

@@ -31,6 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from napari_gradcam.core.card import read_json_object
 from napari_gradcam.core.explain.capture import frozen_model
 from napari_gradcam.models.loading import LoadedModel, build_backbone, load_model
 from napari_gradcam.models.weights import load_weights
@@ -181,13 +182,7 @@ def embedding_width(encoder: LoadedModel, tile_size: int) -> int:
 def _read_card(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"no slide-model card {str(path)!r}")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"the slide-model card {path} is not valid JSON: {err}") from err
-    if not isinstance(data, dict):
-        raise ValueError(f"the slide-model card {path} must hold a JSON object")
-    return data
+    return read_json_object(path, "the slide-model card")
 
 
 def _field(data: dict[str, Any], key: str, path: Path) -> Any:

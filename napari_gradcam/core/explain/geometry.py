@@ -26,13 +26,14 @@ from napari_gradcam.core.explain.capture import (
     resolve_layer,
 )
 from napari_gradcam.core.explain.inputs import model_parts
+from napari_gradcam.core.explain.layouts import Layout
 from napari_gradcam.core.explain.methods import get_method
 from napari_gradcam.core.explain.methods.occlusion import grid_settings
 
 INPUT_LAYER = "input"
 """``Explanation.layer`` of the methods that use no layer (guided backprop, occlusion)."""
 
-_SHAPES: weakref.WeakKeyDictionary[nn.Module, dict[tuple, tuple]] = weakref.WeakKeyDictionary()
+_LAYOUTS: weakref.WeakKeyDictionary[nn.Module, dict[tuple, Layout]] = weakref.WeakKeyDictionary()
 
 
 @dataclass(frozen=True)
@@ -92,23 +93,22 @@ def map_geometry(
         shape = (1, card.in_channels, height, width)
         name, found = resolve_layer(module, layer, default=card.default_layer, input_shape=shape)
         if "guided" not in cam_method.needs:
-            cells, declared = _layer_grid(module, name, found, shape)
-            stride = declared or (infer_stride(height, cells[0]), infer_stride(width, cells[1]))
-            return MapGeometry(name, cells, stride)
+            layout = _layer_layout(module, name, found, shape)
+            return MapGeometry(name, layout.grid, map_stride(layout, (height, width), layout.grid))
     return MapGeometry(name, (height, width), (1.0, 1.0))  # guided maps: the input's grid
 
 
-def _layer_grid(
+def _layer_layout(
     module: nn.Module, name: str, layer: nn.Module, input_shape: tuple[int, ...]
-) -> tuple[tuple[int, int], tuple[float, float] | None]:
-    """``(h, w)`` of ``layer``'s map for ``input_shape`` and its declared stride, if any.
+) -> Layout:
+    """The layout (map grid, declared stride) of ``layer``'s output for ``input_shape``.
 
     One cached dry forward; the layout (convolutional, channels-last or tokens) is decided
     as ``explain`` decides it, so a transformer's map gets its patch grid and patch stride.
     """
     from napari_gradcam.core.explain.collect import layout_check
 
-    per_model = _SHAPES.setdefault(module, {})
+    per_model = _LAYOUTS.setdefault(module, {})
     key = (name, input_shape)
     if key not in per_model:
         zeros = torch.zeros(input_shape, device=model_device(module), dtype=model_dtype(module))
@@ -121,9 +121,21 @@ def _layer_grid(
             run_model(module, zeros)
         if captured.activation is None or captured.layout is None:
             raise ValueError(f"layer {name!r} did not run in the forward pass; choose another")
-        layout = captured.layout
-        per_model[key] = (tuple(int(n) for n in layout.grid), layout.stride)
+        per_model[key] = captured.layout
     return per_model[key]
+
+
+def map_stride(
+    layout: Layout | None, input_hw: tuple[int, int], map_hw: tuple[int, int]
+) -> tuple[float, float]:
+    """Input pixels per map cell, (fy, fx).
+
+    Declared by the layer's layout (a transformer's patch size, times its stage's
+    downsampling), exact for any input size; else inferred from the sizes (``infer_stride``).
+    """
+    if layout is not None and layout.stride is not None and tuple(map_hw) == layout.grid:
+        return layout.stride
+    return (infer_stride(input_hw[0], map_hw[0]), infer_stride(input_hw[1], map_hw[1]))
 
 
 def infer_stride(input_size: int, map_size: int) -> float:

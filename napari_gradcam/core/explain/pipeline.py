@@ -22,7 +22,7 @@ from napari_gradcam.core.explain.context import (
     StopFn,
 )
 from napari_gradcam.core.explain.explanation import Explanation
-from napari_gradcam.core.explain.geometry import INPUT_LAYER, infer_stride
+from napari_gradcam.core.explain.geometry import INPUT_LAYER, map_stride
 from napari_gradcam.core.explain.inputs import model_batch, model_parts
 from napari_gradcam.core.explain.methods import CamMethod, check_precision, get_method
 from napari_gradcam.core.explain.methods.guided import has_relu_modules
@@ -165,7 +165,7 @@ def _explanation(
     scores, probs = target_scores(logits, targets)
     cam_np = cam.float().cpu().numpy().astype(np.float32, copy=False)
     height, width = context.batch.shape[-2:]
-    stride = method.stride(context) or map_stride(context, (height, width), cam.shape[-2:])
+    stride = method.stride(context) or map_stride(context.layout, (height, width), cam.shape[-2:])
     return Explanation(
         cam=cam_np[0] if single else cam_np,
         method=method.name,
@@ -209,17 +209,3 @@ def _resolve_layer(
         )
     except (RuntimeError, AssertionError) as err:
         raise ValueError(f"the model failed to run on this input: {err}") from err
-
-
-def map_stride(
-    context: LayerContext, input_hw: tuple[int, int], map_hw: tuple[int, int]
-) -> tuple[float, float]:
-    """Input pixels per map cell, (fy, fx).
-
-    Declared by the layer's layout (a transformer's patch size, times its stage's
-    downsampling), exact for any input size; else inferred from the sizes (``infer_stride``).
-    """
-    layout = context.layout
-    if layout is not None and layout.stride is not None and tuple(map_hw) == layout.grid:
-        return layout.stride
-    return (infer_stride(input_hw[0], map_hw[0]), infer_stride(input_hw[1], map_hw[1]))

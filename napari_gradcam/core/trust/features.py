@@ -26,8 +26,9 @@ from napari_gradcam.core.explain.capture import (
     resolve_layer,
 )
 from napari_gradcam.core.explain.explanation import Explanation
+from napari_gradcam.core.explain.geometry import infer_stride
 from napari_gradcam.core.explain.inputs import model_batch, model_parts
-from napari_gradcam.core.explain.pipeline import explain, infer_stride
+from napari_gradcam.core.explain.pipeline import explain
 from napari_gradcam.core.explain.sharing import owned_forward_hook
 from napari_gradcam.core.explain.targets import Target, as_logits, resolve_targets, target_scores
 
