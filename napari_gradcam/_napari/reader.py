@@ -115,6 +115,7 @@ def read_heatmap(path: str) -> list[LayerDataTuple]:
     import zarr
 
     from napari_gradcam._napari.explain.tiled_layers import clear_turbo
+    from napari_gradcam._napari.mil.layers import diverging
 
     group = zarr.open_group(path, mode="r")
     facts = dict(group.attrs[HEATMAP_KEY])
@@ -127,7 +128,7 @@ def read_heatmap(path: str) -> list[LayerDataTuple]:
         "scale": tuple(placement["scale"]),
         "translate": tuple(placement["translate"]),
         "units": (unit, unit),
-        "colormap": "PiYG" if facts.get("signed") else clear_turbo(),
+        "colormap": diverging() if facts.get("signed") else clear_turbo(),
         "opacity": 0.5,
         "blending": "translucent",
         "contrast_limits": tuple(facts["contrast_limits"]),

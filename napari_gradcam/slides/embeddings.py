@@ -10,7 +10,7 @@ each of which loads the slide model once. The encoder runs under ``torch.inferen
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -113,6 +113,36 @@ def slide_embeddings(
     on_batch : callable, optional
         Called with the number of tiles of each embedded batch (progress).
     """
+    steps = embedding_steps(
+        slide, model, card=card, overlap=overlap, min_tissue=min_tissue,
+        batch_size=batch_size, cache_dir=cache_dir, client=client,
+    )  # fmt: skip
+    while True:
+        try:
+            count, _total = next(steps)
+        except StopIteration as done:
+            return done.value
+        if on_batch is not None:
+            on_batch(count)
+
+
+def embedding_steps(
+    slide: Slide,
+    model: SlideModel,
+    *,
+    card: str | Path | None = None,
+    overlap: float = 0.0,
+    min_tissue: float = MIN_TISSUE,
+    batch_size: int = 64,
+    cache_dir: str | Path | None = None,
+    client: Client | None = None,
+) -> Generator[tuple[int, int], None, SlideEmbeddings]:
+    """:func:`slide_embeddings` step by step, for a caller that reports progress or cancels.
+
+    Yields ``(tiles in the batch, tiles in all)`` after each embedded batch (nothing when the
+    cache holds the slide) and returns the embeddings. Closing the generator early stops
+    reading and embedding, and caches nothing.
+    """
     check_slide_mpp(model, slide.mpp)
     folder = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     tiling = {"overlap": overlap, "min_tissue": min_tissue, "tile": model.tile_size}
@@ -124,12 +154,10 @@ def slide_embeddings(
     plan = _plan(slide, model, overlap, min_tissue)
     if client is not None and card is None:
         raise ValueError("embedding on a Dask cluster needs the slide model's card file")
-    batches = _batches(slide, plan, model, batch_size, client, card)
     rows = []
-    for batch in batches:
+    for batch in _batches(slide, plan, model, batch_size, client, card):
         rows.append(batch)
-        if on_batch is not None:
-            on_batch(len(batch))
+        yield len(batch), len(plan.explained)
     embeddings = np.concatenate(rows) if rows else np.zeros((0, model.width), np.float32)
     result = _result(plan, embeddings, key)
     write_cached(folder, key, _to_arrays(result))

@@ -33,6 +33,7 @@ from napari_gradcam.slides.outputs import replace_folder
 if TYPE_CHECKING:
     from distributed import Client
 
+    from napari_gradcam.core.explain.explanation import Explanation
     from napari_gradcam.slides.reader import Slide
 
 
@@ -130,9 +131,7 @@ def write_drill_downs(
     if job.top_k < 1:
         return []
     values = scores.scores[GRADIENT]
-    order = np.argsort(-values, kind="stable")
-    picks = [("for", int(i)) for i in order[: job.top_k] if values[i] > 0]
-    picks += [("against", int(i)) for i in order[::-1][: job.top_k] if values[i] < 0]
+    picks = top_tiles(values, job.top_k)
     folder.parent.mkdir(parents=True, exist_ok=True)
     temporary = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     records = []
@@ -150,6 +149,19 @@ def write_drill_downs(
     return records
 
 
+def top_tiles(values: np.ndarray, k: int, signed: bool = True) -> list[tuple[str, int]]:
+    """The ``k`` tiles that pushed most for the class, then the ``k`` most against it.
+
+    Each as ``(side, tile index)``, the strongest first; a side holds only tiles of its sign.
+    An unsigned score (attention) gives its ``k`` highest tiles, on the side ``"top"``.
+    """
+    order = np.argsort(-values, kind="stable")
+    if not signed:
+        return [("top", int(i)) for i in order[:k]]
+    picks = [("for", int(i)) for i in order[:k] if values[i] > 0]
+    return picks + [("against", int(i)) for i in order[::-1][:k] if values[i] < 0]
+
+
 def _drill_image(
     slide: Slide,
     model: SlideModel,
@@ -159,11 +171,28 @@ def _drill_image(
     side: str,
 ) -> np.ndarray:
     """The tile with the map of its pixels that pushed the slide logit (for) or against it."""
-    pixels = tile_pixels(slide, tiles, index)
-    direction = scores.gradient[index] * (1.0 if side == "for" else -1.0)
-    box = tiles.boxes[index]
-    explanation = drill_down(model.encoder, pixels, direction, origin=(box[0], box[1]))
+    pixels, explanation = drill_tile(slide, model, tiles, scores, index, side)
     return overlay(pixels, explanation.cam, explanation.stride)
+
+
+def drill_tile(
+    slide: Slide,
+    model: SlideModel,
+    tiles: SlideEmbeddings,
+    scores: TileScores,
+    index: int,
+    side: str,
+) -> tuple[np.ndarray, Explanation]:
+    """A tile's pixels and the drill-down map of those that pushed the slide logit.
+
+    ``side`` ``"against"`` maps the pixels that pushed against the class; any other side
+    those that pushed for it. The map's stride is in the tile's (sampled) pixels, see
+    ``SlideEmbeddings.pixel_size``.
+    """
+    pixels = tile_pixels(slide, tiles, index)
+    direction = scores.gradient[index] * (-1.0 if side == "against" else 1.0)
+    box = tiles.boxes[index]
+    return pixels, drill_down(model.encoder, pixels, direction, origin=(box[0], box[1]))
 
 
 def tile_pixels(slide: Slide, tiles: SlideEmbeddings, index: int) -> np.ndarray:

@@ -13,7 +13,7 @@ def test_manifest_validates_and_is_packaged():
     packaged = ROOT / "napari_gradcam" / "napari.yaml"
     assert packaged.resolve() == (ROOT / "napari.yaml").resolve()
     assert manifest.name == "napari-gradcam"
-    assert {"Grad-CAM", "Grad-CAM annotations"} <= {
+    assert {"Grad-CAM", "Grad-CAM annotations", "Slide-level model (MIL)"} <= {
         w.display_name for w in manifest.contributions.widgets
     }
     assert {s.key for s in manifest.contributions.sample_data} == {"he", "ihc"}
@@ -23,6 +23,7 @@ def test_plugin_modules_do_not_import_torch():
     code = (
         "import sys; import napari_gradcam._napari.explain.widget, napari_gradcam._napari.demo, "
         "napari_gradcam._napari.sample_data, napari_gradcam._napari.annotations.widget, "
-        "napari_gradcam._napari.annotations.geojson_io; assert 'torch' not in sys.modules"
+        "napari_gradcam._napari.annotations.geojson_io, napari_gradcam._napari.mil.widget; "
+        "assert 'torch' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)

@@ -39,10 +39,15 @@ CLEAR_ZERO = 1e-4
 
 def clear_turbo() -> Colormap:
     """turbo, but transparent at zero: skipped and not yet explained tiles show the slide."""
-    turbo = ensure_colormap("turbo")
-    colors = np.vstack([[0.0, 0.0, 0.0, 0.0], turbo.colors])
-    controls = np.concatenate([[0.0], CLEAR_ZERO + (1 - CLEAR_ZERO) * turbo.controls])
-    return Colormap(colors, controls=controls, name="turbo (clear zero)")
+    return clear_low("turbo")
+
+
+def clear_low(name: str) -> Colormap:
+    """The colormap ``name``, transparent at the bottom of its range (zero: no tile)."""
+    base = ensure_colormap(name)
+    colors = np.vstack([[0.0, 0.0, 0.0, 0.0], base.colors])
+    controls = np.concatenate([[0.0], CLEAR_ZERO + (1 - CLEAR_ZERO) * base.controls])
+    return Colormap(colors, controls=controls, name=f"{name} (clear zero)")
 
 
 class LiveHeatmaps:

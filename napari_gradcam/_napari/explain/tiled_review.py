@@ -8,6 +8,7 @@ whose rows jump the camera to their tile, and exports them as QuPath tile object
 from __future__ import annotations
 
 import weakref
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -169,16 +170,23 @@ class TiledReview:
         """Centre the camera on tile ``row`` (zoomed to a few tiles) and select its point."""
         if self.image is None or self.image not in self.viewer.layers:
             return
-        y0, x0, y1, x1 = np.asarray(self.features["box"][row], dtype=float)
-        corners = np.array([[y0 - 0.5, x0 - 0.5], [y1 - 0.5, x1 - 0.5]])
-        world = np.array([self._to_world(corner) for corner in corners])
-        self.viewer.scene.camera.center = tuple(world.mean(axis=0))
-        span = float(np.abs(world[1] - world[0]).max())
-        self.viewer.scene.camera.zoom = min(self.viewer.canvas.size) / (ZOOM_TILES * span)
+        jump_to_box(self.viewer, self.image, self.features["box"][row])
         if self.points is not None and self.points in self.viewer.layers:
             self.points.selected_data = {row}
 
-    def _to_world(self, yx: np.ndarray) -> np.ndarray:
-        point = np.zeros(self.image.ndim)
-        point[-2:] = yx
-        return np.asarray(self.image.data_to_world(point))[-2:]
+
+def jump_to_box(viewer: Viewer, image: Image, box: Sequence[float]) -> None:
+    """Centre the camera on a level-0 box ``(y0, x0, y1, x1)`` of ``image``, a few boxes wide."""
+    y0, x0, y1, x1 = np.asarray(box, dtype=float)
+    corners = np.array([[y0 - 0.5, x0 - 0.5], [y1 - 0.5, x1 - 0.5]])
+    world = np.array([to_world(image, corner) for corner in corners])
+    viewer.scene.camera.center = tuple(world.mean(axis=0))
+    span = float(np.abs(world[1] - world[0]).max())
+    viewer.scene.camera.zoom = min(viewer.canvas.size) / (ZOOM_TILES * span)
+
+
+def to_world(image: Image, yx: Sequence[float]) -> np.ndarray:
+    """World ``(y, x)`` of a level-0 data point ``yx`` of ``image``'s plane."""
+    point = np.zeros(image.ndim)
+    point[-2:] = yx
+    return np.asarray(image.data_to_world(point))[-2:]

@@ -1,0 +1,1 @@
+"""The "Slide-level model (MIL)" dock: a slide prediction explained tile by tile, then by pixel."""

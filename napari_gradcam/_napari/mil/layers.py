@@ -1,0 +1,112 @@
+"""napari layers of a slide-model run: tile score maps and drill-down maps, placed on the slide.
+
+Signed scores (for the class when positive, against it when negative) get a diverging
+brown-teal colormap (ColorBrewer's BrBG; PiYG's pink looks like eosin) with contrast limits
+symmetric about zero (the reader draws the command line's signed maps with it too); attention
+gets the sequential magma from zero. Where no tile was scored the maps are transparent. Every
+layer carries its facts under the plugin's metadata key (so the other docks do not offer it as
+an image to explain), but is not a Grad-CAM heatmap record: the trust and annotation docks,
+which re-run a classifier, do not list it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from napari.layers import Image
+from napari.utils.colormaps import Colormap
+
+from napari_gradcam._napari.explain.tiled_layers import clear_low
+from napari_gradcam._napari.explain.tiled_review import to_world
+from napari_gradcam._napari.layers import contrast_limits, placement_kwargs
+from napari_gradcam._napari.records import METADATA_KEY
+
+if TYPE_CHECKING:
+    from napari_gradcam._napari.mil.job import DrillOutcome, MilResult, ScoreMap
+
+SEQUENTIAL, DRILL = "magma", "turbo"
+BROWN, TAN = (0.33, 0.19, 0.02, 1.0), (0.81, 0.64, 0.34, 1.0)
+TEAL, DARK_TEAL = (0.35, 0.69, 0.65, 1.0), (0.0, 0.24, 0.19, 1.0)
+"""ColorBrewer's BrBG ends and quarter points (written out: no matplotlib needed)."""
+LABELS = {
+    "attention": "attention",
+    "grad_x_embedding": "grad x embedding",
+    "integrated_gradients": "integrated gradients",
+}
+
+
+def diverging() -> Colormap:
+    """Brown (against) to teal (for), fading to transparent at zero (neither is an H&E stain).
+
+    The opacity grows with the score's magnitude up to half the range, so tiles that barely
+    pushed (and cells without a tile) leave the slide visible.
+    """
+    colors = [BROWN, TAN, (*TAN[:3], 0.0), (*TEAL[:3], 0.0), TEAL, DARK_TEAL]
+    controls = [0.0, 0.25, 0.5, 0.5, 0.75, 1.0]
+    return Colormap(colors, controls=controls, name="BrBG (clear zero)")
+
+
+def score_limits(cam: np.ndarray, signed: bool) -> tuple[float, float]:
+    """``(-m, m)`` for a signed map (m its largest magnitude), ``(0, max)`` otherwise."""
+    peak = float(np.abs(cam).max()) if cam.size else 0.0
+    peak = peak if peak > 0 else 1.0
+    return (-peak, peak) if signed else (0.0, peak)
+
+
+def score_layer(score: ScoreMap, result: MilResult, image: Image, card: str) -> Image:
+    """One tile score's map as an image layer aligned with the slide layer ``image``."""
+    placed = score.placed
+    facts = {
+        "mil": {
+            "card": card,
+            "model": result.model.name,
+            "score": score.name,
+            "signed": score.signed,
+            "target_name": result.target_name,
+            "stride": placed.stride,
+            "origin": placed.origin,
+            "image_layer": image.name,
+            "pyramid_level": result.tiles.level,
+            "tiles": len(result.tiles.embeddings),
+        }
+    }
+    return Image(
+        placed.cam,
+        name=f"{image.name} MIL {LABELS[score.name]} {result.target_name}",
+        colormap=diverging() if score.signed else clear_low(SEQUENTIAL),
+        contrast_limits=score_limits(placed.cam, score.signed),
+        opacity=0.6,
+        blending="translucent",
+        interpolation2d="nearest",
+        metadata={METADATA_KEY: facts},
+        **placement_kwargs(image, placed.stride, placed.origin),
+    )
+
+
+def drill_layer(drill: DrillOutcome, image: Image) -> Image:
+    """A tile's drill-down map as an image layer over its tile on ``image``."""
+    placed = drill.placed
+    return Image(
+        placed.cam,
+        name=drill_name(image, drill.tile, drill.side),
+        colormap=clear_low(DRILL),
+        contrast_limits=contrast_limits(placed.cam),
+        opacity=0.5,
+        blending="translucent",
+        interpolation2d="linear",
+        metadata={METADATA_KEY: {"mil_drill_down": {**drill.facts, "image_layer": image.name}}},
+        **placement_kwargs(image, placed.stride, placed.origin),
+    )
+
+
+def drill_name(image: Image, tile: int, side: str) -> str:
+    """The name of a tile's drill-down layer."""
+    return f"{image.name} MIL drill-down tile {tile} ({side})"
+
+
+def tile_centre(image: Image, box: Any) -> tuple[float, float]:
+    """World ``(y, x)`` of the centre of a level-0 box ``(y0, x0, y1, x1)`` of ``image``."""
+    y0, x0, y1, x1 = (float(v) for v in box)
+    world = to_world(image, ((y0 + y1 - 1) / 2, (x0 + x1 - 1) / 2))
+    return float(world[0]), float(world[1])

@@ -1,0 +1,70 @@
+"""The table of the tiles that pushed the slide prediction most, for and against the class."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from qtpy.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget, QTableWidgetItem
+
+COLUMNS = ("side", "tile", "score", "y", "x")
+
+
+@dataclass(frozen=True)
+class TopTile:
+    """One row: the side, the tile's index, its score and its centre in world coordinates."""
+
+    side: str
+    tile: int
+    score: float
+    centre: tuple[float, float]
+
+
+class TopTilesTable(QTableWidget):
+    """The top tiles, strongest first per side; selecting a row calls back with its tile.
+
+    Parameters
+    ----------
+    on_select : callable
+        Called with the :class:`TopTile` of the row selected (by a click or the keyboard).
+    """
+
+    def __init__(self, on_select: Callable[[TopTile], None]) -> None:
+        super().__init__(0, len(COLUMNS))
+        self.rows: list[TopTile] = []
+        self._on_select = on_select
+        self.setHorizontalHeaderLabels(list(COLUMNS))
+        self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.verticalHeader().setVisible(False)
+        self.setMinimumHeight(180)
+        self.currentCellChanged.connect(self._cell_changed)
+
+    def show_tiles(self, rows: Sequence[TopTile], unit: str) -> None:
+        """Show ``rows`` in their order; positions are tile centres in ``unit``."""
+        self.blockSignals(True)
+        self.setCurrentCell(-1, -1)
+        self.clearContents()
+        self.rows = list(rows)
+        self.setRowCount(len(self.rows))
+        self.setHorizontalHeaderLabels([*COLUMNS[:3], f"y ({unit})", f"x ({unit})"])
+        for index, row in enumerate(self.rows):
+            cells = (row.side, str(row.tile), f"{row.score:+.4g}", *_position(row.centre))
+            for column, text in enumerate(cells):
+                self.setItem(index, column, QTableWidgetItem(text))
+        self.blockSignals(False)
+
+    def text(self, row: int, column: int) -> str:
+        """The text of a cell."""
+        item = self.item(row, column)
+        return "" if item is None else item.text()
+
+    def _cell_changed(self, row: int, _column: int, previous: int, _previous_column: int) -> None:
+        if 0 <= row < len(self.rows) and row != previous:
+            self._on_select(self.rows[row])
+
+
+def _position(centre: tuple[float, float]) -> tuple[str, str]:
+    return f"{centre[0]:.1f}", f"{centre[1]:.1f}"

@@ -1,0 +1,187 @@
+"""The "Slide-level model (MIL)" dock: controls and wiring (the work is in job.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from magicgui.widgets import ComboBox, Container, Label, ProgressBar, PushButton
+from napari.layers import Image
+from napari.utils.notifications import show_error
+from napari.viewer import Viewer
+
+from napari_gradcam._napari.explain.tiled_review import jump_to_box
+from napari_gradcam._napari.gl_guard import guard_layer_removal
+from napari_gradcam._napari.jobs import FAILED, JobHooks, JobRunner
+from napari_gradcam._napari.mil.controls import ATTENTION, MilControls
+from napari_gradcam._napari.mil.job import (
+    DrillOutcome,
+    MilOutcome,
+    MilRequest,
+    MilResult,
+    run_drill,
+    run_mil,
+)
+from napari_gradcam._napari.mil.layers import (
+    drill_layer,
+    drill_name,
+    score_layer,
+    tile_centre,
+)
+from napari_gradcam._napari.mil.source import slide_source
+from napari_gradcam._napari.mil.table import TopTile, TopTilesTable
+from napari_gradcam._napari.records import is_gradcam_layer
+
+NAME = "Slide-level model (MIL)"
+
+
+class SlideMilWidget(Container):
+    """Explain a slide-level (multiple-instance) prediction over a slide image layer.
+
+    Parameters
+    ----------
+    napari_viewer : napari.Viewer
+        The viewer whose slide layers are explained (napari passes it by this name).
+    cache_dir : str, optional
+        Folder of the embedding cache (default: ``slides.embedding_cache``'s).
+    """
+
+    def __init__(self, napari_viewer: Viewer, cache_dir: str | None = None) -> None:
+        super().__init__(labels=True)
+        self._viewer = napari_viewer
+        self._cache_dir = cache_dir
+        guard_layer_removal(napari_viewer)
+        self.result: MilResult | None = None
+        self._image: Image | None = None
+        self._running_on: Image | None = None
+        self.image = ComboBox(label="slide", choices=self._image_choices)
+        self.controls = MilControls()
+        self.run_button = PushButton(text="Run")
+        self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.progress = ProgressBar(label="progress", min=0, max=1, value=0)
+        self.status = Label(label="status", value="")
+        self.prediction = Label(label="prediction", value="")
+        for label in (self.status, self.prediction):
+            label.native.setWordWrap(True)
+        self.table = TopTilesTable(self.drill)
+        self.runner = JobRunner(
+            self.native, NAME, progress=self.progress, status=self.status,
+            on_running=self._set_running,
+        )  # fmt: skip
+        self.extend([
+            self.image, *self.controls.widgets, self.run_button, self.cancel_button,
+            self.progress, self.status, self.prediction,
+        ])  # fmt: skip
+        self.native.layout().addWidget(self.table, 100)
+        self._connect()
+
+    def _connect(self) -> None:
+        self.run_button.changed.connect(self.run)
+        self.cancel_button.changed.connect(self.runner.cancel)
+        events = self._viewer.layers.events
+        for event in (events.inserted, events.removed, events.reordered):
+            event.connect(self.image.reset_choices)
+        events.removed.connect(self._on_layer_removed)
+
+    def _image_choices(self, _widget: ComboBox) -> list[tuple[str, Image]]:
+        return [
+            (layer.name, layer)
+            for layer in self._viewer.layers
+            if isinstance(layer, Image) and layer.rgb and not is_gradcam_layer(layer)
+        ]
+
+    @property
+    def running(self) -> bool:
+        """Whether a run or a drill-down is under way."""
+        return self.runner.running
+
+    def run(self) -> None:
+        """Embed, score and map the chosen slide with the chosen card, in a worker thread."""
+        if self.running:
+            return
+        try:
+            request, image = self._request()
+        except ValueError as err:
+            show_error(f"{NAME}: {err}")
+            return
+        hooks = JobHooks(returned=lambda outcome: self._on_result(outcome, request, image))
+        self._running_on = image
+        self.runner.start(run_mil, request, hooks=hooks)
+
+    def _request(self) -> tuple[MilRequest, Image]:
+        image = self.image.value
+        if image is None:
+            raise ValueError("open a whole slide first (File > Open, with napari-gradcam)")
+        if not self.controls.card_path:
+            raise ValueError("choose a slide-model card (.json), or the bundled demo")
+        scores = self.controls.scores()
+        if not scores:
+            raise ValueError("tick at least one score to draw")
+        return MilRequest(
+            self.controls.options(self._cache_dir), slide_source(image), scores
+        ), image
+
+    def _on_result(self, outcome: MilOutcome, request: MilRequest, image: Image) -> None:
+        if outcome.error is not None:
+            self.status.value = f"{FAILED}: {outcome.error}"
+            show_error(f"{NAME}: {outcome.error}")
+            return
+        result = outcome.result
+        card = str(request.options["card"])
+        for score in result.maps:
+            self._viewer.add_layer(score_layer(score, result, image, card))
+        self._viewer.layers.selection.active = image
+        self.result, self._image = result, image
+        self.status.value = result.summary()
+        self.prediction.value = result.prediction()
+        self.table.show_tiles(self._top_tiles(result, image), str(image.units[-1]))
+
+    def _top_tiles(self, result: MilResult, image: Image) -> list[TopTile]:
+        from napari_gradcam.slides.mil_runner import top_tiles
+
+        rank_by = self.controls.rank_by.value
+        if rank_by not in result.scores.scores:
+            show_error(f"{NAME}: the card has no attention module; the table ranks by gradient")
+            rank_by = "grad_x_embedding"
+        values = result.scores.scores[rank_by]
+        picks = top_tiles(values, int(self.controls.top_k.value), rank_by != ATTENTION)
+        boxes = result.tiles.boxes
+        return [
+            TopTile(side, index, float(values[index]), tile_centre(image, boxes[index]))
+            for side, index in picks
+        ]
+
+    def drill(self, row: TopTile) -> None:
+        """Jump to a table row's tile and draw its drill-down map (computed in a worker)."""
+        image, result = self._image, self.result
+        if result is None or image is None or image not in self._viewer.layers:
+            return
+        jump_to_box(self._viewer, image, result.tiles.boxes[row.tile])
+        name = drill_name(image, row.tile, row.side)
+        if name in self._viewer.layers:
+            self._viewer.layers.selection.active = self._viewer.layers[name]
+            return
+        if self.running:
+            self.status.value = "busy: select the row again when the current job has ended"
+            return
+        hooks = JobHooks(returned=lambda outcome: self._on_drill(outcome, image))
+        self.runner.start(run_drill, result, row.tile, row.side, hooks=hooks)
+
+    def _on_drill(self, outcome: DrillOutcome, image: Image) -> None:
+        if outcome.error is not None:
+            self.status.value = f"{FAILED}: {outcome.error}"
+            show_error(f"{NAME}: drill-down of tile {outcome.tile}: {outcome.error}")
+            return
+        self._viewer.add_layer(drill_layer(outcome, image))
+        self.status.value = f"drill-down of tile {outcome.tile} ({outcome.side}) added"
+
+    def _set_running(self, running: bool) -> None:
+        self.run_button.enabled = not running
+        self.cancel_button.enabled = running
+
+    def _on_layer_removed(self, event: Any) -> None:
+        if self.running and event.value in (self._running_on, self._image):
+            self.runner.halt(f"the layer {event.value.name!r} was removed")
+        if event.value is self._image:
+            self.result, self._image = None, None
+            self.prediction.value = ""
+            self.table.show_tiles([], "")
