@@ -20,12 +20,15 @@ from typing import Any
 import numpy as np
 
 from napari_gradcam.core.regions.placement import heatmap_transform
+from napari_gradcam.core.tiling.grid import TileGrid
 from napari_gradcam.files import atomic_write, check_outputs
 from napari_gradcam.slides.embeddings import SlideEmbeddings
 from napari_gradcam.slides.mil_scores import SIGNED
 from napari_gradcam.slides.outputs import HeatmapStore
 
 SCORE_NAMES = tuple(SIGNED)
+MAX_REFINE = 8
+"""Tiles flush with the slide's edge may make the map's cells at most this many times finer."""
 
 
 @dataclass(frozen=True)
@@ -82,13 +85,13 @@ def score_map(
 ) -> tuple[np.ndarray, tuple[float, float], tuple[float, float]]:
     """Paint each tile's value over its tile; average where tiles overlap.
 
-    Returns the map, its level-0 stride and origin. A map cell is ``gcd(tile, step)`` sampled
-    pixels (a whole tile without overlap); a tile flush with the slide's edge is rounded to the
-    nearest cell. ``blur`` is a Gaussian's sigma in tiles (CLAM-style smoothing), normalised by
-    the blurred coverage so the edges of the tissue do not fade.
+    Returns the map, its level-0 stride and origin. A map cell is :func:`map_cell` sampled
+    pixels (a whole tile without overlap), so every tile covers whole cells. ``blur`` is a
+    Gaussian's sigma in tiles (CLAM-style smoothing), normalised by the blurred coverage so the
+    edges of the tissue do not fade.
     """
     grid = tiles.grid
-    cell = math.gcd(math.gcd(*grid.tile), math.gcd(*grid.step))
+    cell = map_cell(grid)
     span = (grid.tile[0] // cell, grid.tile[1] // cell)
     corners = np.rint((grid.origins - np.asarray(grid.region[:2])) / cell).astype(np.int64)
     shape = tuple(int(v) for v in corners.max(axis=0) + span)
@@ -109,6 +112,20 @@ def score_map(
     stride = (cell * py, cell * px)
     origin = (grid.region[0] * py, grid.region[1] * px)
     return painted, stride, origin
+
+
+def map_cell(grid: TileGrid) -> int:
+    """Sampled pixels per map cell: the largest that every tile's corner and size fall on.
+
+    That is ``gcd(tile, step)`` unless a tile lies flush with the slide's edge off the step;
+    then the cell shrinks so that tile is placed exactly, down to 1/:data:`MAX_REFINE` of
+    ``gcd(tile, step)``. Finer than that (a map many times larger) the flush tile is rounded
+    to the nearest coarse cell.
+    """
+    coarse = math.gcd(math.gcd(*grid.tile), math.gcd(*grid.step))
+    offsets = np.unique(grid.origins - np.asarray(grid.region[:2]))
+    exact = math.gcd(coarse, *(int(v) for v in offsets))
+    return exact if exact * MAX_REFINE >= coarse else coarse
 
 
 def write_score_zarr(

@@ -42,3 +42,22 @@ def test_percentiles_rank_and_keep_the_sign() -> None:
     shown = scores.percentiles()
     np.testing.assert_allclose(shown["attention"], [1 / 3, 1.0, 2 / 3])
     np.testing.assert_allclose(shown["grad_x_embedding"], [-1.0, 1 / 3, 2 / 3])
+
+
+def test_a_tile_flush_with_the_edge_is_placed_exactly() -> None:
+    # the region is 240 pixels across: tiles at 0 and 96, and one flush with the end at 144
+    grid = TileGrid(
+        (0, 0, 240, 96), (96, 96), (96, 96), 8, (12, 12), np.array([[0, 0], [96, 0], [144, 0]])
+    )
+    tiles = SlideEmbeddings(np.zeros((3, 4), np.float32), grid, (2.0, 2.0), 1, np.ones(3), "k")
+    painted, stride, origin = score_map(tiles, np.array([1.0, 2.0, 4.0]))
+    assert stride == (96.0, 96.0) and origin == (0.0, 0.0)  # 48-pixel cells, 2 px per pixel
+    np.testing.assert_allclose(painted[:, 0], [1.0, 1.0, 2.0, 3.0, 4.0])  # 192-240 averaged
+    assert painted.shape[0] * 48 == 240  # the map ends where the slide ends
+
+
+def test_cells_stay_coarse_when_a_flush_tile_would_need_tiny_ones() -> None:
+    grid = TileGrid((0, 0, 232, 96), (96, 96), (96, 96), 8, (12, 12), np.array([[0, 0], [136, 0]]))
+    tiles = SlideEmbeddings(np.zeros((2, 4), np.float32), grid, (1.0, 1.0), 0, np.ones(2), "k")
+    _painted, stride, _origin = score_map(tiles, np.array([1.0, 2.0]))
+    assert stride == (96.0, 96.0)  # gcd(96, 136) = 8 would make 12x finer cells: rounded

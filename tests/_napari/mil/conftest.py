@@ -20,16 +20,20 @@ def he_square() -> np.ndarray:
     return np.ascontiguousarray(read_he_region()[y : y + SIDE, x : x + SIDE])
 
 
-@pytest.fixture(scope="session")
-def he_slide(tmp_path_factory) -> Path:
-    """A tiled two-level TIFF of the square, its microns per pixel in the resolution tags."""
-    path = tmp_path_factory.mktemp("mil_slide") / "he_square.tif"
+def write_he_slide(path: Path, mpp: float = HE_MPP) -> Path:
+    """A tiled two-level TIFF of the square, ``mpp`` in its resolution tags."""
     level0 = he_square()
-    per_cm = {"resolution": (1e4 / HE_MPP, 1e4 / HE_MPP), "resolutionunit": "CENTIMETER"}
+    per_cm = {"resolution": (1e4 / mpp, 1e4 / mpp), "resolutionunit": "CENTIMETER"}
     with tifffile.TiffWriter(path) as tiff:
         tiff.write(level0, tile=(128, 128), photometric="rgb", **per_cm)
         tiff.write(level0[::2, ::2], tile=(128, 128), photometric="rgb", subfiletype=1, **per_cm)
     return path
+
+
+@pytest.fixture(scope="session")
+def he_slide(tmp_path_factory) -> Path:
+    """The square as a slide file at the CC0 slide's microns per pixel."""
+    return write_he_slide(tmp_path_factory.mktemp("mil_slide") / "he_square.tif")
 
 
 @pytest.fixture

@@ -144,28 +144,58 @@ def test_a_plain_image_layer_with_its_mpp_is_a_slide_too(make_mil_dock, qtbot, e
     np.testing.assert_allclose(world_edges(layer), world_edges(slide), atol=1e-6)
 
 
-def test_cancel_leaves_no_layers(make_mil_dock, reader_layer, qtbot, errors, monkeypatch):
+class Held:
+    """Holds the worker in the encoder until released (so a test can act mid-run)."""
+
+    def __init__(self) -> None:
+        self.entered, self.gate = threading.Event(), threading.Event()
+
+    def wait_inside(self) -> None:
+        assert self.entered.wait(timeout=TIMEOUT_MS / 1000)
+
+
+@pytest.fixture
+def held(monkeypatch):
     from napari_gradcam.slides import embeddings
 
-    entered, gate = threading.Event(), threading.Event()
-    embed_tiles = embeddings.embed_tiles
+    hold, embed_tiles = Held(), embeddings.embed_tiles
 
-    def held(*args):
-        entered.set()
-        gate.wait(timeout=TIMEOUT_MS / 1000)
+    def embed(*args):
+        hold.entered.set()
+        hold.gate.wait(timeout=TIMEOUT_MS / 1000)
         return embed_tiles(*args)
 
-    monkeypatch.setattr(embeddings, "embed_tiles", held)
+    monkeypatch.setattr(embeddings, "embed_tiles", embed)
+    yield hold
+    hold.gate.set()
+
+
+def test_cancel_leaves_no_layers(make_mil_dock, reader_layer, qtbot, errors, held):
     data, kwargs = reader_layer
     viewer, dock, _slide = make_mil_dock(data, **kwargs)
     dock.run_button.clicked.emit()
-    assert entered.wait(timeout=TIMEOUT_MS / 1000)
+    held.wait_inside()
+    assert not dock.run_button.enabled and dock.cancel_button.enabled
     dock.cancel_button.clicked.emit()
-    gate.set()
+    held.gate.set()
     qtbot.waitUntil(lambda: not dock.running, timeout=TIMEOUT_MS)
     assert mil_layers(viewer) == {} and len(viewer.layers) == 1
     assert dock.status.value == "cancelled" and dock.result is None and errors == []
     assert dock.run_button.enabled and dock.table.rowCount() == 0
+
+
+def test_removing_the_slide_mid_run_stops_and_adds_nothing(
+    make_mil_dock, reader_layer, qtbot, errors, held
+):
+    data, kwargs = reader_layer
+    viewer, dock, slide = make_mil_dock(data, **kwargs)
+    dock.run_button.clicked.emit()
+    held.wait_inside()
+    viewer.layers.remove(slide)
+    held.gate.set()
+    qtbot.waitUntil(lambda: not dock.running, timeout=TIMEOUT_MS)
+    assert len(viewer.layers) == 0 and dock.result is None and errors == []
+    assert dock.status.value == f"stopped: the layer {slide.name!r} was removed"
 
 
 def test_a_bad_card_gives_a_message_and_no_layers(
@@ -192,9 +222,12 @@ def test_a_bad_card_gives_a_message_and_no_layers(
     assert "no slide-model card" in errors[-1] and len(viewer.layers) == 1
 
 
-def test_the_class_choices_come_from_the_card(make_mil_dock, reader_layer):
+def test_the_class_choices_come_from_the_card_and_removals_are_guarded(make_mil_dock, reader_layer):
+    from napari_gradcam._napari.gl_guard import GUARD_PROPERTY, canvas_widget
+
     data, kwargs = reader_layer
-    _viewer, dock, _slide = make_mil_dock(data, **kwargs)
+    viewer, dock, _slide = make_mil_dock(data, **kwargs)
+    assert canvas_widget(viewer).property(GUARD_PROPERTY)
     assert dock.controls.target.choices == ("predicted", "negative", "positive")
     assert dock.controls.bundled.value == "demo (bundled)"
 
@@ -224,3 +257,35 @@ def test_a_grayscale_layer_is_refused_with_a_message() -> None:
 
     with pytest.raises(ValueError, match="not a 2-D RGB slide"):
         slide_source(Image(np.zeros((64, 64), np.uint8), name="gray"))
+
+
+def test_tiles_read_from_a_coarser_level_are_placed_on_level_0(
+    make_mil_dock, qtbot, errors, tmp_path
+):
+    from napari_gradcam._napari.reader import read_slide
+    from tests._napari.mil.conftest import write_he_slide
+
+    # level 0 claims half the card's mpp: the tiles are read from level 1 (2x downsampled)
+    path = write_he_slide(tmp_path / "fine.tif", mpp=HE_MPP / 2)
+    data, kwargs, _kind = read_slide(str(path))[0]
+    viewer, dock, slide = make_mil_dock(data, **{**kwargs, "translate": (3.0, 8.0)})
+    dock.controls.attention.value = dock.controls.ig.value = False
+    run(dock, qtbot)
+    assert errors == []
+    tiles = dock.result.tiles
+    assert tiles.level == 1 and tiles.pixel_size == (2.0, 2.0)
+    (layer,) = mil_layers(viewer).values()
+    np.testing.assert_allclose(world_edges(layer), tile_edges(slide, tiles.boxes), atol=1e-6)
+    np.testing.assert_allclose(world_edges(layer), world_edges(slide), atol=1e-6)
+    row = dock.table.rows[0]
+    box = tiles.boxes[row.tile]
+    np.testing.assert_allclose(
+        row.centre, np.asarray(slide.translate) + slide.scale * (box[:2] + box[2:] - 1) / 2
+    )
+
+
+def test_a_layer_without_microns_per_pixel_is_refused(make_mil_dock, qtbot, errors):
+    viewer, dock, _slide = make_mil_dock(he_square(), name="no mpp")
+    run(dock, qtbot)
+    assert len(errors) == 1 and "does not say its microns per pixel" in errors[0]
+    assert len(viewer.layers) == 1
