@@ -49,9 +49,10 @@ install_venv() {
 # it cannot load beside the CPU torch of .venv. This venv takes torch, torchvision and timm from
 # the registry alone (--isolated ignores local wheels, indexes and constraints): torch 2.13.0+cu130,
 # which runs on the CPU. The product never needs it; only the tests marked `timm` run here, with
-# pytorch-grad-cam as their reference. About 5 GB and 1-3 minutes on a new machine.
-TIMM_PACKAGES="torch==2.13.0 torchvision==0.28.0 timm==1.0.31 grad-cam==1.5.7 safetensors \
-numpy scikit-image pytest hypothesis"
+# pytorch-grad-cam as their reference, and transformers for real Hugging Face ViTs (built from
+# small configs, never downloaded). About 5 GB and 1-3 minutes on a new machine.
+TIMM_PACKAGES="torch==2.13.0 torchvision==0.28.0 timm==1.0.31 grad-cam==1.5.7 \
+transformers==5.23.0 safetensors numpy scikit-image pytest hypothesis"
 
 install_timm_venv() {
   local stamp=.venv-timm/.installed

@@ -4,6 +4,9 @@ Run under a display or a virtual X server:
 
     xvfb-run -a -s "-screen 0 1700x1100x24" .venv/bin/python tools/trust_screenshot.py
 
+``tools/trust_screenshot.py docs/trust_vit.png demo-vit tissue-mean`` checks a map of the
+bundled ViT demo instead (with the tissue-mean baseline: blurring keeps its class).
+
 The window is shrunk to 1280 px and quantised to 128 colours to keep the PNG small.
 """
 
@@ -31,9 +34,9 @@ def wait_for(widget: TrustWidget) -> None:
     loop.exec()
 
 
-def main(path: Path) -> None:
+def main(path: Path, model: str = "demo", baseline: str = "blur") -> None:
     """Explain the slide tile by tile, check one ``CLASS`` tile, and save."""
-    viewer, explainer = explained_viewer(CLASS)
+    viewer, explainer = explained_viewer(CLASS, model)
     explainer.native.parentWidget().close()
     trust = TrustWidget(viewer)
     dock = viewer.window.add_dock_widget(trust, name="Grad-CAM trust & compare")
@@ -46,6 +49,7 @@ def main(path: Path) -> None:
     viewer.scene.camera.center = tuple(tiles.data_to_world(tiles.data[int(chosen)]))
     viewer.scene.camera.zoom *= 4
     trust.sanity_steps.value = 3
+    trust.baseline.value = baseline
     for button in (trust.features_button, trust.trust_button):
         button.clicked.emit()
         wait_for(trust)
@@ -54,4 +58,4 @@ def main(path: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1] if len(sys.argv) > 1 else "docs/trust.png"))
+    main(Path(sys.argv[1] if len(sys.argv) > 1 else "docs/trust.png"), *sys.argv[2:4])

@@ -22,6 +22,7 @@ from napari_gradcam._napari.progress import ModelInfo, ModelReady, Progress
 if TYPE_CHECKING:
     from magicgui.widgets import Label, ProgressBar
     from qtpy.QtWidgets import QWidget
+    from torch.nn import Module
 
     from napari_gradcam.models import LoadedModel
 
@@ -184,7 +185,19 @@ def load_model_info(spec: str, weights: str | None) -> tuple[LoadedModel, ModelI
     loaded = cached_model(spec, weights)
     layouts = candidate_layouts(loaded).items()
     layers = tuple((f"{name} ({layout.label()})", name) for name, layout in layouts)
-    return loaded, ModelInfo(spec, weights, tuple(loaded.card.classes), layers)
+    heads = _attention_heads(loaded.module)
+    return loaded, ModelInfo(spec, weights, tuple(loaded.card.classes), layers, heads)
+
+
+def _attention_heads(module: Module) -> int | None:
+    """Heads of the last readable attention module, or ``None`` (none, or unreadable)."""
+    from napari_gradcam.core.explain.attention_capture import attention_modules
+
+    try:
+        found = attention_modules(module)
+    except ValueError:
+        return None
+    return int(getattr(found[-1][1], "num_heads", 0)) or None
 
 
 def load_model_step(

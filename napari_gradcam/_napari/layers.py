@@ -10,6 +10,7 @@ from napari.utils.transforms.transform_utils import expand_upper_triangular
 
 from napari_gradcam._napari.records import METADATA_KEY, HeatmapRecord
 from napari_gradcam._napari.worker import ExplainJob, RegionResult
+from napari_gradcam.core.explain.method_options import MethodOptions
 from napari_gradcam.core.regions.placement import heatmap_transform
 
 __all__ = [
@@ -92,12 +93,21 @@ def heatmap_record(result: RegionResult, layer: Image, job: ExplainJob) -> Heatm
         bfloat16=explanation.bfloat16,
         slice_index=job.plane.slice_index if job.plane else (),
         level=result.level,
+        options=job.options,
     )
 
 
-def method_label(method: str, tta: bool, bfloat16: bool) -> str:
-    """The method as named in layer names, e.g. ``"scorecam TTA bf16"``."""
-    return " ".join([method, *(["TTA"] if tta else []), *(["bf16"] if bfloat16 else [])])
+def method_label(
+    method: str, tta: bool, bfloat16: bool, options: MethodOptions | None = None
+) -> str:
+    """The method as named in layer names, e.g. ``"scorecam TTA bf16"``, ``"attention head 2"``."""
+    extra = options.label() if options is not None else ""
+    flags = [
+        *(["TTA"] if tta else []),
+        *(["bf16"] if bfloat16 else []),
+        *([extra] if extra else []),
+    ]
+    return " ".join([method, *flags])
 
 
 def heatmap_layer(result: RegionResult, layer: Image, job: ExplainJob) -> LayerDataTuple:
@@ -113,7 +123,7 @@ def heatmap_layer(result: RegionResult, layer: Image, job: ExplainJob) -> LayerD
         The job that made it (model, weights and stack index go into the metadata).
     """
     record, placed = heatmap_record(result, layer, job), result.placed
-    method = method_label(record.method, record.tta, record.bfloat16)
+    method = method_label(record.method, record.tta, record.bfloat16, record.options)
     kwargs = {
         "name": f"{layer.name} {method} {record.target_name}",
         "colormap": "turbo",

@@ -16,13 +16,15 @@ class ModelInfo:
     """What a dock needs to know about a loaded model.
 
     ``layers`` holds (label, module name) pairs, the label naming the map's grid, e.g.
-    ``("blocks.11.norm1 (tokens 14x14)", "blocks.11.norm1")``.
+    ``("blocks.11.norm1 (tokens 14x14)", "blocks.11.norm1")``; ``heads`` is the number of
+    attention heads of a transformer's last block (``None``: no readable attention).
     """
 
     spec: str
     weights: str | None
     classes: tuple[str, ...]
     layers: tuple[tuple[str, str], ...]
+    heads: int | None = None
 
 
 @dataclass(frozen=True)

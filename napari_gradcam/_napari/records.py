@@ -17,6 +17,7 @@ import numpy as np
 from napari.layers import Image, Layer
 
 from napari_gradcam._napari.regions import Box
+from napari_gradcam.core.explain.method_options import MethodOptions
 from napari_gradcam.core.regions.region_stats import PlacedMap
 
 METADATA_KEY = "napari_gradcam"
@@ -26,7 +27,8 @@ REQUIRED = ("model", "method", "target_name", "stride", "origin", "image_layer",
 """Keys every finished heatmap has had since the first release."""
 _KNOWN = (
     *REQUIRED, "weights", "layer", "tta", "bfloat16", "target_index", "score", "probability",
-    "region", "slice", "pyramid_level", "tiles", "normalisation",
+    "region", "slice", "pyramid_level", "tiles", "normalisation", "discard_ratio",
+    "attention_head",
 )  # fmt: skip
 
 
@@ -93,6 +95,9 @@ class HeatmapRecord:
         Set for a map stitched from tiles.
     normalisation : str or None
         How a stitched map is normalised, in words.
+    options : MethodOptions
+        The method's own options (rollout's discard ratio, the attention head); written
+        only when set.
     extra : mapping
         Keys of the metadata this version does not know, kept as they were.
     """
@@ -115,6 +120,7 @@ class HeatmapRecord:
     level: int = 0
     tiles: TileCounts | None = None
     normalisation: str | None = None
+    options: MethodOptions = field(default_factory=MethodOptions)
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -160,7 +166,7 @@ class HeatmapRecord:
         }
         optional = ("target_index", "score", "probability", "tiles", "normalisation")
         kept = {k: v for k, v in facts.items() if v is not None or k not in optional}
-        return {**kept, **self.extra}
+        return {**kept, **self.options.to_facts(), **self.extra}
 
     def to_metadata(self) -> dict[str, Any]:
         """The layer metadata: ``{"napari_gradcam": facts}``."""
@@ -206,6 +212,7 @@ class HeatmapRecord:
             level=int(facts.get("pyramid_level", 0)),
             tiles=TileCounts.from_facts(tiles) if isinstance(tiles, Mapping) else None,
             normalisation=_optional(facts.get("normalisation"), str),
+            options=MethodOptions.from_facts(facts),
             extra={k: v for k, v in facts.items() if k not in _KNOWN},
         )
 

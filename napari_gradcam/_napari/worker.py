@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -25,6 +25,7 @@ from napari_gradcam._napari.jobs import USER_ERRORS, load_model_step
 from napari_gradcam._napari.plane import Plane, plane_sampling, read_crop
 from napari_gradcam._napari.progress import Progress
 from napari_gradcam._napari.regions import Box
+from napari_gradcam.core.explain.method_options import MethodOptions
 from napari_gradcam.core.regions.region_stats import PlacedMap
 
 if TYPE_CHECKING:
@@ -39,6 +40,8 @@ __all__ = ["ExplainJob", "JobOutcome", "RegionResult", "run_job"]
 class ExplainJob:
     """What to explain; ``plane=None`` only loads the model.
 
+    ``options`` are the method's own (rollout's discard ratio, the attention head).
+
     With ``tiling``, boxes larger than the model input are explained tile by tile (with the
     ``tissue`` already found for this image, else found once for the job).
     """
@@ -50,6 +53,7 @@ class ExplainJob:
     target: str | None = None
     tta: bool = False
     bfloat16: bool = False
+    options: MethodOptions = field(default_factory=MethodOptions)
     plane: Plane | None = None
     boxes: tuple[Box, ...] = ()
     tiling: TilingOptions | None = None
@@ -121,7 +125,7 @@ def explain_box(loaded: LoadedModel, job: ExplainJob, box: Box) -> RegionResult:
     crop = read_crop(job.plane, box, level, resample)
     explanation = explain(
         loaded, crop.pixels, method=job.method, layer=job.layer, target=job.target,
-        tta=job.tta, bfloat16=job.bfloat16,
+        tta=job.tta, bfloat16=job.bfloat16, **job.options.kwargs(),
     )  # fmt: skip
     return RegionResult.on_crop(box, explanation, crop.origin, crop.downsample, level)
 
@@ -156,7 +160,9 @@ def explain_region(
     if job.tiling is not None:
         from napari_gradcam.core.tiling.tiled import TileSettings
 
-        settings = TileSettings(job.method, job.layer, job.target, job.tta, job.bfloat16)
+        settings = TileSettings(
+            job.method, job.layer, job.target, job.tta, job.bfloat16, job.options
+        )
         plan = plan_region(loaded, job.plane, box, settings, job.tiling, tissue)
         if plan is not None:
             return (yield from run_tiles(loaded, plan, box, index, job.tiling, tissue))

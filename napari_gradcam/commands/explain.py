@@ -9,12 +9,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from napari_gradcam.commands.method_args import add_method_option_arguments, method_options
 from napari_gradcam.core.explain.methods import METHODS, check_precision, get_method
 from napari_gradcam.core.regions.placement import heatmap_transform
 from napari_gradcam.files import check_outputs, read_image, save_array, save_json, save_png
 
 if TYPE_CHECKING:
     from napari_gradcam.core.explain.explanation import Explanation
+    from napari_gradcam.core.explain.method_options import MethodOptions
     from napari_gradcam.core.trust.report import TrustReport
     from napari_gradcam.models.loading import LoadedModel
 
@@ -42,6 +44,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--layer", help="module to explain (default: the card's or the last conv)")
     parser.add_argument("--target", help="class name or index (default: the predicted class)")
     parser.add_argument("--method", default="gradcam", choices=sorted(METHODS))
+    add_method_option_arguments(parser)
     parser.add_argument(
         "--tta", action="store_true", help="average the map over flips (4x the work)"
     )
@@ -86,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
     from napari_gradcam.overlay import overlay
 
     check_precision(get_method(args.method), args.bf16)
+    options = method_options(args)
     plans = plan_outputs(args.images, args.out, args.format, args.overwrite)
     loaded = load_model(
         args.model,
@@ -106,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
                 target=args.target,
                 tta=args.tta,
                 bfloat16=args.bf16,
+                **options.kwargs(),
             )
         except ValueError as err:
             print(f"{image_path}: {err}", file=sys.stderr)
@@ -113,8 +118,8 @@ def run(args: argparse.Namespace) -> int:
             continue
         save_array(paths["cam"], result.cam)
         save_png(paths["overlay"], overlay(image, result.cam, result.stride))
-        record = describe(result, image_path, loaded, paths)
-        trust = check_trust(loaded, image, result, image_path) if args.trust else None
+        record = {**describe(result, image_path, loaded, paths), **options.to_facts()}
+        trust = check_trust(loaded, image, result, image_path, options) if args.trust else None
         if trust is not None:
             record["trust"] = trust.to_dict()
         save_json(paths["json"], record)
@@ -128,7 +133,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def check_trust(
-    loaded: LoadedModel, image: np.ndarray, result: Explanation, image_path: Path
+    loaded: LoadedModel,
+    image: np.ndarray,
+    result: Explanation,
+    image_path: Path,
+    options: MethodOptions | None = None,
 ) -> TrustReport | None:
     """The trust report of ``result``, the map of ``image``, or ``None`` when it cannot run.
 
@@ -137,7 +146,8 @@ def check_trust(
     from napari_gradcam.core.trust.report import trust_report
 
     try:
-        return trust_report(loaded, image, explanation=result)
+        extra = options.kwargs() if options is not None else {}
+        return trust_report(loaded, image, explanation=result, explain_options=extra)
     except ValueError as err:
         print(f"{image_path}: no trust report: {err}", file=sys.stderr)
         return None

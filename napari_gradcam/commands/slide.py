@@ -8,6 +8,7 @@ from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from napari_gradcam.commands.method_args import add_method_option_arguments, method_options
 from napari_gradcam.commands.slide_mil import add_mil_arguments, run_mil
 from napari_gradcam.core.explain.methods import METHODS, check_precision, get_method
 from napari_gradcam.core.tiling.grid import MIN_TISSUE
@@ -80,6 +81,7 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _add_method_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--method", default="gradcam", choices=sorted(METHODS))
+    add_method_option_arguments(parser)
     parser.add_argument("--layer", help="module to explain (default: the card's or last conv)")
     parser.add_argument("--target", help="class name or index (default: each tile's top class)")
     parser.add_argument(
@@ -104,7 +106,9 @@ def slide_job(args: argparse.Namespace) -> SlideJob:
     return SlideJob(
         model=args.model,
         weights=args.weights,
-        settings=TileSettings(args.method, args.layer, target, args.tta, args.bf16),
+        settings=TileSettings(
+            args.method, args.layer, target, args.tta, args.bf16, method_options(args)
+        ),
         mpp=args.mpp,
         level=args.level,
         overlap=0.5 if args.overlap is None else args.overlap,

@@ -90,6 +90,7 @@ def heatmap_attrs(slide: Slide, plan: TilePlan, model: str, maximum: float) -> d
         "method": plan.settings.method,
         "tta": plan.settings.tta,
         "bfloat16": plan.settings.bfloat16,
+        **plan.settings.options.to_facts(),
         "layer": plan.settings.layer,
         "target": plan.settings.target,
         "level": plan.level,

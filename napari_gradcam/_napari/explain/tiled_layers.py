@@ -110,7 +110,7 @@ class LiveHeatmaps:
         box = self.job.boxes[region]
         target = self.job.target or "predicted"
         where = "" if len(self.job.boxes) == 1 else f", {box.label}"
-        method = method_label(self.job.method, self.job.tta, self.job.bfloat16)
+        method = method_label(self.job.method, self.job.tta, self.job.bfloat16, self.job.options)
         layer = Image(
             np.zeros(geometry.shape, np.float32),
             name=f"{self.image.name} {method} {target} (tiled{where})",
@@ -151,6 +151,7 @@ def tiled_record(result: TiledResult, image: Image, job: ExplainJob) -> HeatmapR
             geometry.tile,
         ),
         normalisation="one for the whole region (raw map over [min, max])",
+        options=settings.options,
     )
 
 

@@ -7,6 +7,7 @@ from magicgui.widgets import (
     ComboBox,
     Container,
     FileEdit,
+    FloatSpinBox,
     Label,
     ProgressBar,
     PushButton,
@@ -25,6 +26,7 @@ from napari_gradcam._napari.progress import ModelInfo, ModelReady
 from napari_gradcam._napari.records import is_gradcam_layer
 from napari_gradcam._napari.regions import RECTANGLES, REGION_CHOICES, region_boxes
 from napari_gradcam._napari.worker import ExplainJob, JobOutcome, run_job
+from napari_gradcam.core.explain.method_options import MethodOptions
 from napari_gradcam.core.explain.methods import METHODS
 
 LAYER_TIP = (
@@ -45,6 +47,17 @@ BFLOAT16_TIP = (
     "AVX-512 BF16 or AMX and on GPUs; scores keep ~3 digits, so the map is close to, not "
     "equal to, the float32 one"
 )
+DISCARD_TIP = (
+    "attention rollout: the share of each row's weakest attention weights dropped in every "
+    "block before the product; 0 is the paper's rollout, higher values sharpen the map"
+)
+HEAD_TIP = (
+    "class-token attention: the map of one head of the last block, or the mean of its heads "
+    "(as in the DINO figures)"
+)
+MEAN_OF_HEADS = "mean of heads"
+MAX_HEADS = 16
+"""Heads offered while the model's count is unknown (``explain`` refuses a head too many)."""
 AUTO_LAYER = "auto"
 PREDICTED = "predicted"
 MODEL_TIP = (
@@ -86,11 +99,7 @@ class GradCamWidget(Container):
         self.layer = ComboBox(
             label="Grad-CAM layer", choices=self._layer_choices, tooltip=LAYER_TIP
         )
-        self.method = ComboBox(label="method", choices=tuple(METHODS), value="gradcam")
-        self.tta = CheckBox(text="average over flips (TTA)", value=False, tooltip=TTA_TIP)
-        self.bfloat16 = CheckBox(
-            text="bfloat16 forwards (faster, approximate)", value=False, tooltip=BFLOAT16_TIP
-        )
+        self._build_method_controls()
         self.target = ComboBox(label="target", choices=self._target_choices, tooltip=TARGET_TIP)
         self.region = ComboBox(label="region", choices=REGION_CHOICES, tooltip=REGION_TIP)
         self.shapes = ComboBox(label="rectangles in", choices=self._shapes_choices)
@@ -107,7 +116,8 @@ class GradCamWidget(Container):
         )  # fmt: skip
         self.extend([
             self.image, self.bundled, self.model, self.weights, self.load_button, self.layer,
-            self.method, self.tta, self.bfloat16, self.target, self.region, self.shapes,
+            self.method, self.discard_ratio, self.attention_head, self.tta, self.bfloat16,
+            self.target, self.region, self.shapes,
             *self.tiles.controls,
             self.explain_button, self.cancel_button, self.progress, self.result,
         ])  # fmt: skip
@@ -117,6 +127,20 @@ class GradCamWidget(Container):
         self._connect()
         self._on_region_changed(self.region.value)
         self._on_method_changed(self.method.value)
+
+    def _build_method_controls(self) -> None:
+        """The method, its own options (shown only for it) and how it runs."""
+        self.method = ComboBox(label="method", choices=tuple(METHODS), value="gradcam")
+        self.discard_ratio = FloatSpinBox(
+            label="discard ratio", min=0.0, max=0.95, step=0.05, value=0.0, tooltip=DISCARD_TIP
+        )
+        self.attention_head = ComboBox(
+            label="attention head", choices=self._head_choices, tooltip=HEAD_TIP
+        )
+        self.tta = CheckBox(text="average over flips (TTA)", value=False, tooltip=TTA_TIP)
+        self.bfloat16 = CheckBox(
+            text="bfloat16 forwards (faster, approximate)", value=False, tooltip=BFLOAT16_TIP
+        )
 
     def _connect(self) -> None:
         self.explain_button.changed.connect(self.explain)
@@ -136,6 +160,11 @@ class GradCamWidget(Container):
         """Auto, then each layer labelled with its grid, e.g. "blocks.11.norm1 (tokens 14x14)"."""
         layers = self._model_info.layers if self._model_info else ()
         return [(AUTO_LAYER, AUTO_LAYER), *layers]
+
+    def _head_choices(self, _widget: ComboBox) -> list[tuple[str, int]]:
+        """The mean of the heads (-1), then each head of the model's last attention block."""
+        heads = (self._model_info.heads if self._model_info else None) or MAX_HEADS
+        return [(MEAN_OF_HEADS, -1), *((str(head), head) for head in range(heads))]
 
     def _target_choices(self, _widget: ComboBox) -> tuple[str, ...]:
         classes = self._model_info.classes if self._model_info else ()
@@ -207,6 +236,7 @@ class GradCamWidget(Container):
             target=None if self.target.value == PREDICTED else self.target.value,
             tta=self.tta.value,
             bfloat16=self.bfloat16.value and METHODS[self.method.value].runs_in_bfloat16,
+            options=self.method_options(),
             plane=plane,
             boxes=boxes,
             tiling=self.tiles.options(),
@@ -245,6 +275,7 @@ class GradCamWidget(Container):
             self._model_info = info
             self.layer.reset_choices()
             self.target.reset_choices()
+            self.attention_head.reset_choices()
 
     def _on_bundled_changed(self, choice: str) -> None:
         if choice != OWN_MODEL:
@@ -255,12 +286,22 @@ class GradCamWidget(Container):
         self._model_info = None
         self.layer.reset_choices()
         self.target.reset_choices()
+        self.attention_head.reset_choices()
 
     def _on_region_changed(self, region: str) -> None:
         self.shapes.visible = region == RECTANGLES
 
     def _on_method_changed(self, method: str) -> None:
-        self.bfloat16.visible = METHODS[method].runs_in_bfloat16
+        found = METHODS[method]
+        self.bfloat16.visible = found.runs_in_bfloat16
+        self.discard_ratio.visible = "discard_ratio" in found.options
+        self.attention_head.visible = "attention_head" in found.options
+
+    def method_options(self) -> MethodOptions:
+        """The chosen method's own options (those it does not take stay at their defaults)."""
+        head = self.attention_head.value
+        options = MethodOptions(float(self.discard_ratio.value), None if head < 0 else head)
+        return options.for_method(self.method.value)
 
     def _on_returned(self, outcome: JobOutcome, job: ExplainJob, layer: Image | None) -> None:
         if outcome.error is not None:

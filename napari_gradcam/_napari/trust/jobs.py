@@ -183,6 +183,7 @@ def _trust(loaded: LoadedModel, job: TrustJob, crop: Crop) -> Iterator[Progress]
         target=job.source.target,
         sanity_steps=job.sanity_steps,
         baseline=job.baseline,
+        explain_options=job.source.options.kwargs(),
     )
     report = yield from _with_progress(stages, STAGES)
     return TrustOutcome(job.kind, report=report)
@@ -211,6 +212,7 @@ def _contrast(loaded: LoadedModel, job: TrustJob, crop: Crop) -> Iterator[Progre
         job.other,
         method=job.source.method,
         layer=job.source.model_layer,
+        options=job.source.options.kwargs(),
     )
     return TrustOutcome(job.kind, contrast=contrast)
 

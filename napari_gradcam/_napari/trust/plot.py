@@ -106,8 +106,10 @@ def verdict_html(report: TrustReport) -> str:
 
 def details_text(report: TrustReport) -> str:
     """The numbers behind the verdict: Spearman / SSIM per cascade step, noise indicators."""
+    from napari_gradcam.core.trust.cascade_units import unit_label  # torch is loaded by now
+
     steps = " > ".join(
-        f"{step.randomised[-1]} {_number(step.spearman)}/{_number(step.ssim)}"
+        f"{unit_label(step.randomised[-1])} {_number(step.spearman)}/{_number(step.ssim)}"
         for step in report.sanity.steps
     )
     noise = report.noise

@@ -62,7 +62,7 @@ def collect(
     )
     with recorder as sizes:
         if "gradients" in method.needs:
-            captured, gradients, logits, targets = _forward_backward(
+            captured, gradients, logits, targets = layer_gradients(
                 model, batch, layer, target, card, groups
             )
         else:
@@ -114,15 +114,20 @@ def _forward(
         return captured, logits
 
 
-def _forward_backward(
+def layer_gradients(
     model: nn.Module,
     batch: torch.Tensor,
-    layer: Layer,
+    layer: tuple[str, nn.Module],
     target: Target,
     card: ModelCard,
-    groups: int,
-) -> tuple[torch.Tensor, ...]:
-    """The fast path: graph only from the target layer to the score; nothing kept after."""
+    groups: int = 1,
+) -> tuple[Captured, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The fast path: graph only from the target layer to the score; nothing kept after.
+
+    Returns the capture (the layer's output in its own layout, and that layout), the target
+    scores' gradients in the same layout, the logits and the targets. Refuses (``ValueError``)
+    a layer the score does not depend on, or whose patch tokens get no gradient.
+    """
     name, module = layer
     with (
         torch.inference_mode(False),

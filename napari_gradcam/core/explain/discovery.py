@@ -53,6 +53,17 @@ def default_layer(model: nn.Module, input_shape: Shape) -> str | None:
     return per_shape[input_shape]
 
 
+def reaching_layers(model: nn.Module, input_shape: Shape) -> list[str]:
+    """The candidate layers whose map part gets a non-zero output gradient, in run order.
+
+    For a transformer with a class-token head this leaves out the layers after the last
+    attention (their patch tokens never reach the class token).
+    """
+    layouts = layer_layouts(model, input_shape)
+    reaching = _reaching(model, input_shape, layouts) if layouts else set()
+    return [name for name in layouts if name in reaching]
+
+
 def _dry_run_layouts(model: nn.Module, input_shape: Shape) -> dict[str, Layout]:
     from napari_gradcam.core.explain.sharing import frozen_model
 
@@ -116,7 +127,7 @@ def _choose_default(model: nn.Module, input_shape: Shape) -> str | None:
     facts = vit_facts(model)
     if facts is None:
         return list(layouts)[-1]
-    reaching = [name for name in layouts if name in _reaching(model, input_shape, layouts)]
+    reaching = reaching_layers(model, input_shape)
     if not reaching:
         return None
     modules = dict(model.named_modules())

@@ -27,7 +27,7 @@ from napari_gradcam.core.explain.capture import (
 )
 from napari_gradcam.core.explain.inputs import model_parts
 from napari_gradcam.core.explain.layouts import Layout
-from napari_gradcam.core.explain.methods import get_method
+from napari_gradcam.core.explain.methods import CamMethod, get_method
 from napari_gradcam.core.explain.methods.occlusion import grid_settings
 
 INPUT_LAYER = "input"
@@ -88,6 +88,8 @@ def map_geometry(
         _, step = grid_settings((height, width), occlusion_window, occlusion_stride)
         cells = (math.ceil(height / step), math.ceil(width / step))
         return MapGeometry(INPUT_LAYER, cells, (float(step), float(step)))
+    if "attention" in cam_method.needs:
+        return _attention_geometry(module, cam_method, (card.in_channels, height, width))
     name = INPUT_LAYER
     if cam_method.uses_layer:
         shape = (1, card.in_channels, height, width)
@@ -96,6 +98,20 @@ def map_geometry(
             layout = _layer_layout(module, name, found, shape)
             return MapGeometry(name, layout.grid, map_stride(layout, (height, width), layout.grid))
     return MapGeometry(name, (height, width), (1.0, 1.0))  # guided maps: the input's grid
+
+
+def _attention_geometry(
+    module: nn.Module, method: CamMethod, input_chw: tuple[int, int, int]
+) -> MapGeometry:
+    """The patch grid and patch stride of an attention map; refused as ``explain`` refuses."""
+    from napari_gradcam.core.explain.attention_capture import attention_modules
+    from napari_gradcam.core.explain.context import MethodSettings
+
+    probe = torch.zeros((1, *input_chw), device=model_device(module), dtype=model_dtype(module))
+    reader = method.attention_reader(module, probe, MethodSettings())
+    names = [name for name, _ in attention_modules(module)]
+    stride = (float(reader.patch_size[0]), float(reader.patch_size[1]))
+    return MapGeometry(reader.describe(names), tuple(reader.grid), stride)
 
 
 def _layer_layout(

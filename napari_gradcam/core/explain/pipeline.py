@@ -24,6 +24,7 @@ from napari_gradcam.core.explain.context import (
 from napari_gradcam.core.explain.explanation import Explanation
 from napari_gradcam.core.explain.geometry import INPUT_LAYER, map_stride
 from napari_gradcam.core.explain.inputs import model_batch, model_parts
+from napari_gradcam.core.explain.method_options import check_options
 from napari_gradcam.core.explain.methods import CamMethod, check_precision, get_method
 from napari_gradcam.core.explain.methods.guided import has_relu_modules
 from napari_gradcam.core.explain.targets import Target, target_scores
@@ -87,9 +88,10 @@ def explain(
         equal to, the float32 one). Off by default; other methods refuse it.
     discard_ratio : float
         Attention rollout: the share of each row's weakest attention weights dropped in every
-        block (0, the default, is the paper's rollout).
+        block (0, the default, is the paper's rollout). Other methods refuse a non-zero value.
     attention_head : int, optional
-        Class-token attention: one head's map; default the mean of the heads.
+        Class-token attention (``method="attention"``): one head's map; default the mean of
+        the heads. Other methods refuse a head.
     progress : callable, optional
         ``progress(done, total)`` during long methods (steps: masked forwards, attention
         blocks).
@@ -116,6 +118,7 @@ def explain(
         discard_ratio, attention_head,
     )  # fmt: skip
     _check_applies(cam_method, module, bfloat16)
+    check_options(method, discard_ratio, attention_head)
     batch = model_batch(module, image, card)
     found = _resolve_layer(module, layer, card, batch) if cam_method.uses_layer else None
     monitor = Monitor(progress, should_stop)

@@ -12,8 +12,14 @@ Target = int | str | None | Sequence[int | str]
 
 
 def as_logits(output: object) -> torch.Tensor:
-    """Return the model's output as logits (N, K); a single-logit model gives (N, 1)."""
-    if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
+    """Return the model's output as logits (N, K); a single-logit model gives (N, 1).
+
+    A tuple or list gives its first tensor; an output with a ``logits`` tensor (Hugging Face's
+    ``ImageClassifierOutput``) gives that.
+    """
+    if isinstance(getattr(output, "logits", None), torch.Tensor):
+        output = output.logits
+    elif isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
         output = output[0]
     if not isinstance(output, torch.Tensor):
         raise ValueError(

@@ -95,12 +95,23 @@ def vit_facts(model: nn.Module, layer: str | None = None) -> TokenFacts | None:
 
 
 def declared_facts(model: nn.Module) -> dict[str, TokenFacts]:
-    """The facts of every module of ``model`` that declares a patch size, by module name."""
+    """The facts of every module of ``model`` that declares a patch size, by module name.
+
+    Hugging Face hands one ``config`` to a model and to many of its parts (embeddings,
+    encoder); only the outermost module holding it declares, with the prefix tokens of the
+    embeddings inside it.
+    """
     found = {}
+    configs: set[int] = set()
     for name, module in model.named_modules():
+        config = getattr(module, "config", None)
+        if config is not None and id(config) in configs:
+            continue
         facts = _declared(module, name)
         if facts is not None:
             found[name] = facts
+            if config is not None:
+                configs.add(id(config))
     return found
 
 

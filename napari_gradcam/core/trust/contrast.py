@@ -8,8 +8,9 @@ difference is taken before any normalisation.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -57,6 +58,7 @@ def class_contrast(
     layer: str | None = None,
     card: ModelCard | None = None,
     origin: Sequence[float] = (0.0, 0.0),
+    options: Mapping[str, Any] | None = None,
 ) -> ClassContrast:
     """Return the map of class ``first`` minus the map of class ``second``.
 
@@ -76,15 +78,15 @@ def class_contrast(
         Overrides the model's card.
     origin : sequence of float
         (y, x) of the image's top-left pixel, recorded for placement.
+    options : mapping, optional
+        Further keyword arguments of ``explain`` (e.g. rollout's ``discard_ratio``).
 
     Returns
     -------
     ClassContrast
     """
-    a, b = (
-        explain(model, image, method=method, layer=layer, target=t, card=card, origin=origin)
-        for t in (first, second)
-    )
+    settings = dict(method=method, layer=layer, card=card, origin=origin, **(options or {}))
+    a, b = (explain(model, image, target=t, **settings) for t in (first, second))
     if int(a.targets[0]) == int(b.targets[0]):
         raise ValueError(f"both classes are {a.target_names[0]!r}; choose two different classes")
     difference = np.asarray(a.cam, np.float32) - np.asarray(b.cam, np.float32)

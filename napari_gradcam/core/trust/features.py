@@ -4,7 +4,13 @@ A channel's contribution is its Grad-CAM weight (the spatial mean of the target 
 gradient, Selvaraju et al., ICCV 2017) times its mean activation, scaled by the map's cell
 count: for a network ending in global average pooling and a linear layer this is exactly the
 channel's share of the logit, ``w_ck * mean(A_k)`` (Zhou et al., CVPR 2016), so the
-contributions plus the bias add up to the score.
+contributions plus the bias add up to the score. Elsewhere (a class-token head) it is the
+same Grad-CAM weighting, which ranks the channels as Grad-CAM weighs them.
+
+Layers of every layout work: (N, C, h, w), channels-last (N, h, w, C) and transformer tokens
+(N, T, C), whose layout ``explain`` decides the same way (never guessed); a token layer's
+prefix tokens (class, distillation, registers) are dropped and its patch tokens become the
+(h, w) patch grid of each channel.
 """
 
 from __future__ import annotations
@@ -18,19 +24,20 @@ from torch import nn
 
 from napari_gradcam.core.card import ModelCard
 from napari_gradcam.core.explain.capture import (
-    candidate_layers,
-    capture_layer,
+    candidate_layouts,
+    default_layer,
     frozen_model,
-    model_device,
-    model_dtype,
     resolve_layer,
 )
+from napari_gradcam.core.explain.collect import layer_gradients
+from napari_gradcam.core.explain.discovery import reaching_layers
 from napari_gradcam.core.explain.explanation import Explanation
-from napari_gradcam.core.explain.geometry import infer_stride
+from napari_gradcam.core.explain.geometry import map_stride
 from napari_gradcam.core.explain.inputs import model_batch, model_parts
+from napari_gradcam.core.explain.layouts import Layout
 from napari_gradcam.core.explain.pipeline import explain
-from napari_gradcam.core.explain.sharing import owned_forward_hook
-from napari_gradcam.core.explain.targets import Target, as_logits, resolve_targets, target_scores
+from napari_gradcam.core.explain.targets import Target
+from napari_gradcam.core.explain.token_facts import vit_facts
 
 
 @dataclass(frozen=True)
@@ -40,7 +47,8 @@ class FeatureStack:
     Attributes
     ----------
     activations : numpy.ndarray
-        float32 (C, h, w): channel ``i`` is channel ``channels[i]`` of the layer.
+        float32 (C, h, w): channel ``i`` is channel ``channels[i]`` of the layer, on the
+        layer's map grid (a transformer's patch grid, prefix tokens dropped).
     channels : numpy.ndarray
         int64 (C,): the layer's channel index of each row.
     contributions : numpy.ndarray
@@ -52,9 +60,14 @@ class FeatureStack:
     target_name : str
         Its name.
     stride : tuple of float
-        (fy, fx) input pixels per cell.
+        (fy, fx) input pixels per cell (a transformer's patch size).
     origin : tuple of float
         (y, x) of the input's top-left pixel in a larger image.
+    layout : str
+        How the layer holds its map, for people: e.g. ``"7x7"``, ``"NHWC 7x7"``,
+        ``"tokens 14x14"`` (``Layout.label``).
+    prefix_tokens : int
+        Tokens of the layer left out of the maps (class, distillation, registers).
     """
 
     activations: np.ndarray
@@ -65,6 +78,8 @@ class FeatureStack:
     target_name: str
     stride: tuple[float, float]
     origin: tuple[float, float]
+    layout: str = ""
+    prefix_tokens: int = 0
 
     def top(self, count: int = 5) -> list[tuple[int, float]]:
         """``(channel, contribution)`` of the ``count`` largest contributors."""
@@ -90,7 +105,7 @@ def feature_stack(
     image : numpy.ndarray or torch.Tensor
         Pixels (H, W[, C]), or one preprocessed image (1, C, H, W).
     layer : str, optional
-        Module name; default: the card's default layer, else the last spatial layer.
+        Module name; default: the card's default layer, else the default of ``explain``.
     target : int or str, optional
         Class; default: the predicted class.
     card : ModelCard, optional
@@ -101,61 +116,49 @@ def feature_stack(
     Returns
     -------
     FeatureStack
+
+    Raises
+    ------
+    ValueError
+        For a layer without a map whose layout can be determined, or whose map (patch
+        tokens) the class score does not depend on; the message says what to do.
     """
     module, card = model_parts(model, card)
     batch = model_batch(module, image, card)[:1]
-    name, layer_module = resolve_layer(
+    found = resolve_layer(
         module, layer, default=card.default_layer, input_shape=(1, *batch.shape[1:])
     )
-    activations, gradients, target_index = _activations_and_gradients(
-        module, batch, name, layer_module, target, card
-    )
+    with frozen_model(module):
+        captured, gradients, _, targets = layer_gradients(module, batch, found, target, card)
+    layout: Layout = captured.layout
+    activations = layout.to_nchw(captured.activation)[0]
+    gradients = layout.to_nchw(gradients)[0]
     contributions = gradients.sum(dim=(1, 2)) * activations.mean(dim=(1, 2))
     order = torch.argsort(contributions, descending=True, stable=True)
-    height, width = batch.shape[-2:]
+    target_index = int(targets[0])
     return FeatureStack(
         activations=activations[order].float().cpu().numpy(),
         channels=order.cpu().numpy().astype(np.int64),
         contributions=contributions[order].float().cpu().numpy(),
-        layer=name,
+        layer=found[0],
         target=target_index,
         target_name=card.class_name(target_index),
-        stride=(
-            infer_stride(height, activations.shape[-2]),
-            infer_stride(width, activations.shape[-1]),
-        ),
+        stride=map_stride(layout, tuple(batch.shape[-2:]), tuple(activations.shape[-2:])),
         origin=(float(origin[0]), float(origin[1])),
+        layout=layout.label(),
+        prefix_tokens=layout.prefix_tokens,
     )
-
-
-def _activations_and_gradients(
-    module: nn.Module,
-    batch: torch.Tensor,
-    name: str,
-    layer: nn.Module,
-    target: Target,
-    card: ModelCard,
-) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """Activations (C, h, w) and score gradients at ``layer`` for the first image, and the class."""
-    with (
-        frozen_model(module),
-        torch.inference_mode(False),
-        torch.enable_grad(),
-        capture_layer(layer, name) as captured,
-    ):
-        logits = as_logits(module(batch))
-        targets = resolve_targets(logits, target, card)
-        scores, _ = target_scores(logits, targets)
-        if captured.activation is None or not scores.requires_grad:
-            raise ValueError(f"the class score does not depend on layer {name!r}; choose another")
-        (gradients,) = torch.autograd.grad(scores.sum(), captured.activation)
-    return captured.activation.detach()[0], gradients[0], int(targets[0])
 
 
 def sweep_layers(
     model: object, input_shape: Sequence[int] | None = None, count: int = 4
 ) -> list[str]:
-    """The deepest layer at each of the network's last ``count`` resolutions, shallow first.
+    """Layers to explain side by side, shallow first, ending at the deepest one.
+
+    A convolutional network: the deepest layer at each of its last ``count`` resolutions. A
+    transformer keeps one patch grid through its blocks, so: ``count`` layers evenly spaced
+    in depth among those of the default layer's type whose patch tokens reach the output,
+    ending at the default layer (e.g. the ``norm1`` of four blocks of a class-token ViT).
 
     Parameters
     ----------
@@ -164,43 +167,36 @@ def sweep_layers(
     input_shape : sequence of int, optional
         (1, C, H, W) of a dry-run input; default from the card.
     count : int
-        How many resolutions (one layer each), counted from the output backwards.
+        How many layers.
 
     Examples
     --------
     >>> sweep_layers(ng.load_model("demo"))  # doctest: +SKIP
     ['features.2', 'features.6', 'features.10', 'features']
+    >>> sweep_layers(ng.load_model("demo-vit"))  # doctest: +SKIP
+    ['blocks.0.norm1', 'blocks.1.norm1', 'blocks.2.norm1', 'blocks.3.norm1']
     """
     module, card = model_parts(model)
     shape = tuple(input_shape or card.probe_shape)
-    names = candidate_layers(module, shape)
-    sizes = _output_sizes(module, names, shape)
-    deepest = {sizes[name]: name for name in names}
+    if vit_facts(module) is not None:
+        return _transformer_sweep(model, module, shape, count)
+    deepest = {layout.grid: name for name, layout in candidate_layouts(module, shape).items()}
     return list(deepest.values())[-count:]
 
 
-def _output_sizes(
-    module: nn.Module, names: list[str], input_shape: tuple[int, ...]
-) -> dict[str, tuple[int, int]]:
-    """(h, w) of the output of each named module in one dry run on zeros."""
-    sizes: dict[str, tuple[int, int]] = {}
-
-    def record(name: str, output: torch.Tensor) -> None:
-        sizes[name] = tuple(output.shape[-2:])
-
-    modules = dict(module.named_modules())
-    hooks = [
-        owned_forward_hook(modules[name], lambda _m, _i, out, name=name: record(name, out))
-        for name in names
-    ]
-    zeros = torch.zeros(input_shape, device=model_device(module), dtype=model_dtype(module))
-    try:
-        with frozen_model(module), torch.inference_mode():
-            module(zeros)
-    finally:
-        for hook in hooks:
-            hook.remove()
-    return sizes
+def _transformer_sweep(
+    model: object, module: nn.Module, shape: tuple[int, ...], count: int
+) -> list[str]:
+    """``count`` evenly spaced reaching layers of the default layer's type, ending at it."""
+    last = default_layer(model, shape)
+    if last is None:
+        return []
+    kind = type(module.get_submodule(last))
+    reaching = reaching_layers(module, shape)
+    alike = [name for name in reaching if type(module.get_submodule(name)) is kind]
+    alike = alike[: alike.index(last) + 1] if last in alike else [last]
+    picks = np.linspace(0, len(alike) - 1, min(count, len(alike))).round().astype(int)
+    return [alike[index] for index in dict.fromkeys(picks.tolist())]
 
 
 def layer_sweep(

@@ -3,7 +3,9 @@
 Adebayo et al., "Sanity Checks for Saliency Maps", NeurIPS 2018: re-initialise the layers with
 parameters one by one from the output backwards (cumulatively), recompute the map each time and
 compare it with the original. A map that stays the same reflects the image or the architecture,
-not the learned weights, and cannot explain the model's decision.
+not the learned weights, and cannot explain the model's decision. A transformer is
+re-initialised block by block from the top (``cascade_units``); its maps (patch grid, prefix
+tokens dropped) are compared like any other.
 """
 
 from __future__ import annotations
@@ -20,10 +22,15 @@ from skimage.metrics import structural_similarity
 from torch import nn
 
 from napari_gradcam.core.card import ModelCard
-from napari_gradcam.core.explain.capture import frozen_model, model_device
 from napari_gradcam.core.explain.explanation import Explanation, normalize_cam
 from napari_gradcam.core.explain.pipeline import explain
-from napari_gradcam.core.explain.sharing import model_lock, owned_forward_hook
+from napari_gradcam.core.explain.sharing import model_lock
+from napari_gradcam.core.trust.cascade_units import (
+    parameter_layers,
+    reinitialise_unit,
+    transformer_blocks,
+    unit_label,
+)
 
 KEPT_CORRELATION = 0.5
 """Spearman rho at or above which a randomised map still ranks cells like the original (an
@@ -81,52 +88,6 @@ class SanityCheck:
     verdict: str
 
 
-def parameter_layers(module: nn.Module, batch: torch.Tensor) -> list[str]:
-    """Names of the modules with their own parameters, in the order the forward pass runs them.
-
-    Raises
-    ------
-    ValueError
-        For a TorchScript model (its modules cannot be hooked or re-initialised).
-    """
-    if isinstance(module, torch.jit.ScriptModule):
-        raise ValueError(
-            "the sanity check re-initialises layers of a Python model; a TorchScript model "
-            "cannot be changed that way. Load the Python model with its weights instead"
-        )
-    order: list[str] = []
-    handles = [
-        owned_forward_hook(sub, lambda *_args, name=name: order.append(name))
-        for name, sub in module.named_modules()
-        if any(True for _ in sub.parameters(recurse=False))
-    ]
-    try:
-        with frozen_model(module), torch.inference_mode():
-            module(batch)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return list(dict.fromkeys(order))
-
-
-def reinitialise(module: nn.Module, seed: int) -> None:
-    """Re-initialise the own parameters of ``module`` with its default initialisation.
-
-    Modules without ``reset_parameters`` get normal weights with each parameter's own standard
-    deviation (zero biases stay zero). Seeded, so that a check can be repeated.
-    """
-    device = model_device(module)
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(seed)
-        reset = getattr(module, "reset_parameters", None)
-        if callable(reset):
-            reset()
-            return
-        with torch.no_grad():
-            for param in module.parameters(recurse=False):
-                param.normal_(0.0, float(param.std()) if param.numel() > 1 else 1.0)
-
-
 def compare_maps(original: np.ndarray, other: np.ndarray) -> tuple[float | None, float | None]:
     """Spearman rank correlation and SSIM of two maps of the same shape.
 
@@ -170,7 +131,8 @@ def sanity_check(
     card : ModelCard, optional
         Default: the model's own.
     steps : int
-        How many parameter layers to re-initialise, from the output backwards.
+        How many units to re-initialise, from the output backwards: modules with parameters,
+        or a transformer's whole blocks (``cascade_units.parameter_layers``).
     repeats : int
         Independent random cascades; each step reports the median over them (one random
         draw can, by chance, keep or flip a map).
@@ -240,9 +202,10 @@ def _cascade(
     """(Spearman, SSIM) after each cumulative re-initialisation of a deep copy; NaN for n/a."""
     with model_lock(module):  # no other call changes its flags while it is copied
         randomised = copy.deepcopy(module)
+    blocks = transformer_blocks(randomised)
     scores = []
     for index, name in enumerate(names):
-        reinitialise(randomised.get_submodule(name), seed + index)
+        reinitialise_unit(randomised, name, blocks, seed + index)
         cam = explain(randomised, batch, **explain_kwargs).cam[0]
         scores.append(tuple(np.nan if v is None else v for v in compare_maps(reference, cam)))
     return scores
@@ -261,21 +224,26 @@ def _verdict(steps: list[CascadeStep]) -> str:
     if last.kept:
         return (
             f"fails: the map barely changes when the top {len(steps)} layers with parameters "
-            f"({', '.join(last.randomised)}) are re-initialised ({scores}); it follows the "
+            f"({_names(last.randomised)}) are re-initialised ({scores}); it follows the "
             "image's structure more than what these layers learned, so do not read it as the "
             "model's reasoning"
         )
     leading = next(index for index, step in enumerate(steps) if not step.kept)
+    changing = unit_label(last.randomised[leading])
     if leading:
         return (
-            f"passes, partly: the map ignores {', '.join(steps[leading - 1].randomised)} "
-            f"(as a class-agnostic method does) but changes once {last.randomised[leading]} "
+            f"passes, partly: the map ignores {_names(steps[leading - 1].randomised)} "
+            f"(as a class-agnostic method does) but changes once {changing} "
             f"is re-initialised ({scores})"
         )
     return (
-        f"passes: re-initialising {steps[0].randomised[0]} already changes the map; after "
+        f"passes: re-initialising {changing} already changes the map; after "
         f"{len(steps)} layers: {scores}; it depends on the learned weights"
     )
+
+
+def _names(units: tuple[str, ...]) -> str:
+    return ", ".join(unit_label(unit) for unit in units)
 
 
 def _number(value: float | None) -> str:

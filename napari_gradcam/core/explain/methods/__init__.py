@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 Need = Literal["activations", "gradients", "forwards", "guided", "attention"]
 BFLOAT16_METHODS = ("scorecam", "occlusion")
 """The methods whose masked forwards can run on a bfloat16 copy of the model."""
+OPTION_METHODS = {"discard_ratio": ("rollout",), "attention_head": ("attention",)}
+"""The methods that take each method option of ``explain`` (see ``method_options``)."""
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,11 @@ class CamMethod:
     def runs_in_bfloat16(self) -> bool:
         """Whether ``bfloat16=True`` applies: its masked forwards can run in bfloat16."""
         return self.name in BFLOAT16_METHODS
+
+    @property
+    def options(self) -> tuple[str, ...]:
+        """The method options of ``explain`` it takes (e.g. rollout's ``discard_ratio``)."""
+        return tuple(key for key, names in OPTION_METHODS.items() if self.name in names)
 
     @property
     def needs_hooks(self) -> bool:

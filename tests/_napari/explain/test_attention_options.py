@@ -1,0 +1,106 @@
+"""The Grad-CAM dock's attention options: rollout's discard ratio, the attention head."""
+
+import numpy as np
+import pytest
+
+from napari_gradcam._napari.explain import widget as widget_module
+from napari_gradcam._napari.explain.widget import GradCamWidget
+from napari_gradcam._napari.layers import METADATA_KEY
+from napari_gradcam._napari.records import HeatmapRecord
+from napari_gradcam.core.explain.method_options import MethodOptions
+from tests.core.he_tiles import he_tile
+
+TIMEOUT_MS = 60_000
+
+
+@pytest.fixture
+def errors(monkeypatch) -> list[str]:
+    shown: list[str] = []
+    monkeypatch.setattr(widget_module, "show_error", shown.append)
+    return shown
+
+
+@pytest.fixture
+def vit_widget(make_napari_viewer, qtbot):
+    """A viewer with an H&E tile and the Grad-CAM dock set to the ViT demo (loaded)."""
+    viewer = make_napari_viewer()
+    viewer.add_image(he_tile("dense"), name="tile")
+    widget = GradCamWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Grad-CAM")
+    widget.bundled.value = "demo-vit"
+    widget.load_model()
+    qtbot.waitUntil(lambda: not widget.running, timeout=TIMEOUT_MS)
+    return viewer, widget
+
+
+def shown(control) -> bool:
+    """Whether the control is shown in the dock (the test viewer's window stays hidden)."""
+    return not control.native.isHidden()
+
+
+def explain_with(widget, qtbot, method: str, **controls) -> HeatmapRecord:
+    widget.method.value = method
+    for name, value in controls.items():
+        getattr(widget, name).value = value
+    widget.explain()
+    qtbot.waitUntil(lambda: not widget.running, timeout=TIMEOUT_MS)
+    layer = widget._viewer.layers[-2]  # the annotations layer comes last
+    return layer, HeatmapRecord.from_facts(layer.metadata[METADATA_KEY])
+
+
+def test_each_option_is_shown_only_for_the_method_that_takes_it(vit_widget) -> None:
+    _viewer, widget = vit_widget
+    expected = {
+        "gradcam": (False, False),
+        "rollout": (True, False),
+        "attention": (False, True),
+        "transformer-attribution": (False, False),
+    }
+    for method, (discard, head) in expected.items():
+        widget.method.value = method
+        assert (shown(widget.discard_ratio), shown(widget.attention_head)) == (discard, head)
+    heads = widget.attention_head.choices
+    assert heads == (-1, 0, 1, 2), "the mean, then the ViT demo's 3 heads of its last block"
+    assert widget.attention_head.native.currentText() == widget_module.MEAN_OF_HEADS
+
+
+def test_discard_ratio_and_head_reach_explain_and_the_record(vit_widget, qtbot, errors) -> None:
+    from napari_gradcam.core.explain.pipeline import explain
+    from napari_gradcam.models.cache import cached_model
+
+    _viewer, widget = vit_widget
+    loaded, tile = cached_model("demo-vit", None), he_tile("dense")
+    layer, record = explain_with(widget, qtbot, "rollout", discard_ratio=0.5)
+    assert record.options == MethodOptions(discard_ratio=0.5)
+    assert "rollout discard 0.5" in layer.name
+    expected = explain(loaded, tile, method="rollout", discard_ratio=0.5).cam
+    np.testing.assert_allclose(layer.data, expected, rtol=1e-5, atol=1e-8)
+    assert not np.allclose(layer.data, explain(loaded, tile, method="rollout").cam, rtol=0.01)
+    layer, record = explain_with(widget, qtbot, "attention", attention_head=1)
+    assert record.options == MethodOptions(attention_head=1) and "head 1" in layer.name
+    expected = explain(loaded, tile, method="attention", attention_head=1).cam
+    np.testing.assert_allclose(layer.data, expected, rtol=1e-5, atol=1e-8)
+    layer, record = explain_with(widget, qtbot, "attention", attention_head=-1)
+    assert record.options == MethodOptions() and "discard" not in layer.name
+    expected = explain(loaded, tile, method="attention").cam  # the mean of the heads
+    np.testing.assert_allclose(layer.data, expected, rtol=1e-5, atol=1e-8)
+    layer, record = explain_with(widget, qtbot, "gradcam")  # the options stay set, unused
+    assert record.options == MethodOptions() and layer.name == "tile gradcam nuclei-dense"
+    assert errors == []
+
+
+def test_options_survive_the_metadata_and_old_records_read_as_defaults() -> None:
+    facts = {
+        "model": "demo-vit",
+        "method": "rollout",
+        "target_name": "stroma",
+        "image_layer": "tile",
+        "box": (0, 0, 96, 96),
+        "stride": (8.0, 8.0),
+        "origin": (0.0, 0.0),
+    }
+    assert HeatmapRecord.from_facts(facts).options == MethodOptions()
+    record = HeatmapRecord.from_facts({**facts, "discard_ratio": 0.9})
+    assert record.options == MethodOptions(discard_ratio=0.9) and not record.extra
+    assert record.to_facts()["discard_ratio"] == 0.9
+    assert "attention_head" not in record.to_facts()
