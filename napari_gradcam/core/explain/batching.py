@@ -30,10 +30,16 @@ UNHOOKED_EXPANSION = 24
 
 @dataclass
 class OutputSizes:
-    """Largest module output per sample (bytes), overall and after the target layer ran."""
+    """Module outputs per sample (bytes): the largest, overall and after the target layer ran.
+
+    ``new_after_layer`` sums the outputs of the modules without children that ran after the
+    layer, except outputs sharing memory with the module's input (``nn.Identity``, views):
+    about what a backward pass from the layer saves.
+    """
 
     largest: int = 0
     largest_after_layer: int = 0
+    new_after_layer: int = 0
     layer_done: bool = False
 
 
@@ -42,12 +48,14 @@ def record_output_sizes(model: nn.Module, layer: nn.Module | None) -> Iterator[O
     """Record the largest per-sample module output of the forwards run inside the block."""
     sizes = OutputSizes()
 
-    def hook(module: nn.Module, _inputs: tuple, output: object) -> None:
+    def hook(module: nn.Module, inputs: tuple, output: object) -> None:
         if isinstance(output, torch.Tensor) and output.ndim > 0 and len(output) > 0:
             size = output.nbytes // len(output)
             sizes.largest = max(sizes.largest, size)
             if sizes.layer_done:
                 sizes.largest_after_layer = max(sizes.largest_after_layer, size)
+                if _is_new_leaf_output(module, inputs, output):
+                    sizes.new_after_layer += size
         sizes.layer_done = sizes.layer_done or module is layer
 
     handles = []
@@ -58,6 +66,16 @@ def record_output_sizes(model: nn.Module, layer: nn.Module | None) -> Iterator[O
     finally:
         for handle in handles:
             handle.remove()
+
+
+def _is_new_leaf_output(module: nn.Module, inputs: tuple, output: torch.Tensor) -> bool:
+    """Whether a module without children wrote a new tensor (not a view of its input)."""
+    if next(module.children(), None) is not None:
+        return False
+    storage = output.untyped_storage().data_ptr()
+    return all(
+        not isinstance(x, torch.Tensor) or x.untyped_storage().data_ptr() != storage for x in inputs
+    )
 
 
 def run_model(model: nn.Module, batch: torch.Tensor) -> torch.Tensor:

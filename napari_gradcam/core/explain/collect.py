@@ -1,6 +1,7 @@
 """One capture forward that collects what a method needs, and nothing more.
 
-- ``gradients``: the fast path, the graph only from the target layer to the score.
+- ``gradients``: the fast path, the graph only from the target layer to the score
+  (``gradient_pass``).
 - ``activations`` alone: one inference-mode forward with the layer hooked.
 - neither (input-level methods): one inference-mode forward for the logits.
 - ``forwards`` adds the module output sizes, for chunking the later masked forwards.
@@ -10,7 +11,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from contextlib import nullcontext
 from functools import partial
 
@@ -27,9 +27,13 @@ from napari_gradcam.core.explain.batching import (
 )
 from napari_gradcam.core.explain.capture import Captured, capture_layer
 from napari_gradcam.core.explain.context import LayerContext, MethodSettings, Monitor
-from napari_gradcam.core.explain.layouts import Layout, layer_layout
+from napari_gradcam.core.explain.gradient_pass import (
+    captured_activation,
+    layer_gradients,
+    layout_check,
+)
 from napari_gradcam.core.explain.methods import CamMethod
-from napari_gradcam.core.explain.targets import Target, resolve_targets, target_scores
+from napari_gradcam.core.explain.targets import Target, resolve_targets
 
 Layer = tuple[str, nn.Module] | None
 
@@ -94,12 +98,6 @@ def _targets(logits: torch.Tensor, target: Target, card: ModelCard, groups: int)
     return first.repeat(groups)
 
 
-def layout_check(model: nn.Module, name: str, batch: torch.Tensor) -> Callable[..., Layout]:
-    """``layout_of`` for ``capture_layer``: the layer's layout on this batch, or ``ValueError``."""
-    size = (int(batch.shape[-2]), int(batch.shape[-1]))
-    return lambda output: layer_layout(model, name, output, size, len(batch))
-
-
 def _forward(
     model: nn.Module, batch: torch.Tensor, layer: Layer
 ) -> tuple[Captured | None, torch.Tensor]:
@@ -110,65 +108,8 @@ def _forward(
         check = layout_check(model, name, batch)
         with capture_layer(module, name, with_grad=False, layout_of=check) as captured:
             logits = run_model(model, batch)
-        _captured_activation(captured, name)
+        captured_activation(captured, name)
         return captured, logits
-
-
-def layer_gradients(
-    model: nn.Module,
-    batch: torch.Tensor,
-    layer: tuple[str, nn.Module],
-    target: Target,
-    card: ModelCard,
-    groups: int = 1,
-) -> tuple[Captured, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The fast path: graph only from the target layer to the score; nothing kept after.
-
-    Returns the capture (the layer's output in its own layout, and that layout), the target
-    scores' gradients in the same layout, the logits and the targets. Refuses (``ValueError``)
-    a layer the score does not depend on, or whose patch tokens get no gradient.
-    """
-    name, module = layer
-    with (
-        torch.inference_mode(False),
-        torch.enable_grad(),
-        capture_layer(module, name, layout_of=layout_check(model, name, batch)) as captured,
-    ):
-        logits = run_model(model, batch)
-        activation = _captured_activation(captured, name)
-        targets = _targets(logits, target, card, groups)
-        scores, _ = target_scores(logits, targets)
-        if not scores.requires_grad:
-            raise ValueError(_off_path_message(name))
-        (gradients,) = torch.autograd.grad(scores.sum(), activation, allow_unused=True)
-    if gradients is None or _unreached_tokens(captured.layout, gradients):
-        raise ValueError(_off_path_message(name, captured.layout))
-    captured.activation = activation.detach()
-    return captured, gradients, logits.detach(), targets
-
-
-def _captured_activation(captured: Captured, name: str) -> torch.Tensor:
-    if captured.activation is None:
-        raise ValueError(f"layer {name!r} did not run in the forward pass; choose another")
-    return captured.activation
-
-
-def _unreached_tokens(layout: Layout, gradients: torch.Tensor) -> bool:
-    """Whether no gradient reaches the patch tokens of a token layer (a silently empty map)."""
-    return layout.kind == "tokens" and not bool(layout.to_nchw(gradients).any())
-
-
-def _off_path_message(name: str, layout: Layout | None = None) -> str:
-    if layout is not None and layout.kind == "tokens":
-        return (
-            f"the class score gets no gradient from the patch tokens of layer {name!r} (a "
-            "class-token head reads only the class token after the last attention); choose "
-            "an earlier layer, e.g. the last block's norm1, or leave the layer to the default"
-        )
-    return (
-        f"the output does not depend on layer {name!r}; choose a layer on the path to the "
-        "classifier"
-    )
 
 
 def _sample_bytes(

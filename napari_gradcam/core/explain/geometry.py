@@ -122,7 +122,7 @@ def _layer_layout(
     One cached dry forward; the layout (convolutional, channels-last or tokens) is decided
     as ``explain`` decides it, so a transformer's map gets its patch grid and patch stride.
     """
-    from napari_gradcam.core.explain.collect import layout_check
+    from napari_gradcam.core.explain.gradient_pass import layout_check
 
     per_model = _LAYOUTS.setdefault(module, {})
     key = (name, input_shape)

@@ -29,10 +29,10 @@ from napari_gradcam.core.explain.capture import (
     frozen_model,
     resolve_layer,
 )
-from napari_gradcam.core.explain.collect import layer_gradients
 from napari_gradcam.core.explain.discovery import reaching_layers
 from napari_gradcam.core.explain.explanation import Explanation
 from napari_gradcam.core.explain.geometry import map_stride
+from napari_gradcam.core.explain.gradient_pass import layer_gradients
 from napari_gradcam.core.explain.inputs import model_batch, model_parts
 from napari_gradcam.core.explain.layouts import Layout
 from napari_gradcam.core.explain.pipeline import explain

@@ -1,0 +1,190 @@
+"""The gradient path: the graph only from the target layer to the score, in memory-sized chunks.
+
+The target layer's output is made the autograd leaf (parameters do not require grad), so the
+graph holds only what the layers after it save for backward. Behind a convolutional
+network's last map that is a pooling and a linear head: nothing. Behind a transformer's
+``blocks[-1].norm1`` it is a whole block (q, k, v, the MLP's hidden activation) plus its
+backward transients: per image about 1.6x an inference forward's peak on ViT-S/16.
+
+So the images run in chunks whose graph stays within the inference forward's peak for the
+whole batch (``gradient_chunk``). In eval mode every image's gradient depends on that image
+alone, so the maps are the same; the forwards' total work is the same too.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import nn
+
+from napari_gradcam.core.card import ModelCard
+from napari_gradcam.core.explain.batching import forward_bytes, record_output_sizes, run_model
+from napari_gradcam.core.explain.capture import Captured, capture_layer
+from napari_gradcam.core.explain.layouts import Layout, layer_layout
+from napari_gradcam.core.explain.targets import Target, resolve_targets, target_scores
+
+BACKWARD_LIVE = 2
+"""Gradients alive at once in the backward pass, in units of the head's largest output."""
+
+_PROFILES: weakref.WeakKeyDictionary[nn.Module, dict[tuple, tuple[int, int]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def layer_gradients(
+    model: nn.Module,
+    batch: torch.Tensor,
+    layer: tuple[str, nn.Module],
+    target: Target,
+    card: ModelCard,
+    groups: int = 1,
+) -> tuple[Captured, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The layer's output and the target scores' gradients there, nothing kept after.
+
+    ``batch`` may hold ``groups`` copies of the same images; the targets are resolved on the
+    first copy and repeated. Runs in chunks of ``gradient_chunk`` images.
+
+    Returns the capture (the layer's output in its own layout, and that layout), the
+    gradients in the same layout, the logits and the targets. Refuses (``ValueError``) a
+    layer the score does not depend on, or whose patch tokens get no gradient.
+    """
+    name, _ = layer
+    firsts = len(batch) // groups
+    _check_target_count(target, firsts)
+    size = gradient_chunk(model, layer, batch)
+    parts: list[tuple[Captured, torch.Tensor, torch.Tensor, torch.Tensor]] = []
+    first_targets: list[torch.Tensor] = []
+    for start in range(0, len(batch), size):
+        stop = min(start + size, len(batch))
+        chunk_targets = _chunk_targets(target, card, start, stop, firsts, first_targets)
+        parts.append(_chunk_gradients(model, batch[start:stop], layer, chunk_targets))
+    captured = parts[0][0]
+    captured.activation = torch.cat([part[0].activation for part in parts])
+    gradients = torch.cat([part[1] for part in parts])
+    if _unreached_tokens(captured.layout, gradients):
+        raise ValueError(_off_path_message(name, captured.layout))
+    logits, targets = (torch.cat([part[i] for part in parts]) for i in (2, 3))
+    return captured, gradients, logits, targets
+
+
+def gradient_chunk(model: nn.Module, layer: tuple[str, nn.Module], batch: torch.Tensor) -> int:
+    """Images per gradient pass: the graph of a chunk fits one inference forward of the batch.
+
+    Estimated per image from a cached single-image dry run (``head_profile``): the forward's
+    peak (``batching.forward_bytes``) and the graph's (outputs after the layer, plus
+    ``BACKWARD_LIVE`` of the largest of them). At least one image.
+    """
+    forward_peak, graph_peak = head_profile(model, layer, batch)
+    return max(min(len(batch) * forward_peak // max(graph_peak, 1), len(batch)), 1)
+
+
+def head_profile(
+    model: nn.Module, layer: tuple[str, nn.Module], batch: torch.Tensor
+) -> tuple[int, int]:
+    """Per-image bytes: (inference forward peak, gradient graph peak behind ``layer``).
+
+    One dry run on the batch's first image under inference mode, cached per model, layer,
+    image shape and dtype. The graph counts the new outputs of the modules after the layer
+    (``OutputSizes.new_after_layer``).
+    """
+    name, module = layer
+    key = (name, tuple(batch.shape[1:]), batch.dtype, batch.device)
+    per_model = _PROFILES.setdefault(model, {})
+    if key not in per_model:
+        with torch.inference_mode(), record_output_sizes(model, module) as sizes:
+            run_model(model, batch[:1])
+        graph = sizes.new_after_layer + BACKWARD_LIVE * sizes.largest_after_layer
+        per_model[key] = (forward_bytes(batch[0].nbytes, sizes.largest or None), graph)
+    return per_model[key]
+
+
+def layout_check(model: nn.Module, name: str, batch: torch.Tensor) -> Callable[..., Layout]:
+    """``layout_of`` for ``capture_layer``: the layer's layout on this batch, or ``ValueError``."""
+    size = (int(batch.shape[-2]), int(batch.shape[-1]))
+    return lambda output: layer_layout(model, name, output, size, len(batch))
+
+
+def captured_activation(captured: Captured, name: str) -> torch.Tensor:
+    """The captured output; ``ValueError`` when the layer did not run."""
+    if captured.activation is None:
+        raise ValueError(f"layer {name!r} did not run in the forward pass; choose another")
+    return captured.activation
+
+
+def _chunk_gradients(
+    model: nn.Module,
+    chunk: torch.Tensor,
+    layer: tuple[str, nn.Module],
+    targets_of: Callable[[torch.Tensor], torch.Tensor],
+) -> tuple[Captured, torch.Tensor, torch.Tensor, torch.Tensor]:
+    name, module = layer
+    with (
+        torch.inference_mode(False),
+        torch.enable_grad(),
+        capture_layer(module, name, layout_of=layout_check(model, name, chunk)) as captured,
+    ):
+        logits = run_model(model, chunk)
+        activation = captured_activation(captured, name)
+        targets = targets_of(logits.detach())
+        scores, _ = target_scores(logits, targets)
+        if not scores.requires_grad:
+            raise ValueError(_off_path_message(name))
+        (gradients,) = torch.autograd.grad(scores.sum(), activation, allow_unused=True)
+    if gradients is None:
+        raise ValueError(_off_path_message(name, captured.layout))
+    captured.activation = activation.detach()
+    return captured, gradients, logits.detach(), targets
+
+
+def _check_target_count(target: Target, images: int) -> None:
+    if isinstance(target, Sequence) and not isinstance(target, str) and len(target) != images:
+        raise ValueError(f"{len(target)} targets given for a batch of {images} images")
+
+
+def _chunk_targets(
+    target: Target,
+    card: ModelCard,
+    start: int,
+    stop: int,
+    firsts: int,
+    first_targets: list[torch.Tensor],
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``targets_of(logits)`` for images ``start:stop`` of a batch of copies of ``firsts``.
+
+    The first copy's targets are resolved from its logits (and kept in ``first_targets``);
+    the other copies repeat them, so every copy explains the same class.
+    """
+
+    def targets_of(logits: torch.Tensor) -> torch.Tensor:
+        own = max(min(stop, firsts) - start, 0)
+        wanted = target
+        if isinstance(target, Sequence) and not isinstance(target, str):
+            wanted = list(target)[start : start + own]
+        own_targets = resolve_targets(logits[:own], wanted, card)
+        first_targets.append(own_targets)
+        copies = [i % firsts for i in range(start + own, stop)]
+        return torch.cat([own_targets, torch.cat(first_targets)[copies]])
+
+    return targets_of
+
+
+def _unreached_tokens(layout: Layout | None, gradients: torch.Tensor) -> bool:
+    """Whether no gradient reaches the patch tokens of a token layer (a silently empty map)."""
+    if layout is None or layout.kind != "tokens":
+        return False
+    return not bool(layout.to_nchw(gradients).any())
+
+
+def _off_path_message(name: str, layout: Layout | None = None) -> str:
+    if layout is not None and layout.kind == "tokens":
+        return (
+            f"the class score gets no gradient from the patch tokens of layer {name!r} (a "
+            "class-token head reads only the class token after the last attention); choose "
+            "an earlier layer, e.g. the last block's norm1, or leave the layer to the default"
+        )
+    return (
+        f"the output does not depend on layer {name!r}; choose a layer on the path to the "
+        "classifier"
+    )
