@@ -1,12 +1,13 @@
 """Slide-level models, measured side by side: embedding, attribution, memory in slide size.
 
 1. Embedding throughput of ``slide_embeddings`` (tissue tiling, read-ahead, cache write)
-   against plain encoder inference over the same tiles already in memory (bar: >= 0.9x).
+   against plain encoder inference over the same tiles already in memory, same batch size and
+   preprocessing, best of ``--repeats`` interleaved runs after a warm-up (bar: >= 0.9x).
 2. Attribution over 10,000 embeddings: gradient x embedding (bar: < 1 s on CPU) and
    integrated gradients, with the demo slide model's aggregator.
 3. Peak memory (max RSS of a fresh process) embedding synthetic slides of two sizes.
 
-    python benchmarks/bench_mil.py [--small 3072 --large 6144 --threads 1]
+    python benchmarks/bench_mil.py [--small 3072 --large 6144 --threads 1 --repeats 5]
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ BATCH = 64
 """Tiles per encoder call, for ``slide_embeddings`` (its default) and plain inference alike."""
 
 
-def embedding_ratio(repeats: int = 3) -> tuple[int, dict[str, list[float]]]:
+def embedding_ratio(repeats: int = 5) -> tuple[int, dict[str, list[float]]]:
     """Tiles, and seconds of each run of: ``slide_embeddings`` on the CC0 slide (end to end:
     tissue, tiling, reading, encoder, cache write), its tissue + tiling plan alone, and plain
     encoder inference over the same tiles already in memory (same batch size, same
@@ -121,7 +122,7 @@ def main() -> None:
     parser.add_argument("--small", type=int, default=3072)
     parser.add_argument("--large", type=int, default=6144)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--repeats", type=int, default=3, help="interleaved embedding runs")
+    parser.add_argument("--repeats", type=int, default=5, help="interleaved embedding runs")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
