@@ -17,7 +17,11 @@ Training choices that shape the demo's attention (see
   patch-to-patch attention, drifts off the evidence (0.90x the nuclei's area share with four
   blocks and the entropy penalty alone).
 
-The penalties use no label or mask: nothing tells the model where the nuclei are.
+The penalties use no label or mask: nothing tells the model where the nuclei are. Where the
+class token looks therefore depends on the seed: with the default seed 0, rollout puts 1.73x
+the nuclei's area share of its energy on them, but with seeds 1-3 the class token's later
+attention goes away from the nuclei and rollout gives 0.75-1.06x (accuracy and Grad-CAM
+stay similar).
 """
 
 from __future__ import annotations
