@@ -1,5 +1,5 @@
 # The two commands of the README. Both do the whole set-up first (idempotent; see tools/setup.sh).
-.PHONY: setup demo test lint bench train-demo train-vit-demo
+.PHONY: setup demo test lint bench train-demo train-vit-demo train-mil-demo
 
 VENV := .venv/bin
 
@@ -42,3 +42,6 @@ train-demo: setup
 
 train-vit-demo: setup
 	$(VENV)/python -m napari_gradcam.models.training.train_vit_demo
+
+train-mil-demo: setup
+	$(VENV)/python -m napari_gradcam.models.training.train_mil_demo

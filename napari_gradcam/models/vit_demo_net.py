@@ -21,7 +21,7 @@ PATCH_SIZE = 8
 IMG_SIZE = 96
 """Tile side the position embedding was built for."""
 
-DEPTH = 4
+DEPTH = 3
 """Number of transformer blocks."""
 
 DEFAULT_LAYER = f"blocks.{DEPTH - 1}.norm1"

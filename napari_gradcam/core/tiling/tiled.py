@@ -197,7 +197,12 @@ def plan_tiles(
 
 
 def read_tiles(view: LevelView, origins: np.ndarray, tile: Sequence[int]) -> np.ndarray:
-    """Read the tiles at ``origins`` (B, H, W[, C]); each run of neighbouring tiles is read once.
+    """Read the tiles at ``origins`` (B, H, W[, C]); each band of neighbouring tiles is read once.
+
+    A run of neighbouring tiles on one row is one read. Without resampling, consecutive runs
+    whose bounding box holds no more pixels than their strips together (overlapping rows, e.g.
+    half-overlapping tiles) are one read too, so a compressed slide decodes each of its blocks
+    fewer times. The tiles equal the crops of the level either way.
 
     Parameters
     ----------
@@ -209,12 +214,46 @@ def read_tiles(view: LevelView, origins: np.ndarray, tile: Sequence[int]) -> np.
         ``(height, width)`` of a tile.
     """
     th, tw = (int(n) for n in tile)
+    runs = _runs(origins, tw)
+    bands = _bands(origins, runs, (th, tw)) if view.resample == 1.0 else [[r] for r in runs]
     tiles: list[np.ndarray] = []
-    for run in _runs(origins, tw):
-        (y0, x0), x1 = origins[run[0]], origins[run[-1], 1] + tw
-        strip = view.read(int(y0), int(x0), int(y0) + th, int(x1))
-        tiles.extend(strip[:, x - x0 : x - x0 + tw] for x in origins[run, 1])
+    for band in bands:
+        y0, x0, y1, x1 = _box(origins, np.concatenate(band), (th, tw))
+        pixels = view.read(y0, x0, y1, x1)
+        tiles.extend(
+            pixels[y - y0 : y - y0 + th, x - x0 : x - x0 + tw]
+            for run in band
+            for y, x in origins[run]
+        )
     return np.stack(tiles)
+
+
+def _box(origins: np.ndarray, indices: np.ndarray, tile: tuple[int, int]) -> tuple[int, ...]:
+    """``(y0, x0, y1, x1)`` around the tiles at ``origins[indices]``."""
+    low = origins[indices].min(axis=0)
+    high = origins[indices].max(axis=0) + tile
+    return int(low[0]), int(low[1]), int(high[0]), int(high[1])
+
+
+def _bands(
+    origins: np.ndarray, runs: list[np.ndarray], tile: tuple[int, int]
+) -> list[list[np.ndarray]]:
+    """Group consecutive runs while their bounding box holds no more pixels than their strips."""
+
+    def area(box: tuple[int, ...]) -> int:
+        return (box[2] - box[0]) * (box[3] - box[1])
+
+    bands: list[list[np.ndarray]] = []
+    strips = 0
+    for run in runs:
+        strip = area(_box(origins, run, tile))
+        if bands and area(_box(origins, np.concatenate([*bands[-1], run]), tile)) <= strips + strip:
+            bands[-1].append(run)
+            strips += strip
+        else:
+            bands.append([run])
+            strips = strip
+    return bands
 
 
 def _runs(origins: np.ndarray, width: int) -> list[np.ndarray]:

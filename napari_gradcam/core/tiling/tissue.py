@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from skimage import color, filters, measure
+from skimage import filters, measure, util
 
 TISSUE_SATURATION = 0.15
 """HSV saturation above which a pixel is tissue. Glass on the bundled slide stays below 0.05;
@@ -20,6 +20,40 @@ the demo labels used Otsu's threshold of that whole slide (about 0.25)."""
 
 MIN_TISSUE_FRACTION = 0.05
 """A crop with less tissue than this share of its pixels is a blank (glass-only) tile."""
+
+
+def _saturation_table() -> np.ndarray:
+    """(256, 256) HSV saturation of a pixel by its (max, min) uint8 channel values."""
+    values = util.img_as_float(np.arange(256, dtype=np.uint8))  # as rgb2hsv scales uint8
+    delta = values[:, None] - values[None, :]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        table = delta / values[:, None]
+    table[delta == 0.0] = 0.0  # grey (and black) pixels have no saturation
+    return table
+
+
+_SATURATION_U8 = _saturation_table()
+
+
+def hsv_saturation(rgb: np.ndarray) -> np.ndarray:
+    """HSV saturation ``(max - min) / max`` of (H, W, 3) pixels, 0 where ``max == min``.
+
+    Equal, value for value, to ``skimage.color.rgb2hsv(rgb)[..., 1]`` without its hue and
+    value channels: uint8 pixels look their saturation up by (max, min) (the table holds
+    ``rgb2hsv``'s own float64 arithmetic), other dtypes take the same float path.
+    """
+    if rgb.dtype == np.uint8:
+        red, green, blue = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+        high = np.maximum(np.maximum(red, green), blue)  # faster than a reduce over 3 channels
+        low = np.minimum(np.minimum(red, green), blue)
+        return _SATURATION_U8[high, low]
+    unit = util.img_as_float(rgb)
+    brightest = unit.max(axis=-1)
+    delta = np.ptp(unit, axis=-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        saturation = delta / brightest
+    saturation[delta == 0.0] = 0.0
+    return saturation
 
 
 def is_rgb(image: np.ndarray) -> bool:
@@ -93,7 +127,7 @@ def tissue_mask(
             f"a tissue mask needs an RGB brightfield image, got shape {image.shape}; "
             "gray or fluorescence images have no stain saturation to threshold"
         )
-    saturation = color.rgb2hsv(image[..., :3])[..., 1]
+    saturation = hsv_saturation(image[..., :3])
     if threshold is None:
         threshold = max(float(filters.threshold_otsu(saturation)), min_saturation)
     return remove_specks(saturation > threshold, min_size)

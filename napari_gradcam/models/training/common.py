@@ -42,6 +42,8 @@ class Config:
     weight_decay: float = 1e-4
     max_grad_norm: float | None = None
     attention_entropy: float = 0.0
+    attention_locality: float = 0.0
+    locality_radius: int = 1
     seed: int = 0
     threads: int = 2
 

@@ -178,7 +178,7 @@ def test_bundled_picker_offers_both_demos_and_follows_the_spec(make_widget, qtbo
     qtbot.waitUntil(lambda: not widget.running, timeout=TIMEOUT_MS)
     assert errors == []
     assert widget.target.choices == ("predicted", "background", "stroma", "nuclei-dense")
-    assert "blocks.3.norm1" in widget.layer.choices
+    assert "blocks.2.norm1" in widget.layer.choices  # the ViT demo's default layer
     widget.model_spec = "demo"
     assert widget.bundled.value == "demo" and widget.target.choices == ("predicted",)
     widget.model_spec = "my_model.py:make"

@@ -220,6 +220,39 @@ def test_read_tiles_matches_slicing_with_gaps_and_rows():
     np.testing.assert_array_equal(tiles, np.stack(expected))
 
 
+class _CountedReads:
+    """An image that counts how many reads, and how many pixels, are made of it."""
+
+    def __init__(self, image: np.ndarray) -> None:
+        self.image, self.shape, self.dtype = image, image.shape, image.dtype
+        self.reads = self.pixels = 0
+
+    def __getitem__(self, key: tuple) -> np.ndarray:
+        out = self.image[key]
+        self.reads += 1
+        self.pixels += out.shape[0] * out.shape[1]
+        return out
+
+
+def test_half_overlapping_rows_are_read_as_one_band_and_far_rows_apart():
+    image = np.arange(64 * 96 * 3, dtype=np.uint16).reshape(64, 96, 3)
+    rows = np.array([[y, x] for y in (0, 8, 16) for x in (0, 8, 16, 24)])  # overlapping rows
+    apart = np.array([[0, 0], [0, 8], [40, 72], [40, 80]])  # a band would read mostly glass
+    for origins, reads, pixels in ((rows, 1, 32 * 40), (apart, 2, 2 * 16 * 24)):
+        counted = _CountedReads(image)
+        tiles = read_tiles(LevelView(counted), origins, (16, 16))
+        expected = [image[y : y + 16, x : x + 16] for y, x in origins]
+        np.testing.assert_array_equal(tiles, np.stack(expected))
+        assert (counted.reads, counted.pixels) == (reads, pixels)
+
+
+def test_resampled_views_read_row_by_row():
+    counted = _CountedReads(np.zeros((64, 96, 3), np.uint8))
+    rows = np.array([[y, x] for y in (0, 4) for x in (0, 4)])
+    read_tiles(LevelView(counted, resample=1.5), rows, (8, 8))
+    assert counted.reads == 2
+
+
 def test_sampling_prefers_a_level_and_resamples_when_needed():
     assert choose_sampling([0.25, 1.0, 4.0], 0.5) == (0, 2.0)
     assert choose_sampling([0.25, 0.5, 1.0], 0.52) == (1, 1.0)

@@ -6,6 +6,7 @@ from napari_gradcam.core.tiling.tissue import (
     MIN_TISSUE_FRACTION,
     TISSUE_SATURATION,
     cell_fractions,
+    hsv_saturation,
     tissue_fraction,
     tissue_mask,
 )
@@ -15,6 +16,22 @@ from tests.core.he_tiles import he_tile
 def test_glass_has_no_tissue_and_stained_tissue_fills_its_tile() -> None:
     assert tissue_fraction(he_tile("glass")) < MIN_TISSUE_FRACTION / 10
     assert tissue_fraction(he_tile("dense")) > 0.9
+
+
+def test_saturation_equals_rgb2hsv_for_every_uint8_pixel_and_other_dtypes() -> None:
+    levels = np.arange(256, dtype=np.uint8)
+    high, low = np.meshgrid(levels, levels, indexing="ij")
+    mid = ((high.astype(int) + low) // 2).astype(np.uint8)
+    every = np.stack([high, mid, low], axis=-1)  # every (max, min) pair, and max < min ones
+    np.testing.assert_array_equal(hsv_saturation(every), _saturation(every))
+    rng = np.random.default_rng(3)
+    for pixels in (
+        rng.integers(0, 256, (40, 30, 3), dtype=np.uint8),
+        rng.integers(0, 65536, (40, 30, 3), dtype=np.uint16),
+        rng.random((40, 30, 3)).astype(np.float32),
+        np.zeros((4, 4, 3)),
+    ):
+        np.testing.assert_array_equal(hsv_saturation(pixels), _saturation(pixels))
 
 
 def test_the_mask_ignores_alpha_and_dtype() -> None:
