@@ -157,8 +157,9 @@ def sweep_layers(
 
     A convolutional network: the deepest layer at each of its last ``count`` resolutions. A
     transformer keeps one patch grid through its blocks, so: ``count`` layers evenly spaced
-    in depth among those of the default layer's type whose patch tokens reach the output,
-    ending at the default layer (e.g. the ``norm1`` of four blocks of a class-token ViT).
+    in depth among those in the default layer's place in each block (else of its type) whose
+    patch tokens reach the output, ending at the default layer (e.g. the ``norm1`` of every
+    block of a class-token ViT).
 
     Parameters
     ----------
@@ -174,7 +175,7 @@ def sweep_layers(
     >>> sweep_layers(ng.load_model("demo"))  # doctest: +SKIP
     ['features.2', 'features.6', 'features.10', 'features']
     >>> sweep_layers(ng.load_model("demo-vit"))  # doctest: +SKIP
-    ['blocks.0.norm1', 'blocks.1.norm1', 'blocks.2.norm1', 'blocks.3.norm1']
+    ['blocks.0.norm1', 'blocks.1.norm1', 'blocks.2.norm1']
     """
     module, card = model_parts(model)
     shape = tuple(input_shape or card.probe_shape)
@@ -187,16 +188,26 @@ def sweep_layers(
 def _transformer_sweep(
     model: object, module: nn.Module, shape: tuple[int, ...], count: int
 ) -> list[str]:
-    """``count`` evenly spaced reaching layers of the default layer's type, ending at it."""
+    """``count`` evenly spaced reaching layers in the default layer's role, ending at it."""
     last = default_layer(model, shape)
     if last is None:
         return []
-    kind = type(module.get_submodule(last))
     reaching = reaching_layers(module, shape)
-    alike = [name for name in reaching if type(module.get_submodule(name)) is kind]
+    alike = [name for name in reaching if _same_role(name, last)]
+    if len(alike) < 2:  # e.g. a final norm: fall back to layers of its type
+        kind = type(module.get_submodule(last))
+        alike = [name for name in reaching if type(module.get_submodule(name)) is kind]
     alike = alike[: alike.index(last) + 1] if last in alike else [last]
     picks = np.linspace(0, len(alike) - 1, min(count, len(alike))).round().astype(int)
     return [alike[index] for index in dict.fromkeys(picks.tolist())]
+
+
+def _same_role(name: str, other: str) -> bool:
+    """Whether two layer names differ only in their block indices (``blocks.0.norm1``)."""
+    parts, other_parts = name.split("."), other.split(".")
+    return len(parts) == len(other_parts) and all(
+        a == b or (a.isdigit() and b.isdigit()) for a, b in zip(parts, other_parts, strict=True)
+    )
 
 
 def layer_sweep(

@@ -9,6 +9,7 @@ from napari_gradcam._napari.layers import METADATA_KEY
 from napari_gradcam._napari.trust import widget as trust_module
 from napari_gradcam._napari.trust.layers import CONTRAST_KEY, FEATURES_KEY, TRUST_KEY
 from napari_gradcam._napari.trust.widget import TrustWidget
+from napari_gradcam.models.cache import cached_model
 from tests._napari.test_layers import world_edges
 from tests.core.he_tiles import he_tile
 
@@ -63,20 +64,22 @@ def test_gradcam_map_report_features_sweep_and_contrast(vit_checked, qtbot, mess
     click(widget.trust_button, widget, qtbot)
     record = heatmap.metadata[TRUST_KEY]
     steps = [step["randomised"][-1] for step in record["sanity"]["steps"]]
-    assert steps == ["head", "norm", "blocks.3"] and record["layer"] == "blocks.3.norm1"
-    assert "blocks.3" in widget.details.value and len(widget.plot.figure.axes[0].lines) == 4
+    depth = len(cached_model("demo-vit", None).module.blocks)
+    last = f"blocks.{depth - 1}"
+    assert steps == ["head", "norm", last] and record["layer"] == f"{last}.norm1"
+    assert last in widget.details.value and len(widget.plot.figure.axes[0].lines) == 4
     click(widget.features_button, widget, qtbot)
     (stack,) = [layer for layer in viewer.layers if FEATURES_KEY in layer.metadata]
     assert stack.data.shape == (96, 12, 12)
-    assert stack.metadata[FEATURES_KEY]["layer"] == "blocks.3.norm1"
-    assert widget.channels.value.startswith("blocks.3.norm1 for ")
+    assert stack.metadata[FEATURES_KEY]["layer"] == f"{last}.norm1"
+    assert widget.channels.value.startswith(f"{last}.norm1 for ")
     click(widget.sweep_button, widget, qtbot)
     widget.other_class.value = "stroma"
     click(widget.contrast_button, widget, qtbot)
     assert messages == {"error": [], "warning": []}
     sweep = [layer for layer in viewer.layers if "@ blocks." in layer.name]
     assert [layer.name.rsplit("@ ", 1)[1] for layer in sweep] == [
-        f"blocks.{i}.norm1" for i in range(4)
+        f"blocks.{i}.norm1" for i in range(depth)
     ]
     (contrast,) = [layer for layer in viewer.layers if CONTRAST_KEY in layer.metadata]
     for layer in [heatmap, stack, *sweep, contrast]:
@@ -90,7 +93,6 @@ def test_a_rollout_report_remakes_the_map_with_its_discard_ratio(
     from napari_gradcam.core.explain.preprocess import to_batch
     from napari_gradcam.core.tiling.tissue import tissue_mask
     from napari_gradcam.core.trust.faithfulness import deletion_insertion
-    from napari_gradcam.models.cache import cached_model
 
     _viewer, widget, heatmap = vit_checked("rollout", discard_ratio=0.9)
     assert heatmap.metadata[METADATA_KEY]["discard_ratio"] == 0.9
@@ -98,7 +100,8 @@ def test_a_rollout_report_remakes_the_map_with_its_discard_ratio(
     click(widget.trust_button, widget, qtbot)
     assert messages == {"error": [], "warning": []}
     record = heatmap.metadata[TRUST_KEY]
-    assert record["method"] == "rollout" and record["layer"] == "blocks.0.attn .. blocks.3.attn"
+    last = f"blocks.{len(cached_model('demo-vit', None).module.blocks) - 1}"
+    assert record["method"] == "rollout" and record["layer"] == f"blocks.0.attn .. {last}.attn"
     tile, loaded = he_tile("dense"), cached_model("demo-vit", None)
     batch = to_batch(tile, loaded.card, torch.device("cpu"))
     curves = {}
