@@ -9,34 +9,13 @@ import pytest
 import torch
 
 from napari_gradcam.core.mil.aggregators import AttentionMIL
-from napari_gradcam.models.loading import DEMO_DIR
 from napari_gradcam.models.slide_model import check_slide_mpp, load_slide_model
-
-ENCODER = {
-    "spec": "napari_gradcam.models.demo_encoder:build_demo_encoder",
-    "weights": str(DEMO_DIR / "demo_net.pt"),
-    "card": str(DEMO_DIR / "demo_net.json"),
-}
+from tests.mil_cards import DEMO_ENCODER, write_card
 
 
 def card_file(tmp_path: Path, **changes: object) -> Path:
     """A slide-model card over the demo encoder with an untrained ABMIL, with ``changes``."""
-    data = {
-        "name": "test",
-        "classes": ["neg", "pos"],
-        "tile_size": 64,
-        "mpp": 0.5,
-        "encoder": dict(ENCODER),
-        "aggregator": {
-            "factory": "napari_gradcam.core.mil.aggregators:build_attention_mil",
-            "kwargs": {"in_dim": 64, "n_classes": 2},
-            "attention_module": "attention",
-        },
-    }
-    data.update(changes)
-    path = tmp_path / "slide_model.json"
-    path.write_text(json.dumps(data))
-    return path
+    return write_card(tmp_path / "slide_model.json", name="test", **changes)
 
 
 def test_loads_a_card_whose_parts_fit(tmp_path: Path) -> None:
@@ -70,7 +49,7 @@ def test_refuses_an_embedding_width_that_does_not_fit(tmp_path: Path) -> None:
 
 
 def test_refuses_an_encoder_without_pooled_embeddings(tmp_path: Path) -> None:
-    encoder = dict(ENCODER, spec="torch.nn:Identity", weights=None)  # (1, 3, 64, 64) out
+    encoder = dict(DEMO_ENCODER, spec="torch.nn:Identity", weights=None)  # (1, 3, 64, 64) out
     with pytest.raises(ValueError, match=r"returns \(1, 3, 64, 64\).*not an embedding"):
         load_slide_model(card_file(tmp_path, encoder=encoder), device="cpu")
 

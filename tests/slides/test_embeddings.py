@@ -9,31 +9,17 @@ import numpy as np
 import pytest
 import torch
 
-from napari_gradcam.models.loading import DEMO_DIR
 from napari_gradcam.models.slide_model import SlideModel, load_slide_model
 from napari_gradcam.slides.embedding_cache import file_fingerprint
 from napari_gradcam.slides.embeddings import embed_tiles, slide_embeddings
 from napari_gradcam.slides.synthetic import synthetic_slide
+from tests.mil_cards import write_card
 
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory: pytest.TempPathFactory) -> SlideModel:
     folder = tmp_path_factory.mktemp("card")
-    card = {
-        "classes": ["neg", "pos"],
-        "tile_size": 64,
-        "mpp": 0.5,
-        "encoder": {
-            "spec": "napari_gradcam.models.demo_encoder:build_demo_encoder",
-            "weights": str(DEMO_DIR / "demo_net.pt"),
-            "card": str(DEMO_DIR / "demo_net.json"),
-        },
-        "aggregator": {
-            "factory": "napari_gradcam.core.mil.aggregators:build_attention_mil",
-            "kwargs": {"in_dim": 64, "n_classes": 2},
-        },
-    }
-    (folder / "card.json").write_text(json.dumps(card))
+    write_card(folder / "card.json")
     return load_slide_model(folder / "card.json", device="cpu")
 
 

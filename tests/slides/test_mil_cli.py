@@ -12,28 +12,13 @@ import numpy as np
 import pytest
 
 from napari_gradcam.data import HE_SLIDE_PATH
-from napari_gradcam.models.loading import DEMO_DIR
+from tests.mil_cards import write_card
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, subprocess.CompletedProcess]:
     folder = tmp_path_factory.mktemp("mil")
-    card = {
-        "classes": ["neg", "pos"],
-        "tile_size": 96,
-        "mpp": 0.499,
-        "encoder": {
-            "spec": "napari_gradcam.models.demo_encoder:build_demo_encoder",
-            "weights": str(DEMO_DIR / "demo_net.pt"),
-            "card": str(DEMO_DIR / "demo_net.json"),
-        },
-        "aggregator": {
-            "factory": "napari_gradcam.core.mil.aggregators:build_attention_mil",
-            "kwargs": {"in_dim": 64, "n_classes": 2},
-            "attention_module": "attention",
-        },
-    }
-    (folder / "card.json").write_text(json.dumps(card))
+    write_card(folder / "card.json", tile_size=96, mpp=0.499)
     command = [sys.executable, "-m", "napari_gradcam.cli", "slide", str(HE_SLIDE_PATH), "--mil",
                str(folder / "card.json"), "--out", str(folder / "out"), "--cache",
                str(folder / "cache"), "--top-k", "2", "--target", "pos"]  # fmt: skip
