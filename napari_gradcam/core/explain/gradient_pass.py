@@ -23,7 +23,12 @@ from napari_gradcam.core.card import ModelCard
 from napari_gradcam.core.explain.batching import forward_bytes, record_output_sizes, run_model
 from napari_gradcam.core.explain.capture import Captured, capture_layer
 from napari_gradcam.core.explain.layouts import Layout, layer_layout
-from napari_gradcam.core.explain.targets import Target, resolve_targets, target_scores
+from napari_gradcam.core.explain.targets import (
+    Target,
+    check_target_count,
+    resolve_targets,
+    target_scores,
+)
 
 BACKWARD_LIVE = 2
 """Gradients alive at once in the backward pass, in units of the head's largest output."""
@@ -52,7 +57,7 @@ def layer_gradients(
     """
     name, _ = layer
     firsts = len(batch) // groups
-    _check_target_count(target, firsts)
+    check_target_count(target, firsts)
     size = gradient_chunk(model, layer, batch)
     parts: list[tuple[Captured, torch.Tensor, torch.Tensor, torch.Tensor]] = []
     first_targets: list[torch.Tensor] = []
@@ -136,11 +141,6 @@ def _chunk_gradients(
         raise ValueError(_off_path_message(name, captured.layout))
     captured.activation = activation.detach()
     return captured, gradients, logits.detach(), targets
-
-
-def _check_target_count(target: Target, images: int) -> None:
-    if isinstance(target, Sequence) and not isinstance(target, str) and len(target) != images:
-        raise ValueError(f"{len(target)} targets given for a batch of {images} images")
 
 
 def _chunk_targets(

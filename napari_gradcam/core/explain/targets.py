@@ -54,8 +54,7 @@ def resolve_targets(logits: torch.Tensor, target: Target, card: ModelCard) -> to
     if isinstance(target, (int, str)):
         indices = [card.class_index(target)] * batch
     else:
-        if len(target) != batch:
-            raise ValueError(f"{len(target)} targets given for a batch of {batch} images")
+        check_target_count(target, batch)
         indices = [card.class_index(t) for t in target]
     limit = n_classes(logits)
     bad = [i for i in indices if not 0 <= i < limit]
@@ -65,6 +64,12 @@ def resolve_targets(logits: torch.Tensor, target: Target, card: ModelCard) -> to
             f"(0 to {limit - 1})"
         )
     return torch.tensor(indices, dtype=torch.long, device=logits.device)
+
+
+def check_target_count(target: Target, images: int) -> None:
+    """Refuse a sequence of targets that does not give one per image (``ValueError``)."""
+    if isinstance(target, Sequence) and not isinstance(target, str) and len(target) != images:
+        raise ValueError(f"{len(target)} targets given for a batch of {images} images")
 
 
 def target_scores(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
