@@ -1,9 +1,9 @@
 """One model cache for the docks and the slide runner: a model is loaded once per process.
 
 The napari docks (in their worker threads) and the slide runner (in its Dask workers) ask for a
-model by ``(spec, weights)``. The model is loaded again when one of its files (weights,
-TorchScript or factory file, model card) changed on disk since, e.g. after retraining into the
-same weights file. No napari here.
+model by ``(spec, weights)``, and the slide-level dock for a slide model by its card. A model is
+loaded again when one of its files (weights, TorchScript or factory file, model card) changed on
+disk since, e.g. after retraining into the same weights file. No napari here.
 """
 
 from __future__ import annotations
@@ -11,16 +11,23 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from napari_gradcam.models.loading import LoadedModel
+    from napari_gradcam.models.slide_model import SlideModel
+
+Model = TypeVar("Model")
 
 MAX_MODELS = 4
 """Models kept at once; the least recently used one is dropped first."""
 
 Stamps = tuple[tuple[str, int, int], ...]
-_MODELS: OrderedDict[tuple[str, str | None], tuple[Stamps, LoadedModel]] = OrderedDict()
+_MODELS: OrderedDict[tuple[str, str | None], tuple[Stamps, LoadedModel | SlideModel]] = (
+    OrderedDict()
+)
 _LOCK = threading.Lock()
 
 
@@ -41,11 +48,34 @@ def cached_model(spec: str, weights: str | None = None) -> LoadedModel:
     """
     from napari_gradcam.models.loading import load_model
 
-    key, stamps = (spec, weights), file_stamps(spec, weights)
+    stamps = file_stamps(spec, weights)
+    return _cached((spec, weights), stamps, lambda: load_model(spec, weights=weights))
+
+
+def cached_slide_model(card: str | Path) -> SlideModel:
+    """Load a slide-model card once, and again when the card file changed on disk.
+
+    Raises
+    ------
+    FileNotFoundError
+        When there is no such card file.
+    """
+    from napari_gradcam.models.slide_model import load_slide_model
+
+    path = Path(card).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"no slide-model card {str(path)!r}; choose a .json card")
+    path = path.resolve()
+    key = ("slide model", str(path))
+    return _cached(key, _stamps([path]), lambda: load_slide_model(str(path)))
+
+
+def _cached(key: tuple[str, str | None], stamps: Stamps, load: Callable[[], Model]) -> Model:
+    """The cached entry of ``key`` while its ``stamps`` hold, else ``load()`` (kept, LRU)."""
     with _LOCK:
         entry = _MODELS.get(key)
         if entry is None or entry[0] != stamps:
-            entry = (stamps, load_model(spec, weights=weights))
+            entry = (stamps, load())
             _MODELS[key] = entry
         _MODELS.move_to_end(key)
         while len(_MODELS) > MAX_MODELS:
@@ -61,7 +91,10 @@ def file_stamps(spec: str, weights: str | None) -> Stamps:
     """
     candidates = [spec, spec.rpartition(":")[0], weights]
     paths = [Path(c) for c in candidates if c]
-    paths += [path.with_suffix(".json") for path in paths]
+    return _stamps(paths + [path.with_suffix(".json") for path in paths])
+
+
+def _stamps(paths: list[Path]) -> Stamps:
     stamps = []
     for path in paths:
         try:

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from napari_gradcam.models import cache
-from napari_gradcam.models.cache import cached_model, file_stamps
+from napari_gradcam.models.cache import cached_model, cached_slide_model, file_stamps
+from tests.mil_cards import write_card
 
 FACTORY = f"{Path(__file__).parents[1] / '_napari' / 'tiny_models.py'}:factory"
 
@@ -70,3 +71,19 @@ def test_file_stamps_cover_the_spec_file_the_weights_and_their_cards(weights):
     stamped = {path for path, _size, _mtime in file_stamps(FACTORY, str(weights))}
     assert stamped == {FACTORY.rpartition(":")[0], str(weights), str(card)}
     assert file_stamps("demo", None) == ()
+
+
+def test_a_slide_model_is_loaded_once_and_again_when_its_card_changes(tmp_path) -> None:
+    card = write_card(tmp_path / "slide_model.json", name="first")
+    first = cached_slide_model(card)
+    assert cached_slide_model(str(card)) is first and first.name == "first"
+    stat = card.stat()
+    write_card(card, name="second")
+    os.utime(card, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    again = cached_slide_model(card)
+    assert again is not first and again.name == "second"
+
+
+def test_a_missing_slide_model_card_says_what_to_choose(tmp_path) -> None:
+    with pytest.raises(FileNotFoundError, match=r"no slide-model card .*; choose a \.json card"):
+        cached_slide_model(tmp_path / "missing.json")

@@ -9,7 +9,6 @@ layers from them on the main thread. The work itself is the headless run's
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Generator
 from dataclasses import dataclass, field
@@ -107,23 +106,9 @@ class DrillOutcome:
     error: str | None = None
 
 
-@functools.lru_cache(maxsize=2)
-def _loaded(path: str, _mtime_ns: int) -> SlideModel:
-    from napari_gradcam.models.slide_model import load_slide_model
-
-    return load_slide_model(path)
-
-
-def cached_slide_model(card: str | Path) -> SlideModel:
-    """Load a slide-model card once (again when the file changes)."""
-    path = Path(card).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"no slide-model card {str(path)!r}; choose a .json card")
-    return _loaded(str(path.resolve()), path.stat().st_mtime_ns)
-
-
 def run_mil(request: MilRequest) -> Generator[Progress, None, MilOutcome]:
     """Load the card, embed the slide's tiles (cached), score them and paint the maps."""
+    from napari_gradcam.models.cache import cached_slide_model
     from napari_gradcam.slides.mil_runner import MilJob
 
     start = time.perf_counter()
