@@ -1,37 +1,24 @@
 """The trust & compare dock end to end on maps of the bundled ViT demo."""
 
+from functools import partial
+
 import numpy as np
 import pytest
 import torch
 
 from napari_gradcam._napari.explain.widget import GradCamWidget
 from napari_gradcam._napari.layers import METADATA_KEY
-from napari_gradcam._napari.trust import widget as trust_module
 from napari_gradcam._napari.trust.layers import CONTRAST_KEY, FEATURES_KEY, TRUST_KEY
 from napari_gradcam._napari.trust.widget import TrustWidget
 from napari_gradcam.models.cache import cached_model
 from tests._napari.test_layers import world_edges
+from tests._napari.trust import dock
 from tests.core.he_tiles import he_tile
 
 TIMEOUT_MS = 120_000
+wait = partial(dock.wait, timeout_ms=TIMEOUT_MS)
+click = partial(dock.click, timeout_ms=TIMEOUT_MS)
 PLACEMENT = {"scale": (0.5, 0.5), "translate": (100.0, -40.0)}
-
-
-@pytest.fixture
-def messages(monkeypatch) -> dict[str, list[str]]:
-    shown: dict[str, list[str]] = {"error": [], "warning": []}
-    monkeypatch.setattr(trust_module, "show_error", shown["error"].append)
-    monkeypatch.setattr(trust_module, "show_warning", shown["warning"].append)
-    return shown
-
-
-def wait(widget, qtbot) -> None:
-    qtbot.waitUntil(lambda: not widget.running, timeout=TIMEOUT_MS)
-
-
-def click(button, widget, qtbot) -> None:
-    button.clicked.emit()
-    wait(widget, qtbot)
 
 
 @pytest.fixture

@@ -9,27 +9,14 @@ from napari_gradcam._napari.layers import METADATA_KEY
 from napari_gradcam._napari.plane import Plane
 from napari_gradcam._napari.records import PER_TILE, HeatmapRecord
 from napari_gradcam._napari.regions import Box
-from napari_gradcam._napari.trust import widget as trust_module
 from napari_gradcam._napari.trust.jobs import TrustJob, run_trust_job, tile_at
 from napari_gradcam._napari.trust.layers import CONTRAST_KEY, FEATURES_KEY, TRUST_KEY
 from napari_gradcam._napari.trust.widget import NO_HEATMAP, TrustWidget
 from tests._napari.test_layers import world_edges
+from tests._napari.trust.dock import TIMEOUT_MS, click, wait
 from tests.core.he_tiles import he_tile
 
-TIMEOUT_MS = 60_000
 PLACEMENT = {"scale": (0.5, 0.5), "translate": (100.0, -40.0)}
-
-
-@pytest.fixture
-def messages(monkeypatch) -> dict[str, list[str]]:
-    shown: dict[str, list[str]] = {"error": [], "warning": []}
-    monkeypatch.setattr(trust_module, "show_error", shown["error"].append)
-    monkeypatch.setattr(trust_module, "show_warning", shown["warning"].append)
-    return shown
-
-
-def wait(widget, qtbot) -> None:
-    qtbot.waitUntil(lambda: not widget.running, timeout=TIMEOUT_MS)
 
 
 @pytest.fixture
@@ -50,11 +37,6 @@ def checked(make_napari_viewer, qtbot):
         return viewer, widget, widget.heatmap.value
 
     return make
-
-
-def click(button, widget, qtbot) -> None:
-    button.clicked.emit()
-    wait(widget, qtbot)
 
 
 def added(viewer, key: str) -> list[Image]:

@@ -1,0 +1,14 @@
+"""Fixtures shared by the trust dock's GUI tests."""
+
+import pytest
+
+from napari_gradcam._napari.trust import widget as trust_module
+
+
+@pytest.fixture
+def messages(monkeypatch) -> dict[str, list[str]]:
+    """The errors and warnings the trust dock shows, collected instead of shown."""
+    shown: dict[str, list[str]] = {"error": [], "warning": []}
+    monkeypatch.setattr(trust_module, "show_error", shown["error"].append)
+    monkeypatch.setattr(trust_module, "show_warning", shown["warning"].append)
+    return shown
