@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sys
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -26,6 +25,7 @@ import numpy as np
 from napari_gradcam.core.regions.geojson import Annotation, from_geojson, to_feature_collection
 from napari_gradcam.files import atomic_write
 from napari_gradcam.session import ImageRef
+from napari_gradcam.user_state import state_dir
 
 FORMAT = "napari-gradcam autosave"
 VERSION = 1
@@ -36,13 +36,7 @@ HASHED_BYTES = 64 * 2**20
 def autosave_dir() -> Path:
     """Return the per-user folder of autosaves (not created here)."""
     explicit = os.environ.get("NAPARI_GRADCAM_AUTOSAVE_DIR")
-    if explicit:
-        return Path(explicit)
-    if sys.platform == "win32" and os.environ.get("LOCALAPPDATA"):
-        base = Path(os.environ["LOCALAPPDATA"])
-    else:
-        base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
-    return base / "napari-gradcam" / "autosave"
+    return Path(explicit) if explicit else state_dir() / "autosave"
 
 
 def _digest(*parts: object) -> str:
