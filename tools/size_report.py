@@ -1,4 +1,8 @@
-"""List Python files over 400 lines and functions over 50 lines of code (docstrings not counted)."""
+"""List Python files over 400 lines and functions over 50 lines of code (docstrings not counted).
+
+Information, not a gate: a long file that holds one idea is better than several that split it,
+so the report never fails the lint. Read each entry as a place to ask "is this still one idea?".
+"""
 
 from __future__ import annotations
 
@@ -29,7 +33,7 @@ def _docstring_lines(node: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
 
 
 def main(roots: list[str]) -> int:
-    """Print every file and function over the bar; return 1 when there are any."""
+    """Print every file and function over the bar (always returns 0: see the module docstring)."""
     problems = []
     for root in roots:
         for path in sorted(Path(root).rglob("*.py")):
@@ -38,7 +42,7 @@ def main(roots: list[str]) -> int:
                 problems.append(f"{path} ({lines} lines)")
             problems.extend(long_functions(path))
     print("\n".join(problems) or "all files and functions within the bar")
-    return 1 if problems else 0
+    return 0
 
 
 if __name__ == "__main__":
