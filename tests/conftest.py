@@ -8,6 +8,14 @@ import pytest
 from napari_gradcam.core.card import ModelCard
 
 
+@pytest.fixture(autouse=True)
+def user_state_folder(tmp_path_factory, monkeypatch):
+    """The per-user state folder (error log, trusted code) is a fresh folder, never the home."""
+    folder = tmp_path_factory.mktemp("state")
+    monkeypatch.setenv("NAPARI_GRADCAM_STATE_DIR", str(folder))
+    return folder
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)
