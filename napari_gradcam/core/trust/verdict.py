@@ -48,7 +48,7 @@ def next_step(report: TrustReport) -> str:
         return (
             "The map barely changes when the weights are randomised: it shows edges and stain, "
             "not the model's reasoning; use Grad-CAM at the last convolutional layer (or a "
-            "deeper layer), or raise 'sanity layers' to scramble more of the model."
+            "deeper layer), or scramble more layers (advanced options) for a stricter test."
         )
     if faithful is False:
         return (
