@@ -17,6 +17,7 @@ from napari_gradcam._napari.plane import Crop, Plane, plane_sampling, read_crop
 from napari_gradcam._napari.progress import Progress
 from napari_gradcam._napari.records import HeatmapRecord
 from napari_gradcam._napari.regions import Box
+from napari_gradcam.user_state import unexpected_error_message
 
 if TYPE_CHECKING:
     from napari_gradcam.core.explain.explanation import Explanation
@@ -105,8 +106,6 @@ def run_trust_job(job: TrustJob) -> Generator[Any, None, TrustOutcome]:
     An unexpected error (a bug, not a bad input) is logged with its traceback and returned as
     the outcome's full message, so that the dock can show it instead of a bare "failed".
     """
-    from napari_gradcam.user_state import unexpected_error_message
-
     try:
         return (yield from _run(job))
     except Exception as err:  # noqa: BLE001 - logged with its traceback, shown in full
