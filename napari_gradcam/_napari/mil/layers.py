@@ -121,15 +121,15 @@ def legend_html(name: str, signed: bool, target: str) -> str:
     target = escape(target, quote=False)
     if signed:
         return (
-            f"{_swatch(DARK_TEAL)}{_swatch(TEAL)} for {target} &nbsp; "
-            f"{_swatch(BROWN)}{_swatch(TAN)} against {target} &nbsp; clear: neither "
-            f"<br><small>{LABELS.get(name, name)}: how much each tile pushed the slide towards "
-            f"or away from {target}</small>"
+            f"{_swatch(DARK_TEAL)}{_swatch(TEAL)} for {target}<br>"
+            f"{_swatch(BROWN)}{_swatch(TAN)} against {target}<br>"
+            f"clear: neither (or no tissue)<br><small>{LABELS.get(name, name)}: how much each "
+            f"tile pushed the slide towards or away from {target}</small>"
         )
     return (
         f"{_swatch((0.99, 0.99, 0.75))}{_swatch((0.72, 0.21, 0.47))}{_swatch((0.23, 0.06, 0.44))}"
-        f" attention, high to low &nbsp; clear: none<br><small>where the model looked; it "
-        f"says nothing about for or against {target}</small>"
+        f" attention, high to low<br>clear: none (or no tissue)<br><small>where the model "
+        f"looked; it says nothing about for or against {target}</small>"
     )
 
 

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
+from matplotlib.legend import Legend
 
 if TYPE_CHECKING:
     from napari_gradcam.core.trust.faithfulness import FaithfulnessCurves
@@ -35,11 +36,12 @@ class CurvesPlot(FigureCanvasQTAgg):
     """
 
     def __init__(self, background: str = "#262930", foreground: str = "#f0f1f2") -> None:
-        figure = Figure(figsize=(3.4, 2.2), dpi=100, layout="constrained", facecolor=background)
+        figure = Figure(figsize=(3.4, 2.6), dpi=100, layout="constrained", facecolor=background)
         super().__init__(figure)
         self._axes = figure.add_subplot()
+        self._legend: Legend | None = None
         self._background, self._foreground = background, foreground
-        self.setMinimumHeight(170)
+        self.setMinimumHeight(210)
         self.setToolTip(
             "hide (deletion): the map's most important pixels are blurred away first; the "
             "score should fall faster than when random pixels are hidden (dashed). reveal "
@@ -80,14 +82,22 @@ class CurvesPlot(FigureCanvasQTAgg):
             axes.fill_between(ours.fractions, mine, random, color=colour, alpha=0.15, lw=0)
         if not logit:
             axes.set_ylim(-0.02, 1.02)
-        legend = axes.legend(
-            fontsize=6.5, title="area under curve", title_fontsize=6.5, frameon=False, loc="best"
-        )
-        for text in (*legend.get_texts(), legend.get_title()):
+        self._legend = self.figure.legend(
+            fontsize=6.5,
+            frameon=False,
+            loc="outside lower center",
+            ncols=2,
+            title="area under curve",
+            title_fontsize=6.5,
+        )  # below the axes: never over the curves
+        for text in (*self._legend.get_texts(), self._legend.get_title()):
             text.set_color(self._foreground)
         self.draw_idle()
 
     def _style(self, title: str, measure: str) -> None:
+        if self._legend is not None:
+            self._legend.remove()
+            self._legend = None
         axes = self._axes
         axes.clear()
         axes.set_facecolor(self._background)

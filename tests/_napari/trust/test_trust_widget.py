@@ -61,7 +61,8 @@ def test_trust_report_shows_verdict_plot_and_records_it(checked, qtbot, messages
     axes = widget.plot.figure.axes[0]
     assert len(axes.lines) == 4 and len(axes.collections) == 2  # curves and shaded gaps
     assert axes.get_ylabel() == "probability" and axes.get_xlabel().startswith("share of pixels")
-    labels = [text.get_text() for text in axes.get_legend().get_texts()]
+    (legend,) = widget.plot.figure.legends  # one, below the axes (never over the curves)
+    labels = [text.get_text() for text in legend.get_texts()]
     assert labels[0].startswith("hide, map order") and labels[1].startswith("hide, random order")
     assert widget.status.value.startswith("trust report: ")
     assert widget.progress.value == widget.progress.max
@@ -73,7 +74,7 @@ def test_a_saturated_tile_draws_curves_that_move(checked, qtbot, messages) -> No
     record = heatmap.metadata[TRUST_KEY]
     assert record["probability"] > 0.95 and record["faithfulness"]["measure"] == "logit"
     axes = widget.plot.figure.axes[0]
-    assert axes.get_ylabel() == "score (logit)"
+    assert axes.get_ylabel() == "score (logit)" and len(widget.plot.figure.legends) == 1
     assert all(np.ptp(line.get_ydata()) > 1.0 for line in axes.lines), "no flat line"
 
 
