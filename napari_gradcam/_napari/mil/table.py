@@ -53,7 +53,7 @@ class TopTilesTable(QTableWidget):
         header.setStretchLastSection(True)
         self.setToolTip("select a row to centre the view on its tile and draw its drill-down")
         self.verticalHeader().setVisible(False)
-        self.setMinimumHeight(180)
+        self.setMinimumHeight(120)  # scrolls inside the dock
         self.currentCellChanged.connect(self._cell_changed)
 
     def show_tiles(self, rows: Sequence[TopTile], unit: str) -> None:

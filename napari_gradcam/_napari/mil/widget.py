@@ -96,8 +96,11 @@ class SlideMilWidget(Container):
                 self.image,
                 *self.controls.widgets,
                 self.advanced,
-                self.run_button,
-                self.cancel_button,
+                Container(
+                    widgets=[self.run_button, self.cancel_button],
+                    layout="horizontal",
+                    labels=False,
+                ),
                 self.progress,
                 self.status,
                 self.prediction,

@@ -318,6 +318,7 @@ def test_one_map_is_shown_at_a_time_with_a_legend(make_mil_dock, reader_layer, q
     assert attention.visible and not gradient.visible and len(mil_layers(viewer)) == 3
     assert "attention" in dock.legend.value and f"for {target}" not in dock.legend.value
     assert dock.shown.tooltip and dock.advanced.expanded is False
+    assert dock.native.minimumSizeHint().height() < 560, "fits beside the other docks"
 
 
 def test_drill_downs_for_and_against_have_their_own_colours(
