@@ -5,7 +5,8 @@ Run under a display or a virtual X server:
     xvfb-run -a -s "-screen 0 1700x1100x24" .venv/bin/python tools/mil_screenshot.py
 
 The bundled demo card explains the slide; the first "for" row of the table is drilled down,
-then the view zooms out to show the tile maps around it. Embeddings are cached in a temporary
+then the view zooms out to show the tile map around it (the dock shows one map at a time: the
+table's ranking score, gradient x embedding). Embeddings are cached in a temporary
 folder (the user's cache is left alone).
 """
 
@@ -33,7 +34,7 @@ def wait(widget: SlideMilWidget) -> None:
 
 
 def main(path: Path) -> None:
-    """Run the demo card, drill the top tile down, show the gradient map, save."""
+    """Run the demo card, drill the top tile down, zoom out, save."""
     viewer = napari.Viewer(show=True)
     viewer.window.resize(1600, 1000)
     for data, kwargs, _ in read_slide(str(HE_SLIDE_PATH)):
@@ -46,8 +47,6 @@ def main(path: Path) -> None:
         wait(widget)
         widget.table.selectRow(0)
         wait(widget)
-    for layer in viewer.layers:
-        layer.visible = "attention" not in layer.name and "integrated" not in layer.name
     viewer.scene.camera.zoom /= 2
     save_window(viewer, path)
     viewer.close()

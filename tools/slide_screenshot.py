@@ -58,7 +58,10 @@ def save_window(viewer: napari.Viewer, path: Path) -> None:
     viewer.screenshot(str(full), canvas_only=False)
     image = Image.open(full).convert("RGB")
     small = image.resize((WIDTH, round(image.height * WIDTH / image.width)), Image.LANCZOS)
-    small.quantize(colors=128, dither=Image.Dither.NONE).save(path, optimize=True)
+    quantized = small.quantize(
+        colors=128, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE
+    )
+    quantized.save(path, optimize=True)  # octree: small legend swatches keep their colour
     full.unlink()
 
 

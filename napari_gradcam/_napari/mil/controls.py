@@ -44,9 +44,23 @@ class MilControls:
             label="class", choices=self._class_choices,
             tooltip="class whose slide logit is explained; predicted: the top class",
         )  # fmt: skip
-        self.attention = CheckBox(text="attention (where it looked)", value=True)
-        self.gradient = CheckBox(text="gradient x embedding (signed)", value=True)
-        self.ig = CheckBox(text="integrated gradients (signed)", value=True)
+        self.attention = CheckBox(
+            text="attention (where it looked)",
+            value=True,
+            tooltip="how much weight the model gave each tile; not for or against the class",
+        )
+        self.gradient = CheckBox(
+            text="tile score: gradient x embedding (for / against)",
+            value=True,
+            tooltip="how much each tile pushed the slide towards (for) or away from (against) "
+            "the class; fast",
+        )
+        self.ig = CheckBox(
+            text="tile score: integrated gradients (for / against)",
+            value=True,
+            tooltip="the same push, integrated from a baseline bag; slower; the scores add up "
+            "to the logit's change from the baseline",
+        )
         self.baseline = ComboBox(
             label="IG baseline", choices=("zero", "mean"),
             tooltip="zero embeddings, or every tile the bag's mean embedding",
@@ -55,7 +69,11 @@ class MilControls:
             label="rank tiles by", choices=(GRADIENT, IG, ATTENTION),
             tooltip="the score that orders the table of top tiles",
         )  # fmt: skip
-        self.percentile = CheckBox(text="percentile scores (CLAM-style)", value=False)
+        self.percentile = CheckBox(
+            text="percentile scores (CLAM-style)",
+            value=False,
+            tooltip="paint each tile's rank among the slide's tiles instead of its raw score",
+        )
         self.overlap = FloatSpinBox(
             label="overlap", min=0.0, max=0.75, step=0.25, value=0.0,
             tooltip="share of a tile overlapping its neighbour (0: tiles as the model was trained)",
@@ -71,11 +89,13 @@ class MilControls:
 
     @property
     def widgets(self) -> list:
-        """The widgets, in the dock's order."""
-        return [
-            self.bundled, self.card, self.target, self.attention, self.gradient, self.ig,
-            self.baseline, self.rank_by, self.percentile, self.overlap, self.blur, self.top_k,
-        ]  # fmt: skip
+        """The main widgets, in the dock's order."""
+        return [self.bundled, self.card, self.target, self.attention, self.gradient, self.ig]
+
+    @property
+    def advanced(self) -> list:
+        """The widgets of the advanced options (the CLAM-style options), in the dock's order."""
+        return [self.baseline, self.rank_by, self.percentile, self.overlap, self.blur, self.top_k]
 
     @property
     def card_path(self) -> str:

@@ -21,6 +21,7 @@ from napari_gradcam._napari.jobs import USER_ERRORS
 from napari_gradcam._napari.mil.source import SlideSource
 from napari_gradcam._napari.progress import Progress
 from napari_gradcam.core.regions.region_stats import PlacedMap
+from napari_gradcam.user_state import unexpected_error_message
 
 if TYPE_CHECKING:
     from napari_gradcam.models.slide_model import SlideModel
@@ -76,10 +77,18 @@ class MilResult:
         return self.model.classes[self.scores.target]
 
     def prediction(self) -> str:
-        """``"positive 0.98, negative 0.02 (explained: positive)"``, likeliest first."""
-        ranked = np.argsort(-self.probabilities, kind="stable")
-        shown = ", ".join(f"{self.model.classes[i]} {self.probabilities[i]:.2f}" for i in ranked)
-        return f"{shown} (explained: {self.target_name})"
+        """``"<card> calls this slide positive: 0.98 (negative 0.02); the maps explain positive"``.
+
+        The card's name says what the model looks for, the class names what it decided.
+        """
+        classes, probabilities = self.model.classes, self.probabilities
+        ranked = np.argsort(-probabilities, kind="stable")
+        top, others = ranked[0], ranked[1:]
+        rest = ", ".join(f"{classes[i]} {probabilities[i]:.2f}" for i in others)
+        return (
+            f"{self.model.name} calls this slide {classes[top]}: {probabilities[top]:.2f}"
+            f"{f' ({rest})' if rest else ''}; the maps explain {self.target_name}"
+        )
 
     def summary(self) -> str:
         """``"308 tiles scored in 6.1 s"`` (and whether the embeddings came from the cache)."""
@@ -107,7 +116,18 @@ class DrillOutcome:
 
 
 def run_mil(request: MilRequest) -> Generator[Progress, None, MilOutcome]:
-    """Load the card, embed the slide's tiles (cached), score them and paint the maps."""
+    """Load the card, embed the slide's tiles (cached), score them and paint the maps.
+
+    An unexpected error (a bug, not a bad input) is logged with its traceback and returned as
+    the outcome's full message, so that the dock shows it instead of a bare "failed".
+    """
+    try:
+        return (yield from _run_mil(request))
+    except Exception as err:  # noqa: BLE001 - logged with its traceback, shown in full
+        return MilOutcome(error=unexpected_error_message(err, "running the slide-level model"))
+
+
+def _run_mil(request: MilRequest) -> Generator[Progress, None, MilOutcome]:
     from napari_gradcam.models.cache import cached_slide_model
     from napari_gradcam.slides.mil_runner import MilJob
 
@@ -198,6 +218,9 @@ def run_drill(result: MilResult, tile: int, side: str) -> Generator[Progress, No
         )
     except USER_ERRORS as err:
         return DrillOutcome(tile, side, error=str(err))
+    except Exception as err:  # noqa: BLE001 - logged with its traceback, shown in full
+        context = f"drilling tile {tile} down"
+        return DrillOutcome(tile, side, error=unexpected_error_message(err, context))
     (py, px), box = result.tiles.pixel_size, result.tiles.boxes[tile]
     stride = (explanation.stride[0] * py, explanation.stride[1] * px)
     placed = PlacedMap(np.asarray(explanation.cam, np.float32), stride, (box[0], box[1]))

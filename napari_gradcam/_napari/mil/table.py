@@ -5,9 +5,20 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from qtpy.QtGui import QColor
 from qtpy.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget, QTableWidgetItem
 
 COLUMNS = ("side", "tile", "score", "y", "x")
+HEADER_TIPS = (
+    "for: the tile pushed the slide towards the class; against: away from it",
+    "the tile's index in the run",
+    "the tile's score in the ranking (signed: + for, - against)",
+    "the tile centre's row, in the slide layer's units",
+    "the tile centre's column, in the slide layer's units",
+)
+SIDE_COLOURS = {"for": "#00f2d9", "against": "#ff7300"}
+"""The side's text colour: that of its drill-down maps (``layers.DRILL_COLOURS``)."""
+SHORT_UNITS = {"micrometer": "µm", "nanometer": "nm", "millimeter": "mm", "pixel": "px"}
 
 
 @dataclass(frozen=True)
@@ -37,9 +48,12 @@ class TopTilesTable(QTableWidget):
         self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        header = self.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setStretchLastSection(True)
+        self.setToolTip("select a row to centre the view on its tile and draw its drill-down")
         self.verticalHeader().setVisible(False)
-        self.setMinimumHeight(180)
+        self.setMinimumHeight(120)  # scrolls inside the dock
         self.currentCellChanged.connect(self._cell_changed)
 
     def show_tiles(self, rows: Sequence[TopTile], unit: str) -> None:
@@ -49,11 +63,18 @@ class TopTilesTable(QTableWidget):
         self.clearContents()
         self.rows = list(rows)
         self.setRowCount(len(self.rows))
-        self.setHorizontalHeaderLabels([*COLUMNS[:3], f"y ({unit})", f"x ({unit})"])
+        short = SHORT_UNITS.get(unit, unit)
+        for column, (text, tip) in enumerate(
+            zip((*COLUMNS[:3], f"y ({short})", f"x ({short})"), HEADER_TIPS, strict=True)
+        ):
+            item = QTableWidgetItem(text)
+            item.setToolTip(tip if column < 3 or not unit else f"{tip} ({unit})")
+            self.setHorizontalHeaderItem(column, item)
         for index, row in enumerate(self.rows):
             cells = (row.side, str(row.tile), f"{row.score:+.4g}", *_position(row.centre))
             for column, text in enumerate(cells):
                 self.setItem(index, column, QTableWidgetItem(text))
+            self.item(index, 0).setForeground(QColor(SIDE_COLOURS.get(row.side, "#f0f1f2")))
         self.blockSignals(False)
 
     def text(self, row: int, column: int) -> str:

@@ -8,8 +8,10 @@ from magicgui.widgets import ComboBox, Container, Label, ProgressBar, PushButton
 from napari.layers import Image
 from napari.utils.notifications import show_error
 from napari.viewer import Viewer
+from qtpy.QtCore import Qt
 
 from napari_gradcam._napari.explain.tiled_review import jump_to_box
+from napari_gradcam._napari.fold import Fold
 from napari_gradcam._napari.gl_guard import guard_layer_removal
 from napari_gradcam._napari.jobs import FAILED, JobHooks, JobRunner
 from napari_gradcam._napari.mil.controls import ATTENTION, MilControls
@@ -22,16 +24,22 @@ from napari_gradcam._napari.mil.job import (
     run_mil,
 )
 from napari_gradcam._napari.mil.layers import (
+    LABELS,
     drill_layer,
     drill_name,
+    legend_html,
     score_layer,
     tile_centre,
 )
 from napari_gradcam._napari.mil.source import slide_source
 from napari_gradcam._napari.mil.table import TopTile, TopTilesTable
-from napari_gradcam._napari.records import is_gradcam_layer
+from napari_gradcam._napari.records import METADATA_KEY, is_gradcam_layer
 
 NAME = "Slide-level model (MIL)"
+SHOWN_TIP = (
+    "the one tile map shown over the slide; the others stay in the layer list, hidden "
+    "(tick their eye to compare)"
+)
 
 
 class SlideMilWidget(Container):
@@ -53,24 +61,53 @@ class SlideMilWidget(Container):
         self.result: MilResult | None = None
         self._image: Image | None = None
         self._running_on: Image | None = None
-        self.image = ComboBox(label="slide", choices=self._image_choices)
+        self._maps: dict[str, Image] = {}
+        self.image = ComboBox(
+            label="slide", choices=self._image_choices, tooltip="the whole-slide image layer"
+        )
         self.controls = MilControls()
-        self.run_button = PushButton(text="Run")
-        self.cancel_button = PushButton(text="Cancel", enabled=False)
-        self.progress = ProgressBar(label="progress", min=0, max=1, value=0)
+        self.advanced = Fold("advanced options", self.controls.advanced)
+        self.run_button = PushButton(
+            text="Run", tooltip="embed the slide's tissue tiles, predict and map the scores"
+        )
+        self.cancel_button = PushButton(
+            text="Cancel", enabled=False, tooltip="stop the job; nothing it made is added"
+        )
+        self.progress = ProgressBar(
+            label="progress", min=0, max=1, value=0, tooltip="progress of the running job"
+        )
         self.status = Label(label="status", value="")
         self.prediction = Label(label="prediction", value="")
-        for label in (self.status, self.prediction):
+        self.shown = ComboBox(
+            label="map shown", choices=self._map_choices, tooltip=SHOWN_TIP, visible=False
+        )
+        self.legend = Label(label="colours", value="", visible=False)
+        for label in (self.status, self.prediction, self.legend):
             label.native.setWordWrap(True)
+        self.status.native.setTextFormat(Qt.TextFormat.PlainText)  # errors shown as written
+        self.prediction.native.setTextFormat(Qt.TextFormat.PlainText)
         self.table = TopTilesTable(self.drill)
         self.runner = JobRunner(
             self.native, NAME, progress=self.progress, status=self.status,
             on_running=self._set_running,
         )  # fmt: skip
-        self.extend([
-            self.image, *self.controls.widgets, self.run_button, self.cancel_button,
-            self.progress, self.status, self.prediction,
-        ])  # fmt: skip
+        self.extend(
+            [
+                self.image,
+                *self.controls.widgets,
+                self.advanced,
+                Container(
+                    widgets=[self.run_button, self.cancel_button],
+                    layout="horizontal",
+                    labels=False,
+                ),
+                self.progress,
+                self.status,
+                self.prediction,
+                self.shown,
+                self.legend,
+            ]
+        )
         self.native.layout().addWidget(self.table, 100)
         self._connect()
 
@@ -81,6 +118,7 @@ class SlideMilWidget(Container):
         for event in (events.inserted, events.removed, events.reordered):
             event.connect(self.image.reset_choices)
         events.removed.connect(self._on_layer_removed)
+        self.shown.changed.connect(self._show_map)
 
     def _image_choices(self, _widget: ComboBox) -> list[tuple[str, Image]]:
         return [
@@ -88,6 +126,21 @@ class SlideMilWidget(Container):
             for layer in self._viewer.layers
             if isinstance(layer, Image) and layer.rgb and not is_gradcam_layer(layer)
         ]
+
+    def _map_choices(self, _widget: ComboBox) -> list[tuple[str, str]]:
+        return [
+            (label, label) for label, layer in self._maps.items() if layer in self._viewer.layers
+        ]
+
+    def _show_map(self, label: str | None) -> None:
+        """Show the map ``label`` alone (the run's other maps are hidden, not removed)."""
+        chosen = self._maps.get(label) if label else None
+        for layer in self._maps.values():
+            layer.visible = layer is chosen
+        self.legend.visible = chosen is not None
+        if chosen is not None:
+            facts = chosen.metadata[METADATA_KEY]["mil"]
+            self.legend.value = legend_html(facts["score"], facts["signed"], facts["target_name"])
 
     @property
     def running(self) -> bool:
@@ -125,15 +178,30 @@ class SlideMilWidget(Container):
             self.status.value = f"{FAILED}: {outcome.error}"
             show_error(f"{NAME}: {outcome.error}")
             return
+        self.progress.value = self.progress.max  # done, whatever the last step said
         result = outcome.result
         card = str(request.options["card"])
+        self._maps = {}
         for score in result.maps:
-            self._viewer.add_layer(score_layer(score, result, image, card))
+            layer = self._viewer.add_layer(score_layer(score, result, image, card))
+            self._maps[map_label(score.name, score.signed, result.target_name)] = layer
         self._viewer.layers.selection.active = image
         self.result, self._image = result, image
         self.status.value = result.summary()
         self.prediction.value = result.prediction()
         self.table.show_tiles(self._top_tiles(result, image), str(image.units[-1]))
+        self.shown.visible = True
+        self.shown.reset_choices()
+        self.shown.value = self._first_shown(result)
+        self._show_map(self.shown.value)
+
+    def _first_shown(self, result: MilResult) -> str:
+        """The map of the score the table ranks by, else the first map made."""
+        rank_by = self.controls.rank_by.value
+        for score in result.maps:
+            if score.name == rank_by:
+                return map_label(score.name, score.signed, result.target_name)
+        return next(iter(self._maps))
 
     def _top_tiles(self, result: MilResult, image: Image) -> list[TopTile]:
         from napari_gradcam.slides.mil_runner import top_tiles
@@ -171,6 +239,7 @@ class SlideMilWidget(Container):
             self.status.value = f"{FAILED}: {outcome.error}"
             show_error(f"{NAME}: drill-down of tile {outcome.tile}: {outcome.error}")
             return
+        self.progress.value = self.progress.max
         self._viewer.add_layer(drill_layer(outcome, image))
         self.status.value = f"drill-down of tile {outcome.tile} ({outcome.side}) added"
 
@@ -185,3 +254,11 @@ class SlideMilWidget(Container):
             self.result, self._image = None, None
             self.prediction.value = ""
             self.table.show_tiles([], "")
+        self.shown.reset_choices()
+
+
+def map_label(score: str, signed: bool, target: str) -> str:
+    """The selector's name of a score map, e.g. ``"tile score: for / against positive"``."""
+    if not signed:
+        return "attention (where the model looked)"
+    return f"tile score, {LABELS.get(score, score)}: for / against {target}"

@@ -17,6 +17,7 @@ from napari_gradcam._napari.plane import Crop, Plane, plane_sampling, read_crop
 from napari_gradcam._napari.progress import Progress
 from napari_gradcam._napari.records import HeatmapRecord
 from napari_gradcam._napari.regions import Box
+from napari_gradcam.user_state import unexpected_error_message
 
 if TYPE_CHECKING:
     from napari_gradcam.core.explain.explanation import Explanation
@@ -100,7 +101,20 @@ class TrustOutcome:
 
 
 def run_trust_job(job: TrustJob) -> Generator[Any, None, TrustOutcome]:
-    """Load the model, read the heatmap's crop and run the job's action."""
+    """Load the model, read the heatmap's crop and run the job's action.
+
+    An unexpected error (a bug, not a bad input) is logged with its traceback and returned as
+    the outcome's full message, so that the dock can show it instead of a bare "failed".
+    """
+    try:
+        return (yield from _run(job))
+    except Exception as err:  # noqa: BLE001 - logged with its traceback, shown in full
+        return TrustOutcome(
+            job.kind, error=unexpected_error_message(err, f"running {job.kind} in the trust dock")
+        )
+
+
+def _run(job: TrustJob) -> Generator[Any, None, TrustOutcome]:
     start = time.perf_counter()
     try:
         loaded = yield from load_model_step(job.source.spec, job.source.weights, 2)

@@ -25,8 +25,10 @@ from napari.layers import Image, Layer
 from napari.utils.notifications import show_error, show_warning
 from napari.utils.theme import get_theme
 from napari.viewer import Viewer
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QSizePolicy
 
+from napari_gradcam._napari.fold import Fold
 from napari_gradcam._napari.jobs import FAILED, JobHooks, JobRunner
 from napari_gradcam._napari.plane import Plane, current_plane
 from napari_gradcam._napari.progress import ModelInfo, ModelReady
@@ -40,7 +42,7 @@ from napari_gradcam._napari.trust.layers import (
     feature_layer,
     map_layer,
 )
-from napari_gradcam._napari.trust.plot import CurvesPlot, details_text, verdict_html
+from napari_gradcam._napari.trust.plot import CurvesPlot, details_html, verdict_html
 from napari_gradcam.core.explain.methods import METHODS
 
 if TYPE_CHECKING:
@@ -52,6 +54,24 @@ TOP_SHOWN = 5
 NO_HEATMAP = (
     "choose a heatmap: explain an image with the Grad-CAM dock first, then pick its layer here"
 )
+TIPS = {
+    "heatmap": "the Grad-CAM heatmap layer to check (made by the Grad-CAM dock)",
+    "trust": "scramble the model's weights and hide the map's hot areas to see whether the map "
+    "follows the model (about 70 runs of the model on the tile)",
+    "baseline": "what hidden pixels become in the hide/reveal test: a blurred copy of the tile, "
+    "or the tile's mean tissue colour (try it when blurring keeps the class)",
+    "sanity_steps": "how many layers are randomised, from the output backwards, in the "
+    "scramble test (more: a stricter test)",
+    "feature_layer": "the layer whose channels are shown as feature maps",
+    "features": "add the layer's channels as a stack, strongest for the class first",
+    "sweep": "the same method at one layer per resolution, side by side",
+    "other_class": "the class whose map is subtracted from the heatmap's class",
+    "contrast": "one class's map minus another's: where the tissue speaks for one, not the other",
+    "methods": "methods to compare (ctrl-click for several)",
+    "classes": "classes to compare (ctrl-click for several; predicted: the model's top class)",
+    "compare": "one aligned layer per method and class",
+    "cancel": "stop the running job after its current step; nothing it made is added",
+}
 
 
 class TrustWidget(Container):
@@ -78,24 +98,40 @@ class TrustWidget(Container):
         self._on_heatmap_changed(self.heatmap.value)
 
     def _build(self) -> None:
-        self.heatmap = ComboBox(label="heatmap", choices=self._heatmap_choices)
-        self.feature_layer = ComboBox(label="layer", choices=self._layer_choices)
-        self.features_button = PushButton(text="Feature maps")
-        self.sweep_button = PushButton(text="Layer sweep")
-        self.baseline = ComboBox(label="baseline", choices=("blur", "tissue-mean"))
-        self.sanity_steps = SpinBox(label="sanity layers", min=1, max=64, value=3)
-        self.trust_button = PushButton(text="Trust report")
-        self.other_class = ComboBox(label="contrast with", choices=self._class_choices)
-        self.contrast_button = PushButton(text="Class contrast")
-        self.methods = Select(label="methods", choices=tuple(METHODS), value=["gradcam"])
-        self.classes = Select(label="classes", choices=self._compare_choices)
-        self.compare_button = PushButton(text="Compare side by side")
-        self.cancel_button = PushButton(text="Cancel", enabled=False)
-        self.progress = ProgressBar(min=0, max=1, value=0)
+        self.heatmap = ComboBox(
+            label="heatmap", choices=self._heatmap_choices, tooltip=TIPS["heatmap"]
+        )
+        self.feature_layer = ComboBox(
+            label="layer", choices=self._layer_choices, tooltip=TIPS["feature_layer"]
+        )
+        self.features_button = PushButton(text="Feature maps", tooltip=TIPS["features"])
+        self.sweep_button = PushButton(text="Layer sweep", tooltip=TIPS["sweep"])
+        self.baseline = ComboBox(
+            label="hidden pixels become", choices=("blur", "tissue-mean"), tooltip=TIPS["baseline"]
+        )
+        self.sanity_steps = SpinBox(
+            label="layers to scramble", min=1, max=64, value=3, tooltip=TIPS["sanity_steps"]
+        )
+        self.trust_button = PushButton(text="Check this map (trust report)", tooltip=TIPS["trust"])
+        self.other_class = ComboBox(
+            label="contrast with", choices=self._class_choices, tooltip=TIPS["other_class"]
+        )
+        self.contrast_button = PushButton(text="Class contrast", tooltip=TIPS["contrast"])
+        self.methods = Select(
+            label="methods", choices=tuple(METHODS), value=["gradcam"], tooltip=TIPS["methods"]
+        )
+        self.classes = Select(
+            label="classes", choices=self._compare_choices, tooltip=TIPS["classes"]
+        )
+        self.compare_button = PushButton(text="Compare side by side", tooltip=TIPS["compare"])
+        self.cancel_button = PushButton(text="Cancel", enabled=False, tooltip=TIPS["cancel"])
+        self.progress = ProgressBar(min=0, max=1, value=0, tooltip="progress of the running job")
         self.status, self.verdict, self.details, self.channels = (Label(value="") for _ in range(4))
         for label in (self.status, self.verdict, self.details, self.channels):
             label.native.setWordWrap(True)
             label.native.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Minimum)
+        self.status.native.setTextFormat(Qt.TextFormat.PlainText)  # errors shown as written
+        self.status.native.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         for select in (self.methods, self.classes):
             select.native.setMaximumHeight(72)
         theme = get_theme(self._viewer.theme)
@@ -109,17 +145,36 @@ class TrustWidget(Container):
         }
 
     def _lay_out(self) -> None:
+        self.details_fold = Fold("details (the numbers)", [self.details], labels=False)
+        self.advanced = Fold(
+            "advanced options", [_form(self.baseline, self.sanity_steps)], labels=False
+        )
+        self.features_fold = Fold(
+            "look inside the layer (feature maps, layer sweep)",
+            [
+                _form(self.feature_layer),
+                _row(self.features_button, self.sweep_button),
+                self.channels,
+            ],
+            labels=False,
+        )
+        self.compare_fold = Fold(
+            "compare classes and methods",
+            [
+                _form(self.other_class),
+                self.contrast_button,
+                _form(self.methods, self.classes),
+                self.compare_button,
+            ],
+            labels=False,
+        )
         self.extend([
-            _form(self.heatmap),
-            _title("Feature maps"), _form(self.feature_layer),
-            _row(self.features_button, self.sweep_button), self.channels,
-            _title("Trust"), _form(self.baseline, self.sanity_steps), self.trust_button,
-            self.verdict, self.details,
-            _title("Compare"), _form(self.other_class), self.contrast_button,
-            _form(self.methods, self.classes), self.compare_button,
+            _form(self.heatmap), self.trust_button, self.verdict, self.details_fold,
+            self.advanced, self.features_fold, self.compare_fold,
             _row(self.cancel_button, self.progress), self.status,
         ])  # fmt: skip
-        self.native.layout().insertWidget(self.index(self.details), self.plot)
+        self.native.layout().insertWidget(self.index(self.details_fold), self.plot)
+        self.plot.setVisible(False)
 
     def _connect(self) -> None:
         for button, kind in self._actions.items():
@@ -221,6 +276,7 @@ class TrustWidget(Container):
         self._shown = heatmap
         self.verdict.value = self.details.value = self.channels.value = ""
         self.plot.clear()
+        self.plot.setVisible(False)
         source = HeatmapRecord.of(heatmap)
         if source is None or self.running:
             return
@@ -230,9 +286,10 @@ class TrustWidget(Container):
 
     def _on_returned(self, outcome: TrustOutcome, job: TrustJob, heatmap: Image) -> None:
         if outcome.error is not None:
-            self.status.value = FAILED
+            self.status.value = f"{FAILED}: {outcome.error}"
             show_error(f"Grad-CAM trust: {outcome.error}")
             return
+        self.progress.value = self.progress.max  # the job is done, whatever its last step said
         if job.kind == "load":
             self.status.value = f"model {job.source.spec!r} ready"
             return
@@ -270,8 +327,9 @@ class TrustWidget(Container):
     def _show_report(self, outcome: TrustOutcome, heatmap: Image) -> None:
         report = outcome.report
         self.verdict.value = verdict_html(report)
-        self.details.value = details_text(report)
+        self.details.value = details_html(report)
         self.plot.show_report(report)
+        self.plot.setVisible(True)
         heatmap.metadata[TRUST_KEY] = report.to_dict()
         if report.noise.blank:
             heatmap.opacity = BLANK_OPACITY

@@ -6,6 +6,11 @@ A faithful map makes it fall fast when they are deleted (low deletion AUC) and r
 only they are inserted into the baseline (high insertion AUC). Removed pixels take a baseline
 that keeps the image's colours (a blurred copy, or the mean colour of the tissue), not white
 glass, which an H&E model reads as a class of its own.
+
+The curves follow the class's softmax probability, as in the paper. When that probability is
+saturated (near 1 for the whole curve, so it cannot show which pixels matter), they can follow
+the class's logit instead (``measure="logit"``): the same deletion and insertion order, the
+same comparison with a random order, read before the softmax flattens it.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from napari_gradcam.core.explain.capture import frozen_model
 from napari_gradcam.core.explain.targets import as_logits, target_scores
 
 Baseline = Literal["blur", "tissue-mean"]
+Measure = Literal["probability", "logit"]
 BLUR_SIGMA = 5.0
 """Gaussian sigma (pixels) of the blurred baseline, as in RISE's insertion metric."""
 PIXEL_BUDGET = 1 << 22
@@ -31,20 +37,22 @@ PIXEL_BUDGET = 1 << 22
 
 @dataclass(frozen=True)
 class FaithfulnessCurves:
-    """Target probability as the most salient pixels are deleted or inserted.
+    """Target probability (or logit) as the most salient pixels are deleted or inserted.
 
     Attributes
     ----------
     fractions : numpy.ndarray
         (S,) share of pixels replaced, from 0 to 1.
     deletion : numpy.ndarray
-        (S,) probability with the top ``fraction`` of pixels replaced by the baseline.
+        (S,) measure with the top ``fraction`` of pixels replaced by the baseline.
     insertion : numpy.ndarray
-        (S,) probability of the baseline with only the top ``fraction`` of pixels restored.
+        (S,) measure of the baseline with only the top ``fraction`` of pixels restored.
     deletion_auc, insertion_auc : float
         Areas under the curves (trapezoid rule over [0, 1]).
     baseline : str
         ``"blur"`` or ``"tissue-mean"``.
+    measure : str
+        ``"probability"`` (softmax, as in the paper) or ``"logit"`` (the class's raw score).
     """
 
     fractions: np.ndarray
@@ -53,6 +61,7 @@ class FaithfulnessCurves:
     deletion_auc: float
     insertion_auc: float
     baseline: str
+    measure: str = "probability"
 
 
 def pixel_ranks(saliency: np.ndarray, shape: tuple[int, int], seed: int = 0) -> np.ndarray:
@@ -108,6 +117,7 @@ def deletion_insertion(
     steps: int = 16,
     chunk: int | None = None,
     seed: int = 0,
+    measure: Measure = "probability",
 ) -> FaithfulnessCurves:
     """Deletion and insertion curves of one map, most salient pixels first.
 
@@ -120,7 +130,7 @@ def deletion_insertion(
     saliency : numpy.ndarray
         (h, w) map of any resolution; higher = more important.
     target : int
-        Class whose probability is followed.
+        Class whose probability (or logit) is followed.
     baseline : {"blur", "tissue-mean"}
         What deleted pixels become.
     tissue : numpy.ndarray, optional
@@ -132,11 +142,16 @@ def deletion_insertion(
         default: as many as :data:`PIXEL_BUDGET` allows.
     seed : int
         Seed of the tie-breaking among equal map values.
+    measure : {"probability", "logit"}
+        What the curves follow: the softmax probability (the paper's) or the raw logit (for
+        a class whose probability is saturated).
 
     Returns
     -------
     FaithfulnessCurves
     """
+    if measure not in ("probability", "logit"):
+        raise ValueError(f"unknown measure {measure!r}; use 'probability' or 'logit'")
     module = getattr(model, "module", model)
     height, width = batch.shape[-2:]
     ranks = torch.as_tensor(pixel_ranks(saliency, (height, width), seed)).to(batch.device)
@@ -148,9 +163,9 @@ def deletion_insertion(
     for start in range(0, len(counts), chunk):
         removed = ranks[None, None] < counts[start : start + chunk, None, None, None]
         both = torch.cat([torch.where(removed, fill, batch), torch.where(removed, batch, fill)])
-        probabilities = _probabilities(module, both, target)
-        deletion.append(probabilities[: len(removed)])
-        insertion.append(probabilities[len(removed) :])
+        values = _target_values(module, both, target, measure)
+        deletion.append(values[: len(removed)])
+        insertion.append(values[len(removed) :])
     deletion_curve, insertion_curve = np.concatenate(deletion), np.concatenate(insertion)
     return FaithfulnessCurves(
         fractions,
@@ -159,12 +174,16 @@ def deletion_insertion(
         float(np.trapezoid(deletion_curve, fractions)),
         float(np.trapezoid(insertion_curve, fractions)),
         baseline,
+        measure,
     )
 
 
-def _probabilities(module: nn.Module, images: torch.Tensor, target: int) -> np.ndarray:
-    """Probability of ``target`` for each image, under inference mode."""
+def _target_values(
+    module: nn.Module, images: torch.Tensor, target: int, measure: Measure
+) -> np.ndarray:
+    """Probability (or logit) of ``target`` for each image, under inference mode."""
     with frozen_model(module), torch.inference_mode():
         logits = as_logits(module(images))
     targets = torch.full((len(images),), target, dtype=torch.long, device=logits.device)
-    return target_scores(logits, targets)[1].float().cpu().numpy()
+    scores, probabilities = target_scores(logits, targets)
+    return (scores if measure == "logit" else probabilities).float().cpu().numpy()

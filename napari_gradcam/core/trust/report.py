@@ -2,7 +2,13 @@
 
 Bundles the noise indicators (``quality``), the cascading randomisation test of Adebayo et al.
 (NeurIPS 2018, ``sanity``) and the deletion/insertion curves of Petsiuk et al. (BMVC 2018,
-``faithfulness``) against a random order of the same granularity, and says what they mean.
+``faithfulness``) against a random order of the same granularity, and says what they mean
+(in plain words and with a next step: ``verdict``).
+
+The curves follow the class's probability, as in the paper. A confident model's softmax is
+saturated: the probability stays near 1 whatever is hidden, the curves are flat and cannot
+rank the map against chance. Then (and only for a class the model calls, p >= 0.5) both the
+map's and the random order's curves are redrawn on the class's logit, which still moves.
 """
 
 from __future__ import annotations
@@ -22,12 +28,16 @@ from napari_gradcam.core.tiling.tissue import is_rgb, tissue_mask
 from napari_gradcam.core.trust.faithfulness import Baseline, FaithfulnessCurves, deletion_insertion
 from napari_gradcam.core.trust.quality import NoiseIndicators, noise_indicators
 from napari_gradcam.core.trust.sanity import SanityCheck, sanity_check
+from napari_gradcam.core.trust.verdict import next_step, plain_verdict
 
 STAGES = 4
 """Progress messages :func:`iter_trust_report` yields before it returns."""
 MIN_CURVE_SPAN = 0.05
 """Faithfulness is judged only when the target's probability moves at least this much along
 the deletion and insertion curves; otherwise nothing the map ranks changes the decision."""
+MIN_LOGIT_SPAN = 1.0
+"""The same for curves drawn on the logit (saturated probability): one unit of logit is the
+odds of the class changing e-fold."""
 
 
 @dataclass(frozen=True)
@@ -49,7 +59,8 @@ class TrustReport:
     sanity : SanityCheck
         Spearman and SSIM per cascade step, and the verdict.
     faithfulness : FaithfulnessCurves
-        Deletion and insertion curves in the map's order.
+        Deletion and insertion curves in the map's order (on the logit when the probability
+        is saturated: ``faithfulness.measure``).
     random_order : FaithfulnessCurves
         The same curves for a random map of the same size (the chance level).
     findings : tuple of str
@@ -69,7 +80,7 @@ class TrustReport:
 
     @property
     def curve_range(self) -> tuple[float, float]:
-        """Lowest and highest target probability along all four curves."""
+        """Lowest and highest target probability (or logit) along all four curves."""
         curves = [
             getattr(c, name)
             for c in (self.faithfulness, self.random_order)
@@ -81,11 +92,12 @@ class TrustReport:
     def faithful(self) -> bool | None:
         """Deletion hurts and insertion helps faster in the map's order than in a random one.
 
-        ``None`` when the curves hardly move (less than ``MIN_CURVE_SPAN``): the class's
-        probability stays put whatever is replaced, so there is nothing to judge.
+        ``None`` when the curves hardly move (less than ``MIN_CURVE_SPAN``, or
+        ``MIN_LOGIT_SPAN`` on the logit): the class's score stays put whatever is replaced, so
+        there is nothing to judge.
         """
         low, high = self.curve_range
-        if high - low < MIN_CURVE_SPAN:
+        if high - low < _min_span(self.faithfulness.measure):
             return None
         ours, chance = self.faithfulness, self.random_order
         return ours.deletion_auc < chance.deletion_auc and ours.insertion_auc > chance.insertion_auc
@@ -107,6 +119,16 @@ class TrustReport:
         return "plausible" if checked and not self.noise.warnings else "mixed"
 
     @property
+    def verdict(self) -> str:
+        """What the checks found, in plain words (no numbers)."""
+        return plain_verdict(self)
+
+    @property
+    def next_step(self) -> str:
+        """One sentence on what to do next."""
+        return next_step(self)
+
+    @property
     def headline(self) -> str:
         """One line: rating, class, sanity and the two AUCs against chance."""
         ours, chance = self.faithfulness, self.random_order
@@ -120,7 +142,13 @@ class TrustReport:
 
     def to_dict(self) -> dict[str, Any]:
         """Return the report as JSON-serialisable built-ins (arrays become lists)."""
-        return {**_plain(asdict(self)), "rating": self.rating, "headline": self.headline}
+        return {
+            **_plain(asdict(self)),
+            "rating": self.rating,
+            "headline": self.headline,
+            "verdict": self.verdict,
+            "next_step": self.next_step,
+        }
 
 
 def _plain(value: object) -> object:
@@ -214,11 +242,25 @@ def iter_trust_report(
     target_index = int(explanation.targets[0])
     curves = dict(target=target_index, baseline=baseline, tissue=tissue, steps=curve_steps)
     ours = deletion_insertion(module, batch, cam, seed=seed, **curves)
+    if _saturated(ours, float(explanation.probabilities[0])):
+        curves["measure"] = "logit"
+        ours = deletion_insertion(module, batch, cam, seed=seed, **curves)
     yield "deletion and insertion curves drawn"
     noise_map = np.random.default_rng(seed).random(cam.shape)
     chance = deletion_insertion(module, batch, noise_map, seed=seed, **curves)
     yield "random-order reference drawn"
     return _report(explanation, noise, sanity, ours, chance)
+
+
+def _min_span(measure: str) -> float:
+    """How far the curves must move to be judged, in their measure's unit."""
+    return MIN_LOGIT_SPAN if measure == "logit" else MIN_CURVE_SPAN
+
+
+def _saturated(curves: FaithfulnessCurves, probability: float) -> bool:
+    """Whether probability curves of a class the model calls stay flat (softmax saturated)."""
+    values = np.concatenate([curves.deletion, curves.insertion])
+    return probability >= 0.5 and float(np.ptp(values)) < MIN_CURVE_SPAN
 
 
 def _single_map(explanation: Explanation, image: np.ndarray) -> np.ndarray:
@@ -264,25 +306,32 @@ def _findings(report: TrustReport) -> tuple[str, ...]:
 
 def _faithfulness(report: TrustReport) -> str:
     """The deletion/insertion finding in words."""
+    ours, chance = report.faithfulness, report.random_order
+    score = f"{'logit' if ours.measure == 'logit' else 'p'}({report.target_name})"
     if report.faithful is None:
         low, high = report.curve_range
         advice = (
             "explain a class the model gives this image"
             if report.probability < 0.5
-            else f"the {report.faithfulness.baseline} baseline alone keeps the class, so the "
+            else f"the {ours.baseline} baseline alone keeps the class, so the "
             "decision rests on what every pixel shares (such as the stain), not on a region"
         )
         return (
-            f"faithfulness cannot be judged: p({report.target_name}) stays within "
+            f"faithfulness cannot be judged: {score} stays within "
             f"{low:.2f}-{high:.2f} whatever pixels are replaced, so the map's order changes "
             f"nothing the model decides; {advice}"
         )
-    ours, chance = report.faithfulness, report.random_order
+    saturated = (
+        f" (on the logit: p({report.target_name}) is saturated at "
+        f"{report.probability:.2f} and would not move)"
+        if ours.measure == "logit"
+        else ""
+    )
     deletes = "faster" if ours.deletion_auc < chance.deletion_auc else "no faster"
     inserts = "faster" if ours.insertion_auc > chance.insertion_auc else "no faster"
     return (
-        f"faithfulness {'passes' if report.faithful else 'fails'}: deleting the pixels the map "
-        f"ranks highest lowers p({report.target_name}) {deletes} than a random order "
+        f"faithfulness {'passes' if report.faithful else 'fails'}{saturated}: deleting the "
+        f"pixels the map ranks highest lowers {score} {deletes} than a random order "
         f"(deletion AUC {ours.deletion_auc:.2f} vs {chance.deletion_auc:.2f}) and restoring "
         f"them first raises it {inserts} (insertion AUC {ours.insertion_auc:.2f} vs "
         f"{chance.insertion_auc:.2f}; {ours.baseline} baseline)"

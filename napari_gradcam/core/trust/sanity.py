@@ -233,8 +233,7 @@ def _verdict(steps: list[CascadeStep]) -> str:
     if leading:
         return (
             f"passes, partly: the map ignores {_names(steps[leading - 1].randomised)} "
-            f"(as a class-agnostic method does) but changes once {changing} "
-            f"is re-initialised ({scores})"
+            f"but changes once {changing} is re-initialised too ({scores})"
         )
     return (
         f"passes: re-initialising {changing} already changes the map; after "

@@ -74,9 +74,10 @@ def test_run_adds_score_maps_aligned_with_the_reader_slide(
     assert target == classes[int(np.argmax(probabilities))]  # "predicted"
     first, second = np.argsort(-probabilities)
     assert dock.prediction.value == (
-        f"{classes[first]} {probabilities[first]:.2f}, {classes[second]} "
-        f"{probabilities[second]:.2f} (explained: {target})"
+        f"{result.model.name} calls this slide {classes[first]}: {probabilities[first]:.2f} "
+        f"({classes[second]} {probabilities[second]:.2f}); the maps explain {target}"
     )
+    assert dock.progress.value == dock.progress.max, "the run ends at 100 %"
     assert dock.status.value == f"25 tiles scored in {result.seconds:.1f} s"
 
 
@@ -104,7 +105,13 @@ def test_the_table_lists_the_top_tiles_for_and_against_sorted(
     np.testing.assert_allclose(first.centre, centre)
     assert table.text(0, 1) == str(first.tile) and table.text(0, 0) == "for"
     assert float(table.text(0, 2)) == pytest.approx(first.score, rel=1e-3)
-    assert "micrometer" in table.horizontalHeaderItem(3).text()
+    header = table.horizontalHeaderItem(3)
+    assert header.text() == "y (µm)" and "micrometer" in header.toolTip()
+    table.resize(420, 300)
+    for column in range(table.columnCount()):
+        text = table.horizontalHeaderItem(column).text()
+        needed = table.horizontalHeader().fontMetrics().horizontalAdvance(text)
+        assert table.columnWidth(column) >= needed, f"the header {text!r} is cut"
 
 
 def test_a_row_click_jumps_to_the_tile_and_draws_its_drill_down(
@@ -288,4 +295,67 @@ def test_a_layer_without_microns_per_pixel_is_refused(make_mil_dock, qtbot, erro
     viewer, dock, _slide = make_mil_dock(he_square(), name="no mpp")
     run(dock, qtbot)
     assert len(errors) == 1 and "does not say its microns per pixel" in errors[0]
+    assert len(viewer.layers) == 1
+
+
+def test_one_map_is_shown_at_a_time_with_a_legend(make_mil_dock, reader_layer, qtbot, errors):
+    data, kwargs = reader_layer
+    viewer, dock, slide = make_mil_dock(data, **kwargs)
+    assert dock.native.minimumSizeHint().height() < 540 and not dock.legend.visible
+    run(dock, qtbot)
+    target = dock.result.target_name
+    maps = mil_layers(viewer)
+    assert len(maps) == 3 and [layer.visible for layer in maps.values()].count(True) == 1
+    gradient = maps[f"{slide.name} MIL grad x embedding {target}"]
+    assert gradient.visible, "the table's ranking score is shown first"
+    assert f"for {target}" in dock.legend.value and f"against {target}" in dock.legend.value
+    assert set(dock.shown.choices) == {
+        f"tile score, grad x embedding: for / against {target}",
+        f"tile score, integrated gradients: for / against {target}",
+        "attention (where the model looked)",
+    }
+    dock.shown.value = "attention (where the model looked)"
+    attention = maps[f"{slide.name} MIL attention {target}"]
+    assert attention.visible and not gradient.visible and len(mil_layers(viewer)) == 3
+    assert "attention" in dock.legend.value and f"for {target}" not in dock.legend.value
+    assert dock.shown.tooltip and dock.advanced.expanded is False
+    assert dock.native.minimumSizeHint().height() < 640, "fits beside the other docks"
+
+
+def test_drill_downs_for_and_against_have_their_own_colours(
+    make_mil_dock, reader_layer, qtbot, errors
+):
+    data, kwargs = reader_layer
+    viewer, dock, slide = make_mil_dock(data, **kwargs)
+    dock.controls.top_k.value = 1
+    run(dock, qtbot)
+    sides = {row.side: index for index, row in enumerate(dock.table.rows)}
+    assert set(sides) == {"for", "against"}
+    drills = {}
+    for side, index in sides.items():
+        dock.table.selectRow(index)
+        qtbot.waitUntil(lambda: not dock.running, timeout=TIMEOUT_MS)
+        row = dock.table.rows[index]
+        drills[side] = viewer.layers[f"{slide.name} MIL drill-down tile {row.tile} ({side})"]
+        assert dock.progress.value == dock.progress.max
+    top = {side: layer.colormap.map(np.array([1.0]))[0] for side, layer in drills.items()}
+    assert top["for"][1] > top["for"][0] and top["against"][0] > top["against"][2]  # teal, orange
+    assert errors == []
+
+
+def test_an_unexpected_error_is_shown_in_full(
+    make_mil_dock, reader_layer, qtbot, errors, monkeypatch
+):
+    data, kwargs = reader_layer
+    viewer, dock, _slide = make_mil_dock(data, **kwargs)
+
+    def broken(*_args, **_kwargs):
+        raise ZeroDivisionError("a bug in scoring " + "with a long explanation " * 8)
+
+    monkeypatch.setattr("napari_gradcam._napari.mil.job._score", broken)
+    run(dock, qtbot)
+    status = dock.status.value
+    assert status.startswith("failed: unexpected error while running the slide-level model")
+    assert status.count("with a long explanation") == 8 and dock.status.native.wordWrap()
+    assert errors == [f"{widget_module.NAME}: {status.removeprefix('failed: ')}"]
     assert len(viewer.layers) == 1

@@ -53,16 +53,75 @@ def test_trust_report_shows_verdict_plot_and_records_it(checked, qtbot, messages
     assert record["noise"]["blank"] is False and record["target_name"] == "nuclei-dense"
     assert len(record["sanity"]["steps"]) == 2
     assert record["rating"].upper() in widget.verdict.value
-    assert "Spearman" in widget.details.value
-    assert len(widget.plot.figure.axes[0].lines) == 4
+    assert record["verdict"] in widget.verdict.value and "What next:" in widget.verdict.value
+    assert "rank correlation" in widget.details.value and "AUC" in widget.details.value
+    assert not widget.details_fold.expanded, "the numbers wait under the details fold"
+    widget.details_fold.toggle.clicked.emit()
+    assert widget.details_fold.expanded and not widget.details.native.isHidden()
+    axes = widget.plot.figure.axes[0]
+    assert len(axes.lines) == 4 and len(axes.collections) == 2  # curves and shaded gaps
+    assert axes.get_ylabel() == "probability" and axes.get_xlabel().startswith("share of pixels")
+    (legend,) = widget.plot.figure.legends  # one, below the axes (never over the curves)
+    labels = [text.get_text() for text in legend.get_texts()]
+    assert labels[0].startswith("hide, map order") and labels[1].startswith("hide, random order")
     assert widget.status.value.startswith("trust report: ")
+    assert widget.progress.value == widget.progress.max
+
+
+def test_a_saturated_tile_draws_curves_that_move(checked, qtbot, messages) -> None:
+    _viewer, widget, heatmap = checked(he_tile("dense_saturated"))
+    click(widget.trust_button, widget, qtbot)
+    record = heatmap.metadata[TRUST_KEY]
+    assert record["probability"] > 0.95 and record["faithfulness"]["measure"] == "logit"
+    axes = widget.plot.figure.axes[0]
+    assert axes.get_ylabel() == "score (logit)" and len(widget.plot.figure.legends) == 1
+    assert all(np.ptp(line.get_ydata()) > 1.0 for line in axes.lines), "no flat line"
+
+
+def test_every_job_ends_at_full_progress(checked, qtbot, messages) -> None:
+    _viewer, widget, _heatmap = checked(he_tile("dense_edge"))
+    widget.features_fold.expanded = True
+    click(widget.features_button, widget, qtbot)
+    assert widget.status.value.startswith("added 1 layer(s)")
+    assert widget.progress.value == widget.progress.max
+
+
+def test_an_unexpected_error_is_shown_in_full(checked, qtbot, messages, monkeypatch) -> None:
+    _viewer, widget, heatmap = checked(he_tile("dense_edge"))
+
+    def broken(*_args, **_kwargs):
+        yield "noise indicators measured"
+        raise ZeroDivisionError("a bug deep in the report " + "with a long explanation " * 8)
+
+    monkeypatch.setattr("napari_gradcam.core.trust.report.iter_trust_report", broken)
+    click(widget.trust_button, widget, qtbot)
+    status = widget.status.value
+    assert status.startswith("failed: unexpected error while running trust in the trust dock")
+    assert "ZeroDivisionError: a bug deep in the report" in status
+    assert status.count("with a long explanation") == 8, "the message is never cut"
+    assert widget.status.native.wordWrap()
+    assert messages["error"][-1] == f"Grad-CAM trust: {status.removeprefix('failed: ')}"
+    assert TRUST_KEY not in heatmap.metadata
+
+
+def test_the_dock_is_compact_with_a_tooltip_on_every_control(checked, qtbot, messages) -> None:
+    _viewer, widget, _heatmap = checked(he_tile("dense_edge"))
+    assert not widget.advanced.expanded and not widget.compare_fold.expanded
+    assert widget.native.sizeHint().height() < 500, "fits beside the other docks on 1080 px"
+    names = (
+        "heatmap trust_button baseline sanity_steps feature_layer features_button sweep_button "
+        "other_class contrast_button methods classes compare_button cancel_button"
+    )
+    assert all(getattr(widget, name).tooltip for name in names.split())
 
 
 def test_a_blank_tile_is_flagged_and_dimmed(checked, qtbot, messages) -> None:
     _viewer, widget, heatmap = checked(he_tile("glass"))
     click(widget.trust_button, widget, qtbot)
     assert heatmap.metadata[TRUST_KEY]["rating"] == "blank tile"
-    assert "BLANK TILE" in widget.verdict.value and "empty glass" in widget.verdict.value
+    assert "BLANK TILE" in widget.verdict.value and "almost no tissue" in widget.verdict.value
+    assert "Pan to a tile with tissue" in widget.verdict.value
+    assert "empty glass" in widget.details.value
     assert heatmap.name.endswith("[no tissue]") and heatmap.opacity < 0.2
     assert messages["warning"] and "covers no tissue" in messages["warning"][0]
 

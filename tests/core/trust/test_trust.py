@@ -8,6 +8,8 @@ import torch
 
 import napari_gradcam as ng
 from napari_gradcam.cli import main
+from napari_gradcam.core.explain.inputs import model_batch
+from napari_gradcam.core.trust.faithfulness import deletion_insertion
 from napari_gradcam.core.trust.report import STAGES, iter_trust_report, trust_report
 from tests.core.he_tiles import demo_model, he_tile
 
@@ -41,6 +43,7 @@ def test_report_bundles_the_checks_into_json(tmp_path: Path) -> None:
     assert record["noise"]["blank"] is False and record["rating"] == report.rating
     assert record["sanity"]["steps"][0]["randomised"] == ["classifier"]
     assert "deletion AUC" in record["headline"]
+    assert record["verdict"] == report.verdict and record["next_step"] == report.next_step
 
 
 def test_an_explanation_of_other_pixels_is_refused() -> None:
@@ -79,3 +82,31 @@ def test_curves_that_hardly_move_are_not_judged() -> None:
     assert high - low < 0.05 and report.faithful is None
     assert report.rating != "plausible"
     assert any(f.startswith("faithfulness cannot be judged: p(stroma)") for f in report.findings)
+
+
+def test_a_saturated_probability_is_judged_on_the_logit() -> None:
+    demo, tile = demo_model(), he_tile("dense_saturated")
+    explanation = ng.explain(demo, tile, target="nuclei-dense")
+    batch = model_batch(demo.module, tile, demo.card)
+    target = int(explanation.targets[0])
+    on_probability = deletion_insertion(demo, batch, explanation.cam[0], target, steps=6)
+    assert np.ptp(np.r_[on_probability.deletion, on_probability.insertion]) < 0.05  # flat
+    report = trust_report(demo, tile, explanation, **FAST)
+    assert report.probability > 0.95 and report.faithfulness.measure == "logit"
+    assert report.random_order.measure == "logit"
+    low, high = report.curve_range
+    assert high - low > 1.0 and report.faithful is True
+    assert "on the logit" in report.findings[1] and "saturated" in report.findings[1]
+
+
+def test_a_class_the_model_does_not_call_keeps_the_probability() -> None:
+    demo, tile = demo_model(), he_tile("stroma")
+    report = trust_report(demo, tile, ng.explain(demo, tile, target="nuclei-dense"), **FAST)
+    assert report.probability < 0.5 and report.faithfulness.measure == "probability"
+
+
+def test_an_unknown_curve_measure_is_refused() -> None:
+    demo, tile = demo_model(), he_tile("dense")
+    batch = model_batch(demo.module, tile, demo.card)
+    with pytest.raises(ValueError, match="use 'probability' or 'logit'"):
+        deletion_insertion(demo, batch, np.ones((12, 12)), 2, measure="odds")
