@@ -73,13 +73,13 @@ class ModelSources:
     def content_digest(self) -> str:
         """SHA-256 of every file's bytes and every package's code and version.
 
-        A package's code is all ``.py`` files of its installed folder (so an edited editable
-        install counts) and its distribution's version. The files hashed are those on disk
-        now: code edited after this process imported it is not what ran.
+        The files' contents are hashed in their order here, not their paths: a moved project
+        keeps its digest. A package's code is all ``.py`` files of its installed folder (so an
+        edited editable install counts) and its distribution's version. The files hashed are
+        those on disk now: code edited after this process imported it is not what ran.
         """
         digest = hashlib.sha256()
         for path in self.files:
-            digest.update(str(path).encode() + b"\0")
             digest.update(file_digest(path).encode())
         for package in self.packages:
             digest.update(package.encode() + b"\0")

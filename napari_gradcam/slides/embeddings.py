@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from napari_gradcam.core.explain.capture import frozen_model
+from napari_gradcam.core.explain.finite import check_finite
 from napari_gradcam.core.tiling.grid import MIN_TISSUE, LevelView, TileGrid
 from napari_gradcam.core.tiling.loop import mapped_batches
 from napari_gradcam.core.tiling.tiled import TilePlan, pixel_range, preprocess_tiles, read_tiles
@@ -26,6 +27,7 @@ from napari_gradcam.models.slide_model import SlideModel, check_slide_mpp, load_
 from napari_gradcam.slides.embedding_cache import (
     default_cache_dir,
     embedding_key,
+    encoder_identity,
     read_cached,
     slide_fingerprint,
     write_cached,
@@ -141,14 +143,14 @@ def embedding_steps(
 
     Yields ``(tiles in the batch, tiles in all)`` after each embedded batch (nothing when the
     cache holds the slide) and returns the embeddings. Closing the generator early stops
-    reading and embedding, and caches nothing.
+    reading and embedding, and caches nothing; so do NaN or infinite embeddings, which raise
+    ``NonFiniteError`` naming the likely cause.
     """
     check_slide_mpp(model, slide.mpp)
     folder = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     tiling = {"overlap": overlap, "min_tissue": min_tissue, "tile": model.tile_size}
-    encoder = dict(model.source["encoder"], mpp=model.mpp)
-    key = embedding_key(slide_fingerprint(slide), encoder, tiling)
-    cached = read_cached(folder, key)
+    key = embedding_key(slide_fingerprint(slide), encoder_identity(model), tiling)
+    cached = read_cached(folder, key, model.width)
     if cached is not None:
         return _from_arrays(cached, key)
     plan = _plan(slide, model, overlap, min_tissue)
@@ -159,6 +161,8 @@ def embedding_steps(
         rows.append(batch)
         yield len(batch), len(plan.explained)
     embeddings = np.concatenate(rows) if rows else np.zeros((0, model.width), np.float32)
+    encoder = model.encoder
+    check_finite(embeddings, "the encoder's embeddings", module=encoder.module, card=encoder.card)
     result = _result(plan, embeddings, key)
     write_cached(folder, key, _to_arrays(result))
     return result
