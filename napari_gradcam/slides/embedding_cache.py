@@ -26,10 +26,12 @@ computed anew and replaced.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
+import time
 import zipfile
 import zlib
 from dataclasses import asdict
@@ -73,6 +75,8 @@ ENTRY_ARRAYS = (
     "tissue",
 )
 """The arrays every entry holds."""
+STALE_SECONDS = 3600
+"""A temporary entry file this old belongs to a run that was killed while writing it."""
 UNREADABLE = (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile, zlib.error)
 """How a torn, empty or bit-flipped ``.npz`` fails: in zipfile, zlib, numpy's header, the OS."""
 
@@ -227,8 +231,16 @@ def entry_problem(arrays: dict[str, np.ndarray], key: str, width: int) -> str | 
 
 
 def write_cached(folder: Path, key: str, arrays: dict[str, np.ndarray]) -> Path:
-    """Write ``arrays`` (and the key) under ``key``, atomically and durably."""
+    """Write ``arrays`` (and the key) under ``key``, atomically and durably.
+
+    Temporary files of the same key older than :data:`STALE_SECONDS` (left by a run that was
+    killed while writing) are removed.
+    """
     path = folder / f"{key}.npz"
     entry = {**arrays, "key": np.asarray(key)}
     atomic_write(path, lambda temporary: np.savez(temporary, **entry))
+    for temporary in folder.glob(f".{key}.npz.*"):
+        with contextlib.suppress(OSError):  # another process may remove it first
+            if time.time() - temporary.stat().st_mtime > STALE_SECONDS:
+                temporary.unlink()
     return path
