@@ -73,3 +73,14 @@ def test_save_json_never_writes_bare_nan(tmp_path: Path) -> None:
     text = path.read_text()
     assert "NaN" not in text and text.endswith("\n")
     assert strict_loads(text) == {"probability": None, "label": "tumour"}
+
+
+def test_the_heatmap_store_writes_strict_json_attributes(tmp_path: Path) -> None:
+    from napari_gradcam.slides.outputs import HeatmapStore
+
+    store = HeatmapStore(tmp_path / "map.zarr", (4, 4))
+    placement = {"pixel": {"scale": [2.0, 2.0], "translate": [0.5, 0.5]}}
+    store.publish({"slide": "s", "method": "gradcam", "placement": placement, "max": np.nan})
+    text = (tmp_path / "map.zarr" / "zarr.json").read_text()
+    assert "NaN" not in text
+    assert json.loads(text)["attributes"]["napari_gradcam"]["max"] is None

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from napari_gradcam.core.tiling.tile_stats import FACTS
-from napari_gradcam.files import check_outputs, current_umask
+from napari_gradcam.files import check_outputs, current_umask, finite_or_null
 
 HEATMAP_KEY = "napari_gradcam"
 """Attribute of a heatmap zarr holding its placement and provenance."""
@@ -107,6 +107,7 @@ class HeatmapStore:
             The shape of every level.
         """
         shapes = self._add_levels()
+        attrs = finite_or_null(attrs)  # zarr writes NaN bare, which is not JSON
         self.group.attrs[HEATMAP_KEY] = {**attrs, "levels": [list(s) for s in shapes]}
         write_ngff(self.group, attrs, len(shapes))
         os.chmod(self.temporary, 0o777 & ~current_umask())

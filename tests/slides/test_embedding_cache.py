@@ -262,3 +262,12 @@ def test_a_run_killed_while_writing_an_entry_loses_only_that_entry(
     assert not recovered.cached and np.isfinite(recovered.embeddings).all()
     assert slide_embeddings(slide(seed=0), model, cache_dir=cache).cached
     assert not torn[0].exists()  # the killed run's temporary was cleared by the rewrite
+
+
+def test_an_aggregator_with_nan_weights_gives_no_slide_scores(model: SlideModel) -> None:
+    from napari_gradcam.slides.mil_scores import score_tiles
+
+    with torch.no_grad():
+        next(model.aggregator.parameters()).fill_(float("nan"))
+    with pytest.raises(NonFiniteError, match=r"slide model's logits hold NaN .* weights hold"):
+        score_tiles(model, np.ones((4, 8), np.float32))
