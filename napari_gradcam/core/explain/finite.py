@@ -53,7 +53,11 @@ def check_finite(
 def likely_causes(
     module: nn.Module | None, card: ModelCard | None, batch: torch.Tensor | None
 ) -> list[str]:
-    """Where NaN or infinity most likely comes from, each with what to do."""
+    """Where NaN or infinity most likely comes from, each with what to do.
+
+    The input is blamed only when the weights and the card are finite (a NaN std makes the
+    normalised input NaN too).
+    """
     causes = []
     if module is not None:
         broken = [
@@ -72,7 +76,7 @@ def likely_causes(
             causes.append(f"the model card's std {card.std} is NaN, infinite or 0; fix the card")
         if any(not math.isfinite(m) for m in card.mean):
             causes.append(f"the model card's mean {card.mean} is not finite; fix the card")
-    if batch is not None and not bool(torch.isfinite(batch).all()):
+    if not causes and batch is not None and not bool(torch.isfinite(batch).all()):
         causes.append(
             "the input pixels hold NaN/inf (after the card's normalisation); fill or crop "
             "them out before explaining"
