@@ -85,6 +85,19 @@ def fsync_folder(folder: Path) -> None:
         os.close(handle)
 
 
+def fsync_tree(folder: Path) -> None:
+    """Flush every file and folder under ``folder``, and ``folder`` itself, to the disk.
+
+    For outputs that are folders (a zarr store), before they are renamed into place.
+    """
+    for path in sorted(folder.rglob("*"), reverse=True):  # children before their folder
+        if path.is_dir():
+            fsync_folder(path)
+        elif path.is_file():
+            fsync_file(path)
+    fsync_folder(folder)
+
+
 def current_umask() -> int:
     """The process's file-creation mask (read without changing it)."""
     mask = os.umask(0)

@@ -84,3 +84,25 @@ def test_the_heatmap_store_writes_strict_json_attributes(tmp_path: Path) -> None
     text = (tmp_path / "map.zarr" / "zarr.json").read_text()
     assert "NaN" not in text
     assert json.loads(text)["attributes"]["napari_gradcam"]["max"] is None
+
+
+def test_a_folder_output_is_flushed_before_it_is_renamed_into_place(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from napari_gradcam.slides import outputs
+
+    flushed: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(handle: int) -> None:
+        flushed.append(os.readlink(f"/proc/self/fd/{handle}"))
+        real_fsync(handle)
+
+    monkeypatch.setattr(files.os, "fsync", fsync)
+    source = tmp_path / ".store.tmp"
+    (source / "0").mkdir(parents=True)
+    (source / "0" / "c0").write_bytes(b"chunk")
+    (source / "zarr.json").write_text("{}")
+    outputs.replace_folder(source, tmp_path / "store.zarr", overwrite=False)
+    assert (tmp_path / "store.zarr" / "0" / "c0").read_bytes() == b"chunk"
+    assert {Path(p).name for p in flushed} >= {"c0", "zarr.json", "0", ".store.tmp"}

@@ -271,3 +271,23 @@ def test_an_aggregator_with_nan_weights_gives_no_slide_scores(model: SlideModel)
         next(model.aggregator.parameters()).fill_(float("nan"))
     with pytest.raises(NonFiniteError, match=r"slide model's logits hold NaN .* weights hold"):
         score_tiles(model, np.ones((4, 8), np.float32))
+
+
+def test_a_dask_worker_reloads_an_encoder_retrained_into_the_same_file(
+    tmp_path: Path, model: SlideModel
+) -> None:
+    from napari_gradcam.slides.embeddings import EmbedTask, run_embed_task
+
+    folder = tmp_path / "a"
+    weights = folder / "enc.pt"
+    state = model.encoder.module.state_dict()
+    torch.save(state, weights)
+    data = json.loads((folder / "card.json").read_text())
+    data["encoder"]["weights"] = "enc.pt"
+    (folder / "card.json").write_text(json.dumps(data))
+    origins = np.array([[0, 0], [32, 32]])
+    task = EmbedTask(slide(), 0, 1.0, origins, (32, 32), str(folder / "card.json"), (0.0, 255.0))
+    before = run_embed_task(task)
+    torch.save({name: value * 2 for name, value in state.items()}, weights)
+    os.utime(weights, ns=(1, 1))
+    assert not np.allclose(run_embed_task(task), before)
