@@ -80,7 +80,7 @@ class ModelSources:
         """
         digest = hashlib.sha256()
         for path in self.files:
-            digest.update(file_digest(path).encode())
+            digest.update(f"{path.suffix}:{file_digest(path)};".encode())
         for package in self.packages:
             digest.update(package.encode() + b"\0")
             digest.update(package_digest(package).encode())

@@ -15,7 +15,9 @@ limit: an edit of a big file that keeps every tile's compressed length and misse
 sampled block (or, for a big non-TIFF file, just misses every sampled block) goes unnoticed;
 the cache is for re-reading slides, not for detecting tampering. A DICOM folder is hashed file
 by file under the same rules; a slide made in memory (no file) by its shapes and the pixels of
-its coarsest level. File size and modification time are never taken for content.
+its finest level of at most :data:`WHOLE_FILE_BYTES` (all of them for such a level 0; for a
+bigger one, an edit that leaves that level's pixels unchanged goes unnoticed). File size and
+modification time are never taken for content.
 
 **Entries.** An ``.npz`` of plain arrays (no pickle), written atomically and durably
 (``files.atomic_write``). An entry that cannot be read (truncated, empty, bit-flipped, from
@@ -145,7 +147,7 @@ def _tag_bytes(value: object) -> bytes:
 
 
 def slide_fingerprint(slide: Slide) -> str:
-    """The slide's content key: its file (or DICOM folder) bytes, else its coarsest pixels."""
+    """The slide's content key: its file (or DICOM folder), else its pixels (see above)."""
     digest = hashlib.sha256()
     path = slide.path
     if path is not None and path.is_dir():
@@ -156,8 +158,10 @@ def slide_fingerprint(slide: Slide) -> str:
         digest.update(file_fingerprint(path).encode())
     else:
         digest.update(repr(slide.level_shapes).encode())
-        coarsest = slide.read_region(len(slide.levels) - 1, (0, 0, *slide.level_shapes[-1][:2]))
-        digest.update(np.ascontiguousarray(coarsest).tobytes())
+        small = [i for i, level in enumerate(slide.levels) if level.nbytes <= WHOLE_FILE_BYTES]
+        level = small[0] if small else len(slide.levels) - 1
+        pixels = slide.read_region(level, (0, 0, *slide.level_shapes[level][:2]))
+        digest.update(np.ascontiguousarray(pixels).tobytes())
     return digest.hexdigest()
 
 

@@ -291,3 +291,19 @@ def test_a_dask_worker_reloads_an_encoder_retrained_into_the_same_file(
     torch.save({name: value * 2 for name, value in state.items()}, weights)
     os.utime(weights, ns=(1, 1))
     assert not np.allclose(run_embed_task(task), before)
+
+
+def test_an_in_memory_slide_is_keyed_by_its_full_resolution_pixels() -> None:
+    from napari_gradcam.slides.embedding_cache import slide_fingerprint
+    from napari_gradcam.slides.reader import Slide
+
+    pixels = np.random.default_rng(0).integers(0, 255, (256, 256, 3), dtype=np.uint8)
+    edited = pixels.copy()
+    edited[100, 100] ^= 1  # too small to change a coarser level
+    keys = []
+    for level0 in (pixels, pixels.copy(), edited):
+        levels = [level0, level0[::2, ::2].copy()]
+        levels[1][:] = pixels[::2, ::2]  # the same coarse level for all three
+        memory = Slide(tuple(levels), ((1.0, 1.0), (2.0, 2.0)), 0.5, "given", "in memory")
+        keys.append(slide_fingerprint(memory))
+    assert keys[0] == keys[1] != keys[2]
