@@ -2,9 +2,9 @@
 
 **Key.** A hash of everything that decides the embeddings: the slide's content, the encoder
 (its code, weights and card: see :func:`encoder_identity`), the tile plan's parameters
-(tile size, mpp, overlap, tissue threshold) and the entry format. Paths and names are not in it:
-two encoders both called ``enc.py:build`` in two project folders get two keys, and a renamed
-slide keeps its key.
+(tile size, mpp, overlap, tissue threshold), this package's code that plans the tiles, and the
+entry format. Contents are in it, not paths or names: two different encoders both called
+``enc.py:build`` in two project folders get two keys, and a renamed slide keeps its key.
 
 **Slide content.** A file of at most :data:`WHOLE_FILE_BYTES` is hashed whole. A larger file
 is hashed by its size, its TIFF structure when tifffile can parse it (every IFD's tags,
@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from napari_gradcam.files import atomic_write
-from napari_gradcam.models.sources import encoder_sources
+from napari_gradcam.models.sources import encoder_sources, package_digest
 
 if TYPE_CHECKING:
     from napari_gradcam.models.slide_model import SlideModel
@@ -181,9 +181,20 @@ def encoder_identity(model: SlideModel) -> dict[str, Any]:
 
 
 def embedding_key(slide_key: str, encoder: dict[str, Any], tiling: dict[str, Any]) -> str:
-    """The cache key of one slide embedded by one encoder with one tiling."""
+    """The cache key of one slide embedded by one encoder with one tiling.
+
+    The tiling's parameters are read by this package's code (tissue detection, level choice,
+    tile grid), so its code (``package_digest``) is part of the key too.
+    """
+    planner = package_digest(__name__.partition(".")[0])
     text = json.dumps(
-        {"format": FORMAT, "slide": slide_key, "encoder": encoder, "tiling": tiling},
+        {
+            "format": FORMAT,
+            "slide": slide_key,
+            "encoder": encoder,
+            "tiling": tiling,
+            "planner": planner,
+        },
         sort_keys=True,
         default=str,
     )
