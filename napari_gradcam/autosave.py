@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from napari_gradcam.core.regions.geojson import Annotation, from_geojson, to_feature_collection
-from napari_gradcam.files import atomic_write
+from napari_gradcam.files import atomic_write, json_text
 from napari_gradcam.session import ImageRef
 from napari_gradcam.user_state import state_dir
 
@@ -104,7 +104,7 @@ def write_autosave(autosave: Autosave, folder: Path | None = None) -> Path:
         "annotations_name": autosave.annotations_name,
         "annotations": to_feature_collection(autosave.annotations),
     }
-    text = json.dumps(data)
+    text = json_text(data)
     path = autosave_path(autosave.key, folder)
     atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     return path

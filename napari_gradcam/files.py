@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -43,7 +45,13 @@ def read_image(path: str | Path) -> np.ndarray:
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Write ``path`` through a temporary file in the same folder, then rename it into place."""
+    """Write ``path`` all or nothing, and durably: a crash leaves the old file or the new one.
+
+    ``write`` fills a temporary file in the same folder; the file is flushed to disk
+    (``fsync``), renamed over ``path``, and the folder is flushed too, so that after a power
+    cut the name points at the complete new file or still at the old one, never at a torn
+    one. On error the temporary file is removed and ``path`` is left as it was.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(
         prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent
@@ -52,10 +60,42 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     try:
         write(Path(temporary))
         os.chmod(temporary, 0o666 & ~current_umask())
+        fsync_file(Path(temporary))
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+    fsync_folder(path.parent)
+
+
+def fsync_file(path: Path) -> None:
+    """Flush a written file's bytes to the disk."""
+    with path.open("rb") as handle:
+        os.fsync(handle.fileno())
+
+
+def fsync_folder(folder: Path) -> None:
+    """Flush a folder's entries (a rename into it) to the disk; a no-op where unsupported."""
+    if os.name == "nt":  # Windows cannot open a folder; NTFS journals the rename itself
+        return
+    handle = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(handle)
+    finally:
+        os.close(handle)
+
+
+def fsync_tree(folder: Path) -> None:
+    """Flush every file and folder under ``folder``, and ``folder`` itself, to the disk.
+
+    For outputs that are folders (a zarr store), before they are renamed into place.
+    """
+    for path in sorted(folder.rglob("*"), reverse=True):  # children before their folder
+        if path.is_dir():
+            fsync_folder(path)
+        elif path.is_file():
+            fsync_file(path)
+    fsync_folder(folder)
 
 
 def current_umask() -> int:
@@ -113,5 +153,30 @@ def save_png(path: Path, rgb: np.ndarray) -> None:
 
 
 def save_json(path: Path, data: dict) -> None:
-    """Save ``data`` as indented JSON, atomically."""
-    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2) + "\n"))
+    """Save ``data`` as indented, strict JSON (see :func:`json_text`), atomically."""
+    atomic_write(path, lambda tmp: tmp.write_text(json_text(data, indent=2) + "\n"))
+
+
+def json_text(data: Any, indent: int | None = None) -> str:
+    """Strict JSON of ``data``: a number that is not finite (NaN, inf) is written ``null``.
+
+    Python's ``json`` writes NaN and inf as bare ``NaN``/``Infinity``, which is not JSON:
+    other readers refuse the file. Here ``null`` means "no finite value" (e.g. a correlation
+    over a constant map). numpy scalars and arrays are written as numbers and lists.
+    """
+    return json.dumps(finite_or_null(data), indent=indent, allow_nan=False)
+
+
+def finite_or_null(data: Any) -> Any:
+    """``data`` with numpy values made plain and every non-finite number made ``None``."""
+    if isinstance(data, dict):
+        return {key: finite_or_null(value) for key, value in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [finite_or_null(value) for value in data]
+    if isinstance(data, np.ndarray):
+        return finite_or_null(data.tolist())
+    if isinstance(data, np.generic):
+        data = data.item()
+    if isinstance(data, float) and not math.isfinite(data):
+        return None
+    return data

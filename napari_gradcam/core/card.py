@@ -80,8 +80,10 @@ class ModelCard:
         )
 
     def to_json(self, path: str | Path) -> None:
-        """Write the card as JSON."""
-        Path(path).write_text(json.dumps(asdict(self), indent=2) + "\n")
+        """Write the card as strict JSON, atomically."""
+        from napari_gradcam.files import save_json
+
+        save_json(Path(path), asdict(self))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, source: str = "model card") -> ModelCard:

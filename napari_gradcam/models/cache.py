@@ -2,8 +2,11 @@
 
 The napari docks (in their worker threads) and the slide runner (in its Dask workers) ask for a
 model by ``(spec, weights)``, and the slide-level dock for a slide model by its card. A model is
-loaded again when one of its files (weights, TorchScript or factory file, model card) changed on
-disk since, e.g. after retraining into the same weights file. No napari here.
+loaded again when any file it is built from (``models.sources``: weights, TorchScript or
+factory file, model card, recipe; for a slide model also its encoder's and aggregator's files
+and weights) changed size or modification time on disk since, e.g. after retraining into the
+same weights file. An installed package's code is not checked: Python imports it once per
+process, so reloading would not read an edit anyway. No napari here.
 """
 
 from __future__ import annotations
@@ -18,13 +21,13 @@ if TYPE_CHECKING:
 
     from napari_gradcam.models.loading import LoadedModel
     from napari_gradcam.models.slide_model import SlideModel
+    from napari_gradcam.models.sources import Stamps
 
 Model = TypeVar("Model")
 
 MAX_MODELS = 4
 """Models kept at once; the least recently used one is dropped first."""
 
-Stamps = tuple[tuple[str, int, int], ...]
 _MODELS: OrderedDict[tuple[str, str | None], tuple[Stamps, LoadedModel | SlideModel]] = (
     OrderedDict()
 )
@@ -53,7 +56,7 @@ def cached_model(spec: str, weights: str | None = None) -> LoadedModel:
 
 
 def cached_slide_model(card: str | Path) -> SlideModel:
-    """Load a slide-model card once, and again when the card file changed on disk.
+    """Load a slide-model card once, and again when a file it is built from changed on disk.
 
     Raises
     ------
@@ -67,7 +70,10 @@ def cached_slide_model(card: str | Path) -> SlideModel:
         raise FileNotFoundError(f"no slide-model card {str(path)!r}; choose a .json card")
     path = path.resolve()
     key = ("slide model", str(path))
-    return _cached(key, _stamps([path]), lambda: load_slide_model(str(path)))
+    from napari_gradcam.models.sources import slide_model_sources
+
+    stamps = slide_model_sources(path).stamps()
+    return _cached(key, stamps, lambda: load_slide_model(str(path)))
 
 
 def _cached(key: tuple[str, str | None], stamps: Stamps, load: Callable[[], Model]) -> Model:
@@ -84,22 +90,7 @@ def _cached(key: tuple[str, str | None], stamps: Stamps, load: Callable[[], Mode
 
 
 def file_stamps(spec: str, weights: str | None) -> Stamps:
-    """``(path, size, modification time)`` of the files a model spec reads, where they exist.
+    """``(path, size, modification time)`` of the files a model spec is built from."""
+    from napari_gradcam.models.sources import model_sources
 
-    The candidates are the spec itself (a TorchScript file), the file of a ``file.py:factory``
-    spec, the weights, and the model card (``.json``) next to each.
-    """
-    candidates = [spec, spec.rpartition(":")[0], weights]
-    paths = [Path(c) for c in candidates if c]
-    return _stamps(paths + [path.with_suffix(".json") for path in paths])
-
-
-def _stamps(paths: list[Path]) -> Stamps:
-    stamps = []
-    for path in paths:
-        try:
-            info = path.stat()
-        except OSError:
-            continue
-        stamps.append((str(path), info.st_size, info.st_mtime_ns))
-    return tuple(stamps)
+    return model_sources(spec, weights).stamps()

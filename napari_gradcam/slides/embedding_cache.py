@@ -1,43 +1,86 @@
-"""The on-disk cache of slide embeddings, keyed by the slide's content and the encoder.
+"""The on-disk cache of slide embeddings: it serves only what the same inputs would compute.
 
-**Slide key.** A hash of the file's size and sampled bytes (its first and last MiB and 16
-evenly spaced 64 KiB blocks; every file of a DICOM folder), not of the pixels. Reading the
-level-0 tiles to hash them costs about as much as embedding them, which would make the
-"second look" as slow as the first; the sampled bytes cost a few reads. Scanners write their
-headers (with the scan's date and barcode) and tile offsets at the ends of the file, so a
-rescan or another slide changes the key; renaming or moving the file does not. An edit of a
-few middle bytes that misses every sampled block would go unnoticed: the cache is for
-re-reading slides, not for detecting tampering. A slide made in memory (no file) is keyed by
-its shapes and the pixels of its coarsest level.
+**Key.** A hash of everything that decides the embeddings: the slide's content, the encoder
+(its code, weights and card: see :func:`encoder_identity`), the tile plan's parameters
+(tile size, mpp, overlap, tissue threshold), this package's code that plans the tiles, and the
+entry format. Contents are in it, not paths or names: two different encoders both called
+``enc.py:build`` in two project folders get two keys, and a renamed slide keeps its key.
 
-**Encoder key.** The encoder's spec, the hash of its weights file, the tile size, the mpp and
-the tiling (overlap, tissue threshold), so any change there computes anew.
+**Slide content.** A file of at most :data:`WHOLE_FILE_BYTES` is hashed whole. A larger file
+is hashed by its size, its TIFF structure when tifffile can parse it (every IFD's tags,
+including the offsets and byte counts of every tile, so re-encoding any tile changes the key)
+and sampled bytes (its first and last MiB and :data:`BLOCKS` evenly spaced 64 KiB blocks);
+reading all of a multi-GB slide would make the "second look" about as slow as the first. Its
+limit: an edit of a big file that keeps every tile's compressed length and misses every
+sampled block (or, for a big non-TIFF file, just misses every sampled block) goes unnoticed;
+the cache is for re-reading slides, not for detecting tampering. A DICOM folder is hashed file
+by file under the same rules; a slide made in memory (no file) by its shapes and the pixels of
+its finest level of at most :data:`WHOLE_FILE_BYTES` (all of them for such a level 0; for a
+bigger one, an edit that leaves that level's pixels unchanged goes unnoticed). File size and
+modification time are never taken for content.
+
+**Entries.** An ``.npz`` of plain arrays (no pickle), written atomically and durably
+(``files.atomic_write``). An entry that cannot be read (truncated, empty, bit-flipped, from
+another format), that was written under another key, or whose arrays do not fit (rows that are
+not one per tile, another embedding width, NaN or infinite values) is a miss: it is logged,
+computed anew and replaced.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import logging
 import os
+import time
+import zipfile
+import zlib
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from napari_gradcam.files import atomic_write
+from napari_gradcam.models.sources import encoder_sources, package_digest
 
 if TYPE_CHECKING:
+    from napari_gradcam.models.slide_model import SlideModel
     from napari_gradcam.slides.reader import Slide
+
+logger = logging.getLogger(__name__)
 
 CACHE_ENV = "NAPARI_GRADCAM_EMBEDDINGS"
 """Environment variable naming the cache folder (default ``~/.cache/napari-gradcam/embeddings``)."""
 
-FORMAT = 1
-"""Version of the cached file's layout; part of every key."""
+FORMAT = 2
+"""Version of the cached file's layout and of the key; part of every key."""
 
+WHOLE_FILE_BYTES = 64 << 20
+"""Files up to this size are hashed whole."""
 EDGE_BYTES = 1 << 20
 BLOCK_BYTES = 1 << 16
-BLOCKS = 16
+BLOCKS = 64
+
+ENTRY_ARRAYS = (
+    "key",
+    "embeddings",
+    "origins",
+    "region",
+    "tile",
+    "step",
+    "cell",
+    "tile_cells",
+    "pixel_size",
+    "level",
+    "tissue",
+)
+"""The arrays every entry holds."""
+STALE_SECONDS = 3600
+"""A temporary entry file this old belongs to a run that was killed while writing it."""
+UNREADABLE = (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile, zlib.error)
+"""How a torn, empty or bit-flipped ``.npz`` fails: in zipfile, zlib, numpy's header, the OS."""
 
 
 def default_cache_dir() -> Path:
@@ -47,22 +90,64 @@ def default_cache_dir() -> Path:
 
 
 def file_fingerprint(path: Path) -> str:
-    """SHA-256 of a file's size and sampled bytes (see the module docstring)."""
+    """SHA-256 of a file's content: whole when small, else structure and samples (see above)."""
     digest = hashlib.sha256()
     size = path.stat().st_size
-    digest.update(str(size).encode())
-    starts = {0, max(0, size - EDGE_BYTES)}
-    starts.update(int(s) for s in np.linspace(0, max(0, size - BLOCK_BYTES), BLOCKS))
     with path.open("rb") as handle:
-        for start in sorted(starts):
+        if size <= WHOLE_FILE_BYTES:
+            for block in iter(lambda: handle.read(1 << 22), b""):
+                digest.update(block)
+            return digest.hexdigest()
+        digest.update(f"{size} bytes".encode())
+        digest.update(tiff_structure(path).encode())
+        for start, length in sampled_blocks(size):
             handle.seek(start)
-            length = EDGE_BYTES if start in (0, max(0, size - EDGE_BYTES)) else BLOCK_BYTES
             digest.update(handle.read(length))
     return digest.hexdigest()
 
 
+def sampled_blocks(size: int) -> list[tuple[int, int]]:
+    """``(start, length)`` of the first and last MiB and :data:`BLOCKS` blocks between."""
+    starts = np.linspace(0, max(0, size - BLOCK_BYTES), BLOCKS).astype(int) if BLOCKS else []
+    return [(0, EDGE_BYTES), (max(0, size - EDGE_BYTES), EDGE_BYTES)] + [
+        (int(start), BLOCK_BYTES) for start in starts
+    ]
+
+
+def tiff_structure(path: Path) -> str:
+    """SHA-256 of every IFD's tags of a TIFF (all pages and pyramid levels), ``""`` if not one."""
+    import tifffile
+
+    digest = hashlib.sha256()
+    try:
+        with tifffile.TiffFile(path) as tiff:
+            pages = {page.offset: page for page in tiff.pages}
+            for series in tiff.series:
+                for level in series.levels:
+                    pages.update((page.offset, page) for page in level.pages if page is not None)
+            for offset in sorted(pages):
+                page = pages[offset]
+                digest.update(str(offset).encode())
+                digest.update(np.asarray(page.dataoffsets, np.int64).tobytes())
+                digest.update(np.asarray(page.databytecounts, np.int64).tobytes())
+                for tag in getattr(page, "tags", {}).values():  # a TiffFrame has no tags
+                    digest.update(f"{tag.code}:{tag.dtype}:{tag.count}:".encode())
+                    digest.update(_tag_bytes(tag.value))
+    except (tifffile.TiffFileError, ValueError, OSError):
+        return ""
+    return digest.hexdigest()
+
+
+def _tag_bytes(value: object) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, np.ndarray):
+        return value.tobytes()
+    return repr(value).encode()
+
+
 def slide_fingerprint(slide: Slide) -> str:
-    """The slide's content key: its file (or DICOM folder) bytes, else its coarsest pixels."""
+    """The slide's content key: its file (or DICOM folder), else its pixels (see above)."""
     digest = hashlib.sha256()
     path = slide.path
     if path is not None and path.is_dir():
@@ -73,46 +158,104 @@ def slide_fingerprint(slide: Slide) -> str:
         digest.update(file_fingerprint(path).encode())
     else:
         digest.update(repr(slide.level_shapes).encode())
-        coarsest = slide.read_region(len(slide.levels) - 1, (0, 0, *slide.level_shapes[-1][:2]))
-        digest.update(np.ascontiguousarray(coarsest).tobytes())
+        small = [i for i, level in enumerate(slide.levels) if level.nbytes <= WHOLE_FILE_BYTES]
+        level = small[0] if small else len(slide.levels) - 1
+        pixels = slide.read_region(level, (0, 0, *slide.level_shapes[level][:2]))
+        digest.update(np.ascontiguousarray(pixels).tobytes())
     return digest.hexdigest()
 
 
-def weights_hash(path: str | None) -> str | None:
-    """SHA-256 of a whole weights file (None without one)."""
-    if path is None:
-        return None
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def encoder_identity(model: SlideModel) -> dict[str, Any]:
+    """What decides the encoder's output: its code, weights and card files, and its card.
+
+    The card it runs with (mean, std, tile size, mpp, ...) is taken as loaded; the files
+    (``models.sources``) as they are on disk now.
+    """
+    sources = encoder_sources(model.source["encoder"], Path.cwd())
+    return {
+        "sources": sources.content_digest(),
+        "card": asdict(model.encoder.card),
+        "mpp": model.mpp,
+        "width": model.width,
+    }
 
 
 def embedding_key(slide_key: str, encoder: dict[str, Any], tiling: dict[str, Any]) -> str:
-    """The cache key of one slide embedded by one encoder with one tiling."""
-    encoder = {**encoder, "weights": weights_hash(encoder.get("weights"))}
+    """The cache key of one slide embedded by one encoder with one tiling.
+
+    The tiling's parameters are read by this package's code (tissue detection, level choice,
+    tile grid), so its code (``package_digest``) is part of the key too.
+    """
+    planner = package_digest(__name__.partition(".")[0])
     text = json.dumps(
-        {"format": FORMAT, "slide": slide_key, "encoder": encoder, "tiling": tiling},
+        {
+            "format": FORMAT,
+            "slide": slide_key,
+            "encoder": encoder,
+            "tiling": tiling,
+            "planner": planner,
+        },
         sort_keys=True,
+        default=str,
     )
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-def read_cached(folder: Path, key: str) -> dict[str, np.ndarray] | None:
-    """The arrays cached under ``key``, or None (a missing or unreadable file is a miss)."""
+def read_cached(folder: Path, key: str, width: int) -> dict[str, np.ndarray] | None:
+    """The arrays cached under ``key``, or None on a miss (a missing or unusable entry).
+
+    An unusable entry (see the module docstring) is logged; the caller computes the
+    embeddings anew and :func:`write_cached` replaces it.
+    """
     path = folder / f"{key}.npz"
     if not path.is_file():
         return None
     try:
         with np.load(path, allow_pickle=False) as archive:
-            return {name: archive[name] for name in archive.files}
-    except (OSError, ValueError):
+            arrays = {name: archive[name] for name in archive.files}
+    except UNREADABLE as err:
+        reason = f"unreadable ({type(err).__name__}: {err})"
+        logger.warning("cached embeddings %s are %s; computing them anew", path, reason)
         return None
+    problem = entry_problem(arrays, key, width)
+    if problem is not None:
+        logger.warning("cached embeddings %s: %s; computing them anew", path, problem)
+        return None
+    return arrays
+
+
+def entry_problem(arrays: dict[str, np.ndarray], key: str, width: int) -> str | None:
+    """Why an entry cannot serve ``key`` for a ``width``-wide encoder, or None if it can."""
+    missing = [name for name in ENTRY_ARRAYS if name not in arrays]
+    if missing:
+        return f"it lacks {missing}"
+    if arrays["key"].shape != () or str(arrays["key"]) != key:
+        return "it was written under another key"
+    embeddings, origins, tissue = arrays["embeddings"], arrays["origins"], arrays["tissue"]
+    if embeddings.ndim != 2 or not np.issubdtype(embeddings.dtype, np.floating):
+        return f"its embeddings are {embeddings.dtype} {embeddings.shape}, not (tiles, width)"
+    if embeddings.shape[1] != width:
+        return f"its embeddings are {embeddings.shape[1]} wide; the encoder gives {width}"
+    if origins.ndim != 2 or origins.shape[1] != 2 or len(origins) == 0:
+        return f"its tile origins have shape {origins.shape}, not (tiles, 2)"
+    if not len(embeddings) == len(origins) == len(tissue):
+        return f"it holds {len(embeddings)} embeddings for {len(origins)} tiles"
+    if not np.isfinite(embeddings).all():
+        return "its embeddings hold NaN or infinite values"
+    return None
 
 
 def write_cached(folder: Path, key: str, arrays: dict[str, np.ndarray]) -> Path:
-    """Write ``arrays`` under ``key`` atomically (a temporary file renamed into place)."""
+    """Write ``arrays`` (and the key) under ``key``, atomically and durably.
+
+    Temporary files of the same key older than :data:`STALE_SECONDS` (left by a run that was
+    killed while writing) are removed.
+    """
     path = folder / f"{key}.npz"
-    atomic_write(path, lambda temporary: np.savez(temporary, **arrays))
+    entry = {**arrays, "key": np.asarray(key)}
+    atomic_write(path, lambda temporary: np.savez(temporary, **entry))
+    for temporary in folder.glob(f".{key}.npz.*"):
+        with contextlib.suppress(OSError):  # another process may remove it first
+            if time.time() - temporary.stat().st_mtime > STALE_SECONDS:
+                temporary.unlink()
     return path

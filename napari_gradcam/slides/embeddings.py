@@ -3,13 +3,13 @@
 The tiles are the slide tiling's tissue tiles (``slides.runner.plan_slide``) at the card's tile
 size and mpp. Locally, one thread reads the next batch while the encoder embeds the current one
 (``core.tiling.loop``); with a Dask client the batches run on its workers (``slides.batches``),
-each of which loads the slide model once. The encoder runs under ``torch.inference_mode()`` inside
-``frozen_model`` (its lock). See ``slides.embedding_cache`` for the cache's keys.
+each of which loads the slide model through the one model cache (again when a file of it
+changes). The encoder runs under ``torch.inference_mode()`` inside ``frozen_model`` (its lock).
+See ``slides.embedding_cache`` for the cache's keys.
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,13 +19,16 @@ import numpy as np
 import torch
 
 from napari_gradcam.core.explain.capture import frozen_model
+from napari_gradcam.core.explain.finite import check_finite
 from napari_gradcam.core.tiling.grid import MIN_TISSUE, LevelView, TileGrid
 from napari_gradcam.core.tiling.loop import mapped_batches
 from napari_gradcam.core.tiling.tiled import TilePlan, pixel_range, preprocess_tiles, read_tiles
-from napari_gradcam.models.slide_model import SlideModel, check_slide_mpp, load_slide_model
+from napari_gradcam.models.cache import cached_slide_model
+from napari_gradcam.models.slide_model import SlideModel, check_slide_mpp
 from napari_gradcam.slides.embedding_cache import (
     default_cache_dir,
     embedding_key,
+    encoder_identity,
     read_cached,
     slide_fingerprint,
     write_cached,
@@ -141,14 +144,14 @@ def embedding_steps(
 
     Yields ``(tiles in the batch, tiles in all)`` after each embedded batch (nothing when the
     cache holds the slide) and returns the embeddings. Closing the generator early stops
-    reading and embedding, and caches nothing.
+    reading and embedding, and caches nothing; so do NaN or infinite embeddings, which raise
+    ``NonFiniteError`` naming the likely cause.
     """
     check_slide_mpp(model, slide.mpp)
     folder = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     tiling = {"overlap": overlap, "min_tissue": min_tissue, "tile": model.tile_size}
-    encoder = dict(model.source["encoder"], mpp=model.mpp)
-    key = embedding_key(slide_fingerprint(slide), encoder, tiling)
-    cached = read_cached(folder, key)
+    key = embedding_key(slide_fingerprint(slide), encoder_identity(model), tiling)
+    cached = read_cached(folder, key, model.width)
     if cached is not None:
         return _from_arrays(cached, key)
     plan = _plan(slide, model, overlap, min_tissue)
@@ -159,6 +162,8 @@ def embedding_steps(
         rows.append(batch)
         yield len(batch), len(plan.explained)
     embeddings = np.concatenate(rows) if rows else np.zeros((0, model.width), np.float32)
+    encoder = model.encoder
+    check_finite(embeddings, "the encoder's embeddings", module=encoder.module, card=encoder.card)
     result = _result(plan, embeddings, key)
     write_cached(folder, key, _to_arrays(result))
     return result
@@ -239,12 +244,7 @@ def run_embed_task(task: EmbedTask) -> np.ndarray:
         task.slide.levels[task.level], task.slide.downsamples[task.level], task.resample
     )
     tiles = read_tiles(view, task.origins, task.tile)
-    return embed_tiles(_worker_model(task.card), tiles, task.value_range)
-
-
-@functools.lru_cache(maxsize=2)
-def _worker_model(card: str) -> SlideModel:
-    return load_slide_model(card)
+    return embed_tiles(cached_slide_model(task.card), tiles, task.value_range)
 
 
 def _result(plan: TilePlan, embeddings: np.ndarray, key: str) -> SlideEmbeddings:

@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import csv
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,7 @@ import numpy as np
 
 from napari_gradcam.core.regions.placement import heatmap_transform
 from napari_gradcam.core.tiling.grid import TileGrid
-from napari_gradcam.files import atomic_write, check_outputs
+from napari_gradcam.files import atomic_write, check_outputs, json_text
 from napari_gradcam.slides.embeddings import SlideEmbeddings
 from napari_gradcam.slides.mil_scores import SIGNED
 from napari_gradcam.slides.outputs import HeatmapStore
@@ -205,5 +204,5 @@ def write_tile_geojson(path: Path, tiles: SlideEmbeddings, columns: dict[str, np
                 },
             }
         )
-    text = json.dumps({"type": "FeatureCollection", "features": features})
+    text = json_text({"type": "FeatureCollection", "features": features})
     atomic_write(path, lambda temporary: temporary.write_text(text))

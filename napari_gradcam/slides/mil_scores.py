@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from napari_gradcam.core.explain.finite import check_finite
 from napari_gradcam.core.mil.attribution import (
     attention_scores,
     gradient_x_embedding,
@@ -88,6 +89,7 @@ def score_tiles(
     bag = torch.as_tensor(embeddings, dtype=torch.float32, device=_device(model.aggregator))
     with torch.inference_mode():
         logits = aggregator(bag[None])[0].float().cpu().numpy()
+    check_finite(logits, "the slide model's logits", module=model.aggregator)
     index = _target_index(model, logits, target)
     scores: dict[str, np.ndarray] = {}
     if model.attention_module is not None:

@@ -28,7 +28,14 @@ from typing import Any
 import numpy as np
 
 from napari_gradcam.core.tiling.tile_stats import FACTS
-from napari_gradcam.files import check_outputs, current_umask
+from napari_gradcam.files import (
+    check_outputs,
+    current_umask,
+    finite_or_null,
+    fsync_file,
+    fsync_folder,
+    fsync_tree,
+)
 
 HEATMAP_KEY = "napari_gradcam"
 """Attribute of a heatmap zarr holding its placement and provenance."""
@@ -107,6 +114,7 @@ class HeatmapStore:
             The shape of every level.
         """
         shapes = self._add_levels()
+        attrs = finite_or_null(attrs)  # zarr writes NaN bare, which is not JSON
         self.group.attrs[HEATMAP_KEY] = {**attrs, "levels": [list(s) for s in shapes]}
         write_ngff(self.group, attrs, len(shapes))
         os.chmod(self.temporary, 0o777 & ~current_umask())
@@ -178,6 +186,7 @@ def level_transforms(
 
 def replace_folder(source: Path, target: Path, overwrite: bool) -> None:
     """Rename ``source`` to ``target``; an existing ``target`` is replaced only if allowed."""
+    fsync_tree(source)  # durable before it is named: a power cut leaves no torn store
     if target.exists():
         if not overwrite:
             raise FileExistsError(f"{target} already exists; pass --overwrite to replace it")
@@ -206,10 +215,12 @@ class TileTable:
         self._writer.writerows(rows)
 
     def publish(self) -> None:
-        """Close the file and rename it into place."""
+        """Close the file, flush it to disk and rename it into place."""
         self._file.close()
         os.chmod(self.temporary, 0o666 & ~current_umask())
+        fsync_file(self.temporary)
         os.replace(self.temporary, self.path)
+        fsync_folder(self.path.parent)
 
     def discard(self) -> None:
         """Close and delete the temporary file."""

@@ -22,6 +22,7 @@ from napari_gradcam.core.explain.context import (
     StopFn,
 )
 from napari_gradcam.core.explain.explanation import Explanation
+from napari_gradcam.core.explain.finite import check_finite
 from napari_gradcam.core.explain.geometry import INPUT_LAYER, map_stride
 from napari_gradcam.core.explain.inputs import model_batch, model_parts
 from napari_gradcam.core.explain.method_options import check_options
@@ -107,6 +108,8 @@ def explain(
     ------
     ValueError
         For bad input, or a method that cannot apply to this model or layer (before it runs).
+    NonFiniteError
+        A ``ValueError`` for NaN or infinite logits or map, naming the likely cause.
     ExplanationCancelled
         When ``should_stop()`` returned true; the model is left as it was.
     """
@@ -134,6 +137,8 @@ def explain(
         monitor.check()
         cam = cam_method.compute(context)
     cam = mean_of_unflipped(cam) if tta else cam
+    check_finite(context.logits, "the model's logits", module=module, card=card, batch=batch)
+    check_finite(cam, f"the {cam_method.title} map", module=module, card=card, batch=batch)
     monitor.finish()
     times.append(time.perf_counter())
     single = not isinstance(image, torch.Tensor)

@@ -14,6 +14,7 @@ import torch
 from napari_gradcam.core.card import ModelCard
 from napari_gradcam.core.explain.batching import run_model
 from napari_gradcam.core.explain.capture import frozen_model
+from napari_gradcam.core.explain.finite import check_finite
 from napari_gradcam.core.explain.inputs import model_batch, model_parts
 from napari_gradcam.core.explain.targets import Target, resolve_targets, target_scores
 
@@ -96,6 +97,7 @@ def predict(
     batch = model_batch(module, image, card)
     with frozen_model(module), torch.inference_mode():
         logits = run_model(module, batch)
+        check_finite(logits, "the model's logits", module=module, card=card, batch=batch)
         targets = resolve_targets(logits, target, card)
         probabilities = target_scores(logits, targets)[1]
     return Prediction(

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from napari_gradcam.core.mil.aggregators import AttentionMIL
+from napari_gradcam.files import save_json
 from napari_gradcam.models.training.mil_bags import (
     DEMO_CARD,
     DemoTiles,
@@ -110,7 +111,7 @@ def run(card: Path = DEMO_CARD) -> dict:
     weights = card.parent / data["aggregator"]["weights"]
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(weights))
     data["extra"] = numbers
-    card.write_text(json.dumps(data, indent=2) + "\n")
+    save_json(card, data)
     logger.info("%s in %.1f s", numbers, time.perf_counter() - start)
     return numbers
 

@@ -1,0 +1,218 @@
+"""What a model is built from: its files and the code that builds it.
+
+Two caches ask this. The in-process model cache (``models.cache``) reloads a model when one of
+its files changed on disk; the on-disk embedding cache (``slides.embedding_cache``) keys the
+embeddings by the *content* of everything that computes them. Both read the same list here,
+so that a file the loader reads is never missing from a cache's check.
+
+A spec (see ``models.loading``) is built from:
+
+* ``demo``, ``demo-vit``: the bundled factory's code, weights and card;
+* ``file.py:factory``: that file (read relative to the working folder, as the loader does);
+* ``package.module:factory`` and ``timm:NAME``: the installed package's code;
+* ``recipe.json``: the recipe, its backbone's sources, the backbone and head weights and a
+  card file it names;
+* ``model.pt`` (TorchScript): the file;
+
+plus the weights, and the card (given, else the ``.json`` beside the weights or the model
+file, whether or not it exists yet: a card that appears later changes the model too). A
+slide-model card adds its encoder's sources, its encoder card and its aggregator's factory and
+weights. No napari.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import importlib.util
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from napari_gradcam.models.loading import BUNDLED, DEMO_DIR
+from napari_gradcam.models.timm_models import TIMM_PREFIX, is_timm_spec
+
+Stamps = tuple[tuple[str, int, int], ...]
+"""``(path, size, modification time in ns)`` per file; ``(path, -1, -1)`` for a missing one."""
+
+
+@dataclass(frozen=True)
+class ModelSources:
+    """The files and installed packages a model is built from.
+
+    Attributes
+    ----------
+    files : tuple of Path
+        Every file the loader reads (code, weights, cards, recipes), existing or not.
+    packages : tuple of str
+        Top-level installed packages whose code builds the model (``timm``, a factory's
+        package).
+    """
+
+    files: tuple[Path, ...] = ()
+    packages: tuple[str, ...] = ()
+
+    def __add__(self, other: ModelSources) -> ModelSources:
+        return ModelSources(
+            _unique(self.files + other.files), _unique(self.packages + other.packages)
+        )
+
+    def stamps(self) -> Stamps:
+        """Size and modification time of each file: cheap, for an in-process cache."""
+        stamps = []
+        for path in self.files:
+            try:
+                info = path.stat()
+            except OSError:
+                stamps.append((str(path), -1, -1))
+                continue
+            stamps.append((str(path), info.st_size, info.st_mtime_ns))
+        return tuple(stamps)
+
+    def content_digest(self) -> str:
+        """SHA-256 of every file's bytes and every package's code and version.
+
+        The files' contents are hashed in their order here, not their paths: a moved project
+        keeps its digest. A package's code is all ``.py`` files of its installed folder (so an
+        edited editable install counts) and its distribution's version. The files hashed are
+        those on disk now: code edited after this process imported it is not what ran.
+        """
+        digest = hashlib.sha256()
+        for path in self.files:
+            digest.update(f"{path.suffix}:{file_digest(path)};".encode())
+        for package in self.packages:
+            digest.update(package.encode() + b"\0")
+            digest.update(package_digest(package).encode())
+        return digest.hexdigest()
+
+
+def model_sources(
+    spec: str, weights: str | Path | None = None, card: str | Path | None = None
+) -> ModelSources:
+    """The sources of a classifier or encoder spec (see the module docstring)."""
+    if spec in BUNDLED:
+        factory, stem = BUNDLED[spec]
+        return model_sources(factory, DEMO_DIR / f"{stem}.pt", card or DEMO_DIR / f"{stem}.json")
+    if spec.endswith(".json"):
+        found = _recipe_sources(_path(spec))
+        model_file = None
+    elif is_timm_spec(spec):
+        found, model_file = ModelSources(packages=(TIMM_PREFIX.rstrip(":"),)), None
+    elif _is_factory_spec(spec):
+        found, model_file = code_sources(spec.rpartition(":")[0]), None
+    else:
+        model_file = _path(spec)
+        found = ModelSources(files=(model_file,))
+    weights_file = None if weights is None else _path(weights)
+    if weights_file is not None:
+        found += ModelSources(files=(weights_file,))
+    beside = weights_file or model_file
+    card_file = _path(card) if card is not None else None
+    if card_file is None and beside is not None:
+        card_file = beside.with_suffix(".json")
+    return found + ModelSources(files=() if card_file is None else (card_file,))
+
+
+def slide_model_sources(card: str | Path) -> ModelSources:
+    """The sources of a slide-model card: the card, its encoder's and its aggregator's."""
+    path = _path(card)
+    data = _json_object(path)
+    found = ModelSources(files=(path,))
+    encoder = data.get("encoder")
+    if isinstance(encoder, dict) and "spec" in encoder:
+        found += encoder_sources(encoder, path.parent)
+    aggregator = data.get("aggregator")
+    if isinstance(aggregator, dict):
+        if "factory" in aggregator:
+            found += code_sources(str(aggregator["factory"]).rpartition(":")[0])
+        if aggregator.get("weights"):
+            found += ModelSources(files=(_path(path.parent / str(aggregator["weights"])),))
+    return found
+
+
+def encoder_sources(encoder: dict[str, Any], folder: Path) -> ModelSources:
+    """The sources of a slide-model card's ``encoder`` section (paths relative to ``folder``)."""
+
+    def beside(key: str) -> Path | None:
+        value = encoder.get(key)
+        return None if value is None else _path(folder / Path(str(value)).expanduser())
+
+    return model_sources(str(encoder["spec"]), beside("weights"), beside("card"))
+
+
+def code_sources(target: str) -> ModelSources:
+    """The code of a factory's ``target``: a ``.py`` file, else its installed package."""
+    if target.endswith(".py"):
+        return ModelSources(files=(_path(target),))
+    return ModelSources(packages=(target.partition(".")[0],)) if target else ModelSources()
+
+
+def file_digest(path: Path) -> str:
+    """SHA-256 of a whole file; ``"missing"`` when there is none."""
+    digest = hashlib.sha256()
+    try:
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 22), b""):
+                digest.update(block)
+    except FileNotFoundError:
+        return "missing"
+    return digest.hexdigest()
+
+
+def package_digest(package: str) -> str:
+    """SHA-256 of an installed package's version and the bytes of its ``.py`` files."""
+    digest = hashlib.sha256()
+    try:
+        digest.update(importlib.metadata.version(package).encode())
+    except importlib.metadata.PackageNotFoundError:
+        digest.update(b"no distribution")
+    found = importlib.util.find_spec(package)
+    if found is None:
+        return "missing"
+    if found.submodule_search_locations:
+        roots = [Path(location) for location in found.submodule_search_locations]
+        code = sorted(p for root in roots for p in root.rglob("*.py"))
+    else:
+        code = [Path(found.origin)] if found.origin else []
+    for path in code:
+        digest.update(path.name.encode() + b"\0" + file_digest(path).encode())
+    return digest.hexdigest()
+
+
+def _recipe_sources(path: Path) -> ModelSources:
+    data = _json_object(path)
+    found = ModelSources(files=(path,))
+    backbone, head = data.get("backbone"), data.get("head")
+    if isinstance(backbone, dict) and "spec" in backbone:
+        found += model_sources(str(backbone["spec"]))
+        if backbone.get("weights"):
+            found += ModelSources(files=(_path(path.parent / str(backbone["weights"])),))
+    if isinstance(head, dict) and head.get("weights"):
+        found += ModelSources(files=(_path(path.parent / str(head["weights"])),))
+    if isinstance(data.get("card"), str):
+        found += ModelSources(files=(_path(path.parent / data["card"]),))
+    return found
+
+
+def _json_object(path: Path) -> dict[str, Any]:
+    """The JSON object in ``path``, or ``{}`` when it cannot be read (the loader says why)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _is_factory_spec(spec: str) -> bool:
+    """``target:factory`` (as ``models.loading`` decides it)."""
+    head, sep, tail = spec.rpartition(":")
+    return bool(sep and head and tail.isidentifier() and not Path(spec).exists())
+
+
+def _path(value: str | Path) -> Path:
+    return Path(value).expanduser().absolute()
+
+
+def _unique(items: tuple) -> tuple:
+    return tuple(dict.fromkeys(items))
