@@ -32,6 +32,26 @@ def write_declared_tiff(path: Path, side: int, tile: int = 256) -> Path:
     return path
 
 
+def write_declared_pyramid(path: Path, side: int, coarse_side: int, tile: int = 4096) -> Path:
+    """Write an OME-TIFF pyramid: a declared ``side``² level 0 and a real ``coarse_side``² one."""
+    count = (-(-side // tile)) ** 2
+    coarse = np.zeros((coarse_side, coarse_side, 3), np.uint8)
+    coarse[: coarse_side // 2] = (200, 80, 160)  # stained tissue on the top half
+    with tifffile.TiffWriter(path, bigtiff=True, ome=True) as tiff:
+        tiff.write(
+            data=itertools.repeat(b"", count),
+            shape=(side, side, 3),
+            dtype="uint8",
+            tile=(tile, tile),
+            photometric="rgb",
+            compression="zlib",
+            subifds=1,
+            metadata={"axes": "YXS"},
+        )
+        tiff.write(coarse, tile=(256, 256), photometric="rgb", compression="zlib", subfiletype=1)
+    return path
+
+
 def write_declared_png(path: Path, height: int, width: int) -> Path:
     """Write a PNG whose header declares ``height`` x ``width`` RGB pixels and holds almost none."""
 

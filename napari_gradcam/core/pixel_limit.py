@@ -30,6 +30,13 @@ RAISE_HINT = f"raise the limit with --max-pixels or {MAX_PIXELS_ENV} if this mac
 """How to raise the cap: ends every refusal."""
 
 
+PYRAMID_ADVICE = (
+    "save it as a pyramid with lower-resolution levels, e.g. "
+    "`vips tiffsave SLIDE PYRAMID.tif --tile --pyramid --compression jpeg`"
+)
+"""What to do with a slide whose coarsest level is too large to read whole."""
+
+
 class TooManyPixels(ValueError):
     """An image declares more pixels than may be read whole."""
 
