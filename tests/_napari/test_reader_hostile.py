@@ -143,3 +143,13 @@ def test_levels_that_disagree_with_the_arrays_are_named(tmp_path: Path) -> None:
     group.attrs[HEATMAP_KEY] = "gradcam"
     with pytest.raises(ValueError, match="its attribute napari_gradcam is str 'gradcam'"):
         read_heatmap(str(path))
+
+
+def test_napari_reports_the_refusal_and_adds_no_layer(make_napari_viewer, tmp_path: Path) -> None:
+    huge = write_declared_tiff(tmp_path / "huge.tif", 1_000_000, tile=4096)
+    store = write_store(tmp_path / "scan.heatmap.zarr", without("placement"))
+    viewer = make_napari_viewer()
+    for path, expected in [(huge, "vips tiffsave"), (store, "napari_gradcam.placement")]:
+        with pytest.raises(ValueError, match=expected):
+            viewer.open(str(path), plugin="napari-gradcam")
+    assert len(viewer.layers) == 0
