@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Any
 
 from napari_gradcam.commands.failures import BatchFailures
+from napari_gradcam.core.pixel_limit import MAX_PIXELS_ENV
 
 
 def add_mil_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,6 +36,9 @@ def run_mil(args: argparse.Namespace, client_for: Any) -> int:
     from napari_gradcam.slides.mil_outputs import plan_mil_outputs
 
     plans = plan_mil_outputs(args.slides, args.out, args.overwrite)
+    if args.max_pixels is not None:
+        # the slide-model run plans its tiles without a cap argument: set this process's cap
+        os.environ[MAX_PIXELS_ENV] = str(args.max_pixels)
     job = mil_job(args)
     model = load_slide_model(args.mil)
     failures = BatchFailures("slides", MEMORY_ADVICE)

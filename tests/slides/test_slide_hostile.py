@@ -85,3 +85,19 @@ def test_slide_output_names_are_never_hidden(name: str, stem: str) -> None:
     assert names[0] == f"{stem}.heatmap.zarr"
     assert all(n.startswith(f"{stem}.") for n in names)
     assert MilOutputs.for_slide(Path("in") / name, Path("o")).stem == stem
+
+
+def test_the_flag_caps_a_slide_model_run_too(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.mil_cards import write_card
+
+    write_card(tmp_path / "card.json", tile_size=96, mpp=0.499)
+    card, out, cache = (str(tmp_path / name) for name in ("card.json", "out", "cache"))
+    command = [sys.executable, "-m", "napari_gradcam.cli", "slide", str(HE_SLIDE_PATH)]
+    command += ["--mil", card, "--out", out, "--cache", cache, "--max-pixels", "100000"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 1
+    assert "over the limit of 100,000 pixels" in done.stderr
+    assert "1 of 1 slides failed" in done.stderr
