@@ -125,7 +125,10 @@ def test_the_cap_is_raised_by_flag_and_by_environment(tile, tmp_path, monkeypatc
     assert main(["explain", str(source), "--out", str(out), "--max-pixels", "30_720"]) == 0
     monkeypatch.setenv("NAPARI_GRADCAM_MAX_PIXELS", "lots")
     assert main(["explain", str(source), "--out", str(out), "--overwrite"]) == 2
-    assert "NAPARI_GRADCAM_MAX_PIXELS='lots' is not a whole number" in capsys.readouterr().err
+    assert "NAPARI_GRADCAM_MAX_PIXELS='lots': not a whole number" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["explain", str(source), "--out", str(out), "--max-pixels", "0"])
+    assert "--max-pixels: the pixel count must be a positive number" in capsys.readouterr().err
 
 
 def test_a_png_declaring_gigapixels_is_refused_from_its_header(tmp_path: Path, capsys) -> None:

@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import argparse
 
-from napari_gradcam.core.pixel_limit import DEFAULT_MAX_PIXELS, MAX_PIXELS_ENV
+from napari_gradcam.core.pixel_limit import DEFAULT_MAX_PIXELS, MAX_PIXELS_ENV, parse_pixel_count
 
 
 def positive_pixels(text: str) -> int:
-    """Parse a pixel count (``67108864``, ``67_108_864`` or ``67,108,864``)."""
+    """Parse ``--max-pixels`` (see :func:`~napari_gradcam.core.pixel_limit.parse_pixel_count`)."""
     try:
-        value = int(text.replace(",", "").replace("_", ""))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number of pixels: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1 pixel, got {value}")
-    return value
+        return parse_pixel_count(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def add_max_pixels_argument(parser: argparse.ArgumentParser) -> None:

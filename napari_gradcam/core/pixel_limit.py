@@ -55,13 +55,27 @@ def max_pixels(explicit: int | None = None) -> int:
     if not text:
         return DEFAULT_MAX_PIXELS
     try:
-        value = int(text.replace(",", "").replace("_", ""))
-    except ValueError:
+        return parse_pixel_count(text)
+    except ValueError as err:
         raise ValueError(
-            f"{MAX_PIXELS_ENV}={text!r} is not a whole number; set it to a pixel count such as "
+            f"{MAX_PIXELS_ENV}={text!r}: {err}; set it to a pixel count such as "
             f"{DEFAULT_MAX_PIXELS * 4}, or unset it"
         ) from None
-    return _positive(value, MAX_PIXELS_ENV)
+
+
+def parse_pixel_count(text: str) -> int:
+    """Parse a positive pixel count written ``67108864``, ``67_108_864`` or ``67,108,864``.
+
+    Raises
+    ------
+    ValueError
+        When ``text`` is not a whole number of at least 1.
+    """
+    try:
+        value = int(text.strip().replace(",", "").replace("_", ""))
+    except ValueError:
+        raise ValueError(f"not a whole number of pixels: {text!r}") from None
+    return _positive(value, "the pixel count")
 
 
 def _positive(value: int, name: str) -> int:

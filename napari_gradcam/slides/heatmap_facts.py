@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from napari_gradcam.slides.outputs import HEATMAP_KEY
 
@@ -115,7 +115,7 @@ def _kind(value: Any) -> str:
     return "missing" if value is None else f"{type(value).__name__} {value!r}"[:80]
 
 
-def _fail(path: Path, key: str, problem: str) -> None:
+def _fail(path: Path, key: str, problem: str) -> NoReturn:
     name = key if key == HEATMAP_KEY else f"{HEATMAP_KEY}.{key}"
     raise HeatmapStoreError(
         f"{path.name} cannot be opened as a heatmap: its attribute {name} {problem}; "
