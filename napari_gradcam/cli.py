@@ -28,6 +28,12 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, FileExistsError) as err:
         print(f"napari-gradcam: error: {err}", file=sys.stderr)
         return 2
+    except Exception as err:  # noqa: BLE001 -- a bug: logged with its traceback, file named
+        from napari_gradcam.user_state import unexpected_error_message
+
+        context = f"running `napari-gradcam {args.command}`"
+        print(f"napari-gradcam: error: {unexpected_error_message(err, context)}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

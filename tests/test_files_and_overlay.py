@@ -28,6 +28,67 @@ def test_read_errors(tmp_path: Path) -> None:
         read_image(broken)
 
 
+def test_read_image_checks_the_declared_size_before_reading(tmp_path: Path) -> None:
+    import tracemalloc
+
+    from napari_gradcam.core.pixel_limit import TooManyPixels
+    from tests.hostile_files import write_declared_png, write_declared_tiff
+
+    declared = np.lib.format.open_memmap(
+        tmp_path / "big.npy", mode="w+", dtype=np.uint8, shape=(20_000, 20_000)
+    )  # sparse on disk
+    del declared
+    files = [
+        write_declared_tiff(tmp_path / "big.tif", 20_000),
+        write_declared_png(tmp_path / "big.png", 20_000, 20_000),
+        tmp_path / "big.npy",
+    ]
+    for path in files:
+        tracemalloc.start()
+        with pytest.raises(TooManyPixels, match="napari-gradcam slide"):
+            read_image(path, max_pixels=10_000_000)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert peak < 50 * 2**20, path  # the pixels alone are 400 MB or more
+    small = read_image(tmp_path / "big.npy", max_pixels=400_000_000)
+    assert small.shape == (20_000, 20_000) and isinstance(small, np.ndarray)
+
+
+def test_read_image_raises_pillows_limit_with_the_cap(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from tests.hostile_files import write_declared_png
+
+    path = write_declared_png(tmp_path / "big.png", 15_000, 15_000)  # over Pillow's 2x limit
+    with pytest.raises(ValueError, match="over the limit of 67,108,864 pixels") as caught:
+        read_image(path)
+    assert "napari-gradcam slide" in str(caught.value) and "--max-pixels" in str(caught.value)
+    limit = Image.MAX_IMAGE_PIXELS
+    small = write_declared_png(tmp_path / "small.png", 1, 4)
+    try:
+        assert read_image(small, max_pixels=300_000_000).shape == (1, 4, 3)
+        assert Image.MAX_IMAGE_PIXELS == 300_000_000  # 15,000² now opens, as asked
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
+
+
+@pytest.mark.parametrize(
+    ("name", "stem"),
+    [
+        ("scan.overlay.png", "scan.overlay"),
+        ("a.b.OME.TIFF", "a.b"),
+        ("slide.svs", "slide"),
+        (".png", "image"),
+        ("..hidden.jpg", "hidden"),
+        ("notes.txt", "notes.txt"),
+    ],
+)
+def test_output_stem_strips_only_known_suffixes_and_never_hides(name: str, stem: str) -> None:
+    from napari_gradcam.files import IMAGE_SUFFIXES, output_stem
+
+    assert output_stem(Path("folder") / name, IMAGE_SUFFIXES, "image") == stem
+
+
 def test_atomic_write_leaves_nothing_on_failure(tmp_path: Path) -> None:
     target = tmp_path / "result.json"
     target.write_text("old")

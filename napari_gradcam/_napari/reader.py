@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from napari_gradcam.core.pixel_limit import PYRAMID_ADVICE, check_pixels
 from napari_gradcam.slides.outputs import HEATMAP_KEY
 from napari_gradcam.slides.reader import SLIDE_SUFFIXES
 
@@ -83,10 +84,21 @@ def _is_tiff_slide(path: Path) -> bool:
 
 
 def read_slide(path: str) -> list[LayerDataTuple]:
-    """Open a slide as a lazy multiscale image layer in microns."""
+    """Open a slide as a lazy multiscale image layer in microns.
+
+    Raises
+    ------
+    ValueError
+        For an unreadable slide, or one whose coarsest level is over the pixel cap
+        (:mod:`~napari_gradcam.core.pixel_limit`): napari would read all of it.
+    """
     from napari_gradcam.slides import open_slide
 
     slide = open_slide(path)
+    # napari reads the coarsest level whole to show the whole slide
+    coarsest = slide.level_shapes[-1]
+    what = f"{slide.name}'s coarsest level ({len(slide.levels) - 1}), shown whole by napari,"
+    check_pixels(coarsest[:2], what, PYRAMID_ADVICE)
     levels = slide.dask_levels()
     known = slide.mpp is not None
     mpp = slide.mpp if known else 1.0
@@ -110,17 +122,22 @@ def read_slide(path: str) -> list[LayerDataTuple]:
 
 
 def read_heatmap(path: str) -> list[LayerDataTuple]:
-    """Open a stitched heatmap where it lies on its slide (µm when the slide's mpp is known)."""
+    """Open a stitched heatmap where it lies on its slide (µm when the slide's mpp is known).
+
+    Raises
+    ------
+    ValueError
+        When the store lacks an attribute or holds a malformed one, naming it.
+    """
     import dask.array as da
-    import zarr
 
     from napari_gradcam._napari.explain.tiled_layers import clear_turbo
     from napari_gradcam._napari.mil.layers import diverging
+    from napari_gradcam.slides.heatmap_facts import placement_unit, read_heatmap_facts
 
-    group = zarr.open_group(path, mode="r")
-    facts = dict(group.attrs[HEATMAP_KEY])
+    group, facts = read_heatmap_facts(path)
     levels = [da.from_zarr(group[str(k)]) for k in range(len(facts["levels"]))]
-    unit = MICROMETRE if MICROMETRE in facts["placement"] else "pixel"
+    unit = placement_unit(facts)
     placement = facts["placement"][unit]
     kwargs = {
         "name": f"{facts['slide']} {facts['method']} heatmap",

@@ -9,10 +9,21 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from napari_gradcam.commands.failures import BatchFailures
+from napari_gradcam.commands.max_pixels import add_max_pixels_argument
 from napari_gradcam.commands.method_args import add_method_option_arguments, method_options
 from napari_gradcam.core.explain.methods import METHODS, check_precision, get_method
+from napari_gradcam.core.pixel_limit import max_pixels
 from napari_gradcam.core.regions.placement import heatmap_transform
-from napari_gradcam.files import check_outputs, read_image, save_array, save_json, save_png
+from napari_gradcam.files import (
+    IMAGE_SUFFIXES,
+    check_outputs,
+    output_stem,
+    read_image,
+    save_array,
+    save_json,
+    save_png,
+)
 
 if TYPE_CHECKING:
     from napari_gradcam.core.explain.explanation import Explanation
@@ -56,7 +67,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--out", required=True, type=Path, help="output folder")
     parser.add_argument("--format", default="npy", choices=["npy", "tif"], help="raw map format")
-    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace existing outputs (never an input)"
+    )
+    add_max_pixels_argument(parser)
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda")
     parser.add_argument(
         "--trust",
@@ -67,8 +81,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def output_paths(image: Path, out: Path, fmt: str) -> dict[str, Path]:
-    """The three output files of one image."""
-    stem = image.name.split(".")[0]
+    """The three output files of one image, named after it less its image suffix."""
+    stem = output_stem(image, IMAGE_SUFFIXES, "image")
     return {
         "cam": out / f"{stem}.cam.{fmt}",
         "overlay": out / f"{stem}.overlay.png",
@@ -77,18 +91,18 @@ def output_paths(image: Path, out: Path, fmt: str) -> dict[str, Path]:
 
 
 def plan_outputs(images: list[Path], out: Path, fmt: str, overwrite: bool) -> list[dict[str, Path]]:
-    """Output paths per image; refuse name clashes and (without ``overwrite``) existing files."""
+    """Output paths per image; refuse inputs as outputs, clashes and (unasked) overwrites."""
     plans = [output_paths(image, out, fmt) for image in images]
-    check_outputs([list(plan.values()) for plan in plans], "images", overwrite)
+    check_outputs([list(plan.values()) for plan in plans], "images", overwrite, images)
     return plans
 
 
 def run(args: argparse.Namespace) -> int:
     """Explain every image of ``args.images``; return 0, or 1 when some failed."""
-    from napari_gradcam import explain, load_model
-    from napari_gradcam.overlay import overlay
+    from napari_gradcam import load_model
 
     check_precision(get_method(args.method), args.bf16)
+    max_pixels(args.max_pixels)  # a malformed $NAPARI_GRADCAM_MAX_PIXELS stops here, once
     options = method_options(args)
     plans = plan_outputs(args.images, args.out, args.format, args.overwrite)
     loaded = load_model(
@@ -98,38 +112,57 @@ def run(args: argparse.Namespace) -> int:
         allow_pickle=args.allow_pickle,
         device=args.device,
     )
-    failures = 0
+    failures = BatchFailures("images", MEMORY_ADVICE)
     for image_path, paths in zip(args.images, plans, strict=True):
         try:
-            image = read_image(image_path)
-            result = explain(
-                loaded,
-                image,
-                method=args.method,
-                layer=args.layer,
-                target=args.target,
-                tta=args.tta,
-                bfloat16=args.bf16,
-                **options.kwargs(),
-            )
-        except ValueError as err:
-            print(f"{image_path}: {err}", file=sys.stderr)
-            failures += 1
-            continue
-        save_array(paths["cam"], result.cam)
-        save_png(paths["overlay"], overlay(image, result.cam, result.stride))
-        record = {**describe(result, image_path, loaded, paths), **options.to_facts()}
-        trust = check_trust(loaded, image, result, image_path, options) if args.trust else None
-        if trust is not None:
-            record["trust"] = trust.to_dict()
-        save_json(paths["json"], record)
-        print(
-            f"{image_path}: {result.target_names[0]} (p={result.probabilities[0]:.3f}) "
-            f"at {result.layer}, {result.timings['total']:.2f} s -> {paths['json'].parent}/"
-        )
-        if trust is not None:
-            print(f"{image_path}: trust: {trust.headline}")
-    return 1 if failures else 0
+            explain_one(args, loaded, options, image_path, paths)
+        except Exception as err:  # noqa: BLE001 -- one image failing never ends the batch
+            failures.add(image_path, err)
+    return failures.exit_status(len(args.images))
+
+
+MEMORY_ADVICE = (
+    "explain a large image tile by tile with `napari-gradcam slide FILE --out DIR`, lower "
+    "--max-pixels so that such images are refused before they are read, or use a smaller image"
+)
+"""What to try when an image does not fit in memory."""
+
+
+def explain_one(
+    args: argparse.Namespace,
+    loaded: LoadedModel,
+    options: MethodOptions,
+    image_path: Path,
+    paths: dict[str, Path],
+) -> None:
+    """Explain one image and write its outputs; print what it found."""
+    from napari_gradcam import explain
+    from napari_gradcam.overlay import overlay
+
+    image = read_image(image_path, max_pixels=args.max_pixels)
+    result = explain(
+        loaded,
+        image,
+        method=args.method,
+        layer=args.layer,
+        target=args.target,
+        tta=args.tta,
+        bfloat16=args.bf16,
+        **options.kwargs(),
+    )
+    save_array(paths["cam"], result.cam)
+    save_png(paths["overlay"], overlay(image, result.cam, result.stride))
+    record = {**describe(result, image_path, loaded, paths), **options.to_facts()}
+    trust = check_trust(loaded, image, result, image_path, options) if args.trust else None
+    if trust is not None:
+        record["trust"] = trust.to_dict()
+    save_json(paths["json"], record)
+    print(
+        f"{image_path}: {result.target_names[0]} (p={result.probabilities[0]:.3f}) "
+        f"at {result.layer}, {result.timings['total']:.2f} s -> {paths['json'].parent}/"
+    )
+    if trust is not None:
+        print(f"{image_path}: trust: {trust.headline}")
 
 
 def check_trust(

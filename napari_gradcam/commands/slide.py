@@ -8,9 +8,12 @@ from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from napari_gradcam.commands.failures import BatchFailures
+from napari_gradcam.commands.max_pixels import add_max_pixels_argument
 from napari_gradcam.commands.method_args import add_method_option_arguments, method_options
 from napari_gradcam.commands.slide_mil import add_mil_arguments, run_mil
 from napari_gradcam.core.explain.methods import METHODS, check_precision, get_method
+from napari_gradcam.core.pixel_limit import max_pixels
 from napari_gradcam.core.tiling.grid import MIN_TISSUE
 from napari_gradcam.slides.reader import BACKENDS
 
@@ -63,7 +66,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--window", default="hann", choices=["hann", "mean"], help="blending")
     _add_method_arguments(parser)
     parser.add_argument("--scheduler", help="dask.distributed scheduler address (default: local)")
-    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace existing outputs (never an input)"
+    )
+    add_max_pixels_argument(parser)
     add_mil_arguments(parser)
     parser.set_defaults(run=run)
 
@@ -117,6 +123,7 @@ def slide_job(args: argparse.Namespace) -> SlideJob:
         tissue=not args.all_tiles,
         window=args.window,
         overwrite=args.overwrite,
+        max_pixels=max_pixels(args.max_pixels),
     )
 
 
@@ -131,15 +138,14 @@ def run(args: argparse.Namespace) -> int:
     plans = plan_outputs(args.slides, args.out, args.overwrite)
     job = slide_job(args)
     loaded = cached_model(job.model, job.weights)
-    failures = 0
+    failures = BatchFailures("slides", MEMORY_ADVICE)
     with _client(args.scheduler) as client:
         for path, outputs in zip(args.slides, plans, strict=True):
             try:
                 slide = open_slide(path, mpp=args.slide_mpp, backend=args.backend)
                 summary = _explain_one(slide, job, outputs, client, loaded.card.mpp)
-            except (ValueError, OSError) as err:
-                print(f"{path}: {err}", file=sys.stderr)
-                failures += 1
+            except Exception as err:  # noqa: BLE001 -- one slide failing never ends the batch
+                failures.add(path, err)
                 continue
             tiles = summary["tiles"]
             print(
@@ -147,7 +153,11 @@ def run(args: argparse.Namespace) -> int:
                 f"(background), level {summary['heatmap']['level']}, "
                 f"{summary['seconds']:.1f} s -> {outputs.summary.parent}/"
             )
-    return 1 if failures else 0
+    return failures.exit_status(len(args.slides))
+
+
+MEMORY_ADVICE = "lower --batch-size, or explain a coarser level (--mpp or --level)"
+"""What to try when a slide's batches do not fit in memory."""
 
 
 def _explain_one(

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import sys
+import os
 from typing import Any
+
+from napari_gradcam.commands.failures import BatchFailures
+from napari_gradcam.core.pixel_limit import MAX_PIXELS_ENV
 
 
 def add_mil_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,23 +36,29 @@ def run_mil(args: argparse.Namespace, client_for: Any) -> int:
     from napari_gradcam.slides.mil_outputs import plan_mil_outputs
 
     plans = plan_mil_outputs(args.slides, args.out, args.overwrite)
+    if args.max_pixels is not None:
+        # the slide-model run plans its tiles without a cap argument: set this process's cap
+        os.environ[MAX_PIXELS_ENV] = str(args.max_pixels)
     job = mil_job(args)
     model = load_slide_model(args.mil)
-    failures = 0
+    failures = BatchFailures("slides", MEMORY_ADVICE)
     with client_for(args.scheduler) as client:
         for path, outputs in zip(args.slides, plans, strict=True):
             try:
                 slide = open_slide(path, mpp=args.slide_mpp, backend=args.backend)
                 summary = _explain_one(slide, model, job, outputs, client)
-            except (ValueError, OSError) as err:
-                print(f"{path}: {err}", file=sys.stderr)
-                failures += 1
+            except Exception as err:  # noqa: BLE001 -- one slide failing never ends the batch
+                failures.add(path, err)
                 continue
             print(
                 f"{path}: {summary['target']} (p = {max(summary['probabilities']):.3f}), "
                 f"{summary['tiles']} tiles, {summary['seconds']:.1f} s -> {outputs.folder}/"
             )
-    return 1 if failures else 0
+    return failures.exit_status(len(args.slides))
+
+
+MEMORY_ADVICE = "lower --batch-size"
+"""What to try when a slide model's batches do not fit in memory."""
 
 
 def mil_job(args: argparse.Namespace) -> Any:

@@ -20,10 +20,10 @@ import numpy as np
 
 from napari_gradcam.core.regions.placement import heatmap_transform
 from napari_gradcam.core.tiling.grid import TileGrid
-from napari_gradcam.files import atomic_write, check_outputs, json_text
+from napari_gradcam.files import atomic_write, check_outputs, json_text, output_stem
 from napari_gradcam.slides.embeddings import SlideEmbeddings
 from napari_gradcam.slides.mil_scores import SIGNED
-from napari_gradcam.slides.outputs import HeatmapStore
+from napari_gradcam.slides.outputs import SLIDE_NAME_SUFFIXES, HeatmapStore
 
 SCORE_NAMES = tuple(SIGNED)
 MAX_REFINE = 8
@@ -39,8 +39,8 @@ class MilOutputs:
 
     @classmethod
     def for_slide(cls, slide: str | Path, out: Path) -> MilOutputs:
-        """Outputs named after the slide's file name (up to its first dot) in ``out``."""
-        return cls(out, Path(slide).name.split(".")[0])
+        """Outputs named after the slide's file or folder name, less a slide suffix, in ``out``."""
+        return cls(out, output_stem(Path(slide), SLIDE_NAME_SUFFIXES, "slide"))
 
     def heatmap(self, score: str) -> Path:
         """The zarr of one score."""
@@ -73,9 +73,9 @@ class MilOutputs:
 
 
 def plan_mil_outputs(slides: list[Path], out: Path, overwrite: bool) -> list[MilOutputs]:
-    """Outputs per slide; refuse name clashes and (without ``overwrite``) existing outputs."""
+    """Outputs per slide; refuse inputs as outputs, clashes and (unasked) overwrites."""
     plans = [MilOutputs.for_slide(slide, out) for slide in slides]
-    check_outputs([plan.paths() for plan in plans], "slides", overwrite)
+    check_outputs([plan.paths() for plan in plans], "slides", overwrite, slides)
     return plans
 
 

@@ -29,16 +29,22 @@ import numpy as np
 
 from napari_gradcam.core.tiling.tile_stats import FACTS
 from napari_gradcam.files import (
+    IMAGE_SUFFIXES,
     check_outputs,
     current_umask,
     finite_or_null,
     fsync_file,
     fsync_folder,
     fsync_tree,
+    output_stem,
 )
+from napari_gradcam.slides.reader import SLIDE_SUFFIXES
 
 HEATMAP_KEY = "napari_gradcam"
 """Attribute of a heatmap zarr holding its placement and provenance."""
+
+SLIDE_NAME_SUFFIXES = tuple(sorted({*SLIDE_SUFFIXES, *IMAGE_SUFFIXES}, key=len, reverse=True))
+"""Suffixes dropped from a slide's name to name its outputs, longest first."""
 
 CHUNK = 256
 AXES = ("y", "x")
@@ -60,8 +66,8 @@ class SlideOutputs:
 
     @classmethod
     def for_slide(cls, slide: str | Path, out: Path) -> SlideOutputs:
-        """Outputs named after the slide's file name (up to its first dot) in ``out``."""
-        stem = Path(slide).name.split(".")[0]
+        """Outputs named after the slide's file or folder name, less a slide suffix, in ``out``."""
+        stem = output_stem(Path(slide), SLIDE_NAME_SUFFIXES, "slide")
         return cls(
             out / f"{stem}.heatmap.zarr",
             out / f"{stem}.tiles.csv",
@@ -76,9 +82,9 @@ class SlideOutputs:
 
 
 def plan_outputs(slides: list[Path], out: Path, overwrite: bool) -> list[SlideOutputs]:
-    """Outputs per slide; refuse name clashes and (without ``overwrite``) existing outputs."""
+    """Outputs per slide; refuse inputs as outputs, clashes and (unasked) overwrites."""
     plans = [SlideOutputs.for_slide(slide, out) for slide in slides]
-    check_outputs([plan.paths() for plan in plans], "slides", overwrite)
+    check_outputs([plan.paths() for plan in plans], "slides", overwrite, slides)
     return plans
 
 

@@ -7,14 +7,14 @@ written into its zarr store row by row as the tiles that reach it are done.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from napari_gradcam.core.tiling.grid import MIN_TISSUE, LevelView, Stitcher
 from napari_gradcam.core.tiling.loop import explained_batches
 from napari_gradcam.core.tiling.sampling import sampling_for
-from napari_gradcam.core.tiling.slide_tissue import slide_tissue
+from napari_gradcam.core.tiling.slide_tissue import overview_source, slide_tissue
 from napari_gradcam.core.tiling.tiled import TilePlan, TileSettings, pixel_range, plan_tiles
 from napari_gradcam.files import save_json, save_png
 from napari_gradcam.models.cache import cached_model
@@ -50,16 +50,35 @@ class SlideJob:
     tissue: bool = True
     window: str = "hann"
     overwrite: bool = False
+    max_pixels: int | None = None
+
+
+MAX_TILES = 2**22
+"""The most tiles one slide is cut into (4,194,304: a 200,000 px square slide at 50 % overlap
+with 224 px tiles is about 3.2 million); more would take gigabytes just to plan."""
 
 
 def plan_slide(slide: Slide, job: SlideJob, loaded: LoadedModel) -> TilePlan:
-    """Choose the level, find the tissue and lay the tiles over the whole slide."""
+    """Choose the level, find the tissue and lay the tiles over the whole slide.
+
+    The cost is bounded before any pixel is read: a slide whose overview (tissue mask,
+    thumbnail) would read a level over the pixel cap, or that would be cut into more than
+    :data:`MAX_TILES` tiles, is refused with advice.
+    """
+    # the thumbnail reads the same overview, so it is checked even without a tissue search
+    overview_source(slide.level_shapes, name=slide.name, max_pixels=job.max_pixels)
     level, resample = sampling_for(
         slide.downsamples, slide.mpp, loaded.card.mpp, mpp=job.mpp, level=job.level
     )
-    rgb = len(slide.level_shapes[0]) == 3 and slide.level_shapes[0][-1] in (3, 4)
-    tissue = slide_tissue(slide.levels, slide.downsamples) if job.tissue and rgb else None
     view = LevelView(slide.levels[level], slide.downsamples[level], resample)
+    tile = loaded.card.input_size or (224, 224)
+    check_tile_count(slide.name, view, level, tile, job.overlap)
+    rgb = len(slide.level_shapes[0]) == 3 and slide.level_shapes[0][-1] in (3, 4)
+    tissue = (
+        slide_tissue(slide.levels, slide.downsamples, name=slide.name, max_pixels=job.max_pixels)
+        if job.tissue and rgb
+        else None
+    )
     return plan_tiles(
         loaded,
         view,
@@ -70,6 +89,29 @@ def plan_slide(slide: Slide, job: SlideJob, loaded: LoadedModel) -> TilePlan:
         min_tissue=job.min_tissue,
         settings=job.settings,
     )
+
+
+def check_tile_count(
+    name: str, view: LevelView, level: int, tile: Sequence[int], overlap: float
+) -> None:
+    """Raise ``ValueError`` when the level would be cut into more than :data:`MAX_TILES` tiles.
+
+    The count is estimated from the sizes alone (tiles step by ``tile * (1 - overlap)``), so
+    nothing is allocated for a slide that is refused.
+    """
+    if not 0.0 <= overlap < 1.0:
+        return  # the tile grid refuses it with its own message
+    count = 1
+    for size, side in zip(view.shape, tile, strict=True):
+        step = max(1, int(side * (1.0 - overlap)))
+        count *= max(0, size - side) // step + 1
+    if count > MAX_TILES:
+        height, width = view.shape
+        raise ValueError(
+            f"{name} would be cut into about {count:,} tiles at level {level} ({height:,} x "
+            f"{width:,} pixels at the model's resolution), more than {MAX_TILES:,}; explain a "
+            "coarser level (--mpp or --level), with less --overlap, or a smaller slide"
+        )
 
 
 def explain_slide(
@@ -126,7 +168,8 @@ def explain_slide(
         raise
     table.publish()
     save_tile_objects(outputs.qupath, explained, job.overwrite)
-    save_png(outputs.overlay, thumbnail_overlay(slide, outputs.heatmap))
+    thumbnail = thumbnail_overlay(slide, outputs.heatmap, max_pixels=job.max_pixels)
+    save_png(outputs.overlay, thumbnail)
     summary = run_summary(slide, plan, job, attrs, outputs, time.perf_counter() - start)
     save_json(outputs.summary, summary)
     return summary

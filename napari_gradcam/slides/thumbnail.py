@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from napari_gradcam.core.tiling.grid import as_numpy
-from napari_gradcam.core.tiling.slide_tissue import mask_source
+from napari_gradcam.core.tiling.slide_tissue import overview_source
 from napari_gradcam.overlay import overlay
 
 if TYPE_CHECKING:
@@ -18,16 +18,20 @@ THUMBNAIL_SIDE = 1024
 """Longest side of the thumbnail, in pixels (about)."""
 
 
-def thumbnail_overlay(slide: Slide, heatmap: Path, side: int = THUMBNAIL_SIDE) -> np.ndarray:
+def thumbnail_overlay(
+    slide: Slide, heatmap: Path, side: int = THUMBNAIL_SIDE, *, max_pixels: int | None = None
+) -> np.ndarray:
     """Return an RGB uint8 thumbnail of ``slide`` with the heatmap stored at ``heatmap``.
 
     The heatmap is read at the coarsest of its levels that still has at least one cell per
     thumbnail pixel; it is normalised once, over the whole map. Where the map is zero (tiles
-    skipped as background, or no evidence) the slide shows through.
+    skipped as background, or no evidence) the slide shows through. A slide whose coarsest
+    level is over the pixel cap ``max_pixels`` is refused (see
+    :func:`~napari_gradcam.core.tiling.slide_tissue.overview_source`).
     """
     import zarr
 
-    level, step = mask_source(slide.level_shapes, side)
+    level, step = overview_source(slide.level_shapes, side, name=slide.name, max_pixels=max_pixels)
     image = as_numpy(slide.levels[level][::step, ::step])
     pixel = np.asarray(slide.downsamples[level], dtype=float) * step
     group = zarr.open_group(heatmap, mode="r")

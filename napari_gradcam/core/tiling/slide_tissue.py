@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from napari_gradcam.core.pixel_limit import PYRAMID_ADVICE, check_pixels
 from napari_gradcam.core.tiling.grid import as_numpy
 from napari_gradcam.core.tiling.tissue import tissue_mask
 
@@ -70,12 +71,39 @@ def mask_source(shapes: Sequence[Sequence[int]], max_side: int = MAX_SIDE) -> tu
     return coarsest, math.ceil(max(shapes[coarsest][:2]) / max_side)
 
 
+def overview_source(
+    shapes: Sequence[Sequence[int]],
+    max_side: int = MAX_SIDE,
+    *,
+    name: str = "the slide",
+    max_pixels: int | None = None,
+) -> tuple[int, int]:
+    """Return :func:`mask_source`'s ``(level, step)`` once its cost is known to be bounded.
+
+    A level read every ``step`` pixels still decodes the whole level (every chunk holds a
+    sampled pixel), so a slide without a level of at most ``max_side`` pixels is refused when
+    its coarsest level is over the pixel cap, before any pixel is read.
+
+    Raises
+    ------
+    TooManyPixels
+        Naming the level, its size and the cap, and how to give the slide a pyramid.
+    """
+    level, step = mask_source(shapes, max_side)
+    if step > 1:
+        what = f"{name}'s coarsest level ({level}), read whole for an overview,"
+        check_pixels(shapes[level][:2], what, PYRAMID_ADVICE, limit=max_pixels)
+    return level, step
+
+
 def slide_tissue(
     levels: Sequence[Any],
     downsamples: Sequence[Sequence[float]],
     *,
     max_side: int = MAX_SIDE,
     min_saturation: float = MIN_SATURATION,
+    name: str = "the slide",
+    max_pixels: int | None = None,
 ) -> TissueMap:
     """Find the tissue of a slide once, on a low-resolution level.
 
@@ -89,13 +117,23 @@ def slide_tissue(
         Longest side of the image the mask is computed on.
     min_saturation : float
         Floor of the saturation threshold.
+    name : str
+        The slide's name, for the message when it is too large to find tissue on.
+    max_pixels : int, optional
+        The pixel cap (:mod:`~napari_gradcam.core.pixel_limit`) on the level read.
 
     Returns
     -------
     TissueMap
         The mask and where it lies on level 0.
+
+    Raises
+    ------
+    TooManyPixels
+        When the slide has no level small enough to read whole (see :func:`overview_source`).
     """
-    level, step = mask_source([np.shape(data) for data in levels], max_side)
+    shapes = [np.shape(data) for data in levels]
+    level, step = overview_source(shapes, max_side, name=name, max_pixels=max_pixels)
     pixels = as_numpy(levels[level][::step, ::step])
     mask = tissue_mask(pixels, None, min_saturation=min_saturation, min_size=MIN_OBJECT_PX)
     dy, dx = downsamples[level]
