@@ -19,6 +19,8 @@ A card is a JSON file; relative paths are read from the card's folder::
 The encoder is any ``load_model`` spec that returns (N, D) embeddings; the aggregator is a
 factory whose module takes (B, N, D) embeddings (and tile coordinates when ``uses_coords``)
 and returns (B, classes) logits. Weights are safetensors or ``weights_only`` state dicts.
+A card is data: code it names outside what ships with the plugin (see ``code_trust``) runs only
+when trusted, and every reference is checked before anything is imported.
 """
 
 from __future__ import annotations
@@ -31,11 +33,44 @@ from typing import Any
 import torch
 from torch import nn
 
-from napari_gradcam.core.card import read_json_object
 from napari_gradcam.core.explain.capture import frozen_model
-from napari_gradcam.models.loading import LoadedModel, build_backbone, load_model
+from napari_gradcam.core.json_fields import (
+    MAX_SIDE,
+    flag_field,
+    names_field,
+    object_field,
+    optional_text,
+    positive_int,
+    positive_number,
+    read_json_object,
+    refuse_unknown,
+    text_field,
+)
+from napari_gradcam.models.code_trust import (
+    CodeTrustRequest,
+    check_code_trust,
+    code_file,
+    factory_reference,
+    file_sha256,
+    function_spec_in_folder,
+    is_function_spec,
+)
+from napari_gradcam.models.loading import (
+    BUNDLED,
+    LoadedModel,
+    build_backbone,
+    load_model,
+)
+from napari_gradcam.models.timm_models import is_timm_spec
 from napari_gradcam.models.weights import load_weights
 
+CARD_KEYS = frozenset(
+    {"name", "description", "classes", "tile_size", "mpp", "encoder", "aggregator", "extra"}
+)
+ENCODER_KEYS = frozenset({"spec", "weights", "card"})
+AGGREGATOR_KEYS = frozenset(
+    {"factory", "kwargs", "weights", "attention_module", "branch_per_class", "uses_coords"}
+)
 MPP_TOLERANCE = 0.1
 """A slide whose level 0 is coarser than the card's mpp by more than this share cannot serve it."""
 
@@ -94,47 +129,151 @@ class SlideModel:
         return self.aggregator(bag)
 
 
-def load_slide_model(path: str | Path, *, device: str = "auto") -> SlideModel:
+def load_slide_model(
+    path: str | Path, *, device: str = "auto", trust_code: bool = False
+) -> SlideModel:
     """Load a slide-model card (see the module docstring) and check that its parts fit.
+
+    Parameters
+    ----------
+    path : str or Path
+        The card (JSON).
+    device : str
+        ``"auto"``, ``"cpu"``, ``"cuda"``, ...
+    trust_code : bool
+        Allow the card to name code outside what ships with the plugin (see ``code_trust``).
 
     Raises
     ------
     FileNotFoundError
         When the card or a file it names does not exist.
+    UntrustedCodeError
+        When the card names untrusted code; nothing it names has been imported.
     ValueError
-        When a field is missing or wrong, the encoder does not return (N, D) embeddings, the
-        aggregator does not take D-wide embeddings or does not return one logit per class, or
-        the named attention module does not exist.
+        When a field is missing or wrong (the message names it), the encoder does not return
+        (N, D) embeddings, the aggregator does not take D-wide embeddings or does not return
+        one logit per class, or the named attention module does not exist.
     """
-    path = Path(path).expanduser()
-    data = _read_card(path)
-    folder = path.parent
-    encoder_spec, aggregator_spec = (
-        _section(data, "encoder", path),
-        _section(data, "aggregator", path),
-    )
-    tile_size, mpp = _tile_size(data, path), data.get("mpp")
-    classes = tuple(str(c) for c in _field(data, "classes", path))
-    encoder = _load_encoder(encoder_spec, folder, tile_size, mpp, device)
-    width = embedding_width(encoder, tile_size)
-    aggregator = _load_aggregator(aggregator_spec, folder, path).to(_module_device(encoder.module))
-    _check_aggregator(aggregator, width, classes, bool(aggregator_spec.get("uses_coords")), path)
-    attention = aggregator_spec.get("attention_module")
-    if attention is not None:
-        _check_attention_module(aggregator, attention, path)
+    card = SlideCard.read(Path(path).expanduser())
+    check_code_trust(card.code_request(), trust_code=trust_code)
+    encoder = _load_encoder(card, device, trust_code)
+    width = embedding_width(encoder, card.tile_size)
+    aggregator = _load_aggregator(card).to(_module_device(encoder.module))
+    _check_aggregator(aggregator, width, card.classes, card.uses_coords, card.path)
+    if card.attention_module is not None:
+        _check_attention_module(aggregator, card.attention_module, card.path)
     return SlideModel(
-        name=str(data.get("name", path.stem)),
-        classes=classes,
-        tile_size=tile_size,
-        mpp=None if mpp is None else float(mpp),
+        name=card.name,
+        classes=card.classes,
+        tile_size=card.tile_size,
+        mpp=card.mpp,
         encoder=encoder,
         aggregator=aggregator.eval(),
         width=width,
-        attention_module=attention,
-        branch_per_class=bool(aggregator_spec.get("branch_per_class", False)),
-        uses_coords=bool(aggregator_spec.get("uses_coords", False)),
-        source=_resolved(data, folder),
+        attention_module=card.attention_module,
+        branch_per_class=card.branch_per_class,
+        uses_coords=card.uses_coords,
+        source=_resolved(card.data, card.path.parent),
     )
+
+
+@dataclass(frozen=True)
+class SlideCard:
+    """A slide-model card's fields, typed and checked (see the module docstring)."""
+
+    path: Path
+    data: dict[str, Any]
+    name: str
+    classes: tuple[str, ...]
+    tile_size: int
+    mpp: float | None
+    encoder_spec: str
+    encoder_weights: str | None
+    encoder_card: str | None
+    factory: str
+    kwargs: dict[str, Any]
+    aggregator_weights: str | None
+    attention_module: str | None
+    branch_per_class: bool
+    uses_coords: bool
+
+    @classmethod
+    def read(cls, path: Path) -> SlideCard:
+        """Read and check a card file.
+
+        Raises
+        ------
+        FileNotFoundError
+            When there is no such file.
+        ValueError
+            Naming the first missing, unknown or ill-typed field.
+        """
+        if not path.is_file():
+            raise FileNotFoundError(f"no slide-model card {str(path)!r}")
+        data = read_json_object(path, "the slide-model card")
+        source = f"the slide-model card {path}"
+        encoder = object_field(_field(data, "encoder", path), "encoder", source)
+        aggregator = object_field(_field(data, "aggregator", path), "aggregator", source)
+        refuse_unknown(data, CARD_KEYS, "", source)
+        refuse_unknown(encoder, ENCODER_KEYS, "encoder.", source)
+        refuse_unknown(aggregator, AGGREGATOR_KEYS, "aggregator.", source)
+        if "spec" not in encoder:
+            raise ValueError(f"{source}: 'encoder' needs a 'spec' (any load_model spec)")
+        if "factory" not in aggregator:
+            raise ValueError(f"{source}: 'aggregator' needs a 'factory' ('module:function')")
+        factory = text_field(aggregator["factory"], "aggregator.factory", source)
+        if not is_function_spec(factory):
+            raise ValueError(
+                f"{source}: 'aggregator.factory' must be 'module:function' or "
+                f"'file.py:function', not {factory!r:.80}"
+            )
+        mpp = data.get("mpp")
+        return cls(
+            path=path,
+            data=data,
+            name=text_field(data.get("name", path.stem), "name", source),
+            classes=names_field(_field(data, "classes", path), "classes", source),
+            tile_size=positive_int(
+                _field(data, "tile_size", path), "tile_size", source, least=8, most=MAX_SIDE
+            ),
+            mpp=None if mpp is None else positive_number(mpp, "mpp", source, "0.5 for 20x"),
+            encoder_spec=text_field(encoder["spec"], "encoder.spec", source),
+            encoder_weights=optional_text(encoder, "weights", "encoder.", source),
+            encoder_card=optional_text(encoder, "card", "encoder.", source),
+            factory=factory,
+            kwargs=object_field(aggregator.get("kwargs", {}), "aggregator.kwargs", source),
+            aggregator_weights=optional_text(aggregator, "weights", "aggregator.", source),
+            attention_module=optional_text(aggregator, "attention_module", "aggregator.", source),
+            branch_per_class=flag_field(
+                aggregator.get("branch_per_class", False), "aggregator.branch_per_class", source
+            ),
+            uses_coords=flag_field(
+                aggregator.get("uses_coords", False), "aggregator.uses_coords", source
+            ),
+        )
+
+    def code_request(self) -> CodeTrustRequest:
+        """The code this card names outside what ships with the plugin, to check first.
+
+        A recipe named as the encoder is checked on its own when it is loaded.
+        """
+        folder = self.path.parent
+        references = [factory_reference("aggregator.factory", self.factory, folder)]
+        if is_function_spec(self.encoder_spec) and not is_timm_spec(self.encoder_spec):
+            references.append(factory_reference("encoder.spec", self.encoder_spec, folder))
+        found = tuple(ref for ref in references if ref is not None)
+        return CodeTrustRequest(self.path, file_sha256(self.path), found)
+
+
+def _in_folder(spec: str, folder: Path) -> str:
+    """The encoder spec with the file it names read from the card's ``folder``.
+
+    A ``file.py:function``, a recipe or a TorchScript file is read from ``folder``; bundled
+    names, ``timm:NAME`` and ``module:function`` stay as they are.
+    """
+    if spec in BUNDLED or is_timm_spec(spec) or is_function_spec(spec):
+        return function_spec_in_folder(spec, folder)
+    return str(code_file(spec, folder))
 
 
 def check_slide_mpp(model: SlideModel, slide_mpp: float | None) -> None:
@@ -179,63 +318,39 @@ def embedding_width(encoder: LoadedModel, tile_size: int) -> int:
     return int(out.shape[1])
 
 
-def _read_card(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise FileNotFoundError(f"no slide-model card {str(path)!r}")
-    return read_json_object(path, "the slide-model card")
-
-
 def _field(data: dict[str, Any], key: str, path: Path) -> Any:
     if key not in data:
         raise ValueError(f"the slide-model card {path} has no {key!r}")
     return data[key]
 
 
-def _section(data: dict[str, Any], key: str, path: Path) -> dict[str, Any]:
-    section = _field(data, key, path)
-    if not isinstance(section, dict):
-        raise ValueError(f"{key!r} of the slide-model card {path} must be an object")
-    return section
-
-
-def _tile_size(data: dict[str, Any], path: Path) -> int:
-    size = _field(data, "tile_size", path)
-    if not isinstance(size, int) or size < 8:
-        raise ValueError(f"'tile_size' of {path} must be an integer of at least 8, got {size!r}")
-    return size
-
-
 def _file(folder: Path, name: str | None) -> Path | None:
     return None if name is None else (folder / Path(name).expanduser())
 
 
-def _load_encoder(
-    spec: dict[str, Any], folder: Path, tile_size: int, mpp: float | None, device: str
-) -> LoadedModel:
-    if "spec" not in spec:
-        raise ValueError("the slide-model card's 'encoder' needs a 'spec' (any load_model spec)")
+def _load_encoder(card: SlideCard, device: str, trust_code: bool) -> LoadedModel:
+    """The encoder, with its card's input size and mpp those of the slide model's tiles.
+
+    The encoder's card keeps no class names: an encoder returns embeddings, not logits.
+    """
+    folder = card.path.parent
     loaded = load_model(
-        str(spec["spec"]),
-        weights=_file(folder, spec.get("weights")),
-        card=_file(folder, spec.get("card")),
+        _in_folder(card.encoder_spec, folder),
+        weights=_file(folder, card.encoder_weights),
+        card=_file(folder, card.encoder_card),
+        trust_code=trust_code,
+        classifier=False,
         device=device,
     )
-    card = replace(
-        loaded.card,
-        input_size=(tile_size, tile_size),
-        mpp=loaded.card.mpp if mpp is None else float(mpp),
-    )
-    return replace(loaded, card=card)
+    tile = (card.tile_size, card.tile_size)
+    mpp = loaded.card.mpp if card.mpp is None else card.mpp
+    return replace(loaded, card=replace(loaded.card, input_size=tile, mpp=mpp))
 
 
-def _load_aggregator(spec: dict[str, Any], folder: Path, path: Path) -> nn.Module:
-    if "factory" not in spec:
-        raise ValueError(f"the 'aggregator' of {path} needs a 'factory' ('module:function')")
-    kwargs = spec.get("kwargs", {})
-    if not isinstance(kwargs, dict):
-        raise ValueError(f"the aggregator's 'kwargs' of {path} must be an object")
-    module = build_backbone(str(spec["factory"]), kwargs)
-    weights = _file(folder, spec.get("weights"))
+def _load_aggregator(card: SlideCard) -> nn.Module:
+    folder = card.path.parent
+    module = build_backbone(function_spec_in_folder(card.factory, folder), card.kwargs)
+    weights = _file(folder, card.aggregator_weights)
     if weights is not None:
         load_weights(module, weights, what="the aggregator")
     return module
