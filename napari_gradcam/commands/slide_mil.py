@@ -34,7 +34,7 @@ def run_mil(args: argparse.Namespace, client_for: Any) -> int:
 
     plans = plan_mil_outputs(args.slides, args.out, args.overwrite)
     job = mil_job(args)
-    model = load_slide_model(args.mil)
+    model = load_slide_model(args.mil, trust_code=args.trust_code)
     failures = 0
     with client_for(args.scheduler) as client:
         for path, outputs in zip(args.slides, plans, strict=True):

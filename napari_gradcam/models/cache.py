@@ -31,7 +31,7 @@ _MODELS: OrderedDict[tuple[str, str | None], tuple[Stamps, LoadedModel | SlideMo
 _LOCK = threading.Lock()
 
 
-def cached_model(spec: str, weights: str | None = None) -> LoadedModel:
+def cached_model(spec: str, weights: str | None = None, *, trust_code: bool = False) -> LoadedModel:
     """Load the model of ``(spec, weights)`` once, and again when its files changed on disk.
 
     Parameters
@@ -40,6 +40,9 @@ def cached_model(spec: str, weights: str | None = None) -> LoadedModel:
         A model spec (see ``napari_gradcam.models.load_model``).
     weights : str, optional
         A state dict for a factory spec.
+    trust_code : bool
+        Passed to ``load_model`` when the model is loaded. Not part of the key: a model
+        already loaded with consent runs no new code when it is served again.
 
     Returns
     -------
@@ -49,11 +52,15 @@ def cached_model(spec: str, weights: str | None = None) -> LoadedModel:
     from napari_gradcam.models.loading import load_model
 
     stamps = file_stamps(spec, weights)
-    return _cached((spec, weights), stamps, lambda: load_model(spec, weights=weights))
+    return _cached(
+        (spec, weights), stamps, lambda: load_model(spec, weights=weights, trust_code=trust_code)
+    )
 
 
-def cached_slide_model(card: str | Path) -> SlideModel:
+def cached_slide_model(card: str | Path, *, trust_code: bool = False) -> SlideModel:
     """Load a slide-model card once, and again when the card file changed on disk.
+
+    ``trust_code`` is passed to ``load_slide_model`` when the card is loaded.
 
     Raises
     ------
@@ -67,7 +74,7 @@ def cached_slide_model(card: str | Path) -> SlideModel:
         raise FileNotFoundError(f"no slide-model card {str(path)!r}; choose a .json card")
     path = path.resolve()
     key = ("slide model", str(path))
-    return _cached(key, _stamps([path]), lambda: load_slide_model(str(path)))
+    return _cached(key, _stamps([path]), lambda: load_slide_model(str(path), trust_code=trust_code))
 
 
 def _cached(key: tuple[str, str | None], stamps: Stamps, load: Callable[[], Model]) -> Model:
