@@ -290,13 +290,14 @@ class Recipe:
         card = data.get("card")
         if card is not None and not isinstance(card, dict | str):
             raise ValueError(f"{source}: 'card' must be an object or a card file's path")
-        activation = optional_text(head, "activation", "head.", source) or "gelu"
+        activation = optional_text(head, "activation", "head.", source)
+        activation = "gelu" if activation is None else activation
         if activation not in ACTIVATIONS:
             raise ValueError(f"{source}: 'head.activation' must be one of {list(ACTIVATIONS)}")
         return cls(
             path=path,
             backbone_spec=spec,
-            kwargs=object_field(backbone.get("kwargs") or {}, "backbone.kwargs", source),
+            kwargs=object_field(_or_empty(backbone.get("kwargs")), "backbone.kwargs", source),
             backbone_weights=optional_text(backbone, "weights", "backbone.", source),
             pool=pool,
             layers=_layers(head.get("layers"), source),
@@ -332,6 +333,10 @@ class Recipe:
                 )
         found = tuple(ref for ref in references if ref is not None)
         return CodeTrustRequest(self.path, file_sha256(self.path), found)
+
+
+def _or_empty(value: object) -> object:
+    return {} if value is None else value
 
 
 def _layers(value: object, source: str) -> tuple[int, ...]:
