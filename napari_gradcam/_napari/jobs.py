@@ -112,12 +112,13 @@ class JobRunner:
         """Run ``function(*args)`` in a worker thread; False (nothing started) while busy."""
         if self.running:
             return False
-        worker = create_worker(function, *args)
+        worker = create_worker(
+            function, *args, _connect={"errored": self._on_errored}, _start_thread=False
+        )
         if hasattr(worker, "yielded"):  # a generator: events, and it can stop between them
             worker.yielded.connect(self._on_yielded)
             worker.aborted.connect(lambda: self._stop(CANCELLED))
         worker.returned.connect(self._on_returned)
-        worker.errored.connect(self._on_errored)
         worker.finished.connect(self._on_finished)
         self._worker, self._hooks, self._job = worker, hooks, (function, args)
         self._halted, self._settled = None, False
@@ -173,9 +174,11 @@ class JobRunner:
     def _on_errored(self, error: Exception) -> None:
         from napari_gradcam.models.code_trust import UntrustedCodeError
 
-        if isinstance(error, UntrustedCodeError):  # asked once the worker has finished
-            self._untrusted = error.request
         self._stop(FAILED)
+        if isinstance(error, UntrustedCodeError):  # the user is asked once the worker ends
+            self._untrusted = error.request
+            return
+        raise error  # a bug: shown with its traceback, as create_worker does by default
 
     def _stop(self, how: str) -> None:
         self._settled = True
