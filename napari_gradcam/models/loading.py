@@ -46,6 +46,10 @@ BUNDLED: dict[str, tuple[str, str]] = {
 }
 """Bundled model name -> (factory spec, file stem of its weights and card in ``DEMO_DIR``)."""
 ModelKind = Literal["factory", "torchscript", "pickle", "recipe"]
+TORCHVISION_DOWNLOAD_ARGUMENTS = frozenset(
+    {"weights", "weights_backbone", "pretrained", "pretrained_backbone"}
+)
+"""torchvision builder arguments that download weights; weights come only from a weights file."""
 
 
 @dataclass(frozen=True)
@@ -206,8 +210,21 @@ def build_backbone(spec: str, kwargs: Mapping[str, Any]) -> nn.Module:
     if is_timm_spec(spec):
         return build_timm(spec.removeprefix(TIMM_PREFIX), kwargs)
     if _is_factory_spec(spec):
+        _refuse_downloads(spec, kwargs)
         return _build_from_factory(spec, kwargs)
     raise ValueError(f"a backbone must be 'timm:NAME' or 'module:factory', not {spec!r}")
+
+
+def _refuse_downloads(spec: str, kwargs: Mapping[str, Any]) -> None:
+    """Refuse torchvision arguments that would download weights (nothing is downloaded here)."""
+    if not spec.startswith("torchvision.models"):
+        return
+    asked = sorted(k for k in TORCHVISION_DOWNLOAD_ARGUMENTS if kwargs.get(k) not in (None, False))
+    if asked:
+        raise ValueError(
+            f"{spec}: the argument(s) {asked} would download weights; give the weights file "
+            "instead ('weights' in a recipe or card, --weights on the command line)"
+        )
 
 
 def _is_factory_spec(spec: str) -> bool:

@@ -202,3 +202,9 @@ def test_the_command_line_refuses_a_hostile_recipe_and_runs_it_with_trust_code(t
     assert "helper.py:backbone" in capsys.readouterr().err
     assert main([*args, "--trust-code"]) == 0 and marker.exists()
     assert not trusted_code_path().exists()  # the flag is for this run only
+
+
+def test_torchvision_arguments_that_download_weights_are_refused(tmp_path):
+    recipe = write_recipe(tmp_path / "probe.json", "torchvision.models:resnet18", weights="DEFAULT")
+    with pytest.raises(ValueError, match=r"\['weights'\] would download weights"):
+        load_model(str(recipe))
