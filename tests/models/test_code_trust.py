@@ -39,7 +39,7 @@ def backbone():
     from torch import nn
 
     torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.AdaptiveAvgPool2d(1), nn.Flatten())
 """
 
 
@@ -208,3 +208,17 @@ def test_torchvision_arguments_that_download_weights_are_refused(tmp_path):
     recipe = write_recipe(tmp_path / "probe.json", "torchvision.models:resnet18", weights="DEFAULT")
     with pytest.raises(ValueError, match=r"\['weights'\] would download weights"):
         load_model(str(recipe))
+
+
+def test_the_slide_command_runs_a_trusted_recipe_on_every_tile(tmp_path, capsys):
+    from napari_gradcam.data import HE_SLIDE_PATH
+
+    marker = tmp_path / "ran"
+    write_helper(tmp_path / "model", marker)
+    recipe = write_recipe(tmp_path / "model" / "probe.json", "helper.py:backbone")
+    args = ["slide", str(HE_SLIDE_PATH), "--model", str(recipe), "--mpp", "8", "--out"]
+    assert main([*args, str(tmp_path / "refused")]) == 2 and not marker.exists()
+    assert "--trust-code" in capsys.readouterr().err
+    assert main([*args, str(tmp_path / "out"), "--trust-code"]) == 0
+    summary = json.loads((tmp_path / "out" / "CMU-1-Small-Region.json").read_text())
+    assert summary["tiles"]["explained"] > 0
