@@ -2,8 +2,8 @@
 
 Model recipes and slide-model cards are data: a file someone sends you. By default they may name
 only code that ships with napari-gradcam or with the model libraries it supports: the plugin's
-own model factories, ``timm:NAME`` architectures, ``torchvision.models`` builders and
-``torch.nn`` modules, and ``{"import": ...}`` of ``timm.layers``, ``torch.nn`` or
+own model factories, ``timm:NAME`` architectures, ``torchvision.models:BUILDER`` and
+``torch.nn:MODULE``, and ``{"import": ...}`` of ``timm.layers``, ``torch.nn`` or
 ``torchvision.ops`` objects. Anything else (another ``module:function``, a ``file.py:function``
 named in the card, another import) runs only when the user trusts it: ``trust_code=True`` in the
 API, ``--trust-code`` on the command line, or a confirmation in the napari docks, remembered per
@@ -37,7 +37,7 @@ SHIPPED_FACTORIES = frozenset(
 )
 """The plugin's own model factories, the only ``napari_gradcam`` functions a card may name."""
 SHIPPED_FACTORY_MODULES = ("torch.nn", "torchvision.models")
-"""Modules (and their submodules) whose public classes and builders a card may name."""
+"""Modules (not their submodules) whose public classes and builders a card may name."""
 SHIPPED_IMPORT_MODULES = ("timm.layers", "torch.nn", "torchvision.ops")
 """Modules (and their submodules) whose objects a card may name with ``{"import": ...}``."""
 TRUSTED_CODE_FILE = "trusted_code.json"
@@ -162,7 +162,7 @@ def factory_reference(field: str, spec: str, folder: Path) -> CodeReference | No
             )
         return CodeReference(field, f"{path}:{name}", path, file_sha256(path))
     if spec in SHIPPED_FACTORIES or (
-        _within(target, SHIPPED_FACTORY_MODULES) and not name.startswith("_")
+        target in SHIPPED_FACTORY_MODULES and not name.startswith("_")
     ):
         return None
     return CodeReference(field, spec)

@@ -13,6 +13,8 @@ import pytest
 from napari_gradcam.cli import main
 from napari_gradcam.models.code_trust import (
     UntrustedCodeError,
+    factory_reference,
+    import_reference,
     is_remembered,
     remember,
     trusted_code_path,
@@ -166,6 +168,41 @@ def test_a_spec_the_user_gives_directly_runs_as_today(tmp_path):
     helper = write_helper(tmp_path, marker)
     assert load_model(f"{helper}:backbone").kind == "factory"
     assert marker.exists()
+
+
+@pytest.mark.parametrize(
+    ("spec", "shipped"),
+    [
+        ("napari_gradcam.core.mil.aggregators:build_attention_mil", True),
+        ("napari_gradcam.models.demo_encoder:build_demo_encoder", True),
+        ("torch.nn:Identity", True),
+        ("torchvision.models:resnet18", True),
+        ("napari_gradcam.models.loading:load_model", False),  # could unpickle with kwargs
+        ("napari_gradcam.files:atomic_write", False),
+        ("torchvision.models.resnet:load_state_dict_from_url", False),
+        ("torch:load", False),
+        ("torch.nn:_private", False),
+        ("builtins:eval", False),
+    ],
+)
+def test_which_factories_ship_with_the_plugin(tmp_path, spec, shipped):
+    assert (factory_reference("f", spec, tmp_path) is None) == shipped
+
+
+@pytest.mark.parametrize(
+    ("name", "shipped"),
+    [
+        ("timm.layers.SwiGLUPacked", True),
+        ("torch.nn.SiLU", True),
+        ("torchvision.ops.MLP", True),
+        ("torch.load", False),
+        ("os.system", False),
+        ("torch.nn._private", False),
+        ("timm.models.load_checkpoint", False),
+    ],
+)
+def test_which_imports_ship_with_the_model_libraries(name, shipped):
+    assert (import_reference("f", name) is None) == shipped
 
 
 def test_shipped_cards_need_no_trust():
