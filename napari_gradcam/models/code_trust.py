@@ -19,8 +19,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from napari_gradcam.user_state import state_dir
@@ -42,6 +46,10 @@ SHIPPED_IMPORT_MODULES = ("timm.layers", "torch.nn", "torchvision.ops")
 """Modules (and their submodules) whose objects a card may name with ``{"import": ...}``."""
 TRUSTED_CODE_FILE = "trusted_code.json"
 """The file in the per-user state folder that remembers the cards the user chose to trust."""
+_CHECKED_FILES: ContextVar[Mapping[Path, str]] = ContextVar(
+    "checked_code_files", default=MappingProxyType({})
+)
+"""Code files checked by the card being loaded (path -> sha256), in this thread's context."""
 
 
 @dataclass(frozen=True)
@@ -191,6 +199,38 @@ def check_code_trust(request: CodeTrustRequest, *, trust_code: bool) -> None:
     if not request.references or trust_code or is_remembered(request):
         return
     raise UntrustedCodeError(request)
+
+
+@contextmanager
+def checked_files(request: CodeTrustRequest) -> Iterator[None]:
+    """While loading the card of ``request``: its code files must still hold what was checked.
+
+    See :func:`checked_source`, which the loader uses to read a code file before running it.
+    """
+    files = {ref.file: ref.sha256 for ref in request.references if ref.file is not None}
+    token = _CHECKED_FILES.set(MappingProxyType({**_CHECKED_FILES.get(), **files}))
+    try:
+        yield
+    finally:
+        _CHECKED_FILES.reset(token)
+
+
+def checked_source(path: Path) -> bytes:
+    """The content of a code file about to run: refused if it changed since its card's check.
+
+    Raises
+    ------
+    ValueError
+        When the file is one a card named and its content is no longer the one checked.
+    """
+    source = Path(path).read_bytes()
+    expected = _CHECKED_FILES.get().get(Path(path).resolve())
+    if expected is not None and hashlib.sha256(source).hexdigest() != expected:
+        raise ValueError(
+            f"the code file {path} changed while its card was being loaded (its sha256 is no "
+            "longer the one checked); nothing from it was run: load the card again"
+        )
+    return source
 
 
 def trusted_code_path() -> Path:

@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from napari_gradcam.core.card import ModelCard
+from napari_gradcam.models.code_trust import checked_source
 from napari_gradcam.models.probe import load_recipe
 from napari_gradcam.models.timm_models import TIMM_PREFIX, build_timm, is_timm_spec
 from napari_gradcam.models.weights import load_weights
@@ -267,11 +268,12 @@ def _build_from_factory(spec: str, kwargs: Mapping[str, Any]) -> nn.Module:
 def _import_target(target: str) -> object:
     if target.endswith(".py"):
         path = _existing_file(target)
+        source = checked_source(path)  # the bytes a card's check hashed, if a card named it
         name = f"napari_gradcam_user_{abs(hash(path.resolve()))}"
         spec = importlib.util.spec_from_file_location(name, path)
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
-        spec.loader.exec_module(module)
+        exec(compile(source, str(path), "exec"), module.__dict__)
         return module
     try:
         return importlib.import_module(target)

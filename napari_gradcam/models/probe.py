@@ -48,6 +48,7 @@ from napari_gradcam.core.json_fields import (
 from napari_gradcam.models.code_trust import (
     CodeTrustRequest,
     check_code_trust,
+    checked_files,
     factory_reference,
     file_sha256,
     function_spec_in_folder,
@@ -209,7 +210,8 @@ def load_recipe(
     request = recipe.code_request()
     check_code_trust(request, trust_code=trust_code)
     folder = path.parent
-    backbone = build_backbone(recipe.resolved_spec(), resolve_imports(recipe.kwargs))
+    with checked_files(request):
+        backbone = build_backbone(recipe.resolved_spec(), resolve_imports(recipe.kwargs))
     if recipe.backbone_weights:
         load_weights(backbone, folder / recipe.backbone_weights, what="the backbone")
     head = build_head(recipe.layers, recipe.activation)

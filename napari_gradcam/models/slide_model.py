@@ -49,6 +49,7 @@ from napari_gradcam.core.json_fields import (
 from napari_gradcam.models.code_trust import (
     CodeTrustRequest,
     check_code_trust,
+    checked_files,
     code_file,
     factory_reference,
     file_sha256,
@@ -155,10 +156,12 @@ def load_slide_model(
         one logit per class, or the named attention module does not exist.
     """
     card = SlideCard.read(Path(path).expanduser())
-    check_code_trust(card.code_request(), trust_code=trust_code)
-    encoder = _load_encoder(card, device, trust_code)
-    width = embedding_width(encoder, card.tile_size)
-    aggregator = _load_aggregator(card).to(_module_device(encoder.module))
+    request = card.code_request()
+    check_code_trust(request, trust_code=trust_code)
+    with checked_files(request):
+        encoder = _load_encoder(card, device, trust_code)
+        width = embedding_width(encoder, card.tile_size)
+        aggregator = _load_aggregator(card).to(_module_device(encoder.module))
     _check_aggregator(aggregator, width, card.classes, card.uses_coords, card.path)
     if card.attention_module is not None:
         _check_attention_module(aggregator, card.attention_module, card.path)

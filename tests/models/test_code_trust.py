@@ -259,3 +259,22 @@ def test_the_slide_command_runs_a_trusted_recipe_on_every_tile(tmp_path, capsys)
     assert main([*args, str(tmp_path / "out"), "--trust-code"]) == 0
     summary = json.loads((tmp_path / "out" / "CMU-1-Small-Region.json").read_text())
     assert summary["tiles"]["explained"] > 0
+
+
+def test_a_code_file_changed_after_the_check_is_not_run(tmp_path, monkeypatch):
+    """The bytes that run are the bytes that were checked (no swap between check and import)."""
+    from napari_gradcam.models import code_trust
+
+    marker = tmp_path / "ran"
+    helper = write_helper(tmp_path, marker)
+    recipe = write_recipe(tmp_path / "probe.json", "helper.py:backbone")
+    checked = code_trust.checked_files
+
+    def swap_after_check(request):
+        helper.write_text(f"open({str(marker)!r}, 'w').write('swapped')\n")
+        return checked(request)
+
+    monkeypatch.setattr("napari_gradcam.models.probe.checked_files", swap_after_check)
+    with pytest.raises(ValueError, match="changed while its card was being loaded"):
+        load_model(str(recipe), trust_code=True)
+    assert not marker.exists()
