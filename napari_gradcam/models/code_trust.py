@@ -239,36 +239,58 @@ def trusted_code_path() -> Path:
 
 
 def is_remembered(request: CodeTrustRequest) -> bool:
-    """Whether the user trusted this card content (and the content of every file it runs)."""
+    """Whether the user trusted this card content (and the content of every file it runs).
+
+    An unreadable list of trusted code trusts nothing (logged).
+    """
+    try:
+        entries = _read_trusted()
+    except ValueError as err:
+        logger.warning("%s; nothing in it is trusted", err)
+        return False
     fingerprint = request.fingerprint()
-    return any(
-        {key: entry.get(key) for key in fingerprint} == fingerprint for entry in _read_trusted()
-    )
+    return any({key: entry.get(key) for key in fingerprint} == fingerprint for entry in entries)
 
 
 def remember(request: CodeTrustRequest) -> None:
-    """Remember that the user trusts this card's content and the code files it names."""
+    """Remember that the user trusts this card's content and the code files it names.
+
+    Raises
+    ------
+    OSError
+        When the list cannot be written, or exists but cannot be read (it is never replaced
+        then: move it away to start a new one).
+    """
     from napari_gradcam.files import atomic_write
 
+    try:
+        entries = _read_trusted()
+    except ValueError as err:
+        raise OSError(f"{err}; move it away to start a new list") from err
     entry = {
         **request.fingerprint(),
         "card": str(request.source),
         "code": [ref.target for ref in request.references],
     }
-    text = json.dumps({"trusted": [*_read_trusted(), entry]}, indent=2) + "\n"
+    text = json.dumps({"trusted": [*entries, entry]}, indent=2) + "\n"
     atomic_write(trusted_code_path(), lambda path: path.write_text(text, encoding="utf-8"))
 
 
 def _read_trusted() -> list[dict[str, Any]]:
-    """The remembered entries; none when the file is missing or unreadable (logged)."""
+    """The remembered entries (none when there is no list yet).
+
+    Raises
+    ------
+    ValueError
+        When the list exists but cannot be read.
+    """
     path = trusted_code_path()
     if not path.is_file():
         return []
     try:
         entries = json.loads(path.read_text(encoding="utf-8"))["trusted"]
     except (OSError, ValueError, KeyError, TypeError) as err:
-        logger.warning("ignoring the unreadable list of trusted code %s: %s", path, err)
-        return []
-    return (
-        [entry for entry in entries if isinstance(entry, dict)] if isinstance(entries, list) else []
-    )
+        raise ValueError(f"the list of trusted code {path} cannot be read ({err})") from err
+    if not isinstance(entries, list):
+        raise ValueError(f"the list of trusted code {path} cannot be read (no list)")
+    return [entry for entry in entries if isinstance(entry, dict)]

@@ -279,3 +279,14 @@ def test_a_code_file_changed_after_the_check_is_not_run(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="changed while its card was being loaded"):
         load_model(str(recipe), trust_code=True)
     assert not marker.exists()
+
+
+def test_an_unreadable_trust_list_trusts_nothing_and_is_never_replaced(tmp_path):
+    recipe = write_recipe(tmp_path / "probe.json", "os:system")
+    request = Recipe.read(recipe).code_request()
+    trusted_code_path().parent.mkdir(parents=True)
+    trusted_code_path().write_text("{not json")
+    assert not is_remembered(request)
+    with pytest.raises(OSError, match=r"cannot be read.*move it away"):
+        remember(request)
+    assert trusted_code_path().read_text() == "{not json"
