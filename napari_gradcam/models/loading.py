@@ -189,7 +189,8 @@ def check_class_count(module: nn.Module, card: ModelCard) -> None:
     except Exception as err:  # any failure of the user's model on that input
         raise ValueError(
             f"model card {card.name!r}: the model fails on a blank {card.probe_shape[2:]} input "
-            f"(the card's 'input_size', 224 x 224 when it has none): {err}"
+            f"(the card's 'input_size', 224 x 224 when it has none), so its 'classes' cannot "
+            f"be checked against its logits; set 'input_size' to the size it takes: {err}"
         ) from err
     if not isinstance(logits, torch.Tensor) or logits.ndim != 2:
         shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
