@@ -22,10 +22,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit status."""
+    from napari_gradcam.models.code_trust import UntrustedCodeError
+
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (ValueError, FileNotFoundError, FileExistsError) as err:
+    except (ValueError, FileNotFoundError, FileExistsError, UntrustedCodeError) as err:
         print(f"napari-gradcam: error: {err}", file=sys.stderr)
         return 2
     except Exception as err:  # noqa: BLE001 -- a bug: logged with its traceback, file named

@@ -5,7 +5,9 @@ yields typed events (``progress.Progress``, ``progress.ModelReady``, a tiled ``T
 The runner shows the steps in the dock's progress bar and status label and hands every event
 and the outcome to the dock on the main thread, where layers are touched. A job whose dock
 was closed, or that was halted because a layer it needs is gone, adds nothing: its outcome is
-dropped. torch is imported only by the jobs themselves, when they run.
+dropped. A job that stops on a card naming untrusted code (``code_trust.UntrustedCodeError``)
+asks the user, and runs again once the user trusts it. torch is imported only by the jobs
+themselves, when they run.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ if TYPE_CHECKING:
     from torch.nn import Module
 
     from napari_gradcam.models import LoadedModel
+    from napari_gradcam.models.code_trust import CodeTrustRequest
 
 USER_ERRORS = (ValueError, OSError, RuntimeError, ImportError, SyntaxError)
 """Errors that mean "fix the input" (bad spec, file, region or pixels), not a bug."""
@@ -82,6 +85,7 @@ class JobRunner:
         status: Label | None = None,
         on_running: Callable[[bool], None] = _ignore,
     ) -> None:
+        self._widget = widget
         self._dock = DockWatch(widget) if widget is not None else None
         self._dock_name = dock_name
         self._progress = progress
@@ -91,6 +95,8 @@ class JobRunner:
         self._hooks = JobHooks()
         self._halted: str | None = None
         self._settled = True
+        self._job: tuple[Callable[..., Any], tuple[Any, ...]] | None = None
+        self._untrusted: CodeTrustRequest | None = None
 
     @property
     def running(self) -> bool:
@@ -106,14 +112,15 @@ class JobRunner:
         """Run ``function(*args)`` in a worker thread; False (nothing started) while busy."""
         if self.running:
             return False
-        worker = create_worker(function, *args)
+        worker = create_worker(
+            function, *args, _connect={"errored": self._on_errored}, _start_thread=False
+        )
         if hasattr(worker, "yielded"):  # a generator: events, and it can stop between them
             worker.yielded.connect(self._on_yielded)
             worker.aborted.connect(lambda: self._stop(CANCELLED))
         worker.returned.connect(self._on_returned)
-        worker.errored.connect(lambda _error: self._stop(FAILED))
         worker.finished.connect(self._on_finished)
-        self._worker, self._hooks = worker, hooks
+        self._worker, self._hooks, self._job = worker, hooks, (function, args)
         self._halted, self._settled = None, False
         if self._dock is not None:
             self._dock.start()
@@ -164,6 +171,15 @@ class JobRunner:
         self._settled = True
         self._hooks.returned(outcome)
 
+    def _on_errored(self, error: Exception) -> None:
+        from napari_gradcam.models.code_trust import UntrustedCodeError
+
+        self._stop(FAILED)
+        if isinstance(error, UntrustedCodeError):  # the user is asked once the worker ends
+            self._untrusted = error.request
+            return
+        raise error  # a bug: shown with its traceback, as create_worker does by default
+
     def _stop(self, how: str) -> None:
         self._settled = True
         self._say(self._halted or how)
@@ -175,6 +191,25 @@ class JobRunner:
             self._stop(CANCELLED)
         self._worker = None
         self._on_running(False)
+        if self._untrusted is not None:
+            self._ask_to_trust(self._untrusted)
+
+    def _ask_to_trust(self, request: CodeTrustRequest) -> None:
+        """Ask whether to run the code the card names; remember a yes and run the job again."""
+        from napari_gradcam._napari.code_trust_dialog import ask_to_trust
+        from napari_gradcam.models.code_trust import remember
+
+        self._untrusted = None
+        if self.dock_closed() or not ask_to_trust(request, self._widget):
+            self._say(f"not run: the code named in {request.source.name} was not trusted")
+            return
+        try:
+            remember(request)
+        except OSError as err:
+            self._say(f"not run: cannot remember that you trust {request.source.name}: {err}")
+            return
+        function, args = self._job
+        self.start(function, *args, hooks=self._hooks)
 
 
 def load_model_info(spec: str, weights: str | None) -> tuple[LoadedModel, ModelInfo]:

@@ -12,6 +12,7 @@ import numpy as np
 from napari_gradcam.commands.failures import BatchFailures
 from napari_gradcam.commands.max_pixels import add_max_pixels_argument
 from napari_gradcam.commands.method_args import add_method_option_arguments, method_options
+from napari_gradcam.commands.trust_code import add_trust_code_argument
 from napari_gradcam.core.explain.methods import METHODS, check_precision, get_method
 from napari_gradcam.core.pixel_limit import max_pixels
 from napari_gradcam.core.regions.placement import heatmap_transform
@@ -52,6 +53,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="allow unpickling a whole pickled model (runs code from the file: trusted files only)",
     )
+    add_trust_code_argument(parser)
     parser.add_argument("--layer", help="module to explain (default: the card's or the last conv)")
     parser.add_argument("--target", help="class name or index (default: the predicted class)")
     parser.add_argument("--method", default="gradcam", choices=sorted(METHODS))
@@ -110,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
         weights=args.weights,
         card=args.card,
         allow_pickle=args.allow_pickle,
+        trust_code=args.trust_code,
         device=args.device,
     )
     failures = BatchFailures("images", MEMORY_ADVICE)

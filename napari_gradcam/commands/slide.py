@@ -12,6 +12,7 @@ from napari_gradcam.commands.failures import BatchFailures
 from napari_gradcam.commands.max_pixels import add_max_pixels_argument
 from napari_gradcam.commands.method_args import add_method_option_arguments, method_options
 from napari_gradcam.commands.slide_mil import add_mil_arguments, run_mil
+from napari_gradcam.commands.trust_code import add_trust_code_argument
 from napari_gradcam.core.explain.methods import METHODS, check_precision, get_method
 from napari_gradcam.core.pixel_limit import max_pixels
 from napari_gradcam.core.tiling.grid import MIN_TISSUE
@@ -83,6 +84,7 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--weights", help="weights for a factory or timm model (.safetensors or state dict)"
     )
+    add_trust_code_argument(parser)
 
 
 def _add_method_arguments(parser: argparse.ArgumentParser) -> None:
@@ -137,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
 
     plans = plan_outputs(args.slides, args.out, args.overwrite)
     job = slide_job(args)
-    loaded = cached_model(job.model, job.weights)
+    loaded = cached_model(job.model, job.weights, trust_code=args.trust_code)
     failures = BatchFailures("slides", MEMORY_ADVICE)
     with _client(args.scheduler) as client:
         for path, outputs in zip(args.slides, plans, strict=True):

@@ -40,7 +40,7 @@ def run_mil(args: argparse.Namespace, client_for: Any) -> int:
         # the slide-model run plans its tiles without a cap argument: set this process's cap
         os.environ[MAX_PIXELS_ENV] = str(args.max_pixels)
     job = mil_job(args)
-    model = load_slide_model(args.mil)
+    model = load_slide_model(args.mil, trust_code=args.trust_code)
     failures = BatchFailures("slides", MEMORY_ADVICE)
     with client_for(args.scheduler) as client:
         for path, outputs in zip(args.slides, plans, strict=True):

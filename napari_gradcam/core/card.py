@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
-import json
+import math
+import warnings
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from napari_gradcam.core.json_fields import (
+    MAX_SIDE,
+    names_field,
+    numbers_field,
+    object_field,
+    positive_int,
+    positive_number,
+    read_json_object,
+    text_field,
+)
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+MAX_CHANNELS = 64
+"""The most input channels a card may declare."""
 
 
 @dataclass(frozen=True)
@@ -54,8 +68,13 @@ class ModelCard:
                 f"model card {self.name!r}: mean and std need {self.in_channels} values "
                 f"(one per input channel), got {len(self.mean)} and {len(self.std)}"
             )
+        if not all(math.isfinite(v) for v in (*self.mean, *self.std)):
+            raise ValueError(
+                f"model card {self.name!r}: 'mean' and 'std' must be finite numbers, got "
+                f"{self.mean} and {self.std}"
+            )
         if any(s <= 0 for s in self.std):
-            raise ValueError(f"model card {self.name!r}: std values must be > 0, got {self.std}")
+            raise ValueError(f"model card {self.name!r}: 'std' values must be > 0, got {self.std}")
 
     @property
     def probe_shape(self) -> tuple[int, int, int, int]:
@@ -87,22 +106,23 @@ class ModelCard:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, source: str = "model card") -> ModelCard:
-        """Build a card from a dict, with clear errors for unknown or ill-typed keys."""
+        """Build a card from a dict, with errors that name the field for unknown or bad values.
+
+        ``mean`` or ``std`` written on the 0-255 scale (a value above 1) are divided by 255,
+        with a warning: pixels are scaled to [0, 1] before normalisation.
+        """
+        if not isinstance(data, dict):
+            raise ValueError(f"{source} must be a JSON object, got {type(data).__name__}")
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"{source}: unknown keys {unknown}; valid keys are {sorted(known)}")
-        values = dict(data)
-        for key in ("classes", "input_size", "mean", "std"):
-            if values.get(key) is not None:
-                values[key] = tuple(values[key])
-        if "in_channels" in values and "mean" not in values and values["in_channels"] != 3:
-            values.setdefault("mean", (0.5,) * values["in_channels"])
-            values.setdefault("std", (0.25,) * values["in_channels"])
-        try:
-            return cls(**values)
-        except TypeError as err:
-            raise ValueError(f"{source}: {err}") from err
+        values = {key: _card_value(key, value, source) for key, value in data.items()}
+        channels = values.get("in_channels", 3)
+        if channels != 3:
+            values.setdefault("mean", (0.5,) * channels)
+            values.setdefault("std", (0.25,) * channels)
+        return cls(**values)
 
     @classmethod
     def from_json(cls, path: str | Path) -> ModelCard:
@@ -111,18 +131,45 @@ class ModelCard:
         return cls.from_dict(read_json_object(path, "model card"), source=f"model card {path}")
 
 
-def read_json_object(path: Path, what: str) -> dict[str, Any]:
-    """The JSON object in ``path``; ``what`` names the file in the errors ("model card", ...).
+def _card_value(key: str, value: object, source: str) -> Any:
+    """The typed value of one card field (``None`` stays ``None`` where the field allows it)."""
+    if value is None and key in ("input_size", "mpp", "default_layer"):
+        return None
+    if key in ("name", "description", "default_layer"):
+        return text_field(value, key, source)
+    if key == "classes":
+        return names_field(value, key, source)
+    if key == "input_size":
+        if not isinstance(value, list) or len(value) != 2:
+            raise ValueError(
+                f"{source}: 'input_size' must be [height, width] in pixels, e.g. [224, 224], "
+                f"got {value!r:.60}"
+            )
+        return tuple(positive_int(side, key, source, most=MAX_SIDE) for side in value)
+    if key == "in_channels":
+        return positive_int(value, key, source, most=MAX_CHANNELS)
+    if key in ("mean", "std"):
+        return _unit_scale(numbers_field(value, key, source), key, source)
+    if key == "mpp":
+        return positive_number(value, key, source, "0.5 for 20x")
+    return object_field(value, key, source)  # extra
 
-    Raises
-    ------
-    ValueError
-        When the file is not valid JSON or does not hold an object.
-    """
-    try:
-        data = json.loads(Path(path).read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{what} {path} is not valid JSON: {err}") from err
-    if not isinstance(data, dict):
-        raise ValueError(f"{what} {path} must hold a JSON object")
-    return data
+
+def _unit_scale(values: tuple[float, ...], key: str, source: str) -> tuple[float, ...]:
+    """``mean`` or ``std`` on the [0, 1] scale; 0-255 values are divided by 255, with a warning."""
+    if max(values) <= 1:
+        return values
+    if max(values) > 255:
+        raise ValueError(
+            f"{source}: {key!r} {list(values)} is on neither the 0-1 nor the 0-255 scale; "
+            "give it for pixels scaled to [0, 1], e.g. [0.485, 0.456, 0.406]"
+        )
+    scaled = tuple(round(v / 255, 6) for v in values)
+    warnings.warn(
+        f"{source}: {key!r} {list(values)} looks like 0-255 values; pixels are scaled to "
+        f"[0, 1] first, so it is read as {list(scaled)}. Write it on the 0-1 scale to silence "
+        "this warning.",
+        UserWarning,
+        stacklevel=4,
+    )
+    return scaled

@@ -34,7 +34,7 @@ _MODELS: OrderedDict[tuple[str, str | None], tuple[Stamps, LoadedModel | SlideMo
 _LOCK = threading.Lock()
 
 
-def cached_model(spec: str, weights: str | None = None) -> LoadedModel:
+def cached_model(spec: str, weights: str | None = None, *, trust_code: bool = False) -> LoadedModel:
     """Load the model of ``(spec, weights)`` once, and again when its files changed on disk.
 
     Parameters
@@ -43,6 +43,9 @@ def cached_model(spec: str, weights: str | None = None) -> LoadedModel:
         A model spec (see ``napari_gradcam.models.load_model``).
     weights : str, optional
         A state dict for a factory spec.
+    trust_code : bool
+        Passed to ``load_model`` when the model is loaded. Not part of the key: a model
+        already loaded with consent runs no new code when it is served again.
 
     Returns
     -------
@@ -52,11 +55,15 @@ def cached_model(spec: str, weights: str | None = None) -> LoadedModel:
     from napari_gradcam.models.loading import load_model
 
     stamps = file_stamps(spec, weights)
-    return _cached((spec, weights), stamps, lambda: load_model(spec, weights=weights))
+    return _cached(
+        (spec, weights), stamps, lambda: load_model(spec, weights=weights, trust_code=trust_code)
+    )
 
 
-def cached_slide_model(card: str | Path) -> SlideModel:
+def cached_slide_model(card: str | Path, *, trust_code: bool = False) -> SlideModel:
     """Load a slide-model card once, and again when a file it is built from changed on disk.
+
+    ``trust_code`` is passed to ``load_slide_model`` when the card is loaded.
 
     Raises
     ------
@@ -73,7 +80,7 @@ def cached_slide_model(card: str | Path) -> SlideModel:
     from napari_gradcam.models.sources import slide_model_sources
 
     stamps = slide_model_sources(path).stamps()
-    return _cached(key, stamps, lambda: load_slide_model(str(path)))
+    return _cached(key, stamps, lambda: load_slide_model(str(path), trust_code=trust_code))
 
 
 def _cached(key: tuple[str, str | None], stamps: Stamps, load: Callable[[], Model]) -> Model:

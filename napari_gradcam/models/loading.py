@@ -11,6 +11,8 @@ Specs
     from ``weights`` (safetensors or a state dict), never from a download.
 ``path/to/recipe.json``
     A model recipe: a backbone (any spec) with a linear or MLP probe head (see ``probe``).
+    A recipe is data: code it names outside what ships with the plugin runs only with
+    ``trust_code=True`` (see ``code_trust``).
 ``path/to/model.pt``
     A TorchScript archive; or, only with ``allow_pickle=True``, a whole pickled module.
 
@@ -33,6 +35,7 @@ import torch
 from torch import nn
 
 from napari_gradcam.core.card import ModelCard
+from napari_gradcam.models.code_trust import checked_source
 from napari_gradcam.models.probe import load_recipe
 from napari_gradcam.models.timm_models import TIMM_PREFIX, build_timm, is_timm_spec
 from napari_gradcam.models.weights import load_weights
@@ -44,6 +47,10 @@ BUNDLED: dict[str, tuple[str, str]] = {
 }
 """Bundled model name -> (factory spec, file stem of its weights and card in ``DEMO_DIR``)."""
 ModelKind = Literal["factory", "torchscript", "pickle", "recipe"]
+TORCHVISION_DOWNLOAD_ARGUMENTS = frozenset(
+    {"weights", "weights_backbone", "pretrained", "pretrained_backbone"}
+)
+"""torchvision builder arguments that download weights; weights come only from a weights file."""
 
 
 @dataclass(frozen=True)
@@ -67,6 +74,8 @@ def load_model(
     weights: str | Path | None = None,
     card: str | Path | ModelCard | None = None,
     allow_pickle: bool = False,
+    trust_code: bool = False,
+    classifier: bool = True,
     device: str = "auto",
 ) -> LoadedModel:
     """Load a model from a spec string (see the module docstring).
@@ -84,6 +93,12 @@ def load_model(
     allow_pickle : bool
         Allow unpickling a whole pickled module. Unpickling runs code from the file: only
         for files you trust.
+    trust_code : bool
+        Allow a model recipe to name code that does not ship with the plugin or the model
+        libraries it supports (see ``code_trust``). A spec given here directly is always run.
+    classifier : bool
+        The model returns logits: a card's classes must match them (checked with one dry
+        forward). False for a tile encoder, whose card's classes are dropped.
     device : str
         ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``, ...
 
@@ -91,19 +106,23 @@ def load_model(
     -------
     LoadedModel
         The module in eval mode on ``device`` and its card.
+
+    Raises
+    ------
+    UntrustedCodeError
+        When a recipe names code outside what ships with the plugin and ``trust_code`` is
+        not set (nothing it names has been imported).
+    ValueError
+        When a file or card is wrong, or the card's classes do not match the model's logits.
     """
     if spec in BUNDLED:
-        factory, stem = BUNDLED[spec]
-        demo_card = card or DEMO_DIR / f"{stem}.json"
-        bundled = load_model(
-            factory, weights=DEMO_DIR / f"{stem}.pt", card=demo_card, device=device
-        )
-        return replace(bundled, spec=spec)
+        return replace(_load_bundled(spec, weights, card, device, classifier), spec=spec)
     kind: ModelKind
     if spec.endswith(".json"):
-        module, recipe_card = load_recipe(_existing_file(spec), build_backbone)
+        module, recipe_card = load_recipe(_existing_file(spec), build_backbone, trust_code)
         module = module.to(_device(device)).eval()
-        return LoadedModel(module, _resolve_card(card or recipe_card, None, spec), spec, "recipe")
+        resolved = _checked_card(module, _resolve_card(card or recipe_card, None, spec), classifier)
+        return LoadedModel(module, resolved, spec, "recipe")
     if is_timm_spec(spec) or _is_factory_spec(spec):
         module, kind, source = build_backbone(spec, {}), "factory", weights
     else:
@@ -112,9 +131,80 @@ def load_model(
         kind = "torchscript" if isinstance(module, torch.jit.ScriptModule) else "pickle"
     if weights is not None:
         load_weights(module, _existing_file(weights))
-    resolved_card = _resolve_card(card, source, spec)
     module = module.to(_device(device)).eval()
+    resolved_card = _checked_card(module, _resolve_card(card, source, spec), classifier)
     return LoadedModel(module=module, card=resolved_card, spec=spec, kind=kind)
+
+
+def _load_bundled(
+    name: str,
+    weights: str | Path | None,
+    card: str | Path | ModelCard | None,
+    device: str,
+    classifier: bool,
+) -> LoadedModel:
+    """A bundled model, with its own weights or with ``weights`` (which must fit it exactly).
+
+    The card is ``card``, else the one beside ``weights``, else the bundled model's.
+    """
+    factory, stem = BUNDLED[name]
+    if card is None and weights is not None:
+        beside = Path(weights).expanduser().with_suffix(".json")
+        card = beside if beside.is_file() else None
+    return load_model(
+        factory,
+        weights=weights if weights is not None else DEMO_DIR / f"{stem}.pt",
+        card=card or DEMO_DIR / f"{stem}.json",
+        classifier=classifier,
+        device=device,
+    )
+
+
+def _checked_card(module: nn.Module, card: ModelCard, classifier: bool) -> ModelCard:
+    """The card of a classifier, checked against its logits; an encoder's, without classes."""
+    if not classifier:
+        return replace(card, classes=())
+    check_class_count(module, card)
+    return card
+
+
+def check_class_count(module: nn.Module, card: ModelCard) -> None:
+    """Refuse a card whose class names do not match the model's logits (one dry forward).
+
+    Runs only when the card names classes: on a blank input of the card's input size (224 x 224
+    when it has none). A single-logit (sigmoid) model takes two names.
+
+    Raises
+    ------
+    ValueError
+        Naming the card's ``classes`` (or ``input_size`` when the model fails on that size).
+    """
+    if not card.classes:
+        return
+    parameter = next(module.parameters(), None)
+    device = parameter.device if parameter is not None else torch.device("cpu")
+    try:
+        with torch.inference_mode():
+            logits = module(torch.zeros(card.probe_shape, device=device))
+    except Exception as err:  # any failure of the user's model on that input
+        raise ValueError(
+            f"model card {card.name!r}: the model fails on a blank {card.probe_shape[2:]} input "
+            f"(the card's 'input_size', 224 x 224 when it has none), so its 'classes' cannot "
+            f"be checked against its logits; set 'input_size' to the size it takes: {err}"
+        ) from err
+    if not isinstance(logits, torch.Tensor) or logits.ndim != 2:
+        shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise ValueError(
+            f"model card {card.name!r} names classes, but the model returns {shape}, not "
+            "(N, classes) logits; remove 'classes' for a model that is not a classifier"
+        )
+    count = logits.shape[1]
+    if len(card.classes) != count and not (count == 1 and len(card.classes) == 2):
+        raise ValueError(
+            f"model card {card.name!r}: 'classes' names {len(card.classes)} classes "
+            f"{list(card.classes)}, but the model returns {count} logits; give one name per "
+            "logit, in logit order (two names, negative first, for a single-logit model)"
+        )
 
 
 def build_backbone(spec: str, kwargs: Mapping[str, Any]) -> nn.Module:
@@ -122,8 +212,21 @@ def build_backbone(spec: str, kwargs: Mapping[str, Any]) -> nn.Module:
     if is_timm_spec(spec):
         return build_timm(spec.removeprefix(TIMM_PREFIX), kwargs)
     if _is_factory_spec(spec):
+        _refuse_downloads(spec, kwargs)
         return _build_from_factory(spec, kwargs)
     raise ValueError(f"a backbone must be 'timm:NAME' or 'module:factory', not {spec!r}")
+
+
+def _refuse_downloads(spec: str, kwargs: Mapping[str, Any]) -> None:
+    """Refuse torchvision arguments that would download weights (nothing is downloaded here)."""
+    if not spec.startswith("torchvision.models"):
+        return
+    asked = sorted(k for k in TORCHVISION_DOWNLOAD_ARGUMENTS if kwargs.get(k) not in (None, False))
+    if asked:
+        raise ValueError(
+            f"{spec}: the argument(s) {asked} would download weights; give the weights file "
+            "instead ('weights' in a recipe or card, --weights on the command line)"
+        )
 
 
 def _is_factory_spec(spec: str) -> bool:
@@ -166,11 +269,12 @@ def _build_from_factory(spec: str, kwargs: Mapping[str, Any]) -> nn.Module:
 def _import_target(target: str) -> object:
     if target.endswith(".py"):
         path = _existing_file(target)
+        source = checked_source(path)  # the bytes a card's check hashed, if a card named it
         name = f"napari_gradcam_user_{abs(hash(path.resolve()))}"
         spec = importlib.util.spec_from_file_location(name, path)
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
-        spec.loader.exec_module(module)
+        exec(compile(source, str(path), "exec"), module.__dict__)
         return module
     try:
         return importlib.import_module(target)

@@ -13,9 +13,12 @@ both and where their weights are::
       "head": {"layers": [1024, 2], "activation": "gelu", "weights": "head.safetensors"}
     }
 
-Relative paths are read from the recipe's folder. ``card`` may also be the path of a card file.
-A construction argument that must be a Python object is written ``{"import": "module.name"}``
-(e.g. ``{"import": "timm.layers.SwiGLUPacked"}``). A backbone that returns tokens (N, T, C)
+Relative paths (weights, a card file, a ``file.py:function`` spec) are read from the recipe's
+folder. ``card`` may also be the path of a card file. A construction argument that must be a
+Python object is written ``{"import": "module.name"}`` (e.g.
+``{"import": "timm.layers.SwiGLUPacked"}``). A recipe is data: a backbone or import outside
+what ships with the plugin and its model libraries runs only when trusted (see ``code_trust``);
+every reference is checked before anything is imported. A backbone that returns tokens (N, T, C)
 names how they become the embedding with ``"pool"``: ``"token"`` (the class token), ``"avg"``
 (the mean of the patch tokens) or ``"token+avg"`` (both, concatenated, as Virchow2 does); the
 number of prefix tokens is read from the backbone's ``num_prefix_tokens``.
@@ -26,17 +29,39 @@ from __future__ import annotations
 import importlib
 import itertools
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from napari_gradcam.core.card import ModelCard, read_json_object
+from napari_gradcam.core.card import ModelCard
+from napari_gradcam.core.json_fields import (
+    MAX_WIDTH,
+    object_field,
+    optional_text,
+    read_json_object,
+    refuse_unknown,
+    text_field,
+)
+from napari_gradcam.models.code_trust import (
+    CodeTrustRequest,
+    check_code_trust,
+    checked_files,
+    factory_reference,
+    file_sha256,
+    function_spec_in_folder,
+    import_reference,
+    is_function_spec,
+)
+from napari_gradcam.models.timm_models import is_timm_spec
 from napari_gradcam.models.weights import load_weights, read_state_dict
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {"gelu": nn.GELU, "relu": nn.ReLU}
 RECIPE_KEYS = frozenset({"card", "backbone", "head"})
+BACKBONE_KEYS = frozenset({"spec", "kwargs", "weights", "pool"})
+HEAD_KEYS = frozenset({"layers", "activation", "weights"})
 POOLS = ("token", "avg", "token+avg")
 
 
@@ -164,33 +189,47 @@ def load_head_weights(head: nn.Sequential, path: Path) -> None:
 
 
 def load_recipe(
-    path: Path, build_backbone: Callable[[str, Mapping[str, Any]], nn.Module]
+    path: Path,
+    build_backbone: Callable[[str, Mapping[str, Any]], nn.Module],
+    trust_code: bool = False,
 ) -> tuple[ProbeClassifier, ModelCard]:
     """Build the probe classifier and its card from a recipe file (see the module docstring).
 
-    ``build_backbone(spec, kwargs)`` builds the backbone from any model spec.
+    ``build_backbone(spec, kwargs)`` builds the backbone from any model spec. Code the recipe
+    names outside what ships with the plugin runs only with ``trust_code`` (or when the user
+    trusted this recipe's content before).
+
+    Raises
+    ------
+    UntrustedCodeError
+        When the recipe names untrusted code; nothing it names has been imported.
+    ValueError
+        When a field is missing or has the wrong type (the message names it).
     """
-    recipe = _read_recipe(path)
+    recipe = Recipe.read(path)
+    request = recipe.code_request()
+    check_code_trust(request, trust_code=trust_code)
     folder = path.parent
-    backbone_part, head_part = recipe["backbone"], recipe["head"]
-    kwargs = resolve_imports(backbone_part.get("kwargs") or {})
-    backbone = build_backbone(str(backbone_part["spec"]), kwargs)
-    if backbone_part.get("weights"):
-        load_weights(backbone, folder / backbone_part["weights"], what="the backbone")
-    head = build_head(head_part.get("layers", ()), head_part.get("activation", "gelu"))
-    pool = backbone_part.get("pool")
-    _check_embedding_width(backbone, head_part["layers"][0], pool, path)
-    if head_part.get("weights"):
-        load_head_weights(head, folder / head_part["weights"])
-    model = ProbeClassifier(backbone, head, pool)
-    return model, _recipe_card(recipe.get("card"), folder, path)
+    with checked_files(request):
+        backbone = build_backbone(recipe.resolved_spec(), resolve_imports(recipe.kwargs))
+    if recipe.backbone_weights:
+        load_weights(backbone, folder / recipe.backbone_weights, what="the backbone")
+    head = build_head(recipe.layers, recipe.activation)
+    _check_embedding_width(backbone, recipe.layers[0], recipe.pool, path)
+    if recipe.head_weights:
+        load_head_weights(head, folder / recipe.head_weights)
+    model = ProbeClassifier(backbone, head, recipe.pool)
+    return model, _recipe_card(recipe.card, folder, path)
 
 
 def resolve_imports(kwargs: Mapping[str, Any]) -> dict[str, Any]:
-    """Replace each ``{"import": "module.name"}`` value by the object it names."""
+    """Replace each ``{"import": "module.name"}`` value by the object it names.
+
+    Check the names first (``Recipe.code_request``): importing runs the module's code.
+    """
     resolved = {}
     for key, value in kwargs.items():
-        if isinstance(value, dict) and set(value) == {"import"}:
+        if _is_import(value):
             module, _, name = str(value["import"]).rpartition(".")
             try:
                 value = getattr(importlib.import_module(module), name)
@@ -200,21 +239,120 @@ def resolve_imports(kwargs: Mapping[str, Any]) -> dict[str, Any]:
     return resolved
 
 
-def _read_recipe(path: Path) -> dict[str, Any]:
-    recipe = read_json_object(path, "model recipe")
-    if not {"backbone", "head"} <= set(recipe):
-        raise ValueError(
-            f"{path} is not a model recipe: it needs 'backbone' and 'head' sections (and "
-            "optionally 'card'); a model card alone is given with card=/--card"
+def _is_import(value: object) -> bool:
+    return isinstance(value, dict) and set(value) == {"import"}
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A model recipe's fields, typed and checked (see the module docstring)."""
+
+    path: Path
+    backbone_spec: str
+    kwargs: dict[str, Any]
+    backbone_weights: str | None
+    pool: str | None
+    layers: tuple[int, ...]
+    activation: str
+    head_weights: str | None
+    card: dict[str, Any] | str | None
+
+    @classmethod
+    def read(cls, path: Path) -> Recipe:
+        """Read and check a recipe file.
+
+        Raises
+        ------
+        ValueError
+            Naming the first missing, unknown or ill-typed field.
+        """
+        data = read_json_object(path, "model recipe")
+        source = f"model recipe {path}"
+        if not {"backbone", "head"} <= set(data):
+            raise ValueError(
+                f"{path} is not a model recipe: it needs 'backbone' and 'head' sections (and "
+                "optionally 'card'); a model card alone is given with card=/--card"
+            )
+        refuse_unknown(data, RECIPE_KEYS, "", source)
+        backbone = object_field(data["backbone"], "backbone", source)
+        head = object_field(data["head"], "head", source)
+        refuse_unknown(backbone, BACKBONE_KEYS, "backbone.", source)
+        refuse_unknown(head, HEAD_KEYS, "head.", source)
+        if "spec" not in backbone:
+            raise ValueError(f"{source}: 'backbone' needs a 'spec' (e.g. 'timm:NAME')")
+        spec = text_field(backbone["spec"], "backbone.spec", source)
+        if not is_timm_spec(spec) and not is_function_spec(spec):
+            raise ValueError(
+                f"{source}: 'backbone.spec' must be 'timm:NAME', 'module:function' or "
+                f"'file.py:function', not {spec!r:.80}"
+            )
+        pool = optional_text(backbone, "pool", "backbone.", source)
+        if pool is not None and pool not in POOLS:
+            raise ValueError(f"{source}: 'backbone.pool' must be one of {list(POOLS)}")
+        card = data.get("card")
+        if card is not None and not isinstance(card, dict | str):
+            raise ValueError(f"{source}: 'card' must be an object or a card file's path")
+        activation = optional_text(head, "activation", "head.", source)
+        activation = "gelu" if activation is None else activation
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"{source}: 'head.activation' must be one of {list(ACTIVATIONS)}")
+        return cls(
+            path=path,
+            backbone_spec=spec,
+            kwargs=object_field(_or_empty(backbone.get("kwargs")), "backbone.kwargs", source),
+            backbone_weights=optional_text(backbone, "weights", "backbone.", source),
+            pool=pool,
+            layers=_layers(head.get("layers"), source),
+            activation=activation,
+            head_weights=optional_text(head, "weights", "head.", source),
+            card=card,
         )
-    unknown = sorted(set(recipe) - RECIPE_KEYS)
-    if unknown:
+
+    def resolved_spec(self) -> str:
+        """The backbone spec, with a ``file.py`` read from the recipe's folder."""
+        return function_spec_in_folder(self.backbone_spec, self.path.parent)
+
+    def code_request(self) -> CodeTrustRequest:
+        """The code this recipe names outside what ships with the plugin, to check first.
+
+        Raises
+        ------
+        FileNotFoundError
+            When the backbone's ``file.py`` does not exist.
+        ValueError
+            When an ``{"import": ...}`` does not hold a string.
+        """
+        source = f"model recipe {self.path}"
+        references = []
+        if not is_timm_spec(self.backbone_spec):
+            folder = self.path.parent
+            references.append(factory_reference("backbone.spec", self.backbone_spec, folder))
+        for key, value in self.kwargs.items():
+            if _is_import(value):
+                field = f"backbone.kwargs.{key}.import"
+                references.append(
+                    import_reference(field, text_field(value["import"], field, source))
+                )
+        found = tuple(ref for ref in references if ref is not None)
+        return CodeTrustRequest(self.path, file_sha256(self.path), found)
+
+
+def _or_empty(value: object) -> object:
+    return {} if value is None else value
+
+
+def _layers(value: object, source: str) -> tuple[int, ...]:
+    if (
+        not isinstance(value, list)
+        or len(value) < 2
+        or not all(isinstance(w, int) and not isinstance(w, bool) for w in value)
+        or not all(1 <= w <= MAX_WIDTH for w in value)
+    ):
         raise ValueError(
-            f"model recipe {path}: unknown keys {unknown}; valid: {sorted(RECIPE_KEYS)}"
+            f"{source}: 'head.layers' must list the embedding width, then each layer's width "
+            f"(integers from 1 to {MAX_WIDTH}), e.g. [1024, 2]"
         )
-    if "spec" not in recipe["backbone"]:
-        raise ValueError(f"model recipe {path}: 'backbone' needs a 'spec' (e.g. 'timm:NAME')")
-    return recipe
+    return tuple(value)
 
 
 def _check_embedding_width(backbone: nn.Module, width: int, pool: str | None, path: Path) -> None:
@@ -229,11 +367,9 @@ def _check_embedding_width(backbone: nn.Module, width: int, pool: str | None, pa
         )
 
 
-def _recipe_card(card: object, folder: Path, path: Path) -> ModelCard:
+def _recipe_card(card: dict[str, Any] | str | None, folder: Path, path: Path) -> ModelCard:
     if card is None:
         return ModelCard(name=path.stem)
     if isinstance(card, str):
         return ModelCard.from_json(folder / card)
-    if isinstance(card, dict):
-        return ModelCard.from_dict(card, source=f"model recipe {path}")
-    raise ValueError(f"model recipe {path}: 'card' must be an object or a card file's path")
+    return ModelCard.from_dict(card, source=f"model recipe {path}: 'card'")

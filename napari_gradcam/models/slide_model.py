@@ -19,6 +19,8 @@ A card is a JSON file; relative paths are read from the card's folder::
 The encoder is any ``load_model`` spec that returns (N, D) embeddings; the aggregator is a
 factory whose module takes (B, N, D) embeddings (and tile coordinates when ``uses_coords``)
 and returns (B, classes) logits. Weights are safetensors or ``weights_only`` state dicts.
+A card is data: code it names outside what ships with the plugin (see ``code_trust``) runs only
+when trusted, and every reference is checked before anything is imported.
 """
 
 from __future__ import annotations
@@ -31,9 +33,22 @@ from typing import Any
 import torch
 from torch import nn
 
-from napari_gradcam.core.card import read_json_object
 from napari_gradcam.core.explain.capture import frozen_model
-from napari_gradcam.models.loading import LoadedModel, build_backbone, load_model
+from napari_gradcam.models.code_trust import (
+    check_code_trust,
+    checked_files,
+    code_file,
+    function_spec_in_folder,
+    is_function_spec,
+)
+from napari_gradcam.models.loading import (
+    BUNDLED,
+    LoadedModel,
+    build_backbone,
+    load_model,
+)
+from napari_gradcam.models.slide_card import SlideCard
+from napari_gradcam.models.timm_models import is_timm_spec
 from napari_gradcam.models.weights import load_weights
 
 MPP_TOLERANCE = 0.1
@@ -68,6 +83,8 @@ class SlideModel:
         The aggregator takes the tiles' level-0 coordinates as a second argument.
     source : dict
         The card's JSON with paths resolved (for cache keys and summaries).
+    trust_code : bool
+        The card was loaded with ``trust_code=True``: workers that load it again (Dask) may too.
     """
 
     name: str
@@ -81,6 +98,7 @@ class SlideModel:
     branch_per_class: bool
     uses_coords: bool
     source: dict[str, Any]
+    trust_code: bool = False
 
     def attention_branch(self, target: int) -> int:
         """The attention branch that explains class ``target`` (0 for a shared branch)."""
@@ -94,47 +112,66 @@ class SlideModel:
         return self.aggregator(bag)
 
 
-def load_slide_model(path: str | Path, *, device: str = "auto") -> SlideModel:
+def load_slide_model(
+    path: str | Path, *, device: str = "auto", trust_code: bool = False
+) -> SlideModel:
     """Load a slide-model card (see the module docstring) and check that its parts fit.
+
+    Parameters
+    ----------
+    path : str or Path
+        The card (JSON).
+    device : str
+        ``"auto"``, ``"cpu"``, ``"cuda"``, ...
+    trust_code : bool
+        Allow the card to name code outside what ships with the plugin (see ``code_trust``).
 
     Raises
     ------
     FileNotFoundError
         When the card or a file it names does not exist.
+    UntrustedCodeError
+        When the card names untrusted code; nothing it names has been imported.
     ValueError
-        When a field is missing or wrong, the encoder does not return (N, D) embeddings, the
-        aggregator does not take D-wide embeddings or does not return one logit per class, or
-        the named attention module does not exist.
+        When a field is missing or wrong (the message names it), the encoder does not return
+        (N, D) embeddings, the aggregator does not take D-wide embeddings or does not return
+        one logit per class, or the named attention module does not exist.
     """
-    path = Path(path).expanduser()
-    data = _read_card(path)
-    folder = path.parent
-    encoder_spec, aggregator_spec = (
-        _section(data, "encoder", path),
-        _section(data, "aggregator", path),
-    )
-    tile_size, mpp = _tile_size(data, path), data.get("mpp")
-    classes = tuple(str(c) for c in _field(data, "classes", path))
-    encoder = _load_encoder(encoder_spec, folder, tile_size, mpp, device)
-    width = embedding_width(encoder, tile_size)
-    aggregator = _load_aggregator(aggregator_spec, folder, path).to(_module_device(encoder.module))
-    _check_aggregator(aggregator, width, classes, bool(aggregator_spec.get("uses_coords")), path)
-    attention = aggregator_spec.get("attention_module")
-    if attention is not None:
-        _check_attention_module(aggregator, attention, path)
+    card = SlideCard.read(Path(path).expanduser())
+    request = card.code_request()
+    check_code_trust(request, trust_code=trust_code)
+    with checked_files(request):
+        encoder = _load_encoder(card, device, trust_code)
+        width = embedding_width(encoder, card.tile_size)
+        aggregator = _load_aggregator(card).to(_module_device(encoder.module))
+    _check_aggregator(aggregator, width, card.classes, card.uses_coords, card.path)
+    if card.attention_module is not None:
+        _check_attention_module(aggregator, card.attention_module, card.path)
     return SlideModel(
-        name=str(data.get("name", path.stem)),
-        classes=classes,
-        tile_size=tile_size,
-        mpp=None if mpp is None else float(mpp),
+        name=card.name,
+        classes=card.classes,
+        tile_size=card.tile_size,
+        mpp=card.mpp,
         encoder=encoder,
         aggregator=aggregator.eval(),
         width=width,
-        attention_module=attention,
-        branch_per_class=bool(aggregator_spec.get("branch_per_class", False)),
-        uses_coords=bool(aggregator_spec.get("uses_coords", False)),
-        source=_resolved(data, folder),
+        attention_module=card.attention_module,
+        branch_per_class=card.branch_per_class,
+        uses_coords=card.uses_coords,
+        source=_resolved(card.data, card.path.parent),
+        trust_code=trust_code,
     )
+
+
+def encoder_spec_in_folder(spec: str, folder: Path) -> str:
+    """The encoder spec with the file it names read from the card's ``folder``.
+
+    A ``file.py:function``, a recipe or a TorchScript file is read from ``folder``; bundled
+    names, ``timm:NAME`` and ``module:function`` stay as they are.
+    """
+    if spec in BUNDLED or is_timm_spec(spec) or is_function_spec(spec):
+        return function_spec_in_folder(spec, folder)
+    return str(code_file(spec, folder))
 
 
 def check_slide_mpp(model: SlideModel, slide_mpp: float | None) -> None:
@@ -179,63 +216,33 @@ def embedding_width(encoder: LoadedModel, tile_size: int) -> int:
     return int(out.shape[1])
 
 
-def _read_card(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise FileNotFoundError(f"no slide-model card {str(path)!r}")
-    return read_json_object(path, "the slide-model card")
-
-
-def _field(data: dict[str, Any], key: str, path: Path) -> Any:
-    if key not in data:
-        raise ValueError(f"the slide-model card {path} has no {key!r}")
-    return data[key]
-
-
-def _section(data: dict[str, Any], key: str, path: Path) -> dict[str, Any]:
-    section = _field(data, key, path)
-    if not isinstance(section, dict):
-        raise ValueError(f"{key!r} of the slide-model card {path} must be an object")
-    return section
-
-
-def _tile_size(data: dict[str, Any], path: Path) -> int:
-    size = _field(data, "tile_size", path)
-    if not isinstance(size, int) or size < 8:
-        raise ValueError(f"'tile_size' of {path} must be an integer of at least 8, got {size!r}")
-    return size
-
-
 def _file(folder: Path, name: str | None) -> Path | None:
     return None if name is None else (folder / Path(name).expanduser())
 
 
-def _load_encoder(
-    spec: dict[str, Any], folder: Path, tile_size: int, mpp: float | None, device: str
-) -> LoadedModel:
-    if "spec" not in spec:
-        raise ValueError("the slide-model card's 'encoder' needs a 'spec' (any load_model spec)")
+def _load_encoder(card: SlideCard, device: str, trust_code: bool) -> LoadedModel:
+    """The encoder, with its card's input size and mpp those of the slide model's tiles.
+
+    The encoder's card keeps no class names: an encoder returns embeddings, not logits.
+    """
+    folder = card.path.parent
     loaded = load_model(
-        str(spec["spec"]),
-        weights=_file(folder, spec.get("weights")),
-        card=_file(folder, spec.get("card")),
+        encoder_spec_in_folder(card.encoder_spec, folder),
+        weights=_file(folder, card.encoder_weights),
+        card=_file(folder, card.encoder_card),
+        trust_code=trust_code,
+        classifier=False,
         device=device,
     )
-    card = replace(
-        loaded.card,
-        input_size=(tile_size, tile_size),
-        mpp=loaded.card.mpp if mpp is None else float(mpp),
-    )
-    return replace(loaded, card=card)
+    tile = (card.tile_size, card.tile_size)
+    mpp = loaded.card.mpp if card.mpp is None else card.mpp
+    return replace(loaded, card=replace(loaded.card, input_size=tile, mpp=mpp))
 
 
-def _load_aggregator(spec: dict[str, Any], folder: Path, path: Path) -> nn.Module:
-    if "factory" not in spec:
-        raise ValueError(f"the 'aggregator' of {path} needs a 'factory' ('module:function')")
-    kwargs = spec.get("kwargs", {})
-    if not isinstance(kwargs, dict):
-        raise ValueError(f"the aggregator's 'kwargs' of {path} must be an object")
-    module = build_backbone(str(spec["factory"]), kwargs)
-    weights = _file(folder, spec.get("weights"))
+def _load_aggregator(card: SlideCard) -> nn.Module:
+    folder = card.path.parent
+    module = build_backbone(function_spec_in_folder(card.factory, folder), card.kwargs)
+    weights = _file(folder, card.aggregator_weights)
     if weights is not None:
         load_weights(module, weights, what="the aggregator")
     return module
@@ -278,10 +285,12 @@ def _module_device(module: nn.Module) -> torch.device:
 
 
 def _resolved(data: dict[str, Any], folder: Path) -> dict[str, Any]:
-    """The card with its file paths made absolute."""
+    """The card with its file paths made absolute, code files included."""
     out = json.loads(json.dumps(data))
     for section, key in (("encoder", "weights"), ("encoder", "card"), ("aggregator", "weights")):
         value = out.get(section, {}).get(key)
         if value is not None:
             out[section][key] = str(_file(folder, value).resolve())
+    out["encoder"]["spec"] = encoder_spec_in_folder(out["encoder"]["spec"], folder)
+    out["aggregator"]["factory"] = function_spec_in_folder(out["aggregator"]["factory"], folder)
     return out

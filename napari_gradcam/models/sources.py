@@ -8,7 +8,8 @@ so that a file the loader reads is never missing from a cache's check.
 A spec (see ``models.loading``) is built from:
 
 * ``demo``, ``demo-vit``: the bundled factory's code, weights and card;
-* ``file.py:factory``: that file (read relative to the working folder, as the loader does);
+* ``file.py:factory``: that file (given directly: read relative to the working folder; named
+  in a card or recipe: read from that card's folder, as the loader does);
 * ``package.module:factory`` and ``timm:NAME``: the installed package's code;
 * ``recipe.json``: the recipe, its backbone's sources, the backbone and head weights and a
   card file it names;
@@ -30,7 +31,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from napari_gradcam.models.code_trust import function_spec_in_folder
 from napari_gradcam.models.loading import BUNDLED, DEMO_DIR
+from napari_gradcam.models.slide_model import encoder_spec_in_folder
 from napari_gradcam.models.timm_models import TIMM_PREFIX, is_timm_spec
 
 Stamps = tuple[tuple[str, int, int], ...]
@@ -125,7 +128,8 @@ def slide_model_sources(card: str | Path) -> ModelSources:
     aggregator = data.get("aggregator")
     if isinstance(aggregator, dict):
         if "factory" in aggregator:
-            found += code_sources(str(aggregator["factory"]).rpartition(":")[0])
+            factory = function_spec_in_folder(str(aggregator["factory"]), path.parent)
+            found += code_sources(factory.rpartition(":")[0])
         if aggregator.get("weights"):
             found += ModelSources(files=(_path(path.parent / str(aggregator["weights"])),))
     return found
@@ -138,7 +142,8 @@ def encoder_sources(encoder: dict[str, Any], folder: Path) -> ModelSources:
         value = encoder.get(key)
         return None if value is None else _path(folder / Path(str(value)).expanduser())
 
-    return model_sources(str(encoder["spec"]), beside("weights"), beside("card"))
+    spec = encoder_spec_in_folder(str(encoder["spec"]), folder)
+    return model_sources(spec, beside("weights"), beside("card"))
 
 
 def code_sources(target: str) -> ModelSources:
@@ -185,7 +190,7 @@ def _recipe_sources(path: Path) -> ModelSources:
     found = ModelSources(files=(path,))
     backbone, head = data.get("backbone"), data.get("head")
     if isinstance(backbone, dict) and "spec" in backbone:
-        found += model_sources(str(backbone["spec"]))
+        found += model_sources(function_spec_in_folder(str(backbone["spec"]), path.parent))
         if backbone.get("weights"):
             found += ModelSources(files=(_path(path.parent / str(backbone["weights"])),))
     if isinstance(head, dict) and head.get("weights"):

@@ -13,6 +13,10 @@ from typing import Any
 from torch import nn
 
 TIMM_PREFIX = "timm:"
+FILE_ARGUMENTS = frozenset(
+    {"pretrained", "checkpoint_path", "pretrained_cfg", "pretrained_cfg_overlay"}
+)
+"""timm arguments that download or read weights; weights come only from a weights file here."""
 
 
 def is_timm_spec(spec: str) -> bool:
@@ -34,9 +38,15 @@ def build_timm(name: str, kwargs: Mapping[str, Any] | None = None) -> nn.Module:
     Raises
     ------
     ValueError
-        When timm cannot be imported, the name is unknown (closest names listed) or the
-        arguments do not fit the architecture.
+        When timm cannot be imported, the name is unknown (closest names listed), the
+        arguments do not fit the architecture or would make timm download or read weights.
     """
+    refused = sorted(FILE_ARGUMENTS & set(kwargs or {}))
+    if refused:
+        raise ValueError(
+            f"timm argument(s) {refused} would download or read weights; give the weights "
+            "file instead ('weights' in a recipe or card, --weights on the command line)"
+        )
     timm = _import_timm()
     if not timm.is_model(name):
         close = difflib.get_close_matches(name, timm.list_models(), n=5, cutoff=0.6)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import zipfile
 from pathlib import Path
 
 import torch
@@ -10,6 +11,10 @@ from torch import nn
 
 NESTED_KEYS = ("state_dict", "model_state_dict", "model")
 """Keys under which training checkpoints commonly nest the model's state dict."""
+PICKLE_PROTOCOL_OPCODE = 0x80
+"""The first byte of a pickle of protocol 2 or later: how a legacy (non-zip) torch.save begins."""
+CORRUPT_FILE_ERRORS = (RuntimeError, OSError, EOFError, KeyError, IndexError, ValueError)
+"""What torch.load raises on a damaged or foreign file (besides UnpicklingError)."""
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
@@ -30,6 +35,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         raise FileNotFoundError(f"no weights file {str(path)!r}")
     if path.suffix == ".safetensors":
         return _read_safetensors(path)
+    _check_torch_file(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
@@ -37,7 +43,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             f"{path} is not a plain state dict (it needs unpickling, which runs code from the "
             f"file): {err}. Save model.state_dict() with torch.save or as .safetensors"
         ) from err
-    except (RuntimeError, OSError, EOFError) as err:
+    except CORRUPT_FILE_ERRORS as err:
         raise ValueError(f"{path} is not a readable PyTorch weights file: {err}") from err
     for key in NESTED_KEYS:
         if isinstance(state, dict) and isinstance(state.get(key), dict):
@@ -45,6 +51,22 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if not isinstance(state, dict):
         raise ValueError(f"{path} holds {type(state).__name__}, not a state dict")
     return state
+
+
+def _check_torch_file(path: Path) -> None:
+    """Refuse a file that is neither a zip archive nor a legacy pickle, before unpickling it."""
+    with path.open("rb") as file:
+        first = file.read(1)
+    if zipfile.is_zipfile(path) or first == bytes([PICKLE_PROTOCOL_OPCODE]):
+        return
+    hint = (
+        "it is Python source: give it as the model ('file.py:factory', --model) and the "
+        "weights file with --weights"
+        if path.suffix == ".py"
+        else "save model.state_dict() with torch.save, or as .safetensors"
+    )
+    what = "empty" if not first else "not a PyTorch weights file (torch.save writes zip archives)"
+    raise ValueError(f"{path} is {what}; {hint}")
 
 
 def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:

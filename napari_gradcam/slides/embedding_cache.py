@@ -171,7 +171,7 @@ def encoder_identity(model: SlideModel) -> dict[str, Any]:
     The card it runs with (mean, std, tile size, mpp, ...) is taken as loaded; the files
     (``models.sources``) as they are on disk now.
     """
-    sources = encoder_sources(model.source["encoder"], Path.cwd())
+    sources = encoder_sources(model.source["encoder"], Path.cwd())  # its paths are absolute
     return {
         "sources": sources.content_digest(),
         "card": asdict(model.encoder.card),

@@ -218,6 +218,7 @@ def _batches(
             plan.grid.tile,
             str(card),
             value_range,
+            model.trust_code,
         )
         for batch in plan.batches(batch_size)
     )
@@ -236,6 +237,7 @@ class EmbedTask:
     tile: tuple[int, int]
     card: str
     value_range: tuple[float, float]
+    trust_code: bool = False
 
 
 def run_embed_task(task: EmbedTask) -> np.ndarray:
@@ -244,7 +246,9 @@ def run_embed_task(task: EmbedTask) -> np.ndarray:
         task.slide.levels[task.level], task.slide.downsamples[task.level], task.resample
     )
     tiles = read_tiles(view, task.origins, task.tile)
-    return embed_tiles(cached_slide_model(task.card), tiles, task.value_range)
+    return embed_tiles(
+        cached_slide_model(task.card, trust_code=task.trust_code), tiles, task.value_range
+    )
 
 
 def _result(plan: TilePlan, embeddings: np.ndarray, key: str) -> SlideEmbeddings:

@@ -118,22 +118,22 @@ def test_a_recipe_reloads_when_its_head_weights_change(tmp_path, backbones):
         json.dumps({"backbone": {"spec": spec}, "head": {"layers": [4, 2], "weights": "head.pt"}})
     )
     torch.save({"weight": torch.zeros(2, 4), "bias": torch.zeros(2)}, head)
-    first = cached_model(str(recipe))
+    first = cached_model(str(recipe), trust_code=True)  # the backbone is a test .py file
     torch.save({"weight": torch.ones(2, 4), "bias": torch.zeros(2)}, head)
     os.utime(head, ns=(1, 1))
-    second = cached_model(str(recipe))
+    second = cached_model(str(recipe), trust_code=True)
     assert second is not first
     assert float(second.module.head[0].weight.detach().sum()) == 8.0
 
 
 def test_a_slide_model_is_loaded_once_and_again_when_its_card_changes(tmp_path) -> None:
     card = write_card(tmp_path / "slide_model.json", name="first")
-    first = cached_slide_model(card)
+    first = cached_slide_model(card, trust_code=True)
     assert cached_slide_model(str(card)) is first and first.name == "first"
     stat = card.stat()
     write_card(card, name="second")
     os.utime(card, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
-    again = cached_slide_model(card)
+    again = cached_slide_model(card, trust_code=True)
     assert again is not first and again.name == "second"
 
 
@@ -162,10 +162,10 @@ def test_a_slide_model_reloads_after_retraining_into_the_same_aggregator_weights
         "weights": weights.name,
     }
     card = write_card(tmp_path / "slide_model.json", aggregator=aggregator)
-    first = cached_slide_model(card)
+    first = cached_slide_model(card, trust_code=True)
     assert cached_slide_model(card) is first
     retrain(weights, 2.0)
-    second = cached_slide_model(card)
+    second = cached_slide_model(card, trust_code=True)
     assert second is not first
     assert all(float(p.detach().flatten()[0]) == 2.0 for p in second.aggregator.parameters())
 
@@ -178,9 +178,9 @@ def test_a_slide_model_reloads_when_its_encoder_weights_change(tmp_path, backbon
     torch.save(state, weights)
     encoder = {"spec": f"{backbones}:encoder", "weights": weights.name}
     card = write_card(tmp_path / "slide_model.json", encoder=encoder)
-    first = cached_slide_model(card)
+    first = cached_slide_model(card, trust_code=True)
     torch.save({name: value + 1 for name, value in state.items()}, weights)
     os.utime(weights, ns=(1, 1))
-    second = cached_slide_model(card)
+    second = cached_slide_model(card, trust_code=True)
     assert second is not first
     torch.testing.assert_close(second.encoder.module[0].bias, state["0.bias"] + 1)

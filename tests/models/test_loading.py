@@ -150,3 +150,44 @@ def test_card_round_trip(tmp_path) -> None:
     card = ng.ModelCard(name="x", classes=("a", "b"), input_size=(64, 64), mpp=0.5)
     card.to_json(tmp_path / "card.json")
     assert ng.ModelCard.from_json(tmp_path / "card.json") == card
+
+
+def test_class_names_must_match_the_logits(user_file, tmp_path) -> None:
+    three = tmp_path / "three.json"
+    three.write_text(json.dumps({"classes": ["a", "b", "c"], "input_size": [16, 16]}))
+    with pytest.raises(ValueError, match=r"'classes' names 3 classes.*returns 2 logits"):
+        ng.load_model(f"{user_file}:make", card=three)
+    one_word = tmp_path / "one_word.json"
+    one_word.write_text(json.dumps({"classes": "tumour"}))
+    with pytest.raises(ValueError, match=r"'classes' must be a list of names"):
+        ng.load_model(f"{user_file}:make", card=one_word)
+
+
+def test_weights_given_with_a_bundled_model_are_loaded_into_it(tmp_path) -> None:
+    bundled = ng.load_model("demo", device="cpu")
+    state = {
+        key: value + 0.01 if value.is_floating_point() else value
+        for key, value in bundled.module.state_dict().items()
+    }
+    torch.save(state, tmp_path / "retrained.pt")
+    retrained = ng.load_model("demo", weights=tmp_path / "retrained.pt", device="cpu")
+    assert retrained.spec == "demo" and retrained.card == bundled.card
+    for key, value in retrained.module.state_dict().items():
+        torch.testing.assert_close(value, state[key])
+    torch.save({"conv.weight": torch.zeros(1)}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match=r"do not fit the model: missing"):
+        ng.load_model("demo", weights=tmp_path / "other.pt")
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("notes.txt", b"just some text\n", "not a PyTorch weights file"),
+        ("model.py", b"def build():\n    pass\n", "it is Python source: give it as the model"),
+        ("empty.pt", b"", "is empty"),
+    ],
+)
+def test_a_file_that_is_not_weights_gets_advice(user_file, tmp_path, name, content, message):
+    (tmp_path / name).write_bytes(content)
+    with pytest.raises(ValueError, match=message):
+        ng.load_model(f"{user_file}:make", weights=tmp_path / name)

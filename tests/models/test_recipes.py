@@ -90,7 +90,7 @@ def test_a_recipe_builds_backbone_and_head_with_their_weights(tmp_path, backbone
         {"layers": [12, 5, 2], "activation": "relu", "weights": "head.safetensors"},
         weights="backbone.safetensors",
     )
-    loaded = load_model(str(path), device="cpu")
+    loaded = load_model(str(path), trust_code=True, device="cpu")
     assert loaded.kind == "recipe" and loaded.card.classes == ("a", "b")
     x = torch.rand(2, 3, 32, 32)
     reference = load_model(f"{backbone_file}:backbone").module
@@ -105,7 +105,7 @@ def test_a_single_linear_head_saved_under_its_own_names_is_matched_by_shape(
     linear = nn.Linear(12, 2)
     torch.save({"weight": linear.weight.data, "bias": linear.bias.data}, tmp_path / "head.pt")
     path = _recipe(tmp_path, backbone_file, {"layers": [12, 2], "weights": "head.pt"})
-    head = load_model(str(path), device="cpu").module.head
+    head = load_model(str(path), trust_code=True, device="cpu").module.head
     torch.testing.assert_close(head[0].weight, linear.weight)
     torch.testing.assert_close(head[0].bias, linear.bias)
 
@@ -114,18 +114,18 @@ def test_head_weights_of_other_shapes_are_refused_with_the_shapes(tmp_path, back
     torch.save(nn.Linear(12, 3).state_dict(), tmp_path / "head.pt")
     path = _recipe(tmp_path, backbone_file, {"layers": [12, 2], "weights": "head.pt"})
     with pytest.raises(ValueError, match=r"shapes \[\(2, 12\)\].*\[\(3, 12\)\]"):
-        load_model(str(path))
+        load_model(str(path), trust_code=True)
 
 
 def test_a_head_that_does_not_take_the_embedding_width_is_refused(tmp_path, backbone_file):
     path = _recipe(tmp_path, backbone_file, {"layers": [768, 2]})
     with pytest.raises(ValueError, match=r"12-d embeddings.*takes 768"):
-        load_model(str(path))
+        load_model(str(path), trust_code=True)
 
 
 def test_backbone_construction_arguments_reach_the_factory(tmp_path, backbone_file):
     path = _recipe(tmp_path, backbone_file, {"layers": [16, 2]}, kwargs={"width": 16})
-    assert load_model(str(path)).module.backbone.num_features == 16
+    assert load_model(str(path), trust_code=True).module.backbone.num_features == 16
 
 
 @pytest.mark.parametrize(
@@ -145,7 +145,7 @@ def test_malformed_recipes_say_what_is_missing(tmp_path, recipe, message):
 
 def test_gradcam_explains_a_layer_inside_the_backbone(tmp_path, backbone_file):
     path = _recipe(tmp_path, backbone_file, {"layers": [12, 2]})
-    loaded = load_model(str(path), device="cpu")
+    loaded = load_model(str(path), trust_code=True, device="cpu")
     image = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
     result = explain(loaded, image)
     assert result.layer == "backbone.features"  # the last module with a spatial output

@@ -82,3 +82,27 @@ def test_refuses_an_mpp_the_slide_cannot_give(tmp_path: Path) -> None:
         check_slide_mpp(model, 1.0)
     with pytest.raises(ValueError, match="--slide-mpp"):
         check_slide_mpp(model, None)
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"mpp": "0.5um"}, "'mpp' must be a positive number"),
+        ({"mpp": -0.5}, "'mpp' must be a positive number"),
+        ({"tile_size": "64"}, "'tile_size' must be an integer from 8"),
+        ({"classes": "pos"}, "'classes' must be a list of names"),
+        ({"encoder": "demo"}, "'encoder' must be an object"),
+        ({"colour": 1}, "unknown keys ['colour']"),
+    ],
+)
+def test_refuses_wrong_values_naming_the_field(tmp_path: Path, changes, field) -> None:
+    with pytest.raises(ValueError) as refused:
+        load_slide_model(card_file(tmp_path, **changes), device="cpu")
+    assert field in str(refused.value)
+
+
+def test_refuses_a_string_where_a_flag_belongs(tmp_path: Path) -> None:
+    aggregator = json.loads(card_file(tmp_path).read_text())["aggregator"]
+    aggregator["uses_coords"] = "false"  # would be truthy if read with bool()
+    with pytest.raises(ValueError, match=r"'aggregator\.uses_coords' must be true or false"):
+        load_slide_model(card_file(tmp_path, aggregator=aggregator), device="cpu")

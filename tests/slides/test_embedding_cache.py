@@ -61,8 +61,7 @@ def slide(seed: int = 0):
 @pytest.fixture
 def model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SlideModel:
     card = project(tmp_path / "a")
-    monkeypatch.chdir(tmp_path / "a")  # the relative spec enc.py is read from here
-    return load_slide_model(card, device="cpu")
+    return load_slide_model(card, device="cpu", trust_code=True)
 
 
 def only_entry(folder: Path) -> Path:
@@ -73,28 +72,31 @@ def only_entry(folder: Path) -> Path:
 def test_two_encoders_with_the_same_spec_in_two_folders_get_two_keys(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.chdir(tmp_path)  # neither project: each card's enc.py is read from its folder
     cache = tmp_path / "cache"
     results = []
     for seed in (0, 1):
         folder = tmp_path / f"project{seed}"
         card = project(folder, seed=seed)
-        monkeypatch.chdir(folder)  # the relative spec enc.py is read from here
-        results.append(slide_embeddings(slide(), load_slide_model(card), cache_dir=cache))
+        results.append(
+            slide_embeddings(slide(), load_slide_model(card, trust_code=True), cache_dir=cache)
+        )
     first, second = results
     assert not second.cached and second.key != first.key
     assert not np.allclose(first.embeddings, second.embeddings)
 
 
-def test_an_edited_encoder_card_computes_anew(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.chdir(tmp_path)
+def test_an_edited_encoder_card_computes_anew(tmp_path: Path) -> None:
     cache = tmp_path / "cache"
-    first = slide_embeddings(slide(), load_slide_model(project(tmp_path, std=0.2)), cache_dir=cache)
-    again = slide_embeddings(slide(), load_slide_model(project(tmp_path, std=0.2)), cache_dir=cache)
+    first = slide_embeddings(
+        slide(), load_slide_model(project(tmp_path, std=0.2), trust_code=True), cache_dir=cache
+    )
+    again = slide_embeddings(
+        slide(), load_slide_model(project(tmp_path, std=0.2), trust_code=True), cache_dir=cache
+    )
     assert again.cached and again.key == first.key
     edited = slide_embeddings(
-        slide(), load_slide_model(project(tmp_path, std=0.3)), cache_dir=cache
+        slide(), load_slide_model(project(tmp_path, std=0.3), trust_code=True), cache_dir=cache
     )
     assert not edited.cached and edited.key != first.key
 
@@ -107,7 +109,7 @@ def test_other_encoder_weights_compute_anew(tmp_path: Path, model: SlideModel) -
     data = json.loads((tmp_path / "a" / "card.json").read_text())
     data["encoder"]["weights"] = "enc.pt"
     (tmp_path / "a" / "card.json").write_text(json.dumps(data))
-    retrained = load_slide_model(tmp_path / "a" / "card.json")
+    retrained = load_slide_model(tmp_path / "a" / "card.json", trust_code=True)
     second = slide_embeddings(slide(), retrained, cache_dir=cache)
     assert not second.cached and second.key != first.key
 
@@ -218,7 +220,7 @@ from napari_gradcam.slides.embeddings import slide_embeddings
 from napari_gradcam.slides.synthetic import synthetic_slide
 
 cache, card, marker = (Path(a) for a in sys.argv[1:4])
-model = load_slide_model(card, device="cpu")
+model = load_slide_model(card, device="cpu", trust_code=True)
 slide_embeddings(synthetic_slide(256, mpp=0.5, tissue_share=0.5, seed=1), model, cache_dir=cache)
 
 
@@ -286,7 +288,9 @@ def test_a_dask_worker_reloads_an_encoder_retrained_into_the_same_file(
     data["encoder"]["weights"] = "enc.pt"
     (folder / "card.json").write_text(json.dumps(data))
     origins = np.array([[0, 0], [32, 32]])
-    task = EmbedTask(slide(), 0, 1.0, origins, (32, 32), str(folder / "card.json"), (0.0, 255.0))
+    card = str(folder / "card.json")
+    assert model.trust_code  # loaded with trust_code=True: its workers may load the card again
+    task = EmbedTask(slide(), 0, 1.0, origins, (32, 32), card, (0.0, 255.0), model.trust_code)
     before = run_embed_task(task)
     torch.save({name: value * 2 for name, value in state.items()}, weights)
     os.utime(weights, ns=(1, 1))

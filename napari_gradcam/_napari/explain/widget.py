@@ -279,6 +279,7 @@ class GradCamWidget(Container):
 
     def _on_bundled_changed(self, choice: str) -> None:
         if choice != OWN_MODEL:
+            self.weights.value = None  # they were the previous model's, not this one's
             self.model_spec = choice
 
     def _forget_model(self) -> None:
