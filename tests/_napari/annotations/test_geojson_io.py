@@ -167,14 +167,26 @@ def test_bad_files_say_what_is_wrong_and_keep_the_good_features(tmp_path, warnin
     outside = [[10, 10], [900, 10], [900, 50], [10, 10]]
     path = write_features(tmp_path / "mixed.geojson", inside, outside, inside[:2])
     (data, _kwargs, _kind) = read_annotations(path, [image])[0]
-    assert len(data) == 1
-    assert "feature 1 skipped" in warnings[0] and "leave the 512 x 512 image" in warnings[0]
+    assert len(data) == 2
+    assert "feature 1: its coordinates" in warnings[0]
+    assert "beyond the 512 x 512 image; kept whole" in warnings[0]
     assert "feature 2 skipped" in warnings[0] and "at least 3" in warnings[0]
     with pytest.raises(GeoJSONError, match="nothing to read"):
-        read_annotations(write_features(tmp_path / "bad.geojson", outside), [image])
+        read_annotations(write_features(tmp_path / "bad.geojson", inside[:2]), [image])
     (tmp_path / "broken.geojson").write_text('{"type": "FeatureCollection", "features": [')
     with pytest.raises(GeoJSONError, match="not valid JSON"):
         read_annotations(tmp_path / "broken.geojson", [image])
+
+
+def test_an_object_over_the_image_edge_survives_saving_over_its_file(tmp_path, warnings):
+    image = Image(IMAGE, name="slide")
+    over = [[-40.0, 10.0], [600.0, 10.0], [600.0, 50.0], [-40.0, 10.0]]
+    path = write_features(tmp_path / "qupath.geojson", over)
+    shapes = Layer.create(*read_annotations(path, [image])[0])
+    write_annotations(path, shapes, [image], overwrite=True)
+    (annotation,) = read_geojson(path).annotations
+    xy = annotation.polygons[0].exterior[:, ::-1] + 0.5
+    assert sorted(map(tuple, np.round(xy, 3))) == sorted(map(tuple, over[:-1]))
 
 
 FIXTURE = Path(__file__).parents[2] / "data" / "qupath_export.geojson"
