@@ -103,20 +103,24 @@ def test_shapes_on_a_pyramid_are_written_in_level0_pixels(tmp_path):
 def test_rectangles_ellipses_and_lines_are_written_as_qupath_reads_them(tmp_path, warnings):
     image = Image(IMAGE, name="slide")
     flat = np.array([[10.0, 10.0], [10.0, 20.0], [10.0, 30.0]])
+    click = np.array([[40.0, 40.0], [40.0, 40.0], [40.0, 40.0], [40.0, 40.0]])
     shapes = Shapes(
-        [SQUARE, SQUARE, SQUARE[:2], SQUARE[:3] + 5, flat],
-        shape_type=["rectangle", "ellipse", "line", "path", "polygon"],
+        [SQUARE, SQUARE, SQUARE[:2], SQUARE[:3] + 5, flat, click],
+        shape_type=["rectangle", "ellipse", "line", "path", "polygon", "rectangle"],
     )
     (path,) = write_annotations(tmp_path / "a.geojson", shapes, [image])
     features = json.loads(Path(path).read_text())["features"]
     geometries = [f["geometry"] for f in features]
-    assert [g["type"] for g in geometries] == ["Polygon", "Polygon", "LineString", "LineString"]
+    assert [g["type"] for g in geometries] == ["Polygon"] * 2 + ["LineString"] * 4
     assert [len(g["coordinates"][0]) for g in geometries[:2]] == [5, 65]
     assert geometries[1]["isEllipse"] is True and "isEllipse" not in geometries[0]
     np.testing.assert_allclose(np.asarray(geometries[2]["coordinates"])[:, ::-1] - 0.5, SQUARE[:2])
-    assert "shape 4 (polygon) encloses no area" in warnings[0]
+    np.testing.assert_allclose(np.asarray(geometries[4]["coordinates"])[:, ::-1] - 0.5, flat)
+    assert np.allclose(np.asarray(geometries[5]["coordinates"])[:, ::-1] - 0.5, [40, 40])
+    assert "shape 4 (polygon) encloses no area: kept as a line" in warnings[0]
+    assert "shape 5 (rectangle) encloses no area: kept as a line" in warnings[0]
     (data, kwargs, _kind) = read_annotations(path, [image])[0]
-    assert kwargs["shape_type"] == ["polygon", "ellipse", "path", "path"]
+    assert kwargs["shape_type"] == ["polygon", "ellipse", "path", "path", "path", "path"]
     np.testing.assert_allclose(data[1], SQUARE, atol=1e-6)  # the ellipse's box again
 
 
