@@ -41,7 +41,7 @@ from napari_gradcam._napari.annotations.table import StatsTable
 from napari_gradcam._napari.gl_guard import guard_layer_removal
 from napari_gradcam._napari.layers import annotations_layer
 from napari_gradcam._napari.plane import current_plane, layer_mpp
-from napari_gradcam._napari.records import HeatmapRecord, is_heatmap
+from napari_gradcam._napari.records import PER_TILE, HeatmapRecord, is_heatmap
 from napari_gradcam.core.regions.hot_regions import hot_region_polygons
 from napari_gradcam.core.regions.region_stats import (
     STATISTICS,
@@ -238,6 +238,7 @@ class AnnotationWidget(Container):
             return
         features = ensure_features(shapes, self.label.value)
         heatmap = self.heatmap.value
+        self._describe_map(heatmap)
         if heatmap is not None:
             features = self._with_statistics(shapes, features, heatmap)
             store_features(shapes, features, self.label.value)
@@ -249,6 +250,19 @@ class AnnotationWidget(Container):
             shapes.edge_color = [self.labels.rgba(label) for label in features["label"]]
         self.table.show_features(features, [self.labels.colour(name) for name in features["label"]])
         self.probabilities.start()
+
+    def _describe_map(self, heatmap: Image | None) -> None:
+        """Give the table the heatmap's range (for shares of it) and its class (for p(class))."""
+        record = HeatmapRecord.of(heatmap) if heatmap is not None else None
+        if record is None:
+            self.table.map_range = None
+            self.table.name_class(None)
+            return
+        cam = np.asarray(record.placed(heatmap.data).cam, dtype=float)
+        finite = cam[np.isfinite(cam)]
+        self.table.map_range = (float(finite.min()), float(finite.max())) if finite.size else None
+        shown = "predicted class" if record.target_name == PER_TILE else record.target_name
+        self.table.name_class(str(shown))
 
     def _with_statistics(
         self, shapes: Shapes, features: pd.DataFrame, heatmap: Image
@@ -375,12 +389,24 @@ class AnnotationWidget(Container):
         self._edit_selected("note", text)
 
     def add_label(self, name: str) -> None:
-        """Add a label to the list (with the next free colour) and choose it."""
+        """Add a label to the list (with the next free colour) and choose it for new shapes.
+
+        No existing shape is relabelled, selected or not.
+        """
         try:
             self.labels.add(name)
         except ValueError as err:
             self.warn(str(err))
             return
         self.label.reset_choices()
+        self._showing_row = True  # choosing the new label relabels nothing
         self.label.value = name.strip()
+        self._showing_row = False
+        if self.shapes is not None:
+            defaults = self.shapes.feature_defaults.iloc[0].to_dict()
+            self.shapes.feature_defaults = {**defaults, "label": name.strip()}
         self.new_label.value = ""
+        self.status.value = (
+            f"label {name.strip()!r} added: shapes you draw next get it; to relabel shapes, "
+            "select them and choose it"
+        )

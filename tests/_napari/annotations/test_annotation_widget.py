@@ -80,7 +80,10 @@ def test_hot_regions_become_aligned_polygons_with_statistics(make_dock, qtbot, w
     assert features["mean"].tolist() == pytest.approx([1.0, 0.8])
     assert features["area_um2"].tolist() == pytest.approx((features["area_px"] * 0.25).tolist())
     assert features["heatmap"].tolist() == [heatmap.name] * 2
-    assert dock.table.rowCount() == 2 and dock.table.item(0, 1).text() == "1"
+    assert dock.table.rowCount() == 2 and dock.table.item(0, 1).text() == "100"
+    assert dock.table.item(1, 1).text() == f"{100 * (0.8 - 0.05) / 0.95:.0f}"
+    assert dock.table.header_text("mean") == "mean %"
+    assert dock.table.header_text("probability") == "p(tissue)"
     settle(dock, qtbot)
     probabilities = shapes.features["probability"]
     assert probabilities.between(0, 1).all()
@@ -162,6 +165,12 @@ def test_labels_colour_shapes_and_notes_are_kept(make_dock):
     np.testing.assert_allclose(shapes.edge_color[0], [1.0, 0.0, 1.0, 1.0])
     dock.add_label("necrosis")
     assert "necrosis" in dock.label.choices and dock.label.value == "necrosis"
+    assert shapes.selected_data == {0} and shapes.features.loc[0, "label"] == "suspicious"
+    assert "relabel" in dock.status.value
+    shapes.add_rectangles(np.array([[[0.0, 0.0], [0.0, 9.0], [9.0, 9.0], [9.0, 0.0]]]))
+    assert shapes.features["label"].iloc[-1] == "necrosis"
+    dock.label.value = "artefact"
+    dock.label.value = "necrosis"  # chosen again, with shape 0 selected: relabels it
     assert shapes.features.loc[0, "label"] == "necrosis"
     np.testing.assert_allclose(
         shapes.edge_color[0][:3], np.array(dock.labels.colour("necrosis")) / 255
