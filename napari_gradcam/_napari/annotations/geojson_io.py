@@ -33,6 +33,7 @@ from napari_gradcam._napari.annotations.qupath_layers import (
     shape_line,
 )
 from napari_gradcam._napari.annotations.shape_coords import apply, data_to_pixels, shape_polygons
+from napari_gradcam._napari.annotations.style import outline_width
 from napari_gradcam._napari.layers import placement_kwargs
 from napari_gradcam._napari.records import is_gradcam_layer
 from napari_gradcam.core.regions.geojson import (
@@ -166,7 +167,7 @@ def annotations_layer_data(
     if image is not None:
         kwargs.update(placement_kwargs(image, (1.0, 1.0), (0.0, 0.0)))
         kwargs["metadata"][ANNOTATION_KEY]["image_layer"] = image.name
-        kwargs["edge_width"] = max(2, round(max(image.level_shapes[0][-2:]) / 400))
+        kwargs["edge_width"] = outline_width(image)
     return data, kwargs, "shapes"
 
 

@@ -37,6 +37,7 @@ from napari_gradcam._napari.annotations.shape_coords import (
     shape_centre_world,
     shape_polygons,
 )
+from napari_gradcam._napari.annotations.style import style_annotations
 from napari_gradcam._napari.annotations.table import StatsTable
 from napari_gradcam._napari.gl_guard import guard_layer_removal
 from napari_gradcam._napari.layers import annotations_layer
@@ -220,6 +221,8 @@ class AnnotationWidget(Container):
             shapes.selected_data.events.items_changed.connect(self._on_canvas_selection)
             self.label.reset_choices()
         self.refresh()
+        if shapes is not None:
+            style_annotations(shapes, self.image_for(), widen=True)
 
     def _on_data(self, event: Event) -> None:
         if getattr(event, "action", None) in FINAL_ACTIONS:

@@ -8,6 +8,7 @@ from napari_gradcam._napari.annotations import files as annotation_files
 from napari_gradcam._napari.annotations import widget as annotation_widget
 from napari_gradcam._napari.annotations.geojson_io import ANNOTATION_KEY
 from napari_gradcam._napari.annotations.shape_coords import data_to_pixels, shape_polygons
+from napari_gradcam._napari.annotations.style import outline_width
 from napari_gradcam._napari.annotations.widget import AnnotationWidget
 from napari_gradcam._napari.layers import METADATA_KEY, heatmap_layer
 from napari_gradcam._napari.regions import Box
@@ -352,3 +353,29 @@ def test_qupath_objects_import_edit_and_export_with_their_points(make_dock, qtbo
     assert len(back["b"].lines) == 1 and back["b"].label == "Stroma"
     assert back["c"].label == "" and back["c"].qupath.object_type == "detection"
     assert len(back["c"].points) == 2
+
+
+def texts(shapes) -> list[str]:
+    """The text napari draws next to each shape."""
+    return np.ravel(shapes.text.view_text(np.arange(len(shapes.data)))).tolist()
+
+
+def test_labels_are_written_on_the_canvas_and_outlines_are_wide(make_dock, make_napari_viewer):
+    viewer, dock, image, _heatmap = make_dock()
+    dock.add_hot_regions()
+    shapes = dock.shapes
+    assert shapes.text.visible and texts(shapes) == ["unclear"] * 2
+    width = outline_width(image)
+    assert width == max(3, round(max(image.level_shapes[0]) / 250))
+    assert min(shapes.edge_width) >= width and shapes.current_edge_width >= width
+    dock.select_annotation(0)
+    dock.label.value = "suspicious"
+    assert texts(shapes) == ["suspicious", "unclear"]
+    own = viewer.add_shapes(
+        [np.array([[0.0, 0.0], [0.0, 9.0], [9.0, 9.0]])],
+        shape_type="polygon",
+        text={"string": {"constant": "mine"}},
+        edge_width=1,
+    )
+    dock.annotations.value = own
+    assert texts(own) == ["mine"]  # the user's own text is kept
