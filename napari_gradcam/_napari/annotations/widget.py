@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
-from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label, LineEdit, PushButton
+from magicgui.widgets import ComboBox, Container, Label, LineEdit, PushButton
 from napari.layers import Image, Shapes
 from napari.layers.base._base_constants import ActionType
 from napari.utils.events import Event
@@ -29,6 +29,7 @@ from napari_gradcam._napari.annotations.geojson_io import (
     reference_image,
     store_features,
 )
+from napari_gradcam._napari.annotations.hot_options import UNKNOWN_MPP, HotRegionOptions
 from napari_gradcam._napari.annotations.labels import DEFAULT_LABEL, LabelSet
 from napari_gradcam._napari.annotations.region_probability import ClassModel, RegionProbabilities
 from napari_gradcam._napari.annotations.shape_coords import (
@@ -43,7 +44,6 @@ from napari_gradcam._napari.gl_guard import guard_layer_removal
 from napari_gradcam._napari.layers import annotations_layer
 from napari_gradcam._napari.plane import current_plane, layer_mpp
 from napari_gradcam._napari.records import PER_TILE, HeatmapRecord, is_heatmap
-from napari_gradcam.core.regions.hot_regions import hot_region_polygons
 from napari_gradcam.core.regions.region_stats import (
     STATISTICS,
     PixelBox,
@@ -51,12 +51,6 @@ from napari_gradcam.core.regions.region_stats import (
 )
 
 DEBOUNCE_MS = 150
-MODES = (
-    ("top share of energy", "energy"),
-    ("fraction of range", "fraction"),
-    ("map value", "value"),
-)
-AMOUNT_TIP = "energy: share (0-1) of the map's energy held by the hottest cells; fraction: 0-1 of the way from the map's minimum to its maximum; value: in the map's units"  # noqa: E501
 FINAL_ACTIONS = (ActionType.ADDED, ActionType.REMOVED, ActionType.CHANGED)
 
 
@@ -79,12 +73,11 @@ class AnnotationWidget(Container):
         self.probabilities = RegionProbabilities(self.schedule_refresh, self.warn)
         self.heatmap = ComboBox(label="heatmap", choices=self._heatmaps, nullable=True)
         self.annotations = ComboBox(label="annotations", choices=self._shapes_layers, nullable=True)
-        self.mode = ComboBox(label="hot by", choices=MODES, value="energy")
-        self.amount = FloatSpinBox(
-            label="amount", value=0.5, min=0, max=1e9, step=0.05, tooltip=AMOUNT_TIP
+        self.hot = HotRegionOptions()
+        self.hot_button = PushButton(
+            text="Add hot regions",
+            tooltip="outline the heatmap's hottest regions as annotations (see more options)",
         )
-        self.min_cells = FloatSpinBox(label="smallest (cells)", value=2, min=0, max=1e6)
-        self.hot_button = PushButton(text="Add hot regions")
         self.label = ComboBox(label="label", choices=self._label_names, value=DEFAULT_LABEL)
         self.new_label = LineEdit(label="new label")
         self.add_label_button = PushButton(text="Add label")
@@ -93,9 +86,7 @@ class AnnotationWidget(Container):
         self.status.native.setWordWrap(True)
         self.table = StatsTable()
         self.files = FileActions(self)
-        controls = [
-            self.heatmap, self.annotations, self.mode, self.amount, self.min_cells, self.hot_button,
-        ]  # fmt: skip
+        controls = [self.heatmap, self.annotations, self.hot_button, self.hot]
         editors = [self.label, self.new_label, self.add_label_button, self.note]
         self.extend([*controls, *editors, self.status])
         self.native.layout().insertWidget(len(controls), self.table)
@@ -313,11 +304,9 @@ class AnnotationWidget(Container):
             self.warn("choose a heatmap made by the Grad-CAM widget, over its image")
             return
         placed = record.placed(heatmap.data)
+        mpp = layer_mpp(image)
         try:
-            polygons = hot_region_polygons(
-                placed.cam, placed.stride, placed.origin,
-                mode=self.mode.value, amount=self.amount.value, min_cells=self.min_cells.value,
-            )  # fmt: skip
+            polygons = self.hot.polygons(placed, mpp)
         except ValueError as err:
             self.warn(str(err))
             return
@@ -331,11 +320,10 @@ class AnnotationWidget(Container):
         first = len(shapes.data)
         shapes.add([polygons_to_data([p], matrix) for p in clipped], shape_type="polygon")
         features = ensure_features(shapes, self.label.value)
-        features.loc[features.index[first:], "note"] = (
-            f"hot region ({self.mode.value} {self.amount.value:g})"
-        )
+        features.loc[features.index[first:], "note"] = self.hot.describe()
         store_features(shapes, features, self.label.value)
-        self.status.value = f"added {len(polygons)} hot region(s) from {heatmap.name!r}"
+        unknown = "" if mpp else f" (the image has no pixel size: taken as {UNKNOWN_MPP} µm)"
+        self.status.value = f"added {len(polygons)} hot region(s) from {heatmap.name!r}{unknown}"
         self.refresh()
 
     def _new_annotations_layer(self, image: Image) -> Shapes:

@@ -50,7 +50,8 @@ def make_dock(make_napari_viewer, tile, tiny_spec, tiny_weights, warnings):
         heatmap = add_heatmap(viewer, image, hot_cam(), ExplainJob(tiny_spec, tiny_weights))
         dock = AnnotationWidget(viewer)
         viewer.window.add_dock_widget(dock, name="Grad-CAM annotations")
-        dock.mode.value = "fraction"
+        dock.hot.mode.value = "fraction"
+        dock.hot.min_area.value = dock.hot.merge.value = 0
         return viewer, dock, image, heatmap
 
     return make
