@@ -19,7 +19,8 @@ from napari.layers.base._base_constants import ActionType
 from napari.utils.events import Event
 from napari.utils.notifications import show_warning
 from napari.viewer import Viewer
-from qtpy.QtCore import QTimer
+from qtpy.QtCore import Qt, QTimer
+from qtpy.QtGui import QKeySequence, QShortcut
 
 from napari_gradcam._napari.annotations.autosave import AutosaveController
 from napari_gradcam._napari.annotations.files import FileActions
@@ -29,6 +30,7 @@ from napari_gradcam._napari.annotations.geojson_io import (
     reference_image,
     store_features,
 )
+from napari_gradcam._napari.annotations.history import EditHistory
 from napari_gradcam._napari.annotations.hot_options import UNKNOWN_MPP, HotRegionOptions
 from napari_gradcam._napari.annotations.labels import DEFAULT_LABEL, LabelSet
 from napari_gradcam._napari.annotations.region_probability import ClassModel, RegionProbabilities
@@ -51,6 +53,9 @@ from napari_gradcam.core.regions.region_stats import (
 )
 
 DEBOUNCE_MS = 150
+UNDO_KEYS, REDO_KEYS = "Ctrl+Z", "Ctrl+Shift+Z"
+"""In the dock (Qt); on the canvas, with the annotations layer active, napari's own spelling:"""
+LAYER_UNDO_KEYS, LAYER_REDO_KEYS = "Control-Z", "Control-Shift-Z"
 FINAL_ACTIONS = (ActionType.ADDED, ActionType.REMOVED, ActionType.CHANGED)
 
 
@@ -82,12 +87,18 @@ class AnnotationWidget(Container):
         self.new_label = LineEdit(label="new label")
         self.add_label_button = PushButton(text="Add label")
         self.note = LineEdit(label="note", tooltip="note of the selected annotations (Enter)")
+        self.history: EditHistory | None = None
+        self.undo_button = PushButton(text="Undo", tooltip="undo the last annotation edit (Ctrl+Z)")
+        self.redo_button = PushButton(text="Redo", tooltip="redo the edit undone (Ctrl+Shift+Z)")
+        self.undo_row = Container(
+            widgets=[self.undo_button, self.redo_button], layout="horizontal", labels=False
+        )
         self.status = Label(label="status", value="")
         self.status.native.setWordWrap(True)
         self.table = StatsTable()
         self.files = FileActions(self)
         controls = [self.heatmap, self.annotations, self.hot_button, self.hot]
-        editors = [self.label, self.new_label, self.add_label_button, self.note]
+        editors = [self.label, self.new_label, self.add_label_button, self.note, self.undo_row]
         self.extend([*controls, *editors, self.status])
         self.native.layout().insertWidget(len(controls), self.table)
         self.native.layout().insertWidget(len(controls) + 1 + len(editors), self.files.native)
@@ -116,6 +127,12 @@ class AnnotationWidget(Container):
         self.note.native.editingFinished.connect(lambda: self.set_note(self.note.value))
         self.add_label_button.changed.connect(lambda: self.add_label(self.new_label.value))
         self.table.row_selected.connect(self.select_annotation)
+        self.undo_button.changed.connect(self.undo)
+        self.redo_button.changed.connect(self.redo)
+        for keys, action in ((UNDO_KEYS, self.undo), (REDO_KEYS, self.redo)):
+            shortcut = QShortcut(QKeySequence(keys), self.native)
+            shortcut.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+            shortcut.activated.connect(action)
         events = self.viewer.layers.events
         events.inserted.connect(self._on_inserted)
         events.removed.connect(self._on_removed)
@@ -214,6 +231,12 @@ class AnnotationWidget(Container):
         self.refresh()
         if shapes is not None:
             style_annotations(shapes, self.image_for(), widen=True)
+            self.history = EditHistory(shapes)
+            shapes.bind_key(LAYER_UNDO_KEYS, lambda _layer: self.undo(), overwrite=True)
+            shapes.bind_key(LAYER_REDO_KEYS, lambda _layer: self.redo(), overwrite=True)
+        else:
+            self.history = None
+        self._show_history()
 
     def _on_data(self, event: Event) -> None:
         if getattr(event, "action", None) in FINAL_ACTIONS:
@@ -243,7 +266,27 @@ class AnnotationWidget(Container):
         if len(features):
             shapes.edge_color = [self.labels.rgba(label) for label in features["label"]]
         self.table.show_features(features, [self.labels.colour(name) for name in features["label"]])
+        if self.history is not None and self.history.shapes is shapes:
+            self.history.record()
+            self._show_history()
         self.probabilities.start()
+
+    def _show_history(self) -> None:
+        history = self.history
+        self.undo_button.enabled = history is not None and history.can_undo
+        self.redo_button.enabled = history is not None and history.can_redo
+
+    def undo(self) -> None:
+        """Undo the last edit of the annotations layer (add, delete, move, label, note)."""
+        if self.history is not None and self.history.undo():
+            self.status.value = "undone"
+            self.refresh()
+
+    def redo(self) -> None:
+        """Redo the last undone edit."""
+        if self.history is not None and self.history.redo():
+            self.status.value = "redone"
+            self.refresh()
 
     def _describe_map(self, heatmap: Image | None) -> None:
         """Give the table the heatmap's range (for shares of it) and its class (for p(class))."""

@@ -380,3 +380,41 @@ def test_labels_are_written_on_the_canvas_and_outlines_are_wide(make_dock, make_
     )
     dock.annotations.value = own
     assert texts(own) == ["mine"]  # the user's own text is kept
+
+
+def test_undo_and_redo_cover_add_delete_move_and_relabel(make_dock, qtbot):
+    _viewer, dock, _image, _heatmap = make_dock()
+    dock.add_hot_regions()
+    shapes = dock.shapes
+    assert dock.undo_button.enabled and not dock.redo_button.enabled
+    first = [np.array(d) for d in shapes.data]
+    moved = list(shapes.data)
+    moved[0] = moved[0] + 5.0
+    shapes.data = moved  # a move
+    settle(dock, qtbot)
+    dock.select_annotation(1)
+    dock.label.value = "suspicious"  # a relabel
+    shapes.selected_data = {0}
+    shapes.remove_selected()  # a delete
+    settle(dock, qtbot)
+    assert len(shapes.data) == 1 and shapes.features["label"].tolist() == ["suspicious"]
+    dock.undo_button.clicked.emit()
+    assert len(shapes.data) == 2 and shapes.features["label"].tolist() == ["unclear", "suspicious"]
+    dock.undo()
+    assert shapes.features["label"].tolist() == ["unclear", "unclear"]
+    dock.undo()
+    np.testing.assert_allclose(shapes.data[0], first[0])
+    dock.undo()
+    assert len(shapes.data) == 0 and not dock.undo_button.enabled  # before the hot regions
+    settle(dock, qtbot)
+    for _ in range(4):
+        dock.redo()
+    settle(dock, qtbot)
+    assert len(shapes.data) == 1 and shapes.features["label"].tolist() == ["suspicious"]
+    assert not dock.redo_button.enabled and dock.table.rowCount() == 1
+    dock.undo()
+    shapes.add_rectangles(np.array([[[0.0, 0.0], [0.0, 9.0], [9.0, 9.0], [9.0, 0.0]]]))
+    settle(dock, qtbot)
+    assert not dock.redo_button.enabled and len(shapes.data) == 3  # a new edit drops the redo
+    dock.undo()
+    assert len(shapes.data) == 2
