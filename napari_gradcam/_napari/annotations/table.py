@@ -96,7 +96,8 @@ class StatsTable(QTableWidget):
         self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        self.horizontalHeader().setDefaultSectionSize(64)
         self.horizontalHeader().setStretchLastSection(True)
         self.setMinimumHeight(120)
         self.setMaximumHeight(260)
@@ -123,27 +124,38 @@ class StatsTable(QTableWidget):
         Mean, max and p95 are shown as a share of :attr:`map_range` when it is set.
         """
         selected = self.selected_row()
-        self.blockSignals(True)
         self.setRowCount(len(features))
-        for row, (_index, values) in enumerate(features.iterrows()):
-            for column, (_header, name) in enumerate(COLUMNS):
-                value = (
-                    (values.get("area_um2", math.nan), values.get("area_px", math.nan))
-                    if name == "area"
-                    else values.get(name, math.nan)
-                )
-                item = QTableWidgetItem(format_value(name, value, self.map_range))
-                item.setToolTip(item.text())
-                if name != "label" and name != "note":
-                    item.setTextAlignment(
-                        Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
-                    )
-                self.setItem(row, column, item)
-            self.item(row, 0).setBackground(QColor(*colours[row]))
-            self.item(row, 0).setForeground(QColor("black"))
+        self.show_rows(features, colours, 0, len(features))
         if selected is not None and selected < len(features):
-            self.selectRow(selected)
-        self.blockSignals(False)
+            self.show_selected(selected)
+
+    def show_rows(
+        self, features: pd.DataFrame, colours: Sequence[Sequence[int]], start: int, stop: int
+    ) -> None:
+        """Show rows ``start`` to ``stop`` (a batch of statistics), redrawing once."""
+        self.setUpdatesEnabled(False)
+        self.blockSignals(True)
+        try:
+            for row in range(start, min(stop, len(features), self.rowCount())):
+                self._show_row(row, features.iloc[row], colours[row])
+        finally:
+            self.blockSignals(False)
+            self.setUpdatesEnabled(True)
+
+    def _show_row(self, row: int, values: pd.Series, colour: Sequence[int]) -> None:
+        for column, (_header, name) in enumerate(COLUMNS):
+            value = (
+                (values.get("area_um2", math.nan), values.get("area_px", math.nan))
+                if name == "area"
+                else values.get(name, math.nan)
+            )
+            item = QTableWidgetItem(format_value(name, value, self.map_range))
+            item.setToolTip(item.text())
+            if name not in ("label", "note"):
+                item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+            self.setItem(row, column, item)
+        self.item(row, 0).setBackground(QColor(*colour))
+        self.item(row, 0).setForeground(QColor("black"))
 
     def show_selected(self, row: int | None) -> None:
         """Select ``row`` (``None``: no row) and scroll to it, without emitting ``row_selected``."""

@@ -2,17 +2,16 @@
 
 Everything about an annotation lives in the annotations Shapes layer's features (id, label,
 note, the heatmap its statistics come from, the statistics); the dock only shows and edits
-them. Statistics are recomputed, debounced, whenever a shape is added, moved, edited or
-removed, or another heatmap is chosen; the class probability arrives later from a thread.
+them. Statistics are recomputed, debounced, in a worker thread whenever a shape is added,
+moved, edited or removed, or another heatmap is chosen; the table fills batch by batch, and
+the class probability arrives later from a thread of its own.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import numpy as np
-import pandas as pd
 from magicgui.widgets import ComboBox, Container, Label, LineEdit, PushButton
 from napari.layers import Image, Shapes
 from napari.layers.base._base_constants import ActionType
@@ -38,18 +37,22 @@ from napari_gradcam._napari.annotations.shape_coords import (
     data_to_pixels,
     polygons_to_data,
     shape_centre_world,
-    shape_polygons,
+)
+from napari_gradcam._napari.annotations.statistics_job import (
+    ShapesCopy,
+    StatisticsBatch,
+    statistics_batches,
 )
 from napari_gradcam._napari.annotations.style import style_annotations
 from napari_gradcam._napari.annotations.table import StatsTable
 from napari_gradcam._napari.gl_guard import guard_layer_removal
+from napari_gradcam._napari.jobs import JobHooks, JobRunner
 from napari_gradcam._napari.layers import annotations_layer
 from napari_gradcam._napari.plane import current_plane, layer_mpp
 from napari_gradcam._napari.records import PER_TILE, HeatmapRecord, is_heatmap
 from napari_gradcam.core.regions.region_stats import (
     STATISTICS,
     PixelBox,
-    region_statistics,
 )
 
 DEBOUNCE_MS = 150
@@ -102,6 +105,10 @@ class AnnotationWidget(Container):
         self.extend([*controls, *editors, self.status])
         self.native.layout().insertWidget(len(controls), self.table)
         self.native.layout().insertWidget(len(controls) + 1 + len(editors), self.files.native)
+        # not watched as a dock's job: the dock cancels it when it is destroyed (see
+        # _disconnect), and a Qt widget deleted under a running watch cannot be asked
+        self.jobs = JobRunner(on_running=self._on_statistics_running)
+        self._edits, self._stale, self._closed = 0, False, False
         self._timer = QTimer(self.native, singleShot=True, interval=DEBOUNCE_MS)
         self._offer_timer = QTimer(self.native, singleShot=True, interval=0)
         self._connect()
@@ -144,6 +151,8 @@ class AnnotationWidget(Container):
     def _disconnect(self) -> None:
         """Stop listening to the viewer once the dock is gone (e.g. the window closed)."""
         self.probabilities.close()
+        self._closed = True  # batches and outcomes still arriving are dropped
+        self.jobs.cancel()
         events = self.viewer.layers.events
         events.inserted.disconnect(self._on_inserted)
         events.removed.disconnect(self._on_removed)
@@ -239,6 +248,7 @@ class AnnotationWidget(Container):
         self._show_history()
 
     def _on_data(self, event: Event) -> None:
+        self._edits += 1
         if getattr(event, "action", None) in FINAL_ACTIONS:
             self.schedule_refresh()
 
@@ -247,7 +257,7 @@ class AnnotationWidget(Container):
         self._timer.start()
 
     def refresh(self) -> None:
-        """Recompute every shape's statistics from the chosen heatmap; recolour; show them."""
+        """Show every shape's label and colour now; recompute its statistics in a thread."""
         self._timer.stop()
         shapes = self.shapes
         if shapes is None:
@@ -256,9 +266,6 @@ class AnnotationWidget(Container):
         features = ensure_features(shapes, self.label.value)
         heatmap = self.heatmap.value
         self._describe_map(heatmap)
-        if heatmap is not None:
-            features = self._with_statistics(shapes, features, heatmap)
-            store_features(shapes, features, self.label.value)
         for label in features["label"]:
             self.labels.colour(label)
         shapes.metadata[ANNOTATION_KEY]["labels"] = self.labels.as_dict()
@@ -269,7 +276,65 @@ class AnnotationWidget(Container):
         if self.history is not None and self.history.shapes is shapes:
             self.history.record()
             self._show_history()
-        self.probabilities.start()
+        if heatmap is not None:
+            self._start_statistics(shapes, heatmap)
+        else:
+            self.probabilities.start()
+
+    @property
+    def computing(self) -> bool:
+        """Whether statistics are being computed or are due."""
+        return self.jobs.running or self._stale or self._timer.isActive()
+
+    def _start_statistics(self, shapes: Shapes, heatmap: Image) -> None:
+        """Compute the statistics of every shape in a worker; the table fills batch by batch."""
+        if self.jobs.running:
+            self._stale = True
+            self.jobs.cancel()
+            return
+        image = self.image_for(heatmap)
+        placed = HeatmapRecord.of(heatmap).placed(heatmap.data)
+        image_shape = tuple(image.level_shapes[0][-2:]) if image is not None else None
+        mpp = layer_mpp(image) if image is not None else None
+        probability = self._probability(heatmap, image)
+        edits = self._edits
+        hooks = JobHooks(
+            event=lambda event: self._on_statistics(event, shapes, heatmap, probability, edits),
+            returned=lambda _count: None if self._closed else self.probabilities.start(),
+        )
+        copy = ShapesCopy.of(shapes)
+        matrix = data_to_pixels(shapes, image)
+        self.jobs.start(statistics_batches, copy, placed, matrix, mpp, image_shape, hooks=hooks)
+
+    def _on_statistics_running(self, running: bool) -> None:
+        if not running and self._stale and not self._closed:
+            self._stale = False
+            self.schedule_refresh()
+
+    def _on_statistics(
+        self,
+        event: object,
+        shapes: Shapes,
+        heatmap: Image,
+        probability: Callable[[PixelBox], float] | None,
+        edits: int,
+    ) -> None:
+        """Store and show one batch of statistics (unless the shapes changed since)."""
+        if self._closed or not isinstance(event, StatisticsBatch) or shapes is not self.shapes:
+            return
+        stop = event.start + len(event.rows)
+        if edits != self._edits or stop > len(shapes.data):
+            return
+        features = shapes.features.copy()
+        for offset, (row, box) in enumerate(zip(event.rows, event.boxes, strict=True)):
+            if probability is not None and box is not None:
+                row = {**row, "probability": float(probability(box))}
+            index = features.index[event.start + offset]
+            features.loc[index, list(STATISTICS)] = [row[name] for name in STATISTICS]
+        features.loc[features.index[event.start : stop], "heatmap"] = heatmap.name
+        store_features(shapes, features, self.label.value)
+        colours = [self.labels.colour(name) for name in features["label"]]
+        self.table.show_rows(features, colours, event.start, stop)
 
     def _show_history(self) -> None:
         history = self.history
@@ -300,32 +365,6 @@ class AnnotationWidget(Container):
         self.table.map_range = (float(finite.min()), float(finite.max())) if finite.size else None
         shown = "predicted class" if record.target_name == PER_TILE else record.target_name
         self.table.name_class(str(shown))
-
-    def _with_statistics(
-        self, shapes: Shapes, features: pd.DataFrame, heatmap: Image
-    ) -> pd.DataFrame:
-        """Return the features with every shape's statistics from ``heatmap``."""
-        image = self.image_for(heatmap)
-        placed = HeatmapRecord.of(heatmap).placed(heatmap.data)
-        matrix = data_to_pixels(shapes, image)
-        probability = self._probability(heatmap, image)
-        image_shape = tuple(image.level_shapes[0][-2:]) if image is not None else None
-        mpp = layer_mpp(image) if image is not None else None
-        rows = []
-        for index in range(len(shapes.data)):
-            polygons = shape_polygons(shapes, index, matrix)
-            rows.append(
-                region_statistics(
-                    polygons, placed, mpp=mpp, image_shape=image_shape, probability=probability
-                )
-                if polygons
-                else dict.fromkeys(STATISTICS, math.nan)
-            )
-        features = features.copy()
-        if rows:
-            features[list(STATISTICS)] = [[row[name] for name in STATISTICS] for row in rows]
-        features["heatmap"] = heatmap.name
-        return features
 
     def _probability(
         self, heatmap: Image, image: Image | None

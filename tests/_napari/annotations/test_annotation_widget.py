@@ -58,10 +58,11 @@ def make_dock(make_napari_viewer, tile, tiny_spec, tiny_weights, warnings):
 
 
 def settle(dock: AnnotationWidget, qtbot) -> None:
-    """Wait for the debounced refresh and the probabilities of every shape."""
-    qtbot.waitUntil(lambda: not dock._timer.isActive(), timeout=TIMEOUT_MS)
-    qtbot.waitUntil(lambda: not dock.probabilities.running, timeout=TIMEOUT_MS)
-    qtbot.waitUntil(lambda: not dock._timer.isActive(), timeout=TIMEOUT_MS)
+    """Wait for the debounced refresh, the statistics and the probabilities of every shape."""
+    for _ in range(2):
+        qtbot.waitUntil(lambda: not dock.computing, timeout=TIMEOUT_MS)
+        qtbot.waitUntil(lambda: not dock.probabilities.running, timeout=TIMEOUT_MS)
+        qtbot.waitUntil(lambda: not dock.computing, timeout=TIMEOUT_MS)
 
 
 def test_hot_regions_become_aligned_polygons_with_statistics(make_dock, qtbot, warnings):
@@ -77,6 +78,7 @@ def test_hot_regions_become_aligned_polygons_with_statistics(make_dock, qtbot, w
         world = shapes.data_to_world(shapes.data[index][0])
         cell = (polygon.exterior[0] + 0.5) / np.asarray(STRIDE) - 0.5
         np.testing.assert_allclose(world, heatmap.data_to_world(cell), atol=1e-9)
+    settle(dock, qtbot)
     features = shapes.features
     assert list(features["note"]) == ["hot region (fraction 0.5)"] * 2
     assert features["mean"].tolist() == pytest.approx([1.0, 0.8])

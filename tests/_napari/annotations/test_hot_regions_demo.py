@@ -22,6 +22,7 @@ def test_the_defaults_give_a_few_regions_on_the_he_sample(make_napari_viewer, qt
     dock.add_hot_regions()
     count = len(dock.shapes.data)
     assert 3 <= count <= min(10, MAX_REGIONS), dock.status.value
+    qtbot.waitUntil(lambda: not dock.computing, timeout=EXPLAIN_MS)
     areas = dock.shapes.features["area_um2"]
     assert (areas >= dock.hot.min_area.value).all()
     assert dock.status.value.startswith(f"added {count} hot region(s)")
