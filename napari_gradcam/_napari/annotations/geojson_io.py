@@ -39,6 +39,7 @@ from napari_gradcam._napari.records import is_gradcam_layer
 from napari_gradcam.core.regions.geojson import (
     Annotation,
     GeoJSONError,
+    ReadResult,
     read_geojson,
     write_geojson,
 )
@@ -220,6 +221,11 @@ def _current_layers() -> list[Layer]:
     return list(viewer.layers) if viewer is not None else []
 
 
+def image_shape(image: Image | None) -> tuple[int, int] | None:
+    """``(rows, columns)`` of the level-0 image, if any."""
+    return tuple(image.level_shapes[0][-2:]) if image is not None else None
+
+
 def read_annotations(path: str | Path, layers: Sequence[Layer] = ()) -> list[LayerDataTuple]:
     """Read a GeoJSON file into layers placed on the reference image of ``layers``.
 
@@ -228,8 +234,13 @@ def read_annotations(path: str | Path, layers: Sequence[Layer] = ()) -> list[Lay
     with a warning naming each; a file with nothing readable raises ``GeoJSONError``.
     """
     image = reference_image(layers)
-    shape = tuple(image.level_shapes[0][-2:]) if image is not None else None
-    result = read_geojson(path, image_shape=shape)
+    return result_layers(read_geojson(path, image_shape=image_shape(image)), path, image)
+
+
+def result_layers(
+    result: ReadResult, path: str | Path, image: Image | None
+) -> list[LayerDataTuple]:
+    """The layers of a read file (see :func:`read_annotations`); warns of what was left out."""
     name = Path(path).stem
     if result.skipped and not result.annotations:
         raise GeoJSONError(f"{Path(path).name}: nothing to read; " + "; ".join(result.skipped))

@@ -1,3 +1,4 @@
+import json
 import math
 
 import numpy as np
@@ -338,8 +339,10 @@ def test_qupath_objects_import_edit_and_export_with_their_points(make_dock, qtbo
     ]  # fmt: skip
     path = tmp_path / "qupath.geojson"
     path.write_text(json.dumps(features))
-    shapes = dock.files.import_geojson(path)
+    assert dock.files.import_geojson(path)
+    qtbot.waitUntil(lambda: not dock.files.importing, timeout=TIMEOUT_MS)
     settle(dock, qtbot)
+    shapes = dock.shapes
     assert dock.shapes is shapes and shapes.shape_type == ["polygon", "path"]
     (points,) = [layer for layer in viewer.layers if isinstance(layer, Points)]
     assert len(points.data) == 2 and "read 2 shapes, 2 points" in dock.status.value
@@ -420,3 +423,23 @@ def test_undo_and_redo_cover_add_delete_move_and_relabel(make_dock, qtbot):
     assert not dock.redo_button.enabled and len(shapes.data) == 3  # a new edit drops the redo
     dock.undo()
     assert len(shapes.data) == 2
+
+
+def test_geojson_is_read_in_a_worker_and_a_bad_file_is_said(make_dock, qtbot, tmp_path):
+    _viewer, dock, _image, _heatmap = make_dock()
+    square = [[0, 0], [40, 0], [40, 40], [0, 40], [0, 0]]
+    feature = {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [square]}}
+    path = tmp_path / "many.geojson"
+    path.write_text(json.dumps([feature] * 250))
+    assert dock.files.import_geojson(path)
+    assert dock.files.importing and dock.shapes is None  # returned before the file was read
+    assert not dock.files.import_geojson(path)
+    assert "another GeoJSON file is being read" in dock.status.value
+    qtbot.waitUntil(lambda: not dock.files.importing, timeout=TIMEOUT_MS)
+    settle(dock, qtbot)
+    assert len(dock.shapes.data) == 250 and dock.table.rowCount() == 250
+    assert dock.shapes.features["mean"].notna().all()
+    (tmp_path / "deep.geojson").write_text("[" * 100 + "]" * 100)
+    dock.files.import_geojson(tmp_path / "deep.geojson")
+    qtbot.waitUntil(lambda: not dock.files.importing, timeout=TIMEOUT_MS)
+    assert "nests arrays and objects 100 deep" in dock.status.value
