@@ -25,7 +25,7 @@ from napari_gradcam.core.regions.region_stats import (
     region_statistics,
 )
 
-BATCH = 25
+BATCH = 50
 
 
 @dataclass(frozen=True)

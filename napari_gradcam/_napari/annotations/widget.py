@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+import pandas as pd
 from magicgui.widgets import ComboBox, Container, Label, LineEdit, PushButton
 from napari.layers import Image, Shapes
 from napari.layers.base._base_constants import ActionType
@@ -45,11 +46,12 @@ from napari_gradcam._napari.annotations.statistics_job import (
 )
 from napari_gradcam._napari.annotations.style import style_annotations
 from napari_gradcam._napari.annotations.table import StatsTable
+from napari_gradcam._napari.annotations.units import UnitsOffer
 from napari_gradcam._napari.gl_guard import guard_layer_removal
 from napari_gradcam._napari.jobs import JobHooks, JobRunner
 from napari_gradcam._napari.layers import annotations_layer
 from napari_gradcam._napari.plane import current_plane, layer_mpp
-from napari_gradcam._napari.records import PER_TILE, HeatmapRecord, is_heatmap
+from napari_gradcam._napari.records import PER_TILE, HeatmapRecord, is_gradcam_layer, is_heatmap
 from napari_gradcam.core.regions.region_stats import (
     STATISTICS,
     PixelBox,
@@ -98,11 +100,12 @@ class AnnotationWidget(Container):
         )
         self.status = Label(label="status", value="")
         self.status.native.setWordWrap(True)
+        self.units_offer = UnitsOffer()
         self.table = StatsTable()
         self.files = FileActions(self)
         controls = [self.heatmap, self.annotations, self.hot_button, self.hot]
         editors = [self.label, self.new_label, self.add_label_button, self.note, self.undo_row]
-        self.extend([*controls, *editors, self.status])
+        self.extend([*controls, *editors, self.status, self.units_offer])
         self.native.layout().insertWidget(len(controls), self.table)
         self.native.layout().insertWidget(len(controls) + 1 + len(editors), self.files.native)
         # not watched as a dock's job: the dock cancels it when it is destroyed (see
@@ -197,6 +200,8 @@ class AnnotationWidget(Container):
         self.reset_choices()
         if self.shapes is None and isinstance(event.value, Shapes):
             self.annotations.value = event.value
+        if not is_gradcam_layer(event.value):
+            self.units_offer.check(event.value, reference_image(list(self.viewer.layers)))
 
     def _on_layer_data(self, _event: Event) -> None:
         """A layer's data was replaced: a tiled heatmap may just have been finished."""
@@ -298,9 +303,11 @@ class AnnotationWidget(Container):
         mpp = layer_mpp(image) if image is not None else None
         probability = self._probability(heatmap, image)
         edits = self._edits
+        measured = shapes.features.copy()
+        measured["heatmap"] = heatmap.name
         hooks = JobHooks(
-            event=lambda event: self._on_statistics(event, shapes, heatmap, probability, edits),
-            returned=lambda _count: None if self._closed else self.probabilities.start(),
+            event=lambda event: self._on_statistics(event, shapes, measured, probability, edits),
+            returned=lambda _count: self._store_statistics(shapes, measured, edits),
         )
         copy = ShapesCopy.of(shapes)
         matrix = data_to_pixels(shapes, image)
@@ -311,30 +318,42 @@ class AnnotationWidget(Container):
             self._stale = False
             self.schedule_refresh()
 
+    def _current(self, shapes: Shapes, edits: int) -> bool:
+        """Whether ``shapes`` is still the dock's layer, unchanged since ``edits``."""
+        return not self._closed and shapes is self.shapes and edits == self._edits
+
     def _on_statistics(
         self,
         event: object,
         shapes: Shapes,
-        heatmap: Image,
+        measured: pd.DataFrame,
         probability: Callable[[PixelBox], float] | None,
         edits: int,
     ) -> None:
-        """Store and show one batch of statistics (unless the shapes changed since)."""
-        if self._closed or not isinstance(event, StatisticsBatch) or shapes is not self.shapes:
+        """Show one batch of statistics in the table (unless the shapes changed since)."""
+        if not isinstance(event, StatisticsBatch) or not self._current(shapes, edits):
             return
         stop = event.start + len(event.rows)
-        if edits != self._edits or stop > len(shapes.data):
+        values = np.array([[row[name] for name in STATISTICS] for row in event.rows])
+        if probability is not None:
+            column = STATISTICS.index("probability")
+            for offset, box in enumerate(event.boxes):
+                if box is not None:
+                    values[offset, column] = float(probability(box))
+        columns = [measured.columns.get_loc(name) for name in STATISTICS]
+        measured.iloc[event.start : stop, columns] = values
+        colours = [self.labels.colour(name) for name in measured["label"]]
+        self.table.show_rows(measured, colours, event.start, stop)
+
+    def _store_statistics(self, shapes: Shapes, measured: pd.DataFrame, edits: int) -> None:
+        """Store the finished statistics in the layer once (labels and notes as they are now)."""
+        if not self._current(shapes, edits):
             return
         features = shapes.features.copy()
-        for offset, (row, box) in enumerate(zip(event.rows, event.boxes, strict=True)):
-            if probability is not None and box is not None:
-                row = {**row, "probability": float(probability(box))}
-            index = features.index[event.start + offset]
-            features.loc[index, list(STATISTICS)] = [row[name] for name in STATISTICS]
-        features.loc[features.index[event.start : stop], "heatmap"] = heatmap.name
+        for name in (*STATISTICS, "heatmap"):
+            features[name] = measured[name].to_numpy()
         store_features(shapes, features, self.label.value)
-        colours = [self.labels.colour(name) for name in features["label"]]
-        self.table.show_rows(features, colours, event.start, stop)
+        self.probabilities.start()
 
     def _show_history(self) -> None:
         history = self.history

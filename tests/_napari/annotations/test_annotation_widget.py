@@ -443,3 +443,18 @@ def test_geojson_is_read_in_a_worker_and_a_bad_file_is_said(make_dock, qtbot, tm
     dock.files.import_geojson(tmp_path / "deep.geojson")
     qtbot.waitUntil(lambda: not dock.files.importing, timeout=TIMEOUT_MS)
     assert "nests arrays and objects 100 deep" in dock.status.value
+
+
+def test_a_drawing_layer_in_other_units_gets_one_quiet_offer(make_dock):
+    viewer, dock, _image, _heatmap = make_dock(units=("micrometer", "micrometer"))
+    dock.add_hot_regions()
+    assert not dock.units_offer.offering  # the plugin's own layer has the image's units
+    assert tuple(map(str, dock.shapes.units)) == ("micrometer", "micrometer")
+    mine = viewer.add_shapes(name="my drawing")
+    assert dock.units_offer.offering and "'my drawing'" in dock.units_offer.text
+    assert viewer.layers.extent.units is None  # what makes napari warn
+    dock.units_offer.clicked.emit()
+    assert tuple(map(str, mine.units)) == ("micrometer", "micrometer")
+    assert not dock.units_offer.offering and viewer.layers.extent.units is not None
+    viewer.add_shapes(name="same units", units=("micrometer", "micrometer"))
+    assert not dock.units_offer.offering
