@@ -86,8 +86,12 @@ class AutosaveController:
         self._own: set[str] = set()
         self._keys: weakref.WeakKeyDictionary[Image, str] = weakref.WeakKeyDictionary()
         self.message = Label(value="")
-        self.recover_button = PushButton(text="Recover")
-        self.discard_button = PushButton(text="Discard")
+        self.recover_button = PushButton(
+            text="Recover", tooltip="add the autosaved annotations as a layer over their image"
+        )
+        self.discard_button = PushButton(
+            text="Discard", tooltip="delete the autosave (one read only in part is kept aside)"
+        )
         self.prompt = Container(
             widgets=[self.message, self.recover_button, self.discard_button],
             layout="horizontal", labels=False, visible=False,

@@ -58,6 +58,15 @@ class AnnotationDock(Protocol):
         """Show a warning in the dock."""
 
 
+BUTTON_TIPS = {
+    "Export CSV…": "one row per annotation: label, note and statistics, for a spreadsheet",
+    "Export GeoJSON…": "the annotations as a QuPath GeoJSON file (File > Import objects)",
+    "Import GeoJSON…": "annotations from QuPath (File > Export objects as GeoJSON)",
+    "Export figure…": "a PNG of the selected annotations (else the heatmap's region) with "
+    "tissue, heatmap, outlines and a colour bar",
+    "Save review…": "image reference, heatmaps and annotations into a folder, to reopen later",
+    "Open review…": "reopen a review saved with 'Save review…'",
+}
 FIGURE_MARGIN = 0.5
 """Extra context around a selected annotation in a figure, as a share of its size."""
 MIN_FIGURE_PIXELS = 128
@@ -121,7 +130,7 @@ class FileActions(Container):
         }
         rows = [Container(layout="horizontal", labels=False) for _ in range(2)]
         for index, (text, action) in enumerate(buttons.items()):
-            button = PushButton(text=text)
+            button = PushButton(text=text, tooltip=BUTTON_TIPS[text])
             button.changed.connect(action)
             rows[index // 3].append(button)
         self.extend(rows)

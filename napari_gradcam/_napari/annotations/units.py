@@ -21,7 +21,7 @@ class UnitsOffer(PushButton):
     """A button, shown only while a drawing layer's units differ from its image's."""
 
     def __init__(self) -> None:
-        super().__init__(text="", visible=False)
+        super().__init__(text="", visible=False, tooltip="give the layer the image's units")
         self.layer: Layer | None = None
         self.image: Image | None = None
         self.changed.connect(self.apply)

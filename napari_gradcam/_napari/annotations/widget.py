@@ -81,16 +81,37 @@ class AnnotationWidget(Container):
         self.shapes: Shapes | None = None
         self._showing_row = False
         self.probabilities = RegionProbabilities(self.schedule_refresh, self.warn)
-        self.heatmap = ComboBox(label="heatmap", choices=self._heatmaps, nullable=True)
-        self.annotations = ComboBox(label="annotations", choices=self._shapes_layers, nullable=True)
+        self.heatmap = ComboBox(
+            label="heatmap",
+            choices=self._heatmaps,
+            nullable=True,
+            tooltip="the Grad-CAM heatmap the statistics and hot regions come from",
+        )
+        self.annotations = ComboBox(
+            label="annotations",
+            choices=self._shapes_layers,
+            nullable=True,
+            tooltip="the Shapes layer holding your annotations (draw on it with napari's tools)",
+        )
         self.hot = HotRegionOptions()
         self.hot_button = PushButton(
             text="Add hot regions",
             tooltip="outline the heatmap's hottest regions as annotations (see more options)",
         )
-        self.label = ComboBox(label="label", choices=self._label_names, value=DEFAULT_LABEL)
-        self.new_label = LineEdit(label="new label")
-        self.add_label_button = PushButton(text="Add label")
+        self.label = ComboBox(
+            label="label",
+            choices=self._label_names,
+            value=DEFAULT_LABEL,
+            tooltip="label of the selected annotations, and of those you draw next",
+        )
+        self.new_label = LineEdit(tooltip="name of a label to add to the list")
+        self.new_label.native.setPlaceholderText("new label name")
+        self.add_label_button = PushButton(
+            text="Add label", tooltip="add the label to the list; no annotation is relabelled"
+        )
+        self.label_row = Container(
+            widgets=[self.new_label, self.add_label_button], layout="horizontal", labels=False
+        )
         self.note = LineEdit(label="note", tooltip="note of the selected annotations (Enter)")
         self.history: EditHistory | None = None
         self.undo_button = PushButton(text="Undo", tooltip="undo the last annotation edit (Ctrl+Z)")
@@ -98,13 +119,13 @@ class AnnotationWidget(Container):
         self.undo_row = Container(
             widgets=[self.undo_button, self.redo_button], layout="horizontal", labels=False
         )
-        self.status = Label(label="status", value="")
+        self.status = Label(label="status", value="", tooltip="what the dock did last")
         self.status.native.setWordWrap(True)
         self.units_offer = UnitsOffer()
         self.table = StatsTable()
         self.files = FileActions(self)
         controls = [self.heatmap, self.annotations, self.hot_button, self.hot]
-        editors = [self.label, self.new_label, self.add_label_button, self.note, self.undo_row]
+        editors = [self.label, self.label_row, self.note, self.undo_row]
         self.extend([*controls, *editors, self.status, self.units_offer])
         self.native.layout().insertWidget(len(controls), self.table)
         self.native.layout().insertWidget(len(controls) + 1 + len(editors), self.files.native)

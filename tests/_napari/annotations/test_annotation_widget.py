@@ -458,3 +458,32 @@ def test_a_drawing_layer_in_other_units_gets_one_quiet_offer(make_dock):
     assert not dock.units_offer.offering and viewer.layers.extent.units is not None
     viewer.add_shapes(name="same units", units=("micrometer", "micrometer"))
     assert not dock.units_offer.offering
+
+
+def test_every_control_has_a_tooltip_and_the_dock_is_compact(make_dock):
+    from qtpy.QtWidgets import (
+        QAbstractButton,
+        QAbstractSpinBox,
+        QComboBox,
+        QLineEdit,
+        QTableWidget,
+    )
+
+    _viewer, dock, _image, _heatmap = make_dock()
+    kinds = (QAbstractButton, QAbstractSpinBox, QComboBox, QLineEdit)
+    controls = [  # not the parts of a spin box, a combo box or the table's corner
+        w
+        for w in dock.native.findChildren(kinds)
+        if not isinstance(w.parent(), (*kinds, QTableWidget))
+    ]
+    untipped = [
+        f"{type(w).__name__} {w.text() if hasattr(w, 'text') else ''} in {type(w.parent())}"
+        for w in controls
+    ]
+    untipped = [t for w, t in zip(controls, untipped, strict=True) if not w.toolTip()]
+    assert controls and untipped == []
+    assert dock.hot.advanced.native.isHidden()  # folded
+    assert dock.native.sizeHint().height() < 800
+    assert dock.table.maximumHeight() <= 260  # the table scrolls inside the dock
+    dock.hot.more.value = True
+    assert not dock.hot.advanced.native.isHidden()
