@@ -15,7 +15,7 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("mean %", "mean"),
     ("max %", "max"),
     ("p95 %", "p95"),
-    ("share of heat %", "energy_share"),
+    ("heat %", "energy_share"),
     ("area", "area"),
     ("p(class)", "probability"),
     ("note", "note"),
@@ -126,6 +126,7 @@ class StatsTable(QTableWidget):
         selected = self.selected_row()
         self.setRowCount(len(features))
         self.show_rows(features, colours, 0, len(features))
+        self.resizeColumnsToContents()
         if selected is not None and selected < len(features):
             self.show_selected(selected)
 

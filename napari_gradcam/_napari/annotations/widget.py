@@ -374,6 +374,7 @@ class AnnotationWidget(Container):
         for name in (*STATISTICS, "heatmap"):
             features[name] = measured[name].to_numpy()
         store_features(shapes, features, self.label.value)
+        self.table.resizeColumnsToContents()
         self.probabilities.start()
 
     def _show_history(self) -> None:
