@@ -487,3 +487,22 @@ def test_every_control_has_a_tooltip_and_the_dock_is_compact(make_dock):
     assert dock.table.maximumHeight() <= 260  # the table scrolls inside the dock
     dock.hot.more.value = True
     assert not dock.hot.advanced.native.isHidden()
+
+
+def test_ctrl_z_undoes_in_the_dock_and_on_the_annotations_layer(make_dock, qtbot):
+    from qtpy.QtGui import QShortcut
+
+    _viewer, dock, _image, _heatmap = make_dock()
+    dock.add_hot_regions()
+    shapes = dock.shapes
+    settle(dock, qtbot)
+    shortcuts = {s.key().toString(): s for s in dock.native.findChildren(QShortcut)}
+    assert set(shortcuts) >= {"Ctrl+Z", "Ctrl+Shift+Z"}
+    shortcuts["Ctrl+Z"].activated.emit()
+    assert len(shapes.data) == 0
+    shortcuts["Ctrl+Shift+Z"].activated.emit()
+    assert len(shapes.data) == 2
+    bound = {str(key): action for key, action in shapes.keymap.items()}
+    undo = next(action for key, action in bound.items() if "Z" in key and "Shift" not in key)
+    undo(shapes)
+    assert len(shapes.data) == 0
