@@ -4,7 +4,8 @@ A GeoJSON file is data someone sent: before ``json`` builds a single object, one
 bytes (C-speed ``bytes`` and numpy operations, no Python loop per character) measures what
 parsing would make, and a file beyond a limit is refused with a message that says what to do.
 Strings are blanked first, so brackets and digits inside names and notes are not counted.
-A 75 MiB file of 5 million vertices is refused in about a quarter of a second.
+A 75 MiB file of 5 million vertices is refused in 0.2 to 0.4 s (peak memory about three
+times the file) instead of being parsed and repaired (93 s and 5 GB, as issue #17 found).
 """
 
 from __future__ import annotations

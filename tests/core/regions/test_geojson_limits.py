@@ -44,7 +44,7 @@ def test_a_five_million_vertex_polygon_is_refused_fast_and_small(tmp_path):
     _now, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     size = path.stat().st_size
-    assert seconds < 2.0, seconds  # about 0.25 s alone; 2 shared cores are noisy
+    assert seconds < 2.0, seconds  # 0.2 to 0.4 s alone; 2 shared cores are noisy
     assert peak < 4 * size, (peak, size)  # the bytes, their copy with blank strings
 
 
