@@ -176,7 +176,12 @@ class AutosaveController:
             return own if key in self._own else shared
         on_disk = read_stamp(shared)
         if on_disk is None:
-            moved = set_aside(shared, "unreadable")
+            try:
+                moved = set_aside(shared, "unreadable")
+            except OSError as err:
+                self._own.add(key)
+                self._dock.warn(f"{shared.name} could not be read nor set aside ({err})")
+                return own
             self._dock.warn(f"an autosave that could not be read was kept as {moved.name}")
             return shared
         if on_disk == self._stamps.get(shared):

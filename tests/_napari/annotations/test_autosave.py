@@ -181,3 +181,16 @@ def test_a_click_and_a_flat_rectangle_are_kept_as_lines(make_napari_viewer):
     saved = read_autosave(content_key(crash_image())).annotations
     assert [(len(a.polygons), len(a.lines)) for a in saved] == [(0, 1), (0, 1), (1, 0)]
     np.testing.assert_allclose(saved[0].lines[0], click)
+
+
+def test_an_autosave_damaged_while_open_is_set_aside_not_replaced(
+    make_napari_viewer, qtbot, autosave_folder
+):
+    viewer, dock = annotated(make_napari_viewer, crash_image())
+    draw_two(viewer, dock, qtbot)
+    path = dock.autosave.save_now()
+    path.write_text("{ damaged by something else", "utf-8")
+    assert dock.autosave.save_now() == path
+    (moved,) = autosave_folder.glob(f"{path.stem}.unreadable-*.json")
+    assert moved.read_text("utf-8") == "{ damaged by something else"
+    assert moved.name in dock.status.value and len(read_autosave(path.stem).annotations) == 2
