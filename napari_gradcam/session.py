@@ -20,11 +20,14 @@ from typing import Any
 
 import numpy as np
 
+from napari_gradcam.core.regions.bounded_json import JSONLimitError, JSONLimits, loads_bounded
 from napari_gradcam.core.regions.geojson import Annotation, read_geojson, write_geojson
 from napari_gradcam.files import read_image, save_array, save_json
 
 SESSION_FILE = "session.json"
 ANNOTATIONS_FILE = "annotations.geojson"
+MAX_INDEX_BYTES = 16 * 2**20
+"""A review's ``session.json`` is small: its annotations and maps are files of their own."""
 FORMAT = "napari-gradcam review"
 VERSION = 1
 
@@ -152,13 +155,14 @@ def _read_index(folder: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ValueError(f"{folder} holds no review: {SESSION_FILE} is missing")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        data = loads_bounded(path.read_bytes(), JSONLimits(max_bytes=MAX_INDEX_BYTES), path.name)
+    except JSONLimitError as err:
         raise ValueError(f"{path} is damaged: {err}") from err
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise ValueError(f"{path} is not a napari-gradcam review")
-    if data.get("version", 0) > VERSION:
-        raise ValueError(f"{path} was saved by a newer napari-gradcam (version {data['version']})")
+    version = data.get("version", 0)
+    if not isinstance(version, int) or version > VERSION:
+        raise ValueError(f"{path} was saved by a newer napari-gradcam (version {version!r})")
     return data
 
 
@@ -178,10 +182,10 @@ def _read_heatmap(folder: Path, entry: dict[str, Any]) -> SavedHeatmap:
     """Read one heatmap's map and facts (file names are kept inside ``folder``)."""
     try:
         facts_path = folder / Path(entry["facts"]).name
-        facts = json.loads(facts_path.read_text(encoding="utf-8"))
+        facts = loads_bounded(facts_path.read_bytes(), what=facts_path.name)
         cam = read_image(folder / Path(entry["array"]).name)
         return SavedHeatmap(str(entry["name"]), cam, facts["metadata"], facts.get("display", {}))
-    except (OSError, KeyError, TypeError, ValueError) as err:
+    except (OSError, KeyError, TypeError, ValueError, AttributeError) as err:
         raise ValueError(f"{folder}: a heatmap of the review cannot be read ({err})") from err
 
 
@@ -195,6 +199,13 @@ def load_session(folder: str | Path) -> Session:
     """
     folder = Path(folder)
     data = _read_index(folder)
+    try:
+        return _session(folder, data)
+    except (KeyError, TypeError, AttributeError) as err:
+        raise ValueError(f"{folder / SESSION_FILE} is damaged: {err!r} is not as saved") from err
+
+
+def _session(folder: Path, data: dict[str, Any]) -> Session:
     image = data.get("image") or {}
     sample = image.get("sample")
     reference = ImageRef(
@@ -205,6 +216,9 @@ def load_session(folder: str | Path) -> Session:
     if annotations.skipped:
         raise ValueError(f"{folder}: damaged annotations: {'; '.join(annotations.skipped)}")
     return Session(
-        reference, heatmaps, annotations.annotations, dict(data.get("labels", {})),
+        reference,
+        heatmaps,
+        annotations.annotations,
+        dict(data.get("labels", {})),
         str(data.get("annotations_name", "annotations")),
-    )  # fmt: skip
+    )

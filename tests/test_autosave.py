@@ -2,6 +2,10 @@
 
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -11,15 +15,21 @@ import pytest
 from napari_gradcam import autosave as autosave_module
 from napari_gradcam.autosave import (
     Autosave,
+    AutosaveSetAside,
     autosave_dir,
     autosave_path,
+    autosave_paths,
     content_key,
     discard_autosave,
     file_key,
+    new_writer_id,
     read_autosave,
+    read_stamp,
     sample_key,
+    set_aside,
     write_autosave,
 )
+from napari_gradcam.core.regions import geojson
 from napari_gradcam.core.regions.geojson import Annotation
 from napari_gradcam.core.regions.polygons import Polygon
 from napari_gradcam.session import ImageRef
@@ -82,13 +92,101 @@ def test_the_file_is_complete_json_while_it_is_replaced(tmp_path, monkeypatch):
     assert len(read_autosave("k" * 32, tmp_path).annotations) == 4
 
 
-def test_damaged_or_foreign_files_are_no_autosave(tmp_path):
-    autosave_path("a" * 32, tmp_path).parent.mkdir(parents=True, exist_ok=True)
-    autosave_path("a" * 32, tmp_path).write_text("{ half", encoding="utf-8")
-    autosave_path("b" * 32, tmp_path).write_text('{"format": "other"}', encoding="utf-8")
-    assert read_autosave("a" * 32, tmp_path) is None
-    assert read_autosave("b" * 32, tmp_path) is None
-    assert read_autosave("c" * 32, tmp_path) is None
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("{ half", "not valid JSON"),
+        ('{"format": "other"}', "not a napari-gradcam autosave"),
+        ('{"format": "napari-gradcam autosave", "version": 9}', "newer napari-gradcam"),
+        ('{"format": "napari-gradcam autosave", "version": 1}', "it has no 'image'"),
+        ("[" * 200 + "]" * 200, "200 deep"),
+    ],
+)
+def test_an_unreadable_autosave_is_set_aside_with_a_timestamp_never_deleted(tmp_path, text, reason):
+    key = "a" * 32
+    autosave_path(key, tmp_path).write_text(text, encoding="utf-8")
+    with pytest.raises(AutosaveSetAside, match=reason) as raised:
+        read_autosave(key, tmp_path)
+    moved = raised.value.moved_to
+    assert moved.name.startswith(f"{key}.unreadable-") and moved.read_text() == text
+    assert moved.name in str(raised.value) and not autosave_path(key, tmp_path).exists()
+    assert read_autosave(key, tmp_path) is None
+    autosave_path(key, tmp_path).write_text(text, encoding="utf-8")
+    with pytest.raises(AutosaveSetAside) as again:
+        read_autosave(key, tmp_path)
+    assert again.value.moved_to != moved and moved.read_text() == text
+
+
+def test_more_features_than_the_reader_takes_is_set_aside(tmp_path, monkeypatch):
+    write_autosave(record(3), tmp_path)
+    monkeypatch.setattr(geojson, "MAX_FEATURES", 2)
+    with pytest.raises(AutosaveSetAside, match="3 features is more than the 2"):
+        read_autosave("k" * 32, tmp_path)
+
+
+def test_a_partial_read_says_how_many_of_how_many(tmp_path):
+    path = write_autosave(record(50), tmp_path)
+    data = json.loads(path.read_text())
+    data["annotations"]["features"][7]["geometry"] = {"type": "Circle"}
+    path.write_text(json.dumps(data))
+    read = read_autosave("k" * 32, tmp_path)
+    assert len(read.annotations) == 49 and read.total == 50
+    assert read.skipped == ["feature 7 skipped: its geometry type 'Circle' is not GeoJSON"]
+    assert read.summary().startswith("Recover 49 of 50 annotations autosaved at ")
+    assert read.summary().endswith("(1 could not be read)")
+    assert path.exists()
+
+
+def test_the_stamp_names_writer_and_revision(tmp_path):
+    saved = record()
+    saved.writer, saved.revision = new_writer_id(), 7
+    path = write_autosave(saved, tmp_path)
+    assert read_stamp(path) == (saved.writer, 7)
+    assert read_autosave(saved.key, tmp_path).stamp == (saved.writer, 7)
+    own = write_autosave(saved, tmp_path, autosave_path(saved.key, tmp_path, saved.writer))
+    assert autosave_paths(saved.key, tmp_path) == [path, own]
+    set_aside(own, "partial")
+    assert autosave_paths(saved.key, tmp_path) == [path]
+    legacy = json.loads(path.read_text())
+    del legacy["writer"], legacy["revision"]
+    path.write_text(json.dumps(legacy))
+    assert read_stamp(path) == ("", 0)
+    path.write_text("{ half")
+    assert read_stamp(path) is None and read_stamp(tmp_path / "none.json") is None
+
+
+WRITER = """
+import sys
+from pathlib import Path
+from tests.test_autosave import record
+from napari_gradcam.autosave import write_autosave
+print("ready", flush=True)
+count = 0
+while True:
+    count += 1
+    write_autosave(record(count % 400 + 1), Path(sys.argv[1]))
+"""
+
+
+def test_sigkill_in_the_middle_of_writes_leaves_the_last_complete_autosave(tmp_path):
+    root = Path(__file__).resolve().parents[1]
+    for delay in (0.3, 0.55, 0.8):
+        process = subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(tmp_path)],
+            cwd=root,
+            env={**os.environ, "PYTHONPATH": str(root)},
+            stdout=subprocess.PIPE,
+        )
+        assert process.stdout.readline().strip() == b"ready"
+        time.sleep(delay)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=60)
+        read = read_autosave("k" * 32, tmp_path)
+        count = len(read.annotations)
+        assert count >= 1 and read.skipped == []
+        assert [a.note for a in read.annotations] == [f"note {i}" for i in range(count)]
+        others = {p.name for p in tmp_path.iterdir()} - {autosave_path("k" * 32).name}
+        assert all(name.startswith(".") for name in others)  # a temporary cut short, hidden
 
 
 def test_discard_removes_the_autosave(tmp_path):

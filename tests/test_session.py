@@ -1,7 +1,11 @@
 import json
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from napari_gradcam.core.regions.geojson import Annotation
 from napari_gradcam.core.regions.polygons import Polygon
@@ -101,3 +105,29 @@ def test_damaged_or_foreign_folders_are_refused_clearly(tmp_path):
         load_session(folder)
     with pytest.raises(ValueError, match=r"\.npy or \.tif"):
         save_session(tmp_path / "x", make_session(), suffix=".png")
+
+
+SESSION_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=6),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner),
+    max_leaves=20,
+)
+SESSION_INDEXES = SESSION_VALUES | st.fixed_dictionaries(
+    {"format": st.just("napari-gradcam review")},
+    optional={
+        key: SESSION_VALUES
+        for key in ("version", "image", "heatmaps", "labels", "annotations", "annotations_name")
+    },
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(SESSION_INDEXES)
+def test_any_session_index_opens_or_says_what_is_wrong(index):
+    with tempfile.TemporaryDirectory() as folder:
+        save_session(Path(folder), make_session())
+        (Path(folder) / "session.json").write_text(json.dumps(index))
+        try:
+            load_session(folder)
+        except ValueError as err:
+            assert str(err)

@@ -69,7 +69,8 @@ def flow_hot_regions_after_delete(viewer, gradcam, annotations) -> None:
     """Explain, delete the annotations layer, then Add hot regions (a new Shapes layer)."""
     explain(gradcam)
     remove(viewer, "annotations")
-    annotations.mode.value = "fraction"
+    annotations.hot.mode.value = "fraction"
+    annotations.hot.min_area.value = 0
     annotations.add_hot_regions()
     process_events()
     assert annotations.shapes is not None and len(annotations.shapes.data) > 0

@@ -5,6 +5,12 @@ Edits (shapes drawn, moved, removed; labels; notes) start a timer; when it fires
 per-user autosave folder, keyed by the image's identity. When an image whose autosave this
 session did not write is open, the dock shows "Recover N annotations autosaved at HH:MM" with
 Recover and Discard; until the user chooses, that image's autosave is left untouched.
+
+Nothing autosaved is lost without a word: an autosave that cannot be read whole is renamed
+beside itself and the dock names the file; one read in part is offered as "N of M" and, once
+answered, kept aside as it was. Each window writes with its own writer id: when the image's
+autosave has changed since this window last read or wrote it (another window saved), this
+window writes its own file from then on and says so.
 """
 
 from __future__ import annotations
@@ -27,11 +33,17 @@ from napari_gradcam._napari.annotations.session_io import image_reference
 from napari_gradcam._napari.records import is_gradcam_layer
 from napari_gradcam.autosave import (
     Autosave,
+    AutosaveSetAside,
+    autosave_path,
+    autosave_paths,
     content_key,
     discard_autosave,
     file_key,
+    new_writer_id,
     read_autosave,
+    read_stamp,
     sample_key,
+    set_aside,
     write_autosave,
 )
 
@@ -66,13 +78,20 @@ class AutosaveController:
         self._dock = dock
         self.folder = folder
         self.pending: Autosave | None = None
+        self.writer = new_writer_id()
         self._followed: Shapes | None = None
         self._written: set[str] = set()
-        self._answered: set[str] = set()
+        self._answered: set[Path] = set()
+        self._stamps: dict[Path, tuple[str, int]] = {}
+        self._own: set[str] = set()
         self._keys: weakref.WeakKeyDictionary[Image, str] = weakref.WeakKeyDictionary()
         self.message = Label(value="")
-        self.recover_button = PushButton(text="Recover")
-        self.discard_button = PushButton(text="Discard")
+        self.recover_button = PushButton(
+            text="Recover", tooltip="add the autosaved annotations as a layer over their image"
+        )
+        self.discard_button = PushButton(
+            text="Discard", tooltip="delete the autosave (one read only in part is kept aside)"
+        )
         self.prompt = Container(
             widgets=[self.message, self.recover_button, self.discard_button],
             layout="horizontal", labels=False, visible=False,
@@ -130,21 +149,59 @@ class AutosaveController:
             return None
         self.follow(None)  # reading the features stores them back: not an edit
         try:
-            annotations, _skipped = layer_annotations(shapes, image, self._dock.labels)
+            annotations, _changed = layer_annotations(shapes, image, self._dock.labels)
         finally:
             self.follow(shapes)
+        path = self._target(key)
+        revision = self._stamps.get(path, ("", 0))[1] + 1
         autosave = Autosave(
-            key, image_reference(image), annotations, self._dock.labels.as_dict(), shapes.name
+            key,
+            image_reference(image),
+            annotations,
+            self._dock.labels.as_dict(),
+            shapes.name,
+            writer=self.writer,
+            revision=revision,
         )
         self._written.add(key)
-        return write_autosave(autosave, self.folder)
+        written = write_autosave(autosave, self.folder, path)
+        self._stamps[path] = autosave.stamp
+        return written
+
+    def _target(self, key: str) -> Path:
+        """The image's shared autosave, or this window's own once another window wrote too."""
+        own = autosave_path(key, self.folder, self.writer)
+        shared = autosave_path(key, self.folder)
+        if key in self._own or not shared.exists():
+            return own if key in self._own else shared
+        on_disk = read_stamp(shared)
+        if on_disk is None:
+            try:
+                moved = set_aside(shared, "unreadable")
+            except OSError as err:
+                self._own.add(key)
+                self._dock.warn(f"{shared.name} could not be read nor set aside ({err})")
+                return own
+            self._dock.warn(f"an autosave that could not be read was kept as {moved.name}")
+            return shared
+        if on_disk == self._stamps.get(shared):
+            return shared
+        self._own.add(key)
+        self._dock.warn(
+            "another napari window autosaved annotations of this image; so that neither "
+            f"replaces the other, this window's autosave now goes to {own.name} in {own.parent}"
+        )
+        return own
 
     def _on_inserted(self, event: Event) -> None:
         if isinstance(event.value, Image):
             self.offer()
 
     def offer(self) -> None:
-        """Show the recovery prompt for the first open image with an autosave to recover."""
+        """Show the recovery prompt for the first autosave of an open image to recover.
+
+        An autosave that cannot be read whole is set aside and named in the dock.
+        """
         if self.pending is not None:
             return
         images = [
@@ -154,20 +211,48 @@ class AutosaveController:
         ]
         for image in images:
             key = self.key(image)
-            if key in self._written or key in self._answered:
+            if key in self._written:
                 continue
-            found = read_autosave(key, self.folder)
-            if found is not None and found.annotations:
-                self.pending = found
-                self.message.value = f"{found.summary()} ({image.name})"
-                self.prompt.visible = True
-                return
+            for path in autosave_paths(key, self.folder):
+                found = None if path in self._answered else self._read(key, path)
+                if found is not None and (found.annotations or found.skipped):
+                    self.pending = found
+                    self.message.value = f"{found.summary()} ({image.name})"
+                    self.prompt.visible = True
+                    return
+
+    def _read(self, key: str, path: Path) -> Autosave | None:
+        try:
+            found = read_autosave(key, self.folder, path)
+        except AutosaveSetAside as err:
+            self._dock.warn(str(err))
+            return None
+        except OSError as err:
+            self._dock.warn(f"the autosave {path.name} could not be read: {err}")
+            return None
+        if found is not None:
+            self._stamps[path] = found.stamp
+        return found
 
     def _answer(self) -> Autosave | None:
         pending, self.pending = self.pending, None
         self.prompt.visible = False
-        if pending is not None:
-            self._answered.add(pending.key)
+        if pending is None:
+            return None
+        self._answered.add(pending.path)
+        if pending.skipped:
+            try:
+                moved = set_aside(pending.path, "partial")
+            except OSError as err:
+                self._dock.warn(f"the autosave {pending.path.name} could not be kept aside: {err}")
+                self._own.add(pending.key)  # so it is not replaced either
+                return pending
+            self._stamps.pop(pending.path, None)
+            self._dock.warn(
+                f"{len(pending.annotations)} of {pending.total} autosaved annotations could be "
+                f"read ({'; '.join(pending.skipped[:3])}); the autosave as it was is kept as "
+                f"{moved.name} in {moved.parent}"
+            )
         return pending
 
     def recover(self) -> Shapes | None:
@@ -190,10 +275,11 @@ class AutosaveController:
         return shapes
 
     def discard(self) -> None:
-        """Delete the offered autosave."""
+        """Delete the offered autosave (one read in part is kept aside instead)."""
         pending = self._answer()
-        if pending is not None:
-            discard_autosave(pending.key, self.folder)
+        if pending is not None and not pending.skipped:
+            discard_autosave(pending.key, self.folder, pending.path)
+            self._stamps.pop(pending.path, None)
         self.offer()
 
     def _image_of(self, key: str) -> Image | None:

@@ -19,13 +19,17 @@ from napari_gradcam._napari.annotations.geojson_io import (
     ANNOTATION_KEY,
     FEATURE_COLUMNS,
     ensure_features,
-    read_annotations,
+    image_shape,
+    reference_image,
+    result_layers,
     write_annotations,
 )
 from napari_gradcam._napari.annotations.session_io import open_review, save_review
 from napari_gradcam._napari.annotations.shape_coords import data_to_pixels, shape_polygons
+from napari_gradcam._napari.jobs import JobHooks, JobRunner
 from napari_gradcam._napari.plane import current_plane
 from napari_gradcam._napari.records import HeatmapRecord
+from napari_gradcam.core.regions.geojson import ReadResult, read_geojson
 from napari_gradcam.core.regions.region_stats import PixelBox, expand_box, pixel_box
 from napari_gradcam.figures import HeatmapFacts, Outline, region_figure, save_figure
 from napari_gradcam.files import atomic_write
@@ -54,9 +58,26 @@ class AnnotationDock(Protocol):
         """Show a warning in the dock."""
 
 
+BUTTON_TIPS = {
+    "Export CSV…": "one row per annotation: label, note and statistics, for a spreadsheet",
+    "Export GeoJSON…": "the annotations as a QuPath GeoJSON file (File > Import objects)",
+    "Import GeoJSON…": "annotations from QuPath (File > Export objects as GeoJSON)",
+    "Export figure…": "a PNG of the selected annotations (else the heatmap's region) with "
+    "tissue, heatmap, outlines and a colour bar",
+    "Save review…": "image reference, heatmaps and annotations into a folder, to reopen later",
+    "Open review…": "reopen a review saved with 'Save review…'",
+}
 FIGURE_MARGIN = 0.5
 """Extra context around a selected annotation in a figure, as a share of its size."""
 MIN_FIGURE_PIXELS = 128
+
+
+def _read_file(path: str | Path, shape: tuple[int, int] | None) -> ReadResult | str:
+    """Read a GeoJSON file (in a worker): its objects, or what is wrong with it."""
+    try:
+        return read_geojson(path, image_shape=shape)
+    except (OSError, ValueError) as err:
+        return str(err)
 
 
 def ask_save_path(caption: str, file_filter: str) -> Path | None:
@@ -98,6 +119,7 @@ class FileActions(Container):
     def __init__(self, dock: AnnotationDock) -> None:
         super().__init__(labels=False)
         self._dock = dock
+        self._reads = JobRunner()
         buttons = {
             "Export CSV…": lambda: self._ask(self.export_csv, "CSV (*.csv)"),
             "Export GeoJSON…": lambda: self._ask(self.export_geojson, "GeoJSON (*.geojson)"),
@@ -108,7 +130,7 @@ class FileActions(Container):
         }
         rows = [Container(layout="horizontal", labels=False) for _ in range(2)]
         for index, (text, action) in enumerate(buttons.items()):
-            button = PushButton(text=text)
+            button = PushButton(text=text, tooltip=BUTTON_TIPS[text])
             button.changed.connect(action)
             rows[index // 3].append(button)
         self.extend(rows)
@@ -186,16 +208,38 @@ class FileActions(Container):
         self._done(f"wrote {Path(written[0]).name}")
         return Path(written[0])
 
-    def import_geojson(self, path: str | Path) -> Layer | None:
-        """Read QuPath GeoJSON into a new annotations layer (and a points layer) on the image.
+    @property
+    def importing(self) -> bool:
+        """Whether a GeoJSON file is being read."""
+        return self._reads.running
 
-        Returns the annotations layer, or the points layer of a file holding only points.
+    def import_geojson(self, path: str | Path) -> bool:
+        """Read QuPath GeoJSON in a worker, then add a new annotations layer (and a points layer).
+
+        Returns whether reading started (not while another file is read). The layers are
+        added on the main thread when the file has been read; the annotations layer becomes
+        the dock's.
         """
+        image = reference_image(list(self._dock.viewer.layers))
+        hooks = JobHooks(
+            returned=lambda result: self._add_read(result, path, image),
+            stopped=lambda how: self._dock.warn(f"{Path(path).name} not read ({how})"),
+        )
+        self._dock.status.value = f"reading {Path(path).name}..."
+        started = self._reads.start(_read_file, path, image_shape(image), hooks=hooks)
+        if not started:
+            self._dock.warn("another GeoJSON file is being read; wait for it first")
+        return started
+
+    def _add_read(self, result: ReadResult | str, path: str | Path, image: Image | None) -> None:
+        if isinstance(result, str):
+            self._dock.warn(result)
+            return
         try:
-            read = read_annotations(path, list(self._dock.viewer.layers))
-        except (OSError, ValueError) as err:
+            read = result_layers(result, path, image)
+        except ValueError as err:
             self._dock.warn(str(err))
-            return None
+            return
         added = [self._dock.viewer.add_layer(Layer.create(*item)) for item in read]
         kinds = ["shapes" if isinstance(layer, Shapes) else "points" for layer in added]
         counts = ", ".join(
@@ -204,7 +248,6 @@ class FileActions(Container):
         if isinstance(added[0], Shapes):
             self._dock.annotations.value = added[0]
         self._done(f"read {counts} from {Path(path).name}")
-        return added[0]
 
     def save_review(self, folder: str | Path, *, overwrite: bool = False) -> Path | None:
         """Save image reference, heatmaps and annotations into ``folder``."""

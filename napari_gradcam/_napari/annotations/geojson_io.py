@@ -33,11 +33,13 @@ from napari_gradcam._napari.annotations.qupath_layers import (
     shape_line,
 )
 from napari_gradcam._napari.annotations.shape_coords import apply, data_to_pixels, shape_polygons
+from napari_gradcam._napari.annotations.style import outline_width
 from napari_gradcam._napari.layers import placement_kwargs
 from napari_gradcam._napari.records import is_gradcam_layer
 from napari_gradcam.core.regions.geojson import (
     Annotation,
     GeoJSONError,
+    ReadResult,
     read_geojson,
     write_geojson,
 )
@@ -103,11 +105,12 @@ def reference_image(layers: Sequence[Layer], shapes: Layer | None = None) -> Ima
 def layer_annotations(
     shapes: Shapes, image: Image | None, labels: LabelSet
 ) -> tuple[list[Annotation], list[str]]:
-    """Return the layer's shapes as objects in level-0 pixels, and what was skipped.
+    """Return the layer's shapes as objects in level-0 pixels, and what was changed.
 
     Shapes sharing an id are one object (a QuPath object read as an area and lines), except
     a second area with the id of an earlier one (a pasted copy): it is written as a new
-    object with a new id.
+    object with a new id. A shape that encloses no area (a click, a flat rectangle) is kept
+    as a line through its vertices, and said.
     """
     matrix = data_to_pixels(shapes, image)
     features = ensure_features(shapes)
@@ -116,7 +119,7 @@ def layer_annotations(
         *(c for c in features.columns if c not in (*FEATURE_COLUMNS, QUPATH_COLUMN)),
     ]
     parts: dict[str, dict[str, Any]] = {}
-    skipped = []
+    changed = []
     for index in range(len(shapes.data)):
         kind = shapes.shape_type[index]
         row = features.iloc[index]
@@ -129,7 +132,9 @@ def layer_annotations(
             continue
         polygons = [p for p in shape_polygons(shapes, index, matrix) if p.area > 0]
         if not polygons:
-            skipped.append(f"shape {index} ({kind}) encloses no area")
+            changed.append(f"shape {index} ({kind}) encloses no area: kept as a line")
+            part["lines"].append(shape_line(shapes, index, matrix))
+            continue
         part["polygons"] += polygons
         part["ellipse"] = part.get("ellipse", False) or kind == "ellipse"
     annotations = [
@@ -137,7 +142,7 @@ def layer_annotations(
         for part in parts.values()
         if part["polygons"] or part["lines"]
     ]
-    return annotations, skipped
+    return annotations, changed
 
 
 def annotations_layer_data(
@@ -163,7 +168,7 @@ def annotations_layer_data(
     if image is not None:
         kwargs.update(placement_kwargs(image, (1.0, 1.0), (0.0, 0.0)))
         kwargs["metadata"][ANNOTATION_KEY]["image_layer"] = image.name
-        kwargs["edge_width"] = max(2, round(max(image.level_shapes[0][-2:]) / 400))
+        kwargs["edge_width"] = outline_width(image)
     return data, kwargs, "shapes"
 
 
@@ -216,6 +221,11 @@ def _current_layers() -> list[Layer]:
     return list(viewer.layers) if viewer is not None else []
 
 
+def image_shape(image: Image | None) -> tuple[int, int] | None:
+    """``(rows, columns)`` of the level-0 image, if any."""
+    return tuple(image.level_shapes[0][-2:]) if image is not None else None
+
+
 def read_annotations(path: str | Path, layers: Sequence[Layer] = ()) -> list[LayerDataTuple]:
     """Read a GeoJSON file into layers placed on the reference image of ``layers``.
 
@@ -224,8 +234,13 @@ def read_annotations(path: str | Path, layers: Sequence[Layer] = ()) -> list[Lay
     with a warning naming each; a file with nothing readable raises ``GeoJSONError``.
     """
     image = reference_image(layers)
-    shape = tuple(image.level_shapes[0][-2:]) if image is not None else None
-    result = read_geojson(path, image_shape=shape)
+    return result_layers(read_geojson(path, image_shape=image_shape(image)), path, image)
+
+
+def result_layers(
+    result: ReadResult, path: str | Path, image: Image | None
+) -> list[LayerDataTuple]:
+    """The layers of a read file (see :func:`read_annotations`); warns of what was left out."""
     name = Path(path).stem
     if result.skipped and not result.annotations:
         raise GeoJSONError(f"{Path(path).name}: nothing to read; " + "; ".join(result.skipped))
@@ -253,18 +268,18 @@ def get_reader(path: str | list[str]) -> Callable[[str], list[LayerDataTuple]] |
 def layers_annotations(
     annotation_layers: Sequence[Shapes | Points], layers: Sequence[Layer] = ()
 ) -> tuple[list[Annotation], list[str]]:
-    """The objects of Shapes and Points layers in level-0 pixels, and what was skipped."""
-    annotations, skipped = [], []
+    """The objects of Shapes and Points layers in level-0 pixels, and what was changed."""
+    annotations, changed = [], []
     for layer in annotation_layers:
         stored = layer.metadata.get(ANNOTATION_KEY, {}).get("labels")
         image = reference_image(layers, layer)
         if isinstance(layer, Points):
             annotations += points_annotations(layer, image, LabelSet(stored))
             continue
-        found, left_out = layer_annotations(layer, image, LabelSet(stored))
+        found, said = layer_annotations(layer, image, LabelSet(stored))
         annotations += found
-        skipped += [f"{layer.name}: {message}" for message in left_out]
-    return annotations, skipped
+        changed += [f"{layer.name}: {message}" for message in said]
+    return annotations, changed
 
 
 def write_annotations(
@@ -277,11 +292,12 @@ def write_annotations(
 ) -> list[str]:
     """Write an annotations layer (and ``points`` layers) as QuPath GeoJSON in level-0 pixels.
 
-    Shapes that enclose no area (a polygon drawn as a line) are left out with a warning.
+    Shapes that enclose no area (a polygon drawn as a line) are written as lines, with a
+    warning.
     """
-    annotations, skipped = layers_annotations([shapes, *points], layers)
-    if skipped:
-        show_warning("; ".join(skipped))
+    annotations, changed = layers_annotations([shapes, *points], layers)
+    if changed:
+        show_warning("; ".join(changed))
     return [str(write_geojson(path, annotations, overwrite=overwrite))]
 
 

@@ -48,7 +48,7 @@ def collect_session(viewer: Viewer, shapes: Shapes, image: Image, labels: LabelS
         for layer, record in records
         if record is not None and record.image_layer == image.name
     ]
-    annotations, _skipped = layer_annotations(shapes, image, labels)
+    annotations, _changed = layer_annotations(shapes, image, labels)
     return Session(image_reference(image), heatmaps, annotations, labels.as_dict(), shapes.name)
 
 

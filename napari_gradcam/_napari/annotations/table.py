@@ -12,31 +12,53 @@ from qtpy.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget, QTableW
 
 COLUMNS: tuple[tuple[str, str], ...] = (
     ("label", "label"),
-    ("mean", "mean"),
-    ("max", "max"),
-    ("p95", "p95"),
-    ("energy %", "energy_share"),
+    ("mean %", "mean"),
+    ("max %", "max"),
+    ("p95 %", "p95"),
+    ("heat %", "energy_share"),
     ("area", "area"),
     ("p(class)", "probability"),
     ("note", "note"),
 )
 """(header, feature column) pairs, in display order; "area" shows ``area_um2`` when the
-microns per pixel are known, else ``area_px``."""
+microns per pixel are known, else ``area_px``; "p(class)" is renamed after the class."""
+HEADER_TIPS = {
+    "label": "the annotation's label (its outline colour)",
+    "mean": "mean heat inside the outline, as % of the heatmap's range (0% = its coolest "
+    "point, 100% = its hottest)",
+    "max": "hottest point inside the outline, as % of the heatmap's range",
+    "p95": "95th percentile of the heat inside the outline, as % of the heatmap's range",
+    "energy_share": "share of the whole heatmap's heat that lies inside the outline",
+    "area": "area in µm² when the image has a pixel size, else in pixels",
+    "probability": "the model's probability of the explained class for this region",
+    "note": "the annotation's note",
+}
+MAP_SHARE = ("mean", "max", "p95")
+"""Columns shown as a share of the heatmap's range."""
 NO_VALUE = "-"
 
 
-def format_value(column: str, value: object) -> str:
+def format_value(column: str, value: object, map_range: tuple[float, float] | None = None) -> str:
     """Return a short text for one cell: percentages for energy, 3 significant digits else.
+
+    With ``map_range`` (the heatmap's lowest and highest value), mean, max and p95 are shown
+    as a percentage of it.
 
     Examples
     --------
     >>> format_value("energy_share", 0.1234), format_value("mean", 1234.5)
     ('12.3', '1.23e+03')
+    >>> format_value("mean", 0.25, (0.0, 2.0))
+    '12'
     >>> format_value("area_px", float("nan")), format_value("note", "look")
     ('-', 'look')
     """
     if isinstance(value, str):
         return value
+    if column in MAP_SHARE and map_range is not None:
+        low, high = map_range
+        value = (float(value) - low) / (high - low) if high > low else math.nan
+        return NO_VALUE if math.isnan(value) else f"{100 * value:.0f}"
     if column == "area":
         return area_text(*value)
     number = float(value)
@@ -69,39 +91,72 @@ class StatsTable(QTableWidget):
 
     def __init__(self) -> None:
         super().__init__(0, len(COLUMNS))
-        self.setHorizontalHeaderLabels([header for header, _ in COLUMNS])
+        self.map_range: tuple[float, float] | None = None
+        self.name_class(None)
         self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        self.horizontalHeader().setDefaultSectionSize(64)
         self.horizontalHeader().setStretchLastSection(True)
-        self.setMinimumHeight(160)
+        self.setMinimumHeight(120)
+        self.setMaximumHeight(260)
+        self.setToolTip("one row per annotation; click a row to go to it")
         self.itemSelectionChanged.connect(self._on_selection)
 
+    def name_class(self, class_name: str | None) -> None:
+        """Head the probability column ``p(<class_name>)`` (``p(class)`` when unknown)."""
+        for column, (header, name) in enumerate(COLUMNS):
+            if name == "probability" and class_name:
+                header = f"p({class_name})"
+            item = QTableWidgetItem(header)
+            item.setToolTip(HEADER_TIPS[name])
+            self.setHorizontalHeaderItem(column, item)
+
+    def header_text(self, name: str) -> str:
+        """The header of feature column ``name``."""
+        column = [n for _, n in COLUMNS].index(name)
+        return self.horizontalHeaderItem(column).text()
+
     def show_features(self, features: pd.DataFrame, colours: Sequence[Sequence[int]]) -> None:
-        """Show one row per shape; ``colours`` are the labels' RGB colours, per row."""
+        """Show one row per shape; ``colours`` are the labels' RGB colours, per row.
+
+        Mean, max and p95 are shown as a share of :attr:`map_range` when it is set.
+        """
         selected = self.selected_row()
-        self.blockSignals(True)
         self.setRowCount(len(features))
-        for row, (_index, values) in enumerate(features.iterrows()):
-            for column, (_header, name) in enumerate(COLUMNS):
-                value = (
-                    (values.get("area_um2", math.nan), values.get("area_px", math.nan))
-                    if name == "area"
-                    else values.get(name, math.nan)
-                )
-                item = QTableWidgetItem(format_value(name, value))
-                item.setToolTip(item.text())
-                if name != "label" and name != "note":
-                    item.setTextAlignment(
-                        Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
-                    )
-                self.setItem(row, column, item)
-            self.item(row, 0).setBackground(QColor(*colours[row]))
-            self.item(row, 0).setForeground(QColor("black"))
+        self.show_rows(features, colours, 0, len(features))
+        self.resizeColumnsToContents()
         if selected is not None and selected < len(features):
-            self.selectRow(selected)
-        self.blockSignals(False)
+            self.show_selected(selected)
+
+    def show_rows(
+        self, features: pd.DataFrame, colours: Sequence[Sequence[int]], start: int, stop: int
+    ) -> None:
+        """Show rows ``start`` to ``stop`` (a batch of statistics), redrawing once."""
+        self.setUpdatesEnabled(False)
+        self.blockSignals(True)
+        try:
+            for row in range(start, min(stop, len(features), self.rowCount())):
+                self._show_row(row, features.iloc[row], colours[row])
+        finally:
+            self.blockSignals(False)
+            self.setUpdatesEnabled(True)
+
+    def _show_row(self, row: int, values: pd.Series, colour: Sequence[int]) -> None:
+        for column, (_header, name) in enumerate(COLUMNS):
+            value = (
+                (values.get("area_um2", math.nan), values.get("area_px", math.nan))
+                if name == "area"
+                else values.get(name, math.nan)
+            )
+            item = QTableWidgetItem(format_value(name, value, self.map_range))
+            item.setToolTip(item.text())
+            if name not in ("label", "note"):
+                item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+            self.setItem(row, column, item)
+        self.item(row, 0).setBackground(QColor(*colour))
+        self.item(row, 0).setForeground(QColor("black"))
 
     def show_selected(self, row: int | None) -> None:
         """Select ``row`` (``None``: no row) and scroll to it, without emitting ``row_selected``."""

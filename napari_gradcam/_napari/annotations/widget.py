@@ -2,24 +2,25 @@
 
 Everything about an annotation lives in the annotations Shapes layer's features (id, label,
 note, the heatmap its statistics come from, the statistics); the dock only shows and edits
-them. Statistics are recomputed, debounced, whenever a shape is added, moved, edited or
-removed, or another heatmap is chosen; the class probability arrives later from a thread.
+them. Statistics are recomputed, debounced, in a worker thread whenever a shape is added,
+moved, edited or removed, or another heatmap is chosen; the table fills batch by batch, and
+the class probability arrives later from a thread of its own.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
-from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label, LineEdit, PushButton
+from magicgui.widgets import ComboBox, Container, Label, LineEdit, PushButton
 from napari.layers import Image, Shapes
 from napari.layers.base._base_constants import ActionType
 from napari.utils.events import Event
 from napari.utils.notifications import show_warning
 from napari.viewer import Viewer
-from qtpy.QtCore import QTimer
+from qtpy.QtCore import Qt, QTimer
+from qtpy.QtGui import QKeySequence, QShortcut
 
 from napari_gradcam._napari.annotations.autosave import AutosaveController
 from napari_gradcam._napari.annotations.files import FileActions
@@ -29,33 +30,37 @@ from napari_gradcam._napari.annotations.geojson_io import (
     reference_image,
     store_features,
 )
+from napari_gradcam._napari.annotations.history import EditHistory
+from napari_gradcam._napari.annotations.hot_options import UNKNOWN_MPP, HotRegionOptions
 from napari_gradcam._napari.annotations.labels import DEFAULT_LABEL, LabelSet
 from napari_gradcam._napari.annotations.region_probability import ClassModel, RegionProbabilities
 from napari_gradcam._napari.annotations.shape_coords import (
     data_to_pixels,
     polygons_to_data,
     shape_centre_world,
-    shape_polygons,
 )
+from napari_gradcam._napari.annotations.statistics_job import (
+    ShapesCopy,
+    StatisticsBatch,
+    statistics_batches,
+)
+from napari_gradcam._napari.annotations.style import style_annotations
 from napari_gradcam._napari.annotations.table import StatsTable
+from napari_gradcam._napari.annotations.units import UnitsOffer
 from napari_gradcam._napari.gl_guard import guard_layer_removal
+from napari_gradcam._napari.jobs import JobHooks, JobRunner
 from napari_gradcam._napari.layers import annotations_layer
 from napari_gradcam._napari.plane import current_plane, layer_mpp
-from napari_gradcam._napari.records import HeatmapRecord, is_heatmap
-from napari_gradcam.core.regions.hot_regions import hot_region_polygons
+from napari_gradcam._napari.records import PER_TILE, HeatmapRecord, is_gradcam_layer, is_heatmap
 from napari_gradcam.core.regions.region_stats import (
     STATISTICS,
     PixelBox,
-    region_statistics,
 )
 
 DEBOUNCE_MS = 150
-MODES = (
-    ("top share of energy", "energy"),
-    ("fraction of range", "fraction"),
-    ("map value", "value"),
-)
-AMOUNT_TIP = "energy: share (0-1) of the map's energy held by the hottest cells; fraction: 0-1 of the way from the map's minimum to its maximum; value: in the map's units"  # noqa: E501
+UNDO_KEYS, REDO_KEYS = "Ctrl+Z", "Ctrl+Shift+Z"
+"""In the dock (Qt); on the canvas, with the annotations layer active, napari's own spelling:"""
+LAYER_UNDO_KEYS, LAYER_REDO_KEYS = "Control-Z", "Control-Shift-Z"
 FINAL_ACTIONS = (ActionType.ADDED, ActionType.REMOVED, ActionType.CHANGED)
 
 
@@ -76,29 +81,58 @@ class AnnotationWidget(Container):
         self.shapes: Shapes | None = None
         self._showing_row = False
         self.probabilities = RegionProbabilities(self.schedule_refresh, self.warn)
-        self.heatmap = ComboBox(label="heatmap", choices=self._heatmaps, nullable=True)
-        self.annotations = ComboBox(label="annotations", choices=self._shapes_layers, nullable=True)
-        self.mode = ComboBox(label="hot by", choices=MODES, value="energy")
-        self.amount = FloatSpinBox(
-            label="amount", value=0.5, min=0, max=1e9, step=0.05, tooltip=AMOUNT_TIP
+        self.heatmap = ComboBox(
+            label="heatmap",
+            choices=self._heatmaps,
+            nullable=True,
+            tooltip="the Grad-CAM heatmap the statistics and hot regions come from",
         )
-        self.min_cells = FloatSpinBox(label="smallest (cells)", value=2, min=0, max=1e6)
-        self.hot_button = PushButton(text="Add hot regions")
-        self.label = ComboBox(label="label", choices=self._label_names, value=DEFAULT_LABEL)
-        self.new_label = LineEdit(label="new label")
-        self.add_label_button = PushButton(text="Add label")
+        self.annotations = ComboBox(
+            label="annotations",
+            choices=self._shapes_layers,
+            nullable=True,
+            tooltip="the Shapes layer holding your annotations (draw on it with napari's tools)",
+        )
+        self.hot = HotRegionOptions()
+        self.hot_button = PushButton(
+            text="Add hot regions",
+            tooltip="outline the heatmap's hottest regions as annotations (see more options)",
+        )
+        self.label = ComboBox(
+            label="label",
+            choices=self._label_names,
+            value=DEFAULT_LABEL,
+            tooltip="label of the selected annotations, and of those you draw next",
+        )
+        self.new_label = LineEdit(tooltip="name of a label to add to the list")
+        self.new_label.native.setPlaceholderText("new label name")
+        self.add_label_button = PushButton(
+            text="Add label", tooltip="add the label to the list; no annotation is relabelled"
+        )
+        self.label_row = Container(
+            widgets=[self.new_label, self.add_label_button], layout="horizontal", labels=False
+        )
         self.note = LineEdit(label="note", tooltip="note of the selected annotations (Enter)")
-        self.status = Label(label="status", value="")
+        self.history: EditHistory | None = None
+        self.undo_button = PushButton(text="Undo", tooltip="undo the last annotation edit (Ctrl+Z)")
+        self.redo_button = PushButton(text="Redo", tooltip="redo the edit undone (Ctrl+Shift+Z)")
+        self.undo_row = Container(
+            widgets=[self.undo_button, self.redo_button], layout="horizontal", labels=False
+        )
+        self.status = Label(label="status", value="", tooltip="what the dock did last")
         self.status.native.setWordWrap(True)
+        self.units_offer = UnitsOffer()
         self.table = StatsTable()
         self.files = FileActions(self)
-        controls = [
-            self.heatmap, self.annotations, self.mode, self.amount, self.min_cells, self.hot_button,
-        ]  # fmt: skip
-        editors = [self.label, self.new_label, self.add_label_button, self.note]
-        self.extend([*controls, *editors, self.status])
+        controls = [self.heatmap, self.annotations, self.hot_button, self.hot]
+        editors = [self.label, self.label_row, self.note, self.undo_row]
+        self.extend([*controls, *editors, self.status, self.units_offer])
         self.native.layout().insertWidget(len(controls), self.table)
         self.native.layout().insertWidget(len(controls) + 1 + len(editors), self.files.native)
+        # not watched as a dock's job: the dock cancels it when it is destroyed (see
+        # _disconnect), and a Qt widget deleted under a running watch cannot be asked
+        self.jobs = JobRunner(on_running=self._on_statistics_running)
+        self._edits, self._stale, self._closed = 0, False, False
         self._timer = QTimer(self.native, singleShot=True, interval=DEBOUNCE_MS)
         self._offer_timer = QTimer(self.native, singleShot=True, interval=0)
         self._connect()
@@ -124,6 +158,12 @@ class AnnotationWidget(Container):
         self.note.native.editingFinished.connect(lambda: self.set_note(self.note.value))
         self.add_label_button.changed.connect(lambda: self.add_label(self.new_label.value))
         self.table.row_selected.connect(self.select_annotation)
+        self.undo_button.changed.connect(self.undo)
+        self.redo_button.changed.connect(self.redo)
+        for keys, action in ((UNDO_KEYS, self.undo), (REDO_KEYS, self.redo)):
+            shortcut = QShortcut(QKeySequence(keys), self.native)
+            shortcut.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+            shortcut.activated.connect(action)
         events = self.viewer.layers.events
         events.inserted.connect(self._on_inserted)
         events.removed.connect(self._on_removed)
@@ -135,6 +175,8 @@ class AnnotationWidget(Container):
     def _disconnect(self) -> None:
         """Stop listening to the viewer once the dock is gone (e.g. the window closed)."""
         self.probabilities.close()
+        self._closed = True  # batches and outcomes still arriving are dropped
+        self.jobs.cancel()
         events = self.viewer.layers.events
         events.inserted.disconnect(self._on_inserted)
         events.removed.disconnect(self._on_removed)
@@ -179,6 +221,8 @@ class AnnotationWidget(Container):
         self.reset_choices()
         if self.shapes is None and isinstance(event.value, Shapes):
             self.annotations.value = event.value
+        if not is_gradcam_layer(event.value):
+            self.units_offer.check(event.value, reference_image(list(self.viewer.layers)))
 
     def _on_layer_data(self, _event: Event) -> None:
         """A layer's data was replaced: a tiled heatmap may just have been finished."""
@@ -220,8 +264,17 @@ class AnnotationWidget(Container):
             shapes.selected_data.events.items_changed.connect(self._on_canvas_selection)
             self.label.reset_choices()
         self.refresh()
+        if shapes is not None:
+            style_annotations(shapes, self.image_for(), widen=True)
+            self.history = EditHistory(shapes)
+            shapes.bind_key(LAYER_UNDO_KEYS, lambda _layer: self.undo(), overwrite=True)
+            shapes.bind_key(LAYER_REDO_KEYS, lambda _layer: self.redo(), overwrite=True)
+        else:
+            self.history = None
+        self._show_history()
 
     def _on_data(self, event: Event) -> None:
+        self._edits += 1
         if getattr(event, "action", None) in FINAL_ACTIONS:
             self.schedule_refresh()
 
@@ -230,7 +283,7 @@ class AnnotationWidget(Container):
         self._timer.start()
 
     def refresh(self) -> None:
-        """Recompute every shape's statistics from the chosen heatmap; recolour; show them."""
+        """Show every shape's label and colour now; recompute its statistics in a thread."""
         self._timer.stop()
         shapes = self.shapes
         if shapes is None:
@@ -238,9 +291,7 @@ class AnnotationWidget(Container):
             return
         features = ensure_features(shapes, self.label.value)
         heatmap = self.heatmap.value
-        if heatmap is not None:
-            features = self._with_statistics(shapes, features, heatmap)
-            store_features(shapes, features, self.label.value)
+        self._describe_map(heatmap)
         for label in features["label"]:
             self.labels.colour(label)
         shapes.metadata[ANNOTATION_KEY]["labels"] = self.labels.as_dict()
@@ -248,33 +299,113 @@ class AnnotationWidget(Container):
         if len(features):
             shapes.edge_color = [self.labels.rgba(label) for label in features["label"]]
         self.table.show_features(features, [self.labels.colour(name) for name in features["label"]])
-        self.probabilities.start()
+        if self.history is not None and self.history.shapes is shapes:
+            self.history.record()
+            self._show_history()
+        if heatmap is not None:
+            self._start_statistics(shapes, heatmap)
+        else:
+            self.probabilities.start()
 
-    def _with_statistics(
-        self, shapes: Shapes, features: pd.DataFrame, heatmap: Image
-    ) -> pd.DataFrame:
-        """Return the features with every shape's statistics from ``heatmap``."""
+    @property
+    def computing(self) -> bool:
+        """Whether statistics are being computed or are due."""
+        return self.jobs.running or self._stale or self._timer.isActive()
+
+    def _start_statistics(self, shapes: Shapes, heatmap: Image) -> None:
+        """Compute the statistics of every shape in a worker; the table fills batch by batch."""
+        if self.jobs.running:
+            self._stale = True
+            self.jobs.cancel()
+            return
         image = self.image_for(heatmap)
         placed = HeatmapRecord.of(heatmap).placed(heatmap.data)
-        matrix = data_to_pixels(shapes, image)
-        probability = self._probability(heatmap, image)
         image_shape = tuple(image.level_shapes[0][-2:]) if image is not None else None
         mpp = layer_mpp(image) if image is not None else None
-        rows = []
-        for index in range(len(shapes.data)):
-            polygons = shape_polygons(shapes, index, matrix)
-            rows.append(
-                region_statistics(
-                    polygons, placed, mpp=mpp, image_shape=image_shape, probability=probability
-                )
-                if polygons
-                else dict.fromkeys(STATISTICS, math.nan)
-            )
-        features = features.copy()
-        if rows:
-            features[list(STATISTICS)] = [[row[name] for name in STATISTICS] for row in rows]
-        features["heatmap"] = heatmap.name
-        return features
+        probability = self._probability(heatmap, image)
+        edits = self._edits
+        measured = shapes.features.copy()
+        measured["heatmap"] = heatmap.name
+        hooks = JobHooks(
+            event=lambda event: self._on_statistics(event, shapes, measured, probability, edits),
+            returned=lambda _count: self._store_statistics(shapes, measured, edits),
+        )
+        copy = ShapesCopy.of(shapes)
+        matrix = data_to_pixels(shapes, image)
+        self.jobs.start(statistics_batches, copy, placed, matrix, mpp, image_shape, hooks=hooks)
+
+    def _on_statistics_running(self, running: bool) -> None:
+        if not running and self._stale and not self._closed:
+            self._stale = False
+            self.schedule_refresh()
+
+    def _current(self, shapes: Shapes, edits: int) -> bool:
+        """Whether ``shapes`` is still the dock's layer, unchanged since ``edits``."""
+        return not self._closed and shapes is self.shapes and edits == self._edits
+
+    def _on_statistics(
+        self,
+        event: object,
+        shapes: Shapes,
+        measured: pd.DataFrame,
+        probability: Callable[[PixelBox], float] | None,
+        edits: int,
+    ) -> None:
+        """Show one batch of statistics in the table (unless the shapes changed since)."""
+        if not isinstance(event, StatisticsBatch) or not self._current(shapes, edits):
+            return
+        stop = event.start + len(event.rows)
+        values = np.array([[row[name] for name in STATISTICS] for row in event.rows])
+        if probability is not None:
+            column = STATISTICS.index("probability")
+            for offset, box in enumerate(event.boxes):
+                if box is not None:
+                    values[offset, column] = float(probability(box))
+        columns = [measured.columns.get_loc(name) for name in STATISTICS]
+        measured.iloc[event.start : stop, columns] = values
+        colours = [self.labels.colour(name) for name in measured["label"]]
+        self.table.show_rows(measured, colours, event.start, stop)
+
+    def _store_statistics(self, shapes: Shapes, measured: pd.DataFrame, edits: int) -> None:
+        """Store the finished statistics in the layer once (labels and notes as they are now)."""
+        if not self._current(shapes, edits):
+            return
+        features = shapes.features.copy()
+        for name in (*STATISTICS, "heatmap"):
+            features[name] = measured[name].to_numpy()
+        store_features(shapes, features, self.label.value)
+        self.table.resizeColumnsToContents()
+        self.probabilities.start()
+
+    def _show_history(self) -> None:
+        history = self.history
+        self.undo_button.enabled = history is not None and history.can_undo
+        self.redo_button.enabled = history is not None and history.can_redo
+
+    def undo(self) -> None:
+        """Undo the last edit of the annotations layer (add, delete, move, label, note)."""
+        if self.history is not None and self.history.undo():
+            self.status.value = "undone"
+            self.refresh()
+
+    def redo(self) -> None:
+        """Redo the last undone edit."""
+        if self.history is not None and self.history.redo():
+            self.status.value = "redone"
+            self.refresh()
+
+    def _describe_map(self, heatmap: Image | None) -> None:
+        """Give the table the heatmap's range (for shares of it) and its class (for p(class))."""
+        record = HeatmapRecord.of(heatmap) if heatmap is not None else None
+        if record is None:
+            self.table.map_range = None
+            self.table.name_class(None)
+            return
+        cam = np.asarray(record.placed(heatmap.data).cam, dtype=float)
+        finite = cam[np.isfinite(cam)]
+        self.table.map_range = (float(finite.min()), float(finite.max())) if finite.size else None
+        shown = "predicted class" if record.target_name == PER_TILE else record.target_name
+        self.table.name_class(str(shown))
 
     def _probability(
         self, heatmap: Image, image: Image | None
@@ -296,11 +427,9 @@ class AnnotationWidget(Container):
             self.warn("choose a heatmap made by the Grad-CAM widget, over its image")
             return
         placed = record.placed(heatmap.data)
+        mpp = layer_mpp(image)
         try:
-            polygons = hot_region_polygons(
-                placed.cam, placed.stride, placed.origin,
-                mode=self.mode.value, amount=self.amount.value, min_cells=self.min_cells.value,
-            )  # fmt: skip
+            polygons = self.hot.polygons(placed, mpp)
         except ValueError as err:
             self.warn(str(err))
             return
@@ -314,11 +443,10 @@ class AnnotationWidget(Container):
         first = len(shapes.data)
         shapes.add([polygons_to_data([p], matrix) for p in clipped], shape_type="polygon")
         features = ensure_features(shapes, self.label.value)
-        features.loc[features.index[first:], "note"] = (
-            f"hot region ({self.mode.value} {self.amount.value:g})"
-        )
+        features.loc[features.index[first:], "note"] = self.hot.describe()
         store_features(shapes, features, self.label.value)
-        self.status.value = f"added {len(polygons)} hot region(s) from {heatmap.name!r}"
+        unknown = "" if mpp else f" (the image has no pixel size: taken as {UNKNOWN_MPP} µm)"
+        self.status.value = f"added {len(polygons)} hot region(s) from {heatmap.name!r}{unknown}"
         self.refresh()
 
     def _new_annotations_layer(self, image: Image) -> Shapes:
@@ -375,12 +503,24 @@ class AnnotationWidget(Container):
         self._edit_selected("note", text)
 
     def add_label(self, name: str) -> None:
-        """Add a label to the list (with the next free colour) and choose it."""
+        """Add a label to the list (with the next free colour) and choose it for new shapes.
+
+        No existing shape is relabelled, selected or not.
+        """
         try:
             self.labels.add(name)
         except ValueError as err:
             self.warn(str(err))
             return
         self.label.reset_choices()
+        self._showing_row = True  # choosing the new label relabels nothing
         self.label.value = name.strip()
+        self._showing_row = False
+        if self.shapes is not None:
+            defaults = self.shapes.feature_defaults.iloc[0].to_dict()
+            self.shapes.feature_defaults = {**defaults, "label": name.strip()}
         self.new_label.value = ""
+        self.status.value = (
+            f"label {name.strip()!r} added: shapes you draw next get it; to relabel shapes, "
+            "select them and choose it"
+        )

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from napari_gradcam.core.regions.bounded_json import JSONLimitError, JSONLimits, loads_bounded
 from napari_gradcam.core.regions.polygons import Polygon
 from napari_gradcam.core.regions.qupath_geometry import (
     PIXEL_CENTRE,
@@ -49,9 +50,11 @@ from napari_gradcam.core.regions.qupath_properties import (
 
 MAX_BYTES = 256 * 1024 * 1024
 MAX_FEATURES = 100_000
-MAX_VERTICES = 5_000_000
+MAX_VERTICES = 2_000_000
+MAX_DEPTH = 64
+"""Arrays and objects inside one another (QuPath writes fewer than 12)."""
 OUTSIDE_TOLERANCE = 0.5
-"""Pixels a vertex may lie beyond the image's edge before its feature is refused."""
+"""Pixels a vertex may lie beyond the image's edge before its feature is noted as crossing it."""
 DEFAULT_PLANE = {"c": -1, "z": 0, "t": 0}
 """QuPath's default image plane (not written)."""
 __all__ = ["DEFAULT_COLOUR", "PIXEL_CENTRE", "Annotation", "GeoJSONError", "ReadResult"]
@@ -170,14 +173,16 @@ def dumps(annotations: Sequence[Annotation]) -> str:
     return text + "\n"
 
 
-def _check_inside(geometry: Geometry, image_shape: Sequence[int]) -> None:
+def _note_outside(geometry: Geometry, image_shape: Sequence[int], notes: list[str]) -> None:
+    """Note an object that crosses the image's edge (QuPath keeps those; so does this reader)."""
     points = geometry.vertices + PIXEL_CENTRE
     low, high = points.min(axis=0), points.max(axis=0)
     limit = np.asarray(image_shape[:2], dtype=float) + OUTSIDE_TOLERANCE
     if np.any(low < -OUTSIDE_TOLERANCE) or np.any(high > limit):
-        raise ValueError(
+        notes.append(
             f"its coordinates (x {low[1]:.1f} to {high[1]:.1f}, y {low[0]:.1f} to "
-            f"{high[0]:.1f}) leave the {image_shape[1]} x {image_shape[0]} image"
+            f"{high[0]:.1f}) reach beyond the {image_shape[1]} x {image_shape[0]} image; "
+            "kept whole, with its coordinates unchanged"
         )
 
 
@@ -236,7 +241,7 @@ def from_feature(
         raise ValueError("it is not a GeoJSON Feature")
     geometry = read_geometry(feature.get("geometry"), notes)
     if image_shape is not None:
-        _check_inside(geometry, image_shape)
+        _note_outside(geometry, image_shape, notes)
     properties = feature.get("properties") or {}
     if not isinstance(properties, dict):
         raise ValueError("its properties are not an object")
@@ -294,7 +299,8 @@ def from_geojson(data: Any, image_shape: Sequence[int] | None = None) -> ReadRes
     data : dict or list
         A FeatureCollection, a Feature, or a list of Features.
     image_shape : sequence of int, optional
-        ``(rows, columns)`` of the level-0 image; features reaching outside it are skipped.
+        ``(rows, columns)`` of the level-0 image; features reaching outside it are kept whole
+        and noted.
 
     Raises
     ------
@@ -306,7 +312,7 @@ def from_geojson(data: Any, image_shape: Sequence[int] | None = None) -> ReadRes
         said: list[str] = []
         try:
             annotation = from_feature(feature, image_shape, said)
-        except (ValueError, TypeError, AttributeError) as err:
+        except (ValueError, TypeError, AttributeError, OverflowError) as err:
             skipped.append(f"feature {index} skipped: {err}")
             continue
         vertices += len(annotation.geometry.vertices)
@@ -320,10 +326,15 @@ def from_geojson(data: Any, image_shape: Sequence[int] | None = None) -> ReadRes
 def read_geojson(path: str | Path, image_shape: Sequence[int] | None = None) -> ReadResult:
     """Read a ``.geojson`` file; see :func:`from_geojson`.
 
+    The file is measured before it is parsed (see :mod:`.bounded_json`): one larger than
+    :data:`MAX_BYTES`, nested deeper than :data:`MAX_DEPTH`, with a number longer than 64
+    characters or about more than :data:`MAX_VERTICES` vertices is refused without being
+    parsed.
+
     Raises
     ------
     GeoJSONError
-        When the file is missing, larger than :data:`MAX_BYTES`, not JSON or not GeoJSON.
+        When the file is missing, beyond a limit, not JSON or not GeoJSON.
     """
     path = Path(path)
     if not path.is_file():
@@ -335,10 +346,19 @@ def read_geojson(path: str | Path, image_shape: Sequence[int] | None = None) -> 
             "this reader accepts; export fewer or simpler objects"
         )
     try:
-        data = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=merge_duplicate_keys)
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise GeoJSONError(f"{path.name} is not valid JSON: {err}") from err
+        data = loads_bounded(
+            path.read_bytes(), geojson_limits(), path.name, object_pairs_hook=merge_duplicate_keys
+        )
+    except JSONLimitError as err:
+        raise GeoJSONError(str(err)) from err
     return from_geojson(data, image_shape)
+
+
+def geojson_limits() -> JSONLimits:
+    """What :func:`read_geojson` parses at most (from this module's ``MAX_*``)."""
+    return JSONLimits(
+        max_bytes=MAX_BYTES, max_arrays=MAX_VERTICES + 4 * MAX_FEATURES, max_depth=MAX_DEPTH
+    )
 
 
 def write_geojson(

@@ -61,7 +61,13 @@ def hot_threshold(cam: np.ndarray, mode: ThresholdMode, amount: float) -> float:
 
 
 def hot_regions(
-    cam: np.ndarray, threshold: float, *, min_cells: float = 2.0, tolerance: float = 0.3
+    cam: np.ndarray,
+    threshold: float,
+    *,
+    min_cells: float = 2.0,
+    tolerance: float = 0.3,
+    merge_cells: float = 0.0,
+    max_regions: int | None = None,
 ) -> list[Polygon]:
     """Outline the connected regions of cells at or above ``threshold``.
 
@@ -78,15 +84,21 @@ def hot_regions(
         Regions with fewer cells, and holes with a smaller area (in cells), are dropped.
     tolerance : float
         Largest distance (in cells) that simplification may move an outline.
+    merge_cells : float
+        Hot areas separated by at most about this many cool cells are one region (0: no
+        merging; see :func:`_merged`).
+    max_regions : int, optional
+        Keep only this many regions, those holding the most heat (sum of positive values).
 
     Returns
     -------
     list of Polygon
-        In the map's data coordinates, largest region first.
+        In the map's data coordinates, the region holding the most heat first.
     """
-    hot = np.asarray(cam, dtype=float) >= threshold
+    values = np.asarray(cam, dtype=float)
+    hot = _merged(values >= threshold, merge_cells)
     labels, _count = ndimage.label(hot)
-    polygons = []
+    found = []
     for index, window in enumerate(ndimage.find_objects(labels), start=1):
         window = tuple(
             slice(max(part.start - 1, 0), min(part.stop + 1, size))
@@ -98,8 +110,23 @@ def hot_regions(
         corner = np.array([window[0].start, window[1].start], dtype=float)
         polygon = _outline(component, hot.shape, corner, min_cells, tolerance)
         if polygon is not None:
-            polygons.append(polygon)
-    return sorted(polygons, key=lambda p: p.area, reverse=True)
+            found.append((float(np.clip(values[window][component], 0, None).sum()), polygon))
+    found.sort(key=lambda item: item[0], reverse=True)
+    return [polygon for _mass, polygon in found[:max_regions]]
+
+
+def _merged(hot: np.ndarray, gap: float) -> np.ndarray:
+    """``hot`` with gaps of up to about ``gap`` cool cells between hot cells filled.
+
+    A closing with a square of side ``2k + 1``, ``k = ceil(gap / 2)``: it fills gaps up to
+    ``2k`` cells wide (along rows and columns; a little more along diagonals).
+    """
+    if gap <= 0 or not hot.any():
+        return hot
+    reach = int(np.ceil(gap / 2))
+    padded = np.pad(hot, reach)
+    closed = ndimage.binary_closing(padded, structure=np.ones((2 * reach + 1,) * 2, bool))
+    return closed[reach:-reach, reach:-reach] | hot
 
 
 def _outline(
@@ -140,6 +167,9 @@ def hot_region_polygons(
     amount: float = 0.5,
     min_cells: float = 2.0,
     tolerance: float = 0.3,
+    min_area_px: float = 0.0,
+    merge_px: float = 0.0,
+    max_regions: int | None = None,
 ) -> list[Polygon]:
     """Return the hot regions of a placed map as polygons in level-0 image pixels.
 
@@ -150,10 +180,22 @@ def hot_region_polygons(
     stride, origin : sequence of float
         The map's placement (image pixels per cell; top-left pixel of the explained crop).
     mode, amount : see :func:`hot_threshold`.
-    min_cells, tolerance : see :func:`hot_regions`.
+    min_cells, tolerance, max_regions : see :func:`hot_regions`.
+    min_area_px : float
+        Smallest region kept, in image pixels (the larger of this and ``min_cells`` wins).
+    merge_px : float
+        Regions separated by at most this many image pixels are merged into one.
     """
+    cell_area = float(stride[0]) * float(stride[1])
     threshold = hot_threshold(cam, mode, amount)
-    regions = hot_regions(cam, threshold, min_cells=min_cells, tolerance=tolerance)
+    regions = hot_regions(
+        cam,
+        threshold,
+        min_cells=max(min_cells, min_area_px / cell_area),
+        tolerance=tolerance,
+        merge_cells=merge_px / float(np.sqrt(cell_area)),
+        max_regions=max_regions,
+    )
     return [
         region.mapped(lambda cells: cells_to_pixels(cells, stride, origin)) for region in regions
     ]

@@ -4,6 +4,8 @@ What QuPath writes (0.4 and later) and accepts:
 
 * ``classification``: ``{"name": "Tumor", "color": [r, g, b]}``; a derived class as
   ``{"names": ["Tumor", "Positive"], "color": ...}``; or a plain string ``"Tumor: Positive"``.
+  QuPath 0.2/0.3 wrote ``{"name": "Positive", "colorRGB": -65536, "parentClass": {...}}``
+  (packed ARGB, a signed 32-bit integer); that is read, and written back as 0.4 writes it.
   QuPath refuses an object classification without a colour, so one is always written.
 * ``measurements``: ``{name: number}``, where NaN and infinities are the strings ``"NaN"``,
   ``"Infinity"`` and ``"-Infinity"``; before 0.4 a list of ``{"name", "value"}``.
@@ -112,8 +114,20 @@ def read_colour(raw: Any) -> tuple[int, ...] | None:
     return None
 
 
+def _legacy_names(raw: dict[str, Any]) -> list[str]:
+    """QuPath 0.2/0.3's derived class: its ``parentClass`` chain, root first, then its name."""
+    names, current = [], raw
+    while isinstance(current, dict) and isinstance(current.get("name"), str):
+        names.insert(0, current["name"].strip())
+        current = current.get("parentClass")
+    return names
+
+
 def read_classification(raw: Any) -> tuple[str, tuple[int, ...] | None]:
     """The class as shown (``"A: B"`` for derived classes; "" for none) and its colour.
+
+    Reads QuPath 0.4's ``names`` and ``color``, and QuPath 0.2/0.3's ``parentClass`` chain
+    and ``colorRGB`` (a packed, signed ARGB integer).
 
     Raises
     ------
@@ -130,12 +144,13 @@ def read_classification(raw: Any) -> tuple[str, tuple[int, ...] | None]:
     if isinstance(names, list) and names and all(isinstance(n, str) for n in names):
         label = DERIVED_SEPARATOR.join(n.strip() for n in names)
     elif isinstance(raw.get("name"), str):
-        label = raw["name"].strip()
+        label = DERIVED_SEPARATOR.join(_legacy_names(raw))
     elif not raw:
         return "", None
     else:
         raise ValueError(f"its classification {raw!r} has no name")
-    return label, read_colour(raw.get("color"))
+    colour = read_colour(raw.get("color"))
+    return label, colour if colour is not None else read_colour(raw.get("colorRGB"))
 
 
 def write_classification(label: str, colour: tuple[int, ...] | None) -> dict[str, Any]:

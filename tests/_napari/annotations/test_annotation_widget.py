@@ -1,3 +1,4 @@
+import json
 import math
 
 import numpy as np
@@ -8,6 +9,7 @@ from napari_gradcam._napari.annotations import files as annotation_files
 from napari_gradcam._napari.annotations import widget as annotation_widget
 from napari_gradcam._napari.annotations.geojson_io import ANNOTATION_KEY
 from napari_gradcam._napari.annotations.shape_coords import data_to_pixels, shape_polygons
+from napari_gradcam._napari.annotations.style import outline_width
 from napari_gradcam._napari.annotations.widget import AnnotationWidget
 from napari_gradcam._napari.layers import METADATA_KEY, heatmap_layer
 from napari_gradcam._napari.regions import Box
@@ -49,17 +51,19 @@ def make_dock(make_napari_viewer, tile, tiny_spec, tiny_weights, warnings):
         heatmap = add_heatmap(viewer, image, hot_cam(), ExplainJob(tiny_spec, tiny_weights))
         dock = AnnotationWidget(viewer)
         viewer.window.add_dock_widget(dock, name="Grad-CAM annotations")
-        dock.mode.value = "fraction"
+        dock.hot.mode.value = "fraction"
+        dock.hot.min_area.value = dock.hot.merge.value = 0
         return viewer, dock, image, heatmap
 
     return make
 
 
 def settle(dock: AnnotationWidget, qtbot) -> None:
-    """Wait for the debounced refresh and the probabilities of every shape."""
-    qtbot.waitUntil(lambda: not dock._timer.isActive(), timeout=TIMEOUT_MS)
-    qtbot.waitUntil(lambda: not dock.probabilities.running, timeout=TIMEOUT_MS)
-    qtbot.waitUntil(lambda: not dock._timer.isActive(), timeout=TIMEOUT_MS)
+    """Wait for the debounced refresh, the statistics and the probabilities of every shape."""
+    for _ in range(2):
+        qtbot.waitUntil(lambda: not dock.computing, timeout=TIMEOUT_MS)
+        qtbot.waitUntil(lambda: not dock.probabilities.running, timeout=TIMEOUT_MS)
+        qtbot.waitUntil(lambda: not dock.computing, timeout=TIMEOUT_MS)
 
 
 def test_hot_regions_become_aligned_polygons_with_statistics(make_dock, qtbot, warnings):
@@ -75,12 +79,16 @@ def test_hot_regions_become_aligned_polygons_with_statistics(make_dock, qtbot, w
         world = shapes.data_to_world(shapes.data[index][0])
         cell = (polygon.exterior[0] + 0.5) / np.asarray(STRIDE) - 0.5
         np.testing.assert_allclose(world, heatmap.data_to_world(cell), atol=1e-9)
+    settle(dock, qtbot)
     features = shapes.features
     assert list(features["note"]) == ["hot region (fraction 0.5)"] * 2
     assert features["mean"].tolist() == pytest.approx([1.0, 0.8])
     assert features["area_um2"].tolist() == pytest.approx((features["area_px"] * 0.25).tolist())
     assert features["heatmap"].tolist() == [heatmap.name] * 2
-    assert dock.table.rowCount() == 2 and dock.table.item(0, 1).text() == "1"
+    assert dock.table.rowCount() == 2 and dock.table.item(0, 1).text() == "100"
+    assert dock.table.item(1, 1).text() == f"{100 * (0.8 - 0.05) / 0.95:.0f}"
+    assert dock.table.header_text("mean") == "mean %"
+    assert dock.table.header_text("probability") == "p(tissue)"
     settle(dock, qtbot)
     probabilities = shapes.features["probability"]
     assert probabilities.between(0, 1).all()
@@ -162,6 +170,12 @@ def test_labels_colour_shapes_and_notes_are_kept(make_dock):
     np.testing.assert_allclose(shapes.edge_color[0], [1.0, 0.0, 1.0, 1.0])
     dock.add_label("necrosis")
     assert "necrosis" in dock.label.choices and dock.label.value == "necrosis"
+    assert shapes.selected_data == {0} and shapes.features.loc[0, "label"] == "suspicious"
+    assert "relabel" in dock.status.value
+    shapes.add_rectangles(np.array([[[0.0, 0.0], [0.0, 9.0], [9.0, 9.0], [9.0, 0.0]]]))
+    assert shapes.features["label"].iloc[-1] == "necrosis"
+    dock.label.value = "artefact"
+    dock.label.value = "necrosis"  # chosen again, with shape 0 selected: relabels it
     assert shapes.features.loc[0, "label"] == "necrosis"
     np.testing.assert_allclose(
         shapes.edge_color[0][:3], np.array(dock.labels.colour("necrosis")) / 255
@@ -325,8 +339,10 @@ def test_qupath_objects_import_edit_and_export_with_their_points(make_dock, qtbo
     ]  # fmt: skip
     path = tmp_path / "qupath.geojson"
     path.write_text(json.dumps(features))
-    shapes = dock.files.import_geojson(path)
+    assert dock.files.import_geojson(path)
+    qtbot.waitUntil(lambda: not dock.files.importing, timeout=TIMEOUT_MS)
     settle(dock, qtbot)
+    shapes = dock.shapes
     assert dock.shapes is shapes and shapes.shape_type == ["polygon", "path"]
     (points,) = [layer for layer in viewer.layers if isinstance(layer, Points)]
     assert len(points.data) == 2 and "read 2 shapes, 2 points" in dock.status.value
@@ -343,3 +359,150 @@ def test_qupath_objects_import_edit_and_export_with_their_points(make_dock, qtbo
     assert len(back["b"].lines) == 1 and back["b"].label == "Stroma"
     assert back["c"].label == "" and back["c"].qupath.object_type == "detection"
     assert len(back["c"].points) == 2
+
+
+def texts(shapes) -> list[str]:
+    """The text napari draws next to each shape."""
+    return np.ravel(shapes.text.view_text(np.arange(len(shapes.data)))).tolist()
+
+
+def test_labels_are_written_on_the_canvas_and_outlines_are_wide(make_dock, make_napari_viewer):
+    viewer, dock, image, _heatmap = make_dock()
+    dock.add_hot_regions()
+    shapes = dock.shapes
+    assert shapes.text.visible and texts(shapes) == ["unclear"] * 2
+    width = outline_width(image)
+    assert width == max(3, round(max(image.level_shapes[0]) / 250))
+    assert min(shapes.edge_width) >= width and shapes.current_edge_width >= width
+    dock.select_annotation(0)
+    dock.label.value = "suspicious"
+    assert texts(shapes) == ["suspicious", "unclear"]
+    own = viewer.add_shapes(
+        [np.array([[0.0, 0.0], [0.0, 9.0], [9.0, 9.0]])],
+        shape_type="polygon",
+        text={"string": {"constant": "mine"}},
+        edge_width=1,
+    )
+    dock.annotations.value = own
+    assert texts(own) == ["mine"]  # the user's own text is kept
+
+
+def test_undo_and_redo_cover_add_delete_move_and_relabel(make_dock, qtbot):
+    _viewer, dock, _image, _heatmap = make_dock()
+    dock.add_hot_regions()
+    shapes = dock.shapes
+    assert dock.undo_button.enabled and not dock.redo_button.enabled
+    first = [np.array(d) for d in shapes.data]
+    moved = list(shapes.data)
+    moved[0] = moved[0] + 5.0
+    shapes.data = moved  # a move
+    settle(dock, qtbot)
+    dock.select_annotation(1)
+    dock.label.value = "suspicious"  # a relabel
+    shapes.selected_data = {0}
+    shapes.remove_selected()  # a delete
+    settle(dock, qtbot)
+    assert len(shapes.data) == 1 and shapes.features["label"].tolist() == ["suspicious"]
+    dock.undo_button.clicked.emit()
+    assert len(shapes.data) == 2 and shapes.features["label"].tolist() == ["unclear", "suspicious"]
+    dock.undo()
+    assert shapes.features["label"].tolist() == ["unclear", "unclear"]
+    dock.undo()
+    np.testing.assert_allclose(shapes.data[0], first[0])
+    dock.undo()
+    assert len(shapes.data) == 0 and not dock.undo_button.enabled  # before the hot regions
+    settle(dock, qtbot)
+    for _ in range(4):
+        dock.redo()
+    settle(dock, qtbot)
+    assert len(shapes.data) == 1 and shapes.features["label"].tolist() == ["suspicious"]
+    assert not dock.redo_button.enabled and dock.table.rowCount() == 1
+    dock.undo()
+    shapes.add_rectangles(np.array([[[0.0, 0.0], [0.0, 9.0], [9.0, 9.0], [9.0, 0.0]]]))
+    settle(dock, qtbot)
+    assert not dock.redo_button.enabled and len(shapes.data) == 3  # a new edit drops the redo
+    dock.undo()
+    assert len(shapes.data) == 2
+
+
+def test_geojson_is_read_in_a_worker_and_a_bad_file_is_said(make_dock, qtbot, tmp_path):
+    _viewer, dock, _image, _heatmap = make_dock()
+    square = [[0, 0], [40, 0], [40, 40], [0, 40], [0, 0]]
+    feature = {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [square]}}
+    path = tmp_path / "many.geojson"
+    path.write_text(json.dumps([feature] * 250))
+    assert dock.files.import_geojson(path)
+    assert dock.files.importing and dock.shapes is None  # returned before the file was read
+    assert not dock.files.import_geojson(path)
+    assert "another GeoJSON file is being read" in dock.status.value
+    qtbot.waitUntil(lambda: not dock.files.importing, timeout=TIMEOUT_MS)
+    settle(dock, qtbot)
+    assert len(dock.shapes.data) == 250 and dock.table.rowCount() == 250
+    assert dock.shapes.features["mean"].notna().all()
+    (tmp_path / "deep.geojson").write_text("[" * 100 + "]" * 100)
+    dock.files.import_geojson(tmp_path / "deep.geojson")
+    qtbot.waitUntil(lambda: not dock.files.importing, timeout=TIMEOUT_MS)
+    assert "nests arrays and objects 100 deep" in dock.status.value
+
+
+def test_a_drawing_layer_in_other_units_gets_one_quiet_offer(make_dock):
+    viewer, dock, _image, _heatmap = make_dock(units=("micrometer", "micrometer"))
+    dock.add_hot_regions()
+    assert not dock.units_offer.offering  # the plugin's own layer has the image's units
+    assert tuple(map(str, dock.shapes.units)) == ("micrometer", "micrometer")
+    mine = viewer.add_shapes(name="my drawing")
+    assert dock.units_offer.offering and "'my drawing'" in dock.units_offer.text
+    assert viewer.layers.extent.units is None  # what makes napari warn
+    dock.units_offer.clicked.emit()
+    assert tuple(map(str, mine.units)) == ("micrometer", "micrometer")
+    assert not dock.units_offer.offering and viewer.layers.extent.units is not None
+    viewer.add_shapes(name="same units", units=("micrometer", "micrometer"))
+    assert not dock.units_offer.offering
+
+
+def test_every_control_has_a_tooltip_and_the_dock_is_compact(make_dock):
+    from qtpy.QtWidgets import (
+        QAbstractButton,
+        QAbstractSpinBox,
+        QComboBox,
+        QLineEdit,
+        QTableWidget,
+    )
+
+    _viewer, dock, _image, _heatmap = make_dock()
+    kinds = (QAbstractButton, QAbstractSpinBox, QComboBox, QLineEdit)
+    controls = [  # not the parts of a spin box, a combo box or the table's corner
+        w
+        for w in dock.native.findChildren(kinds)
+        if not isinstance(w.parent(), (*kinds, QTableWidget))
+    ]
+    untipped = [
+        f"{type(w).__name__} {w.text() if hasattr(w, 'text') else ''} in {type(w.parent())}"
+        for w in controls
+    ]
+    untipped = [t for w, t in zip(controls, untipped, strict=True) if not w.toolTip()]
+    assert controls and untipped == []
+    assert dock.hot.advanced.native.isHidden()  # folded
+    assert dock.native.sizeHint().height() < 800
+    assert dock.table.maximumHeight() <= 260  # the table scrolls inside the dock
+    dock.hot.more.value = True
+    assert not dock.hot.advanced.native.isHidden()
+
+
+def test_ctrl_z_undoes_in_the_dock_and_on_the_annotations_layer(make_dock, qtbot):
+    from qtpy.QtGui import QShortcut
+
+    _viewer, dock, _image, _heatmap = make_dock()
+    dock.add_hot_regions()
+    shapes = dock.shapes
+    settle(dock, qtbot)
+    shortcuts = {s.key().toString(): s for s in dock.native.findChildren(QShortcut)}
+    assert set(shortcuts) >= {"Ctrl+Z", "Ctrl+Shift+Z"}
+    shortcuts["Ctrl+Z"].activated.emit()
+    assert len(shapes.data) == 0
+    shortcuts["Ctrl+Shift+Z"].activated.emit()
+    assert len(shapes.data) == 2
+    bound = {str(key): action for key, action in shapes.keymap.items()}
+    undo = next(action for key, action in bound.items() if "Z" in key and "Shift" not in key)
+    undo(shapes)
+    assert len(shapes.data) == 0

@@ -1,5 +1,6 @@
 """The annotations dock autosaves its review and offers to recover it."""
 
+import json
 import os
 import signal
 import subprocess
@@ -101,3 +102,95 @@ def test_discard_removes_the_autosave_and_the_prompt(make_napari_viewer, qtbot):
     assert read_autosave(key) is None
     assert not dock.autosave.offering
     assert other.name in viewer.layers
+
+
+def test_an_unreadable_autosave_is_set_aside_and_named_in_the_dock(
+    make_napari_viewer, autosave_folder
+):
+    key = content_key(crash_image())
+    autosave_path(key).parent.mkdir(parents=True)
+    autosave_path(key).write_text('{"format": "napari-gradcam autosave", "annota', "utf-8")
+    viewer, dock = annotated(make_napari_viewer, crash_image())
+    (moved,) = autosave_folder.glob(f"{key}.unreadable-*.json")
+    assert not dock.autosave.offering
+    assert moved.name in dock.status.value and "could not be read" in dock.status.value
+    shapes = viewer.add_shapes([triangle(5, 5)], shape_type="polygon")
+    dock.annotations.value = shapes
+    dock.autosave.save_now()
+    assert len(read_autosave(key).annotations) == 1
+    assert moved.read_text("utf-8").endswith('"annota')
+
+
+def test_a_partial_autosave_says_n_of_m_and_keeps_the_original_aside(
+    make_napari_viewer, qtbot, autosave_folder
+):
+    viewer, dock = annotated(make_napari_viewer, crash_image())
+    draw_two(viewer, dock, qtbot)
+    dock.shapes.add([triangle(40, 10), triangle(20, 60)], shape_type="polygon")
+    path = dock.autosave.save_now()
+    data = json.loads(path.read_text("utf-8"))
+    data["annotations"]["features"][1]["geometry"]["coordinates"] = [[["x", 1]]]
+    original = json.dumps(data)
+    path.write_text(original, "utf-8")
+
+    viewer, dock = annotated(make_napari_viewer, crash_image())
+    assert dock.autosave.message.value.startswith("Recover 3 of 4 annotations autosaved at ")
+    dock.autosave.recover_button.clicked.emit()
+    (aside,) = autosave_folder.glob(f"{path.stem}.partial-*.json")
+    assert aside.read_text("utf-8") == original
+    assert "3 of 4 autosaved annotations could be read" in dock.status.value
+    assert aside.name in dock.status.value
+    assert len(dock.shapes.data) == 3 and len(read_autosave(path.stem).annotations) == 3
+
+
+def test_two_windows_on_one_image_never_replace_each_other(make_napari_viewer, qtbot):
+    key = content_key(crash_image())
+    first_viewer, first = annotated(make_napari_viewer, crash_image())
+    draw_two(first_viewer, first, qtbot)
+    first.autosave.save_now()
+
+    _viewer, second = annotated(make_napari_viewer, crash_image())
+    second.autosave.recover_button.clicked.emit()
+    second.shapes.add([triangle(40, 10)], shape_type="polygon")
+    assert second.autosave.save_now() == autosave_path(key)
+
+    first.shapes.data = first.shapes.data[:1]
+    own = first.autosave.save_now()
+    assert own == autosave_path(key, writer=first.autosave.writer)
+    assert own.name in first.status.value and "another napari window" in first.status.value
+    assert len(read_autosave(key).annotations) == 3
+    assert len(read_autosave(key, path=own).annotations) == 1
+    second.shapes.add([triangle(20, 60)], shape_type="polygon")
+    assert second.autosave.save_now() == autosave_path(key)
+    assert len(read_autosave(key).annotations) == 4
+
+    _viewer, third = annotated(make_napari_viewer, crash_image())
+    assert third.autosave.message.value.startswith("Recover 4 annotations")
+    third.autosave.discard_button.clicked.emit()
+    assert third.autosave.message.value.startswith("Recover 1 annotation ")
+
+
+def test_a_click_and_a_flat_rectangle_are_kept_as_lines(make_napari_viewer):
+    viewer, dock = annotated(make_napari_viewer, crash_image())
+    click = np.full((4, 2), 20.0)
+    flat = np.array([[10.0, 10.0], [10.0, 30.0], [10.0, 30.0], [10.0, 10.0]])
+    kinds = ["rectangle", "rectangle", "polygon"]
+    shapes = viewer.add_shapes([click, flat, triangle(5, 5)], shape_type=kinds)
+    dock.annotations.value = shapes
+    dock.autosave.save_now()
+    saved = read_autosave(content_key(crash_image())).annotations
+    assert [(len(a.polygons), len(a.lines)) for a in saved] == [(0, 1), (0, 1), (1, 0)]
+    np.testing.assert_allclose(saved[0].lines[0], click)
+
+
+def test_an_autosave_damaged_while_open_is_set_aside_not_replaced(
+    make_napari_viewer, qtbot, autosave_folder
+):
+    viewer, dock = annotated(make_napari_viewer, crash_image())
+    draw_two(viewer, dock, qtbot)
+    path = dock.autosave.save_now()
+    path.write_text("{ damaged by something else", "utf-8")
+    assert dock.autosave.save_now() == path
+    (moved,) = autosave_folder.glob(f"{path.stem}.unreadable-*.json")
+    assert moved.read_text("utf-8") == "{ damaged by something else"
+    assert moved.name in dock.status.value and len(read_autosave(path.stem).annotations) == 2

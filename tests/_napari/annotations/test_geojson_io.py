@@ -103,20 +103,24 @@ def test_shapes_on_a_pyramid_are_written_in_level0_pixels(tmp_path):
 def test_rectangles_ellipses_and_lines_are_written_as_qupath_reads_them(tmp_path, warnings):
     image = Image(IMAGE, name="slide")
     flat = np.array([[10.0, 10.0], [10.0, 20.0], [10.0, 30.0]])
+    click = np.array([[40.0, 40.0], [40.0, 40.0], [40.0, 40.0], [40.0, 40.0]])
     shapes = Shapes(
-        [SQUARE, SQUARE, SQUARE[:2], SQUARE[:3] + 5, flat],
-        shape_type=["rectangle", "ellipse", "line", "path", "polygon"],
+        [SQUARE, SQUARE, SQUARE[:2], SQUARE[:3] + 5, flat, click],
+        shape_type=["rectangle", "ellipse", "line", "path", "polygon", "rectangle"],
     )
     (path,) = write_annotations(tmp_path / "a.geojson", shapes, [image])
     features = json.loads(Path(path).read_text())["features"]
     geometries = [f["geometry"] for f in features]
-    assert [g["type"] for g in geometries] == ["Polygon", "Polygon", "LineString", "LineString"]
+    assert [g["type"] for g in geometries] == ["Polygon"] * 2 + ["LineString"] * 4
     assert [len(g["coordinates"][0]) for g in geometries[:2]] == [5, 65]
     assert geometries[1]["isEllipse"] is True and "isEllipse" not in geometries[0]
     np.testing.assert_allclose(np.asarray(geometries[2]["coordinates"])[:, ::-1] - 0.5, SQUARE[:2])
-    assert "shape 4 (polygon) encloses no area" in warnings[0]
+    np.testing.assert_allclose(np.asarray(geometries[4]["coordinates"])[:, ::-1] - 0.5, flat)
+    assert np.allclose(np.asarray(geometries[5]["coordinates"])[:, ::-1] - 0.5, [40, 40])
+    assert "shape 4 (polygon) encloses no area: kept as a line" in warnings[0]
+    assert "shape 5 (rectangle) encloses no area: kept as a line" in warnings[0]
     (data, kwargs, _kind) = read_annotations(path, [image])[0]
-    assert kwargs["shape_type"] == ["polygon", "ellipse", "path", "path"]
+    assert kwargs["shape_type"] == ["polygon", "ellipse", "path", "path", "path", "path"]
     np.testing.assert_allclose(data[1], SQUARE, atol=1e-6)  # the ellipse's box again
 
 
@@ -167,14 +171,26 @@ def test_bad_files_say_what_is_wrong_and_keep_the_good_features(tmp_path, warnin
     outside = [[10, 10], [900, 10], [900, 50], [10, 10]]
     path = write_features(tmp_path / "mixed.geojson", inside, outside, inside[:2])
     (data, _kwargs, _kind) = read_annotations(path, [image])[0]
-    assert len(data) == 1
-    assert "feature 1 skipped" in warnings[0] and "leave the 512 x 512 image" in warnings[0]
+    assert len(data) == 2
+    assert "feature 1: its coordinates" in warnings[0]
+    assert "beyond the 512 x 512 image; kept whole" in warnings[0]
     assert "feature 2 skipped" in warnings[0] and "at least 3" in warnings[0]
     with pytest.raises(GeoJSONError, match="nothing to read"):
-        read_annotations(write_features(tmp_path / "bad.geojson", outside), [image])
+        read_annotations(write_features(tmp_path / "bad.geojson", inside[:2]), [image])
     (tmp_path / "broken.geojson").write_text('{"type": "FeatureCollection", "features": [')
     with pytest.raises(GeoJSONError, match="not valid JSON"):
         read_annotations(tmp_path / "broken.geojson", [image])
+
+
+def test_an_object_over_the_image_edge_survives_saving_over_its_file(tmp_path, warnings):
+    image = Image(IMAGE, name="slide")
+    over = [[-40.0, 10.0], [600.0, 10.0], [600.0, 50.0], [-40.0, 10.0]]
+    path = write_features(tmp_path / "qupath.geojson", over)
+    shapes = Layer.create(*read_annotations(path, [image])[0])
+    write_annotations(path, shapes, [image], overwrite=True)
+    (annotation,) = read_geojson(path).annotations
+    xy = annotation.polygons[0].exterior[:, ::-1] + 0.5
+    assert sorted(map(tuple, np.round(xy, 3))) == sorted(map(tuple, over[:-1]))
 
 
 FIXTURE = Path(__file__).parents[2] / "data" / "qupath_export.geojson"

@@ -99,3 +99,30 @@ def test_region_polygons_in_pixels_cover_the_hot_cells_footprint(ring_map):
     centres = np.round(centres).astype(int)
     np.testing.assert_array_equal(inside[centres[:, 0], centres[:, 1]], hot_cells.ravel())
     assert not inside[:16].any() and not inside[:, :32].any()
+
+
+def test_nearby_regions_merge_and_only_the_hottest_are_kept():
+    cam = np.zeros((20, 30))
+    cam[2:5, 2:5] = 1.0  # 9 cells
+    cam[2:5, 6:9] = 1.0  # one empty column away: merges
+    cam[12:14, 20:22] = 0.5  # 4 cells, far away
+    cam[15:19, 2:6] = 0.3  # 16 cells, but less heat (4.8) than 9 cells of 1.0
+    apart = hot_regions(cam, 0.2)
+    assert len(apart) == 4
+    merged = hot_regions(cam, 0.2, merge_cells=1.0)
+    assert len(merged) == 3 and merged[0].area == pytest.approx(3 * 7, abs=1)  # and the gap
+    hottest = hot_regions(cam, 0.2, merge_cells=1.0, max_regions=2)
+    assert [p.area for p in hottest] == pytest.approx([21, 16], abs=1)
+
+
+def test_minimum_area_and_merging_are_in_image_pixels():
+    cam = np.zeros((10, 10))
+    cam[1:3, 1:3] = 1.0
+    cam[1:3, 4:6] = 1.0
+    cam[7:9, 7:8] = 1.0
+    stride = (8.0, 8.0)
+    assert len(hot_region_polygons(cam, stride, mode="value", amount=0.5)) == 3
+    big = hot_region_polygons(cam, stride, mode="value", amount=0.5, min_area_px=3 * 64)
+    assert len(big) == 2
+    merged = hot_region_polygons(cam, stride, mode="value", amount=0.5, merge_px=8.0)
+    assert len(merged) == 2
