@@ -18,6 +18,7 @@ from napari.qt.threading import WorkerBase, create_worker
 
 from napari_gradcam._napari.docking import DockWatch
 from napari_gradcam._napari.progress import ModelInfo, ModelReady, Progress
+from napari_gradcam.user_state import unexpected_error_message
 
 if TYPE_CHECKING:
     from magicgui.widgets import Label, ProgressBar
@@ -26,8 +27,12 @@ if TYPE_CHECKING:
 
     from napari_gradcam.models import LoadedModel
 
-USER_ERRORS = (ValueError, OSError, RuntimeError, ImportError, SyntaxError)
-"""Errors that mean "fix the input" (bad spec, file, region or pixels), not a bug."""
+USER_ERRORS = (ValueError, OSError, ImportError, SyntaxError)
+"""Errors that mean "fix the input" (bad spec, file, region or pixels), not a bug.
+
+``RuntimeError`` is not one: the core turns a model that fails on its input into a
+``ValueError``, so a ``RuntimeError`` reaching a dock is a bug, logged with its traceback
+(:meth:`JobRunner.start`)."""
 CANCELLED, FAILED, STOPPED = "cancelled", "failed", "stopped"
 
 
@@ -48,11 +53,15 @@ class JobHooks:
     stopped : callable
         Called with "cancelled", "failed" or "stopped" when the job ends without an outcome
         to show (e.g. to remove half-filled layers).
+    errored : callable
+        Called with the whole message after an unexpected exception was logged (see
+        :meth:`JobRunner.failed`), after ``stopped("failed")``.
     """
 
     returned: Callable[[Any], None] = _ignore
     event: Callable[[Any], None] = _ignore
     stopped: Callable[[str], None] = _ignore
+    errored: Callable[[str], None] = _ignore
 
 
 class JobRunner:
@@ -106,19 +115,18 @@ class JobRunner:
         """Run ``function(*args)`` in a worker thread; False (nothing started) while busy."""
         if self.running:
             return False
-        worker = create_worker(function, *args)
+        worker = create_worker(function, *args, _ignore_errors=True)
         if hasattr(worker, "yielded"):  # a generator: events, and it can stop between them
             worker.yielded.connect(self._on_yielded)
             worker.aborted.connect(lambda: self._stop(CANCELLED))
         worker.returned.connect(self._on_returned)
-        worker.errored.connect(lambda _error: self._stop(FAILED))
+        worker.errored.connect(self._on_errored)
         worker.finished.connect(self._on_finished)
         self._worker, self._hooks = worker, hooks
         self._halted, self._settled = None, False
         if self._dock is not None:
             self._dock.start()
-        if self._progress is not None:
-            self._progress.value = 0
+        self._set_progress(0, 1)
         self._say("starting...")
         self._on_running(True)
         worker.start()
@@ -151,9 +159,7 @@ class JobRunner:
         if self._worker is None or self._worker.abort_requested or self.dock_closed():
             return
         if isinstance(event, Progress):
-            if self._progress is not None:
-                self._progress.max = max(event.total, 1)
-                self._progress.value = min(event.step, event.total)
+            self._set_progress(event.step, event.total)
             self._say(event.message)
         self._hooks.event(event)
 
@@ -162,10 +168,27 @@ class JobRunner:
             self._stop(STOPPED)
             return
         self._settled = True
+        self._set_progress(1, 1)
         self._hooks.returned(outcome)
+
+    def _on_errored(self, error: BaseException) -> None:
+        """An exception no job turned into a message: a bug. Log it and say where."""
+        self._stop(FAILED)
+        self.failed(unexpected_error_message(error, f"running the {self._dock_name} job"))
+
+    def failed(self, message: str) -> None:
+        """Show a job's failure: the whole ``message`` in the status, and the dock's hook."""
+        self._say(message)
+        self._hooks.errored(message)
+
+    def _set_progress(self, step: int, total: int) -> None:
+        if self._progress is not None:
+            self._progress.max = max(total, 1)
+            self._progress.value = min(step, total)
 
     def _stop(self, how: str) -> None:
         self._settled = True
+        self._set_progress(0, 1)
         self._say(self._halted or how)
         self._hooks.stopped(how)
 

@@ -117,13 +117,21 @@ def test_the_heatmap_fills_in_batch_by_batch(make_widget, qtbot, errors):
     assert facts["stride"] == (4.0, 4.0) and facts["image_layer"] == "s"
     np.testing.assert_allclose(world_edges(heatmap), world_edges(viewer.layers["s"]))
     assert not heatmap.data[:6].any()  # tiles on the glass above the tissue are skipped
-    assert "s tissue" in viewer.layers and not viewer.layers["s tissue"].visible
+    assert heatmap.name == "Grad-CAM · each tile's class · tiny"
+    assert facts["raw_range"][1] > 0 and heatmap.data.max() == pytest.approx(1.0)
+    assert [layer.name for layer in viewer.layers] == ["s", heatmap.name, "annotations"]
     assert widget.result.value.startswith(f"{tiles['explained']} tiles (each tile's class), ")
     assert widget.progress.value == widget.progress.max
+    widget.tiles.show_helpers.value = True  # asked for: the tissue and the tile centres
+    assert viewer.layers["s tissue"].visible and viewer.layers["s tiles"].visible
+    assert viewer.layers.selection.active is heatmap
+    widget.tiles.show_helpers.value = False
+    assert not viewer.layers["s tissue"].visible and not viewer.layers["s tiles"].visible
 
 
 def test_the_table_sorts_and_jumps_to_a_tile(make_widget, qtbot, errors):
     viewer, widget = make_widget(slide_like(), scale=(2.0, 2.0), name="s")
+    widget.tiles.show_helpers.value = True
     start(widget, qtbot)
     finish(widget, qtbot)
     table = widget.tiles.table
@@ -152,6 +160,7 @@ def test_the_tiles_export_to_qupath_where_they_lie_on_the_image(
     monkeypatch.setattr(tiled_review, "show_warning", said.append)
     monkeypatch.setattr(tiled_review, "show_info", said.append)
     viewer, widget = make_widget(slide_like(), scale=(2.0, 2.0), translate=(5, 7), name="s")
+    widget.tiles.show_helpers.value = True
     assert widget.tiles.export.native.isHidden()
     assert widget.tiles.export_tiles(tmp_path / "none.geojson") is None and "no tiles" in said[-1]
     start(widget, qtbot)
@@ -262,6 +271,7 @@ def test_glass_only_gives_an_empty_map_and_says_so(make_widget, qtbot, errors):
         np.array(GLASS) + np.random.default_rng(0).normal(0, 2, (64, 96, 3)), 0, 255
     ).astype(np.uint8)
     viewer, widget = make_widget(glass, name="g")
+    widget.tiles.show_helpers.value = True
     start(widget, qtbot)
     finish(widget, qtbot)
     (heatmap,) = tiled_heatmaps(viewer)
@@ -288,7 +298,7 @@ def test_tta_and_bfloat16_reach_every_tile(make_widget, qtbot, errors, monkeypat
     finish(widget, qtbot)
     assert errors == []
     (heatmap,) = tiled_heatmaps(viewer)
-    assert " scorecam TTA bf16 " in heatmap.name
+    assert heatmap.name == "Score-CAM TTA bf16 · each tile's class · tiny"
     assert heatmap.metadata[METADATA_KEY]["tta"] and heatmap.metadata[METADATA_KEY]["bfloat16"]
     assert settings_seen and all(s.tta and s.bfloat16 for s in settings_seen)
 
