@@ -64,25 +64,55 @@ def tabify_with_plugin_docks(widget: QWidget) -> bool:
     return True
 
 
+class _WindowWatch(QObject):
+    """Tabs each plugin dock added to a main window beside the plugin's others."""
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        """On a new dock, tab it once the main window has placed it (after this event)."""
+        child = event.child() if event.type() == QEvent.Type.ChildAdded else None
+        if isinstance(child, QDockWidget):
+            QTimer.singleShot(0, lambda: _tabify_dock(child))
+        return False
+
+
+def _tabify_dock(dock: QDockWidget) -> None:
+    inner = dock.widget()
+    if inner is not None and is_plugin_dock(dock):
+        tabify_with_plugin_docks(inner)
+
+
 class _DockedWatch(QObject):
-    """Tabs the widget's dock once napari has docked it (after the current event)."""
+    """Once the widget is docked: tab it, and watch its window for the plugin's next docks."""
 
     def __init__(self, widget: QWidget) -> None:
         super().__init__(widget)
         self._widget = widget
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:
-        """On a new parent, tab the dock once the main window has placed it."""
+        """On a new parent, act once the main window has placed the dock."""
         if event.type() == QEvent.Type.ParentChange:
-            QTimer.singleShot(0, self._tabify)
+            QTimer.singleShot(0, self._docked)
         return False
 
-    def _tabify(self) -> None:
+    def _docked(self) -> None:
+        dock = dock_of(self._widget)
+        window = dock.parentWidget() if dock is not None else None
+        if not isinstance(window, QMainWindow):
+            return
+        if not window.property(DOCK_PROPERTY):
+            window.setProperty(DOCK_PROPERTY, True)
+            window.installEventFilter(_WindowWatch(window))
+        for other in window.findChildren(QDockWidget):  # those opened before this one, too
+            if other is not dock:
+                _tabify_dock(other)
         tabify_with_plugin_docks(self._widget)
 
 
 def tab_plugin_docks(widget: QWidget) -> None:
-    """Mark ``widget`` as a plugin dock and tab its dock beside the others once docked."""
+    """Mark ``widget`` as a plugin dock and tab it beside the plugin's other docks.
+
+    Once docked, the plugin's docks opened later in the same window join the tabs too.
+    """
     widget.setProperty(DOCK_PROPERTY, True)
     widget.installEventFilter(_DockedWatch(widget))
 
