@@ -41,7 +41,7 @@ def heatmap_colormap() -> Colormap:
     if HEATMAP_COLORMAP in AVAILABLE_COLORMAPS:
         return AVAILABLE_COLORMAPS[HEATMAP_COLORMAP]
     base = ensure_colormap(BASE_COLORMAP)
-    controls = np.linspace(0.0, 1.0, RAMP_STEPS)
+    controls = np.union1d(np.linspace(0.0, 1.0, RAMP_STEPS), [CLEAR_BELOW, OPAQUE_FROM])
     colors = base.map(controls)
     colors[:, 3] = np.clip((controls - CLEAR_BELOW) / (OPAQUE_FROM - CLEAR_BELOW), 0.0, 1.0)
     colormap = Colormap(colors, controls=controls, name=HEATMAP_COLORMAP)

@@ -41,6 +41,29 @@ def _ignore(*_args: object) -> None:
 
 
 @dataclass(frozen=True)
+class Crashed:
+    """What a job returns in place of its outcome when it raised: the exception."""
+
+    error: Exception
+
+
+def guarded(function: Callable[..., Any], *args: Any) -> Generator[Any, None, Any]:
+    """Run ``function(*args)``, passing its events on; return an error as :class:`Crashed`.
+
+    superqt drops a ``RuntimeError`` raised in a generator worker with only a warning: no
+    ``errored``, no ``finished``, and the dock would wait forever. Returned, every error
+    reaches the main thread, where it is logged with its traceback.
+    """
+    try:
+        result = function(*args)
+        if isinstance(result, Generator):
+            result = yield from result
+    except Exception as error:  # noqa: BLE001 (any error of a job is shown and logged)
+        return Crashed(error)
+    return result
+
+
+@dataclass(frozen=True)
 class JobHooks:
     """What a dock does with its job, each called on the main thread.
 
@@ -115,10 +138,9 @@ class JobRunner:
         """Run ``function(*args)`` in a worker thread; False (nothing started) while busy."""
         if self.running:
             return False
-        worker = create_worker(function, *args, _ignore_errors=True)
-        if hasattr(worker, "yielded"):  # a generator: events, and it can stop between them
-            worker.yielded.connect(self._on_yielded)
-            worker.aborted.connect(lambda: self._stop(CANCELLED))
+        worker = create_worker(guarded, function, *args, _ignore_errors=True)
+        worker.yielded.connect(self._on_yielded)
+        worker.aborted.connect(lambda: self._stop(CANCELLED))
         worker.returned.connect(self._on_returned)
         worker.errored.connect(self._on_errored)
         worker.finished.connect(self._on_finished)
@@ -164,6 +186,9 @@ class JobRunner:
         self._hooks.event(event)
 
     def _on_returned(self, outcome: Any) -> None:
+        if isinstance(outcome, Crashed):
+            self._on_errored(outcome.error)
+            return
         if self._halted is not None or self.dock_closed():
             self._stop(STOPPED)
             return
