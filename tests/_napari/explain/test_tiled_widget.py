@@ -9,6 +9,7 @@ from napari_gradcam._napari.explain import widget as widget_module
 from napari_gradcam._napari.explain.tiled_job import TiledResult, TiledUpdate, TilingOptions
 from napari_gradcam._napari.layers import METADATA_KEY
 from napari_gradcam._napari.plane import Plane
+from napari_gradcam._napari.progress import Progress
 from napari_gradcam._napari.regions import whole_layer_box
 from napari_gradcam._napari.worker import ExplainJob, run_job
 from tests._napari.test_layers import world_edges
@@ -345,3 +346,61 @@ def test_a_tiled_heatmap_is_checked_on_the_tile_under_the_view_centre(make_widge
     np.testing.assert_allclose(  # the stack adds a dimension; the view stays on the tile
         viewer.scene.camera.center[-2:], image.data_to_world((100, 60)), atol=1e-9
     )
+
+
+def test_tiled_runs_say_how_long_before_and_while_they_run(make_widget, qtbot, errors):
+    _viewer, widget = make_widget(slide_like(), name="s")
+    messages: list[str] = []
+    start(widget, qtbot)
+    widget.runner.worker.yielded.connect(
+        lambda e: isinstance(e, Progress) and messages.append(e.message)
+    )
+    finish(widget, qtbot)
+    assert any(message.endswith(" left") for message in messages), "an ETA during the run"
+    pace = widget.tiles.options(widget.model_spec, "gradcam").pace
+    assert pace > 0  # measured, for the estimate before the next run
+
+
+@pytest.mark.parametrize(
+    ("pace", "said"),
+    [(None, "(timing the first batch)"), (0.25, "whole layer: about 6 min: ")],
+    ids=["first-run", "known-pace"],
+)
+def test_the_estimate_comes_before_the_first_batch(tiny_spec, tiny_weights, pace, said):
+    image = slide_like((256, 384), slice(None))
+    job = ExplainJob(
+        tiny_spec, tiny_weights, plane=Plane((image,), ((1.0, 1.0),)), method="scorecam",
+        boxes=(whole_layer_box(image.shape),), tiling=TilingOptions(pace=pace, tissue=False),
+    )  # fmt: skip
+    generator = run_job(job)
+    steps = [next(generator) for _ in range(4)]  # loading, model ready, loaded, the estimate
+    generator.close()
+    n = steps[3].total
+    assert n == 1457 and steps[3].step == 0  # 0.25 s x 1457 tiles: about 6 min
+    assert f"{n} tiles x Score-CAM" in steps[3].message and said in steps[3].message
+
+
+def test_durations_are_rounded_for_people():
+    from napari_gradcam._napari.explain.tiled_job import duration
+
+    assert [duration(s) for s in (3, 42, 247, 7200)] == [
+        "a few seconds", "under a minute", "about 4 min", "about 2.0 h",
+    ]  # fmt: skip
+
+
+def test_a_cancelled_run_shows_the_earlier_map_again(make_widget, qtbot, errors, batches):
+    viewer, widget = make_widget(slide_like((256, 384), slice(None)), name="s")
+    start(widget, qtbot)
+    finish(widget, qtbot)
+    (earlier,) = tiled_heatmaps(viewer)
+    updates: list = []
+    batches.clear()
+    batches.hold()
+    start(widget, qtbot, updates)
+    qtbot.waitUntil(lambda: len(updates) >= 2, timeout=TIMEOUT_MS)
+    assert not earlier.visible  # the map filling in is the one shown
+    widget.cancel_button.clicked.emit()
+    batches.release()
+    finish(widget, qtbot)
+    assert tiled_heatmaps(viewer) == [earlier] and earlier.visible
+    assert widget.progress.value == 0 and widget.result.value == "cancelled"
