@@ -4,6 +4,9 @@ Earlier maps of the same image stay in the layer list, hidden, for comparison; w
 "replace" they are removed, but only once the new map is complete, so a cancelled or failed
 run loses nothing and shows the earlier map again. The newest map is selected, so napari's
 layer controls show its opacity and colormap. Runs on the main thread.
+
+Layers are compared with ``==``, never ``is``: napari hands a plugin's dock a proxy of the
+viewer, whose layers come back as new proxies of the same layer at every access.
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ class MapStack:
     def show(self, layer: Image, image: Image) -> None:
         """``layer`` (just added) is the answer: hide the other maps of ``image``, select it."""
         for other in self.viewer.layers:
-            if other is not layer and other.visible and self._is_earlier(other, image):
+            if other != layer and other.visible and self._is_earlier(other, image):
                 other.visible = False
                 self._hidden.append(other)
         self._added.append(layer)

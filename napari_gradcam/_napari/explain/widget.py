@@ -91,8 +91,9 @@ class GradCamWidget(Container):
             self.image, self.bundled, self.model, self.method, self.target, self.region,
             self.shapes, self.tiles.tiled, self.tiles.show_helpers, self.earlier, self.opacity,
             self.show_advanced, self.advanced,
-            self.explain_button, self.cancel_button, self.progress, self.result,
+            self.explain_button, self.cancel_button, self.progress,
         ])  # fmt: skip
+        self.native.layout().addWidget(self.result.native)  # the whole width: never cut
         self.native.layout().addWidget(self.tiles.table, 100)
         self.native.layout().addWidget(self.tiles.export.native)
         self.native.layout().addStretch(1)
@@ -163,7 +164,7 @@ class GradCamWidget(Container):
         self.explain_button = PushButton(text="Explain", tooltip=tips.EXPLAIN_TIP)
         self.cancel_button = PushButton(text="Cancel", enabled=False, tooltip=tips.CANCEL_TIP)
         self.progress = ProgressBar(label="progress", min=0, max=1, value=0)
-        self.result = Label(label="result", value="", tooltip=tips.RESULT_TIP)
+        self.result = Label(value="", tooltip=tips.RESULT_TIP)
         label = self.result.native
         label.setWordWrap(True)
         label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -310,7 +311,7 @@ class GradCamWidget(Container):
         self.cancel_button.enabled = running
 
     def _on_layer_removed(self, event: Any) -> None:
-        if self.running and event.value is self._running_on:
+        if self.running and event.value == self._running_on:  # == : napari may hand proxies
             self.runner.halt(f"the layer {event.value.name!r} was removed")
 
     def _on_event(self, event: Any) -> None:

@@ -210,3 +210,19 @@ def test_a_heatmap_names_its_region_when_not_the_whole_image(make_widget, tile, 
     ]
     assert all(layer.visible for layer in heatmaps(viewer))  # one run's maps all stay shown
     assert METADATA_KEY in viewer.layers.selection.active.metadata
+
+
+def test_the_newest_map_stays_shown_in_a_dock_opened_from_the_plugins_menu(
+    make_napari_viewer, tile, tiny_spec, tiny_weights, qtbot, errors
+):
+    """napari hands such a dock a proxy of the viewer: its layers are new proxies each time."""
+    viewer = make_napari_viewer()
+    viewer.add_image(tile, name="tile")
+    _dock, widget = viewer.window.add_plugin_dock_widget("napari-gradcam", "Grad-CAM")
+    widget.model_spec, widget.weights.value = tiny_spec, tiny_weights
+    widget.tiles.tiled.value = False
+    for _ in range(2):
+        run(widget, qtbot)
+    first, second = heatmaps(viewer)
+    assert (first.visible, second.visible) == (False, True) and errors == []
+    assert viewer.layers.selection.active is second
