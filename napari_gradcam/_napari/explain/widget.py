@@ -19,6 +19,7 @@ from napari.utils.notifications import show_error, show_warning
 from napari.viewer import Viewer
 from qtpy.QtCore import Qt
 from qtpy.QtGui import QKeySequence, QShortcut
+from qtpy.QtWidgets import QSizePolicy
 
 from napari_gradcam._napari.docking import tab_plugin_docks
 from napari_gradcam._napari.explain import tips
@@ -167,6 +168,7 @@ class GradCamWidget(Container):
         self.result = Label(value="", tooltip=tips.RESULT_TIP)
         label = self.result.native
         label.setWordWrap(True)
+        label.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
         label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         label.setMinimumHeight(3 * label.fontMetrics().lineSpacing())
         for keys, action in ((EXPLAIN_KEYS, self.explain), (CANCEL_KEYS, self.cancel)):
