@@ -15,9 +15,14 @@ Chosen to be read at a glance over H&E (see the README, "Workflow in napari"):
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 from napari.layers import Image
 from napari.utils.colormaps import AVAILABLE_COLORMAPS, Colormap, ensure_colormap
+
+if TYPE_CHECKING:
+    from napari_gradcam.core.tiling.slide_tissue import TissueMap
 
 BASE_COLORMAP = "viridis"
 CLEAR_BELOW = 0.15
@@ -28,6 +33,7 @@ DEFAULT_OPACITY = 0.7
 """The layer's opacity: the top of the map still lets the tissue show through a little."""
 DISPLAY_RANGE = "0-1 of the map's range (min to max)"
 """How the shown values relate to the raw map, in words (metadata ``"normalisation"``)."""
+GLASS_CLEARED = "cells off the tissue mask set to 0 (glass is never painted)"
 HEATMAP_COLORMAP = f"{BASE_COLORMAP} (clear low)"
 RAMP_STEPS = 64
 
@@ -70,6 +76,29 @@ def to_display(cam: np.ndarray) -> tuple[np.ndarray, tuple[float, float]]:
     if high <= low:
         return np.zeros_like(values), (low, high)
     return ((values - low) / (high - low)).astype(np.float32), (low, high)
+
+
+def clear_glass(
+    shown: np.ndarray,
+    stride: tuple[float, float],
+    origin: tuple[float, float],
+    tissue: TissueMap,
+) -> np.ndarray:
+    """``shown`` with every cell whose centre lies off the tissue set to 0 (clear).
+
+    ``stride`` and ``origin`` place the map on level 0 (pixels per cell, top-left corner of
+    the first cell); the tissue mask is found on a low level, so edges follow its pixels.
+    """
+    mask = np.asarray(tissue.mask, dtype=bool)
+    rows, cols = shown.shape[-2:]
+    index = []
+    for n, step, start, size, side in zip(
+        (rows, cols), stride, origin, tissue.pixel_size, mask.shape, strict=True
+    ):
+        centres = start + (np.arange(n) + 0.5) * step
+        index.append(np.clip((centres / size).astype(np.int64), 0, side - 1))
+    on_tissue = mask[np.ix_(*index)]
+    return np.where(on_tissue, shown, 0.0).astype(np.float32)
 
 
 def show_colorbar(layer: Image) -> None:

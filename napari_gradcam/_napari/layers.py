@@ -146,7 +146,8 @@ def model_label(spec: str, weights: str | None) -> str:
     if colon and "/" not in factory and "\\" not in factory:
         if source == "timm":
             return factory
-        return PurePath(source).stem.rpartition(".")[2] or factory
+        path = PurePath(source)
+        return path.stem if path.suffix == ".py" else path.name.rpartition(".")[2]
     return PurePath(spec).stem if PurePath(spec).suffix else spec
 
 

@@ -15,6 +15,8 @@ from napari.utils.colormaps import Colormap, ensure_colormap
 from napari_gradcam._napari.heatmap_style import (
     DEFAULT_OPACITY,
     DISPLAY_RANGE,
+    GLASS_CLEARED,
+    clear_glass,
     heatmap_colormap,
     show_colorbar,
     to_display,
@@ -99,16 +101,25 @@ class LiveHeatmaps:
             layer.refresh()
         return True
 
-    def finish(self, region: int, result: TiledResult) -> Image | None:
-        """Give a region's layer its final map and metadata; None if it was closed."""
+    def finish(
+        self, region: int, result: TiledResult, tissue: TissueMap | None = None
+    ) -> Image | None:
+        """Give a region's layer its final map and metadata; None if it was closed.
+
+        With the image's ``tissue``, cells on glass are cleared (see ``clear_glass``).
+        """
         layer = self.layers.get(region)
         if layer is None or layer not in self.viewer.layers:
             return None
-        shown, raw = to_display(result.placed.cam)
+        placed = result.placed
+        shown, raw = to_display(placed.cam)
+        if tissue is not None:
+            shown = clear_glass(shown, placed.stride, placed.origin, tissue)
         layer.data = shown
         layer.contrast_limits = (0.0, 1.0)
         layer.metadata.clear()
-        layer.metadata.update(tiled_record(result, self.image, self.job, raw).to_metadata())
+        record = tiled_record(result, self.image, self.job, raw, glass=tissue is not None)
+        layer.metadata.update(record.to_metadata())
         show_colorbar(layer)
         return layer
 
@@ -139,12 +150,20 @@ class LiveHeatmaps:
 
 
 def tiled_record(
-    result: TiledResult, image: Image, job: ExplainJob, raw: tuple[float, float]
+    result: TiledResult,
+    image: Image,
+    job: ExplainJob,
+    raw: tuple[float, float],
+    glass: bool = False,
 ) -> HeatmapRecord:
     """The record of a tiled region's stitched heatmap over ``image``.
 
-    The layer shows the map as 0-1 of its raw ``(min, max)``, ``raw``.
+    The layer shows the map as 0-1 of its raw ``(min, max)``, ``raw``; ``glass``: cells off
+    the tissue were cleared.
     """
+    normalisation = f"one for the whole region: {DISPLAY_RANGE}"
+    if glass:
+        normalisation = f"{normalisation}; {GLASS_CLEARED}"
     geometry, settings, placed = result.geometry, result.settings, result.placed
     return HeatmapRecord(
         spec=job.spec,
@@ -166,7 +185,7 @@ def tiled_record(
             job.tiling.overlap if job.tiling else 0.0,
             geometry.tile,
         ),
-        normalisation=f"one for the whole region: {DISPLAY_RANGE}",
+        normalisation=normalisation,
         raw_range=raw,
         options=settings.options,
     )

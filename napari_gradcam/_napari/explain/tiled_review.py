@@ -136,7 +136,7 @@ class TiledReview:
             return tiled
         for index in tiled:
             result = outcome.results[index]
-            self.live.finish(index, result)
+            self.live.finish(index, result, outcome.tissue)
             if result.pace is not None:
                 self._paces[(job.spec, result.settings.method)] = result.pace
         self.show_tiles([outcome.results[i] for i in tiled], self.live.image)
