@@ -232,13 +232,22 @@ def test_a_pyramid_is_tiled_on_the_level_of_the_models_mpp(make_widget, qtbot, e
     np.testing.assert_allclose(world_edges(heatmap), world_edges(viewer.layers["p"]))
 
 
-def test_the_tissue_is_found_once_per_image(make_widget, qtbot, errors, monkeypatch):
+@pytest.mark.parametrize("opened", ["in a test", "from the Plugins menu"])
+def test_the_tissue_is_found_once_per_image(
+    make_widget, make_napari_viewer, tiny_spec, tiny_weights, qtbot, errors, monkeypatch, opened
+):
     from napari_gradcam._napari import worker
 
     calls = []
     original = worker.find_tissue
     monkeypatch.setattr(worker, "find_tissue", lambda *a: calls.append(1) or original(*a))
-    viewer, widget = make_widget(slide_like(), name="s")
+    if opened == "in a test":
+        viewer, widget = make_widget(slide_like(), name="s")
+    else:  # the dock gets a proxy of the viewer: a new proxy of the image at each access
+        viewer = make_napari_viewer()
+        viewer.add_image(slide_like(), name="s")
+        _dock, widget = viewer.window.add_plugin_dock_widget("napari-gradcam", "Grad-CAM")
+        widget.model_spec, widget.weights.value = tiny_spec, tiny_weights
     for _ in range(2):
         start(widget, qtbot)
         finish(widget, qtbot)
