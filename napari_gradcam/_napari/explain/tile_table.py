@@ -11,10 +11,9 @@ from collections.abc import Callable
 
 import numpy as np
 from qtpy.QtCore import QAbstractTableModel, QModelIndex, Qt
-from qtpy.QtWidgets import QAbstractItemView, QHeaderView, QSizePolicy, QTableView
+from qtpy.QtWidgets import QAbstractItemView, QHeaderView, QTableView
 
 DISPLAY = Qt.ItemDataRole.DisplayRole
-MIN_HEIGHT = 120
 
 
 class TileTableModel(QAbstractTableModel):
@@ -75,7 +74,8 @@ class TileTableModel(QAbstractTableModel):
 class TileTable(QTableView):
     """The table view: click a header to sort, select a row to jump to its tile.
 
-    It never widens its dock: wide columns scroll sideways inside it.
+    It never widens its dock (Qt's default: its size hint ignores its columns); wide columns
+    scroll sideways inside it.
 
     Parameters
     ----------
@@ -92,10 +92,7 @@ class TileTable(QTableView):
         self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.verticalHeader().setVisible(False)
-        # the table scrolls inside the dock instead of widening it (its columns are wide)
-        ignored, expanding = QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Expanding
-        self.setSizePolicy(ignored, expanding)
-        self.setMinimumHeight(MIN_HEIGHT)
+        self.setMinimumHeight(160)
         self._on_select = on_select
         self.selectionModel().currentRowChanged.connect(self._row_changed)
 
