@@ -23,7 +23,7 @@ from qtpy.QtWidgets import QSizePolicy
 
 from napari_gradcam._napari.docking import tab_plugin_docks
 from napari_gradcam._napari.explain import tips
-from napari_gradcam._napari.explain.card_classes import card_classes
+from napari_gradcam._napari.explain.card_classes import BUNDLED_CARDS, card_classes
 from napari_gradcam._napari.explain.map_stack import EARLIER_CHOICES, HIDE, REPLACE, MapStack
 from napari_gradcam._napari.explain.tiled_job import TiledUpdate
 from napari_gradcam._napari.explain.tiled_review import TiledReview
@@ -49,9 +49,8 @@ MAX_HEADS = 16
 """Heads offered while the model's count is unknown (``explain`` refuses a head too many)."""
 AUTO_LAYER = "auto"
 PREDICTED = "predicted"
-BUNDLED_MODELS = ("demo", "demo-vit")
-"""Specs of the bundled demo models (``models.loading.BUNDLED``; named here to keep torch out
-of napari's start-up)."""
+BUNDLED_MODELS = tuple(BUNDLED_CARDS)
+"""Specs of the bundled demo models (``models.loading.BUNDLED``, whose module imports torch)."""
 OWN_MODEL = "your own (below)"
 EXPLAIN_KEYS, CANCEL_KEYS = "Ctrl+Return", "Escape"
 """Shortcuts while the dock has focus (napari binds neither there)."""
