@@ -20,6 +20,7 @@ from napari.qt.threading import WorkerBase, create_worker
 
 from napari_gradcam._napari.docking import DockWatch
 from napari_gradcam._napari.progress import ModelInfo, ModelReady, Progress
+from napari_gradcam.user_state import unexpected_error_message
 
 if TYPE_CHECKING:
     from magicgui.widgets import Label, ProgressBar
@@ -29,13 +30,40 @@ if TYPE_CHECKING:
     from napari_gradcam.models import LoadedModel
     from napari_gradcam.models.code_trust import CodeTrustRequest
 
-USER_ERRORS = (ValueError, OSError, RuntimeError, ImportError, SyntaxError)
-"""Errors that mean "fix the input" (bad spec, file, region or pixels), not a bug."""
+USER_ERRORS = (ValueError, OSError, ImportError, SyntaxError)
+"""Errors that mean "fix the input" (bad spec, file, region or pixels), not a bug.
+
+``RuntimeError`` is not one: the core turns a model that fails on its input into a
+``ValueError``, so a ``RuntimeError`` reaching a dock is a bug, logged with its traceback
+(:meth:`JobRunner.start`)."""
 CANCELLED, FAILED, STOPPED = "cancelled", "failed", "stopped"
 
 
 def _ignore(*_args: object) -> None:
     """The default hook: nothing to do."""
+
+
+@dataclass(frozen=True)
+class Crashed:
+    """What a job returns in place of its outcome when it raised: the exception."""
+
+    error: Exception
+
+
+def guarded(function: Callable[..., Any], *args: Any) -> Generator[Any, None, Any]:
+    """Run ``function(*args)``, passing its events on; return an error as :class:`Crashed`.
+
+    superqt drops a ``RuntimeError`` raised in a generator worker with only a warning: no
+    ``errored``, no ``finished``, and the dock would wait forever. Returned, every error
+    reaches the main thread, where it is logged with its traceback.
+    """
+    try:
+        result = function(*args)
+        if isinstance(result, Generator):
+            result = yield from result
+    except Exception as error:  # noqa: BLE001 (any error of a job is shown and logged)
+        return Crashed(error)
+    return result
 
 
 @dataclass(frozen=True)
@@ -51,11 +79,15 @@ class JobHooks:
     stopped : callable
         Called with "cancelled", "failed" or "stopped" when the job ends without an outcome
         to show (e.g. to remove half-filled layers).
+    errored : callable
+        Called with the whole message after an unexpected exception was logged (see
+        :meth:`JobRunner.failed`), after ``stopped("failed")``.
     """
 
     returned: Callable[[Any], None] = _ignore
     event: Callable[[Any], None] = _ignore
     stopped: Callable[[str], None] = _ignore
+    errored: Callable[[str], None] = _ignore
 
 
 class JobRunner:
@@ -112,20 +144,17 @@ class JobRunner:
         """Run ``function(*args)`` in a worker thread; False (nothing started) while busy."""
         if self.running:
             return False
-        worker = create_worker(
-            function, *args, _connect={"errored": self._on_errored}, _start_thread=False
-        )
-        if hasattr(worker, "yielded"):  # a generator: events, and it can stop between them
-            worker.yielded.connect(self._on_yielded)
-            worker.aborted.connect(lambda: self._stop(CANCELLED))
+        worker = create_worker(guarded, function, *args, _ignore_errors=True)
+        worker.yielded.connect(self._on_yielded)
+        worker.aborted.connect(lambda: self._stop(CANCELLED))
         worker.returned.connect(self._on_returned)
+        worker.errored.connect(self._on_errored)
         worker.finished.connect(self._on_finished)
         self._worker, self._hooks, self._job = worker, hooks, (function, args)
         self._halted, self._settled = None, False
         if self._dock is not None:
             self._dock.start()
-        if self._progress is not None:
-            self._progress.value = 0
+        self._set_progress(0, 1)
         self._say("starting...")
         self._on_running(True)
         worker.start()
@@ -158,30 +187,47 @@ class JobRunner:
         if self._worker is None or self._worker.abort_requested or self.dock_closed():
             return
         if isinstance(event, Progress):
-            if self._progress is not None:
-                self._progress.max = max(event.total, 1)
-                self._progress.value = min(event.step, event.total)
+            self._set_progress(event.step, event.total)
             self._say(event.message)
         self._hooks.event(event)
 
     def _on_returned(self, outcome: Any) -> None:
+        if isinstance(outcome, Crashed):
+            self._on_errored(outcome.error)
+            return
         if self._halted is not None or self.dock_closed():
             self._stop(STOPPED)
             return
         self._settled = True
+        self._set_progress(1, 1)
         self._hooks.returned(outcome)
 
-    def _on_errored(self, error: Exception) -> None:
+    def _on_errored(self, error: BaseException) -> None:
+        """An exception no job turned into a message: a bug (logged, and where is said).
+
+        A card naming untrusted code is no bug: the user is asked once the worker has ended.
+        """
         from napari_gradcam.models.code_trust import UntrustedCodeError
 
         self._stop(FAILED)
-        if isinstance(error, UntrustedCodeError):  # the user is asked once the worker ends
+        if isinstance(error, UntrustedCodeError):
             self._untrusted = error.request
             return
-        raise error  # a bug: shown with its traceback, as create_worker does by default
+        self.failed(unexpected_error_message(error, f"running the {self._dock_name} job"))
+
+    def failed(self, message: str) -> None:
+        """Show a job's failure: the whole ``message`` in the status, and the dock's hook."""
+        self._say(message)
+        self._hooks.errored(message)
+
+    def _set_progress(self, step: int, total: int) -> None:
+        if self._progress is not None:
+            self._progress.max = max(total, 1)
+            self._progress.value = min(step, total)
 
     def _stop(self, how: str) -> None:
         self._settled = True
+        self._set_progress(0, 1)
         self._say(self._halted or how)
         self._hooks.stopped(how)
 

@@ -2,22 +2,33 @@
 
 from __future__ import annotations
 
+from pathlib import PurePath
 from typing import Any
 
 import numpy as np
 from napari.layers import Image, Shapes
 from napari.utils.transforms.transform_utils import expand_upper_triangular
 
+from napari_gradcam._napari.heatmap_style import (
+    DEFAULT_OPACITY,
+    DISPLAY_RANGE,
+    heatmap_colormap,
+    to_display,
+)
 from napari_gradcam._napari.records import METADATA_KEY, HeatmapRecord
+from napari_gradcam._napari.regions import WHOLE_LAYER, Box
 from napari_gradcam._napari.worker import ExplainJob, RegionResult
 from napari_gradcam.core.explain.method_options import MethodOptions
 from napari_gradcam.core.regions.placement import heatmap_transform
 
 __all__ = [
-    "ANNOTATIONS_NAME", "METADATA_KEY", "annotations_layer", "heatmap_layer", "heatmap_record",
-    "placement_kwargs",
+    "ANNOTATIONS_NAME", "METADATA_KEY", "annotations_layer", "heatmap_layer", "heatmap_name",
+    "heatmap_record", "placement_kwargs",
 ]  # fmt: skip
 ANNOTATIONS_NAME = "annotations"
+SEPARATOR = " · "
+EACH_TILE = "each tile's class"
+"""The target of a tiled map whose tiles each explain their own top class, in words."""
 LayerDataTuple = tuple[Any, dict[str, Any], str]
 
 
@@ -73,8 +84,13 @@ def placement_kwargs(
     return kwargs
 
 
-def heatmap_record(result: RegionResult, layer: Image, job: ExplainJob) -> HeatmapRecord:
-    """The record of one explained region's heatmap over ``layer``."""
+def heatmap_record(
+    result: RegionResult, layer: Image, job: ExplainJob, raw: tuple[float, float] | None = None
+) -> HeatmapRecord:
+    """The record of one explained region's heatmap over ``layer``.
+
+    ``raw``: the raw map's ``(min, max)`` when the layer shows it as 0-1 of that range.
+    """
     explanation, placed = result.explanation, result.placed
     return HeatmapRecord(
         spec=job.spec,
@@ -93,6 +109,8 @@ def heatmap_record(result: RegionResult, layer: Image, job: ExplainJob) -> Heatm
         bfloat16=explanation.bfloat16,
         slice_index=job.plane.slice_index if job.plane else (),
         level=result.level,
+        normalisation=DISPLAY_RANGE if raw is not None else None,
+        raw_range=raw,
         options=job.options,
     )
 
@@ -100,18 +118,65 @@ def heatmap_record(result: RegionResult, layer: Image, job: ExplainJob) -> Heatm
 def method_label(
     method: str, tta: bool, bfloat16: bool, options: MethodOptions | None = None
 ) -> str:
-    """The method as named in layer names, e.g. ``"scorecam TTA bf16"``, ``"attention head 2"``."""
+    """The method as named in layer names.
+
+    E.g. ``"Score-CAM TTA bf16"``, ``"Class-token attention head 2"``.
+    """
+    from napari_gradcam.core.explain.methods import METHODS
+
     extra = options.label() if options is not None else ""
     flags = [
         *(["TTA"] if tta else []),
         *(["bf16"] if bfloat16 else []),
         *([extra] if extra else []),
     ]
-    return " ".join([method, *flags])
+    title = METHODS[method].title if method in METHODS else method
+    return " ".join([title, *flags])
+
+
+def model_label(spec: str, weights: str | None) -> str:
+    """A short name of the model for layer names.
+
+    The weights' or model file's stem, the factory's module, the timm architecture, or the
+    bundled name (``"demo"``).
+    """
+    if weights:
+        return PurePath(weights).stem
+    source, colon, factory = spec.rpartition(":")
+    if colon and "/" not in factory and "\\" not in factory:
+        if source == "timm":
+            return factory
+        path = PurePath(source)
+        return path.stem if path.suffix == ".py" else path.name.rpartition(".")[2]
+    return PurePath(spec).stem if PurePath(spec).suffix else spec
+
+
+def heatmap_name(job: ExplainJob, target: str, box: Box) -> str:
+    """``method · target · model (· region)``, e.g. ``"Grad-CAM · tumour · demo"``.
+
+    The region is named unless it is the whole image; the image itself is in the metadata.
+    """
+    parts = [
+        method_label(job.method, job.tta, job.bfloat16, job.options),
+        target,
+        model_label(job.spec, job.weights),
+    ]
+    if box.label != WHOLE_LAYER:
+        parts.append(box.label)
+    return SEPARATOR.join(parts)
+
+
+def explained_target(result: RegionResult, job: ExplainJob) -> str:
+    """The class a one-crop map explains, marked "(top class)" when the user chose none."""
+    name = result.explanation.target_names[0]
+    return name if job.target is not None else f"{name} (top class)"
 
 
 def heatmap_layer(result: RegionResult, layer: Image, job: ExplainJob) -> LayerDataTuple:
     """Return the layer-data tuple of one heatmap, at the map's own resolution.
+
+    The map is shown as 0-1 of its range through a colormap whose low end is clear
+    (``heatmap_style``); the raw range is in the metadata.
 
     Parameters
     ----------
@@ -122,19 +187,20 @@ def heatmap_layer(result: RegionResult, layer: Image, job: ExplainJob) -> LayerD
     job : ExplainJob
         The job that made it (model, weights and stack index go into the metadata).
     """
-    record, placed = heatmap_record(result, layer, job), result.placed
-    method = method_label(record.method, record.tta, record.bfloat16, record.options)
+    placed = result.placed
+    shown, raw = to_display(placed.cam)
+    record = heatmap_record(result, layer, job, raw)
     kwargs = {
-        "name": f"{layer.name} {method} {record.target_name}",
-        "colormap": "turbo",
-        "opacity": 0.5,
+        "name": heatmap_name(job, explained_target(result, job), result.box),
+        "colormap": heatmap_colormap(),
+        "opacity": DEFAULT_OPACITY,
         "blending": "translucent",
-        "contrast_limits": contrast_limits(placed.cam),
+        "contrast_limits": (0.0, 1.0),
         "interpolation2d": "linear",
         "metadata": record.to_metadata(),
         **placement_kwargs(layer, placed.stride, placed.origin),
     }
-    return placed.cam, kwargs, "image"
+    return shown, kwargs, "image"
 
 
 def annotations_layer(layer: Image) -> Shapes:

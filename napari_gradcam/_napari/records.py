@@ -28,7 +28,7 @@ REQUIRED = ("model", "method", "target_name", "stride", "origin", "image_layer",
 _KNOWN = (
     *REQUIRED, "weights", "layer", "tta", "bfloat16", "target_index", "score", "probability",
     "region", "slice", "pyramid_level", "tiles", "normalisation", "discard_ratio",
-    "attention_head",
+    "attention_head", "raw_range",
 )  # fmt: skip
 
 
@@ -94,7 +94,10 @@ class HeatmapRecord:
     tiles : TileCounts or None
         Set for a map stitched from tiles.
     normalisation : str or None
-        How a stitched map is normalised, in words.
+        How the layer's values relate to the raw map, in words.
+    raw_range : tuple of float or None
+        The raw map's ``(min, max)`` when the layer shows it as 0-1 of that range (raw =
+        min + value * (max - min)).
     options : MethodOptions
         The method's own options (rollout's discard ratio, the attention head); written
         only when set.
@@ -120,6 +123,7 @@ class HeatmapRecord:
     level: int = 0
     tiles: TileCounts | None = None
     normalisation: str | None = None
+    raw_range: tuple[float, float] | None = None
     options: MethodOptions = field(default_factory=MethodOptions)
     extra: Mapping[str, Any] = field(default_factory=dict)
 
@@ -163,8 +167,9 @@ class HeatmapRecord:
             "pyramid_level": self.level,
             "tiles": self.tiles.to_facts() if self.tiles is not None else None,
             "normalisation": self.normalisation,
+            "raw_range": self.raw_range,
         }
-        optional = ("target_index", "score", "probability", "tiles", "normalisation")
+        optional = ("target_index", "score", "probability", "tiles", "normalisation", "raw_range")
         kept = {k: v for k, v in facts.items() if v is not None or k not in optional}
         return {**kept, **self.options.to_facts(), **self.extra}
 
@@ -212,6 +217,7 @@ class HeatmapRecord:
             level=int(facts.get("pyramid_level", 0)),
             tiles=TileCounts.from_facts(tiles) if isinstance(tiles, Mapping) else None,
             normalisation=_optional(facts.get("normalisation"), str),
+            raw_range=_optional(facts.get("raw_range"), _pair),
             options=MethodOptions.from_facts(facts),
             extra={k: v for k, v in facts.items() if k not in _KNOWN},
         )

@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     from napari_gradcam.models import LoadedModel
 
 __all__ = ["ExplainJob", "JobOutcome", "RegionResult", "run_job"]
+SCALE_WARNING_RATIO = 2.0
+"""A region this many times the model input (on either side), fed whole, gets a warning."""
 
 
 @dataclass(frozen=True)
@@ -102,12 +104,16 @@ class RegionResult:
 
 @dataclass(frozen=True)
 class JobOutcome:
-    """Results of every region, or the user-facing reason the job stopped."""
+    """Results of every region, or the user-facing reason the job stopped.
+
+    ``warnings``: what the user should know about results that were made (e.g. scale).
+    """
 
     results: tuple[RegionResult | TiledResult, ...] = ()
     error: str | None = None
     seconds: float = 0.0
     tissue: TissueMap | None = None
+    warnings: tuple[str, ...] = ()
 
     def summary(self, shown: int = 3) -> str:
         """Class and probability of the first ``shown`` regions, and the time taken."""
@@ -150,7 +156,13 @@ def run_job(job: ExplainJob) -> Generator[Any, None, JobOutcome]:
     except USER_ERRORS as err:
         where = job.boxes[len(results)].label if len(results) < len(job.boxes) else "image"
         return JobOutcome(error=f"Could not explain the {where}: {err}")
-    return JobOutcome(tuple(results), seconds=time.perf_counter() - start, tissue=tissue)
+    warnings = [
+        warning
+        for result in results
+        if isinstance(result, RegionResult) and (warning := scale_warning(loaded, result))
+    ]
+    seconds = time.perf_counter() - start
+    return JobOutcome(tuple(results), seconds=seconds, tissue=tissue, warnings=tuple(warnings))
 
 
 def explain_region(
@@ -165,5 +177,26 @@ def explain_region(
         )
         plan = plan_region(loaded, job.plane, box, settings, job.tiling, tissue)
         if plan is not None:
-            return (yield from run_tiles(loaded, plan, box, index, job.tiling, tissue))
+            return (yield from run_tiles(loaded, plan, box, index, job.tiling))
     return explain_box(loaded, job, box)
+
+
+def scale_warning(loaded: LoadedModel, result: RegionResult) -> str | None:
+    """A warning when a region much larger than the model input went in as one piece.
+
+    A model trained on small tiles sees a whole image at a scale it never learned, so its
+    class and map may mean little; tiling (or a smaller region) keeps its scale.
+    """
+    size = loaded.card.input_size
+    crop = result.explanation.input_shape
+    if size is None or len(crop) < 2:
+        return None
+    ratio = max(c / s for c, s in zip(crop[-2:], size, strict=True))
+    if ratio < SCALE_WARNING_RATIO:
+        return None
+    return (
+        f"{result.box.label}: the model takes {size[0]}x{size[1]} px inputs and was given the "
+        f"whole {crop[-2]}x{crop[-1]} px region in one piece ({ratio:.0f} times larger); at that "
+        'scale its answer may mean little. Tick "tile large regions" or explain a smaller '
+        "region."
+    )

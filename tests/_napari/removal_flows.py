@@ -79,7 +79,7 @@ def flow_hot_regions_after_delete(viewer, gradcam, annotations) -> None:
 def flow_delete_heatmap_and_points(viewer, gradcam, annotations) -> None:
     """Delete a heatmap, then a Points layer (not the plugin's, same crash path)."""
     explain(gradcam)
-    heatmap = next(layer for layer in viewer.layers if "gradcam" in layer.name)
+    heatmap = next(layer for layer in viewer.layers if "napari_gradcam" in layer.metadata)
     remove(viewer, heatmap.name)
     viewer.add_points(np.array([[5.0, 5.0], [20.0, 30.0]]), name="points")
     process_events()

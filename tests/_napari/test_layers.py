@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 from napari.layers import Image
 
+from napari_gradcam._napari.heatmap_style import HEATMAP_COLORMAP
 from napari_gradcam._napari.layers import (
     METADATA_KEY,
     annotations_layer,
@@ -49,11 +50,12 @@ def test_heatmap_covers_the_image_it_explains():
     heatmap = Image(data, **kwargs)
     assert kind == "image" and data.shape == (16, 24)
     np.testing.assert_allclose(world_edges(heatmap), world_edges(image), atol=1e-9)
-    assert kwargs["colormap"] == "turbo" and kwargs["interpolation2d"] == "linear"
+    assert kwargs["colormap"].name == HEATMAP_COLORMAP and kwargs["interpolation2d"] == "linear"
     facts = kwargs["metadata"][METADATA_KEY]
     assert facts["target_name"] == "tissue" and facts["probability"] == pytest.approx(0.75)
     assert (facts["model"], facts["weights"], facts["slice"]) == ("demo", "weights.pt", ())
-    assert kwargs["name"] == "Image gradcam tissue"
+    assert facts["image_layer"] == "Image"  # the image's name is in the record, not the name
+    assert kwargs["name"] == "Grad-CAM · tissue (top class) · weights"
 
 
 def test_heatmap_of_a_crop_covers_the_crop():

@@ -74,6 +74,9 @@ class TileTableModel(QAbstractTableModel):
 class TileTable(QTableView):
     """The table view: click a header to sort, select a row to jump to its tile.
 
+    It never widens its dock (Qt's default: its size hint ignores its columns); wide columns
+    scroll sideways inside it.
+
     Parameters
     ----------
     on_select : callable

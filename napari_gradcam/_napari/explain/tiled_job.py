@@ -9,6 +9,7 @@ current one is explained. torch is imported only when the job runs.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -29,12 +30,17 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class TilingOptions:
-    """How regions larger than the model input are tiled."""
+    """How regions larger than the model input are tiled.
+
+    ``pace``: seconds per tile measured by an earlier run of the same model and method, for
+    the estimate shown before the first batch (``None``: not known yet).
+    """
 
     overlap: float = 0.5
     tissue: bool = True
     min_tissue: float = MIN_TISSUE
     batch_size: int = 32
+    pace: float | None = None
 
 
 @dataclass(frozen=True)
@@ -65,15 +71,12 @@ class TiledUpdate:
         Map row of ``rows[0]``.
     rows : numpy.ndarray
         Current values of the rows the last batch changed (a copy).
-    tissue : TissueMap or None
-        The tissue found for the image (first update of a region), to be shown.
     """
 
     region: int
     geometry: MapGeometry
     first_row: int = 0
     rows: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
-    tissue: TissueMap | None = None
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,8 @@ class TiledResult:
         the per-tile facts (``core.tile_stats.FACTS``).
     class_names : tuple of str
         Class names by index.
+    seconds : float
+        Time spent explaining the tiles (the pace of the next estimate).
     """
 
     box: Box
@@ -103,6 +108,13 @@ class TiledResult:
     settings: TileSettings
     tiles: dict[str, np.ndarray]
     class_names: tuple[str, ...]
+    seconds: float = 0.0
+
+    @property
+    def pace(self) -> float | None:
+        """Seconds per explained tile, or ``None`` when none was explained."""
+        explained = self.geometry.n_explained
+        return self.seconds / explained if explained else None
 
     @property
     def stride(self) -> tuple[float, float]:
@@ -177,7 +189,6 @@ def run_tiles(
     box: Box,
     region: int,
     options: TilingOptions,
-    tissue: TissueMap | None = None,
 ) -> Generator[Progress | TiledUpdate, None, TiledResult]:
     """Explain the planned tiles batch by batch, yielding the changed map rows each time.
 
@@ -192,9 +203,7 @@ def run_tiles(
     region : int
         Index of the box in the job.
     options : TilingOptions
-        Batch size.
-    tissue : TissueMap, optional
-        Sent with the first update, for the widget to show.
+        Batch size, and the pace of an earlier run for the first estimate.
     """
     from napari_gradcam.core.tiling.grid import Stitcher
     from napari_gradcam.core.tiling.loop import explained_batches
@@ -204,27 +213,56 @@ def run_tiles(
     stitcher = Stitcher(plan.grid)
     value_range = pixel_range(plan.view.data.dtype, _range_sample(plan))
     total, done = len(plan.explained), 0
-    yield Progress(0, total, _message(box, 0, geometry))
-    yield TiledUpdate(region, geometry, tissue=tissue)
+    method = _method_title(plan.settings.method)
+    yield Progress(0, total, start_message(box, geometry, method, options.pace))
+    yield TiledUpdate(region, geometry)
     batches = []
+    started = time.perf_counter()
     for results in explained_batches(loaded, plan, options.batch_size, value_range):
         start, stop = stitcher.add(results.indices, results.cams)
         batches.append(results.facts)
         done += len(results.indices)
-        yield Progress(done, total, _message(box, done, geometry))
+        pace = (time.perf_counter() - started) / done
+        yield Progress(done, total, _message(box, done, geometry, pace * (total - done)))
         yield TiledUpdate(region, geometry, start, stitcher.rows(start, stop))
     cam = stitcher.finish()
     table = _tile_table(plan, batches)
     names = tuple(loaded.card.class_name(i) for i in range(_n_classes(table)))
-    return TiledResult(box, cam, geometry, plan.settings, table, names)
+    seconds = time.perf_counter() - started
+    return TiledResult(box, cam, geometry, plan.settings, table, names, seconds)
 
 
-def _message(box: Box, done: int, geometry: MapGeometry) -> str:
+def duration(seconds: float) -> str:
+    """A rounded duration for people: ``"under a minute"``, ``"about 4 min"``, ``"about 2 h"``."""
+    if seconds < 60:
+        return "under a minute" if seconds >= 10 else "a few seconds"
+    if seconds < 5400:
+        return f"about {round(seconds / 60)} min"
+    return f"about {seconds / 3600:.1f} h"
+
+
+def start_message(box: Box, geometry: MapGeometry, method: str, pace: float | None) -> str:
+    """What the run will take, said before its first batch.
+
+    E.g. ``"about 4 min: 120 tiles x Score-CAM"``, from an earlier run's pace; without one,
+    the first batch times it.
+    """
+    work = f"{geometry.n_explained} tiles x {method}"
     skipped = geometry.n_tiles - geometry.n_explained
-    return (
-        f"{box.label}: {done}/{geometry.n_explained} tiles explained "
-        f"({skipped} background tiles skipped)"
-    )
+    estimate = f"{duration(pace * geometry.n_explained)}: " if pace is not None else ""
+    timing = "" if pace is not None else " (timing the first batch)"
+    return f"{box.label}: {estimate}{work}{timing}, {skipped} background tiles skipped"
+
+
+def _message(box: Box, done: int, geometry: MapGeometry, left: float) -> str:
+    remaining = f", {duration(left)} left" if done < geometry.n_explained else ""
+    return f"{box.label}: {done}/{geometry.n_explained} tiles explained{remaining}"
+
+
+def _method_title(name: str) -> str:
+    from napari_gradcam.core.explain.methods import METHODS
+
+    return METHODS[name].title if name in METHODS else name
 
 
 def _n_classes(table: dict[str, np.ndarray]) -> int:

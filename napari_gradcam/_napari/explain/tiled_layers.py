@@ -5,13 +5,23 @@ Everything here runs on the main thread (from the worker's ``yielded``/``returne
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
 from napari.layers import Image, Labels, Points
 from napari.utils.colormaps import Colormap, ensure_colormap
 
-from napari_gradcam._napari.layers import contrast_limits, method_label, placement_kwargs
+from napari_gradcam._napari.heatmap_style import (
+    DEFAULT_OPACITY,
+    DISPLAY_RANGE,
+    GLASS_CLEARED,
+    clear_glass,
+    heatmap_colormap,
+    show_colorbar,
+    to_display,
+)
+from napari_gradcam._napari.layers import EACH_TILE, heatmap_name, placement_kwargs
 from napari_gradcam._napari.records import (
     PER_TILE,
     HeatmapRecord,
@@ -61,19 +71,22 @@ class LiveHeatmaps:
         The explained image (gives name and placement).
     job : ExplainJob
         The running job.
+    on_added : callable
+        Called with each heatmap layer as it is added (the dock hides the earlier maps).
     """
 
-    def __init__(self, viewer: Viewer, image: Image, job: ExplainJob) -> None:
+    def __init__(
+        self, viewer: Viewer, image: Image, job: ExplainJob, on_added: Callable[[Image], None]
+    ) -> None:
         self.viewer = viewer
         self.image = image
         self.job = job
+        self.on_added = on_added
         self.layers: dict[int, Image] = {}
         self.maxima: dict[int, float] = {}
 
     def apply(self, update: TiledUpdate) -> bool:
         """Show an update; return False when its heatmap layer was closed meanwhile."""
-        if update.tissue is not None and f"{self.image.name} tissue" not in self.viewer.layers:
-            self.viewer.add_layer(tissue_layer(update.tissue, self.image))
         layer = self.layers.get(update.region)
         if layer is None:
             layer = self._add(update.region, update.geometry)
@@ -88,15 +101,26 @@ class LiveHeatmaps:
             layer.refresh()
         return True
 
-    def finish(self, region: int, result: TiledResult) -> Image | None:
-        """Give a region's layer its final map and metadata; None if it was closed."""
+    def finish(
+        self, region: int, result: TiledResult, tissue: TissueMap | None = None
+    ) -> Image | None:
+        """Give a region's layer its final map and metadata; None if it was closed.
+
+        With the image's ``tissue``, cells on glass are cleared (see ``clear_glass``).
+        """
         layer = self.layers.get(region)
         if layer is None or layer not in self.viewer.layers:
             return None
-        layer.data = result.placed.cam
-        layer.contrast_limits = contrast_limits(result.placed.cam)
+        placed = result.placed
+        shown, raw = to_display(placed.cam)
+        if tissue is not None:
+            shown = clear_glass(shown, placed.stride, placed.origin, tissue)
+        layer.data = shown
+        layer.contrast_limits = (0.0, 1.0)
         layer.metadata.clear()
-        layer.metadata.update(tiled_record(result, self.image, self.job).to_metadata())
+        record = tiled_record(result, self.image, self.job, raw, glass=tissue is not None)
+        layer.metadata.update(record.to_metadata())
+        show_colorbar(layer)
         return layer
 
     def discard(self) -> None:
@@ -108,14 +132,11 @@ class LiveHeatmaps:
 
     def _add(self, region: int, geometry: MapGeometry) -> Image:
         box = self.job.boxes[region]
-        target = self.job.target or "predicted"
-        where = "" if len(self.job.boxes) == 1 else f", {box.label}"
-        method = method_label(self.job.method, self.job.tta, self.job.bfloat16, self.job.options)
         layer = Image(
             np.zeros(geometry.shape, np.float32),
-            name=f"{self.image.name} {method} {target} (tiled{where})",
-            colormap=clear_turbo(),
-            opacity=0.5,
+            name=heatmap_name(self.job, self.job.target or EACH_TILE, box),
+            colormap=heatmap_colormap(),
+            opacity=DEFAULT_OPACITY,
             blending="translucent",
             contrast_limits=(0.0, 1.0),
             interpolation2d="linear",
@@ -124,11 +145,25 @@ class LiveHeatmaps:
         )
         self.viewer.add_layer(layer)
         self.layers[region] = layer
+        self.on_added(layer)
         return layer
 
 
-def tiled_record(result: TiledResult, image: Image, job: ExplainJob) -> HeatmapRecord:
-    """The record of a tiled region's stitched heatmap over ``image``."""
+def tiled_record(
+    result: TiledResult,
+    image: Image,
+    job: ExplainJob,
+    raw: tuple[float, float],
+    glass: bool = False,
+) -> HeatmapRecord:
+    """The record of a tiled region's stitched heatmap over ``image``.
+
+    The layer shows the map as 0-1 of its raw ``(min, max)``, ``raw``; ``glass``: cells off
+    the tissue were cleared.
+    """
+    normalisation = f"one for the whole region: {DISPLAY_RANGE}"
+    if glass:
+        normalisation = f"{normalisation}; {GLASS_CLEARED}"
     geometry, settings, placed = result.geometry, result.settings, result.placed
     return HeatmapRecord(
         spec=job.spec,
@@ -150,18 +185,18 @@ def tiled_record(result: TiledResult, image: Image, job: ExplainJob) -> HeatmapR
             job.tiling.overlap if job.tiling else 0.0,
             geometry.tile,
         ),
-        normalisation="one for the whole region (raw map over [min, max])",
+        normalisation=normalisation,
+        raw_range=raw,
         options=settings.options,
     )
 
 
 def tissue_layer(tissue: TissueMap, image: Image) -> Labels:
-    """The tissue mask as a (hidden) Labels layer over the image."""
+    """The tissue mask as a Labels layer over the image."""
     return Labels(
         tissue.mask.astype(np.uint8),
         name=f"{image.name} tissue",
         opacity=0.3,
-        visible=False,
         **placement_kwargs(image, tissue.pixel_size, (0.0, 0.0)),
     )
 

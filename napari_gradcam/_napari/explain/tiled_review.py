@@ -8,13 +8,13 @@ whose rows jump the camera to their tile, and exports them as QuPath tile object
 from __future__ import annotations
 
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 from magicgui.widgets import CheckBox, FloatSpinBox, PushButton
-from napari.layers import Image, Points
+from napari.layers import Image, Labels, Points
 from napari.qt.threading import FunctionWorker, create_worker
 from napari.utils.notifications import show_info, show_warning
 from qtpy.QtWidgets import QFileDialog
@@ -26,6 +26,7 @@ from napari_gradcam._napari.explain.tiled_layers import (
     LiveHeatmaps,
     tile_features,
     tiles_layer,
+    tissue_layer,
 )
 
 if TYPE_CHECKING:
@@ -36,8 +37,16 @@ if TYPE_CHECKING:
     from napari_gradcam._napari.worker import ExplainJob, JobOutcome
     from napari_gradcam.core.tiling.slide_tissue import TissueMap
 
-TILED_TIP = "explain regions larger than the model input tile by tile (stitched into one map)"
+TILED_TIP = (
+    "explain regions larger than the model input tile by tile (stitched into one map); "
+    "unticked, the whole region is shrunk to one model input"
+)
 TISSUE_TIP = "find the tissue once per image and skip tiles that are mostly glass"
+OVERLAP_TIP = "share of a tile that overlaps its neighbours (more: smoother map, more tiles)"
+HELPERS_TIP = (
+    "after a tiled run, also show the tissue found and a point at each tile's centre, "
+    "coloured by the tile's class (hidden by default: they cover the map)"
+)
 ZOOM_TILES = 4
 """A jump to a tile zooms so that the canvas shows about this many tiles across."""
 EXPORT_TIP = "save the tiles as QuPath tile objects with their numbers as measurements"
@@ -56,7 +65,12 @@ class TiledReview:
         self.viewer = viewer
         self.tiled = CheckBox(text="tile large regions", value=True, tooltip=TILED_TIP)
         self.skip_glass = CheckBox(text="skip background tiles", value=True, tooltip=TISSUE_TIP)
-        self.overlap = FloatSpinBox(label="tile overlap", value=0.5, min=0.0, max=0.9, step=0.25)
+        self.overlap = FloatSpinBox(
+            label="tile overlap", value=0.5, min=0.0, max=0.9, step=0.25, tooltip=OVERLAP_TIP
+        )
+        self.show_helpers = CheckBox(text="show tiles and tissue", value=False, tooltip=HELPERS_TIP)
+        self.show_helpers.changed.connect(self._on_show_helpers)
+        self.helpers: list[Points | Labels] = []
         self.table = TileTable(self.jump_to)
         self.table.setVisible(False)
         self.export = PushButton(text="Export tiles to QuPath…", visible=False, tooltip=EXPORT_TIP)
@@ -66,26 +80,35 @@ class TiledReview:
         self.points: Points | None = None
         self.image: Image | None = None
         self._tissue: weakref.WeakKeyDictionary[Image, tuple] = weakref.WeakKeyDictionary()
+        self._paces: dict[tuple[str, str], float] = {}
 
     @property
     def controls(self) -> list:
-        """The option widgets, for the dock's layout."""
-        return [self.tiled, self.skip_glass, self.overlap]
+        """The advanced option widgets, for the dock's folded section."""
+        return [self.skip_glass, self.overlap]
 
-    def options(self) -> TilingOptions | None:
-        """The tiling options of the next job (None: no tiling)."""
+    def options(self, spec: str, method: str) -> TilingOptions | None:
+        """The tiling options of the next job (None: no tiling).
+
+        They carry the pace of the last run of ``spec`` and ``method``, for the estimate
+        shown before the next one starts.
+        """
         if not self.tiled.value:
             return None
-        return TilingOptions(overlap=self.overlap.value, tissue=self.skip_glass.value)
+        return TilingOptions(
+            overlap=self.overlap.value,
+            tissue=self.skip_glass.value,
+            pace=self._paces.get((spec, method)),
+        )
 
     def cached_tissue(self, image: Image, plane: Plane) -> TissueMap | None:
         """The tissue found earlier for this image and slice, if any."""
         key, tissue = self._tissue.get(image, (None, None))
         return tissue if key == (plane.slice_index, plane.shape) else None
 
-    def start(self, job: ExplainJob, image: Image) -> None:
-        """Get ready for the updates of a new job on ``image``."""
-        self.live = LiveHeatmaps(self.viewer, image, job)
+    def start(self, job: ExplainJob, image: Image, on_added: Callable[[Image], None]) -> None:
+        """Get ready for the updates of a new job on ``image``; ``on_added`` gets each new map."""
+        self.live = LiveHeatmaps(self.viewer, image, job, on_added)
         self.image = image
 
     def apply(self, update: TiledUpdate) -> bool:
@@ -112,20 +135,54 @@ class TiledReview:
         if self.live is None or not tiled:
             return tiled
         for index in tiled:
-            self.live.finish(index, outcome.results[index])
+            result = outcome.results[index]
+            self.live.finish(index, result, outcome.tissue)
+            if result.pace is not None:
+                self._paces[(job.spec, result.settings.method)] = result.pace
         self.show_tiles([outcome.results[i] for i in tiled], self.live.image)
         self.live = None
         return tiled
 
     def show_tiles(self, results: list[TiledResult], image: Image) -> None:
-        """Add the tiles layer and fill the table."""
+        """Fill the table; add the tiles and tissue layers when "show tiles and tissue" is on."""
         self.features = tile_features(results)
         self.image = image
-        self.points = tiles_layer(self.features, image)
-        self.viewer.add_layer(self.points)
+        self._hide_helpers()
+        self.helpers, self.points = [], None
+        if self.show_helpers.value:
+            self._add_helpers()
         self.table.set_columns({name: self.features[name] for name in TILE_COLUMNS})
         self.table.setVisible(True)
         self.export.visible = True
+
+    def _on_show_helpers(self, show: bool) -> None:
+        """Show the last run's helper layers (made now if needed), or hide them."""
+        if not show:
+            self._hide_helpers()
+        elif any(layer in self.viewer.layers for layer in self.helpers):
+            for layer in self.helpers:
+                layer.visible = True
+        else:
+            self._add_helpers()
+
+    def _hide_helpers(self) -> None:
+        for layer in self.helpers:
+            layer.visible = False
+
+    def _add_helpers(self) -> None:
+        """Add the last run's tissue and tile-centre layers, above the newest map."""
+        image = self.image
+        if image is None or image not in self.viewer.layers or not self.features:
+            return
+        _key, tissue = self._tissue.get(image, (None, None))
+        self.helpers = [tissue_layer(tissue, image)] if tissue is not None else []
+        self.points = tiles_layer(self.features, image)
+        self.helpers.append(self.points)
+        selected = self.viewer.layers.selection.active
+        for layer in self.helpers:
+            self.viewer.add_layer(layer)
+        if selected is not None and selected in self.viewer.layers:
+            self.viewer.layers.selection.active = selected
 
     def export_tiles(self, path: str | Path, *, overwrite: bool = False) -> FunctionWorker | None:
         """Write the tiles of the last run as QuPath GeoJSON, in level-0 pixels of the image.

@@ -7,20 +7,35 @@ from magicgui.widgets import (
     ComboBox,
     Container,
     FileEdit,
+    FloatSlider,
     FloatSpinBox,
     Label,
     ProgressBar,
     PushButton,
 )
 from napari.layers import Image, Layer, Shapes
-from napari.utils.notifications import show_error
+from napari.qt.threading import create_worker
+from napari.utils.notifications import show_error, show_warning
 from napari.viewer import Viewer
+from qtpy.QtCore import Qt
+from qtpy.QtGui import QKeySequence, QShortcut
+from qtpy.QtWidgets import QSizePolicy
 
+from napari_gradcam._napari.docking import tab_plugin_docks
+from napari_gradcam._napari.explain import tips
+from napari_gradcam._napari.explain.card_classes import BUNDLED_CARDS, card_classes
+from napari_gradcam._napari.explain.map_stack import EARLIER_CHOICES, HIDE, REPLACE, MapStack
 from napari_gradcam._napari.explain.tiled_job import TiledUpdate
 from napari_gradcam._napari.explain.tiled_review import TiledReview
 from napari_gradcam._napari.gl_guard import guard_layer_removal
-from napari_gradcam._napari.jobs import FAILED, JobHooks, JobRunner
-from napari_gradcam._napari.layers import ANNOTATIONS_NAME, annotations_layer, heatmap_layer
+from napari_gradcam._napari.heatmap_style import DEFAULT_OPACITY, show_colorbar
+from napari_gradcam._napari.jobs import JobHooks, JobRunner
+from napari_gradcam._napari.layers import (
+    ANNOTATIONS_NAME,
+    annotations_layer,
+    heatmap_layer,
+    model_label,
+)
 from napari_gradcam._napari.plane import current_plane
 from napari_gradcam._napari.progress import ModelInfo, ModelReady
 from napari_gradcam._napari.records import is_gradcam_layer
@@ -29,50 +44,20 @@ from napari_gradcam._napari.worker import ExplainJob, JobOutcome, run_job
 from napari_gradcam.core.explain.method_options import MethodOptions
 from napari_gradcam.core.explain.methods import METHODS
 
-LAYER_TIP = (
-    "module whose output is explained, with its map grid; auto: the last spatial layer of a "
-    "CNN, or a transformer's last layer whose patch tokens reach the output"
-)
-TARGET_TIP = "class to explain; predicted: the top class of each region"
-REGION_TIP = (
-    "whole layer: the current 2-D plane; selected rectangles: one heatmap per selected "
-    "rectangle (all rectangles if none is selected); field of view: what the canvas shows"
-)
-TTA_TIP = (
-    "test-time augmentation: explain the region and its horizontal, vertical and double "
-    "flips, flip the maps back and average them (smoother maps, 4x the work)"
-)
-BFLOAT16_TIP = (
-    "run the masked forwards on a bfloat16 copy of the model: about 2x faster on CPUs with "
-    "AVX-512 BF16 or AMX and on GPUs; scores keep ~3 digits, so the map is close to, not "
-    "equal to, the float32 one"
-)
-DISCARD_TIP = (
-    "attention rollout: the share of each row's weakest attention weights dropped in every "
-    "block before the product; 0 is the paper's rollout, higher values sharpen the map"
-)
-HEAD_TIP = (
-    "class-token attention: the map of one head of the last block, or the mean of its heads "
-    "(as in the DINO figures)"
-)
 MEAN_OF_HEADS = "mean of heads"
 MAX_HEADS = 16
 """Heads offered while the model's count is unknown (``explain`` refuses a head too many)."""
 AUTO_LAYER = "auto"
 PREDICTED = "predicted"
-MODEL_TIP = (
-    "'demo' or 'demo-vit' (bundled models), 'package.module:factory', 'path/file.py:factory' "
-    "or a TorchScript file 'model.pt'"
-)
-BUNDLED_MODELS = ("demo", "demo-vit")
-"""Specs of the bundled demo models (``models.loading.BUNDLED``; named here to keep torch out
-of napari's start-up)."""
+BUNDLED_MODELS = tuple(BUNDLED_CARDS)
+"""Specs of the bundled demo models (``models.loading.BUNDLED``, whose module imports torch)."""
 OWN_MODEL = "your own (below)"
-BUNDLED_TIP = "demo: the small CNN; demo-vit: the small Vision Transformer; or your own model"
+EXPLAIN_KEYS, CANCEL_KEYS = "Ctrl+Return", "Escape"
+"""Shortcuts while the dock has focus (napari binds neither there)."""
 
 
 class GradCamWidget(Container):
-    """Explain an image layer with a classifier and add the Grad-CAM heatmap as a layer.
+    """Explain an image layer with a classifier and add the heatmap as a layer.
 
     Parameters
     ----------
@@ -86,61 +71,109 @@ class GradCamWidget(Container):
         guard_layer_removal(napari_viewer)
         self._running_on: Image | None = None
         self._model_info: ModelInfo | None = None
-        self.image = ComboBox(label="image", choices=self._image_choices)
-        self.bundled = ComboBox(
-            label="bundled model", choices=(*BUNDLED_MODELS, OWN_MODEL), tooltip=BUNDLED_TIP
-        )
-        self.model = FileEdit(label="model", mode="r", tooltip=MODEL_TIP)
-        self.model.line_edit.value = "demo"
-        self.weights = FileEdit(
-            label="weights", mode="r", nullable=True, tooltip="optional state dict for a factory"
-        )
-        self.load_button = PushButton(text="Load model", tooltip="list its layers and classes")
-        self.layer = ComboBox(
-            label="Grad-CAM layer", choices=self._layer_choices, tooltip=LAYER_TIP
-        )
-        self._build_method_controls()
-        self.target = ComboBox(label="target", choices=self._target_choices, tooltip=TARGET_TIP)
-        self.region = ComboBox(label="region", choices=REGION_CHOICES, tooltip=REGION_TIP)
-        self.shapes = ComboBox(label="rectangles in", choices=self._shapes_choices)
-        self.explain_button = PushButton(text="Explain")
-        self.cancel_button = PushButton(text="Cancel", enabled=False)
-        self.progress = ProgressBar(label="progress", min=0, max=1, value=0)
-        self.result = Label(label="result", value="")
-        self.result.native.setWordWrap(True)
-        self.result.native.setMinimumHeight(3 * self.result.native.fontMetrics().lineSpacing())
+        self._wanted_target = PREDICTED
+        self._refreshing = False
+        self._closed = False
+        self.maps = MapStack(napari_viewer)
         self.tiles = TiledReview(napari_viewer)
+        self._build_model_controls()
+        self._build_method_controls()
+        self._build_run_controls()
+        self.advanced = Container(
+            widgets=[
+                self.weights, self.load_button, self.layer, self.discard_ratio,
+                self.attention_head, self.tta, self.bfloat16, *self.tiles.controls,
+            ],
+            labels=True, visible=False,
+        )  # fmt: skip
+        self.advanced.margins = (0, 0, 0, 0)
+        self.extend([
+            self.image, self.bundled, self.model, self.method, self.target, self.region,
+            self.shapes, self.tiles.tiled, self.tiles.show_helpers, self.earlier, self.opacity,
+            self.show_advanced, self.advanced,
+            self.explain_button, self.cancel_button, self.progress,
+        ])  # fmt: skip
+        self.native.layout().addWidget(self.result.native)  # the whole width: never cut
+        self.native.layout().addWidget(self.tiles.table, 100)
+        self.native.layout().addWidget(self.tiles.export.native)
+        self.native.layout().addStretch(1)
         self.runner = JobRunner(
             self.native, "Grad-CAM", progress=self.progress, status=self.result,
             on_running=self._set_running,
         )  # fmt: skip
-        self.extend([
-            self.image, self.bundled, self.model, self.weights, self.load_button, self.layer,
-            self.method, self.discard_ratio, self.attention_head, self.tta, self.bfloat16,
-            self.target, self.region, self.shapes,
-            *self.tiles.controls,
-            self.explain_button, self.cancel_button, self.progress, self.result,
-        ])  # fmt: skip
-        self.native.layout().addWidget(self.tiles.table, 100)
-        self.native.layout().addWidget(self.tiles.export.native)
-        self.native.layout().addStretch(1)
         self._connect()
         self._on_region_changed(self.region.value)
         self._on_method_changed(self.method.value)
+        self._read_card()
+        self.native.destroyed.connect(self._on_destroyed)
+        tab_plugin_docks(self.native)
+
+    def _on_destroyed(self) -> None:
+        self._closed = True
+
+    def _build_model_controls(self) -> None:
+        """The image, the model (bundled or own, its weights) and its layer and classes."""
+        self.image = ComboBox(label="image", choices=self._image_choices, tooltip=tips.IMAGE_TIP)
+        self.bundled = ComboBox(
+            label="bundled model", choices=(*BUNDLED_MODELS, OWN_MODEL), tooltip=tips.BUNDLED_TIP
+        )
+        self.model = FileEdit(label="model", mode="r", tooltip=tips.MODEL_TIP)
+        self.model.line_edit.value = "demo"
+        self.weights = FileEdit(label="weights", mode="r", nullable=True, tooltip=tips.WEIGHTS_TIP)
+        self.load_button = PushButton(text="Load model", tooltip=tips.LOAD_TIP)
+        self.layer = ComboBox(
+            label="model layer", choices=self._layer_choices, tooltip=tips.LAYER_TIP
+        )
+        self.target = ComboBox(
+            label="target", choices=self._target_choices, tooltip=tips.TARGET_TIP
+        )
 
     def _build_method_controls(self) -> None:
         """The method, its own options (shown only for it) and how it runs."""
-        self.method = ComboBox(label="method", choices=tuple(METHODS), value="gradcam")
+        self.method = ComboBox(
+            label="method", choices=self._method_choices, value="gradcam", tooltip=tips.METHOD_TIP
+        )
         self.discard_ratio = FloatSpinBox(
-            label="discard ratio", min=0.0, max=0.95, step=0.05, value=0.0, tooltip=DISCARD_TIP
-        )
+            label="discard ratio", min=0.0, max=0.95, step=0.05, value=0.0,
+            tooltip=tips.DISCARD_TIP,
+        )  # fmt: skip
         self.attention_head = ComboBox(
-            label="attention head", choices=self._head_choices, tooltip=HEAD_TIP
+            label="attention head", choices=self._head_choices, tooltip=tips.HEAD_TIP
         )
-        self.tta = CheckBox(text="average over flips (TTA)", value=False, tooltip=TTA_TIP)
+        self.tta = CheckBox(text="average over flips (TTA)", value=False, tooltip=tips.TTA_TIP)
         self.bfloat16 = CheckBox(
-            text="bfloat16 forwards (faster, approximate)", value=False, tooltip=BFLOAT16_TIP
+            text="bfloat16 forwards (faster, approximate)", value=False, tooltip=tips.BFLOAT16_TIP
         )
+
+    def _build_run_controls(self) -> None:
+        """Region, how maps are shown, the buttons, and where progress and messages go."""
+        self.region = ComboBox(label="region", choices=REGION_CHOICES, tooltip=tips.REGION_TIP)
+        self.shapes = ComboBox(
+            label="rectangles in", choices=self._shapes_choices, tooltip=tips.SHAPES_TIP
+        )
+        self.earlier = ComboBox(
+            label="earlier maps", choices=EARLIER_CHOICES, value=HIDE, tooltip=tips.EARLIER_TIP
+        )
+        self.opacity = FloatSlider(
+            label="map opacity", min=0.0, max=1.0, step=0.05, value=DEFAULT_OPACITY,
+            tooltip=tips.OPACITY_TIP,
+        )  # fmt: skip
+        self.show_advanced = CheckBox(
+            text="advanced options", value=False, tooltip=tips.ADVANCED_TIP
+        )
+        self.explain_button = PushButton(text="Explain", tooltip=tips.EXPLAIN_TIP)
+        self.cancel_button = PushButton(text="Cancel", enabled=False, tooltip=tips.CANCEL_TIP)
+        self.progress = ProgressBar(label="progress", min=0, max=1, value=0)
+        self.result = Label(value="", tooltip=tips.RESULT_TIP)
+        label = self.result.native
+        label.setWordWrap(True)
+        label.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        label.setMinimumHeight(3 * label.fontMetrics().lineSpacing())
+        for keys, action in ((EXPLAIN_KEYS, self.explain), (CANCEL_KEYS, self.cancel)):
+            shortcut = QShortcut(QKeySequence(keys), self.native)
+            shortcut.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+            shortcut.activated.connect(action)
 
     def _connect(self) -> None:
         self.explain_button.changed.connect(self.explain)
@@ -151,6 +184,9 @@ class GradCamWidget(Container):
         self.weights.changed.connect(self._forget_model)
         self.region.changed.connect(self._on_region_changed)
         self.method.changed.connect(self._on_method_changed)
+        self.target.changed.connect(self._on_target_changed)
+        self.opacity.changed.connect(self._on_opacity_changed)
+        self.show_advanced.changed.connect(self._on_show_advanced)
         layer_events = self._viewer.layers.events
         for event in (layer_events.inserted, layer_events.removed, layer_events.reordered):
             event.connect(self.reset_choices)
@@ -165,6 +201,10 @@ class GradCamWidget(Container):
         """The mean of the heads (-1), then each head of the model's last attention block."""
         heads = (self._model_info.heads if self._model_info else None) or MAX_HEADS
         return [(MEAN_OF_HEADS, -1), *((str(head), head) for head in range(heads))]
+
+    def _method_choices(self, _widget: ComboBox) -> list[tuple[str, str]]:
+        """Each method by its title (e.g. "Score-CAM"), valued by its registry name."""
+        return [(method.title, name) for name, method in METHODS.items()]
 
     def _target_choices(self, _widget: ComboBox) -> tuple[str, ...]:
         classes = self._model_info.classes if self._model_info else ()
@@ -201,7 +241,7 @@ class GradCamWidget(Container):
         try:
             job, layer = self._explain_job()
         except ValueError as err:
-            show_error(f"Grad-CAM: {err}")
+            self._fail(f"Grad-CAM: {err}")
             return
         self._start(job, layer)
 
@@ -210,13 +250,19 @@ class GradCamWidget(Container):
         if self.running:
             return
         if not self.model_spec:
-            show_error(f"Grad-CAM: enter a model: {MODEL_TIP}")
+            self._fail(f"Grad-CAM: enter a model: {tips.MODEL_TIP}")
             return
         self._start(self._model_job(), None)
 
     def cancel(self) -> None:
         """Ask the running job to stop after its current step (or batch of tiles)."""
         self.runner.cancel()
+
+    def _fail(self, message: str) -> None:
+        """Say why nothing was made: in full in the dock, shortened in napari's toast."""
+        self.result.value = message
+        self.progress.value = 0
+        show_error(message)
 
     def _model_job(self, **kwargs: Any) -> ExplainJob:
         weights = self.weights.value
@@ -227,7 +273,7 @@ class GradCamWidget(Container):
         if layer is None:
             raise ValueError("add an image layer first (File > Open Sample > napari-gradcam)")
         if not self.model_spec:
-            raise ValueError(f"enter a model: {MODEL_TIP}")
+            raise ValueError(f"enter a model: {tips.MODEL_TIP}")
         plane = current_plane(layer, self._viewer.dims.point)
         boxes = region_boxes(self._viewer, layer, plane.shape, self.region.value, self.shapes.value)
         job = self._model_job(
@@ -239,7 +285,7 @@ class GradCamWidget(Container):
             options=self.method_options(),
             plane=plane,
             boxes=boxes,
-            tiling=self.tiles.options(),
+            tiling=self.tiles.options(self.model_spec, self.method.value),
             tissue=self.tiles.cached_tissue(layer, plane),
         )
         return job, layer
@@ -248,19 +294,25 @@ class GradCamWidget(Container):
         hooks = JobHooks(
             returned=lambda outcome: self._on_returned(outcome, job, layer),
             event=self._on_event,
-            stopped=lambda _how: self.tiles.discard(),
+            stopped=self._on_stopped,
+            errored=show_error,
         )
         self._running_on = layer
         if layer is not None:
-            self.tiles.start(job, layer)
+            self.tiles.start(job, layer, lambda added: self._show_map(added, layer))
         self.runner.start(run_job, job, hooks=hooks)
+
+    def _on_stopped(self, _how: str) -> None:
+        """A run ended without a result: drop its half-made maps, show the earlier ones."""
+        self.tiles.discard()
+        self.maps.restore()
 
     def _set_running(self, running: bool) -> None:
         self.explain_button.enabled = self.load_button.enabled = not running
         self.cancel_button.enabled = running
 
     def _on_layer_removed(self, event: Any) -> None:
-        if self.running and event.value is self._running_on:
+        if self.running and event.value == self._running_on:  # == : napari may hand proxies
             self.runner.halt(f"the layer {event.value.name!r} was removed")
 
     def _on_event(self, event: Any) -> None:
@@ -272,10 +324,52 @@ class GradCamWidget(Container):
     def show_model_info(self, info: ModelInfo) -> None:
         """Offer the layers and classes of a loaded model, if it is the one in the fields."""
         if (info.spec, info.weights) == (self.model_spec, self._model_job().weights):
-            self._model_info = info
+            self._offer(info)
+
+    def _offer(self, info: ModelInfo | None) -> None:
+        """Offer ``info``'s layers, classes and heads; keep the chosen target if it has it."""
+        self._model_info = info
+        self._refreshing = True
+        try:
             self.layer.reset_choices()
             self.target.reset_choices()
             self.attention_head.reset_choices()
+        finally:
+            self._refreshing = False
+        wanted = self._wanted_target
+        if wanted in self.target.choices:
+            self.target.value = wanted
+        elif info is not None and info.classes:
+            name = model_label(info.spec, info.weights)
+            self.result.value = (
+                f'target reset to "{PREDICTED}": {name} has no class "{wanted}" '
+                f"(its classes: {', '.join(info.classes)})"
+            )
+            self._wanted_target = PREDICTED
+
+    def _on_target_changed(self, target: str) -> None:
+        if not self._refreshing:
+            self._wanted_target = target
+
+    def _read_card(self) -> None:
+        """List the model's classes from its card (JSON) in a worker: no weights loaded."""
+        spec, weights = self.model_spec, self._model_job().weights
+        if not spec:
+            return
+
+        def offer(classes: tuple[str, ...]) -> None:
+            if self._closed:
+                return
+            if self._model_info is None and (spec, weights) == (
+                self.model_spec, self._model_job().weights
+            ):  # fmt: skip
+                self._offer(ModelInfo(spec, weights, classes, ()) if classes else None)
+
+        def say(error: Exception) -> None:
+            if not self._closed:
+                self.result.value = f"the model card cannot be read: {error}"
+
+        create_worker(card_classes, spec, weights, _connect={"returned": offer, "errored": say})
 
     def _on_bundled_changed(self, choice: str) -> None:
         if choice != OWN_MODEL:
@@ -284,10 +378,8 @@ class GradCamWidget(Container):
 
     def _forget_model(self) -> None:
         self.bundled.value = self.model_spec if self.model_spec in BUNDLED_MODELS else OWN_MODEL
-        self._model_info = None
-        self.layer.reset_choices()
-        self.target.reset_choices()
-        self.attention_head.reset_choices()
+        self._offer(None)
+        self._read_card()
 
     def _on_region_changed(self, region: str) -> None:
         self.shapes.visible = region == RECTANGLES
@@ -298,6 +390,14 @@ class GradCamWidget(Container):
         self.discard_ratio.visible = "discard_ratio" in found.options
         self.attention_head.visible = "attention_head" in found.options
 
+    def _on_show_advanced(self, show: bool) -> None:
+        self.advanced.visible = show
+
+    def _on_opacity_changed(self, opacity: float) -> None:
+        newest = self.maps.newest
+        if newest is not None and newest in self._viewer.layers:
+            newest.opacity = opacity
+
     def method_options(self) -> MethodOptions:
         """The chosen method's own options (those it does not take stay at their defaults)."""
         head = self.attention_head.value
@@ -306,24 +406,30 @@ class GradCamWidget(Container):
 
     def _on_returned(self, outcome: JobOutcome, job: ExplainJob, layer: Image | None) -> None:
         if outcome.error is not None:
-            self.tiles.discard()
-            self.result.value = FAILED
-            show_error(f"Grad-CAM: {outcome.error}")
+            self._on_stopped("failed")
+            self._fail(f"Grad-CAM: {outcome.error}")
             return
         if layer is None or not outcome.results:
             self.result.value = f"model loaded in {outcome.seconds:.1f} s"
             return
         self._add_layers(outcome, job, layer)
-        self.result.value = outcome.summary()
+        self.result.value = "\n".join((outcome.summary(), *outcome.warnings))
+        for warning in outcome.warnings:
+            show_warning(warning)
+
+    def _show_map(self, heatmap: Image, image: Image) -> None:
+        """A new map of ``image``: the only one shown, selected, at the dock's opacity."""
+        heatmap.opacity = self.opacity.value
+        self.maps.show(heatmap, image)
 
     def _add_layers(self, outcome: JobOutcome, job: ExplainJob, layer: Image) -> None:
         tiled = self.tiles.finish(outcome, job)
         for index, result in enumerate(outcome.results):
             if index not in tiled:
-                self._viewer.add_layer(Layer.create(*heatmap_layer(result, layer, job)))
+                heatmap = self._viewer.add_layer(Layer.create(*heatmap_layer(result, layer, job)))
+                show_colorbar(heatmap)
+                self._show_map(heatmap, layer)
         layers = self._viewer.layers
         if ANNOTATIONS_NAME not in layers:
             layers.append(annotations_layer(layer))
-        annotations = layers[ANNOTATIONS_NAME]
-        layers.move(layers.index(annotations), len(layers))
-        layers.selection.active = annotations
+        self.maps.settle(replace=self.earlier.value == REPLACE)

@@ -5,6 +5,7 @@ import pytest
 
 from napari_gradcam._napari.explain import widget as widget_module
 from napari_gradcam._napari.explain.widget import GradCamWidget
+from napari_gradcam._napari.heatmap_style import to_display
 from napari_gradcam._napari.layers import METADATA_KEY
 from napari_gradcam._napari.records import HeatmapRecord
 from napari_gradcam.core.explain.method_options import MethodOptions
@@ -72,20 +73,24 @@ def test_discard_ratio_and_head_reach_explain_and_the_record(vit_widget, qtbot, 
     loaded, tile = cached_model("demo-vit", None), he_tile("dense")
     layer, record = explain_with(widget, qtbot, "rollout", discard_ratio=0.5)
     assert record.options == MethodOptions(discard_ratio=0.5)
-    assert "rollout discard 0.5" in layer.name
+    assert layer.name.startswith("Attention rollout discard 0.5 · ")
     expected = explain(loaded, tile, method="rollout", discard_ratio=0.5).cam
-    np.testing.assert_allclose(layer.data, expected, rtol=1e-5, atol=1e-8)
-    assert not np.allclose(layer.data, explain(loaded, tile, method="rollout").cam, rtol=0.01)
+    np.testing.assert_allclose(layer.data, to_display(expected)[0], rtol=1e-5, atol=1e-6)
+    plain = to_display(explain(loaded, tile, method="rollout").cam)[0]
+    assert not np.allclose(layer.data, plain, rtol=0.01)
     layer, record = explain_with(widget, qtbot, "attention", attention_head=1)
     assert record.options == MethodOptions(attention_head=1) and "head 1" in layer.name
     expected = explain(loaded, tile, method="attention", attention_head=1).cam
-    np.testing.assert_allclose(layer.data, expected, rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(layer.data, to_display(expected)[0], rtol=1e-5, atol=1e-6)
     layer, record = explain_with(widget, qtbot, "attention", attention_head=-1)
     assert record.options == MethodOptions() and "discard" not in layer.name
     expected = explain(loaded, tile, method="attention").cam  # the mean of the heads
-    np.testing.assert_allclose(layer.data, expected, rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(layer.data, to_display(expected)[0], rtol=1e-5, atol=1e-6)
     layer, record = explain_with(widget, qtbot, "gradcam")  # the options stay set, unused
-    assert record.options == MethodOptions() and layer.name == "tile gradcam nuclei-dense"
+    assert (
+        record.options == MethodOptions()
+        and layer.name == "Grad-CAM · nuclei-dense (top class) · demo-vit"
+    )
     assert errors == []
 
 

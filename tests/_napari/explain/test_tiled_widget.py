@@ -9,11 +9,14 @@ from napari_gradcam._napari.explain import widget as widget_module
 from napari_gradcam._napari.explain.tiled_job import TiledResult, TiledUpdate, TilingOptions
 from napari_gradcam._napari.layers import METADATA_KEY
 from napari_gradcam._napari.plane import Plane
+from napari_gradcam._napari.progress import Progress
 from napari_gradcam._napari.regions import whole_layer_box
 from napari_gradcam._napari.worker import ExplainJob, run_job
 from tests._napari.test_layers import world_edges
 
 TIMEOUT_MS = 60_000
+MAX_DOCK_WIDTH = 420
+"""Wider, and the dock would push the canvas aside (the table's columns need ~600 px)."""
 GLASS = (241, 238, 243)
 
 
@@ -110,23 +113,34 @@ def test_the_heatmap_fills_in_batch_by_batch(make_widget, qtbot, errors):
     assert errors == []
     (heatmap,) = tiled_heatmaps(viewer)
     assert len(filled) >= 4 and filled == sorted(filled) and 0 < filled[1] < filled[-1]
-    assert np.count_nonzero(heatmap.data) >= filled[-1]
+    assert 0 < np.count_nonzero(heatmap.data) < filled[-1]  # the glass at its edges cleared
     facts = heatmap.metadata[METADATA_KEY]
     tiles = facts["tiles"]
     assert tiles["skipped"] > 0 and tiles["explained"] + tiles["skipped"] == tiles["total"]
     assert facts["stride"] == (4.0, 4.0) and facts["image_layer"] == "s"
     np.testing.assert_allclose(world_edges(heatmap), world_edges(viewer.layers["s"]))
-    assert not heatmap.data[:6].any()  # tiles on the glass above the tissue are skipped
-    assert "s tissue" in viewer.layers and not viewer.layers["s tissue"].visible
+    assert not heatmap.data[:8].any()  # glass above the tissue: skipped or cleared
+    assert not heatmap.data[:, 33:].any() and heatmap.data[8:, :32].any()  # glass to its right
+    assert "glass is never painted" in facts["normalisation"]
+    assert heatmap.name == "Grad-CAM · each tile's class · tiny"
+    assert facts["raw_range"][1] > 0 and 0.5 < heatmap.data.max() <= 1.0
+    assert [layer.name for layer in viewer.layers] == ["s", heatmap.name, "annotations"]
     assert widget.result.value.startswith(f"{tiles['explained']} tiles (each tile's class), ")
     assert widget.progress.value == widget.progress.max
+    widget.tiles.show_helpers.value = True  # asked for: the tissue and the tile centres
+    assert viewer.layers["s tissue"].visible and viewer.layers["s tiles"].visible
+    assert viewer.layers.selection.active is heatmap
+    widget.tiles.show_helpers.value = False
+    assert not viewer.layers["s tissue"].visible and not viewer.layers["s tiles"].visible
 
 
 def test_the_table_sorts_and_jumps_to_a_tile(make_widget, qtbot, errors):
     viewer, widget = make_widget(slide_like(), scale=(2.0, 2.0), name="s")
+    widget.tiles.show_helpers.value = True
     start(widget, qtbot)
     finish(widget, qtbot)
     table = widget.tiles.table
+    assert widget.native.sizeHint().width() < MAX_DOCK_WIDTH  # the table scrolls instead
     points = viewer.layers["s tiles"]
     assert not table.isHidden() and table.model_.rowCount() == len(points.data) > 0
     assert set(points.features.columns) >= {"class", "probability", "margin", "tissue", "entropy"}
@@ -152,6 +166,7 @@ def test_the_tiles_export_to_qupath_where_they_lie_on_the_image(
     monkeypatch.setattr(tiled_review, "show_warning", said.append)
     monkeypatch.setattr(tiled_review, "show_info", said.append)
     viewer, widget = make_widget(slide_like(), scale=(2.0, 2.0), translate=(5, 7), name="s")
+    widget.tiles.show_helpers.value = True
     assert widget.tiles.export.native.isHidden()
     assert widget.tiles.export_tiles(tmp_path / "none.geojson") is None and "no tiles" in said[-1]
     start(widget, qtbot)
@@ -220,13 +235,22 @@ def test_a_pyramid_is_tiled_on_the_level_of_the_models_mpp(make_widget, qtbot, e
     np.testing.assert_allclose(world_edges(heatmap), world_edges(viewer.layers["p"]))
 
 
-def test_the_tissue_is_found_once_per_image(make_widget, qtbot, errors, monkeypatch):
+@pytest.mark.parametrize("opened", ["in a test", "from the Plugins menu"])
+def test_the_tissue_is_found_once_per_image(
+    make_widget, make_napari_viewer, tiny_spec, tiny_weights, qtbot, errors, monkeypatch, opened
+):
     from napari_gradcam._napari import worker
 
     calls = []
     original = worker.find_tissue
     monkeypatch.setattr(worker, "find_tissue", lambda *a: calls.append(1) or original(*a))
-    viewer, widget = make_widget(slide_like(), name="s")
+    if opened == "in a test":
+        viewer, widget = make_widget(slide_like(), name="s")
+    else:  # the dock gets a proxy of the viewer: a new proxy of the image at each access
+        viewer = make_napari_viewer()
+        viewer.add_image(slide_like(), name="s")
+        _dock, widget = viewer.window.add_plugin_dock_widget("napari-gradcam", "Grad-CAM")
+        widget.model_spec, widget.weights.value = tiny_spec, tiny_weights
     for _ in range(2):
         start(widget, qtbot)
         finish(widget, qtbot)
@@ -262,6 +286,7 @@ def test_glass_only_gives_an_empty_map_and_says_so(make_widget, qtbot, errors):
         np.array(GLASS) + np.random.default_rng(0).normal(0, 2, (64, 96, 3)), 0, 255
     ).astype(np.uint8)
     viewer, widget = make_widget(glass, name="g")
+    widget.tiles.show_helpers.value = True
     start(widget, qtbot)
     finish(widget, qtbot)
     (heatmap,) = tiled_heatmaps(viewer)
@@ -288,7 +313,7 @@ def test_tta_and_bfloat16_reach_every_tile(make_widget, qtbot, errors, monkeypat
     finish(widget, qtbot)
     assert errors == []
     (heatmap,) = tiled_heatmaps(viewer)
-    assert " scorecam TTA bf16 " in heatmap.name
+    assert heatmap.name == "Score-CAM TTA bf16 · each tile's class · tiny"
     assert heatmap.metadata[METADATA_KEY]["tta"] and heatmap.metadata[METADATA_KEY]["bfloat16"]
     assert settings_seen and all(s.tta and s.bfloat16 for s in settings_seen)
 
@@ -335,3 +360,61 @@ def test_a_tiled_heatmap_is_checked_on_the_tile_under_the_view_centre(make_widge
     np.testing.assert_allclose(  # the stack adds a dimension; the view stays on the tile
         viewer.scene.camera.center[-2:], image.data_to_world((100, 60)), atol=1e-9
     )
+
+
+def test_tiled_runs_say_how_long_before_and_while_they_run(make_widget, qtbot, errors):
+    _viewer, widget = make_widget(slide_like(), name="s")
+    messages: list[str] = []
+    start(widget, qtbot)
+    widget.runner.worker.yielded.connect(
+        lambda e: isinstance(e, Progress) and messages.append(e.message)
+    )
+    finish(widget, qtbot)
+    assert any(message.endswith(" left") for message in messages), "an ETA during the run"
+    pace = widget.tiles.options(widget.model_spec, "gradcam").pace
+    assert pace > 0  # measured, for the estimate before the next run
+
+
+@pytest.mark.parametrize(
+    ("pace", "said"),
+    [(None, "(timing the first batch)"), (0.25, "whole layer: about 6 min: ")],
+    ids=["first-run", "known-pace"],
+)
+def test_the_estimate_comes_before_the_first_batch(tiny_spec, tiny_weights, pace, said):
+    image = slide_like((256, 384), slice(None))
+    job = ExplainJob(
+        tiny_spec, tiny_weights, plane=Plane((image,), ((1.0, 1.0),)), method="scorecam",
+        boxes=(whole_layer_box(image.shape),), tiling=TilingOptions(pace=pace, tissue=False),
+    )  # fmt: skip
+    generator = run_job(job)
+    steps = [next(generator) for _ in range(4)]  # loading, model ready, loaded, the estimate
+    generator.close()
+    n = steps[3].total
+    assert n == 1457 and steps[3].step == 0  # 0.25 s x 1457 tiles: about 6 min
+    assert f"{n} tiles x Score-CAM" in steps[3].message and said in steps[3].message
+
+
+def test_durations_are_rounded_for_people():
+    from napari_gradcam._napari.explain.tiled_job import duration
+
+    assert [duration(s) for s in (3, 42, 247, 7200)] == [
+        "a few seconds", "under a minute", "about 4 min", "about 2.0 h",
+    ]  # fmt: skip
+
+
+def test_a_cancelled_run_shows_the_earlier_map_again(make_widget, qtbot, errors, batches):
+    viewer, widget = make_widget(slide_like((256, 384), slice(None)), name="s")
+    start(widget, qtbot)
+    finish(widget, qtbot)
+    (earlier,) = tiled_heatmaps(viewer)
+    updates: list = []
+    batches.clear()
+    batches.hold()
+    start(widget, qtbot, updates)
+    qtbot.waitUntil(lambda: len(updates) >= 2, timeout=TIMEOUT_MS)
+    assert not earlier.visible  # the map filling in is the one shown
+    widget.cancel_button.clicked.emit()
+    batches.release()
+    finish(widget, qtbot)
+    assert tiled_heatmaps(viewer) == [earlier] and earlier.visible
+    assert widget.progress.value == 0 and widget.result.value == "cancelled"

@@ -6,6 +6,7 @@ from napari.layers import Image
 
 from napari_gradcam._napari.explain import widget as widget_module
 from napari_gradcam._napari.explain.widget import GradCamWidget
+from napari_gradcam._napari.heatmap_style import DEFAULT_OPACITY, HEATMAP_COLORMAP, to_display
 from napari_gradcam._napari.layers import METADATA_KEY
 from napari_gradcam._napari.regions import FIELD_OF_VIEW, RECTANGLES
 from tests._napari.test_layers import world_edges
@@ -40,16 +41,18 @@ def test_explain_adds_an_aligned_heatmap_and_annotations(make_widget, tile, qtbo
     run(widget, qtbot)
     assert errors == []
     (heatmap,) = heatmaps(viewer)
-    assert heatmap.name.startswith("tile gradcam ")
-    assert heatmap.colormap.name == "turbo" and heatmap.opacity == 0.5
+    facts = heatmap.metadata[METADATA_KEY]
+    assert heatmap.name == f"Grad-CAM · {facts['target_name']} (top class) · tiny"
+    assert heatmap.colormap.name == HEATMAP_COLORMAP and heatmap.opacity == DEFAULT_OPACITY
     assert heatmap.blending == "translucent" and heatmap.data.shape == (16, 24)
     np.testing.assert_allclose(world_edges(heatmap), world_edges(viewer.layers["tile"]))
-    facts = heatmap.metadata[METADATA_KEY]
     assert facts["image_layer"] == "tile" and facts["region"] == "whole layer"
     assert facts["target_name"] in ("background", "tissue")
-    assert viewer.layers[-1].name == "annotations"
-    assert viewer.layers.selection.active is viewer.layers["annotations"]
+    assert [layer.name for layer in viewer.layers] == ["tile", heatmap.name, "annotations"]
+    assert viewer.layers.selection.active is heatmap
     assert widget.result.value.startswith(facts["target_name"] + " p=")
+    assert "16x16 px inputs" in widget.result.value  # 64 x 96 px fed whole: a scale warning
+    assert widget.progress.value == widget.progress.max
     assert widget.layer.choices[-1] == "4" and "tissue" in widget.target.choices
 
 
@@ -125,7 +128,8 @@ def test_errors_are_notified_and_add_no_layer(make_widget, image, bad_spec, mess
     widget.model_spec = bad_spec or widget.model_spec
     run(widget, qtbot)
     assert len(errors) == 1 and message in errors[0]
-    assert len(viewer.layers) == 1 and widget.result.value == "failed"
+    assert len(viewer.layers) == 1 and widget.result.value == errors[0]  # in full, in the dock
+    assert widget.progress.value == 0  # reset, not stuck half-way
     assert widget.explain_button.enabled
 
 
@@ -201,7 +205,7 @@ def test_tta_gives_the_mean_over_flips_and_says_so(make_widget, tile, qtbot, err
     loaded = cached_model(widget.model_spec, str(widget.weights.value))
     target = with_tta.metadata[METADATA_KEY]["target_index"]
     expected = explain(loaded, tile, target=target, tta=True).cam
-    np.testing.assert_allclose(with_tta.data, expected, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(with_tta.data, to_display(expected)[0], rtol=1e-5, atol=1e-6)
     assert not np.allclose(with_tta.data, plain.data, rtol=0.01)
 
 
@@ -221,11 +225,13 @@ def test_bfloat16_is_offered_for_masked_forward_methods_and_recorded(
     assert errors == []
     plain, rounded = heatmaps(viewer)
     assert " bf16 " not in plain.name and not plain.metadata[METADATA_KEY]["bfloat16"]
-    assert " scorecam bf16 " in rounded.name and rounded.metadata[METADATA_KEY]["bfloat16"]
+    assert (
+        rounded.name.startswith("Score-CAM bf16 · ") and rounded.metadata[METADATA_KEY]["bfloat16"]
+    )
     loaded = cached_model(widget.model_spec, str(widget.weights.value))
     target = rounded.metadata[METADATA_KEY]["target_index"]
     expected = explain(loaded, tile, method="scorecam", target=target, bfloat16=True).cam
-    np.testing.assert_allclose(rounded.data, expected, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(rounded.data, to_display(expected)[0], rtol=1e-5, atol=1e-6)
 
 
 def test_closing_the_dock_mid_run_adds_no_layer(make_widget, tile, qtbot, errors):

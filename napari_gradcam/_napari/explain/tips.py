@@ -1,0 +1,53 @@
+"""The words of the Grad-CAM dock: a tooltip for each control, in a pathologist's terms."""
+
+IMAGE_TIP = "the image (or slide) layer to explain"
+BUNDLED_TIP = "demo: the small CNN; demo-vit: the small Vision Transformer; or your own model"
+MODEL_TIP = (
+    "'demo' or 'demo-vit' (bundled models), 'package.module:factory', 'path/file.py:factory' "
+    "or a TorchScript file 'model.pt'"
+)
+WEIGHTS_TIP = "optional state dict for a factory; its model card (JSON) lies beside it"
+LOAD_TIP = "load the model now to list its layers and attention heads (Explain loads it too)"
+LAYER_TIP = (
+    "the model layer whose output is explained, with its map grid; auto: the last spatial "
+    "layer of a CNN, or a transformer's last layer whose patch tokens reach the output"
+)
+METHOD_TIP = (
+    "how the map is made: Grad-CAM is fast; Score-CAM, Ablation-CAM and occlusion run many "
+    "forwards per tile (much slower, estimate shown when tiling)"
+)
+TARGET_TIP = (
+    "class to explain; predicted: each region's (or each tile's) own top class. A class you "
+    "chose is kept when you switch to a model that has it"
+)
+REGION_TIP = (
+    "whole layer: the current 2-D plane; selected rectangles: one heatmap per selected "
+    "rectangle (all rectangles if none is selected); field of view: what the canvas shows"
+)
+SHAPES_TIP = "the Shapes layer whose rectangles are explained"
+TTA_TIP = (
+    "test-time augmentation: explain the region and its horizontal, vertical and double "
+    "flips, flip the maps back and average them (smoother maps, 4x the work)"
+)
+BFLOAT16_TIP = (
+    "run the masked forwards on a bfloat16 copy of the model: about 2x faster on CPUs with "
+    "AVX-512 BF16 or AMX and on GPUs; scores keep ~3 digits, so the map is close to, not "
+    "equal to, the float32 one"
+)
+DISCARD_TIP = (
+    "attention rollout: the share of each row's weakest attention weights dropped in every "
+    "block before the product; 0 is the paper's rollout, higher values sharpen the map"
+)
+HEAD_TIP = (
+    "class-token attention: the map of one head of the last block, or the mean of its heads "
+    "(as in the DINO figures)"
+)
+EARLIER_TIP = (
+    "what happens to earlier maps of the same image: hidden (kept in the layer list, tick "
+    "their eye to compare) or replaced (removed once the new map is done)"
+)
+OPACITY_TIP = "opacity of the newest map (and of the next ones); 0: clear, 1: opaque"
+ADVANCED_TIP = "show the model layer, weights, method options and tiling options"
+EXPLAIN_TIP = "explain the region with the model (Ctrl+Enter while the dock has focus)"
+CANCEL_TIP = "stop after the current step; nothing half-made is added (Esc in the dock)"
+RESULT_TIP = "the class found, the time taken, and any warning or error in full"

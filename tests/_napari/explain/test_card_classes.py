@@ -1,0 +1,29 @@
+"""A model's classes from its card alone, found where the loader looks for it."""
+
+import pytest
+
+from napari_gradcam._napari.explain.card_classes import BUNDLED_CARDS, card_classes, card_path
+from napari_gradcam.core.card import ModelCard
+
+
+def test_bundled_cards_are_where_the_loader_finds_them():
+    from napari_gradcam.models.loading import BUNDLED, DEMO_DIR
+
+    assert {spec: stem for spec, (_factory, stem) in BUNDLED.items()} == BUNDLED_CARDS
+    for spec, stem in BUNDLED_CARDS.items():
+        assert card_path(spec, None) == DEMO_DIR / f"{stem}.json"
+    assert card_classes("demo", None) == ("background", "stroma", "nuclei-dense")
+
+
+def test_a_card_beside_the_weights_or_the_model_file_is_read(tmp_path):
+    ModelCard(name="m", classes=("a", "b")).to_json(tmp_path / "m.json")
+    assert card_classes("net.py:make", str(tmp_path / "m.pt")) == ("a", "b")
+    assert card_classes(str(tmp_path / "m.pt"), None) == ("a", "b")  # TorchScript beside it
+    assert card_classes("net.py:make", None) == ()  # no weights: no card to read yet
+    assert card_classes(str(tmp_path / "recipe.json"), None) == ()  # read when loaded
+
+
+def test_a_broken_card_says_so(tmp_path):
+    (tmp_path / "m.json").write_text('{"classes": ["a"], "colour": 1}')
+    with pytest.raises(ValueError, match="unknown keys"):
+        card_classes("net.py:make", str(tmp_path / "m.pt"))
