@@ -118,8 +118,14 @@ def tab_plugin_docks(widget: QWidget) -> None:
 
 
 def in_a_dock(widget: QWidget) -> bool:
-    """Whether ``widget`` sits in a dock widget (docked or floating), i.e. was not closed."""
-    return dock_of(widget) is not None
+    """Whether ``widget`` sits in a dock widget (docked or floating), i.e. was not closed.
+
+    A widget whose Qt object was already deleted (its dock closed and destroyed) is in none.
+    """
+    try:
+        return dock_of(widget) is not None
+    except RuntimeError:  # "wrapped C/C++ object ... has been deleted"
+        return False
 
 
 class DockWatch:

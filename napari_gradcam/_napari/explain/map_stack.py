@@ -1,5 +1,8 @@
 """One visible answer per image: a new heatmap hides (or replaces) the earlier ones.
 
+An answer is a Grad-CAM heatmap or a slide-level model's map of the image: a new one of
+either kind hides the visible ones of both. "Replace" removes earlier Grad-CAM heatmaps only.
+
 Earlier maps of the same image stay in the layer list, hidden, for comparison; with
 "replace" they are removed, but only once the new map is complete, so a cancelled or failed
 run loses nothing and shows the earlier map again. The newest map is selected, so napari's
@@ -13,7 +16,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from napari_gradcam._napari.layers import ANNOTATIONS_NAME
+from napari_gradcam._napari.layers import ANNOTATIONS_NAME, METADATA_KEY
 from napari_gradcam._napari.records import HeatmapRecord
 
 if TYPE_CHECKING:
@@ -28,6 +31,25 @@ def is_map_of(layer: Layer, image: Image) -> bool:
     """Whether ``layer`` is a finished heatmap of ``image`` (by the image's name)."""
     record = HeatmapRecord.of(layer)
     return record is not None and record.image_layer == image.name
+
+
+def is_answer_of(layer: Layer, image: Image) -> bool:
+    """Whether ``layer`` is a heatmap or a slide-level model's map of ``image``."""
+    if is_map_of(layer, image):
+        return True
+    facts = layer.metadata.get(METADATA_KEY)
+    slide_map = facts.get("mil") if isinstance(facts, dict) else None
+    return isinstance(slide_map, dict) and slide_map.get("image_layer") == image.name
+
+
+def hide_answers(viewer: Viewer, image: Image, keep: list[Layer]) -> list[Layer]:
+    """Hide the visible answers of ``image`` other than ``keep``; return those hidden."""
+    hidden = []
+    for layer in viewer.layers:
+        if layer.visible and layer not in keep and is_answer_of(layer, image):
+            layer.visible = False
+            hidden.append(layer)
+    return hidden
 
 
 class MapStack:
@@ -47,10 +69,7 @@ class MapStack:
 
     def show(self, layer: Image, image: Image) -> None:
         """``layer`` (just added) is the answer: hide the other maps of ``image``, select it."""
-        for other in self.viewer.layers:
-            if other != layer and other.visible and self._is_earlier(other, image):
-                other.visible = False
-                self._hidden.append(other)
+        self._hidden += hide_answers(self.viewer, image, keep=[layer, *self._added])
         self._added.append(layer)
         self.newest = layer
         self.select(layer)
@@ -67,7 +86,7 @@ class MapStack:
         """The run is complete: remove the maps it hid when ``replace``; forget them."""
         if replace:
             for layer in self._hidden:
-                if layer in self.viewer.layers:
+                if layer in self.viewer.layers and HeatmapRecord.of(layer) is not None:
                     self.viewer.layers.remove(layer)
         if self.newest is not None:
             self.select(self.newest)
@@ -81,7 +100,3 @@ class MapStack:
         alive = [layer for layer in self._hidden if layer in self.viewer.layers]
         self.newest = alive[-1] if alive else None
         self._hidden, self._added = [], []
-
-    def _is_earlier(self, layer: Layer, image: Image) -> bool:
-        """A finished map of ``image`` made before this run."""
-        return layer not in self._added and is_map_of(layer, image)

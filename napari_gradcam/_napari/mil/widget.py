@@ -10,6 +10,7 @@ from napari.utils.notifications import show_error
 from napari.viewer import Viewer
 from qtpy.QtCore import Qt
 
+from napari_gradcam._napari.explain.map_stack import hide_answers
 from napari_gradcam._napari.explain.tiled_review import jump_to_box
 from napari_gradcam._napari.fold import Fold
 from napari_gradcam._napari.gl_guard import guard_layer_removal
@@ -182,6 +183,7 @@ class SlideMilWidget(Container):
         result = outcome.result
         card = str(request.options["card"])
         self._maps = {}
+        hide_answers(self._viewer, image, keep=[])  # the slide model's map is now the answer
         for score in result.maps:
             layer = self._viewer.add_layer(score_layer(score, result, image, card))
             self._maps[map_label(score.name, score.signed, result.target_name)] = layer
