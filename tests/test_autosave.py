@@ -235,5 +235,6 @@ def test_the_folder_is_per_user_and_can_be_set(monkeypatch, tmp_path):
     monkeypatch.setenv("NAPARI_GRADCAM_AUTOSAVE_DIR", str(tmp_path))
     assert autosave_dir() == tmp_path
     monkeypatch.delenv("NAPARI_GRADCAM_AUTOSAVE_DIR")
+    monkeypatch.delenv("NAPARI_GRADCAM_STATE_DIR")  # set for every test by conftest
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     assert autosave_dir() == tmp_path / "state" / "napari-gradcam" / "autosave"
