@@ -14,6 +14,7 @@ DISTRIBUTIONS = {
     "yaml": "pyyaml",
     "openslide": "openslide-python",
     "ome_zarr": "ome-zarr",
+    "PIL": "pillow",
 }
 """Import names whose distribution is named differently."""
 
