@@ -105,3 +105,14 @@ def show_colorbar(layer: Image) -> None:
     """Show napari's colour bar of ``layer`` (0 to 1, in the canvas's top right corner)."""
     layer.colorbar.visible = True
     layer.colorbar.font_size = 9
+
+
+def show_colorbar_soon(layer: Image) -> None:
+    """:func:`show_colorbar` at the next turn of the event loop (main thread only).
+
+    napari builds a colour bar (its text and GL buffers) on the GUI thread: done apart from
+    the map's own update, neither blocks the window for long.
+    """
+    from qtpy.QtCore import QTimer
+
+    QTimer.singleShot(0, lambda: show_colorbar(layer))

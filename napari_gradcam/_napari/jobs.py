@@ -183,8 +183,20 @@ class JobRunner:
         if self._status is not None:
             self._status.value = text
 
+    def _widget_deleted(self) -> bool:
+        """Whether the dock's Qt widget is gone (its window closed): nothing may touch it."""
+        if self._widget is None:
+            return False
+        try:
+            self._widget.objectName()
+        except RuntimeError:  # "wrapped C/C++ object ... has been deleted"
+            return True
+        return False
+
     def _on_yielded(self, event: Any) -> None:
-        if self._worker is None or self._worker.abort_requested or self.dock_closed():
+        if self._worker is None or self._worker.abort_requested or self._widget_deleted():
+            return
+        if self.dock_closed():
             return
         if isinstance(event, Progress):
             self._set_progress(event.step, event.total)
@@ -192,6 +204,9 @@ class JobRunner:
         self._hooks.event(event)
 
     def _on_returned(self, outcome: Any) -> None:
+        if self._widget_deleted():
+            self._settled = True
+            return
         if isinstance(outcome, Crashed):
             self._on_errored(outcome.error)
             return
@@ -232,6 +247,9 @@ class JobRunner:
         self._hooks.stopped(how)
 
     def _on_finished(self) -> None:
+        if self._widget_deleted():
+            self._worker = None
+            return
         if not self._settled:  # stopped after its last step: neither returned nor aborted
             self.dock_closed()
             self._stop(CANCELLED)

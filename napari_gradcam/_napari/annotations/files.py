@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from magicgui.widgets import ComboBox, Label
     from napari.viewer import Viewer
 
+    from napari_gradcam._napari.annotations.geojson_io import LayerDataTuple
     from napari_gradcam._napari.annotations.labels import LabelSet
 
 
@@ -80,6 +81,14 @@ def _read_file(path: str | Path, shape: tuple[int, int] | None) -> ReadResult | 
         return str(err)
 
 
+def _build_layers(read: list[LayerDataTuple]) -> list[Layer]:
+    """Make the layers of a read file (in a worker: triangulating many shapes takes a while).
+
+    Only their models are made here; napari draws them once added on the main thread.
+    """
+    return [Layer.create(*item) for item in read]
+
+
 def ask_save_path(caption: str, file_filter: str) -> Path | None:
     """Ask for a file to write (Qt confirms replacing an existing one)."""
     path, _ = QFileDialog.getSaveFileName(None, caption, "", file_filter)
@@ -120,6 +129,7 @@ class FileActions(Container):
         super().__init__(labels=False)
         self._dock = dock
         self._reads = JobRunner()
+        self._builds = JobRunner()
         buttons = {
             "Export CSV…": lambda: self._ask(self.export_csv, "CSV (*.csv)"),
             "Export GeoJSON…": lambda: self._ask(self.export_geojson, "GeoJSON (*.geojson)"),
@@ -210,8 +220,8 @@ class FileActions(Container):
 
     @property
     def importing(self) -> bool:
-        """Whether a GeoJSON file is being read."""
-        return self._reads.running
+        """Whether a GeoJSON file is being read (or its layers built)."""
+        return self._reads.running or self._builds.running
 
     def import_geojson(self, path: str | Path) -> bool:
         """Read QuPath GeoJSON in a worker, then add a new annotations layer (and a points layer).
@@ -240,7 +250,14 @@ class FileActions(Container):
         except ValueError as err:
             self._dock.warn(str(err))
             return
-        added = [self._dock.viewer.add_layer(Layer.create(*item)) for item in read]
+        hooks = JobHooks(
+            returned=lambda layers: self._add_built(layers, path),
+            stopped=lambda how: self._dock.warn(f"{Path(path).name} not read ({how})"),
+        )
+        self._builds.start(_build_layers, read, hooks=hooks)
+
+    def _add_built(self, layers: list[Layer], path: str | Path) -> None:
+        added = [self._dock.viewer.add_layer(layer) for layer in layers]
         kinds = ["shapes" if isinstance(layer, Shapes) else "points" for layer in added]
         counts = ", ".join(
             f"{len(layer.data)} {kind}" for layer, kind in zip(added, kinds, strict=True)

@@ -14,6 +14,8 @@ from qtpy.QtCore import QAbstractTableModel, QModelIndex, Qt
 from qtpy.QtWidgets import QAbstractItemView, QHeaderView, QTableView
 
 DISPLAY = Qt.ItemDataRole.DisplayRole
+RESIZE_ROWS = 64
+"""Rows whose text sizes a column (Qt measures 1000 by default: a stall with many tiles)."""
 
 
 class TileTableModel(QAbstractTableModel):
@@ -22,12 +24,14 @@ class TileTableModel(QAbstractTableModel):
     def __init__(self) -> None:
         super().__init__()
         self.columns: dict[str, np.ndarray] = {}
+        self._values: list[np.ndarray] = []
         self.order = np.zeros(0, dtype=np.int64)
 
     def set_columns(self, columns: dict[str, np.ndarray]) -> None:
         """Show ``columns`` (name to (N,) array), in their own order."""
         self.beginResetModel()
         self.columns = {name: np.asarray(values) for name, values in columns.items()}
+        self._values = list(self.columns.values())
         lengths = {len(values) for values in self.columns.values()} or {0}
         self.order = np.arange(lengths.pop())
         self.endResetModel()
@@ -44,8 +48,7 @@ class TileTableModel(QAbstractTableModel):
         """The cell's text (floats with two decimals)."""
         if role != DISPLAY or not index.isValid():
             return None
-        values = list(self.columns.values())[index.column()]
-        value = values[self.order[index.row()]]
+        value = self._values[index.column()][self.order[index.row()]]
         return f"{value:.2f}" if isinstance(value, np.floating) else str(value)
 
     def headerData(
@@ -61,7 +64,7 @@ class TileTableModel(QAbstractTableModel):
         if not self.columns:
             return
         self.layoutAboutToBeChanged.emit()
-        values = list(self.columns.values())[column]
+        values = self._values[column]
         ranks = np.argsort(values, kind="stable")
         self.order = ranks[::-1] if order == Qt.SortOrder.DescendingOrder else ranks
         self.layoutChanged.emit()
@@ -90,7 +93,9 @@ class TileTable(QTableView):
         self.setSortingEnabled(True)
         self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header = self.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setResizeContentsPrecision(RESIZE_ROWS)
         self.verticalHeader().setVisible(False)
         self.setMinimumHeight(160)
         self._on_select = on_select

@@ -18,7 +18,7 @@ from napari_gradcam._napari.heatmap_style import (
     GLASS_CLEARED,
     clear_glass,
     heatmap_colormap,
-    show_colorbar,
+    show_colorbar_soon,
     to_display,
 )
 from napari_gradcam._napari.layers import EACH_TILE, heatmap_name, placement_kwargs
@@ -120,7 +120,7 @@ class LiveHeatmaps:
         layer.metadata.clear()
         record = tiled_record(result, self.image, self.job, raw, glass=tissue is not None)
         layer.metadata.update(record.to_metadata())
-        show_colorbar(layer)
+        show_colorbar_soon(layer)
         return layer
 
     def discard(self) -> None:

@@ -8,7 +8,7 @@ from magicgui.widgets import ComboBox, Container, Label, ProgressBar, PushButton
 from napari.layers import Image
 from napari.utils.notifications import show_error
 from napari.viewer import Viewer
-from qtpy.QtCore import Qt
+from qtpy.QtCore import Qt, QTimer
 
 from napari_gradcam._napari.explain.map_stack import hide_answers
 from napari_gradcam._napari.explain.tiled_review import jump_to_box
@@ -21,6 +21,7 @@ from napari_gradcam._napari.mil.job import (
     MilOutcome,
     MilRequest,
     MilResult,
+    ScoreMap,
     run_drill,
     run_mil,
 )
@@ -37,6 +38,8 @@ from napari_gradcam._napari.mil.table import TopTile, TopTilesTable
 from napari_gradcam._napari.records import METADATA_KEY, is_gradcam_layer
 
 NAME = "Slide-level model (MIL)"
+MAP_DELAY_MS = 30
+"""Pause between adding a run's maps, so the window redraws and takes input in between."""
 SHOWN_TIP = (
     "the one tile map shown over the slide; the others stay in the layer list, hidden "
     "(tick their eye to compare)"
@@ -63,6 +66,7 @@ class SlideMilWidget(Container):
         self._image: Image | None = None
         self._running_on: Image | None = None
         self._maps: dict[str, Image] = {}
+        self._pending: list[tuple[str, ScoreMap]] = []
         self.image = ComboBox(
             label="slide", choices=self._image_choices, tooltip="the whole-slide image layer"
         )
@@ -145,8 +149,8 @@ class SlideMilWidget(Container):
 
     @property
     def running(self) -> bool:
-        """Whether a run or a drill-down is under way."""
-        return self.runner.running
+        """Whether a run or a drill-down is under way (or a run's maps are still being added)."""
+        return self.runner.running or bool(self._pending)
 
     def run(self) -> None:
         """Embed, score and map the chosen slide with the chosen card, in a worker thread."""
@@ -184,26 +188,44 @@ class SlideMilWidget(Container):
         card = str(request.options["card"])
         self._maps = {}
         hide_answers(self._viewer, image, keep=[])  # the slide model's map is now the answer
-        for score in result.maps:
-            layer = self._viewer.add_layer(score_layer(score, result, image, card))
-            self._maps[map_label(score.name, score.signed, result.target_name)] = layer
-        self._viewer.layers.selection.active = image
         self.result, self._image = result, image
         self.status.value = result.summary()
         self.prediction.value = result.prediction()
         self.table.show_tiles(self._top_tiles(result, image), str(image.units[-1]))
         self.shown.visible = True
+        labelled = {map_label(s.name, s.signed, result.target_name): s for s in result.maps}
+        first = self._first_shown(result)
+        self._pending = [(first, labelled.pop(first)), *labelled.items()]
+        self._add_next_map(result, image, card)
+
+    def _add_next_map(self, result: MilResult, image: Image, card: str) -> None:
+        """Add one pending map (the one shown first), then the next at the next turn.
+
+        Adding a layer builds its controls on the GUI thread (about half a second each):
+        one per turn of the event loop keeps the window responsive.
+        """
+        if self.result is not result or image not in self._viewer.layers or not self._pending:
+            self._pending = []
+            return
+        label, score = self._pending.pop(0)
+        layer = score_layer(score, result, image, card)
+        layer.visible = not self._maps
+        self._maps[label] = self._viewer.add_layer(layer)
         self.shown.reset_choices()
-        self.shown.value = self._first_shown(result)
-        self._show_map(self.shown.value)
+        if len(self._maps) == 1:
+            self.shown.value = label
+            self._show_map(label)
+        shown = self._maps.get(self.shown.value)
+        if shown is not None:  # napari selects each layer added: keep the shown map selected
+            self._viewer.layers.selection.active = shown
+        if self._pending:
+            QTimer.singleShot(MAP_DELAY_MS, lambda: self._add_next_map(result, image, card))
 
     def _first_shown(self, result: MilResult) -> str:
         """The map of the score the table ranks by, else the first map made."""
         rank_by = self.controls.rank_by.value
-        for score in result.maps:
-            if score.name == rank_by:
-                return map_label(score.name, score.signed, result.target_name)
-        return next(iter(self._maps))
+        shown = next((s for s in result.maps if s.name == rank_by), result.maps[0])
+        return map_label(shown.name, shown.signed, result.target_name)
 
     def _top_tiles(self, result: MilResult, image: Image) -> list[TopTile]:
         from napari_gradcam.slides.mil_runner import top_tiles
