@@ -75,7 +75,7 @@ def main(path: Path, model: str = "demo", target: str = "nuclei-dense") -> None:
     rows = [r for r in range(table.model_.rowCount()) if classes[table.model_.row_of(r)] == target]
     table.select_row(rows[min(3, len(rows) - 1)])
     viewer.scene.camera.zoom /= 3
-    viewer.layers.selection.active = next(lay for lay in viewer.layers if "(tiled" in lay.name)
+    viewer.layers.selection.active = widget.maps.newest
     save_window(viewer, path)
     viewer.close()
 

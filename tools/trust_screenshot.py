@@ -15,6 +15,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import numpy as np
 from qtpy.QtCore import QEventLoop, Qt, QTimer
 from slide_screenshot import explained_viewer, save_window
 
@@ -37,16 +38,18 @@ def wait_for(widget: TrustWidget) -> None:
 def main(path: Path, model: str = "demo", baseline: str = "blur") -> None:
     """Explain the slide tile by tile, check one ``CLASS`` tile, and save."""
     viewer, explainer = explained_viewer(CLASS, model)
+    features, image = explainer.tiles.features, explainer.image.value
+    heatmap = explainer.maps.newest
     explainer.native.parentWidget().close()
     trust = TrustWidget(viewer)
     dock = viewer.window.add_dock_widget(trust, name="Grad-CAM trust & compare")
     viewer.window._qt_window.resizeDocks([dock], [600], Qt.Orientation.Horizontal)
-    trust.heatmap.value = next(lay for lay in viewer.layers if "(tiled" in lay.name)
+    trust.heatmap.value = heatmap
     wait_for(trust)
-    tiles = next(lay for lay in viewer.layers if lay.name.endswith(" tiles"))
-    distance = (tiles.features["probability"] - PROBABILITY).abs()
-    chosen = distance.where(tiles.features["class"] == CLASS, 2.0).argmin()
-    viewer.scene.camera.center = tuple(tiles.data_to_world(tiles.data[int(chosen)]))
+    probability, classes = np.asarray(features["probability"]), np.asarray(features["class"])
+    distance = np.where(classes == CLASS, np.abs(probability - PROBABILITY), 2.0)
+    y0, x0, y1, x1 = np.asarray(features["box"], dtype=float)[int(distance.argmin())]
+    viewer.scene.camera.center = tuple(image.data_to_world(((y0 + y1 - 1) / 2, (x0 + x1 - 1) / 2)))
     viewer.scene.camera.zoom *= 4
     trust.sanity_steps.value = 3
     trust.baseline.value = baseline
