@@ -296,6 +296,8 @@ def test_the_everyday_loop_shows_one_readable_answer_at_each_step(
     shots(viewer, "4_mil", meter)
 
     meter.stop()
+    other_units = [layer.name for layer in viewer.layers if layer.units != image.units]
+    assert other_units == [], "the plugin's layers take the image's units (no napari units toast)"
     allowed = max(MAX_STALL_S, LAYER_ADD_MARGIN * napari_layer_add_seconds(viewer, image.units))
     assert window.minimumSizeHint().height() <= SCREEN[1], "all four docks fit the screen"
     assert window.height() <= SCREEN[1]
