@@ -88,7 +88,7 @@ def screenshot_when_explained(
     int
         0 when the screenshot was saved, 1 when the job failed or timed out.
     """
-    from qtpy.QtCore import QEventLoop, QTimer
+    from qtpy.QtCore import QCoreApplication, QEventLoop, QTimer
 
     loop = QEventLoop()
     timer = QTimer()
@@ -96,6 +96,7 @@ def screenshot_when_explained(
 
     def poll() -> None:
         if has_heatmap(viewer) and not widget.running:
+            QCoreApplication.processEvents()  # what the dock deferred, e.g. the colour bar
             viewer.reset_view()
             viewer.screenshot(str(path), canvas_only=False)
             loop.exit(0)
