@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from napari_gradcam.models.loading import DEMO_DIR
+from napari_gradcam.models.bundled import DEMO_DIR
 
 DEMO_ENCODER = {
     "spec": "napari_gradcam.models.demo_encoder:build_demo_encoder",

@@ -1,6 +1,21 @@
-"""Model specs, model cards and the bundled demo model."""
+"""Model specs, model cards and the bundled demo model.
 
-from napari_gradcam.core.card import ModelCard
-from napari_gradcam.models.loading import LoadedModel, load_model
+Exported lazily: importing a torch-free module of this package (``models.bundled``) must not
+import torch through the loader.
+"""
 
-__all__ = ["LoadedModel", "ModelCard", "load_model"]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "LoadedModel": "napari_gradcam.models.loading",
+    "load_model": "napari_gradcam.models.loading",
+    "ModelCard": "napari_gradcam.core.card",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

@@ -35,17 +35,12 @@ import torch
 from torch import nn
 
 from napari_gradcam.core.card import ModelCard
+from napari_gradcam.models.bundled import BUNDLED, DEMO_DIR
 from napari_gradcam.models.code_trust import checked_source
 from napari_gradcam.models.probe import load_recipe
 from napari_gradcam.models.timm_models import TIMM_PREFIX, build_timm, is_timm_spec
 from napari_gradcam.models.weights import load_weights
 
-DEMO_DIR = Path(__file__).parent / "demo"
-BUNDLED: dict[str, tuple[str, str]] = {
-    "demo": ("napari_gradcam.models.demo_net:build_demo_net", "demo_net"),
-    "demo-vit": ("napari_gradcam.models.vit_demo_net:build_vit_demo_net", "vit_demo_net"),
-}
-"""Bundled model name -> (factory spec, file stem of its weights and card in ``DEMO_DIR``)."""
 ModelKind = Literal["factory", "torchscript", "pickle", "recipe"]
 TORCHVISION_DOWNLOAD_ARGUMENTS = frozenset(
     {"weights", "weights_backbone", "pretrained", "pretrained_backbone"}

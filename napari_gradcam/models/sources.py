@@ -31,8 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from napari_gradcam.models.bundled import BUNDLED, DEMO_DIR
 from napari_gradcam.models.code_trust import function_spec_in_folder
-from napari_gradcam.models.loading import BUNDLED, DEMO_DIR
 from napari_gradcam.models.slide_model import encoder_spec_in_folder
 from napari_gradcam.models.timm_models import TIMM_PREFIX, is_timm_spec
 

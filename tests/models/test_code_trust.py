@@ -207,7 +207,7 @@ def test_which_imports_ship_with_the_model_libraries(name, shipped):
 
 
 def test_shipped_cards_need_no_trust():
-    from napari_gradcam.models.loading import DEMO_DIR
+    from napari_gradcam.models.bundled import DEMO_DIR
 
     assert SlideCard.read(DEMO_DIR / "mil_demo.json").code_request().references == ()
 

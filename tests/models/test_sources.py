@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from napari_gradcam.models.loading import DEMO_DIR
+from napari_gradcam.models.bundled import DEMO_DIR
 from napari_gradcam.models.sources import ModelSources, model_sources, slide_model_sources
 
 

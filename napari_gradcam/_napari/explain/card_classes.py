@@ -9,18 +9,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import napari_gradcam
 from napari_gradcam.core.card import ModelCard
-
-DEMO_DIR = Path(napari_gradcam.__file__).parent / "models" / "demo"
-BUNDLED_CARDS = {"demo": "demo_net", "demo-vit": "vit_demo_net"}
-"""Bundled model -> the stem of its card in ``DEMO_DIR`` (as ``models.loading.BUNDLED``)."""
+from napari_gradcam.models.bundled import BUNDLED, bundled_card
 
 
 def card_path(spec: str, weights: str | None) -> Path | None:
     """Where the model's card is, or ``None`` when it has none to read before loading."""
-    if spec in BUNDLED_CARDS:
-        return DEMO_DIR / f"{BUNDLED_CARDS[spec]}.json"
+    if spec in BUNDLED:
+        return bundled_card(spec)
     if spec.endswith(".json"):
         return None  # a recipe: its card is inside, read when the recipe is loaded
     source = weights

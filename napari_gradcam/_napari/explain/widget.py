@@ -23,7 +23,7 @@ from qtpy.QtWidgets import QSizePolicy
 
 from napari_gradcam._napari.docking import tab_plugin_docks
 from napari_gradcam._napari.explain import tips
-from napari_gradcam._napari.explain.card_classes import BUNDLED_CARDS, card_classes
+from napari_gradcam._napari.explain.card_classes import card_classes
 from napari_gradcam._napari.explain.map_stack import EARLIER_CHOICES, HIDE, REPLACE, MapStack
 from napari_gradcam._napari.explain.tiled_job import TiledUpdate
 from napari_gradcam._napari.explain.tiled_review import TiledReview
@@ -43,14 +43,15 @@ from napari_gradcam._napari.regions import RECTANGLES, REGION_CHOICES, region_bo
 from napari_gradcam._napari.worker import ExplainJob, JobOutcome, run_job
 from napari_gradcam.core.explain.method_options import MethodOptions
 from napari_gradcam.core.explain.methods import METHODS
+from napari_gradcam.models.bundled import BUNDLED
 
 MEAN_OF_HEADS = "mean of heads"
 MAX_HEADS = 16
 """Heads offered while the model's count is unknown (``explain`` refuses a head too many)."""
 AUTO_LAYER = "auto"
 PREDICTED = "predicted"
-BUNDLED_MODELS = tuple(BUNDLED_CARDS)
-"""Specs of the bundled demo models (``models.loading.BUNDLED``, whose module imports torch)."""
+BUNDLED_MODELS = tuple(BUNDLED)
+"""Specs of the bundled demo models."""
 OWN_MODEL = "your own (below)"
 EXPLAIN_KEYS, CANCEL_KEYS = "Ctrl+Return", "Escape"
 """Shortcuts while the dock has focus (napari binds neither there)."""

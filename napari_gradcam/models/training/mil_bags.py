@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_gradcam.models.loading import DEMO_DIR
+from napari_gradcam.models.bundled import DEMO_DIR
 from napari_gradcam.models.slide_model import SlideModel, load_slide_model
 from napari_gradcam.models.training.labels import label_from_fractions, slide_evidence
 

@@ -171,7 +171,7 @@ def test_load_model_lists_layers_and_classes(make_widget, qtbot, errors):
 
 
 def test_bundled_picker_offers_both_demos_and_follows_the_spec(make_widget, qtbot, errors):
-    from napari_gradcam.models.loading import BUNDLED
+    from napari_gradcam.models.bundled import BUNDLED
 
     _, widget = make_widget()
     assert tuple(BUNDLED) == widget_module.BUNDLED_MODELS
