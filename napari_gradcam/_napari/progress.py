@@ -10,6 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from napari_gradcam.core.progress import Progress
+
+__all__ = ["ModelInfo", "ModelReady", "Progress"]
+
 
 @dataclass(frozen=True)
 class ModelInfo:
@@ -25,15 +29,6 @@ class ModelInfo:
     classes: tuple[str, ...]
     layers: tuple[tuple[str, str], ...]
     heads: int | None = None
-
-
-@dataclass(frozen=True)
-class Progress:
-    """One step of a job: ``step`` of ``total`` done, and what is happening."""
-
-    step: int
-    total: int
-    message: str
 
 
 @dataclass(frozen=True)

@@ -29,11 +29,13 @@ from napari_gradcam.core.explain.method_options import check_options
 from napari_gradcam.core.explain.methods import CamMethod, check_precision, get_method
 from napari_gradcam.core.explain.methods.guided import has_relu_modules
 from napari_gradcam.core.explain.targets import Target, target_scores
+from napari_gradcam.core.settings import ExplainSettings
 
 
 def explain(
     model: object,
     image: np.ndarray | torch.Tensor,
+    settings: ExplainSettings | None = None,
     *,
     method: str = "gradcam",
     layer: str | nn.Module | None = None,
@@ -60,6 +62,9 @@ def explain(
     image : numpy.ndarray or torch.Tensor
         Pixels (H, W) or (H, W, C) of any common dtype, preprocessed with the card; or a float
         tensor (N, C, H, W) already preprocessed.
+    settings : ExplainSettings, optional
+        Method, layer, target, TTA, precision and the method's options as one record; when
+        given, it replaces the keywords of the same names.
     method : str
         A key of ``METHODS``.
     layer : str or torch.nn.Module, optional
@@ -114,6 +119,11 @@ def explain(
         When ``should_stop()`` returned true; the model is left as it was.
     """
     start = time.perf_counter()
+    if settings is not None:
+        method, layer, target = settings.method, settings.layer, settings.target
+        tta, bfloat16 = settings.tta, settings.bfloat16
+        discard_ratio = settings.options.discard_ratio
+        attention_head = settings.options.attention_head
     module, card = model_parts(model, card)
     cam_method = get_method(method)
     settings = MethodSettings(
