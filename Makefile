@@ -38,10 +38,10 @@ bench: setup
 	$(VENV)/python benchmarks/bench_methods.py
 
 train-demo: setup
-	$(VENV)/python -m napari_gradcam.models.training.train_demo
+	$(VENV)/python -m napari_gradcam.training.train_demo
 
 train-vit-demo: setup
-	$(VENV)/python -m napari_gradcam.models.training.train_vit_demo
+	$(VENV)/python -m napari_gradcam.training.train_vit_demo
 
 train-mil-demo: setup
-	$(VENV)/python -m napari_gradcam.models.training.train_mil_demo
+	$(VENV)/python -m napari_gradcam.training.train_mil_demo

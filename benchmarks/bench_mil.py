@@ -84,7 +84,7 @@ def embed_only(size: int) -> None:
 
 def _model() -> object:
     from napari_gradcam.models.slide_model import load_slide_model
-    from napari_gradcam.models.training.mil_bags import DEMO_CARD
+    from napari_gradcam.training.mil_bags import DEMO_CARD
 
     return load_slide_model(DEMO_CARD, device="cpu")
 

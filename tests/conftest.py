@@ -37,7 +37,7 @@ def small_card() -> ModelCard:
 def he_evidence():
     """Stain-derived evidence masks and 96 px tile grid (stride 48) of the bundled H&E slide."""
     from napari_gradcam.data import read_he_region
-    from napari_gradcam.models.training.labels import slide_evidence
+    from napari_gradcam.training.stain_labels import slide_evidence
 
     return slide_evidence(read_he_region(), tile_size=96, stride=48)
 

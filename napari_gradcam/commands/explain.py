@@ -14,17 +14,16 @@ from napari_gradcam.commands.max_pixels import add_max_pixels_argument
 from napari_gradcam.commands.method_args import add_method_option_arguments, method_options
 from napari_gradcam.commands.trust_code import add_trust_code_argument
 from napari_gradcam.core.explain.methods import METHODS, check_precision, get_method
-from napari_gradcam.core.pixel_limit import max_pixels
-from napari_gradcam.core.regions.placement import heatmap_transform
-from napari_gradcam.files import (
-    IMAGE_SUFFIXES,
+from napari_gradcam.core.image_files import IMAGE_SUFFIXES, read_image
+from napari_gradcam.core.output_files import (
     check_outputs,
     output_stem,
-    read_image,
     save_array,
     save_json,
     save_png,
 )
+from napari_gradcam.core.pixel_limit import max_pixels
+from napari_gradcam.core.regions.placement import heatmap_transform
 
 if TYPE_CHECKING:
     from napari_gradcam.core.explain.explanation import Explanation
@@ -140,7 +139,7 @@ def explain_one(
 ) -> None:
     """Explain one image and write its outputs; print what it found."""
     from napari_gradcam import explain
-    from napari_gradcam.overlay import overlay
+    from napari_gradcam.core.overlay import overlay
 
     image = read_image(image_path, max_pixels=args.max_pixels)
     result = explain(

@@ -100,7 +100,7 @@ class ModelCard:
 
     def to_json(self, path: str | Path) -> None:
         """Write the card as strict JSON, atomically."""
-        from napari_gradcam.files import save_json
+        from napari_gradcam.core.output_files import save_json
 
         save_json(Path(path), asdict(self))
 

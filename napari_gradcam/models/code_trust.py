@@ -261,7 +261,7 @@ def remember(request: CodeTrustRequest) -> None:
         When the list cannot be written, or exists but cannot be read (it is never replaced
         then: move it away to start a new one).
     """
-    from napari_gradcam.files import atomic_write
+    from napari_gradcam.core.output_files import atomic_write
 
     try:
         entries = _read_trusted()

@@ -20,7 +20,7 @@ bigger one, an edit that leaves that level's pixels unchanged goes unnoticed). F
 modification time are never taken for content.
 
 **Entries.** An ``.npz`` of plain arrays (no pickle), written atomically and durably
-(``files.atomic_write``). An entry that cannot be read (truncated, empty, bit-flipped, from
+(``output_files.atomic_write``). An entry that cannot be read (truncated, empty, bit-flipped, from
 another format), that was written under another key, or whose arrays do not fit (rows that are
 not one per tile, another embedding width, NaN or infinite values) is a miss: it is logged,
 computed anew and replaced.
@@ -42,12 +42,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from napari_gradcam.files import atomic_write
+from napari_gradcam.core.output_files import atomic_write
 from napari_gradcam.models.sources import encoder_sources, package_digest
 
 if TYPE_CHECKING:
     from napari_gradcam.models.slide_model import SlideModel
-    from napari_gradcam.slides.reader import Slide
+    from napari_gradcam.slides.slide import Slide
 
 logger = logging.getLogger(__name__)
 

@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
+from napari_gradcam.core.output_files import atomic_write, check_outputs, json_text, output_stem
 from napari_gradcam.core.regions.placement import heatmap_transform
 from napari_gradcam.core.tiling.grid import TileGrid
-from napari_gradcam.files import atomic_write, check_outputs, json_text, output_stem
 from napari_gradcam.slides.embeddings import SlideEmbeddings
 from napari_gradcam.slides.mil_scores import SIGNED
 from napari_gradcam.slides.outputs import SLIDE_NAME_SUFFIXES, HeatmapStore

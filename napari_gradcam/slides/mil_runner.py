@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from napari_gradcam.core.mil.drill_down import drill_down
+from napari_gradcam.core.output_files import save_json, save_png
+from napari_gradcam.core.overlay import overlay
 from napari_gradcam.core.tiling.grid import MIN_TISSUE, LevelView
 from napari_gradcam.core.tiling.tiled import read_tiles
-from napari_gradcam.files import save_json, save_png
 from napari_gradcam.models.slide_model import SlideModel
-from napari_gradcam.overlay import overlay
 from napari_gradcam.slides.embeddings import SlideEmbeddings, slide_embeddings
 from napari_gradcam.slides.mil_outputs import (
     MilOutputs,
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from distributed import Client
 
     from napari_gradcam.core.explain.explanation import Explanation
-    from napari_gradcam.slides.reader import Slide
+    from napari_gradcam.slides.slide import Slide
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from napari_gradcam.core.mil.attribution import (
     integrated_gradients,
     slide_logit,
 )
-from napari_gradcam.core.mil.faithfulness import removal_faithfulness
+from napari_gradcam.core.mil.tile_deletion import removal_faithfulness
 from napari_gradcam.models.slide_model import SlideModel
 
 ATTENTION, GRADIENT, IG = "attention", "grad_x_embedding", "integrated_gradients"

@@ -27,9 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from napari_gradcam.core.tiling.tile_stats import FACTS
-from napari_gradcam.files import (
-    IMAGE_SUFFIXES,
+from napari_gradcam.core.image_files import IMAGE_SUFFIXES
+from napari_gradcam.core.output_files import (
     check_outputs,
     current_umask,
     finite_or_null,
@@ -38,7 +37,8 @@ from napari_gradcam.files import (
     fsync_tree,
     output_stem,
 )
-from napari_gradcam.slides.reader import SLIDE_SUFFIXES
+from napari_gradcam.core.tiling.tile_stats import FACTS
+from napari_gradcam.slides.slide import SLIDE_SUFFIXES
 
 HEATMAP_KEY = "napari_gradcam"
 """Attribute of a heatmap zarr holding its placement and provenance."""

@@ -11,12 +11,12 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from napari_gradcam.core.output_files import save_json, save_png
 from napari_gradcam.core.tiling.grid import MIN_TISSUE, LevelView, Stitcher
 from napari_gradcam.core.tiling.loop import explained_batches
 from napari_gradcam.core.tiling.sampling import sampling_for
 from napari_gradcam.core.tiling.slide_tissue import overview_source, slide_tissue
 from napari_gradcam.core.tiling.tiled import TilePlan, TileSettings, pixel_range, plan_tiles
-from napari_gradcam.files import save_json, save_png
 from napari_gradcam.models.cache import cached_model
 from napari_gradcam.slides.batches import BatchTask, in_order, run_batch
 from napari_gradcam.slides.outputs import (
@@ -25,14 +25,14 @@ from napari_gradcam.slides.outputs import (
     TileTable,
     save_tile_objects,
 )
-from napari_gradcam.slides.records import TileRows, heatmap_attrs, run_summary
+from napari_gradcam.slides.run_records import TileRows, heatmap_attrs, run_summary
 from napari_gradcam.slides.thumbnail import thumbnail_overlay
 
 if TYPE_CHECKING:
     from distributed import Client
 
     from napari_gradcam.models import LoadedModel
-    from napari_gradcam.slides.reader import Slide
+    from napari_gradcam.slides.slide import Slide
 
 
 @dataclass(frozen=True)

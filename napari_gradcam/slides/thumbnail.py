@@ -7,12 +7,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from napari_gradcam.core.overlay import overlay
 from napari_gradcam.core.tiling.grid import as_numpy
 from napari_gradcam.core.tiling.slide_tissue import overview_source
-from napari_gradcam.overlay import overlay
 
 if TYPE_CHECKING:
-    from napari_gradcam.slides.reader import Slide
+    from napari_gradcam.slides.slide import Slide
 
 THUMBNAIL_SIDE = 1024
 """Longest side of the thumbnail, in pixels (about)."""

@@ -54,6 +54,6 @@ def test_cells_whose_centre_is_on_glass_are_cleared():
     ],
 )
 def test_model_names_are_short(spec, weights, name):
-    from napari_gradcam._napari.layers import model_label
+    from napari_gradcam._napari.result_layers import model_label
 
     assert model_label(spec, weights) == name

@@ -32,8 +32,8 @@ from napari.layers import Image, Shapes
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QApplication
 
-from napari_gradcam._napari.layers import METADATA_KEY
 from napari_gradcam._napari.records import HeatmapRecord
+from napari_gradcam._napari.result_layers import METADATA_KEY
 
 PLUGIN = "napari-gradcam"
 SAMPLE = "H&E skin (CMU-1-Small-Region)"

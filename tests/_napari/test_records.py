@@ -18,7 +18,13 @@ from napari_gradcam._napari.records import (
     is_heatmap,
 )
 from napari_gradcam._napari.regions import Box
-from napari_gradcam.session import ImageRef, SavedHeatmap, Session, load_session, save_session
+from napari_gradcam.review.session import (
+    ImageRef,
+    SavedHeatmap,
+    Session,
+    load_session,
+    save_session,
+)
 
 FIRST_RELEASE = {
     "model": "demo",

@@ -6,7 +6,7 @@ import numpy as np
 from skimage.transform import resize
 
 from napari_gradcam.core.card import ModelCard
-from napari_gradcam.models.training.labels import SlideEvidence
+from napari_gradcam.training.stain_labels import SlideEvidence
 
 
 def held_out_tissue(card: ModelCard, evidence: SlideEvidence) -> tuple[np.ndarray, np.ndarray]:

@@ -179,7 +179,7 @@ def test_a_spec_the_user_gives_directly_runs_as_today(tmp_path):
         ("torch.nn:Identity", True),
         ("torchvision.models:resnet18", True),
         ("napari_gradcam.models.loading:load_model", False),  # could unpickle with kwargs
-        ("napari_gradcam.files:atomic_write", False),
+        ("napari_gradcam.core.output_files:atomic_write", False),
         ("torchvision.models.resnet:load_state_dict_from_url", False),
         ("torch:load", False),
         ("torch.nn:_private", False),

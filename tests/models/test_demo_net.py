@@ -7,9 +7,9 @@ from torch import nn
 
 from napari_gradcam.core.card import ModelCard
 from napari_gradcam.models.demo_net import DEFAULT_LAYER, DemoNet, build_demo_net
-from napari_gradcam.models.training.common import accuracies, augment, epoch_order, to_tensor
-from napari_gradcam.models.training.labels import CLASSES
-from napari_gradcam.models.training.train_demo import COMMAND
+from napari_gradcam.training.common import accuracies, augment, epoch_order, to_tensor
+from napari_gradcam.training.stain_labels import CLASSES
+from napari_gradcam.training.train_demo import COMMAND
 
 DEMO_DIR = Path(__file__).resolve().parents[2] / "napari_gradcam" / "models" / "demo"
 

@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 
 from napari_gradcam.models.slide_model import SlideModel, load_slide_model
-from napari_gradcam.models.training.mil_bags import (
+from napari_gradcam.slides.mil_scores import score_tiles
+from napari_gradcam.training.mil_bags import (
     DEMO_CARD,
     DemoTiles,
     demo_tiles,
     make_bags,
     ranking_auc,
 )
-from napari_gradcam.models.training.train_mil_demo import ATTENTION_NORM
-from napari_gradcam.slides.mil_scores import score_tiles
+from napari_gradcam.training.train_mil_demo import ATTENTION_NORM
 
 POSITIVE = 1
 

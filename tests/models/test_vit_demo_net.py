@@ -8,9 +8,9 @@ from torch import nn
 
 import napari_gradcam as ng
 from napari_gradcam.core.card import ModelCard
-from napari_gradcam.models.training.labels import CLASSES
-from napari_gradcam.models.training.train_vit_demo import COMMAND, VIT_CONFIG
 from napari_gradcam.models.vit_demo_net import DEFAULT_LAYER, VitDemoNet, build_vit_demo_net
+from napari_gradcam.training.stain_labels import CLASSES
+from napari_gradcam.training.train_vit_demo import COMMAND, VIT_CONFIG
 
 DEMO_DIR = Path(__file__).resolve().parents[2] / "napari_gradcam" / "models" / "demo"
 

@@ -24,7 +24,7 @@ CHILD = """
 import sys, time
 from pathlib import Path
 
-from napari_gradcam import files
+from napari_gradcam.core import output_files
 from napari_gradcam.cli import main
 from napari_gradcam.slides import runner
 
@@ -41,7 +41,7 @@ def save_png(path, rgb):
         marker.write_text("writing")
         time.sleep(600)
 
-    files.atomic_write(path, torn)
+    output_files.atomic_write(path, torn)
 
 
 runner.save_png = save_png

@@ -34,8 +34,8 @@ from napari_gradcam._napari.annotations.qupath_layers import (
 )
 from napari_gradcam._napari.annotations.shape_coords import apply, data_to_pixels, shape_polygons
 from napari_gradcam._napari.annotations.style import outline_width
-from napari_gradcam._napari.layers import placement_kwargs
 from napari_gradcam._napari.records import is_gradcam_layer
+from napari_gradcam._napari.result_layers import placement_kwargs
 from napari_gradcam.core.regions.geojson import (
     Annotation,
     GeoJSONError,

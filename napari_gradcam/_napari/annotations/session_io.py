@@ -15,9 +15,15 @@ from napari_gradcam._napari.annotations.geojson_io import (
     layer_annotations,
 )
 from napari_gradcam._napari.annotations.labels import LabelSet
-from napari_gradcam._napari.layers import placement_kwargs
 from napari_gradcam._napari.records import HeatmapRecord
-from napari_gradcam.session import ImageRef, SavedHeatmap, Session, load_session, save_session
+from napari_gradcam._napari.result_layers import placement_kwargs
+from napari_gradcam.review.session import (
+    ImageRef,
+    SavedHeatmap,
+    Session,
+    load_session,
+    save_session,
+)
 
 
 def image_reference(image: Image) -> ImageRef:
@@ -56,7 +62,7 @@ def save_review(
     viewer: Viewer, folder: str | Path, shapes: Shapes, image: Image, labels: LabelSet, *,
     overwrite: bool = False,
 ) -> Path:  # fmt: skip
-    """Save the review of ``image`` into ``folder`` (see ``napari_gradcam.session``)."""
+    """Save the review of ``image`` into ``folder`` (see ``napari_gradcam.review.session``)."""
     return save_session(folder, collect_session(viewer, shapes, image, labels), overwrite=overwrite)
 
 

@@ -22,8 +22,8 @@ from napari.viewer import Viewer
 from qtpy.QtCore import Qt, QTimer
 from qtpy.QtGui import QKeySequence, QShortcut
 
-from napari_gradcam._napari.annotations.autosave import AutosaveController
-from napari_gradcam._napari.annotations.files import FileActions
+from napari_gradcam._napari.annotations.autosave_controller import AutosaveController
+from napari_gradcam._napari.annotations.file_actions import FileActions
 from napari_gradcam._napari.annotations.geojson_io import (
     ANNOTATION_KEY,
     ensure_features,
@@ -49,9 +49,9 @@ from napari_gradcam._napari.annotations.table import StatsTable
 from napari_gradcam._napari.annotations.units import UnitsOffer
 from napari_gradcam._napari.gl_guard import guard_layer_removal
 from napari_gradcam._napari.jobs import JobHooks, JobRunner
-from napari_gradcam._napari.layers import annotations_layer
 from napari_gradcam._napari.plane import current_plane, layer_mpp
 from napari_gradcam._napari.records import PER_TILE, HeatmapRecord, is_gradcam_layer, is_heatmap
+from napari_gradcam._napari.result_layers import annotations_layer
 from napari_gradcam.core.regions.region_stats import (
     STATISTICS,
     PixelBox,

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from napari_gradcam._napari.layers import ANNOTATIONS_NAME, METADATA_KEY
 from napari_gradcam._napari.records import HeatmapRecord
+from napari_gradcam._napari.result_layers import ANNOTATIONS_NAME, METADATA_KEY
 
 if TYPE_CHECKING:
     from napari.layers import Image, Layer

@@ -21,13 +21,13 @@ from napari_gradcam._napari.heatmap_style import (
     show_colorbar_soon,
     to_display,
 )
-from napari_gradcam._napari.layers import EACH_TILE, heatmap_name, placement_kwargs
 from napari_gradcam._napari.records import (
     PER_TILE,
     HeatmapRecord,
     TileCounts,
     filling_in_metadata,
 )
+from napari_gradcam._napari.result_layers import EACH_TILE, heatmap_name, placement_kwargs
 
 if TYPE_CHECKING:
     from napari.viewer import Viewer

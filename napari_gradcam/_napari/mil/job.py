@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from napari_gradcam.slides.embeddings import SlideEmbeddings
     from napari_gradcam.slides.mil_runner import MilJob
     from napari_gradcam.slides.mil_scores import TileScores
-    from napari_gradcam.slides.reader import Slide
+    from napari_gradcam.slides.slide import Slide
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,8 @@ from napari.utils.colormaps import Colormap
 
 from napari_gradcam._napari.explain.tiled_layers import clear_low
 from napari_gradcam._napari.explain.tiled_review import to_world
-from napari_gradcam._napari.layers import contrast_limits, placement_kwargs
 from napari_gradcam._napari.records import METADATA_KEY
+from napari_gradcam._napari.result_layers import contrast_limits, placement_kwargs
 
 if TYPE_CHECKING:
     from napari_gradcam._napari.mil.job import DrillOutcome, MilResult, ScoreMap

@@ -371,7 +371,7 @@ def write_geojson(
     FileExistsError
         When ``path`` exists and ``overwrite`` is False.
     """
-    from napari_gradcam.files import atomic_write
+    from napari_gradcam.core.output_files import atomic_write
 
     path = Path(path)
     if path.exists() and not overwrite:

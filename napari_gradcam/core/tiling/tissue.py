@@ -4,7 +4,7 @@ Tissue is where the colour is saturated: glass is grey-white, stains are not. On
 :func:`tissue_mask`, serves every caller: a fixed saturation threshold judges a single tile
 or crop (so a tile of glass is judged like a slide), Otsu's threshold of the whole image
 finds a slide's tissue (``slide_tissue``) and labelled the demo model's tiles
-(``models.training.labels``).
+(``training.stain_labels``).
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ def main(folder: str) -> None:
     from qtpy.QtWidgets import QApplication
 
     from napari_gradcam._napari.annotations.widget import AnnotationWidget
-    from napari_gradcam.autosave import autosave_path, content_key
+    from napari_gradcam.review.autosave import autosave_path, content_key
 
     viewer = napari.Viewer(show=False)
     viewer.add_image(crash_image(), name="tile")

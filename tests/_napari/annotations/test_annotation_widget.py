@@ -4,20 +4,20 @@ import math
 import numpy as np
 import pytest
 from napari.layers import Layer
+from tests._napari.test_layers import make_result, world_edges
 
-from napari_gradcam._napari.annotations import files as annotation_files
+from napari_gradcam._napari.annotations import file_actions
 from napari_gradcam._napari.annotations import widget as annotation_widget
 from napari_gradcam._napari.annotations.geojson_io import ANNOTATION_KEY
 from napari_gradcam._napari.annotations.shape_coords import data_to_pixels, shape_polygons
 from napari_gradcam._napari.annotations.style import outline_width
 from napari_gradcam._napari.annotations.widget import AnnotationWidget
-from napari_gradcam._napari.layers import METADATA_KEY, heatmap_layer
 from napari_gradcam._napari.regions import Box
+from napari_gradcam._napari.result_layers import METADATA_KEY, heatmap_layer
 from napari_gradcam._napari.worker import ExplainJob
 from napari_gradcam.core.regions.hot_regions import hot_region_polygons
 from napari_gradcam.core.regions.region_stats import PlacedMap, region_statistics
-from napari_gradcam.session import ImageRef, Session, save_session
-from tests._napari.test_layers import make_result, world_edges
+from napari_gradcam.review.session import ImageRef, Session, save_session
 
 TIMEOUT_MS = 30_000
 STRIDE = (8.0, 8.0)
@@ -238,8 +238,8 @@ def test_the_review_buttons_ask_before_replacing(make_dock, tmp_path, monkeypatc
     _viewer, dock, _image, _heatmap = make_dock()
     dock.add_hot_regions()
     asked: list[str] = []
-    monkeypatch.setattr(annotation_files, "ask_folder", lambda caption: tmp_path)
-    monkeypatch.setattr(annotation_files, "confirm", lambda question: asked.append(question))
+    monkeypatch.setattr(file_actions, "ask_folder", lambda caption: tmp_path)
+    monkeypatch.setattr(file_actions, "confirm", lambda question: asked.append(question))
     dock.files._ask_save_review()
     assert (tmp_path / "session.json").exists() and asked == []
     dock.shapes.features.loc[0, "note"] = "changed"

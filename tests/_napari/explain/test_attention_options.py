@@ -6,8 +6,8 @@ import pytest
 from napari_gradcam._napari.explain import widget as widget_module
 from napari_gradcam._napari.explain.widget import GradCamWidget
 from napari_gradcam._napari.heatmap_style import to_display
-from napari_gradcam._napari.layers import METADATA_KEY
 from napari_gradcam._napari.records import HeatmapRecord
+from napari_gradcam._napari.result_layers import METADATA_KEY
 from napari_gradcam.core.explain.method_options import MethodOptions
 from tests.core.he_tiles import he_tile
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from napari_gradcam._napari.explain import widget as widget_module
-from napari_gradcam._napari.layers import METADATA_KEY
+from napari_gradcam._napari.result_layers import METADATA_KEY
 from napari_gradcam.core.card import ModelCard
 
 from ..tiny_models import CLASSES, factory

@@ -9,8 +9,8 @@ from qtpy.QtGui import QShortcut
 from napari_gradcam._napari.explain import widget as widget_module
 from napari_gradcam._napari.explain.map_stack import REPLACE
 from napari_gradcam._napari.heatmap_style import CLEAR_BELOW, OPAQUE_FROM
-from napari_gradcam._napari.layers import METADATA_KEY
 from napari_gradcam._napari.records import HeatmapRecord
+from napari_gradcam._napari.result_layers import METADATA_KEY
 
 TIMEOUT_MS = 30_000
 

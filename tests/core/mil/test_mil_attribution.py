@@ -15,7 +15,7 @@ from napari_gradcam.core.mil.attribution import (
     integrated_gradients,
 )
 from napari_gradcam.core.mil.drill_down import EmbeddingDirection, drill_down
-from napari_gradcam.core.mil.faithfulness import removal_faithfulness
+from napari_gradcam.core.mil.tile_deletion import removal_faithfulness
 
 
 def _bag(n: int = 40, d: int = 16, seed: int = 0) -> torch.Tensor:

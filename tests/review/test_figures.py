@@ -4,7 +4,7 @@ from matplotlib.colorbar import Colorbar
 
 from napari_gradcam.core.regions.polygons import Polygon
 from napari_gradcam.core.regions.region_stats import PlacedMap
-from napari_gradcam.figures import HeatmapFacts, Outline, region_figure, save_figure
+from napari_gradcam.review.figures import HeatmapFacts, Outline, region_figure, save_figure
 
 FACTS = HeatmapFacts("gradcam", "nuclei-dense", "features.14")
 

@@ -21,9 +21,9 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import PathPatch
 from matplotlib.path import Path as MplPath
 
+from napari_gradcam.core.output_files import atomic_write
 from napari_gradcam.core.regions.polygons import Polygon
 from napari_gradcam.core.regions.region_stats import PixelBox, PlacedMap
-from napari_gradcam.files import atomic_write
 
 
 @dataclass(frozen=True)

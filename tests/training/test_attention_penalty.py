@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from napari_gradcam.models.training.attention_penalty import AttentionPenalty, neighbourhood
 from napari_gradcam.models.vit_demo_net import VitDemoNet
+from napari_gradcam.training.attention_penalty import AttentionPenalty, neighbourhood
 
 
 def _written_out_attention(model: VitDemoNet, x: torch.Tensor) -> list[torch.Tensor]:

@@ -14,7 +14,7 @@ from napari_gradcam.core.tiling.tiled import TilePlan, TileResults
 
 if TYPE_CHECKING:
     from napari_gradcam.slides.outputs import SlideOutputs
-    from napari_gradcam.slides.reader import Slide
+    from napari_gradcam.slides.slide import Slide
 
 
 class TileRows:

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from napari_gradcam.core.regions.geojson import Annotation
 from napari_gradcam.core.regions.polygons import Polygon
-from napari_gradcam.session import (
+from napari_gradcam.review.session import (
     ImageRef,
     SavedHeatmap,
     Session,

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from napari_gradcam.core.tiling.tissue import remove_specks, tissue_mask
-from napari_gradcam.models.training.labels import (
+from napari_gradcam.training.stain_labels import (
     CLASSES,
     MIN_TISSUE_FRACTION,
     TISSUE_SPECK_PX,

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from napari_gradcam import files
-from napari_gradcam.files import atomic_write, json_text, save_json
+from napari_gradcam.core import output_files
+from napari_gradcam.core.output_files import atomic_write, json_text, save_json
 
 
 def strict_loads(text: str) -> object:
@@ -36,8 +36,8 @@ def test_atomic_write_flushes_the_file_before_the_rename_and_the_folder_after(
         events.append(("replace", str(target)))
         real_replace(source, target)
 
-    monkeypatch.setattr(files.os, "fsync", fsync)
-    monkeypatch.setattr(files.os, "replace", replace)
+    monkeypatch.setattr(output_files.os, "fsync", fsync)
+    monkeypatch.setattr(output_files.os, "replace", replace)
     target = tmp_path / "out.txt"
     atomic_write(target, lambda tmp: tmp.write_text("complete"))
     assert target.read_text() == "complete"
@@ -98,7 +98,7 @@ def test_a_folder_output_is_flushed_before_it_is_renamed_into_place(
         flushed.append(os.readlink(f"/proc/self/fd/{handle}"))
         real_fsync(handle)
 
-    monkeypatch.setattr(files.os, "fsync", fsync)
+    monkeypatch.setattr(output_files.os, "fsync", fsync)
     source = tmp_path / ".store.tmp"
     (source / "0").mkdir(parents=True)
     (source / "0" / "c0").write_bytes(b"chunk")

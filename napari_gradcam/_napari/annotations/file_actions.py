@@ -29,10 +29,10 @@ from napari_gradcam._napari.annotations.shape_coords import data_to_pixels, shap
 from napari_gradcam._napari.jobs import JobHooks, JobRunner
 from napari_gradcam._napari.plane import current_plane
 from napari_gradcam._napari.records import HeatmapRecord
+from napari_gradcam.core.output_files import atomic_write
 from napari_gradcam.core.regions.geojson import ReadResult, read_geojson
 from napari_gradcam.core.regions.region_stats import PixelBox, expand_box, pixel_box
-from napari_gradcam.figures import HeatmapFacts, Outline, region_figure, save_figure
-from napari_gradcam.files import atomic_write
+from napari_gradcam.review.figures import HeatmapFacts, Outline, region_figure, save_figure
 
 if TYPE_CHECKING:
     from magicgui.widgets import ComboBox, Label

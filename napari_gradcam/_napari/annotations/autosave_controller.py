@@ -1,4 +1,4 @@
-"""Autosave the annotations dock's review and offer to recover it (``napari_gradcam.autosave``).
+"""Autosave the annotations dock's review and offer to recover it (see ``review.autosave``).
 
 Edits (shapes drawn, moved, removed; labels; notes) start a timer; when it fires, at most
 ``AUTOSAVE_MS`` after the first unsaved edit, the annotations are written atomically into the
@@ -31,7 +31,7 @@ from napari_gradcam._napari.annotations.geojson_io import (
 )
 from napari_gradcam._napari.annotations.session_io import image_reference
 from napari_gradcam._napari.records import is_gradcam_layer
-from napari_gradcam.autosave import (
+from napari_gradcam.review.autosave import (
     Autosave,
     AutosaveSetAside,
     autosave_path,
@@ -48,7 +48,7 @@ from napari_gradcam.autosave import (
 )
 
 if TYPE_CHECKING:
-    from napari_gradcam._napari.annotations.files import AnnotationDock
+    from napari_gradcam._napari.annotations.file_actions import AnnotationDock
 
 AUTOSAVE_MS = 2000
 
@@ -71,7 +71,7 @@ class AutosaveController:
     dock : AnnotationDock
         The dock whose annotations layer, image and labels are saved.
     folder : Path, optional
-        Autosave folder; default ``napari_gradcam.autosave.autosave_dir()``.
+        Autosave folder; default ``napari_gradcam.review.autosave.autosave_dir()``.
     """
 
     def __init__(self, dock: AnnotationDock, folder: Path | None = None) -> None:

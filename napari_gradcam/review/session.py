@@ -20,9 +20,10 @@ from typing import Any
 
 import numpy as np
 
+from napari_gradcam.core.image_files import read_image
+from napari_gradcam.core.output_files import save_array, save_json
 from napari_gradcam.core.regions.bounded_json import JSONLimitError, JSONLimits, loads_bounded
 from napari_gradcam.core.regions.geojson import Annotation, read_geojson, write_geojson
-from napari_gradcam.files import read_image, save_array, save_json
 
 SESSION_FILE = "session.json"
 ANNOTATIONS_FILE = "annotations.geojson"

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import shapely
 
-from napari_gradcam._napari.annotations.autosave import AUTOSAVE_MS
+from napari_gradcam._napari.annotations.autosave_controller import AUTOSAVE_MS
 from napari_gradcam._napari.annotations.widget import AnnotationWidget
-from napari_gradcam.autosave import autosave_path, content_key, read_autosave
+from napari_gradcam.review.autosave import autosave_path, content_key, read_autosave
 from tests._napari.annotations.autosave_crash import crash_image, triangle
 
 ROOT = Path(__file__).resolve().parents[3]

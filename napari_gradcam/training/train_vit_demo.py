@@ -1,13 +1,13 @@
 """Train the bundled ViT demo model on the same slide, labels and split as the CNN demo.
 
-Run ``python -m napari_gradcam.models.training.train_vit_demo [--out DIR]``. The script is
+Run ``python -m napari_gradcam.training.train_vit_demo [--out DIR]``. The script is
 deterministic (fixed seeds, deterministic algorithms, one CPU thread) and writes
 ``vit_demo_net.pt`` (a float32 ``state_dict``) and ``vit_demo_net.json`` (the model card)
 to ``DIR``, by default the package's ``models/demo`` folder. The task, labels and held-out
-split are described in :mod:`napari_gradcam.models.training.common`.
+split are described in :mod:`napari_gradcam.training.common`.
 
 Training choices that shape the demo's attention (see
-:mod:`napari_gradcam.models.training.attention_penalty`), besides the cross-entropy:
+:mod:`napari_gradcam.training.attention_penalty`), besides the cross-entropy:
 
 - three blocks, so that attention rollout multiplies few factors;
 - an attention-entropy penalty (weight 0.1 per block): attend to few tokens;
@@ -37,21 +37,21 @@ import torch
 
 from napari_gradcam.core.card import ModelCard
 from napari_gradcam.data import HE_MPP
-from napari_gradcam.models.training.attention_penalty import AttentionPenalty
-from napari_gradcam.models.training.common import (
+from napari_gradcam.models.vit_demo_net import DEFAULT_LAYER, DEPTH, build_vit_demo_net
+from napari_gradcam.training.attention_penalty import AttentionPenalty
+from napari_gradcam.training.common import (
     Config,
     Penalty,
     Trained,
     evaluation_extra,
     train_and_evaluate,
 )
-from napari_gradcam.models.training.labels import CLASSES
-from napari_gradcam.models.vit_demo_net import DEFAULT_LAYER, DEPTH, build_vit_demo_net
+from napari_gradcam.training.stain_labels import CLASSES
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "demo"
-COMMAND = "python -m napari_gradcam.models.training.train_vit_demo"
+COMMAND = "python -m napari_gradcam.training.train_vit_demo"
 VIT_CONFIG = Config(
     epochs=10,
     batch_size=64,

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from napari_gradcam.core.output_files import atomic_write, json_text
 from napari_gradcam.core.regions.bounded_json import loads_bounded
 from napari_gradcam.core.regions.geojson import (
     Annotation,
@@ -36,8 +37,7 @@ from napari_gradcam.core.regions.geojson import (
     geojson_limits,
     to_feature_collection,
 )
-from napari_gradcam.files import atomic_write, json_text
-from napari_gradcam.session import ImageRef
+from napari_gradcam.review.session import ImageRef
 from napari_gradcam.user_state import state_dir
 
 FORMAT = "napari-gradcam autosave"

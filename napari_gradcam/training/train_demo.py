@@ -1,10 +1,10 @@
 """Train the bundled CNN demo model on stain-derived labels of the bundled H&E slide.
 
-Run ``python -m napari_gradcam.models.training.train_demo [--out DIR]``. The script is
+Run ``python -m napari_gradcam.training.train_demo [--out DIR]``. The script is
 deterministic (fixed seeds, deterministic algorithms, two CPU threads) and writes
 ``demo_net.pt`` (a ``state_dict``) and ``demo_net.json`` (the model card) to ``DIR``,
 by default the package's ``models/demo`` folder. The task, labels and held-out split are
-described in :mod:`napari_gradcam.models.training.common`.
+described in :mod:`napari_gradcam.training.common`.
 """
 
 from __future__ import annotations
@@ -19,18 +19,18 @@ import torch
 from napari_gradcam.core.card import ModelCard
 from napari_gradcam.data import HE_MPP
 from napari_gradcam.models.demo_net import DEFAULT_LAYER, build_demo_net
-from napari_gradcam.models.training.common import (
+from napari_gradcam.training.common import (
     Config,
     Trained,
     evaluation_extra,
     train_and_evaluate,
 )
-from napari_gradcam.models.training.labels import CLASSES
+from napari_gradcam.training.stain_labels import CLASSES
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "demo"
-COMMAND = "python -m napari_gradcam.models.training.train_demo"
+COMMAND = "python -m napari_gradcam.training.train_demo"
 
 
 def build_card(trained: Trained, cfg: Config) -> ModelCard:

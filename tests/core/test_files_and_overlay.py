@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from napari_gradcam.files import atomic_write, read_image
-from napari_gradcam.overlay import overlay, upsample_to_image
+from napari_gradcam.core.image_files import read_image
+from napari_gradcam.core.output_files import atomic_write
+from napari_gradcam.core.overlay import overlay, upsample_to_image
 
 
 def test_read_svs_level_zero() -> None:
@@ -84,7 +85,8 @@ def test_read_image_raises_pillows_limit_with_the_cap(tmp_path: Path) -> None:
     ],
 )
 def test_output_stem_strips_only_known_suffixes_and_never_hides(name: str, stem: str) -> None:
-    from napari_gradcam.files import IMAGE_SUFFIXES, output_stem
+    from napari_gradcam.core.image_files import IMAGE_SUFFIXES
+    from napari_gradcam.core.output_files import output_stem
 
     assert output_stem(Path("folder") / name, IMAGE_SUFFIXES, "image") == stem
 
@@ -127,7 +129,7 @@ def test_overlay_colours_hot_cells_red() -> None:
 
 
 def test_check_outputs_refuses_clashes_and_existing_files(tmp_path: Path) -> None:
-    from napari_gradcam.files import check_outputs
+    from napari_gradcam.core.output_files import check_outputs
 
     first = [tmp_path / "a.json", tmp_path / "a.png"]
     with pytest.raises(

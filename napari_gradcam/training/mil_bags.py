@@ -17,7 +17,7 @@ import numpy as np
 
 from napari_gradcam.models.bundled import DEMO_DIR
 from napari_gradcam.models.slide_model import SlideModel, load_slide_model
-from napari_gradcam.models.training.labels import label_from_fractions, slide_evidence
+from napari_gradcam.training.stain_labels import label_from_fractions, slide_evidence
 
 DEMO_CARD = DEMO_DIR / "mil_demo.json"
 HELD_OUT_X = 1480

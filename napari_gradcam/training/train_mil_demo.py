@@ -9,7 +9,7 @@ nuclei-dense tiles of held-out bags).
 The attention's scoring weights are kept within a max-norm ball (``ATTENTION_NORM``); see
 there for why.
 
-    python -m napari_gradcam.models.training.train_mil_demo
+    python -m napari_gradcam.training.train_mil_demo
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ import torch
 from torch import nn
 
 from napari_gradcam.core.mil.aggregators import AttentionMIL
-from napari_gradcam.files import save_json
-from napari_gradcam.models.training.mil_bags import (
+from napari_gradcam.core.output_files import save_json
+from napari_gradcam.training.mil_bags import (
     DEMO_CARD,
     DemoTiles,
     demo_encoder_model,
@@ -106,7 +106,7 @@ def run(card: Path = DEMO_CARD) -> dict:
         "tiles": len(tiles.embeddings),
         "nuclei_dense_tiles": int(tiles.positive.sum()),
         "held_out_tiles": int(tiles.held_out.sum()),
-        "training": "python -m napari_gradcam.models.training.train_mil_demo",
+        "training": "python -m napari_gradcam.training.train_mil_demo",
     }
     weights = card.parent / data["aggregator"]["weights"]
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(weights))

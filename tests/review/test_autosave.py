@@ -12,8 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from napari_gradcam import autosave as autosave_module
-from napari_gradcam.autosave import (
+from napari_gradcam.core.regions import geojson
+from napari_gradcam.core.regions.geojson import Annotation
+from napari_gradcam.core.regions.polygons import Polygon
+from napari_gradcam.review import autosave as autosave_module
+from napari_gradcam.review.autosave import (
     Autosave,
     AutosaveSetAside,
     autosave_dir,
@@ -29,10 +32,7 @@ from napari_gradcam.autosave import (
     set_aside,
     write_autosave,
 )
-from napari_gradcam.core.regions import geojson
-from napari_gradcam.core.regions.geojson import Annotation
-from napari_gradcam.core.regions.polygons import Polygon
-from napari_gradcam.session import ImageRef
+from napari_gradcam.review.session import ImageRef
 
 
 def square(y: float, x: float, size: float = 10.0) -> Polygon:
@@ -158,8 +158,8 @@ def test_the_stamp_names_writer_and_revision(tmp_path):
 WRITER = """
 import sys
 from pathlib import Path
-from tests.test_autosave import record
-from napari_gradcam.autosave import write_autosave
+from tests.review.test_autosave import record
+from napari_gradcam.review.autosave import write_autosave
 print("ready", flush=True)
 count = 0
 while True:
@@ -169,7 +169,7 @@ while True:
 
 
 def test_sigkill_in_the_middle_of_writes_leaves_the_last_complete_autosave(tmp_path):
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     for delay in (0.3, 0.55, 0.8):
         process = subprocess.Popen(
             [sys.executable, "-c", WRITER, str(tmp_path)],

@@ -3,7 +3,7 @@
 Both demos learn the same task on the same slide: 96 x 96 px tiles at level 0 (stride 48)
 are "background" (little tissue), "stroma" or "nuclei-dense" (nuclear fraction of tissue
 above a quantile of the training tissue tiles); see
-:mod:`napari_gradcam.models.training.labels`. The right-most third of the slide (columns
+:mod:`napari_gradcam.training.stain_labels`. The right-most third of the slide (columns
 ``x >= held_out_x``) is held out for evaluation. Training is deterministic (fixed seeds,
 deterministic algorithms, a fixed number of CPU threads).
 """
@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from napari_gradcam.data import read_he_region
-from napari_gradcam.models.training.labels import CLASSES, MIN_TISSUE_FRACTION, slide_evidence
+from napari_gradcam.training.stain_labels import CLASSES, MIN_TISSUE_FRACTION, slide_evidence
 
 logger = logging.getLogger(__name__)
 

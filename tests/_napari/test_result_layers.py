@@ -3,13 +3,13 @@ import pytest
 from napari.layers import Image
 
 from napari_gradcam._napari.heatmap_style import HEATMAP_COLORMAP
-from napari_gradcam._napari.layers import (
+from napari_gradcam._napari.regions import Box
+from napari_gradcam._napari.result_layers import (
     METADATA_KEY,
     annotations_layer,
     contrast_limits,
     heatmap_layer,
 )
-from napari_gradcam._napari.regions import Box
 from napari_gradcam._napari.worker import ExplainJob, RegionResult
 from napari_gradcam.core.explain.explanation import Explanation
 
