@@ -26,7 +26,7 @@ LayerDataTuple = tuple[Any, dict[str, Any], str]
 MICROMETRE = "micrometer"
 
 
-def get_reader(path: str | list[str]) -> Callable[[str], list[LayerDataTuple]] | None:
+def get_slide_reader(path: str | list[str]) -> Callable[[str], list[LayerDataTuple]] | None:
     """Return a reader for a slide or a heatmap store, or ``None`` for other files."""
     if not isinstance(path, str):
         return None

@@ -179,12 +179,12 @@ def factory_reference(field: str, spec: str, folder: Path) -> CodeReference | No
 def import_reference(field: str, name: str) -> CodeReference | None:
     """The reference of ``{"import": name}``; ``None`` for an object of a shipped module."""
     module = name.rpartition(".")[0]
-    if _within(module, SHIPPED_IMPORT_MODULES) and not name.rpartition(".")[2].startswith("_"):
+    if _in_packages(module, SHIPPED_IMPORT_MODULES) and not name.rpartition(".")[2].startswith("_"):
         return None
     return CodeReference(field, name)
 
 
-def _within(module: str, packages: tuple[str, ...]) -> bool:
+def _in_packages(module: str, packages: tuple[str, ...]) -> bool:
     return any(module == p or module.startswith(p + ".") for p in packages)
 
 

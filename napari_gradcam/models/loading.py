@@ -115,7 +115,7 @@ def load_model(
     kind: ModelKind
     if spec.endswith(".json"):
         module, recipe_card = load_recipe(_existing_file(spec), build_backbone, trust_code)
-        module = module.to(_device(device)).eval()
+        module = module.to(_resolve_device(device)).eval()
         resolved = _checked_card(module, _resolve_card(card or recipe_card, None, spec), classifier)
         return LoadedModel(module, resolved, spec, "recipe")
     if is_timm_spec(spec) or _is_factory_spec(spec):
@@ -126,7 +126,7 @@ def load_model(
         kind = "torchscript" if isinstance(module, torch.jit.ScriptModule) else "pickle"
     if weights is not None:
         load_weights(module, _existing_file(weights))
-    module = module.to(_device(device)).eval()
+    module = module.to(_resolve_device(device)).eval()
     resolved_card = _checked_card(module, _resolve_card(card, source, spec), classifier)
     return LoadedModel(module=module, card=resolved_card, spec=spec, kind=kind)
 
@@ -229,7 +229,7 @@ def _is_factory_spec(spec: str) -> bool:
     return bool(sep and head and tail.isidentifier() and not Path(spec).exists())
 
 
-def _device(name: str) -> torch.device:
+def _resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)

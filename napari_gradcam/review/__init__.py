@@ -1,1 +1,1 @@
-"""GUI-free review code: autosaves, review sessions and report figures (the annotations dock's core)."""
+"""GUI-free review code: autosaves, review sessions and report figures (no napari, no Qt)."""

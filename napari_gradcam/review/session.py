@@ -72,7 +72,7 @@ def _jsonable(value: Any) -> Any:
     raise TypeError(f"cannot store a {type(value).__name__} in a review")
 
 
-def _plain(data: dict[str, Any]) -> dict[str, Any]:
+def _json_copy(data: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(data, default=_jsonable))
 
 
@@ -98,7 +98,7 @@ def _write_heatmaps(
         array_name, facts_name = _heatmap_files(index, suffix)
         save_array(folder / array_name, np.asarray(heatmap.cam, dtype=np.float32))
         facts = {"name": heatmap.name, "metadata": heatmap.metadata, "display": heatmap.display}
-        save_json(folder / facts_name, _plain(facts))
+        save_json(folder / facts_name, _json_copy(facts))
         entries.append({"name": heatmap.name, "array": array_name, "facts": facts_name})
     return entries
 
@@ -139,7 +139,7 @@ def save_session(
     index_data = {
         "format": FORMAT,
         "version": VERSION,
-        "image": _plain(vars(session.image)),
+        "image": _json_copy(vars(session.image)),
         "heatmaps": entries,
         "annotations": ANNOTATIONS_FILE,
         "annotations_name": session.annotations_name,

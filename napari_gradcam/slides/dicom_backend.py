@@ -11,7 +11,13 @@ from typing import Any
 
 import numpy as np
 
-from napari_gradcam.slides.pyramid import Pyramid, RegionArray, chunk_side, shape_downsamples
+from napari_gradcam.slides.pyramid import (
+    Pyramid,
+    RegionArray,
+    chunk_side,
+    mean_mpp,
+    shape_downsamples,
+)
 
 
 def dicom_folder(path: Path) -> Path:
@@ -27,7 +33,7 @@ def open_dicom(path: Path) -> Pyramid:
     ValueError
         When the folder holds no readable DICOM whole-slide image.
     """
-    wsi = _open(dicom_folder(path))
+    wsi = _open_wsidicom(dicom_folder(path))
     base = wsi.levels[0]
     probe = np.asarray(wsi.read_region((0, 0), base.level, (1, 1), as_array=True))
     channels = probe.shape[-1] if probe.ndim == 3 else 1
@@ -36,14 +42,14 @@ def open_dicom(path: Path) -> Pyramid:
     levels, shapes = [], []
     for level in wsi.levels:
         shape = (level.size.height, level.size.width, channels)
-        reader = _LevelReader(wsi, level.level, channels)
+        reader = _DicomLevelReader(wsi, level.level, channels)
         token = f"wsidicom:{path.resolve()}:{path.stat().st_mtime_ns}:{level.level}"
         levels.append(RegionArray(reader, shape, chunk_side(level.tile_size.width), token))
         shapes.append(shape)
-    return Pyramid(tuple(levels), shape_downsamples(shapes), _mpp(wsi))
+    return Pyramid(tuple(levels), shape_downsamples(shapes), _dicom_mpp(wsi))
 
 
-def _open(folder: Path) -> Any:
+def _open_wsidicom(folder: Path) -> Any:
     try:
         from wsidicom import WsiDicom
     except ImportError as err:  # pragma: no cover - a base dependency
@@ -56,18 +62,18 @@ def _open(folder: Path) -> Any:
         ) from err
 
 
-def _mpp(wsi: Any) -> float | None:
+def _dicom_mpp(wsi: Any) -> float | None:
+    """Microns per level-0 pixel from the DICOM ``PixelSpacing``, or None when it is missing."""
     from wsidicom.errors import WsiDicomNoResolutionError
 
     try:
         spacing = wsi.mpp
     except WsiDicomNoResolutionError:
         return None
-    values = [v for v in (spacing.width, spacing.height) if v and v > 0]
-    return float(np.mean(values)) if values else None
+    return mean_mpp([spacing.width, spacing.height])
 
 
-class _LevelReader:
+class _DicomLevelReader:
     """Reads a box of one pyramid level (in that level's pixels)."""
 
     def __init__(self, wsi: Any, level: int, channels: int):

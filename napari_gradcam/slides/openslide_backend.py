@@ -13,7 +13,13 @@ from typing import Any
 
 import numpy as np
 
-from napari_gradcam.slides.pyramid import Pyramid, RegionArray, chunk_side, shape_downsamples
+from napari_gradcam.slides.pyramid import (
+    Pyramid,
+    RegionArray,
+    chunk_side,
+    mean_mpp,
+    shape_downsamples,
+)
 
 WHITE = "FFFFFF"
 
@@ -26,20 +32,22 @@ def open_openslide(path: Path) -> Pyramid:
     ValueError
         When OpenSlide is missing or does not recognise or cannot read the file.
     """
-    handle = _open(path)
+    handle = _open_openslide(path)
     properties = handle.properties
     background = _background(properties.get("openslide.background-color") or WHITE)
     levels, shapes = [], []
     for level, (width, height) in enumerate(handle.level_dimensions):
         tile = properties.get(f"openslide.level[{level}].tile-width")
-        reader = _LevelReader(handle, level, float(handle.level_downsamples[level]), background)
+        reader = _OpenSlideLevelReader(
+            handle, level, float(handle.level_downsamples[level]), background
+        )
         token = f"openslide:{path.resolve()}:{path.stat().st_mtime_ns}:{level}"
         levels.append(RegionArray(reader, (height, width, 3), chunk_side(int(tile or 0)), token))
         shapes.append((height, width))
-    return Pyramid(tuple(levels), shape_downsamples(shapes), _mpp(properties))
+    return Pyramid(tuple(levels), shape_downsamples(shapes), _openslide_mpp(properties))
 
 
-def _open(path: Path) -> Any:
+def _open_openslide(path: Path) -> Any:
     try:
         import openslide
     except ImportError as err:  # pragma: no cover - a base dependency
@@ -59,12 +67,9 @@ def _open(path: Path) -> Any:
         ) from err
 
 
-def _mpp(properties: Any) -> float | None:
+def _openslide_mpp(properties: Any) -> float | None:
     """Microns per level-0 pixel (the mean of x and y), or None when the slide does not say."""
-    values = [properties.get(f"openslide.mpp-{axis}") for axis in ("x", "y")]
-    numbers = [float(v) for v in values if v not in (None, "")]
-    numbers = [v for v in numbers if v > 0]
-    return float(np.mean(numbers)) if numbers else None
+    return mean_mpp([properties.get(f"openslide.mpp-{axis}") for axis in ("x", "y")])
 
 
 def _background(colour: str) -> np.ndarray:
@@ -72,7 +77,7 @@ def _background(colour: str) -> np.ndarray:
     return np.array([int(colour[i : i + 2], 16) for i in (0, 2, 4)], dtype=np.float32)
 
 
-class _LevelReader:
+class _OpenSlideLevelReader:
     """Reads a box of one level (in that level's pixels) as RGB uint8."""
 
     def __init__(self, handle: Any, level: int, downsample: float, background: np.ndarray):

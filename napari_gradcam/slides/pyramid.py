@@ -37,6 +37,17 @@ def shape_downsamples(shapes: list[tuple[int, ...]]) -> tuple[tuple[float, float
     return tuple(tuple(float(d) for d in full / np.asarray(s[:2], dtype=float)) for s in shapes)
 
 
+def mean_mpp(values: list[Any]) -> float | None:
+    """Microns per pixel: the mean of the positive ``values`` (x and y), or None when none is.
+
+    ``None``, empty strings and numbers that are not positive are skipped (a slide that does
+    not say, or says 0).
+    """
+    numbers = [float(v) for v in values if v not in (None, "")]
+    numbers = [v for v in numbers if v > 0]
+    return float(np.mean(numbers)) if numbers else None
+
+
 def chunk_side(tile: int | None) -> int:
     """A chunk side: the backend's tile, repeated to at least :data:`READ_CHUNK` pixels."""
     if not tile or tile <= 0:

@@ -39,7 +39,7 @@ class TileRows:
 
     def explained(self, results: TileResults) -> list[list[Any]]:
         """Rows up to the last tile of ``results`` (results arrive in grid order)."""
-        columns = [_rounded(results.facts[name]) for name in FACTS]
+        columns = [_significant(results.facts[name]) for name in FACTS]
         rows = []
         for position, index in enumerate(results.indices.tolist()):
             rows += self._skipped(index)
@@ -63,7 +63,7 @@ class TileRows:
         return [index, status, *self.boxes[index], round(float(self.plan.tissue[index]), 4)]
 
 
-def _rounded(values: np.ndarray, digits: int = 5) -> list[Any]:
+def _significant(values: np.ndarray, digits: int = 5) -> list[Any]:
     """Values as Python numbers, floats to ``digits`` significant digits."""
     values = np.asarray(values)
     if values.dtype.kind != "f":

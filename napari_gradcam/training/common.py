@@ -164,7 +164,7 @@ def fit(
 
 
 @torch.no_grad()
-def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 256) -> np.ndarray:
+def predicted_classes(model: nn.Module, x: torch.Tensor, batch_size: int = 256) -> np.ndarray:
     """Return the predicted class index of every tile."""
     model.eval()
     return torch.cat([model(part).argmax(1) for part in x.split(batch_size)]).numpy()
@@ -211,7 +211,9 @@ def train_and_evaluate(
     penalty = penalty_for(model) if penalty_for is not None else None
     x, y = to_tensor(train.tiles, mean, std), torch.from_numpy(train.labels)
     model = fit(model, x, y, cfg, penalty)
-    scores = accuracies(predict(model, to_tensor(held_out.tiles, mean, std)), held_out.labels)
+    scores = accuracies(
+        predicted_classes(model, to_tensor(held_out.tiles, mean, std)), held_out.labels
+    )
     logger.info("held-out scores: %s", {k: round(v, 4) for k, v in scores.items()})
     return Trained(model, mean, std, cutoff, scores)
 

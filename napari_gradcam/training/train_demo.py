@@ -33,7 +33,7 @@ DEFAULT_OUT = Path(__file__).resolve().parents[1] / "demo"
 COMMAND = "python -m napari_gradcam.training.train_demo"
 
 
-def build_card(trained: Trained, cfg: Config) -> ModelCard:
+def build_demo_card(trained: Trained, cfg: Config) -> ModelCard:
     """Return the demo model's card, with evaluation results and label rules in ``extra``."""
     return ModelCard(
         name="demo H&E nuclei-density classifier",
@@ -59,7 +59,7 @@ def run(out: Path, cfg: Config | None = None) -> ModelCard:
     cfg = cfg or Config()
     start = time.perf_counter()
     trained = train_and_evaluate(build_demo_net, cfg)
-    card = build_card(trained, cfg)
+    card = build_demo_card(trained, cfg)
     out.mkdir(parents=True, exist_ok=True)
     torch.save(trained.model.state_dict(), out / "demo_net.pt")
     card.to_json(out / "demo_net.json")

@@ -66,7 +66,7 @@ VIT_CONFIG = Config(
 """Settings that produced the committed weights."""
 
 
-def build_card(trained: Trained, cfg: Config) -> ModelCard:
+def build_vit_demo_card(trained: Trained, cfg: Config) -> ModelCard:
     """Return the ViT demo's card, with evaluation results and label rules in ``extra``."""
     return ModelCard(
         name="demo H&E nuclei-density ViT",
@@ -113,7 +113,7 @@ def run(out: Path, cfg: Config = VIT_CONFIG) -> ModelCard:
     """Train, evaluate on the held-out region and write weights and card to ``out``."""
     start = time.perf_counter()
     trained = train_and_evaluate(build_vit_demo_net, cfg, penalty_maker(cfg))
-    card = build_card(trained, cfg)
+    card = build_vit_demo_card(trained, cfg)
     out.mkdir(parents=True, exist_ok=True)
     torch.save(trained.model.state_dict(), out / "vit_demo_net.pt")
     card.to_json(out / "vit_demo_net.json")

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_gradcam._napari.reader import get_reader, read_slide
+from napari_gradcam._napari.reader import get_slide_reader, read_slide
 from napari_gradcam.data import HE_SLIDE_PATH
 
 
@@ -22,7 +22,7 @@ def pyramid(path, mpp=0.25) -> None:
 
 
 def test_the_cc0_slide_opens_in_microns():
-    reader = get_reader(str(HE_SLIDE_PATH))
+    reader = get_slide_reader(str(HE_SLIDE_PATH))
     assert reader is read_slide
     ((data, kwargs, kind),) = reader(str(HE_SLIDE_PATH))
     assert kind == "image" and isinstance(data, da.Array) and data.shape == (2967, 2220, 3)
@@ -34,7 +34,9 @@ def test_the_cc0_slide_opens_in_microns():
 
 def test_a_pyramid_opens_as_lazy_multiscale_levels(tmp_path):
     pyramid(tmp_path / "slide.tif")
-    ((levels, kwargs, _),) = get_reader(str(tmp_path / "slide.tif"))(str(tmp_path / "slide.tif"))
+    ((levels, kwargs, _),) = get_slide_reader(str(tmp_path / "slide.tif"))(
+        str(tmp_path / "slide.tif")
+    )
     assert kwargs["multiscale"] and [level.shape for level in levels] == [
         (512, 768, 3),
         (256, 384, 3),
@@ -51,8 +53,8 @@ def test_other_files_are_left_to_other_readers(tmp_path):
     (tmp_path / "notes.zarr").mkdir()
     (tmp_path / "broken.svs").write_bytes(b"nope")
     for name in ("plain.tif", "stack.tif", "notes.zarr", "broken.svs"):
-        assert get_reader(str(tmp_path / name)) is None
-    assert get_reader([str(HE_SLIDE_PATH)]) is None
+        assert get_slide_reader(str(tmp_path / name)) is None
+    assert get_slide_reader([str(HE_SLIDE_PATH)]) is None
 
 
 def test_napari_opens_slides_with_this_plugin(make_napari_viewer, tmp_path):
@@ -69,8 +71,8 @@ def test_opening_a_slide_does_not_import_torch():
     import sys
 
     code = (
-        "import sys; from napari_gradcam._napari.reader import get_reader; "
-        f"get_reader({str(HE_SLIDE_PATH)!r})({str(HE_SLIDE_PATH)!r}); "
+        "import sys; from napari_gradcam._napari.reader import get_slide_reader; "
+        f"get_slide_reader({str(HE_SLIDE_PATH)!r})({str(HE_SLIDE_PATH)!r}); "
         "assert 'torch' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
@@ -83,7 +85,7 @@ def test_every_format_opens_as_a_multiscale_layer_in_microns(tmp_path, kind, bac
     path, truth = write_slide(kind, tmp_path)
     target = str(path / "level0.dcm") if kind == "dicom" else str(path)
     for opened in {target, str(path)}:  # a DICOM slide opens from its folder or any file
-        ((levels, kwargs, _),) = get_reader(opened)(opened)
+        ((levels, kwargs, _),) = get_slide_reader(opened)(opened)
         assert [level.shape for level in levels] == [pixels.shape for pixels in truth]
         assert kwargs["scale"] == (0.5, 0.5) and kwargs["metadata"]["slide"]["backend"] == backend
         np.testing.assert_array_equal(np.asarray(levels[2]), truth[2])
@@ -92,9 +94,9 @@ def test_every_format_opens_as_a_multiscale_layer_in_microns(tmp_path, kind, bac
 def test_vendor_files_are_opened_only_when_openslide_recognises_them(tmp_path):
     for suffix in (".ndpi", ".mrxs", ".scn", ".bif", ".vms", ".vmu", ".svslide"):
         (tmp_path / f"fake{suffix}").write_bytes(b"not a slide")
-        assert get_reader(str(tmp_path / f"fake{suffix}")) is None
+        assert get_slide_reader(str(tmp_path / f"fake{suffix}")) is None
     (tmp_path / "folder").mkdir()
-    assert get_reader(str(tmp_path / "folder")) is None
+    assert get_slide_reader(str(tmp_path / "folder")) is None
 
 
 def test_the_manifest_lists_every_slide_format():

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import zarr
 
-from napari_gradcam._napari.reader import get_reader, read_heatmap, read_slide
+from napari_gradcam._napari.reader import get_slide_reader, read_heatmap, read_slide
 from napari_gradcam.slides.outputs import HEATMAP_KEY, HeatmapStore
 from tests.hostile_files import write_declared_pyramid, write_declared_tiff
 
@@ -24,7 +24,7 @@ def no_cap_from_outside(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_a_terapixel_single_level_is_refused_before_napari_gets_it(tmp_path: Path) -> None:
     huge = write_declared_tiff(tmp_path / "huge.tif", 1_000_000, tile=4096)
-    assert get_reader(str(huge)) is read_slide
+    assert get_slide_reader(str(huge)) is read_slide
     tracemalloc.start()
     start = time.perf_counter()
     with pytest.raises(ValueError, match=r"huge.tif's coarsest level \(0\)") as caught:
@@ -80,7 +80,7 @@ def write_store(path: Path, facts: dict[str, Any]) -> Path:
 
 def test_a_valid_store_opens_placed_and_coloured(tmp_path: Path) -> None:
     path = write_store(tmp_path / "scan.heatmap.zarr", valid_facts())
-    ((levels, kwargs, _),) = get_reader(str(path))(str(path))
+    ((levels, kwargs, _),) = get_slide_reader(str(path))(str(path))
     assert [level.shape for level in levels] == [(300, 40), (150, 20)]
     assert kwargs["contrast_limits"] == (0.0, 2.0)
     assert kwargs["scale"] == (8.0, 8.0) and kwargs["translate"] == (3.5, 3.5)

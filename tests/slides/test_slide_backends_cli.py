@@ -64,12 +64,12 @@ def test_napari_ome_zarr_opens_the_heatmap_where_this_plugin_does(reference):
     from napari_ome_zarr._reader import napari_get_reader
     from ome_zarr_models.v05 import Image
 
-    from napari_gradcam._napari.reader import get_reader
+    from napari_gradcam._napari.reader import get_slide_reader
 
     path = reference[0]
     heatmap = str(path.parent / "out" / "slide.heatmap.zarr")
     Image.from_zarr(zarr.open_group(heatmap, mode="r"))  # valid OME-Zarr 0.5 (raises if not)
-    ((data, kwargs, kind),) = get_reader(heatmap)(heatmap)
+    ((data, kwargs, kind),) = get_slide_reader(heatmap)(heatmap)
     (ome_layer,) = napari_get_reader(heatmap)(heatmap)
     ours = napari.layers.Layer.create(data, kwargs, kind)
     theirs = napari.layers.Layer.create(*ome_layer)

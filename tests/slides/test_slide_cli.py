@@ -79,11 +79,11 @@ def test_the_explained_tiles_open_in_qupath_with_their_numbers(slide_dir):
 
 
 def test_the_heatmap_reopens_on_the_slide(slide_dir):
-    from napari_gradcam._napari.reader import get_reader
+    from napari_gradcam._napari.reader import get_slide_reader
 
-    ((image_data, image_kwargs, _),) = get_reader(str(HE_SLIDE_PATH))(str(HE_SLIDE_PATH))
+    ((image_data, image_kwargs, _),) = get_slide_reader(str(HE_SLIDE_PATH))(str(HE_SLIDE_PATH))
     heatmap_path = str(outputs(slide_dir)["heatmap"])
-    ((levels, kwargs, kind),) = get_reader(heatmap_path)(heatmap_path)
+    ((levels, kwargs, kind),) = get_slide_reader(heatmap_path)(heatmap_path)
     facts = kwargs["metadata"]["napari_gradcam"]
     assert kind == "image" and kwargs["units"] == ("micrometer", "micrometer")
     cam = np.asarray(levels[0] if kwargs["multiscale"] else levels)

@@ -258,7 +258,7 @@ def result_layers(
     return read
 
 
-def get_reader(path: str | list[str]) -> Callable[[str], list[LayerDataTuple]] | None:
+def get_geojson_reader(path: str | list[str]) -> Callable[[str], list[LayerDataTuple]] | None:
     """npe2 reader: return a reader for a ``.geojson`` path, else None."""
     if isinstance(path, str) and path.lower().endswith(".geojson"):
         return lambda p: read_annotations(p, _current_layers())

@@ -19,7 +19,7 @@ ATTENTION, GRADIENT, IG = "attention", "grad_x_embedding", "integrated_gradients
 """The score names of ``slides.mil_scores`` (named here to keep torch out of start-up)."""
 
 
-def card_classes(card: str | Path | None) -> tuple[str, ...]:
+def slide_card_classes(card: str | Path | None) -> tuple[str, ...]:
     """The classes a card names, or none when it cannot be read (the run says why)."""
     if not card:
         return ()
@@ -118,7 +118,7 @@ class MilControls:
         }  # fmt: skip
 
     def _class_choices(self, _widget: ComboBox) -> tuple[str, ...]:
-        return (PREDICTED, *card_classes(self.card_path))
+        return (PREDICTED, *slide_card_classes(self.card_path))
 
     def _on_bundled(self, choice: str) -> None:
         if choice == DEMO:

@@ -210,7 +210,9 @@ def _nucleus(feature: dict[str, Any], notes: list[str]) -> dict[str, Any] | None
     return raw
 
 
-def _facts(feature: dict[str, Any], properties: dict[str, Any], notes: list[str]) -> QuPathFacts:
+def _qupath_facts(
+    feature: dict[str, Any], properties: dict[str, Any], notes: list[str]
+) -> QuPathFacts:
     metadata, metadata_notes = read_metadata(properties.get("metadata"))
     notes += metadata_notes
     extra = {k: v for k, v in properties.items() if k not in KNOWN_PROPERTIES}
@@ -260,7 +262,7 @@ def from_feature(
         id=_object_id(feature_id),
         lines=geometry.lines,
         points=geometry.points,
-        qupath=_facts(feature, properties, notes),
+        qupath=_qupath_facts(feature, properties, notes),
     )
 
 
@@ -271,7 +273,7 @@ def _object_id(raw: Any) -> str:
     return str(raw)
 
 
-def _features(data: Any) -> list[Any]:
+def _feature_list(data: Any) -> list[Any]:
     """The features of a FeatureCollection, a list of Features (QuPath's default) or a Feature."""
     if isinstance(data, list):
         features = data
@@ -308,7 +310,7 @@ def from_geojson(data: Any, image_shape: Sequence[int] | None = None) -> ReadRes
         When ``data`` is not GeoJSON, has too many features or too many vertices.
     """
     annotations, skipped, notes, vertices = [], [], [], 0
-    for index, feature in enumerate(_features(data)):
+    for index, feature in enumerate(_feature_list(data)):
         said: list[str] = []
         try:
             annotation = from_feature(feature, image_shape, said)

@@ -160,7 +160,7 @@ def write_classification(label: str, colour: tuple[int, ...] | None) -> dict[str
     return {**key, "color": list(colour if colour is not None else DEFAULT_COLOUR)}
 
 
-def _number(value: Any) -> float | None:
+def _parsed_number(value: Any) -> float | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int | float):
@@ -188,7 +188,7 @@ def read_measurements(raw: Any) -> tuple[dict[str, float], list[str]]:
         return {}, [f"measurements {raw!r} are neither an object nor a list; left out"]
     values, notes = {}, []
     for name, value in pairs:
-        number = _number(value)
+        number = _parsed_number(value)
         if not isinstance(name, str) or number is None:
             notes.append(f"measurement {name!r} = {value!r} is not a number; left out")
         else:

@@ -75,7 +75,7 @@ def transformer_blocks(module: nn.Module) -> set[str]:
         if isinstance(sub, (nn.ModuleList, nn.Sequential)) and _repeated(sub)
         for child, _ in sub.named_children()
     }
-    return {name for name in members if not any(_within(other, name) for other in members)}
+    return {name for name in members if not any(_strictly_inside(other, name) for other in members)}
 
 
 def reinitialise_unit(model: nn.Module, unit: str, blocks: set[str], seed: int) -> None:
@@ -115,11 +115,11 @@ def _repeated(container: nn.Module) -> bool:
     return len(children) >= 2 and len(kinds) == 1 and all(any(c.children()) for c in children)
 
 
-def _within(name: str, outer: str) -> bool:
+def _strictly_inside(name: str, outer: str) -> bool:
     """Whether module ``name`` lies strictly inside module ``outer``."""
     return name != outer and (outer == "" or name.startswith(f"{outer}."))
 
 
 def _unit_of(name: str, blocks: set[str]) -> str:
     """The block that holds module ``name``, else the module itself."""
-    return next((block for block in blocks if name == block or _within(name, block)), name)
+    return next((block for block in blocks if name == block or _strictly_inside(name, block)), name)

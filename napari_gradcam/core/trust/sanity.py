@@ -220,7 +220,7 @@ def _median(values: np.ndarray) -> float | None:
 def _verdict(steps: list[CascadeStep]) -> str:
     """Say in words whether the map depends on the learned weights."""
     last = steps[-1]
-    scores = f"Spearman rho {_number(last.spearman)}, SSIM {_number(last.ssim)}"
+    scores = f"Spearman rho {_two_decimals(last.spearman)}, SSIM {_two_decimals(last.ssim)}"
     if last.kept:
         return (
             f"fails: the map barely changes when the top {len(steps)} layers with parameters "
@@ -245,5 +245,5 @@ def _names(units: tuple[str, ...]) -> str:
     return ", ".join(unit_label(unit) for unit in units)
 
 
-def _number(value: float | None) -> str:
+def _two_decimals(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2f}"

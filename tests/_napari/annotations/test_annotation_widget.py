@@ -4,7 +4,6 @@ import math
 import numpy as np
 import pytest
 from napari.layers import Layer
-from tests._napari.test_layers import make_result, world_edges
 
 from napari_gradcam._napari.annotations import file_actions
 from napari_gradcam._napari.annotations import widget as annotation_widget
@@ -18,6 +17,7 @@ from napari_gradcam._napari.worker import ExplainJob
 from napari_gradcam.core.regions.hot_regions import hot_region_polygons
 from napari_gradcam.core.regions.region_stats import PlacedMap, region_statistics
 from napari_gradcam.review.session import ImageRef, Session, save_session
+from tests._napari.test_result_layers import make_result, world_edges
 
 TIMEOUT_MS = 30_000
 STRIDE = (8.0, 8.0)

@@ -12,7 +12,7 @@ from napari.layers import Image, Layer, Points, Shapes
 from napari_gradcam._napari.annotations import geojson_io
 from napari_gradcam._napari.annotations.geojson_io import (
     ANNOTATION_KEY,
-    get_reader,
+    get_geojson_reader,
     read_annotations,
     write_annotations,
 )
@@ -147,7 +147,10 @@ def test_the_npe2_reader_and_writer_work_from_the_viewer(make_napari_viewer, tmp
     path = tmp_path / "out.geojson"
     viewer.layers.selection.active = shapes
     viewer.layers.save(str(path), selected=True, plugin="napari-gradcam")
-    assert get_reader(str(path)) is not None and get_reader(str(tmp_path / "x.tif")) is None
+    assert (
+        get_geojson_reader(str(path)) is not None
+        and get_geojson_reader(str(tmp_path / "x.tif")) is None
+    )
     (layer,) = viewer.open(path, plugin="napari-gradcam")
     assert isinstance(layer, Shapes) and layer.name == "out"
     np.testing.assert_allclose(layer.scale, image.scale)

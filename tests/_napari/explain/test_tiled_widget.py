@@ -4,7 +4,6 @@ import time
 import numpy as np
 import pytest
 from qtpy.QtCore import Qt
-from tests._napari.test_layers import world_edges
 
 from napari_gradcam._napari.explain import widget as widget_module
 from napari_gradcam._napari.explain.tiled_job import TiledResult, TiledUpdate, TilingOptions
@@ -13,6 +12,7 @@ from napari_gradcam._napari.progress import Progress
 from napari_gradcam._napari.regions import whole_layer_box
 from napari_gradcam._napari.result_layers import METADATA_KEY
 from napari_gradcam._napari.worker import ExplainJob, run_job
+from tests._napari.test_result_layers import world_edges
 
 TIMEOUT_MS = 60_000
 MAX_DOCK_WIDTH = 420

@@ -3,13 +3,13 @@ import functools
 import numpy as np
 import pytest
 from napari.layers import Image
-from tests._napari.test_layers import world_edges
 
 from napari_gradcam._napari.explain import widget as widget_module
 from napari_gradcam._napari.explain.widget import GradCamWidget
 from napari_gradcam._napari.heatmap_style import DEFAULT_OPACITY, HEATMAP_COLORMAP, to_display
 from napari_gradcam._napari.regions import FIELD_OF_VIEW, RECTANGLES
 from napari_gradcam._napari.result_layers import METADATA_KEY
+from tests._napari.test_result_layers import world_edges
 
 TIMEOUT_MS = 30_000
 

@@ -5,12 +5,12 @@ import threading
 
 import numpy as np
 import pytest
-from tests._napari.test_layers import world_edges
 
 from napari_gradcam._napari.mil import widget as widget_module
 from napari_gradcam._napari.records import METADATA_KEY
 from napari_gradcam.data import HE_MPP
 from tests._napari.mil.conftest import SIDE, TIMEOUT_MS, he_square
+from tests._napari.test_result_layers import world_edges
 
 SCORES = ("attention", "grad x embedding", "integrated gradients")
 

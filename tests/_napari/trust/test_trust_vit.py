@@ -5,13 +5,13 @@ from functools import partial
 import numpy as np
 import pytest
 import torch
-from tests._napari.test_layers import world_edges
 
 from napari_gradcam._napari.explain.widget import GradCamWidget
 from napari_gradcam._napari.result_layers import METADATA_KEY
 from napari_gradcam._napari.trust.layers import CONTRAST_KEY, FEATURES_KEY, TRUST_KEY
 from napari_gradcam._napari.trust.widget import TrustWidget
 from napari_gradcam.models.cache import cached_model
+from tests._napari.test_result_layers import world_edges
 from tests._napari.trust import dock
 from tests.core.he_tiles import he_tile
 

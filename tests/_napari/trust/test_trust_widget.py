@@ -3,7 +3,6 @@ import time
 import numpy as np
 import pytest
 from napari.layers import Image
-from tests._napari.test_layers import world_edges
 
 from napari_gradcam._napari.explain.widget import GradCamWidget
 from napari_gradcam._napari.plane import Plane
@@ -13,6 +12,7 @@ from napari_gradcam._napari.result_layers import METADATA_KEY
 from napari_gradcam._napari.trust.jobs import TrustJob, run_trust_job, tile_at
 from napari_gradcam._napari.trust.layers import CONTRAST_KEY, FEATURES_KEY, TRUST_KEY
 from napari_gradcam._napari.trust.widget import NO_HEATMAP, TrustWidget
+from tests._napari.test_result_layers import world_edges
 from tests._napari.trust.dock import TIMEOUT_MS, click, wait
 from tests.core.he_tiles import he_tile
 
