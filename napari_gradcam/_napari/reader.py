@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from napari_gradcam.core.pixel_limit import PYRAMID_ADVICE, check_pixels
+from napari_gradcam.slides.lazy_slide import SLIDE_SUFFIXES
 from napari_gradcam.slides.outputs import HEATMAP_KEY
-from napari_gradcam.slides.slide import SLIDE_SUFFIXES
 
 LayerDataTuple = tuple[Any, dict[str, Any], str]
 MICROMETRE = "micrometer"

@@ -16,11 +16,11 @@ from napari_gradcam.commands.trust_code import add_trust_code_argument
 from napari_gradcam.core.explain.methods import METHODS, check_precision, get_method
 from napari_gradcam.core.pixel_limit import max_pixels
 from napari_gradcam.core.tiling.grid import MIN_TISSUE
-from napari_gradcam.slides.slide import BACKENDS
+from napari_gradcam.slides.lazy_slide import BACKENDS
 
 if TYPE_CHECKING:
+    from napari_gradcam.slides.lazy_slide import Slide
     from napari_gradcam.slides.runner import SlideJob
-    from napari_gradcam.slides.slide import Slide
 
 CONNECT_TIMEOUT = "10s"
 """How long to try reaching a Dask scheduler."""

@@ -22,7 +22,7 @@ from napari_gradcam.models.cache import cached_model
 if TYPE_CHECKING:
     from distributed import Client
 
-    from napari_gradcam.slides.slide import Slide
+    from napari_gradcam.slides.lazy_slide import Slide
 
 LOCAL_THREADS = 2
 

@@ -47,7 +47,7 @@ from napari_gradcam.models.sources import encoder_sources, package_digest
 
 if TYPE_CHECKING:
     from napari_gradcam.models.slide_model import SlideModel
-    from napari_gradcam.slides.slide import Slide
+    from napari_gradcam.slides.lazy_slide import Slide
 
 logger = logging.getLogger(__name__)
 

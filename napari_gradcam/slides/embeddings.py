@@ -37,7 +37,7 @@ from napari_gradcam.slides.embedding_cache import (
 if TYPE_CHECKING:
     from distributed import Client
 
-    from napari_gradcam.slides.slide import Slide
+    from napari_gradcam.slides.lazy_slide import Slide
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from distributed import Client
 
     from napari_gradcam.core.explain.explanation import Explanation
-    from napari_gradcam.slides.slide import Slide
+    from napari_gradcam.slides.lazy_slide import Slide
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,7 @@ from napari_gradcam.core.output_files import (
     output_stem,
 )
 from napari_gradcam.core.tiling.tile_stats import FACTS
-from napari_gradcam.slides.slide import SLIDE_SUFFIXES
+from napari_gradcam.slides.lazy_slide import SLIDE_SUFFIXES
 
 HEATMAP_KEY = "napari_gradcam"
 """Attribute of a heatmap zarr holding its placement and provenance."""

@@ -13,8 +13,8 @@ from napari_gradcam.core.tiling.tile_stats import FACTS
 from napari_gradcam.core.tiling.tiled import TilePlan, TileResults
 
 if TYPE_CHECKING:
+    from napari_gradcam.slides.lazy_slide import Slide
     from napari_gradcam.slides.outputs import SlideOutputs
-    from napari_gradcam.slides.slide import Slide
 
 
 class TileRows:

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_gradcam.slides.slide import Slide
+from napari_gradcam.slides.lazy_slide import Slide
 
 TEXTURE_BOX = (768, 1088, 1280, 1600)
 """A 512 px square of the CC0 slide (level 0, 0.499 µm/px) that is almost all tissue."""

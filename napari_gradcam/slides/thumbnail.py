@@ -12,7 +12,7 @@ from napari_gradcam.core.tiling.grid import as_numpy
 from napari_gradcam.core.tiling.slide_tissue import overview_source
 
 if TYPE_CHECKING:
-    from napari_gradcam.slides.slide import Slide
+    from napari_gradcam.slides.lazy_slide import Slide
 
 THUMBNAIL_SIDE = 1024
 """Longest side of the thumbnail, in pixels (about)."""

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from napari_gradcam.slides import open_slide
+from napari_gradcam.slides.lazy_slide import FORMATS, backends_for
 from napari_gradcam.slides.openslide_backend import composite
-from napari_gradcam.slides.slide import FORMATS, backends_for
 from tests.slides.slide_files import MPP, write_ome_tiff, write_slide
 
 CASES = [

@@ -299,7 +299,7 @@ def test_a_dask_worker_reloads_an_encoder_retrained_into_the_same_file(
 
 def test_an_in_memory_slide_is_keyed_by_its_full_resolution_pixels() -> None:
     from napari_gradcam.slides.embedding_cache import slide_fingerprint
-    from napari_gradcam.slides.slide import Slide
+    from napari_gradcam.slides.lazy_slide import Slide
 
     pixels = np.random.default_rng(0).integers(0, 255, (256, 256, 3), dtype=np.uint8)
     edited = pixels.copy()

@@ -26,9 +26,9 @@ from napari_gradcam.user_state import unexpected_error_message
 if TYPE_CHECKING:
     from napari_gradcam.models.slide_model import SlideModel
     from napari_gradcam.slides.embeddings import SlideEmbeddings
+    from napari_gradcam.slides.lazy_slide import Slide
     from napari_gradcam.slides.mil_runner import MilJob
     from napari_gradcam.slides.mil_scores import TileScores
-    from napari_gradcam.slides.slide import Slide
 
 
 @dataclass(frozen=True)

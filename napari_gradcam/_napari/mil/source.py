@@ -16,7 +16,7 @@ from typing import Any
 from napari.layers import Image
 
 from napari_gradcam._napari.plane import layer_mpp
-from napari_gradcam.slides.slide import Slide, open_slide
+from napari_gradcam.slides.lazy_slide import Slide, open_slide
 
 
 @dataclass(frozen=True)
