@@ -80,9 +80,14 @@ def _draw_heatmap(
     cam = np.ma.masked_less_equal(heatmap.cam, 0.0) if clear_zero else heatmap.cam
     cmap = colormaps["turbo"].with_extremes(bad=(0.0, 0.0, 0.0, 0.0))
     return axes.imshow(
-        cam, cmap=cmap, alpha=opacity, extent=extent, interpolation="bilinear",
-        vmin=limits[0], vmax=limits[1],
-    )  # fmt: skip
+        cam,
+        cmap=cmap,
+        alpha=opacity,
+        extent=extent,
+        interpolation="bilinear",
+        vmin=limits[0],
+        vmax=limits[1],
+    )
 
 
 def _draw_outlines(axes: Axes, outlines: Sequence[Outline], width: float) -> None:
@@ -95,9 +100,14 @@ def _draw_outlines(axes: Axes, outlines: Sequence[Outline], width: float) -> Non
     if shown:
         handles = [Line2D([], [], color=np.asarray(c) / 255.0, lw=width) for c in shown.values()]
         axes.legend(
-            handles, list(shown), loc="upper right", fontsize=8, framealpha=0.85,
-            facecolor="0.3", labelcolor="white",
-        )  # fmt: skip
+            handles,
+            list(shown),
+            loc="upper right",
+            fontsize=8,
+            framealpha=0.85,
+            facecolor="0.3",
+            labelcolor="white",
+        )
 
 
 def _frame(axes: Axes, box: PixelBox, facts: HeatmapFacts) -> None:

@@ -127,13 +127,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder")
     parser.add_argument("--epochs", type=int, default=VIT_CONFIG.epochs)
     parser.add_argument(
-        "--attention-entropy", type=float, default=VIT_CONFIG.attention_entropy,
+        "--attention-entropy",
+        type=float,
+        default=VIT_CONFIG.attention_entropy,
         help="weight of the attention-entropy penalty (per block)",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--attention-locality", type=float, default=VIT_CONFIG.attention_locality,
+        "--attention-locality",
+        type=float,
+        default=VIT_CONFIG.attention_locality,
         help="weight of the patch-attention locality penalty (per block)",
-    )  # fmt: skip
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     cfg = replace(

@@ -136,9 +136,13 @@ def test_the_dock_explains_a_slide_alike_through_every_backend(tmp_path, tiny_sp
         plane = Plane(tuple(slide.dask_levels()), slide.downsamples, (), slide.mpp)
         box = whole_layer_box(slide.level_shapes[0])
         job = ExplainJob(
-            tiny_spec, tiny_weights, plane=plane, boxes=(box,), target="tissue",
+            tiny_spec,
+            tiny_weights,
+            plane=plane,
+            boxes=(box,),
+            target="tissue",
             tiling=TilingOptions(batch_size=64),
-        )  # fmt: skip
+        )
         generator = run_job(job)
         while True:
             try:

@@ -32,9 +32,12 @@ def make_session(n_heatmaps: int = 2) -> Session:
     ]
     annotation = Annotation((Polygon(SQUARE),), "suspicious", (255, 0, 255), "look", {"mean": 0.5})
     return Session(
-        ImageRef("H&E", sample=("napari-gradcam", "he")), heatmaps, [annotation],
-        {"suspicious": [255, 0, 255], "necrosis": [1, 2, 3]}, "my annotations",
-    )  # fmt: skip
+        ImageRef("H&E", sample=("napari-gradcam", "he")),
+        heatmaps,
+        [annotation],
+        {"suspicious": [255, 0, 255], "necrosis": [1, 2, 3]},
+        "my annotations",
+    )
 
 
 @pytest.mark.parametrize("suffix", [".npy", ".tif"])
@@ -61,9 +64,15 @@ def test_a_review_reads_back_as_saved(tmp_path, suffix):
     np.testing.assert_allclose(annotation.polygons[0].exterior, SQUARE)
     assert loaded.labels == session.labels and loaded.annotations_name == "my annotations"
     assert sorted(p.name for p in (tmp_path / "review").iterdir()) == sorted(
-        ["session.json", "annotations.geojson", "heatmap-00.json", "heatmap-01.json",
-         f"heatmap-00{suffix}", f"heatmap-01{suffix}"]
-    )  # fmt: skip
+        [
+            "session.json",
+            "annotations.geojson",
+            "heatmap-00.json",
+            "heatmap-01.json",
+            f"heatmap-00{suffix}",
+            f"heatmap-01{suffix}",
+        ]
+    )
 
 
 def test_saving_never_silently_replaces_a_review(tmp_path):

@@ -94,8 +94,10 @@ class AutosaveController:
         )
         self.prompt = Container(
             widgets=[self.message, self.recover_button, self.discard_button],
-            layout="horizontal", labels=False, visible=False,
-        )  # fmt: skip
+            layout="horizontal",
+            labels=False,
+            visible=False,
+        )
         dock.native.layout().insertWidget(0, self.prompt.native)
         self._timer = QTimer(dock.native, singleShot=True, interval=AUTOSAVE_MS)
         self._timer.timeout.connect(self.save_now)

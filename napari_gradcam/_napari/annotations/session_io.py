@@ -59,9 +59,14 @@ def collect_session(viewer: Viewer, shapes: Shapes, image: Image, labels: LabelS
 
 
 def save_review(
-    viewer: Viewer, folder: str | Path, shapes: Shapes, image: Image, labels: LabelSet, *,
+    viewer: Viewer,
+    folder: str | Path,
+    shapes: Shapes,
+    image: Image,
+    labels: LabelSet,
+    *,
     overwrite: bool = False,
-) -> Path:  # fmt: skip
+) -> Path:
     """Save the review of ``image`` into ``folder`` (see ``napari_gradcam.review.session``)."""
     return save_session(folder, collect_session(viewer, shapes, image, labels), overwrite=overwrite)
 

@@ -35,15 +35,17 @@ class MilControls:
 
     def __init__(self) -> None:
         self.bundled = ComboBox(
-            label="slide model", choices=(DEMO, OWN_CARD),
+            label="slide model",
+            choices=(DEMO, OWN_CARD),
             tooltip="the bundled demo (a small ABMIL on the CC0 slide) or your own card",
-        )  # fmt: skip
+        )
         self.card = FileEdit(label="card", mode="r", filter="*.json", value=str(DEMO_CARD))
         self.card.tooltip = "slide-model card (.json): encoder, aggregator, tile size, mpp"
         self.target = ComboBox(
-            label="class", choices=self._class_choices,
+            label="class",
+            choices=self._class_choices,
             tooltip="class whose slide logit is explained; predicted: the top class",
-        )  # fmt: skip
+        )
         self.attention = CheckBox(
             text="attention (where it looked)",
             value=True,
@@ -62,26 +64,36 @@ class MilControls:
             "to the logit's change from the baseline",
         )
         self.baseline = ComboBox(
-            label="IG baseline", choices=("zero", "mean"),
+            label="IG baseline",
+            choices=("zero", "mean"),
             tooltip="zero embeddings, or every tile the bag's mean embedding",
-        )  # fmt: skip
+        )
         self.rank_by = ComboBox(
-            label="rank tiles by", choices=(GRADIENT, IG, ATTENTION),
+            label="rank tiles by",
+            choices=(GRADIENT, IG, ATTENTION),
             tooltip="the score that orders the table of top tiles",
-        )  # fmt: skip
+        )
         self.percentile = CheckBox(
             text="percentile scores (CLAM-style)",
             value=False,
             tooltip="paint each tile's rank among the slide's tiles instead of its raw score",
         )
         self.overlap = FloatSpinBox(
-            label="overlap", min=0.0, max=0.75, step=0.25, value=0.0,
+            label="overlap",
+            min=0.0,
+            max=0.75,
+            step=0.25,
+            value=0.0,
             tooltip="share of a tile overlapping its neighbour (0: tiles as the model was trained)",
-        )  # fmt: skip
+        )
         self.blur = FloatSpinBox(
-            label="blur (tiles)", min=0.0, max=10.0, step=0.5, value=0.0,
+            label="blur (tiles)",
+            min=0.0,
+            max=10.0,
+            step=0.5,
+            value=0.0,
             tooltip="Gaussian smoothing of the maps, sigma in tiles",
-        )  # fmt: skip
+        )
         self.top_k = SpinBox(label="top tiles", min=1, max=100, value=8, tooltip="rows per side")
         self.bundled.changed.connect(self._on_bundled)
         self.card.changed.connect(self._on_card)
@@ -111,11 +123,15 @@ class MilControls:
         """The headless run's options (``slides.mil_runner.MilJob``'s fields)."""
         target = None if self.target.value == PREDICTED else self.target.value
         return {
-            "card": self.card_path, "target": target, "overlap": float(self.overlap.value),
-            "percentile": bool(self.percentile.value), "blur": float(self.blur.value),
-            "baseline": str(self.baseline.value), "top_k": int(self.top_k.value),
+            "card": self.card_path,
+            "target": target,
+            "overlap": float(self.overlap.value),
+            "percentile": bool(self.percentile.value),
+            "blur": float(self.blur.value),
+            "baseline": str(self.baseline.value),
+            "top_k": int(self.top_k.value),
             "cache_dir": cache_dir,
-        }  # fmt: skip
+        }
 
     def _class_choices(self, _widget: ComboBox) -> tuple[str, ...]:
         return (PREDICTED, *slide_card_classes(self.card_path))

@@ -25,14 +25,26 @@ DEFAULT_COLOUR = (255, 255, 0)
 NON_FINITE = {"nan": math.nan, "infinity": math.inf, "-infinity": -math.inf}
 NON_FINITE |= {"inf": math.inf, "-inf": -math.inf, "+infinity": math.inf, "+inf": math.inf}
 KNOWN_PROPERTIES = frozenset(
-    {"objectType", "object_type", "type", "name", "color", "classification", "isLocked",
-     "measurements", "metadata"}
-)  # fmt: skip
+    {
+        "objectType",
+        "object_type",
+        "type",
+        "name",
+        "color",
+        "classification",
+        "isLocked",
+        "measurements",
+        "metadata",
+    }
+)
 """Properties read into :class:`QuPathFacts` fields; any other property is kept verbatim."""
 OBJECT_TYPES = {
-    "PathAnnotationObject": "annotation", "PathDetectionObject": "detection",
-    "PathCellObject": "cell", "PathTileObject": "tile", "TMACoreObject": "tmaCore",
-}  # fmt: skip
+    "PathAnnotationObject": "annotation",
+    "PathDetectionObject": "detection",
+    "PathCellObject": "cell",
+    "PathTileObject": "tile",
+    "TMACoreObject": "tmaCore",
+}
 """QuPath 0.2's type ids (stored as the feature id) and the object types they mean."""
 
 

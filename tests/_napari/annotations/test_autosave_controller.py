@@ -47,8 +47,9 @@ def test_edits_are_autosaved_within_the_window(make_napari_viewer, qtbot):
     qtbot.waitUntil(lambda: read_autosave(key) is not None, timeout=WAIT_MS)
     saved = read_autosave(key)
     assert [(a.label, a.note) for a in saved.annotations] == [
-        ("unclear", ""), ("artefact", "a fold")
-    ]  # fmt: skip
+        ("unclear", ""),
+        ("artefact", "a fold"),
+    ]
     shapes.data = shapes.data[:1]
     qtbot.waitUntil(lambda: len(read_autosave(key).annotations) == 1, timeout=WAIT_MS)
     assert not dock.autosave.offering
@@ -57,8 +58,11 @@ def test_edits_are_autosaved_within_the_window(make_napari_viewer, qtbot):
 def test_a_killed_session_loses_at_most_the_last_window(autosave_folder):
     done = subprocess.run(
         [sys.executable, "-m", "tests._napari.annotations.autosave_crash", str(autosave_folder)],
-        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, timeout=600,
-    )  # fmt: skip
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        timeout=600,
+    )
     assert done.returncode == -signal.SIGKILL, done.stderr.decode()[-3000:]
     saved = read_autosave(content_key(crash_image()))
     assert len(saved.annotations) == 2

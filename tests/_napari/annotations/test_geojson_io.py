@@ -141,9 +141,11 @@ def test_the_npe2_reader_and_writer_work_from_the_viewer(make_napari_viewer, tmp
     image = viewer.add_image(IMAGE, scale=(0.5, 2.0), translate=(10, -4), name="slide")
     hole = Polygon(SQUARE, (SQUARE[:3] * 0.1 + 108,))
     shapes = viewer.add_shapes(
-        [polygons_to_data([hole], np.eye(3))], shape_type="polygon",
-        scale=image.scale, translate=image.translate,
-    )  # fmt: skip
+        [polygons_to_data([hole], np.eye(3))],
+        shape_type="polygon",
+        scale=image.scale,
+        translate=image.translate,
+    )
     path = tmp_path / "out.geojson"
     viewer.layers.selection.active = shapes
     viewer.layers.save(str(path), selected=True, plugin="napari-gradcam")
@@ -219,8 +221,11 @@ def test_a_qupath_export_opens_as_shapes_and_points_and_saves_back_whole(tmp_pat
     for key, want in before.items():
         got = after[key]
         assert (got.label, got.colour, got.note, got.qupath) == (
-            want.label, want.colour, want.note, want.qupath,
-        )  # fmt: skip
+            want.label,
+            want.colour,
+            want.note,
+            want.qupath,
+        )
         assert got.measurements.keys() == want.measurements.keys()
         np.testing.assert_allclose(
             list(got.measurements.values()), list(want.measurements.values())
