@@ -6,20 +6,21 @@ it names is listed (``SlideCard.code_request``) to be checked before the model i
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from napari_gradcam.core.json_fields import (
     MAX_SIDE,
     flag_field,
+    json_field,
     names_field,
     object_field,
-    optional_text,
     positive_int,
     positive_number,
     read_json_object,
-    refuse_unknown,
+    read_record,
+    section,
     text_field,
 )
 from napari_gradcam.models.code_trust import (
@@ -30,34 +31,107 @@ from napari_gradcam.models.code_trust import (
 )
 from napari_gradcam.models.timm_models import is_timm_spec
 
-CARD_KEYS = frozenset(
-    {"name", "description", "classes", "tile_size", "mpp", "encoder", "aggregator", "extra"}
-)
-ENCODER_KEYS = frozenset({"spec", "weights", "card"})
-AGGREGATOR_KEYS = frozenset(
-    {"factory", "kwargs", "weights", "attention_module", "branch_per_class", "uses_coords"}
-)
+
+def function_spec_field(value: object, field: str, source: str) -> str:
+    """A ``module:function`` or ``file.py:function`` spec."""
+    spec = text_field(value, field, source)
+    if not is_function_spec(spec):
+        raise ValueError(
+            f"{source}: {field!r} must be 'module:function' or 'file.py:function', not {spec!r:.80}"
+        )
+    return spec
+
+
+def _tile_size(value: object, field: str, source: str) -> int:
+    return positive_int(value, field, source, least=8, most=MAX_SIDE)
+
+
+def _mpp(value: object, field: str, source: str) -> float:
+    return positive_number(value, field, source, "0.5 for 20x")
+
+
+@dataclass(frozen=True)
+class EncoderSection:
+    """A slide-model card's ``encoder``: what embeds each tile.
+
+    Attributes
+    ----------
+    spec : str
+        Any ``load_model`` spec of a module returning (N, D) embeddings.
+    weights, card : str or None
+        Its weights and model card, relative to the card's folder.
+    """
+
+    spec: str = json_field(text_field, hint=" (any load_model spec)")
+    weights: str | None = json_field(text_field, None)
+    card: str | None = json_field(text_field, None)
+
+
+@dataclass(frozen=True)
+class AggregatorSection:
+    """A slide-model card's ``aggregator``: what predicts once per slide.
+
+    Attributes
+    ----------
+    spec : str
+        The ``module:function`` or ``file.py:function`` that builds it (read from the older
+        key ``factory`` too).
+    kwargs : dict
+        The function's arguments.
+    weights : str or None
+        Its weights, relative to the card's folder.
+    attention_module : str or None
+        The module whose output is the raw attention scores (the hook that reads attention
+        when the aggregator offers no ``attention_weights`` method).
+    branch_per_class : bool
+        One attention branch per class (CLAM-MB).
+    uses_coords : bool
+        It takes the tiles' level-0 coordinates as a second argument.
+    """
+
+    ALIASES: ClassVar[dict[str, str]] = {"factory": "spec"}
+
+    spec: str = json_field(function_spec_field, hint=" ('module:function')")
+    kwargs: dict[str, Any] = json_field(object_field, {})
+    weights: str | None = json_field(text_field, None)
+    attention_module: str | None = json_field(text_field, None)
+    branch_per_class: bool = json_field(flag_field, False)
+    uses_coords: bool = json_field(flag_field, False)
 
 
 @dataclass(frozen=True)
 class SlideCard:
-    """A slide-model card's fields, typed and checked (the format: ``slide_model``)."""
+    """A slide-model card's fields, typed and checked (the format: ``slide_model``).
+
+    Attributes
+    ----------
+    path : Path
+        The card file (not in the file).
+    classes : tuple of str
+        Slide classes in logit order.
+    tile_size : int
+        Side of the square tiles the encoder embeds, in pixels at ``mpp``.
+    encoder : EncoderSection
+    aggregator : AggregatorSection
+    name : str
+        Human-readable name (default: the file's stem).
+    mpp : float or None
+        Microns per pixel the tiles are read at.
+    description : str
+        For people.
+    extra : dict
+        Anything else, kept as it is.
+    """
 
     path: Path
-    data: dict[str, Any]
-    name: str
-    classes: tuple[str, ...]
-    tile_size: int
-    mpp: float | None
-    encoder_spec: str
-    encoder_weights: str | None
-    encoder_card: str | None
-    factory: str
-    kwargs: dict[str, Any]
-    aggregator_weights: str | None
-    attention_module: str | None
-    branch_per_class: bool
-    uses_coords: bool
+    classes: tuple[str, ...] = json_field(names_field)
+    tile_size: int = json_field(_tile_size)
+    encoder: EncoderSection = json_field(section(EncoderSection))
+    aggregator: AggregatorSection = json_field(section(AggregatorSection))
+    name: str = json_field(text_field, "")
+    mpp: float | None = json_field(_mpp, None)
+    description: str = json_field(text_field, "")
+    extra: dict[str, Any] = json_field(object_field, {})
 
     @classmethod
     def read(cls, path: Path) -> SlideCard:
@@ -73,46 +147,18 @@ class SlideCard:
         if not path.is_file():
             raise FileNotFoundError(f"no slide-model card {str(path)!r}")
         data = read_json_object(path, "the slide-model card")
-        source = f"the slide-model card {path}"
-        encoder = object_field(_field(data, "encoder", path), "encoder", source)
-        aggregator = object_field(_field(data, "aggregator", path), "aggregator", source)
-        refuse_unknown(data, CARD_KEYS, "", source)
-        refuse_unknown(encoder, ENCODER_KEYS, "encoder.", source)
-        refuse_unknown(aggregator, AGGREGATOR_KEYS, "aggregator.", source)
-        if "spec" not in encoder:
-            raise ValueError(f"{source}: 'encoder' needs a 'spec' (any load_model spec)")
-        if "factory" not in aggregator:
-            raise ValueError(f"{source}: 'aggregator' needs a 'factory' ('module:function')")
-        factory = text_field(aggregator["factory"], "aggregator.factory", source)
-        if not is_function_spec(factory):
-            raise ValueError(
-                f"{source}: 'aggregator.factory' must be 'module:function' or "
-                f"'file.py:function', not {factory!r:.80}"
-            )
-        mpp = data.get("mpp")
-        return cls(
-            path=path,
-            data=data,
-            name=text_field(data.get("name", path.stem), "name", source),
-            classes=names_field(_field(data, "classes", path), "classes", source),
-            tile_size=positive_int(
-                _field(data, "tile_size", path), "tile_size", source, least=8, most=MAX_SIDE
-            ),
-            mpp=None if mpp is None else positive_number(mpp, "mpp", source, "0.5 for 20x"),
-            encoder_spec=text_field(encoder["spec"], "encoder.spec", source),
-            encoder_weights=optional_text(encoder, "weights", "encoder.", source),
-            encoder_card=optional_text(encoder, "card", "encoder.", source),
-            factory=factory,
-            kwargs=object_field(aggregator.get("kwargs", {}), "aggregator.kwargs", source),
-            aggregator_weights=optional_text(aggregator, "weights", "aggregator.", source),
-            attention_module=optional_text(aggregator, "attention_module", "aggregator.", source),
-            branch_per_class=flag_field(
-                aggregator.get("branch_per_class", False), "aggregator.branch_per_class", source
-            ),
-            uses_coords=flag_field(
-                aggregator.get("uses_coords", False), "aggregator.uses_coords", source
-            ),
-        )
+        return read_record(cls, data, f"the slide-model card {path}", path=path)
+
+    @property
+    def title(self) -> str:
+        """The card's name, else its file's stem."""
+        return self.name or self.path.stem
+
+    def to_dict(self) -> dict[str, Any]:
+        """The card as JSON data, each key under its current name."""
+        data = asdict(self)
+        del data["path"]
+        return data
 
     def code_request(self) -> CodeTrustRequest:
         """The code this card names outside what ships with the plugin, to check first.
@@ -120,14 +166,9 @@ class SlideCard:
         A recipe named as the encoder is checked on its own when it is loaded.
         """
         folder = self.path.parent
-        references = [factory_reference("aggregator.factory", self.factory, folder)]
-        if is_function_spec(self.encoder_spec) and not is_timm_spec(self.encoder_spec):
-            references.append(factory_reference("encoder.spec", self.encoder_spec, folder))
+        references = [factory_reference("aggregator.spec", self.aggregator.spec, folder)]
+        encoder = self.encoder.spec
+        if is_function_spec(encoder) and not is_timm_spec(encoder):
+            references.append(factory_reference("encoder.spec", encoder, folder))
         found = tuple(ref for ref in references if ref is not None)
         return CodeTrustRequest(self.path, file_sha256(self.path), found)
-
-
-def _field(data: dict[str, Any], key: str, path: Path) -> Any:
-    if key not in data:
-        raise ValueError(f"the slide-model card {path} has no {key!r}")
-    return data[key]

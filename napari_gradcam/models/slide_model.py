@@ -9,23 +9,26 @@ A card is a JSON file; relative paths are read from the card's folder::
       "mpp": 0.499,
       "encoder": {"spec": "napari_gradcam.models.demo_encoder:build_demo_encoder",
                   "weights": "demo_net.pt", "card": "demo_net.json"},
-      "aggregator": {"factory": "napari_gradcam.core.mil.aggregators:build_attention_mil",
+      "aggregator": {"spec": "napari_gradcam.core.mil.aggregators:build_attention_mil",
                      "kwargs": {"in_dim": 64, "n_classes": 2},
                      "weights": "mil_demo.safetensors",
                      "attention_module": "attention", "branch_per_class": false,
                      "uses_coords": false}
     }
 
-The encoder is any ``load_model`` spec that returns (N, D) embeddings; the aggregator is a
-factory whose module takes (B, N, D) embeddings (and tile coordinates when ``uses_coords``)
-and returns (B, classes) logits. Weights are safetensors or ``weights_only`` state dicts.
+The encoder is any ``load_model`` spec that returns (N, D) embeddings; the aggregator's spec
+names the function that builds a module taking (B, N, D) embeddings (and tile coordinates when
+``uses_coords``) and returning (B, classes) logits; cards written before it was called ``spec``
+name it ``factory``, which is still read. The aggregator's attention is read from its own
+``attention_weights(embeddings)`` method when it has one, else from the output of its
+``attention_module``. Weights are safetensors or ``weights_only`` state dicts. What each
+section may hold: ``slide_card``.
 A card is data: code it names outside what ships with the plugin (see ``code_trust``) runs only
 when trusted, and every reference is checked before anything is imported.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -34,6 +37,7 @@ import torch
 from torch import nn
 
 from napari_gradcam.core.explain.capture import frozen_model
+from napari_gradcam.core.mil.attribution import offers_attention
 from napari_gradcam.models.code_trust import (
     check_code_trust,
     checked_files,
@@ -76,7 +80,8 @@ class SlideModel:
     width : int
         Embedding width D.
     attention_module : str or None
-        Module of the aggregator whose output is the raw attention scores.
+        Module of the aggregator whose output is the raw attention scores (read only when the
+        aggregator offers no ``attention_weights`` method).
     branch_per_class : bool
         One attention branch per class (CLAM-MB).
     uses_coords : bool
@@ -103,6 +108,11 @@ class SlideModel:
     def attention_branch(self, target: int) -> int:
         """The attention branch that explains class ``target`` (0 for a shared branch)."""
         return target if self.branch_per_class else 0
+
+    @property
+    def has_attention(self) -> bool:
+        """Whether the aggregator's attention can be read (its own method or a named module)."""
+        return self.attention_module is not None or offers_attention(self.aggregator)
 
     def logits(self, embeddings: torch.Tensor, coords: torch.Tensor | None = None) -> torch.Tensor:
         """Slide logits (1, classes) of one bag (N, D), with coordinates if the model uses them."""
@@ -144,21 +154,22 @@ def load_slide_model(
         encoder = _load_encoder(card, device, trust_code)
         width = embedding_width(encoder, card.tile_size)
         aggregator = _load_aggregator(card).to(_module_device(encoder.module))
-    _check_aggregator(aggregator, width, card.classes, card.uses_coords, card.path)
-    if card.attention_module is not None:
-        _check_attention_module(aggregator, card.attention_module, card.path)
+    aggregator_card = card.aggregator
+    _check_aggregator(aggregator, width, card.classes, aggregator_card.uses_coords, card.path)
+    if aggregator_card.attention_module is not None:
+        _check_attention_module(aggregator, aggregator_card.attention_module, card.path)
     return SlideModel(
-        name=card.name,
+        name=card.title,
         classes=card.classes,
         tile_size=card.tile_size,
         mpp=card.mpp,
         encoder=encoder,
         aggregator=aggregator.eval(),
         width=width,
-        attention_module=card.attention_module,
-        branch_per_class=card.branch_per_class,
-        uses_coords=card.uses_coords,
-        source=_resolved(card.data, card.path.parent),
+        attention_module=aggregator_card.attention_module,
+        branch_per_class=aggregator_card.branch_per_class,
+        uses_coords=aggregator_card.uses_coords,
+        source=_resolved(card),
         trust_code=trust_code,
     )
 
@@ -227,9 +238,9 @@ def _load_encoder(card: SlideCard, device: str, trust_code: bool) -> LoadedModel
     """
     folder = card.path.parent
     loaded = load_model(
-        encoder_spec_in_folder(card.encoder_spec, folder),
-        weights=_file(folder, card.encoder_weights),
-        card=_file(folder, card.encoder_card),
+        encoder_spec_in_folder(card.encoder.spec, folder),
+        weights=_file(folder, card.encoder.weights),
+        card=_file(folder, card.encoder.card),
         trust_code=trust_code,
         classifier=False,
         device=device,
@@ -241,8 +252,10 @@ def _load_encoder(card: SlideCard, device: str, trust_code: bool) -> LoadedModel
 
 def _load_aggregator(card: SlideCard) -> nn.Module:
     folder = card.path.parent
-    module = build_backbone(function_spec_in_folder(card.factory, folder), card.kwargs)
-    weights = _file(folder, card.aggregator_weights)
+    module = build_backbone(
+        function_spec_in_folder(card.aggregator.spec, folder), card.aggregator.kwargs
+    )
+    weights = _file(folder, card.aggregator.weights)
     if weights is not None:
         load_weights(module, weights, what="the aggregator")
     return module
@@ -284,13 +297,14 @@ def _module_device(module: nn.Module) -> torch.device:
     return parameter.device if parameter is not None else torch.device("cpu")
 
 
-def _resolved(data: dict[str, Any], folder: Path) -> dict[str, Any]:
-    """The card with its file paths made absolute, code files included."""
-    out = json.loads(json.dumps(data))
+def _resolved(card: SlideCard) -> dict[str, Any]:
+    """The card's JSON with its file paths made absolute, code files included."""
+    folder = card.path.parent
+    out = card.to_dict()
     for section, key in (("encoder", "weights"), ("encoder", "card"), ("aggregator", "weights")):
-        value = out.get(section, {}).get(key)
+        value = out[section][key]
         if value is not None:
             out[section][key] = str(_file(folder, value).resolve())
-    out["encoder"]["spec"] = encoder_spec_in_folder(out["encoder"]["spec"], folder)
-    out["aggregator"]["factory"] = function_spec_in_folder(out["aggregator"]["factory"], folder)
+    out["encoder"]["spec"] = encoder_spec_in_folder(card.encoder.spec, folder)
+    out["aggregator"]["spec"] = function_spec_in_folder(card.aggregator.spec, folder)
     return out

@@ -1,16 +1,18 @@
 """timm architectures by name, built with random weights: weights only ever come from a file.
 
 timm is optional: it is imported when a ``timm:NAME`` spec is loaded, and never downloads
-anything here (``pretrained=False`` always).
+anything here (``pretrained=False`` always). A ``timm:NAME`` model's card takes the mean, std and
+input size its card leaves out from the architecture's ``pretrained_cfg``.
 """
 
 from __future__ import annotations
 
 import difflib
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from torch import nn
+if TYPE_CHECKING:
+    from torch import nn
 
 TIMM_PREFIX = "timm:"
 FILE_ARGUMENTS = frozenset(
@@ -68,3 +70,34 @@ def _import_timm() -> Any:
             "give the architecture as 'file.py:factory'"
         ) from err
     return timm
+
+
+def pretrained_card_fields(module: object) -> dict[str, Any]:
+    """Model-card fields from a timm model's ``pretrained_cfg``: mean, std and input size.
+
+    timm sets the config of each architecture without downloading anything (also with
+    ``pretrained=False``). A missing or ill-formed entry is left out.
+
+    Examples
+    --------
+    >>> class Net:
+    ...     pretrained_cfg = {"mean": (0.5, 0.5, 0.5), "input_size": (3, 299, 299)}
+    >>> pretrained_card_fields(Net())
+    {'mean': (0.5, 0.5, 0.5), 'input_size': (299, 299)}
+    """
+    config = getattr(module, "pretrained_cfg", None)
+    if not isinstance(config, Mapping):
+        return {}
+    found: dict[str, Any] = {}
+    for key in ("mean", "std"):
+        values = config.get(key)
+        if isinstance(values, tuple | list) and values and all(_number(v) for v in values):
+            found[key] = tuple(float(v) for v in values)
+    size = config.get("input_size")
+    if isinstance(size, tuple | list) and len(size) == 3 and all(_number(v) for v in size):
+        found["input_size"] = (int(size[1]), int(size[2]))
+    return found
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)

@@ -78,7 +78,7 @@ SLIDE_FIELDS = [
     ("encoder", "weights"),
     ("encoder", "card"),
     ("aggregator", None),
-    ("aggregator", "factory"),
+    ("aggregator", "spec"),
     ("aggregator", "kwargs"),
     ("aggregator", "attention_module"),
     ("aggregator", "branch_per_class"),

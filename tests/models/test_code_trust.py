@@ -74,7 +74,7 @@ def write_recipe(path: Path, spec: str, **kwargs: object) -> Path:
 
 
 def aggregator(factory: str, **kwargs: object) -> dict[str, object]:
-    return {"factory": factory, "kwargs": kwargs, "attention_module": "attention"}
+    return {"spec": factory, "kwargs": kwargs, "attention_module": "attention"}
 
 
 def test_a_slide_card_naming_os_system_is_refused_before_anything_runs(tmp_path):
@@ -85,7 +85,7 @@ def test_a_slide_card_naming_os_system_is_refused_before_anything_runs(tmp_path)
     with pytest.raises(UntrustedCodeError) as refused:
         load_slide_model(card, device="cpu")
     message = str(refused.value)
-    assert "os:system" in message and "'aggregator.factory'" in message
+    assert "os:system" in message and "'aggregator.spec'" in message
     assert "--trust-code" in message and "trust_code=True" in message
     assert not marker.exists()
 
@@ -128,7 +128,7 @@ def test_every_reference_is_checked_before_any_is_imported(tmp_path):
     with pytest.raises(UntrustedCodeError) as refused:
         load_slide_model(card, device="cpu")
     described = [ref.field for ref in refused.value.request.references]
-    assert described == ["aggregator.factory", "encoder.spec"]
+    assert described == ["aggregator.spec", "encoder.spec"]
     assert not marker.exists()
 
 

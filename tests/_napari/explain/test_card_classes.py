@@ -2,16 +2,17 @@
 
 import pytest
 
-from napari_gradcam._napari.explain.card_classes import card_classes, card_path
+from napari_gradcam._napari.explain.card_classes import card_classes
 from napari_gradcam.core.card import ModelCard
+from napari_gradcam.models.specs import card_location
 
 
 def test_bundled_cards_are_where_the_loader_finds_them():
     from napari_gradcam.models.bundled import BUNDLED, DEMO_DIR
 
     for spec, (_factory, stem) in BUNDLED.items():
-        assert card_path(spec, None) == DEMO_DIR / f"{stem}.json"
-        assert card_path(spec, None).is_file()
+        assert card_location(spec) == DEMO_DIR / f"{stem}.json"
+        assert card_location(spec).is_file()
     assert card_classes("demo", None) == ("background", "stroma", "nuclei-dense")
 
 
