@@ -11,15 +11,15 @@ from typing import Any
 
 from napari_gradcam.core.json_fields import (
     MAX_SIDE,
+    MPP,
     json_field,
     names_field,
     numbers_field,
     object_field,
-    positive_int,
-    positive_number,
     read_fields,
     read_json_object,
     text_field,
+    whole_number,
 )
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -34,20 +34,12 @@ def _input_size(value: object, field: str, source: str) -> tuple[int, int]:
             f"{source}: {field!r} must be [height, width] in pixels, e.g. [224, 224], "
             f"got {value!r:.60}"
         )
-    height, width = (positive_int(side, field, source, most=MAX_SIDE) for side in value)
+    height, width = (whole_number(MAX_SIDE)(side, field, source) for side in value)
     return height, width
-
-
-def _channels(value: object, field: str, source: str) -> int:
-    return positive_int(value, field, source, most=MAX_CHANNELS)
 
 
 def _normalisation(value: object, field: str, source: str) -> tuple[float, ...]:
     return _unit_scale(numbers_field(value, field, source), field, source)
-
-
-def _mpp(value: object, field: str, source: str) -> float:
-    return positive_number(value, field, source, "0.5 for 20x")
 
 
 @dataclass(frozen=True)
@@ -84,10 +76,10 @@ class ModelCard:
     name: str = json_field(text_field, "model")
     classes: tuple[str, ...] = json_field(names_field, ())
     input_size: tuple[int, int] | None = json_field(_input_size, None)
-    in_channels: int = json_field(_channels, 3)
+    in_channels: int = json_field(whole_number(MAX_CHANNELS), 3)
     mean: tuple[float, ...] = json_field(_normalisation, IMAGENET_MEAN)
     std: tuple[float, ...] = json_field(_normalisation, IMAGENET_STD)
-    mpp: float | None = json_field(_mpp, None)
+    mpp: float | None = json_field(MPP, None)
     default_layer: str | None = json_field(text_field, None)
     description: str = json_field(text_field, "")
     extra: dict[str, Any] = json_field(object_field, {})

@@ -1,18 +1,12 @@
-"""Typed records read from the JSON files a user gives (model cards, recipes, slide-model cards).
+"""Typed records read from the JSON files a user gives: model cards, recipes, slide-model cards.
 
-A record is a frozen dataclass whose fields say how they are read: ``json_field(reader, default)``.
-:func:`read_record` reads one JSON object into it the same way for every card:
-
-* strict keys: an unknown key is refused, naming it and the allowed keys;
-* a field without a default is required; ``null`` stands for the default of one that has one;
-* each value is typed by its reader, which raises a ``ValueError`` that names the file and the
-  field's path (``'aggregator.spec' must be a string``) and says what to write instead;
-* a section is a nested record (``section(Record)``), its fields named ``section.key``;
-* a record's ``ALIASES`` maps a key's old name to its field, so files written before a rename
-  still read (writing always uses the field's own name).
-
-A reader takes ``(value, field, source)``: the value straight from ``json.loads``, the field's
-dotted path and the file (``source``, e.g. ``"model card scan.json"``) to name in messages.
+A record is a frozen dataclass whose fields name their reader: ``json_field(reader, default)``.
+:func:`read_record` reads every card the same way. Keys are strict (an unknown key is refused,
+naming the allowed ones); a field without a default is required, and ``null`` stands for the
+default of one that has one; a section is a nested record (``section(Record)``); a record's
+``ALIASES`` maps an old key name to its field, so files written before a rename still read.
+A reader takes ``(value, field, source)``: the value from ``json.loads``, the field's dotted
+path and the file (``"model card scan.json"``), and raises a ``ValueError`` naming both.
 """
 
 from __future__ import annotations
@@ -65,6 +59,11 @@ def read_fields(cls: type, data: object, source: str, prefix: str = "") -> dict[
     elif not isinstance(data, dict):
         raise ValueError(f"{source} must be a JSON object, got {type(data).__name__}")
     readers: dict[str, Field] = {f.name: f for f in fields(cls) if "read" in f.metadata}
+    required = {
+        name
+        for name, spec in readers.items()
+        if spec.default is MISSING and spec.default_factory is MISSING
+    }
     aliases: dict[str, str] = getattr(cls, "ALIASES", {})
     unknown = sorted(prefix + key for key in data if aliases.get(key, key) not in readers)
     if unknown:
@@ -77,15 +76,12 @@ def read_fields(cls: type, data: object, source: str, prefix: str = "") -> dict[
                 f"{source}: {prefix + key!r} is the old name of {prefix + name!r}; give only "
                 f"{prefix + name!r}"
             )
-        spec = readers[name]
-        optional = spec.default is not MISSING or spec.default_factory is not MISSING
-        if value is None and optional:
-            continue
-        values[name] = spec.metadata["read"](value, prefix + name, source)
-    for name, spec in readers.items():
-        required = spec.default is MISSING and spec.default_factory is MISSING
-        if required and name not in values:
-            raise ValueError(f"{source} has no {prefix + name!r}{spec.metadata['hint']}")
+        if value is not None or name in required:
+            values[name] = readers[name].metadata["read"](value, prefix + name, source)
+    missing = sorted(required - set(values))
+    if missing:
+        hint = readers[missing[0]].metadata["hint"]
+        raise ValueError(f"{source} has no {prefix + missing[0]!r}{hint}")
     return values
 
 
@@ -159,22 +155,35 @@ def object_field(value: object, field: str, source: str) -> dict[str, Any]:
     return value
 
 
-def positive_number(value: object, field: str, source: str, example: str) -> float:
-    """A finite number > 0; ``example`` shows the right form, e.g. ``"0.5"``."""
-    if not _finite(value) or value <= 0:
-        raise ValueError(
-            f"{source}: {field!r} must be a positive number (e.g. {example}), got {_name(value)}"
-        )
-    return float(value)
+def positive_number(example: str) -> Reader:
+    """The reader of a finite number > 0; ``example`` shows the right form, e.g. ``"0.5"``."""
+
+    def read(value: object, field: str, source: str) -> float:
+        if not _finite(value) or value <= 0:
+            raise ValueError(
+                f"{source}: {field!r} must be a positive number (e.g. {example}), "
+                f"got {_name(value)}"
+            )
+        return float(value)
+
+    return read
 
 
-def positive_int(value: object, field: str, source: str, *, least: int = 1, most: int) -> int:
-    """An integer between ``least`` and ``most``."""
-    if isinstance(value, bool) or not isinstance(value, int) or not least <= value <= most:
-        raise ValueError(
-            f"{source}: {field!r} must be an integer from {least} to {most}, got {_name(value)}"
-        )
-    return value
+def whole_number(most: int, least: int = 1) -> Reader:
+    """The reader of an integer from ``least`` to ``most``."""
+
+    def read(value: object, field: str, source: str) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not least <= value <= most:
+            raise ValueError(
+                f"{source}: {field!r} must be an integer from {least} to {most}, got {_name(value)}"
+            )
+        return value
+
+    return read
+
+
+MPP = positive_number("0.5 for 20x")
+"""The reader of microns per pixel."""
 
 
 def names_field(value: object, field: str, source: str) -> tuple[str, ...]:

@@ -276,19 +276,7 @@ def _card(value: object, field: str, source: str) -> ModelCard | str:
 
 @dataclass(frozen=True)
 class BackboneSection:
-    """A recipe's ``backbone`` (see the module docstring).
-
-    Attributes
-    ----------
-    spec : str
-        ``timm:NAME``, ``module:function`` or ``file.py:function``: what builds it.
-    kwargs : dict
-        Construction arguments; ``{"import": "module.name"}`` stands for a Python object.
-    weights : str or None
-        Its weights, relative to the recipe's folder.
-    pool : str or None
-        How tokens (N, T, C) become the embedding: one of ``POOLS``.
-    """
+    """A recipe's ``backbone``: its ``spec``, ``kwargs``, ``weights`` and ``pool`` (see above)."""
 
     spec: str = json_field(_backbone_spec, hint=" (e.g. 'timm:NAME')")
     kwargs: dict[str, Any] = json_field(object_field, {})
@@ -307,17 +295,7 @@ class HeadSection:
 
 @dataclass(frozen=True)
 class Recipe:
-    """A model recipe's fields, typed and checked (see the module docstring).
-
-    Attributes
-    ----------
-    path : Path
-        The recipe file (not in the file).
-    backbone : BackboneSection
-    head : HeadSection
-    card : ModelCard, str or None
-        The model card, or the path of its file relative to the recipe's folder.
-    """
+    """The recipe in the file ``path``: ``backbone``, ``head`` and ``card`` (or its file)."""
 
     path: Path
     backbone: BackboneSection = json_field(section(BackboneSection))

@@ -16,32 +16,44 @@ A card is a JSON file; relative paths are read from the card's folder::
                      "uses_coords": false}
     }
 
-The encoder is any ``load_model`` spec that returns (N, D) embeddings; the aggregator's spec
-names the function that builds a module taking (B, N, D) embeddings (and tile coordinates when
-``uses_coords``) and returning (B, classes) logits; cards written before it was called ``spec``
-name it ``factory``, which is still read. The aggregator's attention is read from its own
-``attention_weights(embeddings)`` method when it has one, else from the output of its
-``attention_module``. Weights are safetensors or ``weights_only`` state dicts. What each
-section may hold: ``slide_card``.
-A card is data: code it names outside what ships with the plugin (see ``code_trust``) runs only
-when trusted, and every reference is checked before anything is imported.
+What each section may hold: :class:`SlideCard`, :class:`EncoderSection` and
+:class:`AggregatorSection`. Weights are safetensors or ``weights_only`` state dicts. A card is
+data: reading it imports nothing; code it names outside what ships with the plugin (see
+``code_trust``) runs only when trusted, and every reference is checked before anything is
+imported.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from napari_gradcam.core.explain.capture import frozen_model
+from napari_gradcam.core.json_fields import (
+    MAX_SIDE,
+    MPP,
+    flag_field,
+    json_field,
+    names_field,
+    object_field,
+    read_json_object,
+    read_record,
+    section,
+    text_field,
+    whole_number,
+)
 from napari_gradcam.core.mil.attribution import offers_attention
 from napari_gradcam.models.code_trust import (
+    CodeTrustRequest,
     check_code_trust,
     checked_files,
     code_file,
+    factory_reference,
+    file_sha256,
     function_spec_in_folder,
     is_function_spec,
 )
@@ -51,12 +63,103 @@ from napari_gradcam.models.loading import (
     build_backbone,
     load_model,
 )
-from napari_gradcam.models.slide_card import SlideCard
 from napari_gradcam.models.timm_models import is_timm_spec
 from napari_gradcam.models.weights import load_weights
 
 MPP_TOLERANCE = 0.1
 """A slide whose level 0 is coarser than the card's mpp by more than this share cannot serve it."""
+
+
+def function_spec_field(value: object, field: str, source: str) -> str:
+    """A ``module:function`` or ``file.py:function`` spec."""
+    spec = text_field(value, field, source)
+    if not is_function_spec(spec):
+        raise ValueError(
+            f"{source}: {field!r} must be 'module:function' or 'file.py:function', not {spec!r:.80}"
+        )
+    return spec
+
+
+@dataclass(frozen=True)
+class EncoderSection:
+    """A slide-model card's ``encoder``: a ``load_model`` ``spec``, ``weights`` and ``card``.
+
+    The module it loads returns (N, D) embeddings.
+    """
+
+    spec: str = json_field(text_field, hint=" (any load_model spec)")
+    weights: str | None = json_field(text_field, None)
+    card: str | None = json_field(text_field, None)
+
+
+@dataclass(frozen=True)
+class AggregatorSection:
+    """A slide-model card's ``aggregator``: (B, N, D) embeddings to (B, classes) logits.
+
+    ``spec`` (``module:function`` or ``file.py:function``; older cards call it ``factory``)
+    builds it from ``kwargs``, then ``weights`` are loaded. Attention is read from its
+    ``attention_weights(embeddings)`` method when it has one, else from the raw scores its
+    ``attention_module`` outputs; ``branch_per_class``: one attention branch per class
+    (CLAM-MB); ``uses_coords``: it takes the tiles' level-0 corners as a second argument.
+    """
+
+    ALIASES: ClassVar[dict[str, str]] = {"factory": "spec"}
+
+    spec: str = json_field(function_spec_field, hint=" ('module:function')")
+    kwargs: dict[str, Any] = json_field(object_field, {})
+    weights: str | None = json_field(text_field, None)
+    attention_module: str | None = json_field(text_field, None)
+    branch_per_class: bool = json_field(flag_field, False)
+    uses_coords: bool = json_field(flag_field, False)
+
+
+@dataclass(frozen=True)
+class SlideCard:
+    """A slide-model card, read from the file ``path``.
+
+    ``classes`` in logit order, square tiles of ``tile_size`` pixels at ``mpp`` microns per
+    pixel, its ``encoder`` and ``aggregator``, and optionally ``name`` (default: the file's
+    stem), ``description`` and ``extra``.
+    """
+
+    path: Path
+    classes: tuple[str, ...] = json_field(names_field)
+    tile_size: int = json_field(whole_number(MAX_SIDE, least=8))
+    encoder: EncoderSection = json_field(section(EncoderSection))
+    aggregator: AggregatorSection = json_field(section(AggregatorSection))
+    name: str = json_field(text_field, "")
+    mpp: float | None = json_field(MPP, None)
+    description: str = json_field(text_field, "")
+    extra: dict[str, Any] = json_field(object_field, {})
+
+    @classmethod
+    def read(cls, path: Path) -> SlideCard:
+        """Read and check a card file.
+
+        Raises
+        ------
+        FileNotFoundError
+            When there is no such file.
+        ValueError
+            Naming the first missing, unknown or ill-typed field.
+        """
+        if not path.is_file():
+            raise FileNotFoundError(f"no slide-model card {str(path)!r}")
+        data = read_json_object(path, "the slide-model card")
+        return read_record(cls, data, f"the slide-model card {path}", path=path)
+
+    def code_request(self) -> CodeTrustRequest:
+        """The code this card names outside what ships with the plugin, to check first.
+
+        A recipe named as the encoder is checked on its own when it is loaded.
+        """
+        folder = self.path.parent
+        references = [factory_reference("aggregator.spec", self.aggregator.spec, folder)]
+        encoder = self.encoder.spec
+        if is_function_spec(encoder) and not is_timm_spec(encoder):
+            references.append(factory_reference("encoder.spec", encoder, folder))
+        found = tuple(ref for ref in references if ref is not None)
+        return CodeTrustRequest(self.path, file_sha256(self.path), found)
 
 
 @dataclass(frozen=True)
@@ -159,7 +262,7 @@ def load_slide_model(
     if aggregator_card.attention_module is not None:
         _check_attention_module(aggregator, aggregator_card.attention_module, card.path)
     return SlideModel(
-        name=card.title,
+        name=card.name or card.path.stem,
         classes=card.classes,
         tile_size=card.tile_size,
         mpp=card.mpp,
@@ -300,11 +403,12 @@ def _module_device(module: nn.Module) -> torch.device:
 def _resolved(card: SlideCard) -> dict[str, Any]:
     """The card's JSON with its file paths made absolute, code files included."""
     folder = card.path.parent
-    out = card.to_dict()
-    for section, key in (("encoder", "weights"), ("encoder", "card"), ("aggregator", "weights")):
-        value = out[section][key]
+    out = asdict(card)  # each key under its current name
+    del out["path"]
+    for part, key in (("encoder", "weights"), ("encoder", "card"), ("aggregator", "weights")):
+        value = out[part][key]
         if value is not None:
-            out[section][key] = str(_file(folder, value).resolve())
+            out[part][key] = str(_file(folder, value).resolve())
     out["encoder"]["spec"] = encoder_spec_in_folder(card.encoder.spec, folder)
     out["aggregator"]["spec"] = function_spec_in_folder(card.aggregator.spec, folder)
     return out

@@ -33,8 +33,7 @@ from typing import Any
 from napari_gradcam.models.bundled import BUNDLED, DEMO_DIR
 from napari_gradcam.models.code_trust import function_spec_in_folder
 from napari_gradcam.models.probe import Recipe
-from napari_gradcam.models.slide_card import SlideCard
-from napari_gradcam.models.slide_model import encoder_spec_in_folder
+from napari_gradcam.models.slide_model import SlideCard, encoder_spec_in_folder
 from napari_gradcam.models.specs import card_location, is_factory_spec
 from napari_gradcam.models.timm_models import TIMM_PREFIX, is_timm_spec
 

@@ -1,13 +1,15 @@
-"""What a model spec names, and where its model card lies: read without torch.
+"""What a model spec names, where its model card lies, and its classes: read without torch.
 
 The loader, the caches' list of a model's files and the Explain dock (which lists a model's
-classes before torch is imported) find a model's card by the one rule here.
+classes as soon as it is chosen, before torch is imported) find a model's card by the one rule
+here.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from napari_gradcam.core.card import ModelCard
 from napari_gradcam.models.bundled import BUNDLED, bundled_card
 from napari_gradcam.models.timm_models import is_timm_spec
 
@@ -40,3 +42,19 @@ def card_location(
         if spec not in BUNDLED or path.is_file():
             return path
     return bundled_card(spec) if spec in BUNDLED else None
+
+
+def card_classes(spec: str, weights: str | None) -> tuple[str, ...]:
+    """The class names on the model's card file; empty when it has none (or names none).
+
+    A recipe's card, and a model without a card file, show their classes once loaded.
+
+    Raises
+    ------
+    ValueError
+        When the card exists but is not a valid model card.
+    """
+    path = card_location(spec, weights)
+    if path is None or not path.is_file():
+        return ()
+    return ModelCard.from_json(path).classes

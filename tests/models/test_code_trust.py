@@ -21,8 +21,7 @@ from napari_gradcam.models.code_trust import (
 )
 from napari_gradcam.models.loading import load_model
 from napari_gradcam.models.probe import Recipe
-from napari_gradcam.models.slide_card import SlideCard
-from napari_gradcam.models.slide_model import load_slide_model
+from napari_gradcam.models.slide_model import SlideCard, load_slide_model
 from tests.mil_cards import write_card
 
 HELPER_SOURCE = """

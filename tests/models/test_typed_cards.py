@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from pathlib import Path
 from types import SimpleNamespace
 from typing import ClassVar
 
@@ -16,10 +15,7 @@ from napari_gradcam.core.card import ModelCard
 from napari_gradcam.core.json_fields import json_field, read_record, section, text_field
 from napari_gradcam.models import timm_models
 from napari_gradcam.models.loading import load_model
-from napari_gradcam.models.slide_card import SlideCard
-from napari_gradcam.models.slide_model import load_slide_model
-from napari_gradcam.models.sources import model_sources
-from napari_gradcam.models.specs import card_location
+from napari_gradcam.models.slide_model import SlideCard, load_slide_model
 from tests.mil_cards import write_card
 
 
@@ -74,18 +70,6 @@ def test_an_inline_recipe_card_names_its_path_in_the_recipe(tmp_path):
     (tmp_path / "r.json").write_text(json.dumps(recipe))
     with pytest.raises(ValueError, match=r"r\.json: 'card\.mpp' must be a positive number"):
         load_model(str(tmp_path / "r.json"))
-
-
-def test_the_loader_the_sources_and_the_dock_find_the_same_card(tmp_path):
-    weights = tmp_path / "w.pt"
-    assert card_location("net.py:build", weights) == tmp_path / "w.json"
-    assert card_location("net.py:build") is None and card_location("timm:resnet18") is None
-    assert card_location(str(tmp_path / "m.pt")) == tmp_path / "m.json"
-    assert card_location("demo", weights).name == "demo_net.json"  # none beside: its own
-    ModelCard(name="mine").to_json(tmp_path / "w.json")
-    assert card_location("demo", weights) == tmp_path / "w.json"
-    assert tmp_path / "w.json" in model_sources("demo", weights).files
-    assert card_location("demo", weights, "c.json") == Path("c.json")
 
 
 class PretrainedNet(nn.Module):
