@@ -55,11 +55,10 @@ def slide_logit(aggregator: nn.Module, embeddings: torch.Tensor, target: int) ->
 
 
 def offers_attention(aggregator: nn.Module) -> bool:
-    """Whether the aggregator's class offers ``attention_weights(embeddings)``.
+    """Whether the aggregator's class has ``attention_weights(embeddings)`` (not a submodule).
 
-    Like CLAM's ``attention_only`` or slideflow's ``calculate_attention``: (B, N, D) embeddings
-    to softmax attention (B, N, branches) over the tiles, as the aggregator pools them. Only a
-    method of the class counts (a submodule of that name is not one).
+    Like CLAM's ``attention_only`` or slideflow's ``calculate_attention``, it maps (B, N, D)
+    embeddings to the softmax attention (B, N, branches) over the tiles it pools with.
     """
     return callable(getattr(type(aggregator), "attention_weights", None))
 
@@ -67,12 +66,11 @@ def offers_attention(aggregator: nn.Module) -> bool:
 def attention_scores(
     aggregator: nn.Module, embeddings: torch.Tensor, module_name: str | None, branch: int = 0
 ) -> np.ndarray:
-    """Softmax attention over the tiles of one bag (N, D), for one ``branch`` (N,).
+    """Softmax attention (N,) over the tiles of one bag (N, D), for one ``branch``.
 
-    Read from the aggregator's own ``attention_weights`` when it offers it
-    (:func:`offers_attention`); else from the raw scores the named module outputs, (1, N,
-    branches) or (N, branches) (a tuple's first element counts), whose softmax over the N tiles
-    is taken as the aggregator pools.
+    Read from the aggregator's ``attention_weights`` when it offers it; else the softmax over
+    the tiles of the raw scores (1, N, branches) or (N, branches) the named module outputs (a
+    tuple's first element counts), as the aggregator pools.
     """
     if offers_attention(aggregator):
         with frozen_model(aggregator), torch.inference_mode():
