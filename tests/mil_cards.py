@@ -23,7 +23,7 @@ def write_card(path: Path, **changes: object) -> Path:
         "mpp": 0.5,
         "encoder": dict(DEMO_ENCODER),
         "aggregator": {
-            "factory": "napari_gradcam.core.mil.aggregators:build_attention_mil",
+            "spec": "napari_gradcam.core.mil.aggregators:build_attention_mil",
             "kwargs": {"in_dim": 64, "n_classes": 2},
             "attention_module": "attention",
         },

@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from napari_gradcam.core.json_fields import (
     MAX_SIDE,
+    MPP,
+    json_field,
     names_field,
     numbers_field,
     object_field,
-    positive_int,
-    positive_number,
+    read_fields,
     read_json_object,
     text_field,
+    whole_number,
 )
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -25,9 +28,25 @@ MAX_CHANNELS = 64
 """The most input channels a card may declare."""
 
 
+def _input_size(value: object, field: str, source: str) -> tuple[int, int]:
+    if not isinstance(value, list) or len(value) != 2:
+        raise ValueError(
+            f"{source}: {field!r} must be [height, width] in pixels, e.g. [224, 224], "
+            f"got {value!r:.60}"
+        )
+    height, width = (whole_number(MAX_SIDE)(side, field, source) for side in value)
+    return height, width
+
+
+def _normalisation(value: object, field: str, source: str) -> tuple[float, ...]:
+    return _unit_scale(numbers_field(value, field, source), field, source)
+
+
 @dataclass(frozen=True)
 class ModelCard:
     """Facts about a classifier needed to feed and explain it.
+
+    A card file (JSON) may hold each field below, and nothing else; all are optional.
 
     Parameters
     ----------
@@ -42,25 +61,28 @@ class ModelCard:
     in_channels : int
         Number of input channels (3 for RGB, 1 for grayscale).
     mean, std : tuple of float
-        Per-channel normalisation applied to intensities scaled to [0, 1].
+        Per-channel normalisation applied to intensities scaled to [0, 1] (ImageNet's for
+        3 channels, 0.5 and 0.25 otherwise, when the card does not say).
     mpp : float, optional
         Microns per pixel of the training data.
     default_layer : str, optional
         Module name to explain when none is given.
     description : str
         What the model predicts, for people.
+    extra : dict
+        Anything else, kept as it is.
     """
 
-    name: str = "model"
-    classes: tuple[str, ...] = ()
-    input_size: tuple[int, int] | None = None
-    in_channels: int = 3
-    mean: tuple[float, ...] = IMAGENET_MEAN
-    std: tuple[float, ...] = IMAGENET_STD
-    mpp: float | None = None
-    default_layer: str | None = None
-    description: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
+    name: str = json_field(text_field, "model")
+    classes: tuple[str, ...] = json_field(names_field, ())
+    input_size: tuple[int, int] | None = json_field(_input_size, None)
+    in_channels: int = json_field(whole_number(MAX_CHANNELS), 3)
+    mean: tuple[float, ...] = json_field(_normalisation, IMAGENET_MEAN)
+    std: tuple[float, ...] = json_field(_normalisation, IMAGENET_STD)
+    mpp: float | None = json_field(MPP, None)
+    default_layer: str | None = json_field(text_field, None)
+    description: str = json_field(text_field, "")
+    extra: dict[str, Any] = json_field(object_field, {})
 
     def __post_init__(self) -> None:
         if len(self.mean) != self.in_channels or len(self.std) != self.in_channels:
@@ -105,71 +127,55 @@ class ModelCard:
         save_json(Path(path), asdict(self))
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], *, source: str = "model card") -> ModelCard:
-        """Build a card from a dict, with errors that name the field for unknown or bad values.
+    def from_dict(
+        cls,
+        data: object,
+        *,
+        source: str = "model card",
+        prefix: str = "",
+        defaults: Mapping[str, Any] | None = None,
+    ) -> ModelCard:
+        """Build a card from a JSON object, with errors that name the field.
 
         ``mean`` or ``std`` written on the 0-255 scale (a value above 1) are divided by 255,
-        with a warning: pixels are scaled to [0, 1] before normalisation.
+        with a warning: pixels are scaled to [0, 1] before normalisation. ``defaults`` fill the
+        fields the object leaves out (a timm model's pretrained config); their ``mean`` and
+        ``std`` only when they have one value per input channel. ``prefix`` is the card's path
+        inside another file (``"card."``).
         """
-        if not isinstance(data, dict):
-            raise ValueError(f"{source} must be a JSON object, got {type(data).__name__}")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"{source}: unknown keys {unknown}; valid keys are {sorted(known)}")
-        values = {key: _card_value(key, value, source) for key, value in data.items()}
+        values = read_fields(cls, data, source, prefix)
         channels = values.get("in_channels", 3)
+        for key, value in (defaults or {}).items():
+            if key not in ("mean", "std") or len(value) == channels:
+                values.setdefault(key, value)
         if channels != 3:
             values.setdefault("mean", (0.5,) * channels)
             values.setdefault("std", (0.25,) * channels)
         return cls(**values)
 
     @classmethod
-    def from_json(cls, path: str | Path) -> ModelCard:
-        """Read a card from a JSON file."""
+    def from_json(cls, path: str | Path, defaults: Mapping[str, Any] | None = None) -> ModelCard:
+        """Read a card from a JSON file (``defaults`` as in :meth:`from_dict`)."""
         path = Path(path)
-        return cls.from_dict(read_json_object(path, "model card"), source=f"model card {path}")
+        data = read_json_object(path, "model card")
+        return cls.from_dict(data, source=f"model card {path}", defaults=defaults)
 
 
-def _card_value(key: str, value: object, source: str) -> Any:
-    """The typed value of one card field (``None`` stays ``None`` where the field allows it)."""
-    if value is None and key in ("input_size", "mpp", "default_layer"):
-        return None
-    if key in ("name", "description", "default_layer"):
-        return text_field(value, key, source)
-    if key == "classes":
-        return names_field(value, key, source)
-    if key == "input_size":
-        if not isinstance(value, list) or len(value) != 2:
-            raise ValueError(
-                f"{source}: 'input_size' must be [height, width] in pixels, e.g. [224, 224], "
-                f"got {value!r:.60}"
-            )
-        return tuple(positive_int(side, key, source, most=MAX_SIDE) for side in value)
-    if key == "in_channels":
-        return positive_int(value, key, source, most=MAX_CHANNELS)
-    if key in ("mean", "std"):
-        return _unit_scale(numbers_field(value, key, source), key, source)
-    if key == "mpp":
-        return positive_number(value, key, source, "0.5 for 20x")
-    return object_field(value, key, source)  # extra
-
-
-def _unit_scale(values: tuple[float, ...], key: str, source: str) -> tuple[float, ...]:
+def _unit_scale(values: tuple[float, ...], field: str, source: str) -> tuple[float, ...]:
     """``mean`` or ``std`` on the [0, 1] scale; 0-255 values are divided by 255, with a warning."""
     if max(values) <= 1:
         return values
     if max(values) > 255:
         raise ValueError(
-            f"{source}: {key!r} {list(values)} is on neither the 0-1 nor the 0-255 scale; "
+            f"{source}: {field!r} {list(values)} is on neither the 0-1 nor the 0-255 scale; "
             "give it for pixels scaled to [0, 1], e.g. [0.485, 0.456, 0.406]"
         )
     scaled = tuple(round(v / 255, 6) for v in values)
     warnings.warn(
-        f"{source}: {key!r} {list(values)} looks like 0-255 values; pixels are scaled to "
+        f"{source}: {field!r} {list(values)} looks like 0-255 values; pixels are scaled to "
         f"[0, 1] first, so it is read as {list(scaled)}. Write it on the 0-1 scale to silence "
         "this warning.",
         UserWarning,
-        stacklevel=4,
+        stacklevel=6,
     )
     return scaled

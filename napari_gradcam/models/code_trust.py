@@ -59,7 +59,7 @@ class CodeReference:
     Attributes
     ----------
     field : str
-        Where the card names it, e.g. ``"aggregator.factory"``.
+        Where the card names it, e.g. ``"aggregator.spec"``.
     target : str
         What would run or be imported: ``"module:function"``, ``"/abs/helper.py:build"`` or
         ``"module.name"`` (an import).

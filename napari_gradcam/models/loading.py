@@ -38,7 +38,13 @@ from napari_gradcam.core.card import ModelCard
 from napari_gradcam.models.bundled import BUNDLED, DEMO_DIR
 from napari_gradcam.models.code_trust import checked_source
 from napari_gradcam.models.probe import load_recipe
-from napari_gradcam.models.timm_models import TIMM_PREFIX, build_timm, is_timm_spec
+from napari_gradcam.models.specs import card_location, is_factory_spec
+from napari_gradcam.models.timm_models import (
+    TIMM_PREFIX,
+    build_timm,
+    is_timm_spec,
+    pretrained_card_fields,
+)
 from napari_gradcam.models.weights import load_weights
 
 ModelKind = Literal["factory", "torchscript", "pickle", "recipe"]
@@ -84,7 +90,9 @@ def load_model(
         Weights for a factory or timm model: ``.safetensors``, or a state dict read with
         ``torch.load(weights_only=True)``.
     card : str, Path or ModelCard, optional
-        The model card; default: a JSON beside the weights or model file, else defaults.
+        The model card; default: a JSON beside the weights or model file (``specs``), else
+        defaults. A ``timm:NAME`` model takes the mean, std and input size its card leaves out
+        from timm's ``pretrained_cfg``.
     allow_pickle : bool
         Allow unpickling a whole pickled module. Unpickling runs code from the file: only
         for files you trust.
@@ -116,19 +124,20 @@ def load_model(
     if spec.endswith(".json"):
         module, recipe_card = load_recipe(_existing_file(spec), build_backbone, trust_code)
         module = module.to(_resolve_device(device)).eval()
-        resolved = _checked_card(module, _resolve_card(card or recipe_card, None, spec), classifier)
+        resolved = _checked_card(module, _read_card(card, spec, None, recipe_card), classifier)
         return LoadedModel(module, resolved, spec, "recipe")
-    if is_timm_spec(spec) or _is_factory_spec(spec):
-        module, kind, source = build_backbone(spec, {}), "factory", weights
+    if is_timm_spec(spec) or is_factory_spec(spec):
+        module, kind = build_backbone(spec, {}), "factory"
     else:
-        source = _existing_file(spec)
-        module = _load_file(source, allow_pickle)
+        module = _load_file(_existing_file(spec), allow_pickle)
         kind = "torchscript" if isinstance(module, torch.jit.ScriptModule) else "pickle"
     if weights is not None:
         load_weights(module, _existing_file(weights))
     module = module.to(_resolve_device(device)).eval()
-    resolved_card = _checked_card(module, _resolve_card(card, source, spec), classifier)
-    return LoadedModel(module=module, card=resolved_card, spec=spec, kind=kind)
+    seed = pretrained_card_fields(module) if is_timm_spec(spec) else {}
+    unfound = ModelCard.from_dict({"name": spec}, defaults=seed)
+    resolved = _checked_card(module, _read_card(card, spec, weights, unfound, seed), classifier)
+    return LoadedModel(module=module, card=resolved, spec=spec, kind=kind)
 
 
 def _load_bundled(
@@ -143,13 +152,10 @@ def _load_bundled(
     The card is ``card``, else the one beside ``weights``, else the bundled model's.
     """
     factory, stem = BUNDLED[name]
-    if card is None and weights is not None:
-        beside = Path(weights).expanduser().with_suffix(".json")
-        card = beside if beside.is_file() else None
     return load_model(
         factory,
         weights=weights if weights is not None else DEMO_DIR / f"{stem}.pt",
-        card=card or DEMO_DIR / f"{stem}.json",
+        card=card if isinstance(card, ModelCard) else card_location(name, weights, card),
         classifier=classifier,
         device=device,
     )
@@ -206,7 +212,7 @@ def build_backbone(spec: str, kwargs: Mapping[str, Any]) -> nn.Module:
     """Build the architecture of a ``timm:NAME`` or factory spec, with construction ``kwargs``."""
     if is_timm_spec(spec):
         return build_timm(spec.removeprefix(TIMM_PREFIX), kwargs)
-    if _is_factory_spec(spec):
+    if is_factory_spec(spec):
         _refuse_downloads(spec, kwargs)
         return _build_from_factory(spec, kwargs)
     raise ValueError(f"a backbone must be 'timm:NAME' or 'module:factory', not {spec!r}")
@@ -222,11 +228,6 @@ def _refuse_downloads(spec: str, kwargs: Mapping[str, Any]) -> None:
             f"{spec}: the argument(s) {asked} would download weights; give the weights file "
             "instead ('weights' in a recipe or card, --weights on the command line)"
         )
-
-
-def _is_factory_spec(spec: str) -> bool:
-    head, sep, tail = spec.rpartition(":")
-    return bool(sep and head and tail.isidentifier() and not Path(spec).exists())
 
 
 def _resolve_device(name: str) -> torch.device:
@@ -313,13 +314,20 @@ def _is_torchscript(path: Path) -> bool:
         return any(name.split("/", 1)[-1].startswith("code/") for name in archive.namelist())
 
 
-def _resolve_card(card: str | Path | ModelCard | None, source: object, spec: str) -> ModelCard:
+def _read_card(
+    card: str | Path | ModelCard | None,
+    spec: str,
+    weights: str | Path | None,
+    unfound: ModelCard,
+    seed: dict[str, Any] | None = None,
+) -> ModelCard:
+    """The card given, else the one ``card_location`` finds, else ``unfound``.
+
+    ``seed`` fills the fields a card file leaves out (a timm model's pretrained config).
+    """
     if isinstance(card, ModelCard):
         return card
     if card is not None:
-        return ModelCard.from_json(_existing_file(card))
-    if source is not None:
-        beside = Path(source).with_suffix(".json")
-        if beside.is_file():
-            return ModelCard.from_json(beside)
-    return ModelCard(name=spec)
+        return ModelCard.from_json(_existing_file(card), seed)
+    path = card_location(spec, weights)
+    return ModelCard.from_json(path, seed) if path is not None and path.is_file() else unfound

@@ -39,10 +39,12 @@ from torch import nn
 from napari_gradcam.core.card import ModelCard
 from napari_gradcam.core.json_fields import (
     MAX_WIDTH,
+    choice_field,
+    json_field,
     object_field,
-    optional_text,
     read_json_object,
-    refuse_unknown,
+    read_record,
+    section,
     text_field,
 )
 from napari_gradcam.models.code_trust import (
@@ -59,9 +61,6 @@ from napari_gradcam.models.timm_models import is_timm_spec
 from napari_gradcam.models.weights import load_weights, read_state_dict
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {"gelu": nn.GELU, "relu": nn.ReLU}
-RECIPE_KEYS = frozenset({"card", "backbone", "head"})
-BACKBONE_KEYS = frozenset({"spec", "kwargs", "weights", "pool"})
-HEAD_KEYS = frozenset({"layers", "activation", "weights"})
 POOLS = ("token", "avg", "token+avg")
 
 
@@ -210,16 +209,16 @@ def load_recipe(
     request = recipe.code_request()
     check_code_trust(request, trust_code=trust_code)
     folder = path.parent
+    backbone_section, head_section = recipe.backbone, recipe.head
     with checked_files(request):
-        backbone = build_backbone(recipe.resolved_spec(), resolve_imports(recipe.kwargs))
-    if recipe.backbone_weights:
-        load_weights(backbone, folder / recipe.backbone_weights, what="the backbone")
-    head = build_head(recipe.layers, recipe.activation)
-    _check_embedding_width(backbone, recipe.layers[0], recipe.pool, path)
-    if recipe.head_weights:
-        load_head_weights(head, folder / recipe.head_weights)
-    model = ProbeClassifier(backbone, head, recipe.pool)
-    return model, _recipe_card(recipe.card, folder, path)
+        backbone = build_backbone(recipe.resolved_spec(), resolve_imports(backbone_section.kwargs))
+    if backbone_section.weights:
+        load_weights(backbone, folder / backbone_section.weights, what="the backbone")
+    head = build_head(head_section.layers, head_section.activation)
+    _check_embedding_width(backbone, head_section.layers[0], backbone_section.pool, path)
+    if head_section.weights:
+        load_head_weights(head, folder / head_section.weights)
+    return ProbeClassifier(backbone, head, backbone_section.pool), recipe.model_card()
 
 
 def resolve_imports(kwargs: Mapping[str, Any]) -> dict[str, Any]:
@@ -243,19 +242,65 @@ def _is_import(value: object) -> bool:
     return isinstance(value, dict) and set(value) == {"import"}
 
 
+def _backbone_spec(value: object, field: str, source: str) -> str:
+    spec = text_field(value, field, source)
+    if not is_timm_spec(spec) and not is_function_spec(spec):
+        raise ValueError(
+            f"{source}: {field!r} must be 'timm:NAME', 'module:function' or "
+            f"'file.py:function', not {spec!r:.80}"
+        )
+    return spec
+
+
+def _layers(value: object, field: str, source: str) -> tuple[int, ...]:
+    if (
+        not isinstance(value, list)
+        or len(value) < 2
+        or not all(isinstance(w, int) and not isinstance(w, bool) for w in value)
+        or not all(1 <= w <= MAX_WIDTH for w in value)
+    ):
+        raise ValueError(
+            f"{source}: {field!r} must list the embedding width, then each layer's width "
+            f"(integers from 1 to {MAX_WIDTH}), e.g. [1024, 2]"
+        )
+    return tuple(value)
+
+
+def _card(value: object, field: str, source: str) -> ModelCard | str:
+    if isinstance(value, str):
+        return value
+    if not isinstance(value, dict):
+        raise ValueError(f"{source}: {field!r} must be an object or a card file's path")
+    return ModelCard.from_dict(value, source=source, prefix=field + ".")
+
+
+@dataclass(frozen=True)
+class BackboneSection:
+    """A recipe's ``backbone``: its ``spec``, ``kwargs``, ``weights`` and ``pool`` (see above)."""
+
+    spec: str = json_field(_backbone_spec, hint=" (e.g. 'timm:NAME')")
+    kwargs: dict[str, Any] = json_field(object_field, {})
+    weights: str | None = json_field(text_field, None)
+    pool: str | None = json_field(choice_field(POOLS), None)
+
+
+@dataclass(frozen=True)
+class HeadSection:
+    """A recipe's ``head``: the widths of its linear layers, embedding width first."""
+
+    layers: tuple[int, ...] = json_field(_layers)
+    activation: str = json_field(choice_field(tuple(ACTIVATIONS)), "gelu")
+    weights: str | None = json_field(text_field, None)
+
+
 @dataclass(frozen=True)
 class Recipe:
-    """A model recipe's fields, typed and checked (see the module docstring)."""
+    """The recipe in the file ``path``: ``backbone``, ``head`` and ``card`` (or its file)."""
 
     path: Path
-    backbone_spec: str
-    kwargs: dict[str, Any]
-    backbone_weights: str | None
-    pool: str | None
-    layers: tuple[int, ...]
-    activation: str
-    head_weights: str | None
-    card: dict[str, Any] | str | None
+    backbone: BackboneSection = json_field(section(BackboneSection))
+    head: HeadSection = json_field(section(HeadSection))
+    card: ModelCard | str | None = json_field(_card, None)
 
     @classmethod
     def read(cls, path: Path) -> Recipe:
@@ -267,50 +312,16 @@ class Recipe:
             Naming the first missing, unknown or ill-typed field.
         """
         data = read_json_object(path, "model recipe")
-        source = f"model recipe {path}"
         if not {"backbone", "head"} <= set(data):
             raise ValueError(
                 f"{path} is not a model recipe: it needs 'backbone' and 'head' sections (and "
                 "optionally 'card'); a model card alone is given with card=/--card"
             )
-        refuse_unknown(data, RECIPE_KEYS, "", source)
-        backbone = object_field(data["backbone"], "backbone", source)
-        head = object_field(data["head"], "head", source)
-        refuse_unknown(backbone, BACKBONE_KEYS, "backbone.", source)
-        refuse_unknown(head, HEAD_KEYS, "head.", source)
-        if "spec" not in backbone:
-            raise ValueError(f"{source}: 'backbone' needs a 'spec' (e.g. 'timm:NAME')")
-        spec = text_field(backbone["spec"], "backbone.spec", source)
-        if not is_timm_spec(spec) and not is_function_spec(spec):
-            raise ValueError(
-                f"{source}: 'backbone.spec' must be 'timm:NAME', 'module:function' or "
-                f"'file.py:function', not {spec!r:.80}"
-            )
-        pool = optional_text(backbone, "pool", "backbone.", source)
-        if pool is not None and pool not in POOLS:
-            raise ValueError(f"{source}: 'backbone.pool' must be one of {list(POOLS)}")
-        card = data.get("card")
-        if card is not None and not isinstance(card, dict | str):
-            raise ValueError(f"{source}: 'card' must be an object or a card file's path")
-        activation = optional_text(head, "activation", "head.", source)
-        activation = "gelu" if activation is None else activation
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"{source}: 'head.activation' must be one of {list(ACTIVATIONS)}")
-        return cls(
-            path=path,
-            backbone_spec=spec,
-            kwargs=object_field(_or_empty(backbone.get("kwargs")), "backbone.kwargs", source),
-            backbone_weights=optional_text(backbone, "weights", "backbone.", source),
-            pool=pool,
-            layers=_layers(head.get("layers"), source),
-            activation=activation,
-            head_weights=optional_text(head, "weights", "head.", source),
-            card=card,
-        )
+        return read_record(cls, data, f"model recipe {path}", path=path)
 
     def resolved_spec(self) -> str:
         """The backbone spec, with a ``file.py`` read from the recipe's folder."""
-        return function_spec_in_folder(self.backbone_spec, self.path.parent)
+        return function_spec_in_folder(self.backbone.spec, self.path.parent)
 
     def code_request(self) -> CodeTrustRequest:
         """The code this recipe names outside what ships with the plugin, to check first.
@@ -324,10 +335,10 @@ class Recipe:
         """
         source = f"model recipe {self.path}"
         references = []
-        if not is_timm_spec(self.backbone_spec):
+        if not is_timm_spec(self.backbone.spec):
             folder = self.path.parent
-            references.append(factory_reference("backbone.spec", self.backbone_spec, folder))
-        for key, value in self.kwargs.items():
+            references.append(factory_reference("backbone.spec", self.backbone.spec, folder))
+        for key, value in self.backbone.kwargs.items():
             if _is_import(value):
                 field = f"backbone.kwargs.{key}.import"
                 references.append(
@@ -336,23 +347,13 @@ class Recipe:
         found = tuple(ref for ref in references if ref is not None)
         return CodeTrustRequest(self.path, file_sha256(self.path), found)
 
-
-def _or_empty(value: object) -> object:
-    return {} if value is None else value
-
-
-def _layers(value: object, source: str) -> tuple[int, ...]:
-    if (
-        not isinstance(value, list)
-        or len(value) < 2
-        or not all(isinstance(w, int) and not isinstance(w, bool) for w in value)
-        or not all(1 <= w <= MAX_WIDTH for w in value)
-    ):
-        raise ValueError(
-            f"{source}: 'head.layers' must list the embedding width, then each layer's width "
-            f"(integers from 1 to {MAX_WIDTH}), e.g. [1024, 2]"
-        )
-    return tuple(value)
+    def model_card(self) -> ModelCard:
+        """The recipe's card: inline, read from the file it names, or one named after it."""
+        if self.card is None:
+            return ModelCard(name=self.path.stem)
+        if isinstance(self.card, str):
+            return ModelCard.from_json(self.path.parent / self.card)
+        return self.card
 
 
 def _check_embedding_width(backbone: nn.Module, width: int, pool: str | None, path: Path) -> None:
@@ -365,11 +366,3 @@ def _check_embedding_width(backbone: nn.Module, width: int, pool: str | None, pa
             f"model recipe {path}: the backbone gives {declared}-d embeddings, but the head's "
             f"first layer takes {width}; set head.layers[0] to {declared}"
         )
-
-
-def _recipe_card(card: dict[str, Any] | str | None, folder: Path, path: Path) -> ModelCard:
-    if card is None:
-        return ModelCard(name=path.stem)
-    if isinstance(card, str):
-        return ModelCard.from_json(folder / card)
-    return ModelCard.from_dict(card, source=f"model recipe {path}: 'card'")

@@ -9,35 +9,51 @@ A card is a JSON file; relative paths are read from the card's folder::
       "mpp": 0.499,
       "encoder": {"spec": "napari_gradcam.models.demo_encoder:build_demo_encoder",
                   "weights": "demo_net.pt", "card": "demo_net.json"},
-      "aggregator": {"factory": "napari_gradcam.core.mil.aggregators:build_attention_mil",
+      "aggregator": {"spec": "napari_gradcam.core.mil.aggregators:build_attention_mil",
                      "kwargs": {"in_dim": 64, "n_classes": 2},
                      "weights": "mil_demo.safetensors",
                      "attention_module": "attention", "branch_per_class": false,
                      "uses_coords": false}
     }
 
-The encoder is any ``load_model`` spec that returns (N, D) embeddings; the aggregator is a
-factory whose module takes (B, N, D) embeddings (and tile coordinates when ``uses_coords``)
-and returns (B, classes) logits. Weights are safetensors or ``weights_only`` state dicts.
-A card is data: code it names outside what ships with the plugin (see ``code_trust``) runs only
-when trusted, and every reference is checked before anything is imported.
+What each section may hold: :class:`SlideCard`, :class:`EncoderSection` and
+:class:`AggregatorSection`. Weights are safetensors or ``weights_only`` state dicts. A card is
+data: reading it imports nothing; code it names outside what ships with the plugin (see
+``code_trust``) runs only when trusted, and every reference is checked before anything is
+imported.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from napari_gradcam.core.explain.capture import frozen_model
+from napari_gradcam.core.json_fields import (
+    MAX_SIDE,
+    MPP,
+    flag_field,
+    json_field,
+    names_field,
+    object_field,
+    read_json_object,
+    read_record,
+    section,
+    text_field,
+    whole_number,
+)
+from napari_gradcam.core.mil.attribution import offers_attention
 from napari_gradcam.models.code_trust import (
+    CodeTrustRequest,
     check_code_trust,
     checked_files,
     code_file,
+    factory_reference,
+    file_sha256,
     function_spec_in_folder,
     is_function_spec,
 )
@@ -47,12 +63,103 @@ from napari_gradcam.models.loading import (
     build_backbone,
     load_model,
 )
-from napari_gradcam.models.slide_card import SlideCard
 from napari_gradcam.models.timm_models import is_timm_spec
 from napari_gradcam.models.weights import load_weights
 
 MPP_TOLERANCE = 0.1
 """A slide whose level 0 is coarser than the card's mpp by more than this share cannot serve it."""
+
+
+def function_spec_field(value: object, field: str, source: str) -> str:
+    """A ``module:function`` or ``file.py:function`` spec."""
+    spec = text_field(value, field, source)
+    if not is_function_spec(spec):
+        raise ValueError(
+            f"{source}: {field!r} must be 'module:function' or 'file.py:function', not {spec!r:.80}"
+        )
+    return spec
+
+
+@dataclass(frozen=True)
+class EncoderSection:
+    """A slide-model card's ``encoder``: a ``load_model`` ``spec``, ``weights`` and ``card``.
+
+    The module it loads returns (N, D) embeddings.
+    """
+
+    spec: str = json_field(text_field, hint=" (any load_model spec)")
+    weights: str | None = json_field(text_field, None)
+    card: str | None = json_field(text_field, None)
+
+
+@dataclass(frozen=True)
+class AggregatorSection:
+    """A slide-model card's ``aggregator``: (B, N, D) embeddings to (B, classes) logits.
+
+    ``spec`` (``module:function`` or ``file.py:function``; older cards call it ``factory``)
+    builds it from ``kwargs``, then ``weights`` are loaded. Attention is read from its
+    ``attention_weights(embeddings)`` method when it has one, else from the raw scores its
+    ``attention_module`` outputs; ``branch_per_class``: one attention branch per class
+    (CLAM-MB); ``uses_coords``: it takes the tiles' level-0 corners as a second argument.
+    """
+
+    ALIASES: ClassVar[dict[str, str]] = {"factory": "spec"}
+
+    spec: str = json_field(function_spec_field, hint=" ('module:function')")
+    kwargs: dict[str, Any] = json_field(object_field, {})
+    weights: str | None = json_field(text_field, None)
+    attention_module: str | None = json_field(text_field, None)
+    branch_per_class: bool = json_field(flag_field, False)
+    uses_coords: bool = json_field(flag_field, False)
+
+
+@dataclass(frozen=True)
+class SlideCard:
+    """A slide-model card, read from the file ``path``.
+
+    ``classes`` in logit order, square tiles of ``tile_size`` pixels at ``mpp`` microns per
+    pixel, its ``encoder`` and ``aggregator``, and optionally ``name`` (default: the file's
+    stem), ``description`` and ``extra``.
+    """
+
+    path: Path
+    classes: tuple[str, ...] = json_field(names_field)
+    tile_size: int = json_field(whole_number(MAX_SIDE, least=8))
+    encoder: EncoderSection = json_field(section(EncoderSection))
+    aggregator: AggregatorSection = json_field(section(AggregatorSection))
+    name: str = json_field(text_field, "")
+    mpp: float | None = json_field(MPP, None)
+    description: str = json_field(text_field, "")
+    extra: dict[str, Any] = json_field(object_field, {})
+
+    @classmethod
+    def read(cls, path: Path) -> SlideCard:
+        """Read and check a card file.
+
+        Raises
+        ------
+        FileNotFoundError
+            When there is no such file.
+        ValueError
+            Naming the first missing, unknown or ill-typed field.
+        """
+        if not path.is_file():
+            raise FileNotFoundError(f"no slide-model card {str(path)!r}")
+        data = read_json_object(path, "the slide-model card")
+        return read_record(cls, data, f"the slide-model card {path}", path=path)
+
+    def code_request(self) -> CodeTrustRequest:
+        """The code this card names outside what ships with the plugin, to check first.
+
+        A recipe named as the encoder is checked on its own when it is loaded.
+        """
+        folder = self.path.parent
+        references = [factory_reference("aggregator.spec", self.aggregator.spec, folder)]
+        encoder = self.encoder.spec
+        if is_function_spec(encoder) and not is_timm_spec(encoder):
+            references.append(factory_reference("encoder.spec", encoder, folder))
+        found = tuple(ref for ref in references if ref is not None)
+        return CodeTrustRequest(self.path, file_sha256(self.path), found)
 
 
 @dataclass(frozen=True)
@@ -76,7 +183,8 @@ class SlideModel:
     width : int
         Embedding width D.
     attention_module : str or None
-        Module of the aggregator whose output is the raw attention scores.
+        Module of the aggregator whose output is the raw attention scores (read only when the
+        aggregator offers no ``attention_weights`` method).
     branch_per_class : bool
         One attention branch per class (CLAM-MB).
     uses_coords : bool
@@ -103,6 +211,11 @@ class SlideModel:
     def attention_branch(self, target: int) -> int:
         """The attention branch that explains class ``target`` (0 for a shared branch)."""
         return target if self.branch_per_class else 0
+
+    @property
+    def has_attention(self) -> bool:
+        """Whether the aggregator's attention can be read (its own method or a named module)."""
+        return self.attention_module is not None or offers_attention(self.aggregator)
 
     def logits(self, embeddings: torch.Tensor, coords: torch.Tensor | None = None) -> torch.Tensor:
         """Slide logits (1, classes) of one bag (N, D), with coordinates if the model uses them."""
@@ -144,21 +257,22 @@ def load_slide_model(
         encoder = _load_encoder(card, device, trust_code)
         width = embedding_width(encoder, card.tile_size)
         aggregator = _load_aggregator(card).to(_module_device(encoder.module))
-    _check_aggregator(aggregator, width, card.classes, card.uses_coords, card.path)
-    if card.attention_module is not None:
-        _check_attention_module(aggregator, card.attention_module, card.path)
+    aggregator_card = card.aggregator
+    _check_aggregator(aggregator, width, card.classes, aggregator_card.uses_coords, card.path)
+    if aggregator_card.attention_module is not None:
+        _check_attention_module(aggregator, aggregator_card.attention_module, card.path)
     return SlideModel(
-        name=card.name,
+        name=card.name or card.path.stem,
         classes=card.classes,
         tile_size=card.tile_size,
         mpp=card.mpp,
         encoder=encoder,
         aggregator=aggregator.eval(),
         width=width,
-        attention_module=card.attention_module,
-        branch_per_class=card.branch_per_class,
-        uses_coords=card.uses_coords,
-        source=_resolved(card.data, card.path.parent),
+        attention_module=aggregator_card.attention_module,
+        branch_per_class=aggregator_card.branch_per_class,
+        uses_coords=aggregator_card.uses_coords,
+        source=_resolved(card),
         trust_code=trust_code,
     )
 
@@ -227,9 +341,9 @@ def _load_encoder(card: SlideCard, device: str, trust_code: bool) -> LoadedModel
     """
     folder = card.path.parent
     loaded = load_model(
-        encoder_spec_in_folder(card.encoder_spec, folder),
-        weights=_file(folder, card.encoder_weights),
-        card=_file(folder, card.encoder_card),
+        encoder_spec_in_folder(card.encoder.spec, folder),
+        weights=_file(folder, card.encoder.weights),
+        card=_file(folder, card.encoder.card),
         trust_code=trust_code,
         classifier=False,
         device=device,
@@ -241,8 +355,10 @@ def _load_encoder(card: SlideCard, device: str, trust_code: bool) -> LoadedModel
 
 def _load_aggregator(card: SlideCard) -> nn.Module:
     folder = card.path.parent
-    module = build_backbone(function_spec_in_folder(card.factory, folder), card.kwargs)
-    weights = _file(folder, card.aggregator_weights)
+    module = build_backbone(
+        function_spec_in_folder(card.aggregator.spec, folder), card.aggregator.kwargs
+    )
+    weights = _file(folder, card.aggregator.weights)
     if weights is not None:
         load_weights(module, weights, what="the aggregator")
     return module
@@ -284,13 +400,15 @@ def _module_device(module: nn.Module) -> torch.device:
     return parameter.device if parameter is not None else torch.device("cpu")
 
 
-def _resolved(data: dict[str, Any], folder: Path) -> dict[str, Any]:
-    """The card with its file paths made absolute, code files included."""
-    out = json.loads(json.dumps(data))
-    for section, key in (("encoder", "weights"), ("encoder", "card"), ("aggregator", "weights")):
-        value = out.get(section, {}).get(key)
+def _resolved(card: SlideCard) -> dict[str, Any]:
+    """The card's JSON with its file paths made absolute, code files included."""
+    folder = card.path.parent
+    out = asdict(card)  # each key under its current name
+    del out["path"]
+    for part, key in (("encoder", "weights"), ("encoder", "card"), ("aggregator", "weights")):
+        value = out[part][key]
         if value is not None:
-            out[section][key] = str(_file(folder, value).resolve())
-    out["encoder"]["spec"] = encoder_spec_in_folder(out["encoder"]["spec"], folder)
-    out["aggregator"]["factory"] = function_spec_in_folder(out["aggregator"]["factory"], folder)
+            out[part][key] = str(_file(folder, value).resolve())
+    out["encoder"]["spec"] = encoder_spec_in_folder(card.encoder.spec, folder)
+    out["aggregator"]["spec"] = function_spec_in_folder(card.aggregator.spec, folder)
     return out

@@ -15,10 +15,10 @@ A spec (see ``models.loading``) is built from:
   card file it names;
 * ``model.pt`` (TorchScript): the file;
 
-plus the weights, and the card (given, else the ``.json`` beside the weights or the model
-file, whether or not it exists yet: a card that appears later changes the model too). A
-slide-model card adds its encoder's sources, its encoder card and its aggregator's factory and
-weights. No napari.
+plus the weights, and the card where the loader looks for it (``specs.card_location``). A
+slide-model card adds its encoder's sources, its encoder card and its aggregator's code and
+weights. A recipe or slide-model card that cannot be read counts as its own file alone (loading
+it says why). No napari.
 """
 
 from __future__ import annotations
@@ -26,14 +26,15 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import importlib.util
-import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from napari_gradcam.models.bundled import BUNDLED, DEMO_DIR
 from napari_gradcam.models.code_trust import function_spec_in_folder
-from napari_gradcam.models.slide_model import encoder_spec_in_folder
+from napari_gradcam.models.probe import Recipe
+from napari_gradcam.models.slide_model import SlideCard, encoder_spec_in_folder
+from napari_gradcam.models.specs import card_location, is_factory_spec
 from napari_gradcam.models.timm_models import TIMM_PREFIX, is_timm_spec
 
 Stamps = tuple[tuple[str, int, int], ...]
@@ -96,42 +97,35 @@ def model_sources(
     """The sources of a classifier or encoder spec (see the module docstring)."""
     if spec in BUNDLED:
         factory, stem = BUNDLED[spec]
-        return model_sources(factory, DEMO_DIR / f"{stem}.pt", card or DEMO_DIR / f"{stem}.json")
+        own_weights = DEMO_DIR / f"{stem}.pt" if weights is None else weights
+        return model_sources(factory, own_weights, card_location(spec, weights, card))
     if spec.endswith(".json"):
         found = _recipe_sources(_path(spec))
-        model_file = None
     elif is_timm_spec(spec):
-        found, model_file = ModelSources(packages=(TIMM_PREFIX.rstrip(":"),)), None
-    elif _is_factory_spec(spec):
-        found, model_file = code_sources(spec.rpartition(":")[0]), None
+        found = ModelSources(packages=(TIMM_PREFIX.rstrip(":"),))
+    elif is_factory_spec(spec):
+        found = code_sources(spec.rpartition(":")[0])
     else:
-        model_file = _path(spec)
-        found = ModelSources(files=(model_file,))
-    weights_file = None if weights is None else _path(weights)
-    if weights_file is not None:
-        found += ModelSources(files=(weights_file,))
-    beside = weights_file or model_file
-    card_file = _path(card) if card is not None else None
-    if card_file is None and beside is not None:
-        card_file = beside.with_suffix(".json")
-    return found + ModelSources(files=() if card_file is None else (card_file,))
+        found = ModelSources(files=(_path(spec),))
+    if weights is not None:
+        found += ModelSources(files=(_path(weights),))
+    card_file = card_location(spec, weights, card)
+    return found + ModelSources(files=() if card_file is None else (_path(card_file),))
 
 
 def slide_model_sources(card: str | Path) -> ModelSources:
     """The sources of a slide-model card: the card, its encoder's and its aggregator's."""
     path = _path(card)
-    data = _json_object(path)
     found = ModelSources(files=(path,))
-    encoder = data.get("encoder")
-    if isinstance(encoder, dict) and "spec" in encoder:
-        found += encoder_sources(encoder, path.parent)
-    aggregator = data.get("aggregator")
-    if isinstance(aggregator, dict):
-        if "factory" in aggregator:
-            factory = function_spec_in_folder(str(aggregator["factory"]), path.parent)
-            found += code_sources(factory.rpartition(":")[0])
-        if aggregator.get("weights"):
-            found += ModelSources(files=(_path(path.parent / str(aggregator["weights"])),))
+    try:
+        slide_card = SlideCard.read(path)
+    except (OSError, ValueError):
+        return found
+    found += encoder_sources(asdict(slide_card.encoder), path.parent)
+    aggregator = slide_card.aggregator
+    found += code_sources(function_spec_in_folder(aggregator.spec, path.parent).rpartition(":")[0])
+    if aggregator.weights:
+        found += ModelSources(files=(_path(path.parent / aggregator.weights),))
     return found
 
 
@@ -186,33 +180,16 @@ def package_digest(package: str) -> str:
 
 
 def _recipe_sources(path: Path) -> ModelSources:
-    data = _json_object(path)
     found = ModelSources(files=(path,))
-    backbone, head = data.get("backbone"), data.get("head")
-    if isinstance(backbone, dict) and "spec" in backbone:
-        found += model_sources(function_spec_in_folder(str(backbone["spec"]), path.parent))
-        if backbone.get("weights"):
-            found += ModelSources(files=(_path(path.parent / str(backbone["weights"])),))
-    if isinstance(head, dict) and head.get("weights"):
-        found += ModelSources(files=(_path(path.parent / str(head["weights"])),))
-    if isinstance(data.get("card"), str):
-        found += ModelSources(files=(_path(path.parent / data["card"]),))
-    return found
-
-
-def _json_object(path: Path) -> dict[str, Any]:
-    """The JSON object in ``path``, or ``{}`` when it cannot be read (the loader says why)."""
     try:
-        data = json.loads(path.read_text())
+        recipe = Recipe.read(path)
     except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _is_factory_spec(spec: str) -> bool:
-    """``target:factory`` (as ``models.loading`` decides it)."""
-    head, sep, tail = spec.rpartition(":")
-    return bool(sep and head and tail.isidentifier() and not Path(spec).exists())
+        return found
+    folder = path.parent
+    found += model_sources(recipe.resolved_spec())
+    named = (recipe.backbone.weights, recipe.head.weights, recipe.card)
+    files = tuple(_path(folder / name) for name in named if isinstance(name, str) and name)
+    return found + ModelSources(files=files)
 
 
 def _path(value: str | Path) -> Path:

@@ -1,16 +1,18 @@
 """timm architectures by name, built with random weights: weights only ever come from a file.
 
 timm is optional: it is imported when a ``timm:NAME`` spec is loaded, and never downloads
-anything here (``pretrained=False`` always).
+anything here (``pretrained=False`` always). A ``timm:NAME`` model's card takes the mean, std and
+input size its card leaves out from the architecture's ``pretrained_cfg``.
 """
 
 from __future__ import annotations
 
 import difflib
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from torch import nn
+if TYPE_CHECKING:
+    from torch import nn
 
 TIMM_PREFIX = "timm:"
 FILE_ARGUMENTS = frozenset(
@@ -68,3 +70,16 @@ def _import_timm() -> Any:
             "give the architecture as 'file.py:factory'"
         ) from err
     return timm
+
+
+def pretrained_card_fields(module: object) -> dict[str, Any]:
+    """Model-card fields from a timm model's ``pretrained_cfg``: mean, std and input size.
+
+    timm sets each architecture's config without downloading anything (``pretrained=False``
+    too); the card checks the values.
+    """
+    config = getattr(module, "pretrained_cfg", None) or {}
+    found = {key: tuple(config[key]) for key in ("mean", "std") if config.get(key)}
+    if len(config.get("input_size") or ()) == 3:
+        found["input_size"] = tuple(config["input_size"][1:])
+    return found

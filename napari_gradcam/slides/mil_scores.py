@@ -19,6 +19,7 @@ from napari_gradcam.core.mil.attribution import (
     attention_scores,
     gradient_x_embedding,
     integrated_gradients,
+    offers_attention,
     slide_logit,
 )
 from napari_gradcam.core.mil.tile_deletion import removal_faithfulness
@@ -92,9 +93,10 @@ def score_tiles(
     check_finite(logits, "the slide model's logits", module=model.aggregator)
     index = _target_index(model, logits, target)
     scores: dict[str, np.ndarray] = {}
-    if model.attention_module is not None:
-        name = _module_name(model, model.attention_module)
-        scores[ATTENTION] = attention_scores(aggregator, bag, name, model.attention_branch(index))
+    if model.has_attention:
+        reader = model.aggregator if offers_attention(model.aggregator) else aggregator
+        name = model.attention_module and _module_name(model, model.attention_module)
+        scores[ATTENTION] = attention_scores(reader, bag, name, model.attention_branch(index))
     scores[GRADIENT], gradient = gradient_x_embedding(aggregator, bag, index)
     ig = integrated_gradients(aggregator, bag, index, baseline=baseline)
     scores[IG] = ig.scores

@@ -157,7 +157,7 @@ def test_a_slide_model_reloads_after_retraining_into_the_same_aggregator_weights
     weights = tmp_path / "aggregator.safetensors"
     retrain(weights, 1.0)
     aggregator = {
-        "factory": "napari_gradcam.core.mil.aggregators:build_attention_mil",
+        "spec": "napari_gradcam.core.mil.aggregators:build_attention_mil",
         "kwargs": {"in_dim": 64, "n_classes": 2},
         "weights": weights.name,
     }

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from napari_gradcam.core.card import ModelCard
 from napari_gradcam.models.code_trust import UntrustedCodeError, check_code_trust
 from napari_gradcam.models.probe import Recipe
-from napari_gradcam.models.slide_card import SlideCard
+from napari_gradcam.models.slide_model import SlideCard
 from tests.mil_cards import write_card
 
 NAMED_ERRORS = (ValueError, FileNotFoundError, UntrustedCodeError)
@@ -78,7 +78,7 @@ SLIDE_FIELDS = [
     ("encoder", "weights"),
     ("encoder", "card"),
     ("aggregator", None),
-    ("aggregator", "factory"),
+    ("aggregator", "spec"),
     ("aggregator", "kwargs"),
     ("aggregator", "attention_module"),
     ("aggregator", "branch_per_class"),

@@ -21,8 +21,7 @@ from napari_gradcam.models.code_trust import (
 )
 from napari_gradcam.models.loading import load_model
 from napari_gradcam.models.probe import Recipe
-from napari_gradcam.models.slide_card import SlideCard
-from napari_gradcam.models.slide_model import load_slide_model
+from napari_gradcam.models.slide_model import SlideCard, load_slide_model
 from tests.mil_cards import write_card
 
 HELPER_SOURCE = """
@@ -74,7 +73,7 @@ def write_recipe(path: Path, spec: str, **kwargs: object) -> Path:
 
 
 def aggregator(factory: str, **kwargs: object) -> dict[str, object]:
-    return {"factory": factory, "kwargs": kwargs, "attention_module": "attention"}
+    return {"spec": factory, "kwargs": kwargs, "attention_module": "attention"}
 
 
 def test_a_slide_card_naming_os_system_is_refused_before_anything_runs(tmp_path):
@@ -85,7 +84,7 @@ def test_a_slide_card_naming_os_system_is_refused_before_anything_runs(tmp_path)
     with pytest.raises(UntrustedCodeError) as refused:
         load_slide_model(card, device="cpu")
     message = str(refused.value)
-    assert "os:system" in message and "'aggregator.factory'" in message
+    assert "os:system" in message and "'aggregator.spec'" in message
     assert "--trust-code" in message and "trust_code=True" in message
     assert not marker.exists()
 
@@ -128,7 +127,7 @@ def test_every_reference_is_checked_before_any_is_imported(tmp_path):
     with pytest.raises(UntrustedCodeError) as refused:
         load_slide_model(card, device="cpu")
     described = [ref.field for ref in refused.value.request.references]
-    assert described == ["aggregator.factory", "encoder.spec"]
+    assert described == ["aggregator.spec", "encoder.spec"]
     assert not marker.exists()
 
 

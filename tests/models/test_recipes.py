@@ -81,8 +81,8 @@ def test_a_pickled_module_is_never_read_as_weights(tmp_path):
 def test_a_recipe_builds_backbone_and_head_with_their_weights(tmp_path, backbone_file):
     trained_head = build_head([12, 5, 2], "relu")
     save_file(trained_head.state_dict(), tmp_path / "head.safetensors")
-    backbone_weights = {k: v + 0.5 for k, v in load_model(f"{backbone_file}:backbone")
-                        .module.state_dict().items()}  # fmt: skip
+    original = load_model(f"{backbone_file}:backbone").module.state_dict()
+    backbone_weights = {k: v + 0.5 for k, v in original.items()}
     save_file(backbone_weights, tmp_path / "backbone.safetensors")
     path = _recipe(
         tmp_path,
@@ -132,7 +132,7 @@ def test_backbone_construction_arguments_reach_the_factory(tmp_path, backbone_fi
     ("recipe", "message"),
     [
         ({"card": {}}, "needs 'backbone' and 'head'"),
-        ({"backbone": {}, "head": {}}, "needs a 'spec'"),
+        ({"backbone": {}, "head": {}}, "has no 'backbone.spec'"),
         ({"backbone": {"spec": "x:y"}, "head": {}, "extra": 1}, "unknown keys"),
     ],
 )
@@ -188,8 +188,8 @@ def test_timm_architecture_with_weights_from_a_file_matches_the_original(tmp_pat
     loaded = load_model(str(tmp_path / "probe.json"), device="cpu")
     x = torch.rand(1, 3, 64, 64)
     with torch.no_grad():
-        torch.testing.assert_close(loaded.module.backbone(x), original.forward_head(
-            original.forward_features(x), pre_logits=True))  # fmt: skip
+        pooled = original.forward_head(original.forward_features(x), pre_logits=True)
+        torch.testing.assert_close(loaded.module.backbone(x), pooled)
     with pytest.raises(ValueError, match="closest: vit_small_patch16_224"):
         load_model("timm:vit_smal_patch16_224")
 

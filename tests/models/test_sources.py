@@ -54,8 +54,10 @@ def test_a_slide_model_names_its_encoder_and_aggregator_files(tmp_path: Path) ->
     card.write_text(
         json.dumps(
             {
+                "classes": ["a", "b"],
+                "tile_size": 64,
                 "encoder": {"spec": "timm:vit_small", "weights": "enc.pt", "card": "enc.json"},
-                "aggregator": {"factory": f"{tmp_path}/agg.py:build", "weights": "agg.pt"},
+                "aggregator": {"spec": f"{tmp_path}/agg.py:build", "weights": "agg.pt"},
             }
         )
     )

@@ -46,7 +46,7 @@ def project(folder: Path, seed: int = 0, std: float = 0.2) -> Path:
         "mpp": 0.5,
         "encoder": {"spec": "enc.py:build", "card": "enc.json"},
         "aggregator": {
-            "factory": "napari_gradcam.core.mil.aggregators:build_attention_mil",
+            "spec": "napari_gradcam.core.mil.aggregators:build_attention_mil",
             "kwargs": {"in_dim": 8, "n_classes": 2},
         },
     }

@@ -23,7 +23,6 @@ from qtpy.QtWidgets import QSizePolicy
 
 from napari_gradcam._napari.docking import tab_plugin_docks
 from napari_gradcam._napari.explain import tips
-from napari_gradcam._napari.explain.card_classes import card_classes
 from napari_gradcam._napari.explain.map_stack import EARLIER_CHOICES, HIDE, REPLACE, MapStack
 from napari_gradcam._napari.explain.tiled_job import TiledUpdate
 from napari_gradcam._napari.explain.tiled_review import TiledReview
@@ -44,6 +43,7 @@ from napari_gradcam._napari.worker import ExplainJob, JobOutcome, run_job
 from napari_gradcam.core.explain.method_options import MethodOptions
 from napari_gradcam.core.explain.methods import METHODS
 from napari_gradcam.models.bundled import BUNDLED
+from napari_gradcam.models.specs import card_classes
 
 MEAN_OF_HEADS = "mean of heads"
 MAX_HEADS = 16

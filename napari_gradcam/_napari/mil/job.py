@@ -159,10 +159,11 @@ def _check_request(model: SlideModel, slide: Slide, request: MilRequest) -> None
             "does not say its microns per pixel; open the slide with the plugin's reader, or "
             "set the layer's metadata['mpp']"
         )
-    if ATTENTION in request.scores and model.attention_module is None:
+    if ATTENTION in request.scores and not model.has_attention:
         raise ValueError(
-            f"the card of {model.name!r} names no attention module: untick attention, or "
-            "name the module in the card's 'aggregator'"
+            f"the card of {model.name!r} names no attention module and its aggregator offers "
+            "no attention_weights: untick attention, or name the module in the card's "
+            "'aggregator'"
         )
 
 

@@ -54,18 +54,33 @@ def slide_logit(aggregator: nn.Module, embeddings: torch.Tensor, target: int) ->
     return logits[0, target]
 
 
-def attention_scores(
-    aggregator: nn.Module, embeddings: torch.Tensor, module_name: str, branch: int = 0
-) -> np.ndarray:
-    """Softmax attention over the tiles from the named module's raw scores (N,).
+def offers_attention(aggregator: nn.Module) -> bool:
+    """Whether the aggregator's class has ``attention_weights(embeddings)`` (not a submodule).
 
-    The module outputs raw scores (1, N, branches) or (N, branches) (a tuple's first element
-    counts); the softmax over the N tiles of ``branch`` is returned, as the aggregator pools.
+    Like CLAM's ``attention_only`` or slideflow's ``calculate_attention``, it maps (B, N, D)
+    embeddings to the softmax attention (B, N, branches) over the tiles it pools with.
     """
+    return callable(getattr(type(aggregator), "attention_weights", None))
+
+
+def attention_scores(
+    aggregator: nn.Module, embeddings: torch.Tensor, module_name: str | None, branch: int = 0
+) -> np.ndarray:
+    """Softmax attention (N,) over the tiles of one bag (N, D), for one ``branch``.
+
+    Read from the aggregator's ``attention_weights`` when it offers it; else the softmax over
+    the tiles of the raw scores (1, N, branches) or (N, branches) the named module outputs (a
+    tuple's first element counts), as the aggregator pools.
+    """
+    if offers_attention(aggregator):
+        with frozen_model(aggregator), torch.inference_mode():
+            weights = aggregator.attention_weights(embeddings[None])
+        return _branch(weights, "attention_weights", len(embeddings), branch, softmax=False)
     modules = dict(aggregator.named_modules())
     if module_name not in modules or not module_name:
         raise ValueError(
-            f"the aggregator has no module {module_name!r}; its modules: "
+            f"the aggregator offers no attention_weights method and has no module "
+            f"{module_name!r} to read it from; its modules: "
             f"{', '.join(name for name in modules if name)}"
         )
     seen: list[torch.Tensor] = []
@@ -79,24 +94,29 @@ def attention_scores(
             aggregator(embeddings[None])
     finally:
         handle.remove()
-    return _branch_softmax(seen, module_name, len(embeddings), branch)
-
-
-def _branch_softmax(seen: list, name: str, n_tiles: int, branch: int) -> np.ndarray:
-    """Softmax over the tiles of one branch of the recorded raw scores."""
     if len(seen) != 1 or not isinstance(seen[0], torch.Tensor):
-        raise ValueError(f"module {name!r} must run once per forward and output a tensor")
-    scores = seen[0]
+        raise ValueError(f"module {module_name!r} must run once per forward and output a tensor")
+    return _branch(seen[0], f"module {module_name!r}", len(embeddings), branch, softmax=True)
+
+
+def _branch(
+    scores: torch.Tensor, origin: str, n_tiles: int, branch: int, *, softmax: bool
+) -> np.ndarray:
+    """One branch (N,) of (1, N, branches), (N, branches) or (N,) scores, its softmax if raw."""
+    if not isinstance(scores, torch.Tensor):
+        raise ValueError(f"{origin} must output a tensor, got {type(scores).__name__}")
+    shape = tuple(scores.shape)
     scores = scores[0] if scores.ndim == 3 and scores.shape[0] == 1 else scores
     scores = scores[:, None] if scores.ndim == 1 else scores
     if scores.ndim != 2 or scores.shape[0] != n_tiles:
         raise ValueError(
-            f"module {name!r} outputs {tuple(seen[0].shape)}, not attention scores for "
-            f"{n_tiles} tiles (tiles, branches); name the module that scores the tiles"
+            f"{origin} outputs {shape}, not attention scores for {n_tiles} tiles (tiles, "
+            "branches); name the module that scores the tiles"
         )
     if not 0 <= branch < scores.shape[1]:
-        raise ValueError(f"module {name!r} has {scores.shape[1]} branches; got branch {branch}")
-    return torch.softmax(scores[:, branch].float(), dim=0).cpu().numpy()
+        raise ValueError(f"{origin} has {scores.shape[1]} branches; got branch {branch}")
+    chosen = scores[:, branch].float()
+    return (torch.softmax(chosen, dim=0) if softmax else chosen).cpu().numpy()
 
 
 def gradient_x_embedding(

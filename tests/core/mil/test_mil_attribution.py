@@ -13,6 +13,7 @@ from napari_gradcam.core.mil.attribution import (
     attention_scores,
     gradient_x_embedding,
     integrated_gradients,
+    offers_attention,
 )
 from napari_gradcam.core.mil.drill_down import EmbeddingDirection, drill_down
 from napari_gradcam.core.mil.tile_deletion import removal_faithfulness
@@ -22,28 +23,68 @@ def _bag(n: int = 40, d: int = 16, seed: int = 0) -> torch.Tensor:
     return torch.randn(n, d, generator=torch.Generator().manual_seed(seed))
 
 
+class HookOnlyMIL(AttentionMIL):
+    """The same aggregator without its ``attention_weights`` method: read by the hook."""
+
+    attention_weights = None
+
+
+class MethodOnlyMIL(nn.Module):
+    """An aggregator that offers ``attention_weights`` and has no module scoring the tiles."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.score = nn.Parameter(torch.randn(width))
+        self.classifier = nn.Linear(width, 2)
+
+    def attention_weights(self, embeddings: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(embeddings @ self.score, dim=1)[..., None]
+
+    def forward(self, embeddings: torch.Tensor) -> torch.Tensor:
+        return self.classifier((self.attention_weights(embeddings) * embeddings).sum(dim=1))
+
+
+def _aggregator(branch_per_class: bool, kind: type[AttentionMIL] = AttentionMIL) -> AttentionMIL:
+    torch.manual_seed(3)
+    aggregator = kind(
+        16, n_classes=3, hidden=24, attention_hidden=8, branch_per_class=branch_per_class
+    )
+    return aggregator.eval()
+
+
 @pytest.fixture(params=[False, True], ids=["abmil", "clam-mb"])
 def aggregator(request) -> AttentionMIL:
-    torch.manual_seed(3)
-    return AttentionMIL(16, n_classes=3, hidden=24, attention_hidden=8,
-                        branch_per_class=request.param).eval()  # fmt: skip
+    return _aggregator(request.param)
 
 
 def test_attention_equals_the_aggregators_own_attention(aggregator):
     bag = _bag()
+    hooked = _aggregator(aggregator.branch_per_class, HookOnlyMIL)
     with torch.no_grad():
         own = aggregator.attention_weights(bag[None])[0]
     for branch in range(own.shape[1]):
         scores = attention_scores(aggregator, bag, "attention", branch)
+        from_hook = attention_scores(hooked, bag, "attention", branch)
         np.testing.assert_allclose(scores, own[:, branch].numpy(), rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(from_hook, scores, rtol=1e-5, atol=1e-7)
         assert scores.sum() == pytest.approx(1.0, abs=1e-5)
 
 
+def test_an_aggregator_that_offers_attention_needs_no_attention_module():
+    torch.manual_seed(0)
+    aggregator, bag = MethodOnlyMIL(16).eval(), _bag()
+    assert offers_attention(aggregator) and not offers_attention(HookOnlyMIL(16))
+    scores = attention_scores(aggregator, bag, None)
+    expected = torch.softmax(bag @ aggregator.score, dim=0).detach().numpy()
+    np.testing.assert_allclose(scores, expected, rtol=1e-5, atol=1e-7)
+
+
 def test_attention_of_an_unknown_or_unfit_module_is_refused(aggregator):
+    hooked = _aggregator(aggregator.branch_per_class, HookOnlyMIL)
     with pytest.raises(ValueError, match=r"no module 'attn'.*attention"):
-        attention_scores(aggregator, _bag(), "attn")
+        attention_scores(hooked, _bag(), "attn")
     with pytest.raises(ValueError, match=r"not attention scores|must run once"):
-        attention_scores(aggregator, _bag(), "classifier")
+        attention_scores(hooked, _bag(), "classifier")
 
 
 def test_gradient_x_embedding_equals_the_jacobian_reference(aggregator):
