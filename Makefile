@@ -25,7 +25,7 @@ test: setup lint
 		-W "ignore::pytest.PytestConfigWarning"
 
 # While you work: the core, models, slides and CLI, without the tests marked gui (Qt and napari;
-# tests/conftest.py marks them), slow (training, whole journeys, crash runs) or timm. About a minute.
+# tests/conftest.py marks them), slow (training, whole journeys, crash runs) or timm. A minute or two.
 test-fast: setup
 	$(VENV)/python -m pytest -q -m "not gui and not slow and not timm"
 
