@@ -25,7 +25,8 @@ test: setup lint
 		-W "ignore::pytest.PytestConfigWarning"
 
 # While you work: the core, models, slides and CLI, without the tests marked gui (Qt and napari;
-# tests/conftest.py marks them), slow (training, whole journeys, crash runs) or timm. A minute or two.
+# tests/conftest.py marks them), slow (training, long slide runs, long fuzzing,
+# crash runs) or timm. A minute or two on 2 shared cores.
 test-fast: setup
 	$(VENV)/python -m pytest -q -m "not gui and not slow and not timm"
 
