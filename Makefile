@@ -1,5 +1,5 @@
 # The two commands of the README. Both do the whole set-up first (idempotent; see tools/setup.sh).
-.PHONY: setup demo test lint bench train-demo train-vit-demo train-mil-demo
+.PHONY: setup demo test test-fast lint bench train-demo train-vit-demo train-mil-demo
 
 VENV := .venv/bin
 
@@ -23,6 +23,12 @@ test: setup lint
 	$(VENV)/python -m pytest -q -m "not timm"
 	.venv-timm/bin/python -m pytest -q -m timm -p no:xvfb -o addopts=--import-mode=importlib \
 		-W "ignore::pytest.PytestConfigWarning"
+
+# While you work: the core, models, slides and CLI, without the tests marked gui (Qt and napari;
+# tests/conftest.py marks them), slow (training, long slide runs, long fuzzing,
+# crash runs) or timm. A minute or two on 2 shared cores.
+test-fast: setup
+	$(VENV)/python -m pytest -q -m "not gui and not slow and not timm"
 
 lint: setup
 	$(VENV)/ruff check napari_gradcam tests benchmarks tools

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -40,6 +42,20 @@ def he_evidence():
     from napari_gradcam.training.stain_labels import slide_evidence
 
     return slide_evidence(read_he_region(), tile_size=96, stride=48)
+
+
+GUI_FIXTURES = frozenset({"qtbot", "qapp", "make_napari_viewer", "make_napari_viewer_proxy"})
+NAPARI_TESTS = Path(__file__).parent / "_napari"
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark ``gui`` every test that needs Qt: those under tests/_napari and any using its fixtures.
+
+    Test files need no mark of their own; ``make test-fast`` deselects them with ``-m "not gui"``.
+    """
+    for item in items:
+        if item.path.is_relative_to(NAPARI_TESTS) or GUI_FIXTURES.intersection(item.fixturenames):
+            item.add_marker(pytest.mark.gui)
 
 
 def pytest_ignore_collect(collection_path, config):

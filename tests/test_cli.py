@@ -113,6 +113,7 @@ def test_help_lists_methods(capsys) -> None:
     assert "gradcam" in capsys.readouterr().out
 
 
+@pytest.mark.gui  # a napari window in a subprocess, on pytest-xvfb's display
 def test_demo_command_saves_a_screenshot_headless(tmp_path: Path) -> None:
     import os
     import subprocess

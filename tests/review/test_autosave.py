@@ -168,6 +168,7 @@ while True:
 """
 
 
+@pytest.mark.slow  # three writer subprocesses, killed
 def test_sigkill_in_the_middle_of_writes_leaves_the_last_complete_autosave(tmp_path):
     root = Path(__file__).resolve().parents[2]
     for delay in (0.3, 0.55, 0.8):

@@ -130,6 +130,7 @@ SESSION_INDEXES = SESSION_VALUES | st.fixed_dictionaries(
 )
 
 
+@pytest.mark.slow  # a long fuzz: hundreds of random documents
 @settings(max_examples=200, deadline=None)
 @given(SESSION_INDEXES)
 def test_any_session_index_opens_or_says_what_is_wrong(index):

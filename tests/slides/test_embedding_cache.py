@@ -235,6 +235,7 @@ slide_embeddings(synthetic_slide(256, mpp=0.5, tissue_share=0.5, seed=0), model,
 """
 
 
+@pytest.mark.slow  # a run in a subprocess, killed
 def test_a_run_killed_while_writing_an_entry_loses_only_that_entry(
     tmp_path: Path, model: SlideModel
 ) -> None:

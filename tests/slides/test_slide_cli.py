@@ -222,6 +222,7 @@ def test_coarser_ngff_levels_sit_on_the_cells_they_average(tmp_path):
         np.testing.assert_allclose(first, level0[:factor, :factor].mean(), rtol=1e-4)
 
 
+@pytest.mark.slow  # Score-CAM over the whole slide, twice
 def test_bf16_runs_scorecam_tiles_close_to_float32_and_is_recorded(tmp_path):
     args = ["slide", str(HE_SLIDE_PATH), "--mpp", "4.0", "--method", "scorecam"]
     assert main([*args, "--out", str(tmp_path / "exact")]) == 0

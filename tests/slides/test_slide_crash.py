@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import imageio.v3 as iio
+import pytest
 
 from napari_gradcam.cli import main
 from napari_gradcam.data import HE_SLIDE_PATH
@@ -68,6 +69,7 @@ def complete(out: Path, stem: str) -> dict:
     return summary
 
 
+@pytest.mark.slow  # a slide run in a subprocess, killed
 def test_a_slide_run_killed_while_writing_outputs_loses_nothing_finished(tmp_path: Path) -> None:
     slides = [tmp_path / "first.svs", tmp_path / "second.svs"]
     for path in slides:

@@ -26,6 +26,7 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+@pytest.mark.slow  # explains the whole CC0 slide after the refusal
 def test_a_terapixel_level_without_a_pyramid_is_refused_and_the_batch_goes_on(tmp_path, capsys):
     huge = write_declared_tiff(tmp_path / "huge.tif", 1_000_000, tile=4096)
     assert huge.stat().st_size < 2_000_000

@@ -175,6 +175,7 @@ ANY_GEOJSON = (
 )
 
 
+@pytest.mark.slow  # a long fuzz: hundreds of random documents
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(ANY_GEOJSON)
 def test_any_json_gives_annotations_or_a_value_error(data):
