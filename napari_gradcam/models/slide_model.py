@@ -33,7 +33,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from napari_gradcam.core.explain.capture import frozen_model
+from napari_gradcam.core.explain.hooks import frozen_model
 from napari_gradcam.models.code_trust import (
     check_code_trust,
     checked_files,

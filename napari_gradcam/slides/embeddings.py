@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from napari_gradcam.core.explain.capture import frozen_model
 from napari_gradcam.core.explain.finite import check_finite
+from napari_gradcam.core.explain.hooks import frozen_model
 from napari_gradcam.core.tiling.grid import MIN_TISSUE, LevelView, TileGrid
 from napari_gradcam.core.tiling.loop import mapped_batches
 from napari_gradcam.core.tiling.tiled import TilePlan, pixel_range, preprocess_tiles, read_tiles

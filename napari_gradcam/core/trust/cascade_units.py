@@ -22,8 +22,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from napari_gradcam.core.explain.sharing import frozen_model, model_device, owned_forward_pre_hook
-from napari_gradcam.core.explain.token_facts import declared_facts
+from napari_gradcam.core.explain.hooks import frozen_model, model_device, owned_forward_pre_hook
+from napari_gradcam.core.explain.model_layers import declared_facts
 
 SEED_STEP = 7919
 """Seed distance between the modules of one block (a block's first module takes the unit's)."""

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import napari_gradcam as ng
-from napari_gradcam.core.explain.geometry import map_geometry
+from napari_gradcam.core.explain.pipeline import map_geometry
 from tests.transformers import TinyViT
 
 

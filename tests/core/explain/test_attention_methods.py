@@ -14,8 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 
 import napari_gradcam as ng
-from napari_gradcam.core.explain.attention_capture import attention_modules, capture_attention
 from napari_gradcam.core.explain.context import ExplanationCancelled
+from napari_gradcam.core.explain.hooks import attention_modules, capture_attention
 from napari_gradcam.core.explain.methods.attention_math import discard_lowest
 from tests.core.explain.attention_reference import (
     Attention,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_gradcam.core.explain.geometry import map_geometry
-from napari_gradcam.core.explain.pipeline import explain
+from napari_gradcam.core.explain.pipeline import explain, map_geometry
+from napari_gradcam.models.loading import LoadedModel
 from tests.architectures import build
 
 METHODS = ["gradcam", "scorecam", "occlusion", "eigencam", "guided-gradcam", "guidedbackprop"]
@@ -38,11 +38,12 @@ def test_a_layer_is_probed_once_per_input_size_and_never_explained(small_card):
     model = build("resnet")
     forwards = []
     model.register_forward_hook(lambda *_: forwards.append(1))
-    first = map_geometry(model, (64, 64), layer="layer2", card=small_card)
+    loaded = LoadedModel(model, small_card, "resnet", "factory")  # its layers keep the probes
+    first = map_geometry(loaded, (64, 64), layer="layer2")
     assert len(forwards) == 1
-    assert map_geometry(model, (64, 64), method="scorecam", layer="layer2", card=small_card)
+    assert map_geometry(loaded, (64, 64), method="scorecam", layer="layer2")
     assert len(forwards) == 1
-    other = map_geometry(model, (96, 64), layer="layer2", card=small_card)
+    other = map_geometry(loaded, (96, 64), layer="layer2")
     assert len(forwards) == 2
     assert other.shape[0] == first.shape[0] * 3 // 2 and other.stride == first.stride
     assert not any(p.grad is not None for p in model.parameters())

@@ -16,8 +16,7 @@ import torch
 from torch import nn
 
 import napari_gradcam as ng
-from napari_gradcam.core.explain.capture import candidate_layouts, default_layer
-from napari_gradcam.core.explain.token_facts import vit_facts
+from napari_gradcam.core.explain.model_layers import candidate_layouts, default_layer, vit_facts
 
 pytestmark = pytest.mark.timm
 transformers = pytest.importorskip("transformers", reason="transformers is not installed here")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import napari_gradcam as ng
-from napari_gradcam.core.explain.geometry import infer_stride
+from napari_gradcam.core.explain.model_layers import infer_stride
 from tests.architectures import build
 
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from napari_gradcam.core.explain.layouts import Layout, layer_layout
-from napari_gradcam.core.explain.token_facts import TokenFacts, vit_facts
+from napari_gradcam.core.explain.layout import Layout
+from napari_gradcam.core.explain.model_layers import TokenFacts, layer_layout, vit_facts
 from tests.architectures import ResNetLike
 from tests.transformers import TinySwin, TinyViT
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from napari_gradcam.core.explain.capture import capture_layer
+from napari_gradcam.core.explain.hooks import capture_layer
 from napari_gradcam.core.explain.preprocess import to_batch
 from napari_gradcam.core.trust.features import feature_stack, layer_sweep, sweep_layers
 from tests.core.he_tiles import demo_model, he_tile

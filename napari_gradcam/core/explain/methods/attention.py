@@ -13,8 +13,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from napari_gradcam.core.explain.attention_capture import GRADCAM_HINT, BlockAttention
 from napari_gradcam.core.explain.context import LayerContext, MethodSettings
+from napari_gradcam.core.explain.hooks import GRADCAM_HINT, BlockAttention
 from napari_gradcam.core.explain.methods.attention_math import (
     attention_gradient,
     class_row_of_product,
@@ -22,7 +22,7 @@ from napari_gradcam.core.explain.methods.attention_math import (
     relevance_matrix,
     rollout_matrix,
 )
-from napari_gradcam.core.explain.token_facts import vit_facts
+from napari_gradcam.core.explain.model_layers import vit_facts
 
 
 class AttentionReader:
