@@ -5,7 +5,7 @@ backwards, taking the blocks of an Inception network as units. Here a unit is:
 
 - in a convolutional network, each module with its own parameters (a convolution, a batch
   norm, the classifier);
-- in a transformer (a model that declares patches, see ``token_facts``), each transformer
+- in a transformer (a model that declares patches, see ``model_layers``), each transformer
   block as a whole, so that the cascade walks the blocks from the top (``head``, ``norm``,
   ``blocks.11``, ``blocks.10``, ...); modules with parameters outside the blocks (patch
   embedding, patch merging, norms, the head) stay units of their own.

@@ -1,7 +1,7 @@
 """Real timm architectures (random weights, never downloaded): layouts, defaults, placement.
 
 Grad-CAM at token and channels-last layers is checked against pytorch-grad-cam given the
-right ``reshape_transform`` (written here, independently of ``layouts``). Run with the env
+right ``reshape_transform`` (written here, independently of ``model_layers``). Run with the env
 that has timm: ``.venv-timm/bin/python -m pytest -m timm tests/core/explain``.
 """
 

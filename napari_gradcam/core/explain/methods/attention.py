@@ -1,8 +1,8 @@
 """Attention maps of vision transformers: rollout, class-token attention, transformer attribution.
 
 The capture forward (``attention_collect``) hands each block's attention, read by
-``attention_capture``, to a reader made for the method. The rollout reader reduces each block
-to its head-averaged (N, T, T) factor as it comes, so no more than one block's per-head
+``hooks.capture_attention``, to a reader made for the method. The rollout reader reduces each
+block to its head-averaged (N, T, T) factor as it comes, so no more than one block's per-head
 probabilities are alive at once (the gradient method keeps them until the backward pass). The
 maps are the class token's row over the patch tokens, on the patch grid: stride =
 patch size. The formulas are in ``attention_math``.

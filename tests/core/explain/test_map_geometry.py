@@ -1,13 +1,19 @@
-"""The map's geometry comes from a cheap probe, and equals the real explanation's."""
+"""The map's geometry comes from a cheap probe, and equals the real explanation's.
+
+The attention methods' geometry is their patch grid and stride, without a forward.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
+import napari_gradcam as ng
 from napari_gradcam.core.explain.pipeline import explain, map_geometry
 from napari_gradcam.models.loading import LoadedModel
 from tests.architectures import build
+from tests.transformers import TinyViT
 
 METHODS = ["gradcam", "scorecam", "occlusion", "eigencam", "guided-gradcam", "guidedbackprop"]
 
@@ -52,3 +58,19 @@ def test_a_layer_is_probed_once_per_input_size_and_never_explained(small_card):
 def test_a_wrong_layer_is_refused_before_any_tile(small_card):
     with pytest.raises(ValueError, match="no layer named"):
         map_geometry(build("resnet"), (32, 32), layer="layer9", card=small_card)
+
+
+@pytest.mark.parametrize("method", ["rollout", "attention", "transformer-attribution"])
+@pytest.mark.parametrize("size", [(96, 96), (160, 104)])
+def test_attention_geometry_matches_the_explanation(method, size) -> None:
+    vit = ng.load_model("demo-vit", device="cpu")
+    geometry = map_geometry(vit, size, method=method)
+    explanation = ng.explain(vit, torch.randn(1, 3, *size), method=method)
+    assert geometry.shape == explanation.cam.shape[-2:] == (size[0] // 8, size[1] // 8)
+    assert geometry.stride == explanation.stride == (8.0, 8.0)
+    assert geometry.layer == explanation.layer
+
+
+def test_attention_geometry_refuses_a_pooled_transformer_as_explain_does() -> None:
+    with pytest.raises(ValueError, match="does not read a class token"):
+        map_geometry(TinyViT(global_pool="avg"), (32, 32), method="rollout")
