@@ -21,11 +21,12 @@ from napari_gradcam.core.card import ModelCard
 from napari_gradcam.core.explain.attention_collect import collect_attention
 from napari_gradcam.core.explain.batching import forward_bytes, run_model
 from napari_gradcam.core.explain.context import LayerContext, MethodSettings, Monitor
-from napari_gradcam.core.explain.gradient_pass import captured_activation, layer_gradients
+from napari_gradcam.core.explain.gradient_pass import layer_gradients
 from napari_gradcam.core.explain.hooks import (
     Captured,
     OutputSizes,
     capture_layer,
+    captured_activation,
     record_output_sizes,
 )
 from napari_gradcam.core.explain.methods import CamMethod
@@ -104,7 +105,7 @@ def _forward(
             return None, run_model(layers.module, batch)
         name, module = layer
         check = layers.layout_check(name, batch)
-        with capture_layer(module, name, with_grad=False, layout_of=check) as captured:
+        with capture_layer(module, name, check, with_grad=False) as captured:
             logits = run_model(layers.module, batch)
         captured_activation(captured, name)
         return captured, logits

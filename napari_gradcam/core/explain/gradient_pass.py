@@ -20,7 +20,12 @@ from torch import nn
 
 from napari_gradcam.core.card import ModelCard
 from napari_gradcam.core.explain.batching import forward_bytes, run_model
-from napari_gradcam.core.explain.hooks import Captured, capture_layer, record_output_sizes
+from napari_gradcam.core.explain.hooks import (
+    Captured,
+    capture_layer,
+    captured_activation,
+    record_output_sizes,
+)
 from napari_gradcam.core.explain.layout import Layout
 from napari_gradcam.core.explain.model_layers import ModelLayers
 from napari_gradcam.core.explain.targets import (
@@ -103,13 +108,6 @@ def head_profile(
     return layers.cached(key, profile)
 
 
-def captured_activation(captured: Captured, name: str) -> torch.Tensor:
-    """The captured output; ``ValueError`` when the layer did not run."""
-    if captured.activation is None:
-        raise ValueError(f"layer {name!r} did not run in the forward pass; choose another")
-    return captured.activation
-
-
 def _chunk_gradients(
     layers: ModelLayers,
     chunk: torch.Tensor,
@@ -120,7 +118,7 @@ def _chunk_gradients(
     with (
         torch.inference_mode(False),
         torch.enable_grad(),
-        capture_layer(module, name, layout_of=layers.layout_check(name, chunk)) as captured,
+        capture_layer(module, name, layers.layout_check(name, chunk)) as captured,
     ):
         logits = run_model(layers.module, chunk)
         activation = captured_activation(captured, name)

@@ -156,15 +156,15 @@ class Captured:
 def capture_layer(
     module: nn.Module,
     name: str,
+    layout_of: Callable[[object], Layout],
     *,
     with_grad: bool = True,
-    layout_of: Callable[[torch.Tensor], Layout] | None = None,
 ) -> Iterator[Captured]:
     """Capture the output of ``module`` during the forward passes run inside the block.
 
     ``layout_of(output)`` decides the output's layout (``Captured.layout``) or raises
-    ``ValueError``; without it only (N, C, h, w) outputs are accepted. The activation is kept
-    in the layer's own layout.
+    ``ValueError`` (``ModelLayers.layout_check``). The activation is kept in the layer's own
+    layout.
 
     With ``with_grad``, the output is detached and made a leaf that requires grad, so the
     autograd graph starts at this layer: backward costs only the head. The rest of the
@@ -181,7 +181,7 @@ def capture_layer(
                 f"layer {name!r} runs more than once per forward pass (a shared module); "
                 "choose a layer that runs once"
             )
-        captured.layout = _layout(output, name, layout_of)
+        captured.layout = layout_of(output)
         if not with_grad:  # a copy: in-place operations after the layer cannot change it
             captured.activation = output.detach().clone()
             return None
@@ -195,18 +195,11 @@ def capture_layer(
         handle.remove()
 
 
-def _layout(
-    output: object, name: str, layout_of: Callable[[torch.Tensor], Layout] | None
-) -> Layout:
-    if layout_of is not None and isinstance(output, torch.Tensor):
-        return layout_of(output)
-    if not isinstance(output, torch.Tensor) or output.ndim != 4:
-        shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output)
-        raise ValueError(
-            f"layer {name!r} outputs {shape}, not a spatial (N, C, h, w) map; "
-            "choose a convolutional layer"
-        )
-    return Layout("nchw", (output.shape[2], output.shape[3]))
+def captured_activation(captured: Captured, name: str) -> torch.Tensor:
+    """The captured output; ``ValueError`` when the layer did not run."""
+    if captured.activation is None:
+        raise ValueError(f"layer {name!r} did not run in the forward pass; choose another")
+    return captured.activation
 
 
 def ensure_hookable(model: nn.Module) -> None:

@@ -62,6 +62,7 @@ from torch import nn
 from napari_gradcam.core.explain.batching import run_model
 from napari_gradcam.core.explain.hooks import (
     capture_layer,
+    captured_activation,
     ensure_hookable,
     forward_hooks,
     frozen_model,
@@ -480,7 +481,11 @@ class ModelLayers:
             return self._answers[key]
 
     def declared_facts(self) -> dict[str, TokenFacts]:
-        """``declared_facts`` of the model; empties the cache when the model has changed."""
+        """``declared_facts`` of the model; empties the cache when the model has changed.
+
+        Raises ``ValueError`` for a TorchScript model (``hooks.ensure_hookable``).
+        """
+        ensure_hookable(self.module)
         declared = declared_facts(self.module)
         fingerprint = (
             self.module.training,
@@ -569,16 +574,14 @@ class ModelLayers:
         module = self.module
         zeros = torch.zeros(input_shape, device=model_device(module), dtype=model_dtype(module))
         check = self.layout_check(name, zeros)
+        layer = module.get_submodule(name)
         with (
             frozen_model(module),
             torch.inference_mode(),
-            capture_layer(
-                module.get_submodule(name), name, with_grad=False, layout_of=check
-            ) as captured,
+            capture_layer(layer, name, check, with_grad=False) as captured,
         ):
             run_model(module, zeros)
-        if captured.activation is None or captured.layout is None:
-            raise ValueError(f"layer {name!r} did not run in the forward pass; choose another")
+        captured_activation(captured, name)
         return captured.layout
 
     def _dry_run_layouts(self, input_shape: Shape) -> dict[str, Layout]:
@@ -711,9 +714,7 @@ def candidate_layers(model: object, input_shape: Shape | None = None) -> list[st
 
 def candidate_layouts(model: object, input_shape: Shape | None = None) -> dict[str, Layout]:
     """``candidate_layers`` with each layer's layout, e.g. for labels such as "tokens 14x14"."""
-    layers = model_layers(model)
-    ensure_hookable(layers.module)
-    return layers.candidates(_probe_shape(model, input_shape))
+    return model_layers(model).candidates(_probe_shape(model, input_shape))
 
 
 def default_layer(model: object, input_shape: Shape | None = None) -> str | None:
@@ -726,9 +727,7 @@ def default_layer(model: object, input_shape: Shape | None = None) -> str | None
     card = getattr(model, "card", None)
     if card is not None and card.default_layer:
         return card.default_layer
-    layers = model_layers(model)
-    ensure_hookable(layers.module)
-    return layers.default(_probe_shape(model, input_shape))
+    return model_layers(model).default(_probe_shape(model, input_shape))
 
 
 def resolve_layer(

@@ -24,7 +24,7 @@ import torch
 from napari_gradcam.core.card import ModelCard
 from napari_gradcam.core.explain.explanation import Explanation
 from napari_gradcam.core.explain.gradient_pass import layer_gradients
-from napari_gradcam.core.explain.hooks import ensure_hookable, frozen_model
+from napari_gradcam.core.explain.hooks import frozen_model
 from napari_gradcam.core.explain.inputs import model_batch, model_parts
 from napari_gradcam.core.explain.layout import Layout
 from napari_gradcam.core.explain.model_layers import (
@@ -174,7 +174,6 @@ def sweep_layers(
     ['blocks.0.norm1', 'blocks.1.norm1', 'blocks.2.norm1']
     """
     module, card = model_parts(model)
-    ensure_hookable(module)
     layers = model_layers(model)
     shape = tuple(input_shape or card.probe_shape)
     if vit_facts(module) is not None:
