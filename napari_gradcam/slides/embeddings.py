@@ -117,9 +117,15 @@ def slide_embeddings(
         Called with the number of tiles of each embedded batch (progress).
     """
     steps = embedding_steps(
-        slide, model, card=card, overlap=overlap, min_tissue=min_tissue,
-        batch_size=batch_size, cache_dir=cache_dir, client=client,
-    )  # fmt: skip
+        slide,
+        model,
+        card=card,
+        overlap=overlap,
+        min_tissue=min_tissue,
+        batch_size=batch_size,
+        cache_dir=cache_dir,
+        client=client,
+    )
     while True:
         try:
             count, _total = next(steps)

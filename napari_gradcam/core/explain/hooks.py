@@ -75,34 +75,24 @@ def model_lock(model: nn.Module) -> threading.RLock:
         return lock
 
 
-def owned_forward_hook(module: nn.Module, hook: ForwardHook) -> RemovableHandle:
+def owned_forward_hook(
+    module: nn.Module, hook: Callable[..., Any], *, pre: bool = False
+) -> RemovableHandle:
     """Register ``hook`` on ``module`` for forwards run by the calling thread only.
 
-    Forwards that other threads run on the same module pass through untouched: the hook neither
-    sees their output nor changes it.
+    ``hook(module, inputs, output)``, or with ``pre`` a forward pre-hook ``hook(module,
+    inputs)``. Forwards that other threads run on the same module pass through untouched: the
+    hook neither sees their input or output nor changes it.
     """
     owner = threading.get_ident()
 
-    def owned(hooked: nn.Module, inputs: tuple, output: Any) -> Any:
+    def owned(hooked: nn.Module, *args: Any) -> Any:
         if threading.get_ident() != owner:
             return None
-        return hook(hooked, inputs, output)
+        return hook(hooked, *args)
 
-    return module.register_forward_hook(owned)
-
-
-def owned_forward_pre_hook(
-    module: nn.Module, hook: Callable[[nn.Module, tuple], Any]
-) -> RemovableHandle:
-    """Register a forward pre-hook on ``module`` for forwards run by the calling thread only."""
-    owner = threading.get_ident()
-
-    def owned(hooked: nn.Module, inputs: tuple) -> Any:
-        if threading.get_ident() != owner:
-            return None
-        return hook(hooked, inputs)
-
-    return module.register_forward_pre_hook(owned)
+    register = module.register_forward_pre_hook if pre else module.register_forward_hook
+    return register(owned)
 
 
 @contextmanager
@@ -408,7 +398,7 @@ class _Tap:
             owned_forward_hook(module.qkv, self._keep("qkv")),
             owned_forward_hook(module.q_norm, self._keep("q")),
             owned_forward_hook(module.k_norm, self._keep("k")),
-            owned_forward_pre_hook(out, self._read),
+            owned_forward_hook(out, self._read, pre=True),
         ]
 
     def _keep(self, key: str) -> Callable[..., None]:

@@ -505,8 +505,8 @@ class ModelLayers:
     def candidates(self, input_shape: Shape) -> dict[str, Layout]:
         """The layers holding a map, in the order their outputs complete, with their layouts.
 
-        Modules called more than once per forward are left out. Found by one dry run on zeros
-        of ``input_shape`` (N, C, H, W) under inference mode.
+        Found by one dry run on zeros of ``input_shape`` (N, C, H, W) under inference mode;
+        modules called more than once per forward are left out.
         """
         shape = tuple(input_shape)
         return dict(self.cached(("candidates", shape), lambda: self._dry_run_layouts(shape)))
@@ -696,11 +696,8 @@ def model_layers(model: object) -> ModelLayers:
 def candidate_layers(model: object, input_shape: Shape | None = None) -> list[str]:
     """Names of the modules whose output holds a map, in the order their outputs complete.
 
-    A map is an output with a determined layout (``layer_layout``): (N, C, h, w),
-    channels-last (N, h, w, C) or transformer tokens (N, T, C), on more than one cell. Found
-    by one dry run on zeros under inference mode, cached by a ``LoadedModel``. Modules called
-    more than once per forward are left out. See ``candidate_layouts`` for the layouts and
-    ``default_layer`` for the default.
+    A map is an output with a determined layout (``layer_layout``) on more than one cell (see
+    ``ModelLayers.candidates``); ``candidate_layouts`` gives the layouts too.
 
     Parameters
     ----------

@@ -134,9 +134,14 @@ def explain(
     module, card = model_parts(model, card)
     cam_method = get_method(method)
     settings = MethodSettings(
-        memory_budget_mb, occlusion_window, occlusion_stride, occlusion_baseline, bfloat16,
-        discard_ratio, attention_head,
-    )  # fmt: skip
+        memory_budget_mb,
+        occlusion_window,
+        occlusion_stride,
+        occlusion_baseline,
+        bfloat16,
+        discard_ratio,
+        attention_head,
+    )
     _check_applies(cam_method, module, bfloat16)
     check_options(method, discard_ratio, attention_head)
     batch = model_batch(module, image, card)
@@ -148,9 +153,16 @@ def explain(
     inputs, groups = (flipped_copies(batch), len(FLIPS)) if tta else (batch, 1)
     with frozen_model(module):
         context = collect(
-            layers, inputs, cam_method, found, target, card,
-            groups=groups, settings=settings, monitor=monitor,
-        )  # fmt: skip
+            layers,
+            inputs,
+            cam_method,
+            found,
+            target,
+            card,
+            groups=groups,
+            settings=settings,
+            monitor=monitor,
+        )
         times.append(time.perf_counter())
         monitor.check()
         cam = cam_method.compute(context)

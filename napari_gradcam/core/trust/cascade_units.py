@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from napari_gradcam.core.explain.hooks import frozen_model, model_device, owned_forward_pre_hook
+from napari_gradcam.core.explain.hooks import frozen_model, model_device, owned_forward_hook
 from napari_gradcam.core.explain.model_layers import declared_facts
 
 SEED_STEP = 7919
@@ -53,7 +53,9 @@ def parameter_layers(module: nn.Module, batch: torch.Tensor) -> list[str]:
     units = {name: _unit_of(name, blocks) for name, sub in module.named_modules() if _owns(sub)}
     order: list[str] = []
     handles = [
-        owned_forward_pre_hook(module.get_submodule(unit), lambda *_a, u=unit: order.append(u))
+        owned_forward_hook(
+            module.get_submodule(unit), lambda *_a, u=unit: order.append(u), pre=True
+        )
         for unit in dict.fromkeys(units.values())
     ]
     try:
