@@ -2,8 +2,9 @@
 
 Before tiling, the map's layer, shape and stride must be known. The old way explained one
 blank input-sized tile with the method itself (Score-CAM: one masked forward per channel);
-``map_geometry`` runs one inference forward to the layer (cached per model and input size) or,
-for occlusion, none. Printed: medians of both, and their ratio, on the bundled demo model.
+``map_geometry`` runs one inference forward to the layer (cached by the loaded model per input
+size) or, for occlusion, none. Printed: medians of both, and their ratio, on the bundled demo
+model.
 
     python benchmarks/bench_geometry.py [--rounds 5]
 """
@@ -30,7 +31,7 @@ def main() -> None:
     import torch
 
     from napari_gradcam import explain, load_model
-    from napari_gradcam.core.explain.geometry import _SHAPES, map_geometry
+    from napari_gradcam.core.explain.pipeline import map_geometry
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
@@ -47,7 +48,7 @@ def main() -> None:
         old = _seconds(lambda m=method: explain(loaded, blank, method=m, target=0), rounds)
 
         def cold(m: str = method) -> None:
-            _SHAPES.clear()
+            loaded.layers.clear()
             map_geometry(loaded, size, method=m)
 
         new_cold = _seconds(cold, rounds)

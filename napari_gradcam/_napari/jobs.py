@@ -278,7 +278,7 @@ class JobRunner:
 
 def load_model_info(spec: str, weights: str | None) -> tuple[LoadedModel, ModelInfo]:
     """Load (or reuse, see ``models.cache``) a model and describe its classes and layers."""
-    from napari_gradcam.core.explain.capture import candidate_layouts
+    from napari_gradcam.core.explain.model_layers import candidate_layouts
     from napari_gradcam.models.cache import cached_model
 
     loaded = cached_model(spec, weights)
@@ -290,7 +290,7 @@ def load_model_info(spec: str, weights: str | None) -> tuple[LoadedModel, ModelI
 
 def _attention_heads(module: Module) -> int | None:
     """Heads of the last readable attention module, or ``None`` (none, or unreadable)."""
-    from napari_gradcam.core.explain.attention_capture import attention_modules
+    from napari_gradcam.core.explain.hooks import attention_modules
 
     try:
         found = attention_modules(module)

@@ -27,7 +27,7 @@ import pickle
 import sys
 import zipfile
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from napari_gradcam.core.card import ModelCard
+from napari_gradcam.core.explain.model_layers import ModelLayers
 from napari_gradcam.models.bundled import BUNDLED, DEMO_DIR
 from napari_gradcam.models.code_trust import checked_source
 from napari_gradcam.models.probe import load_recipe
@@ -56,12 +57,21 @@ TORCHVISION_DOWNLOAD_ARGUMENTS = frozenset(
 
 @dataclass(frozen=True)
 class LoadedModel:
-    """A classifier in eval mode with the card that says how to feed it."""
+    """A classifier in eval mode with the card that says how to feed it.
+
+    ``layers`` answers which layer, what layout and what stride, and caches those answers for
+    as long as this model is loaded (emptied when the module is edited in place; see
+    ``model_layers``).
+    """
 
     module: nn.Module
     card: ModelCard
     spec: str
     kind: ModelKind
+    layers: ModelLayers = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "layers", ModelLayers(self.module))
 
     @property
     def hookable(self) -> bool:

@@ -32,7 +32,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from napari_gradcam.core.explain.capture import frozen_model
+from napari_gradcam.core.explain.hooks import frozen_model
 from napari_gradcam.core.json_fields import (
     MAX_SIDE,
     MPP,

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from napari_gradcam.core.explain.capture import frozen_model
 from napari_gradcam.core.explain.finite import check_finite
+from napari_gradcam.core.explain.hooks import frozen_model
 from napari_gradcam.core.tiling.grid import MIN_TISSUE, LevelView, TileGrid
 from napari_gradcam.core.tiling.loop import mapped_batches
 from napari_gradcam.core.tiling.tiled import TilePlan, pixel_range, preprocess_tiles, read_tiles
@@ -117,9 +117,15 @@ def slide_embeddings(
         Called with the number of tiles of each embedded batch (progress).
     """
     steps = embedding_steps(
-        slide, model, card=card, overlap=overlap, min_tissue=min_tissue,
-        batch_size=batch_size, cache_dir=cache_dir, client=client,
-    )  # fmt: skip
+        slide,
+        model,
+        card=card,
+        overlap=overlap,
+        min_tissue=min_tissue,
+        batch_size=batch_size,
+        cache_dir=cache_dir,
+        client=client,
+    )
     while True:
         try:
             count, _total = next(steps)

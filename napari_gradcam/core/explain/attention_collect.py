@@ -14,15 +14,15 @@ from contextlib import nullcontext
 import torch
 from torch import nn
 
-from napari_gradcam.core.explain.attention_capture import (
+from napari_gradcam.core.explain.batching import run_model
+from napari_gradcam.core.explain.context import LayerContext, MethodSettings, Monitor
+from napari_gradcam.core.explain.hooks import (
     GRADCAM_HINT,
     AttentionOutputs,
     BlockAttention,
     attention_modules,
     capture_attention,
 )
-from napari_gradcam.core.explain.batching import run_model
-from napari_gradcam.core.explain.context import LayerContext, MethodSettings, Monitor
 from napari_gradcam.core.explain.methods import CamMethod
 from napari_gradcam.core.explain.targets import target_scores
 

@@ -1,22 +1,20 @@
 """Batched inference forwards, chunked by a memory budget (Score-CAM, Ablation-CAM, occlusion).
 
 Peak memory of an inference forward is estimated from the activation sizes seen in the capture
-forward: the input plus three times the largest module output (a layer's input, its output
-and a skip connection alive at once). TorchScript modules cannot be hooked; for them the
-largest activation is assumed to be ``UNHOOKED_EXPANSION`` times the input.
+forward (``hooks.record_output_sizes``): the input plus three times the largest module output
+(a layer's input, its output and a skip connection alive at once). TorchScript modules cannot
+be hooked; for them the largest activation is assumed to be ``UNHOOKED_EXPANSION`` times the
+input.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Callable
 
 import torch
 from torch import nn
 
 from napari_gradcam.core.explain.context import Monitor
-from napari_gradcam.core.explain.sharing import owned_forward_hook
 from napari_gradcam.core.explain.targets import as_logits
 
 MB = 2**20
@@ -26,56 +24,6 @@ Larger chunks are slower: their activations overflow the caches and outgrow glib
 mmap threshold (32 MB), so every forward maps and faults in fresh pages."""
 LIVE_ACTIVATIONS = 3
 UNHOOKED_EXPANSION = 24
-
-
-@dataclass
-class OutputSizes:
-    """Module outputs per sample (bytes): the largest, overall and after the target layer ran.
-
-    ``new_after_layer`` sums the outputs of the modules without children that ran after the
-    layer, except outputs sharing memory with the module's input (``nn.Identity``, views):
-    about what a backward pass from the layer saves.
-    """
-
-    largest: int = 0
-    largest_after_layer: int = 0
-    new_after_layer: int = 0
-    layer_done: bool = False
-
-
-@contextmanager
-def record_output_sizes(model: nn.Module, layer: nn.Module | None) -> Iterator[OutputSizes]:
-    """Record the largest per-sample module output of the forwards run inside the block."""
-    sizes = OutputSizes()
-
-    def hook(module: nn.Module, inputs: tuple, output: object) -> None:
-        if isinstance(output, torch.Tensor) and output.ndim > 0 and len(output) > 0:
-            size = output.nbytes // len(output)
-            sizes.largest = max(sizes.largest, size)
-            if sizes.layer_done:
-                sizes.largest_after_layer = max(sizes.largest_after_layer, size)
-                if _is_new_leaf_output(module, inputs, output):
-                    sizes.new_after_layer += size
-        sizes.layer_done = sizes.layer_done or module is layer
-
-    handles = []
-    if not isinstance(model, torch.jit.ScriptModule):
-        handles = [owned_forward_hook(module, hook) for module in model.modules()]
-    try:
-        yield sizes
-    finally:
-        for handle in handles:
-            handle.remove()
-
-
-def _is_new_leaf_output(module: nn.Module, inputs: tuple, output: torch.Tensor) -> bool:
-    """Whether a module without children wrote a new tensor (not a view of its input)."""
-    if next(module.children(), None) is not None:
-        return False
-    storage = output.untyped_storage().data_ptr()
-    return all(
-        not isinstance(x, torch.Tensor) or x.untyped_storage().data_ptr() != storage for x in inputs
-    )
 
 
 def run_model(model: nn.Module, batch: torch.Tensor) -> torch.Tensor:

@@ -19,27 +19,25 @@ from torch import nn
 
 from napari_gradcam.core.card import ModelCard
 from napari_gradcam.core.explain.attention_collect import collect_attention
-from napari_gradcam.core.explain.batching import (
-    OutputSizes,
-    forward_bytes,
-    record_output_sizes,
-    run_model,
-)
-from napari_gradcam.core.explain.capture import Captured, capture_layer
+from napari_gradcam.core.explain.batching import forward_bytes, run_model
 from napari_gradcam.core.explain.context import LayerContext, MethodSettings, Monitor
-from napari_gradcam.core.explain.gradient_pass import (
+from napari_gradcam.core.explain.gradient_pass import layer_gradients
+from napari_gradcam.core.explain.hooks import (
+    Captured,
+    OutputSizes,
+    capture_layer,
     captured_activation,
-    layer_gradients,
-    layout_check,
+    record_output_sizes,
 )
 from napari_gradcam.core.explain.methods import CamMethod
+from napari_gradcam.core.explain.model_layers import ModelLayers
 from napari_gradcam.core.explain.targets import Target, resolve_targets
 
 Layer = tuple[str, nn.Module] | None
 
 
 def collect(
-    model: nn.Module,
+    layers: ModelLayers,
     batch: torch.Tensor,
     method: CamMethod,
     layer: Layer,
@@ -50,11 +48,12 @@ def collect(
     settings: MethodSettings | None = None,
     monitor: Monitor | None = None,
 ) -> LayerContext:
-    """Run the model once on ``batch`` and return the context ``method`` computes from.
+    """Run the model of ``layers`` once on ``batch``; return the context ``method`` computes from.
 
     ``batch`` may hold ``groups`` copies of the same images (e.g. flipped); the targets are
     resolved on the first copy and repeated, so every copy explains the same class.
     """
+    model = layers.module
     name, module = layer if layer is not None else (None, None)
     if "attention" in method.needs:
         targets_of = partial(_targets, target=target, card=card, groups=groups)
@@ -67,10 +66,10 @@ def collect(
     with recorder as sizes:
         if "gradients" in method.needs:
             captured, gradients, logits, targets = layer_gradients(
-                model, batch, layer, target, card, groups
+                layers, batch, layer, target, card, groups
             )
         else:
-            captured, logits = _forward(model, batch, layer)
+            captured, logits = _forward(layers, batch, layer)
             gradients, targets = None, _targets(logits, target, card, groups)
     native, layout = (captured.activation, captured.layout) if captured else (None, None)
     activations = layout.to_nchw(native) if layout else None
@@ -99,15 +98,15 @@ def _targets(logits: torch.Tensor, target: Target, card: ModelCard, groups: int)
 
 
 def _forward(
-    model: nn.Module, batch: torch.Tensor, layer: Layer
+    layers: ModelLayers, batch: torch.Tensor, layer: Layer
 ) -> tuple[Captured | None, torch.Tensor]:
     with torch.inference_mode():
         if layer is None:
-            return None, run_model(model, batch)
+            return None, run_model(layers.module, batch)
         name, module = layer
-        check = layout_check(model, name, batch)
-        with capture_layer(module, name, with_grad=False, layout_of=check) as captured:
-            logits = run_model(model, batch)
+        check = layers.layout_check(name, batch)
+        with capture_layer(module, name, check, with_grad=False) as captured:
+            logits = run_model(layers.module, batch)
         captured_activation(captured, name)
         return captured, logits
 

@@ -9,7 +9,7 @@ from typing import Literal, Protocol
 import torch
 from torch import nn
 
-from napari_gradcam.core.explain.layouts import Layout
+from napari_gradcam.core.explain.layout import Layout
 from napari_gradcam.core.explain.targets import target_scores
 
 

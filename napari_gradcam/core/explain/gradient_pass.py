@@ -13,16 +13,21 @@ alone, so the maps are the same; the forwards' total work is the same too.
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
 
 from napari_gradcam.core.card import ModelCard
-from napari_gradcam.core.explain.batching import forward_bytes, record_output_sizes, run_model
-from napari_gradcam.core.explain.capture import Captured, capture_layer
-from napari_gradcam.core.explain.layouts import Layout, layer_layout
+from napari_gradcam.core.explain.batching import forward_bytes, run_model
+from napari_gradcam.core.explain.hooks import (
+    Captured,
+    capture_layer,
+    captured_activation,
+    record_output_sizes,
+)
+from napari_gradcam.core.explain.layout import Layout
+from napari_gradcam.core.explain.model_layers import ModelLayers
 from napari_gradcam.core.explain.targets import (
     Target,
     check_target_count,
@@ -33,13 +38,9 @@ from napari_gradcam.core.explain.targets import (
 BACKWARD_LIVE = 2
 """Gradients alive at once in the backward pass, in units of the head's largest output."""
 
-_PROFILES: weakref.WeakKeyDictionary[nn.Module, dict[tuple, tuple[int, int]]] = (
-    weakref.WeakKeyDictionary()
-)
-
 
 def layer_gradients(
-    model: nn.Module,
+    layers: ModelLayers,
     batch: torch.Tensor,
     layer: tuple[str, nn.Module],
     target: Target,
@@ -48,8 +49,9 @@ def layer_gradients(
 ) -> tuple[Captured, torch.Tensor, torch.Tensor, torch.Tensor]:
     """The layer's output and the target scores' gradients there, nothing kept after.
 
-    ``batch`` may hold ``groups`` copies of the same images; the targets are resolved on the
-    first copy and repeated. Runs in chunks of ``gradient_chunk`` images.
+    ``layers`` is the model's (``model_layers``). ``batch`` may hold ``groups`` copies of the
+    same images; the targets are resolved on the first copy and repeated. Runs in chunks of
+    ``gradient_chunk`` images.
 
     Returns the capture (the layer's output in its own layout, and that layout), the
     gradients in the same layout, the logits and the targets. Refuses (``ValueError``) a
@@ -58,13 +60,13 @@ def layer_gradients(
     name, _ = layer
     firsts = len(batch) // groups
     check_target_count(target, firsts)
-    size = gradient_chunk(model, layer, batch)
+    size = gradient_chunk(layers, layer, batch)
     parts: list[tuple[Captured, torch.Tensor, torch.Tensor, torch.Tensor]] = []
     first_targets: list[torch.Tensor] = []
     for start in range(0, len(batch), size):
         stop = min(start + size, len(batch))
         chunk_targets = _chunk_targets(target, card, start, stop, firsts, first_targets)
-        parts.append(_chunk_gradients(model, batch[start:stop], layer, chunk_targets))
+        parts.append(_chunk_gradients(layers, batch[start:stop], layer, chunk_targets))
     captured = parts[0][0]
     captured.activation = torch.cat([part[0].activation for part in parts])
     gradients = torch.cat([part[1] for part in parts])
@@ -74,52 +76,40 @@ def layer_gradients(
     return captured, gradients, logits, targets
 
 
-def gradient_chunk(model: nn.Module, layer: tuple[str, nn.Module], batch: torch.Tensor) -> int:
+def gradient_chunk(layers: ModelLayers, layer: tuple[str, nn.Module], batch: torch.Tensor) -> int:
     """Images per gradient pass: the graph of a chunk fits one inference forward of the batch.
 
     Estimated per image from a cached single-image dry run (``head_profile``): the forward's
     peak (``batching.forward_bytes``) and the graph's (outputs after the layer, plus
     ``BACKWARD_LIVE`` of the largest of them). At least one image.
     """
-    forward_peak, graph_peak = head_profile(model, layer, batch)
+    forward_peak, graph_peak = head_profile(layers, layer, batch)
     return max(min(len(batch) * forward_peak // max(graph_peak, 1), len(batch)), 1)
 
 
 def head_profile(
-    model: nn.Module, layer: tuple[str, nn.Module], batch: torch.Tensor
+    layers: ModelLayers, layer: tuple[str, nn.Module], batch: torch.Tensor
 ) -> tuple[int, int]:
     """Per-image bytes: (inference forward peak, gradient graph peak behind ``layer``).
 
-    One dry run on the batch's first image under inference mode, cached per model, layer,
-    image shape and dtype. The graph counts the new outputs of the modules after the layer
-    (``OutputSizes.new_after_layer``).
+    One dry run on the batch's first image under inference mode, cached by ``layers`` per
+    layer, image shape, dtype and device. The graph counts the new outputs of the modules after
+    the layer (``OutputSizes.new_after_layer``).
     """
     name, module = layer
-    key = (name, tuple(batch.shape[1:]), batch.dtype, batch.device)
-    per_model = _PROFILES.setdefault(model, {})
-    if key not in per_model:
-        with torch.inference_mode(), record_output_sizes(model, module) as sizes:
-            run_model(model, batch[:1])
+
+    def profile() -> tuple[int, int]:
+        with torch.inference_mode(), record_output_sizes(layers.module, module) as sizes:
+            run_model(layers.module, batch[:1])
         graph = sizes.new_after_layer + BACKWARD_LIVE * sizes.largest_after_layer
-        per_model[key] = (forward_bytes(batch[0].nbytes, sizes.largest or None), graph)
-    return per_model[key]
+        return (forward_bytes(batch[0].nbytes, sizes.largest or None), graph)
 
-
-def layout_check(model: nn.Module, name: str, batch: torch.Tensor) -> Callable[..., Layout]:
-    """``layout_of`` for ``capture_layer``: the layer's layout on this batch, or ``ValueError``."""
-    size = (int(batch.shape[-2]), int(batch.shape[-1]))
-    return lambda output: layer_layout(model, name, output, size, len(batch))
-
-
-def captured_activation(captured: Captured, name: str) -> torch.Tensor:
-    """The captured output; ``ValueError`` when the layer did not run."""
-    if captured.activation is None:
-        raise ValueError(f"layer {name!r} did not run in the forward pass; choose another")
-    return captured.activation
+    key = ("head profile", name, tuple(batch.shape[1:]), batch.dtype, batch.device)
+    return layers.cached(key, profile)
 
 
 def _chunk_gradients(
-    model: nn.Module,
+    layers: ModelLayers,
     chunk: torch.Tensor,
     layer: tuple[str, nn.Module],
     targets_of: Callable[[torch.Tensor], torch.Tensor],
@@ -128,9 +118,9 @@ def _chunk_gradients(
     with (
         torch.inference_mode(False),
         torch.enable_grad(),
-        capture_layer(module, name, layout_of=layout_check(model, name, chunk)) as captured,
+        capture_layer(module, name, layers.layout_check(name, chunk)) as captured,
     ):
-        logits = run_model(model, chunk)
+        logits = run_model(layers.module, chunk)
         activation = captured_activation(captured, name)
         targets = targets_of(logits.detach())
         scores, _ = target_scores(logits, targets)

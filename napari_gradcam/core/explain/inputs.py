@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from napari_gradcam.core.card import ModelCard
-from napari_gradcam.core.explain.capture import model_device, model_dtype
+from napari_gradcam.core.explain.hooks import model_device, model_dtype
 from napari_gradcam.core.explain.preprocess import check_tensor, to_batch
 
 

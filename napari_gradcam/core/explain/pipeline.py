@@ -1,7 +1,11 @@
-"""``explain()``: one call from (model, image, method, layer, target) to an ``Explanation``."""
+"""``explain()``: one call from (model, image, method, layer, target) to an ``Explanation``.
+
+``map_geometry`` gives the geometry of the map ``explain()`` would give, without running it.
+"""
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 
@@ -11,7 +15,6 @@ from torch import nn
 
 from napari_gradcam.core.card import ModelCard
 from napari_gradcam.core.explain.augment import FLIPS, flipped_copies, mean_of_unflipped
-from napari_gradcam.core.explain.capture import frozen_model, resolve_layer, torchscript_message
 from napari_gradcam.core.explain.collect import collect
 from napari_gradcam.core.explain.context import (
     Baseline,
@@ -23,11 +26,25 @@ from napari_gradcam.core.explain.context import (
 )
 from napari_gradcam.core.explain.explanation import Explanation
 from napari_gradcam.core.explain.finite import check_finite
-from napari_gradcam.core.explain.geometry import INPUT_LAYER, map_stride
+from napari_gradcam.core.explain.hooks import (
+    attention_modules,
+    frozen_model,
+    model_device,
+    model_dtype,
+    torchscript_message,
+)
 from napari_gradcam.core.explain.inputs import model_batch, model_parts
 from napari_gradcam.core.explain.method_options import check_options
 from napari_gradcam.core.explain.methods import CamMethod, check_precision, get_method
 from napari_gradcam.core.explain.methods.guided import has_relu_modules
+from napari_gradcam.core.explain.methods.occlusion import grid_settings
+from napari_gradcam.core.explain.model_layers import (
+    INPUT_LAYER,
+    MapGeometry,
+    ModelLayers,
+    map_stride,
+    model_layers,
+)
 from napari_gradcam.core.explain.targets import Target, target_scores
 from napari_gradcam.core.settings import ExplainSettings
 
@@ -127,22 +144,35 @@ def explain(
     module, card = model_parts(model, card)
     cam_method = get_method(method)
     settings = MethodSettings(
-        memory_budget_mb, occlusion_window, occlusion_stride, occlusion_baseline, bfloat16,
-        discard_ratio, attention_head,
-    )  # fmt: skip
+        memory_budget_mb,
+        occlusion_window,
+        occlusion_stride,
+        occlusion_baseline,
+        bfloat16,
+        discard_ratio,
+        attention_head,
+    )
     _check_applies(cam_method, module, bfloat16)
     check_options(method, discard_ratio, attention_head)
     batch = model_batch(module, image, card)
-    found = _resolve_layer(module, layer, card, batch) if cam_method.uses_layer else None
+    layers = model_layers(model)
+    found = _resolve_layer(layers, layer, card, batch) if cam_method.uses_layer else None
     monitor = Monitor(progress, should_stop)
     monitor.check()
     times = [start, time.perf_counter()]
     inputs, groups = (flipped_copies(batch), len(FLIPS)) if tta else (batch, 1)
     with frozen_model(module):
         context = collect(
-            module, inputs, cam_method, found, target, card,
-            groups=groups, settings=settings, monitor=monitor,
-        )  # fmt: skip
+            layers,
+            inputs,
+            cam_method,
+            found,
+            target,
+            card,
+            groups=groups,
+            settings=settings,
+            monitor=monitor,
+        )
         times.append(time.perf_counter())
         monitor.check()
         cam = cam_method.compute(context)
@@ -208,7 +238,7 @@ def _explanation(
 
 
 def _resolve_layer(
-    module: nn.Module, layer: str | nn.Module | None, card: ModelCard, batch: torch.Tensor
+    layers: ModelLayers, layer: str | nn.Module | None, card: ModelCard, batch: torch.Tensor
 ) -> tuple[str, nn.Module]:
     """Resolve the layer; a default is found by a dry run at the card's input size.
 
@@ -216,14 +246,71 @@ def _resolve_layer(
     """
     if card.input_size is not None:
         try:
-            return resolve_layer(
-                module, layer, default=card.default_layer, input_shape=card.probe_shape
-            )
+            return layers.resolve(layer, default=card.default_layer, input_shape=card.probe_shape)
         except (RuntimeError, AssertionError):  # timm asserts its fixed input size
             pass
     try:
-        return resolve_layer(
-            module, layer, default=card.default_layer, input_shape=(1, *batch.shape[1:])
-        )
+        return layers.resolve(layer, default=card.default_layer, input_shape=(1, *batch.shape[1:]))
     except (RuntimeError, AssertionError) as err:
         raise ValueError(f"the model failed to run on this input: {err}") from err
+
+
+def map_geometry(
+    model: object,
+    input_size: Sequence[int],
+    *,
+    method: str = "gradcam",
+    layer: str | nn.Module | None = None,
+    card: ModelCard | None = None,
+    occlusion_window: int | None = None,
+    occlusion_stride: int | None = None,
+) -> MapGeometry:
+    """Return the geometry of the map ``explain()`` would give for an input of ``input_size``.
+
+    A layer map's geometry is the target layer's output layout: one dry forward under
+    inference mode, cached by a ``LoadedModel`` (``ModelLayers.layout``). Occlusion's comes
+    from its grid settings and guided maps are the input's own size: no forward at all.
+
+    Parameters
+    ----------
+    model : torch.nn.Module or LoadedModel
+        The classifier.
+    input_size : sequence of int
+        ``(height, width)`` of the input in pixels.
+    method, layer, card, occlusion_window, occlusion_stride
+        As in ``explain``.
+
+    Returns
+    -------
+    MapGeometry
+        Equal to the explanation's ``layer``, ``cam.shape`` and ``stride``.
+    """
+    module, card = model_parts(model, card)
+    height, width = (int(n) for n in input_size)
+    cam_method = get_method(method)
+    if not cam_method.needs_hooks:  # occlusion: its grid
+        _, step = grid_settings((height, width), occlusion_window, occlusion_stride)
+        cells = (math.ceil(height / step), math.ceil(width / step))
+        return MapGeometry(INPUT_LAYER, cells, (float(step), float(step)))
+    if "attention" in cam_method.needs:
+        return _attention_geometry(module, cam_method, (card.in_channels, height, width))
+    name = INPUT_LAYER
+    if cam_method.uses_layer:
+        layers = model_layers(model)
+        shape = (1, card.in_channels, height, width)
+        name, _ = layers.resolve(layer, default=card.default_layer, input_shape=shape)
+        if "guided" not in cam_method.needs:
+            layout = layers.layout(name, shape)
+            return MapGeometry(name, layout.grid, map_stride(layout, (height, width), layout.grid))
+    return MapGeometry(name, (height, width), (1.0, 1.0))  # guided maps: the input's grid
+
+
+def _attention_geometry(
+    module: nn.Module, method: CamMethod, input_chw: tuple[int, int, int]
+) -> MapGeometry:
+    """The patch grid and patch stride of an attention map; refused as ``explain`` refuses."""
+    probe = torch.zeros((1, *input_chw), device=model_device(module), dtype=model_dtype(module))
+    reader = method.attention_reader(module, probe, MethodSettings())
+    names = [name for name, _ in attention_modules(module)]
+    stride = (float(reader.patch_size[0]), float(reader.patch_size[1]))
+    return MapGeometry(reader.describe(names), tuple(reader.grid), stride)

@@ -13,8 +13,8 @@ import torch
 
 from napari_gradcam.core.card import ModelCard
 from napari_gradcam.core.explain.batching import run_model
-from napari_gradcam.core.explain.capture import frozen_model
 from napari_gradcam.core.explain.finite import check_finite
+from napari_gradcam.core.explain.hooks import frozen_model
 from napari_gradcam.core.explain.inputs import model_batch, model_parts
 from napari_gradcam.core.explain.targets import Target, resolve_targets, target_scores
 

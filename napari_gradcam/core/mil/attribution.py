@@ -15,8 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from napari_gradcam.core.explain.capture import frozen_model
-from napari_gradcam.core.explain.sharing import owned_forward_hook
+from napari_gradcam.core.explain.hooks import frozen_model, owned_forward_hook
 
 Aggregator = Callable[[torch.Tensor], torch.Tensor] | nn.Module
 BaselineKind = Literal["zero", "mean"]

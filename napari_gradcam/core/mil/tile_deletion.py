@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from napari_gradcam.core.explain.capture import frozen_model
+from napari_gradcam.core.explain.hooks import frozen_model
 from napari_gradcam.core.mil.attribution import slide_logit
 
 

@@ -16,16 +16,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from napari_gradcam.core.explain.capture import model_device
-from napari_gradcam.core.explain.geometry import map_geometry
+from napari_gradcam.core.explain.hooks import model_device, model_lock
 from napari_gradcam.core.explain.method_options import MethodOptions
-from napari_gradcam.core.explain.pipeline import explain
+from napari_gradcam.core.explain.pipeline import explain, map_geometry
 from napari_gradcam.core.explain.predict import prediction_facts
 
 # pixel_range is re-exported: the tile runners import it from here
 from napari_gradcam.core.explain.preprocess import pixel_range as pixel_range
 from napari_gradcam.core.explain.preprocess import to_batch
-from napari_gradcam.core.explain.sharing import model_lock
 from napari_gradcam.core.tiling.grid import MIN_TISSUE, LevelView, TileGrid, tile_grid
 from napari_gradcam.core.tiling.tile_stats import (
     energy_concentration,
@@ -135,7 +133,7 @@ def preprocess_tiles(
 def probe_map(loaded: LoadedModel, layer: str | None, method: str) -> tuple[str, int, tuple]:
     """Return ``(layer name, cell, (h, w))``: the map geometry of one input-sized tile.
 
-    From :func:`~napari_gradcam.core.explain.geometry.map_geometry` (a cached dry forward to
+    From :func:`~napari_gradcam.core.explain.pipeline.map_geometry` (a cached dry forward to
     the layer, or occlusion's grid), not from explaining a blank tile.
     """
     height, width = loaded.card.input_size or (224, 224)

@@ -5,7 +5,7 @@ backwards, taking the blocks of an Inception network as units. Here a unit is:
 
 - in a convolutional network, each module with its own parameters (a convolution, a batch
   norm, the classifier);
-- in a transformer (a model that declares patches, see ``token_facts``), each transformer
+- in a transformer (a model that declares patches, see ``model_layers``), each transformer
   block as a whole, so that the cascade walks the blocks from the top (``head``, ``norm``,
   ``blocks.11``, ``blocks.10``, ...); modules with parameters outside the blocks (patch
   embedding, patch merging, norms, the head) stay units of their own.
@@ -22,8 +22,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from napari_gradcam.core.explain.sharing import frozen_model, model_device, owned_forward_pre_hook
-from napari_gradcam.core.explain.token_facts import declared_facts
+from napari_gradcam.core.explain.hooks import frozen_model, model_device, owned_forward_hook
+from napari_gradcam.core.explain.model_layers import declared_facts
 
 SEED_STEP = 7919
 """Seed distance between the modules of one block (a block's first module takes the unit's)."""
@@ -53,7 +53,9 @@ def parameter_layers(module: nn.Module, batch: torch.Tensor) -> list[str]:
     units = {name: _unit_of(name, blocks) for name, sub in module.named_modules() if _owns(sub)}
     order: list[str] = []
     handles = [
-        owned_forward_pre_hook(module.get_submodule(unit), lambda *_a, u=unit: order.append(u))
+        owned_forward_hook(
+            module.get_submodule(unit), lambda *_a, u=unit: order.append(u), pre=True
+        )
         for unit in dict.fromkeys(units.values())
     ]
     try:

@@ -24,7 +24,7 @@ from skimage.filters import gaussian
 from skimage.transform import resize
 from torch import nn
 
-from napari_gradcam.core.explain.capture import frozen_model
+from napari_gradcam.core.explain.hooks import frozen_model
 from napari_gradcam.core.explain.targets import as_logits, target_scores
 
 Baseline = Literal["blur", "tissue-mean"]

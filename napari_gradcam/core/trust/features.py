@@ -20,24 +20,21 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch import nn
 
 from napari_gradcam.core.card import ModelCard
-from napari_gradcam.core.explain.capture import (
-    candidate_layouts,
-    default_layer,
-    frozen_model,
-    resolve_layer,
-)
-from napari_gradcam.core.explain.discovery import reaching_layers
 from napari_gradcam.core.explain.explanation import Explanation
-from napari_gradcam.core.explain.geometry import map_stride
 from napari_gradcam.core.explain.gradient_pass import layer_gradients
+from napari_gradcam.core.explain.hooks import frozen_model
 from napari_gradcam.core.explain.inputs import model_batch, model_parts
-from napari_gradcam.core.explain.layouts import Layout
+from napari_gradcam.core.explain.layout import Layout
+from napari_gradcam.core.explain.model_layers import (
+    ModelLayers,
+    map_stride,
+    model_layers,
+    vit_facts,
+)
 from napari_gradcam.core.explain.pipeline import explain
 from napari_gradcam.core.explain.targets import Target
-from napari_gradcam.core.explain.token_facts import vit_facts
 
 
 @dataclass(frozen=True)
@@ -125,11 +122,10 @@ def feature_stack(
     """
     module, card = model_parts(model, card)
     batch = model_batch(module, image, card)[:1]
-    found = resolve_layer(
-        module, layer, default=card.default_layer, input_shape=(1, *batch.shape[1:])
-    )
+    layers = model_layers(model)
+    found = layers.resolve(layer, default=card.default_layer, input_shape=(1, *batch.shape[1:]))
     with frozen_model(module):
-        captured, gradients, _, targets = layer_gradients(module, batch, found, target, card)
+        captured, gradients, _, targets = layer_gradients(layers, batch, found, target, card)
     layout: Layout = captured.layout
     activations = layout.to_nchw(captured.activation)[0]
     gradients = layout.to_nchw(gradients)[0]
@@ -178,21 +174,23 @@ def sweep_layers(
     ['blocks.0.norm1', 'blocks.1.norm1', 'blocks.2.norm1']
     """
     module, card = model_parts(model)
+    layers = model_layers(model)
     shape = tuple(input_shape or card.probe_shape)
     if vit_facts(module) is not None:
-        return _transformer_sweep(model, module, shape, count)
-    deepest = {layout.grid: name for name, layout in candidate_layouts(module, shape).items()}
+        return _transformer_sweep(layers, card.default_layer, shape, count)
+    deepest = {layout.grid: name for name, layout in layers.candidates(shape).items()}
     return list(deepest.values())[-count:]
 
 
 def _transformer_sweep(
-    model: object, module: nn.Module, shape: tuple[int, ...], count: int
+    layers: ModelLayers, default: str | None, shape: tuple[int, ...], count: int
 ) -> list[str]:
     """``count`` evenly spaced reaching layers in the default layer's role, ending at it."""
-    last = default_layer(model, shape)
+    module = layers.module
+    last = default or layers.default(shape)
     if last is None:
         return []
-    reaching = reaching_layers(module, shape)
+    reaching = layers.reaching(shape)
     alike = [name for name in reaching if _same_role(name, last)]
     if len(alike) < 2:  # e.g. a final norm: fall back to layers of its type
         kind = type(module.get_submodule(last))

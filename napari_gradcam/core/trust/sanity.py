@@ -23,8 +23,8 @@ from torch import nn
 
 from napari_gradcam.core.card import ModelCard
 from napari_gradcam.core.explain.explanation import Explanation, normalize_cam
+from napari_gradcam.core.explain.hooks import model_lock
 from napari_gradcam.core.explain.pipeline import explain
-from napari_gradcam.core.explain.sharing import model_lock
 from napari_gradcam.core.trust.cascade_units import (
     parameter_layers,
     reinitialise_unit,

@@ -14,8 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 
 import napari_gradcam as ng
-from napari_gradcam.core.explain.attention_capture import attention_modules, capture_attention
 from napari_gradcam.core.explain.context import ExplanationCancelled
+from napari_gradcam.core.explain.hooks import attention_modules, capture_attention
 from napari_gradcam.core.explain.methods.attention_math import discard_lowest
 from tests.core.explain.attention_reference import (
     Attention,
@@ -147,9 +147,13 @@ def test_model_left_exactly_as_it_was(method: str) -> None:
 def test_cancel_between_blocks_leaves_no_hooks() -> None:
     model, steps = tiny_vit(depth=4), []
     with pytest.raises(ExplanationCancelled):
-        ng.explain(model, images(), method="rollout",
-                   progress=lambda done, total: steps.append((done, total)),
-                   should_stop=lambda: len(steps) > 2)  # fmt: skip
+        ng.explain(
+            model,
+            images(),
+            method="rollout",
+            progress=lambda done, total: steps.append((done, total)),
+            should_stop=lambda: len(steps) > 2,
+        )
     assert steps == [(0, 4), (1, 4), (2, 4)]
     assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
 
@@ -168,8 +172,9 @@ def test_tta_is_the_mean_over_flipped_images(method: str) -> None:
     result = ng.explain(model, x, method=method, target=2, tta=True).cam
     maps = []
     for dims in [(), (-1,), (-2,), (-2, -1)]:
-        cam = torch.from_numpy(ng.explain(model, x.flip(dims) if dims else x, method=method,
-                                          target=2).cam)  # fmt: skip
+        cam = torch.from_numpy(
+            ng.explain(model, x.flip(dims) if dims else x, method=method, target=2).cam
+        )
         maps.append(cam.flip(dims) if dims else cam)
     np.testing.assert_allclose(result, torch.stack(maps).mean(dim=0).numpy(), rtol=1e-6)
 

@@ -9,8 +9,8 @@ from torch import nn
 
 import napari_gradcam as ng
 from napari_gradcam.core.explain import gradient_pass
-from napari_gradcam.core.explain.capture import resolve_layer
 from napari_gradcam.core.explain.gradient_pass import gradient_chunk, head_profile
+from napari_gradcam.core.explain.model_layers import ModelLayers, resolve_layer
 from tests.transformers import TinyViT
 
 
@@ -77,9 +77,9 @@ def test_a_transformer_block_behind_the_layer_splits_the_batch() -> None:
     torch.manual_seed(0)
     model, x = TinyViT(patch_size=4, dim=64).eval(), torch.zeros(8, 3, 32, 32)
     layer = resolve_layer(model, "blocks.1.norm1")
-    forward_peak, graph_peak = head_profile(model, layer, x)
+    forward_peak, graph_peak = head_profile(ModelLayers(model), layer, x)
     assert graph_peak > forward_peak
-    size = gradient_chunk(model, layer, x)
+    size = gradient_chunk(ModelLayers(model), layer, x)
     assert size == len(x) * forward_peak // graph_peak
     assert 1 <= size < len(x)
 
@@ -87,9 +87,9 @@ def test_a_transformer_block_behind_the_layer_splits_the_batch() -> None:
 def test_a_pooled_head_behind_the_last_map_keeps_one_pass() -> None:
     model, x = tiny_cnn(), torch.zeros(8, 3, 32, 32)
     layer = resolve_layer(model, "2")
-    forward_peak, graph_peak = head_profile(model, layer, x)
+    forward_peak, graph_peak = head_profile(ModelLayers(model), layer, x)
     assert graph_peak < forward_peak / 2
-    assert gradient_chunk(model, layer, x) == len(x)
+    assert gradient_chunk(ModelLayers(model), layer, x) == len(x)
 
 
 def test_views_of_the_input_are_not_counted_in_the_graph() -> None:
@@ -98,8 +98,8 @@ def test_views_of_the_input_are_not_counted_in_the_graph() -> None:
     with_identity = nn.Sequential(*model[:3], nn.Identity(), *model[3:]).eval()
     with_copy = nn.Sequential(*model[:3], nn.ReLU(), *model[3:]).eval()
     x = torch.zeros(2, 3, 32, 32)
-    base = head_profile(model, resolve_layer(model, "2"), x)[1]
-    identity = head_profile(with_identity, resolve_layer(with_identity, "2"), x)[1]
-    copy = head_profile(with_copy, resolve_layer(with_copy, "2"), x)[1]
+    base = head_profile(ModelLayers(model), resolve_layer(model, "2"), x)[1]
+    identity = head_profile(ModelLayers(with_identity), resolve_layer(with_identity, "2"), x)[1]
+    copy = head_profile(ModelLayers(with_copy), resolve_layer(with_copy, "2"), x)[1]
     assert identity == base
     assert copy == base + 16 * 16 * 16 * 4  # the extra ReLU's (16, 16, 16) float32 output

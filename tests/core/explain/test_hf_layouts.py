@@ -16,8 +16,7 @@ import torch
 from torch import nn
 
 import napari_gradcam as ng
-from napari_gradcam.core.explain.capture import candidate_layouts, default_layer
-from napari_gradcam.core.explain.token_facts import vit_facts
+from napari_gradcam.core.explain.model_layers import candidate_layouts, default_layer, vit_facts
 
 pytestmark = pytest.mark.timm
 transformers = pytest.importorskip("transformers", reason="transformers is not installed here")
@@ -108,9 +107,12 @@ def test_layout_default_layer_and_gradcam_match_pytorch_grad_cam(
     wrapped = LogitsOnly(model) if hasattr(model, "config") else model
     for index, target in enumerate((1, 2)):
         expected = reference_gradcam(
-            wrapped, x[index : index + 1], f"model.{layer}" if wrapped is not model else layer,
-            tokens_to_nchw(prefix, grid), target,
-        )[0]  # fmt: skip
+            wrapped,
+            x[index : index + 1],
+            f"model.{layer}" if wrapped is not model else layer,
+            tokens_to_nchw(prefix, grid),
+            target,
+        )[0]
         assert np.ptp(expected) > 0
         corr = float(np.corrcoef(ours.cam[index].ravel(), expected.ravel())[0, 1])
         assert corr >= 0.99, f"{layer}: correlation {corr:.4f}"

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 import napari_gradcam as ng
-from napari_gradcam.core.explain.token_facts import TokenFacts, declared_facts, vit_facts
+from napari_gradcam.core.explain.model_layers import TokenFacts, declared_facts, vit_facts
 from tests.transformers import TinyViT
 
 

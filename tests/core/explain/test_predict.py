@@ -54,7 +54,7 @@ def test_predict_runs_in_eval_mode_and_leaves_the_model_as_it_was(rgb_image, sma
 def test_predict_waits_for_the_models_lock(rgb_image, small_card):
     import threading
 
-    from napari_gradcam.core.explain.sharing import model_lock
+    from napari_gradcam.core.explain.hooks import model_lock
 
     model, done = build("resnet").eval(), threading.Event()
     worker = threading.Thread(

@@ -1,7 +1,7 @@
 """CAM methods at token and channels-last layers of tiny transformers, against direct loops.
 
 Each reference works on the layer's own output (tokens or (N, h, w, C)) with explicit
-per-channel loops: it reshapes the patch tokens itself and never uses ``layouts``.
+per-channel loops: it reshapes the patch tokens itself and never uses ``model_layers``.
 """
 
 from __future__ import annotations

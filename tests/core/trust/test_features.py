@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from napari_gradcam.core.explain.capture import capture_layer
+from napari_gradcam.core.explain.hooks import capture_layer
 from napari_gradcam.core.explain.preprocess import to_batch
 from napari_gradcam.core.trust.features import feature_stack, layer_sweep, sweep_layers
 from tests.core.he_tiles import demo_model, he_tile
@@ -13,7 +13,8 @@ def test_channels_are_ordered_by_their_share_of_the_logit() -> None:
     tile = he_tile("dense")
     stack = feature_stack(demo, tile, target="nuclei-dense", origin=(8, 16))
     batch = to_batch(tile, demo.card, torch.device("cpu"))
-    with torch.no_grad(), capture_layer(demo.module.features[14], "f", with_grad=False) as cap:
+    layer, check = demo.module.features[14], demo.layers.layout_check("features.14", batch)
+    with torch.no_grad(), capture_layer(layer, "f", check, with_grad=False) as cap:
         logits = demo.module(batch)
     raw = cap.activation[0].numpy()
     weights = demo.module.classifier.weight[2].detach().numpy()

@@ -10,8 +10,8 @@ from torch import nn
 
 from napari_gradcam.core.explain.batching import chunk_size, chunked, run_model
 from napari_gradcam.core.explain.context import LayerContext
+from napari_gradcam.core.explain.hooks import owned_forward_hook
 from napari_gradcam.core.explain.methods.gradient import weighted_channel_sum
-from napari_gradcam.core.explain.sharing import owned_forward_hook
 from napari_gradcam.core.explain.targets import target_scores
 
 

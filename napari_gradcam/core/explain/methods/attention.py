@@ -1,8 +1,8 @@
 """Attention maps of vision transformers: rollout, class-token attention, transformer attribution.
 
 The capture forward (``attention_collect``) hands each block's attention, read by
-``attention_capture``, to a reader made for the method. The rollout reader reduces each block
-to its head-averaged (N, T, T) factor as it comes, so no more than one block's per-head
+``hooks.capture_attention``, to a reader made for the method. The rollout reader reduces each
+block to its head-averaged (N, T, T) factor as it comes, so no more than one block's per-head
 probabilities are alive at once (the gradient method keeps them until the backward pass). The
 maps are the class token's row over the patch tokens, on the patch grid: stride =
 patch size. The formulas are in ``attention_math``.
@@ -13,8 +13,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from napari_gradcam.core.explain.attention_capture import GRADCAM_HINT, BlockAttention
 from napari_gradcam.core.explain.context import LayerContext, MethodSettings
+from napari_gradcam.core.explain.hooks import GRADCAM_HINT, BlockAttention
 from napari_gradcam.core.explain.methods.attention_math import (
     attention_gradient,
     class_row_of_product,
@@ -22,7 +22,7 @@ from napari_gradcam.core.explain.methods.attention_math import (
     relevance_matrix,
     rollout_matrix,
 )
-from napari_gradcam.core.explain.token_facts import vit_facts
+from napari_gradcam.core.explain.model_layers import vit_facts
 
 
 class AttentionReader:

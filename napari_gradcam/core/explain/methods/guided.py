@@ -16,8 +16,8 @@ from torch import nn
 
 from napari_gradcam.core.explain.batching import run_model
 from napari_gradcam.core.explain.context import LayerContext
+from napari_gradcam.core.explain.hooks import owned_forward_hook
 from napari_gradcam.core.explain.methods.gradient import gradcam
-from napari_gradcam.core.explain.sharing import owned_forward_hook
 from napari_gradcam.core.explain.targets import target_scores
 
 

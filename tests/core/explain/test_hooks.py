@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from napari_gradcam.core.card import ModelCard
-from napari_gradcam.core.explain.capture import candidate_layers
+from napari_gradcam.core.explain.model_layers import candidate_layers
 from napari_gradcam.core.explain.pipeline import explain
 from napari_gradcam.core.explain.preprocess import to_batch
 from napari_gradcam.core.trust.faithfulness import deletion_insertion

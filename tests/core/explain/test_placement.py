@@ -1,4 +1,4 @@
-"""Layer discovery and the placement formula; normalisation for display."""
+"""The placement formula; normalisation for display."""
 
 from __future__ import annotations
 
@@ -6,45 +6,7 @@ import numpy as np
 import pytest
 
 import napari_gradcam as ng
-from napari_gradcam.core.explain.geometry import infer_stride
 from tests.architectures import build
-
-
-def test_candidate_layers_in_execution_order() -> None:
-    names = ng.candidate_layers(build("resnet"), (1, 3, 64, 64))
-    assert names[-1] == "layer3"
-    assert names.index("stem") < names.index("layer1") < names.index("layer2.body")
-    assert "pool" not in names  # 1 x 1 output
-
-
-def test_default_layer_is_the_last_spatial_one() -> None:
-    explanation = ng.explain(build("branchy"), np.random.default_rng(0).random((48, 48, 3)))
-    assert explanation.layer == "mix"
-
-
-def test_card_default_layer_wins(small_card) -> None:
-    from dataclasses import replace
-
-    card = replace(small_card, default_layer="layer2")
-    explanation = ng.explain(build("resnet"), np.random.default_rng(0).random((32, 32)), card=card)
-    assert explanation.layer == "layer2"
-    assert explanation.stride == (4.0, 4.0)
-
-
-def test_layer_given_as_module() -> None:
-    model = build("resnet")
-    explanation = ng.explain(
-        model, np.random.default_rng(0).random((64, 64, 3)), layer=model.layer1
-    )
-    assert explanation.layer == "layer1"
-
-
-@pytest.mark.parametrize(
-    ("size", "cells", "stride"),
-    [(224, 7, 32.0), (100, 12, 8.0), (100, 13, 8.0), (64, 64, 1.0), (10, 4, 2.5)],
-)
-def test_infer_stride(size: int, cells: int, stride: float) -> None:
-    assert infer_stride(size, cells) == stride
 
 
 def test_map_cell_centres_land_on_their_pixel_blocks() -> None:

@@ -1,17 +1,33 @@
-"""Layouts decided from declarations and shapes, never guessed; conversions and their inverse."""
+"""Layers of a model: discovery, resolution, layouts decided from declarations and shapes (never
+guessed) with their conversions, token facts, strides, and the per-model cache."""
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
+import weakref
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from napari_gradcam.core.explain.layouts import Layout, layer_layout
-from napari_gradcam.core.explain.token_facts import TokenFacts, vit_facts
-from tests.architectures import ResNetLike
-from tests.transformers import TinySwin, TinyViT
+import napari_gradcam as ng
+from napari_gradcam.core import explain as explain_package
+from napari_gradcam.core.explain.layout import Layout
+from napari_gradcam.core.explain.model_layers import (
+    ModelLayers,
+    TokenFacts,
+    candidate_layers,
+    infer_stride,
+    layer_layout,
+    vit_facts,
+)
+from napari_gradcam.core.explain.pipeline import map_geometry
+from napari_gradcam.models.loading import LoadedModel
+from tests.architectures import ResNetLike, build
+from tests.transformers import PatchEmbed, TinySwin, TinyViT
 
 
 def outputs(model: nn.Module, size: tuple[int, int], n: int = 2) -> dict[str, object]:
@@ -157,3 +173,99 @@ def test_facts_of_a_wrapped_backbone_and_hugging_face_names() -> None:
     hf.embeddings = Embeddings()
     assert vit_facts(hf) == TokenFacts((14, 14), 5)
     assert vit_facts(hf).grid((224, 160)) == (16, 11)
+
+
+def test_candidate_layers_in_execution_order() -> None:
+    names = ng.candidate_layers(build("resnet"), (1, 3, 64, 64))
+    assert names[-1] == "layer3"
+    assert names.index("stem") < names.index("layer1") < names.index("layer2.body")
+    assert "pool" not in names  # 1 x 1 output
+
+
+def test_default_layer_is_the_last_spatial_one() -> None:
+    explanation = ng.explain(build("branchy"), np.random.default_rng(0).random((48, 48, 3)))
+    assert explanation.layer == "mix"
+
+
+def test_card_default_layer_wins(small_card) -> None:
+    from dataclasses import replace
+
+    card = replace(small_card, default_layer="layer2")
+    explanation = ng.explain(build("resnet"), np.random.default_rng(0).random((32, 32)), card=card)
+    assert explanation.layer == "layer2"
+    assert explanation.stride == (4.0, 4.0)
+
+
+def test_layer_given_as_module() -> None:
+    model = build("resnet")
+    explanation = ng.explain(
+        model, np.random.default_rng(0).random((64, 64, 3)), layer=model.layer1
+    )
+    assert explanation.layer == "layer1"
+
+
+@pytest.mark.parametrize(
+    ("size", "cells", "stride"),
+    [(224, 7, 32.0), (100, 12, 8.0), (100, 13, 8.0), (64, 64, 1.0), (10, 4, 2.5)],
+)
+def test_infer_stride(size: int, cells: int, stride: float) -> None:
+    assert infer_stride(size, cells) == stride
+
+
+def counted(model: nn.Module) -> list[int]:
+    """A list that grows by one per forward of ``model``."""
+    forwards: list[int] = []
+    model.register_forward_hook(lambda *_: forwards.append(1))
+    return forwards
+
+
+def test_a_loaded_model_keeps_its_answers_and_clear_forgets_them(small_card) -> None:
+    model = build("resnet")
+    forwards = counted(model)
+    loaded = LoadedModel(model, small_card, "resnet", "factory")
+    first = ng.candidate_layers(loaded)
+    assert ng.candidate_layers(loaded) == first and len(forwards) == 1
+    loaded.layers.clear()
+    assert ng.candidate_layers(loaded) == first and len(forwards) == 2
+
+
+def test_a_bare_module_gets_fresh_answers_per_call() -> None:
+    model = build("resnet")
+    forwards = counted(model)
+    candidate_layers(model, (1, 3, 32, 32))
+    candidate_layers(model, (1, 3, 32, 32))
+    assert len(forwards) == 2
+
+
+def test_a_layer_replaced_in_place_gives_fresh_answers(small_card) -> None:
+    model = build("resnet")
+    loaded = LoadedModel(model, small_card, "resnet", "factory")
+    assert "layer3" in ng.candidate_layers(loaded)
+    before = map_geometry(loaded, (64, 64), layer="layer3")
+    model.layer3 = nn.Sequential(model.layer3, nn.AvgPool2d(2))  # halves the last map
+    assert "layer3.1" in ng.candidate_layers(loaded)
+    after = map_geometry(loaded, (64, 64), layer="layer3")
+    assert after.shape == (before.shape[0] // 2, before.shape[1] // 2)
+    assert after.stride == (2 * before.stride[0], 2 * before.stride[1])
+
+
+def test_a_patch_size_changed_in_place_gives_fresh_layouts() -> None:
+    torch.manual_seed(0)
+    vit = TinyViT(dynamic_img_size=True).eval()
+    layers = ModelLayers(vit)
+    assert layers.layout("blocks.1", (1, 3, 32, 32)).grid == (4, 4)
+    vit.patch_embed, vit.patch = PatchEmbed(4, 16), 4
+    layout = layers.layout("blocks.1", (1, 3, 32, 32))
+    assert (layout.grid, layout.stride) == ((8, 8), (4.0, 4.0))
+    assert layers.default((1, 3, 32, 32)) == "blocks.1.norm1"
+
+
+def test_no_module_keeps_a_global_cache_of_models() -> None:
+    """Per-model answers live in ``ModelLayers``; only the per-model locks are global."""
+    found = []
+    for info in pkgutil.walk_packages(explain_package.__path__, f"{explain_package.__name__}."):
+        module = importlib.import_module(info.name)
+        for name, value in vars(module).items():
+            if isinstance(value, weakref.WeakKeyDictionary | weakref.WeakValueDictionary):
+                found.append(f"{info.name}.{name}")
+    assert found == ["napari_gradcam.core.explain.hooks._LOCKS"]
