@@ -28,7 +28,7 @@ from napari_gradcam.core.explain.capture import (
 from napari_gradcam.core.explain.inputs import model_parts
 from napari_gradcam.core.explain.layouts import Layout
 from napari_gradcam.core.explain.methods import CamMethod, get_method
-from napari_gradcam.core.explain.methods.occlusion import grid_settings
+from napari_gradcam.core.explain.methods.occlusion import OcclusionOptions
 
 INPUT_LAYER = "input"
 """``Explanation.layer`` of the methods that use no layer (guided backprop, occlusion)."""
@@ -62,8 +62,7 @@ def map_geometry(
     method: str = "gradcam",
     layer: str | nn.Module | None = None,
     card: ModelCard | None = None,
-    occlusion_window: int | None = None,
-    occlusion_stride: int | None = None,
+    options: object = None,
 ) -> MapGeometry:
     """Return the geometry of the map ``explain()`` would give for an input of ``input_size``.
 
@@ -73,7 +72,7 @@ def map_geometry(
         The classifier.
     input_size : sequence of int
         ``(height, width)`` of the input in pixels.
-    method, layer, card, occlusion_window, occlusion_stride
+    method, layer, card, options
         As in ``explain``.
 
     Returns
@@ -85,7 +84,7 @@ def map_geometry(
     height, width = (int(n) for n in input_size)
     cam_method = get_method(method)
     if not cam_method.needs_hooks:  # occlusion: its grid
-        _, step = grid_settings((height, width), occlusion_window, occlusion_stride)
+        _, step = (options or OcclusionOptions()).grid((height, width))
         cells = (math.ceil(height / step), math.ceil(width / step))
         return MapGeometry(INPUT_LAYER, cells, (float(step), float(step)))
     if "attention" in cam_method.needs:
@@ -105,10 +104,9 @@ def _attention_geometry(
 ) -> MapGeometry:
     """The patch grid and patch stride of an attention map; refused as ``explain`` refuses."""
     from napari_gradcam.core.explain.attention_capture import attention_modules
-    from napari_gradcam.core.explain.context import MethodSettings
 
     probe = torch.zeros((1, *input_chw), device=model_device(module), dtype=model_dtype(module))
-    reader = method.attention_reader(module, probe, MethodSettings())
+    reader = method.reader(module, probe, method.options())
     names = [name for name, _ in attention_modules(module)]
     stride = (float(reader.patch_size[0]), float(reader.patch_size[1]))
     return MapGeometry(reader.describe(names), tuple(reader.grid), stride)

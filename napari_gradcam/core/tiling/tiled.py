@@ -18,7 +18,6 @@ import torch
 
 from napari_gradcam.core.explain.capture import model_device
 from napari_gradcam.core.explain.geometry import map_geometry
-from napari_gradcam.core.explain.method_options import MethodOptions
 from napari_gradcam.core.explain.pipeline import explain
 from napari_gradcam.core.explain.predict import prediction_facts
 
@@ -48,7 +47,7 @@ class TileSettings:
     target: int | str | None = None
     tta: bool = False
     bfloat16: bool = False
-    options: MethodOptions = field(default_factory=MethodOptions)
+    options: Any = None
 
 
 @dataclass(frozen=True)
@@ -295,7 +294,7 @@ def explain_tiles(
             target=settings.target,
             tta=settings.tta,
             bfloat16=settings.bfloat16,
-            **settings.options.kwargs(),
+            options=settings.options,
         )
     cams = np.asarray(result.cam, dtype=np.float32)
     facts = {

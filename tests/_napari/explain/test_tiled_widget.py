@@ -6,12 +6,12 @@ import pytest
 from qtpy.QtCore import Qt
 
 from napari_gradcam._napari.explain import widget as widget_module
+from napari_gradcam._napari.explain.job import ExplainJob, run_job
 from napari_gradcam._napari.explain.tiled_job import TiledResult, TiledUpdate, TilingOptions
 from napari_gradcam._napari.layers import METADATA_KEY
 from napari_gradcam._napari.plane import Plane
 from napari_gradcam._napari.progress import Progress
 from napari_gradcam._napari.regions import whole_layer_box
-from napari_gradcam._napari.worker import ExplainJob, run_job
 from tests._napari.test_layers import world_edges
 
 TIMEOUT_MS = 60_000
@@ -239,11 +239,11 @@ def test_a_pyramid_is_tiled_on_the_level_of_the_models_mpp(make_widget, qtbot, e
 def test_the_tissue_is_found_once_per_image(
     make_widget, make_napari_viewer, tiny_spec, tiny_weights, qtbot, errors, monkeypatch, opened
 ):
-    from napari_gradcam._napari import worker
+    from napari_gradcam._napari.explain import job as explain_job
 
     calls = []
-    original = worker.find_tissue
-    monkeypatch.setattr(worker, "find_tissue", lambda *a: calls.append(1) or original(*a))
+    original = explain_job.find_tissue
+    monkeypatch.setattr(explain_job, "find_tissue", lambda *a: calls.append(1) or original(*a))
     if opened == "in a test":
         viewer, widget = make_widget(slide_like(), name="s")
     else:  # the dock gets a proxy of the viewer: a new proxy of the image at each access
