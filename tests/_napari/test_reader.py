@@ -4,6 +4,7 @@ import pytest
 import tifffile
 
 from napari_gradcam._napari.reader import get_reader, read_slide
+from napari_gradcam.core.settings import ExplainSettings
 from napari_gradcam.data import HE_SLIDE_PATH
 
 
@@ -134,9 +135,13 @@ def test_the_dock_explains_a_slide_alike_through_every_backend(tmp_path, tiny_sp
         plane = Plane(tuple(slide.dask_levels()), slide.downsamples, (), slide.mpp)
         box = whole_layer_box(slide.level_shapes[0])
         job = ExplainJob(
-            tiny_spec, tiny_weights, plane=plane, boxes=(box,), target="tissue",
+            tiny_spec,
+            tiny_weights,
+            ExplainSettings(target="tissue"),
+            plane=plane,
+            boxes=(box,),
             tiling=TilingOptions(batch_size=64),
-        )  # fmt: skip
+        )
         generator = run_job(job)
         while True:
             try:

@@ -5,6 +5,7 @@ from napari_gradcam._napari.explain.job import ExplainJob, JobOutcome, run_job
 from napari_gradcam._napari.plane import Plane
 from napari_gradcam._napari.progress import ModelReady, Progress
 from napari_gradcam._napari.regions import Box, whole_layer_box
+from napari_gradcam.core.settings import ExplainSettings
 
 
 def run_to_end(job: ExplainJob) -> tuple[list[object], JobOutcome]:
@@ -46,7 +47,9 @@ def test_job_explains_each_dtype(pixels, tiny_spec, tiny_weights):
 
 def test_job_explains_each_box_with_its_origin(tile, tiny_spec, tiny_weights):
     boxes = (Box(0, 0, 32, 32, "rectangle 0"), Box(16, 40, 64, 96, "rectangle 1"))
-    job = plane_job(tile, tiny_spec, tiny_weights, boxes=boxes, target="tissue")
+    job = plane_job(
+        tile, tiny_spec, tiny_weights, boxes=boxes, settings=ExplainSettings(target="tissue")
+    )
     _, outcome = run_to_end(job)
     assert [r.origin for r in outcome.results] == [(0.0, 0.0), (16.0, 40.0)]
     assert [r.explanation.cam.shape for r in outcome.results] == [(8, 8), (12, 14)]

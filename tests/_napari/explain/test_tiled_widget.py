@@ -12,6 +12,7 @@ from napari_gradcam._napari.layers import METADATA_KEY
 from napari_gradcam._napari.plane import Plane
 from napari_gradcam._napari.progress import Progress
 from napari_gradcam._napari.regions import whole_layer_box
+from napari_gradcam.core.settings import ExplainSettings
 from tests._napari.test_layers import world_edges
 
 TIMEOUT_MS = 60_000
@@ -261,9 +262,13 @@ def test_the_job_yields_rows_and_returns_a_tiled_result(tiny_spec, tiny_weights)
     image = slide_like()
     plane = Plane((image,), ((1.0, 1.0),))
     job = ExplainJob(
-        tiny_spec, tiny_weights, plane=plane, boxes=(whole_layer_box(image.shape),),
-        tiling=TilingOptions(batch_size=16), target="tissue",
-    )  # fmt: skip
+        tiny_spec,
+        tiny_weights,
+        ExplainSettings(target="tissue"),
+        plane=plane,
+        boxes=(whole_layer_box(image.shape),),
+        tiling=TilingOptions(batch_size=16),
+    )
     steps, generator = [], run_job(job)
     while True:
         try:
@@ -383,9 +388,13 @@ def test_tiled_runs_say_how_long_before_and_while_they_run(make_widget, qtbot, e
 def test_the_estimate_comes_before_the_first_batch(tiny_spec, tiny_weights, pace, said):
     image = slide_like((256, 384), slice(None))
     job = ExplainJob(
-        tiny_spec, tiny_weights, plane=Plane((image,), ((1.0, 1.0),)), method="scorecam",
-        boxes=(whole_layer_box(image.shape),), tiling=TilingOptions(pace=pace, tissue=False),
-    )  # fmt: skip
+        tiny_spec,
+        tiny_weights,
+        ExplainSettings("scorecam"),
+        plane=Plane((image,), ((1.0, 1.0),)),
+        boxes=(whole_layer_box(image.shape),),
+        tiling=TilingOptions(pace=pace, tissue=False),
+    )
     generator = run_job(job)
     steps = [next(generator) for _ in range(4)]  # loading, model ready, loaded, the estimate
     generator.close()

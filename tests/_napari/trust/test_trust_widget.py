@@ -12,6 +12,7 @@ from napari_gradcam._napari.regions import Box
 from napari_gradcam._napari.trust.jobs import TrustJob, run_trust_job, tile_at
 from napari_gradcam._napari.trust.layers import CONTRAST_KEY, FEATURES_KEY, TRUST_KEY
 from napari_gradcam._napari.trust.widget import NO_HEATMAP, TrustWidget
+from napari_gradcam.core.settings import ExplainSettings
 from tests._napari.test_layers import world_edges
 from tests._napari.trust.dock import TIMEOUT_MS, click, wait
 from tests.core.he_tiles import he_tile
@@ -225,7 +226,9 @@ def test_a_region_too_large_for_a_trust_report_says_what_to_do() -> None:
     plane = Plane((pixels,), ((1.0, 1.0),))
     box = Box(0, 0, 1100, 1000)
     placement = ((8.0, 8.0), (0.0, 0.0))
-    source = HeatmapRecord("demo", None, "gradcam", None, "stroma", *placement, "big", box)
+    source = HeatmapRecord(
+        "demo", None, ExplainSettings(target="stroma"), "stroma", *placement, "big", box
+    )
     steps = run_trust_job(TrustJob("trust", source, plane))
     while True:
         try:

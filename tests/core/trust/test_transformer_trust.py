@@ -150,9 +150,11 @@ def test_vit_sanity_cascade_decorrelates_the_map(vit, dense_batch, method, steps
 
 
 def test_class_agnostic_attention_ignores_the_head(vit, dense_batch) -> None:
-    original = ng.explain(vit, dense_batch, method="rollout", discard_ratio=0.5)
-    check = sanity_check(vit, dense_batch, original, steps=6, repeats=1,
-                         options={"discard_ratio": 0.5})  # fmt: skip
+    options = ng.RolloutOptions(discard_ratio=0.5)
+    original = ng.explain(vit, dense_batch, method="rollout", options=options)
+    check = sanity_check(
+        vit, dense_batch, original, steps=6, repeats=1, options={"options": options}
+    )
     assert check.steps[0].spearman == pytest.approx(1.0)  # head: rollout never reads it
     assert check.verdict.startswith("passes, partly") and "ignores head, norm" in check.verdict
 
