@@ -26,14 +26,7 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class RolloutOptions:
-    """Attention rollout's options.
-
-    Attributes
-    ----------
-    discard_ratio : float
-        The share of each row's weakest head-averaged attention weights set to zero in every
-        block before the product (0: the paper's rollout).
-    """
+    """Attention rollout's options; each field's ``help`` says what it does."""
 
     discard_ratio: float = option(
         0.0,
@@ -53,13 +46,7 @@ class RolloutOptions:
 
 @dataclass(frozen=True)
 class AttentionOptions:
-    """Class-token attention's options.
-
-    Attributes
-    ----------
-    head : int, optional
-        The head of the last block to show; ``None`` averages the heads.
-    """
+    """Class-token attention's options; each field's ``help`` says what it does."""
 
     head: int | None = option(
         None,

@@ -20,18 +20,7 @@ OcclusionBaseline = Literal["blur", "mean"]
 
 @dataclass(frozen=True)
 class OcclusionOptions:
-    """The occluding square and what hides it.
-
-    Attributes
-    ----------
-    window : int, optional
-        Side of the occluding square in input pixels; default an eighth of the shorter side.
-    stride : int, optional
-        Step of the occlusion grid (the map's stride); default half the window.
-    baseline : {"blur", "mean"}
-        What replaces the occluded pixels: the image blurred at the window's scale, or the
-        normalisation mean (zeros of the normalised input), never white.
-    """
+    """The occluding square and what hides it; each field's ``help`` says what it does."""
 
     window: int | None = option(
         None,
