@@ -23,9 +23,14 @@ from napari_gradcam.core.regions.placement import heatmap_transform
 from napari_gradcam.core.settings import ExplainSettings
 
 __all__ = [
-    "ANNOTATIONS_NAME", "METADATA_KEY", "annotations_layer", "heatmap_layer", "heatmap_name",
-    "heatmap_record", "placement_kwargs",
-]  # fmt: skip
+    "ANNOTATIONS_NAME",
+    "METADATA_KEY",
+    "annotations_layer",
+    "heatmap_layer",
+    "heatmap_name",
+    "heatmap_record",
+    "placement_kwargs",
+]
 ANNOTATIONS_NAME = "annotations"
 SEPARATOR = " · "
 EACH_TILE = "each tile's class"

@@ -74,12 +74,16 @@ def plain_record(**changes) -> HeatmapRecord:
     [
         plain_record(),
         plain_record(
-            target_name=PER_TILE, target_index=None, score=None, probability=None,
-            tiles=TileCounts(12, 9, 0.5, (96.0, 96.0)), normalisation="one for the region",
+            target_name=PER_TILE,
+            target_index=None,
+            score=None,
+            probability=None,
+            tiles=TileCounts(12, 9, 0.5, (96.0, 96.0)),
+            normalisation="one for the region",
         ),
     ],
     ids=["region", "tiled"],
-)  # fmt: skip
+)
 def test_a_record_survives_layer_metadata_and_json(record, tmp_path):
     assert HeatmapRecord.from_facts(record.to_facts()) == record
     layer = Image(np.zeros((12, 14), np.float32), metadata=record.to_metadata())
@@ -93,10 +97,24 @@ def test_a_record_survives_layer_metadata_and_json(record, tmp_path):
 def test_the_metadata_keys_stay_those_earlier_versions_wrote():
     facts = plain_record().to_facts()
     assert list(facts) == [
-        "model", "weights", "layer", "method", "tta", "bfloat16", "target_index", "target_name",
-        "score", "probability", "stride", "origin", "image_layer", "region", "box", "slice",
+        "model",
+        "weights",
+        "layer",
+        "method",
+        "tta",
+        "bfloat16",
+        "target_index",
+        "target_name",
+        "score",
+        "probability",
+        "stride",
+        "origin",
+        "image_layer",
+        "region",
+        "box",
+        "slice",
         "pyramid_level",
-    ]  # fmt: skip
+    ]
     assert facts["box"] == (16, 40, 64, 96) and facts["region"] == "rectangle 1"
 
 

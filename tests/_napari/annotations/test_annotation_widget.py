@@ -329,14 +329,29 @@ def test_qupath_objects_import_edit_and_export_with_their_points(make_dock, qtbo
     viewer, dock, _image, _heatmap = make_dock()
     square = [[10, 10], [40, 10], [40, 30], [10, 30], [10, 10]]
     features = [
-        {"type": "Feature", "id": "a", "geometry": {"type": "Polygon", "coordinates": [square]},
-         "properties": {"classification": {"names": ["Tumor", "Positive"], "color": [200, 0, 0]},
-                        "measurements": {"QuPath area": "NaN"}, "name": "core"}},
-        {"type": "Feature", "id": "b", "properties": {"classification": "Stroma"},
-         "geometry": {"type": "LineString", "coordinates": square[:3]}},
-        {"type": "Feature", "id": "c", "properties": {"objectType": "detection"},
-         "geometry": {"type": "MultiPoint", "coordinates": square[:2]}},
-    ]  # fmt: skip
+        {
+            "type": "Feature",
+            "id": "a",
+            "geometry": {"type": "Polygon", "coordinates": [square]},
+            "properties": {
+                "classification": {"names": ["Tumor", "Positive"], "color": [200, 0, 0]},
+                "measurements": {"QuPath area": "NaN"},
+                "name": "core",
+            },
+        },
+        {
+            "type": "Feature",
+            "id": "b",
+            "properties": {"classification": "Stroma"},
+            "geometry": {"type": "LineString", "coordinates": square[:3]},
+        },
+        {
+            "type": "Feature",
+            "id": "c",
+            "properties": {"objectType": "detection"},
+            "geometry": {"type": "MultiPoint", "coordinates": square[:2]},
+        },
+    ]
     path = tmp_path / "qupath.geojson"
     path.write_text(json.dumps(features))
     assert dock.files.import_geojson(path)

@@ -407,8 +407,11 @@ def test_durations_are_rounded_for_people():
     from napari_gradcam._napari.explain.tiled_job import duration
 
     assert [duration(s) for s in (3, 42, 247, 7200)] == [
-        "a few seconds", "under a minute", "about 4 min", "about 2.0 h",
-    ]  # fmt: skip
+        "a few seconds",
+        "under a minute",
+        "about 4 min",
+        "about 2.0 h",
+    ]
 
 
 def test_a_cancelled_run_shows_the_earlier_map_again(make_widget, qtbot, errors, batches):

@@ -170,8 +170,9 @@ def test_tta_is_the_mean_over_flipped_images(method: str) -> None:
     result = ng.explain(model, x, method=method, target=2, tta=True).cam
     maps = []
     for dims in [(), (-1,), (-2,), (-2, -1)]:
-        cam = torch.from_numpy(ng.explain(model, x.flip(dims) if dims else x, method=method,
-                                          target=2).cam)  # fmt: skip
+        cam = torch.from_numpy(
+            ng.explain(model, x.flip(dims) if dims else x, method=method, target=2).cam
+        )
         maps.append(cam.flip(dims) if dims else cam)
     np.testing.assert_allclose(result, torch.stack(maps).mean(dim=0).numpy(), rtol=1e-6)
 

@@ -64,22 +64,51 @@ SMALL_SWIN = {"embed_dim": 16, "depths": (1, 1, 1, 1), "num_heads": (1, 1, 1, 1)
 
 CASES = [
     # (model, kwargs, input (H, W), layer, reshape, map grid)
-    ("vit_small_patch16_224", {"img_size": 64}, (64, 64), "blocks.11.norm1",
-     tokens_to_nchw(1, (4, 4)), (4, 4)),
-    ("deit_small_distilled_patch16_224", {"img_size": 64}, (64, 64), "blocks.11.norm1",
-     tokens_to_nchw(2, (4, 4)), (4, 4)),
-    ("vit_small_patch14_reg4_dinov2", {"img_size": 56}, (56, 56), "blocks.11.norm1",
-     tokens_to_nchw(5, (4, 4)), (4, 4)),
-    ("vit_small_patch16_224",
-     {"img_size": 64, "global_pool": "avg", "class_token": False, "dynamic_img_size": True},
-     (80, 48), "blocks.11", tokens_to_nchw(0, (5, 3)), (5, 3)),
+    (
+        "vit_small_patch16_224",
+        {"img_size": 64},
+        (64, 64),
+        "blocks.11.norm1",
+        tokens_to_nchw(1, (4, 4)),
+        (4, 4),
+    ),
+    (
+        "deit_small_distilled_patch16_224",
+        {"img_size": 64},
+        (64, 64),
+        "blocks.11.norm1",
+        tokens_to_nchw(2, (4, 4)),
+        (4, 4),
+    ),
+    (
+        "vit_small_patch14_reg4_dinov2",
+        {"img_size": 56},
+        (56, 56),
+        "blocks.11.norm1",
+        tokens_to_nchw(5, (4, 4)),
+        (4, 4),
+    ),
+    (
+        "vit_small_patch16_224",
+        {"img_size": 64, "global_pool": "avg", "class_token": False, "dynamic_img_size": True},
+        (80, 48),
+        "blocks.11",
+        tokens_to_nchw(0, (5, 3)),
+        (5, 3),
+    ),
     ("swin_tiny_patch4_window7_224", SMALL_SWIN, (224, 224), "layers.3", nhwc_to_nchw, (7, 7)),
-    ("swin_tiny_patch4_window7_224", SMALL_SWIN, (224, 224), "layers.2.blocks.0.norm1",
-     nhwc_to_nchw, (14, 14)),
+    (
+        "swin_tiny_patch4_window7_224",
+        SMALL_SWIN,
+        (224, 224),
+        "layers.2.blocks.0.norm1",
+        nhwc_to_nchw,
+        (14, 14),
+    ),
     ("convnext_tiny", {}, (64, 64), "stages.3.blocks.2.norm", nhwc_to_nchw, (2, 2)),
     ("convnext_tiny", {}, (64, 64), "stages.2", None, (4, 4)),
     ("efficientnet_b0", {}, (64, 64), "conv_head", None, (2, 2)),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize(("name", "kwargs", "size", "layer", "reshape", "grid"), CASES)
@@ -99,12 +128,17 @@ DEFAULTS = [
     ("vit_small_patch16_224", {"img_size": 64}, (64, 64), {"blocks.11.norm1"}, 16.0),
     ("deit_small_distilled_patch16_224", {"img_size": 64}, (64, 64), {"blocks.11.norm1"}, 16.0),
     ("vit_small_patch14_reg4_dinov2", {"img_size": 56}, (56, 56), {"blocks.11.norm1"}, 14.0),
-    ("vit_small_patch16_224", {"img_size": 64, "global_pool": "avg", "class_token": False},
-     (64, 64), {"norm", "blocks.11"}, 16.0),
+    (
+        "vit_small_patch16_224",
+        {"img_size": 64, "global_pool": "avg", "class_token": False},
+        (64, 64),
+        {"norm", "blocks.11"},
+        16.0,
+    ),
     ("swin_tiny_patch4_window7_224", SMALL_SWIN, (224, 224), {"norm", "layers.3"}, 32.0),
     ("convnext_tiny", {}, (64, 64), {"norm_pre", "stages.3"}, 32.0),
     ("efficientnet_b0", {}, (64, 64), {"bn2", "conv_head"}, 32.0),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize(("name", "kwargs", "size", "layers", "stride"), DEFAULTS)
@@ -164,14 +198,24 @@ def test_tokens_of_an_undeclared_transformer_are_refused() -> None:
 
 
 METHOD_CASES = [
-    *(("vit_small_patch14_reg4_dinov2", {"img_size": 56}, (56, 56), method) for method in (
-        "gradcam++", "xgradcam", "layercam", "hirescam", "scorecam", "ablationcam", "eigencam"
-    )),
+    *(
+        ("vit_small_patch14_reg4_dinov2", {"img_size": 56}, (56, 56), method)
+        for method in (
+            "gradcam++",
+            "xgradcam",
+            "layercam",
+            "hirescam",
+            "scorecam",
+            "ablationcam",
+            "eigencam",
+        )
+    ),
     # the gradient variants share Swin's capture with Grad-CAM, checked above
-    *(("swin_tiny_patch4_window7_224", SMALL_SWIN, (224, 224), method) for method in (
-        "scorecam", "ablationcam", "eigencam"
-    )),
-]  # fmt: skip
+    *(
+        ("swin_tiny_patch4_window7_224", SMALL_SWIN, (224, 224), method)
+        for method in ("scorecam", "ablationcam", "eigencam")
+    ),
+]
 
 
 @pytest.mark.parametrize(("name", "kwargs", "size", "method"), METHOD_CASES)
