@@ -217,7 +217,8 @@ def test_a_tiled_record_narrows_to_the_tile_around_a_point_inside_its_region() -
     narrow = tile_at(HeatmapRecord.from_facts({**facts, "box": (0, 0, 50, 400)}), (25, 50))
     assert (narrow.box.y0, narrow.box.y1) == (0, 50)  # a region thinner than a tile: cut
     unsized = HeatmapRecord.from_facts({**facts, "target_name": PER_TILE, "tiles": {"total": 4}})
-    assert unsized.settings.target is None and tile_at(unsized, (100, 100)) == unsized  # before sizes
+    assert unsized.settings.target is None
+    assert tile_at(unsized, (100, 100)) == unsized  # before sizes
 
 
 def test_a_region_too_large_for_a_trust_report_says_what_to_do() -> None:
