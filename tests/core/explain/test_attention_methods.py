@@ -69,6 +69,42 @@ def test_rollout_discard_ratio(discard: float) -> None:
     assert np.abs(found - plain.numpy()).max() > 1e-3, "discarding changed nothing"
 
 
+def reference_fused_rollout(
+    attentions: list[torch.Tensor], prefix: int, grid: tuple[int, int], fusion: str
+) -> torch.Tensor:
+    """Rollout with the heads fused by max or min (as in vit-explain), in slow float64 loops."""
+    maps = []
+    for image in range(len(attentions[0])):
+        tokens = attentions[0].shape[-1]
+        rollout = torch.eye(tokens, dtype=torch.float64)
+        for attention in attentions:
+            fused = torch.empty(tokens, tokens, dtype=torch.float64)
+            for row in range(tokens):
+                for col in range(tokens):
+                    weights = [
+                        float(attention[image, h, row, col]) for h in range(attention.shape[1])
+                    ]
+                    fused[row, col] = max(weights) if fusion == "max" else min(weights)
+            fused = fused + torch.eye(tokens, dtype=torch.float64)
+            rollout = (fused / fused.sum(dim=1, keepdim=True)) @ rollout
+        maps.append(rollout[0, prefix:].reshape(grid))
+    return torch.stack(maps)
+
+
+@pytest.mark.parametrize("fusion", ["max", "min"])
+def test_rollout_head_fusion(fusion: str) -> None:
+    model, x = tiny_vit(registers=1), images()
+    options = ng.RolloutOptions(head_fusion=fusion)
+    found = ng.explain(model, x, method="rollout", options=options).cam
+    attentions, _ = attention_and_gradients(explicit_copy(model), x, [0, 0])
+    assert_close(found, reference_fused_rollout(attentions, 2, (4, 3), fusion))
+    mean = ng.explain(model, x, method="rollout", options=ng.RolloutOptions(head_fusion="mean"))
+    assert_close(mean.cam, reference_rollout(attentions, 2, (4, 3)))  # the default: the paper's
+    assert np.abs(found - mean.cam).max() > 1e-3, "fusing by max or min changed nothing"
+    with pytest.raises(ValueError, match="unknown head_fusion"):
+        ng.RolloutOptions(head_fusion="sum")
+
+
 def test_discard_lowest_zeroes_the_weakest_of_each_row() -> None:
     rows = torch.tensor([[[0.1, 0.4, 0.2, 0.3], [0.7, 0.05, 0.15, 0.1]]])
     expected = torch.tensor([[[0.0, 0.4, 0.0, 0.3], [0.7, 0.0, 0.15, 0.0]]])

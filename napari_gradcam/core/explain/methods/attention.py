@@ -11,7 +11,7 @@ patch size. The formulas are in ``attention_math``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from napari_gradcam.core.explain.method_options import option
 from napari_gradcam.core.explain.methods.cam_method import CamMethod
@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
     from napari_gradcam.core.explain.attention_capture import BlockAttention
     from napari_gradcam.core.explain.context import LayerContext
+
+HeadFusion = Literal["mean", "max", "min"]
 
 
 @dataclass(frozen=True)
@@ -38,10 +40,22 @@ class RolloutOptions:
         maximum=0.95,
         step=0.05,
     )
+    head_fusion: HeadFusion = option(
+        "mean",
+        "head fusion",
+        "how each block's heads are fused before the product: mean (the paper's), max or min",
+        key="head_fusion",
+        short="fusion",
+        choices=("mean", "max", "min"),
+    )
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.discard_ratio < 1.0:
             raise ValueError(f"discard_ratio must be in [0, 1), got {self.discard_ratio}")
+        if self.head_fusion not in ("mean", "max", "min"):
+            raise ValueError(
+                f"unknown head_fusion {self.head_fusion!r}; use 'mean', 'max' or 'min'"
+            )
 
 
 @dataclass(frozen=True)
@@ -123,10 +137,12 @@ class RolloutReader(AttentionReader):
         self.factors: list[torch.Tensor] = []
 
     def read(self, block: BlockAttention) -> None:
-        """Keep the block's head-averaged, normalised factor."""
+        """Keep the block's factor: its heads fused (mean, max or min), normalised."""
         from napari_gradcam.core.explain.methods.attention_math import rollout_matrix
 
-        self.factors.append(rollout_matrix(block.probs, self.options.discard_ratio))
+        fusion, probs = self.options.head_fusion, block.probs
+        heads = probs if fusion == "mean" else getattr(probs, f"a{fusion}")(dim=1, keepdim=True)
+        self.factors.append(rollout_matrix(heads, self.options.discard_ratio))
 
     def class_rows(self) -> torch.Tensor:
         """The class token's row of the rollout (N, T)."""
