@@ -154,11 +154,11 @@ def test_running_out_of_memory_fails_one_image_only(tile, tmp_path, monkeypatch,
     real = napari_gradcam.explain
     errors = iter([MemoryError(), torch.OutOfMemoryError("CUDA out of memory. Tried 9 GiB")])
 
-    def failing(model, image, **kwargs):
+    def failing(model, image, settings=None, **kwargs):
         error = next(errors, None)
         if error is not None:
             raise error
-        return real(model, image, **kwargs)
+        return real(model, image, settings, **kwargs)
 
     monkeypatch.setattr(napari_gradcam.core.explain.pipeline, "explain", failing)
     args = ["explain", str(first), str(last), "--out", str(tmp_path / "out")]

@@ -17,19 +17,28 @@ import numpy as np
 from napari.layers import Image, Layer
 
 from napari_gradcam._napari.regions import Box
-from napari_gradcam.core.explain.method_options import MethodOptions
+from napari_gradcam.core.explain.method_options import option_specs
 from napari_gradcam.core.regions.region_stats import PlacedMap
+from napari_gradcam.core.settings import ExplainSettings
 
 METADATA_KEY = "napari_gradcam"
 PER_TILE = "predicted (per tile)"
 """The class a tiled heatmap records when every tile explained its own predicted class."""
 REQUIRED = ("model", "method", "target_name", "stride", "origin", "image_layer", "box")
 """Keys every finished heatmap has had since the first release."""
-_KNOWN = (
-    *REQUIRED, "weights", "layer", "tta", "bfloat16", "target_index", "score", "probability",
-    "region", "slice", "pyramid_level", "tiles", "normalisation", "discard_ratio",
-    "attention_head", "raw_range",
-)  # fmt: skip
+_READ = (
+    "weights",
+    "target_index",
+    "score",
+    "probability",
+    "region",
+    "slice",
+    "pyramid_level",
+    "tiles",
+    "normalisation",
+    "raw_range",
+)
+"""The other keys the record reads besides its settings' (``extra`` keeps the rest)."""
 
 
 @dataclass(frozen=True)
@@ -71,10 +80,10 @@ class HeatmapRecord:
     ----------
     spec, weights : str, str or None
         The model.
-    method : str
-        The method's name.
-    layer : str or None
-        The explained module (None where the method uses none).
+    settings : ExplainSettings
+        How the map was computed: its ``layer`` the explained module (``"input"`` or None
+        where the method uses none), its ``target`` the class to explain again (None for a
+        map of each tile's own class).
     target_name : str
         The explained class, or :data:`PER_TILE` for a map of each tile's own class.
     stride, origin : tuple of float
@@ -85,8 +94,6 @@ class HeatmapRecord:
         The explained region, level-0 pixels.
     target_index, score, probability : int, float, float or None
         The class's index, score and probability (not for tiled maps).
-    tta, bfloat16 : bool
-        How the map was computed.
     slice_index : tuple of int
         The image plane (indices of the leading axes).
     level : int
@@ -98,17 +105,13 @@ class HeatmapRecord:
     raw_range : tuple of float or None
         The raw map's ``(min, max)`` when the layer shows it as 0-1 of that range (raw =
         min + value * (max - min)).
-    options : MethodOptions
-        The method's own options (rollout's discard ratio, the attention head); written
-        only when set.
     extra : mapping
         Keys of the metadata this version does not know, kept as they were.
     """
 
     spec: str
     weights: str | None
-    method: str
-    layer: str | None
+    settings: ExplainSettings
     target_name: str
     stride: tuple[float, float]
     origin: tuple[float, float]
@@ -117,28 +120,20 @@ class HeatmapRecord:
     target_index: int | None = None
     score: float | None = None
     probability: float | None = None
-    tta: bool = False
-    bfloat16: bool = False
     slice_index: tuple[int, ...] = ()
     level: int = 0
     tiles: TileCounts | None = None
     normalisation: str | None = None
     raw_range: tuple[float, float] | None = None
-    options: MethodOptions = field(default_factory=MethodOptions)
     extra: Mapping[str, Any] = field(default_factory=dict)
-
-    @property
-    def target(self) -> str | None:
-        """The class to explain again: its name, or None for each region's predicted class."""
-        return None if self.target_name == PER_TILE else self.target_name
 
     @property
     def model_layer(self) -> str | None:
         """The heatmap's layer, or None when its method uses none (occlusion, guided)."""
         from napari_gradcam.core.explain.methods import METHODS
 
-        method = METHODS.get(self.method)
-        return self.layer if method is None or method.uses_layer else None
+        method = METHODS.get(self.settings.method)
+        return self.settings.layer if method is None or method.uses_layer else None
 
     def placed(self, cam: Any) -> PlacedMap:
         """``cam`` (the layer's data) placed on level-0 pixels of the image."""
@@ -147,13 +142,12 @@ class HeatmapRecord:
     def to_facts(self) -> dict[str, Any]:
         """The metadata dict (the value under :data:`METADATA_KEY`)."""
         box = self.box
+        settings = self.settings.to_metadata()
+        del settings["target"]  # the target_name says it
         facts: dict[str, Any] = {
             "model": self.spec,
             "weights": self.weights,
-            "layer": self.layer,
-            "method": self.method,
-            "tta": self.tta,
-            "bfloat16": self.bfloat16,
+            **settings,
             "target_index": self.target_index,
             "target_name": self.target_name,
             "score": self.score,
@@ -171,7 +165,7 @@ class HeatmapRecord:
         }
         optional = ("target_index", "score", "probability", "tiles", "normalisation", "raw_range")
         kept = {k: v for k, v in facts.items() if v is not None or k not in optional}
-        return {**kept, **self.options.to_facts(), **self.extra}
+        return {**kept, **self.extra}
 
     def to_metadata(self) -> dict[str, Any]:
         """The layer metadata: ``{"napari_gradcam": facts}``."""
@@ -198,12 +192,18 @@ class HeatmapRecord:
     def _read(cls, facts: Mapping[str, Any]) -> HeatmapRecord:
         y0, x0, y1, x1 = (int(v) for v in facts["box"])
         tiles = facts.get("tiles")
+        target_name = str(facts["target_name"])
+        target = None if target_name == PER_TILE else target_name
+        settings = ExplainSettings.from_metadata(
+            {**facts, "layer": facts.get("layer") or None, "target": target}
+        )
+        options = (spec.key for _, spec in option_specs(type(settings.options)))
+        known = {*REQUIRED, *_READ, *settings.to_metadata(), *options}
         return cls(
             spec=str(facts["model"]),
             weights=_optional(facts.get("weights"), str),
-            method=str(facts["method"]),
-            layer=facts.get("layer") or None,
-            target_name=str(facts["target_name"]),
+            settings=settings,
+            target_name=target_name,
             stride=_pair(facts["stride"]),
             origin=_pair(facts["origin"]),
             image_layer=str(facts["image_layer"]),
@@ -211,15 +211,12 @@ class HeatmapRecord:
             target_index=_optional(facts.get("target_index"), int),
             score=_optional(facts.get("score"), float),
             probability=_optional(facts.get("probability"), float),
-            tta=bool(facts.get("tta", False)),
-            bfloat16=bool(facts.get("bfloat16", False)),
             slice_index=tuple(int(i) for i in facts.get("slice", ())),
             level=int(facts.get("pyramid_level", 0)),
             tiles=TileCounts.from_facts(tiles) if isinstance(tiles, Mapping) else None,
             normalisation=_optional(facts.get("normalisation"), str),
             raw_range=_optional(facts.get("raw_range"), _pair),
-            options=MethodOptions.from_facts(facts),
-            extra={k: v for k, v in facts.items() if k not in _KNOWN},
+            extra={k: v for k, v in facts.items() if k not in known},
         )
 
     @classmethod

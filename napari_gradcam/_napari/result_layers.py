@@ -9,6 +9,7 @@ import numpy as np
 from napari.layers import Image, Shapes
 from napari.utils.transforms.transform_utils import expand_upper_triangular
 
+from napari_gradcam._napari.explain.job import ExplainJob, RegionResult
 from napari_gradcam._napari.heatmap_style import (
     DEFAULT_OPACITY,
     DISPLAY_RANGE,
@@ -17,9 +18,9 @@ from napari_gradcam._napari.heatmap_style import (
 )
 from napari_gradcam._napari.records import METADATA_KEY, HeatmapRecord
 from napari_gradcam._napari.regions import WHOLE_LAYER, Box
-from napari_gradcam._napari.worker import ExplainJob, RegionResult
-from napari_gradcam.core.explain.method_options import MethodOptions
+from napari_gradcam.core.explain.method_options import options_label
 from napari_gradcam.core.regions.placement import heatmap_transform
+from napari_gradcam.core.settings import ExplainSettings
 
 __all__ = [
     "ANNOTATIONS_NAME",
@@ -100,8 +101,13 @@ def heatmap_record(
     return HeatmapRecord(
         spec=job.spec,
         weights=job.weights,
-        method=explanation.method,
-        layer=explanation.layer,
+        settings=job.settings.replace(
+            method=explanation.method,
+            layer=explanation.layer,
+            target=explanation.target_names[0],
+            tta=explanation.tta,
+            bfloat16=explanation.bfloat16,
+        ),
         target_name=explanation.target_names[0],
         stride=placed.stride,
         origin=placed.origin,
@@ -110,33 +116,28 @@ def heatmap_record(
         target_index=int(explanation.targets[0]),
         score=float(explanation.scores[0]),
         probability=float(explanation.probabilities[0]),
-        tta=explanation.tta,
-        bfloat16=explanation.bfloat16,
         slice_index=job.plane.slice_index if job.plane else (),
         level=result.level,
         normalisation=DISPLAY_RANGE if raw is not None else None,
         raw_range=raw,
-        options=job.options,
     )
 
 
-def method_label(
-    method: str, tta: bool, bfloat16: bool, options: MethodOptions | None = None
-) -> str:
+def method_label(settings: ExplainSettings) -> str:
     """The method as named in layer names.
 
     E.g. ``"Score-CAM TTA bf16"``, ``"Class-token attention head 2"``.
     """
     from napari_gradcam.core.explain.methods import METHODS
 
-    extra = options.label() if options is not None else ""
+    found = METHODS.get(settings.method)
     flags = [
-        *(["TTA"] if tta else []),
-        *(["bf16"] if bfloat16 else []),
-        *([extra] if extra else []),
+        found.title if found else settings.method,
+        *(["TTA"] if settings.tta else []),
+        *(["bf16"] if settings.bfloat16 else []),
+        options_label(settings.options),
     ]
-    title = METHODS[method].title if method in METHODS else method
-    return " ".join([title, *flags])
+    return " ".join(flag for flag in flags if flag)
 
 
 def model_label(spec: str, weights: str | None) -> str:
@@ -162,7 +163,7 @@ def heatmap_name(job: ExplainJob, target: str, box: Box) -> str:
     The region is named unless it is the whole image; the image itself is in the metadata.
     """
     parts = [
-        method_label(job.method, job.tta, job.bfloat16, job.options),
+        method_label(job.settings),
         target,
         model_label(job.spec, job.weights),
     ]
@@ -174,7 +175,7 @@ def heatmap_name(job: ExplainJob, target: str, box: Box) -> str:
 def explained_target(result: RegionResult, job: ExplainJob) -> str:
     """The class a one-crop map explains, marked "(top class)" when the user chose none."""
     name = result.explanation.target_names[0]
-    return name if job.target is not None else f"{name} (top class)"
+    return name if job.settings.target is not None else f"{name} (top class)"
 
 
 def heatmap_layer(result: RegionResult, layer: Image, job: ExplainJob) -> LayerDataTuple:

@@ -11,9 +11,10 @@ import numpy as np
 
 from napari_gradcam.commands.failures import BatchFailures
 from napari_gradcam.commands.max_pixels import add_max_pixels_argument
-from napari_gradcam.commands.method_args import add_method_option_arguments, method_options
+from napari_gradcam.commands.method_args import add_method_option_arguments, explain_settings
 from napari_gradcam.commands.trust_code import add_trust_code_argument
-from napari_gradcam.core.explain.methods import METHODS, check_precision, get_method
+from napari_gradcam.core.explain.method_options import options_to_facts
+from napari_gradcam.core.explain.methods import METHODS
 from napari_gradcam.core.image_files import IMAGE_SUFFIXES, read_image
 from napari_gradcam.core.output_files import (
     check_outputs,
@@ -27,7 +28,7 @@ from napari_gradcam.core.regions.placement import heatmap_transform
 
 if TYPE_CHECKING:
     from napari_gradcam.core.explain.explanation import Explanation
-    from napari_gradcam.core.explain.method_options import MethodOptions
+    from napari_gradcam.core.settings import ExplainSettings
     from napari_gradcam.core.trust.report import TrustReport
     from napari_gradcam.models.loading import LoadedModel
 
@@ -102,9 +103,8 @@ def run(args: argparse.Namespace) -> int:
     """Explain every image of ``args.images``; return 0, or 1 when some failed."""
     from napari_gradcam import load_model
 
-    check_precision(get_method(args.method), args.bf16)
+    settings = explain_settings(args, args.target)
     max_pixels(args.max_pixels)  # a malformed $NAPARI_GRADCAM_MAX_PIXELS stops here, once
-    options = method_options(args)
     plans = plan_outputs(args.images, args.out, args.format, args.overwrite)
     loaded = load_model(
         args.model,
@@ -117,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
     failures = BatchFailures("images", MEMORY_ADVICE)
     for image_path, paths in zip(args.images, plans, strict=True):
         try:
-            explain_one(args, loaded, options, image_path, paths)
+            explain_one(args, loaded, settings, image_path, paths)
         except Exception as err:  # noqa: BLE001 -- one image failing never ends the batch
             failures.add(image_path, err)
     return failures.exit_status(len(args.images))
@@ -133,7 +133,7 @@ MEMORY_ADVICE = (
 def explain_one(
     args: argparse.Namespace,
     loaded: LoadedModel,
-    options: MethodOptions,
+    settings: ExplainSettings,
     image_path: Path,
     paths: dict[str, Path],
 ) -> None:
@@ -142,20 +142,11 @@ def explain_one(
     from napari_gradcam.core.overlay import overlay
 
     image = read_image(image_path, max_pixels=args.max_pixels)
-    result = explain(
-        loaded,
-        image,
-        method=args.method,
-        layer=args.layer,
-        target=args.target,
-        tta=args.tta,
-        bfloat16=args.bf16,
-        **options.kwargs(),
-    )
+    result = explain(loaded, image, settings)
     save_array(paths["cam"], result.cam)
     save_png(paths["overlay"], overlay(image, result.cam, result.stride))
-    record = {**describe(result, image_path, loaded, paths), **options.to_facts()}
-    trust = check_trust(loaded, image, result, image_path, options) if args.trust else None
+    record = {**describe(result, image_path, loaded, paths), **options_to_facts(settings.options)}
+    trust = check_trust(loaded, image, result, image_path, settings.options) if args.trust else None
     if trust is not None:
         record["trust"] = trust.to_dict()
     save_json(paths["json"], record)
@@ -172,7 +163,7 @@ def check_trust(
     image: np.ndarray,
     result: Explanation,
     image_path: Path,
-    options: MethodOptions | None = None,
+    options: object = None,
 ) -> TrustReport | None:
     """The trust report of ``result``, the map of ``image``, or ``None`` when it cannot run.
 
@@ -181,7 +172,7 @@ def check_trust(
     from napari_gradcam.core.trust.report import trust_report
 
     try:
-        extra = options.kwargs() if options is not None else {}
+        extra = {"options": options} if options is not None else {}
         return trust_report(loaded, image, explanation=result, explain_options=extra)
     except ValueError as err:
         print(f"{image_path}: no trust report: {err}", file=sys.stderr)

@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING, Any
 
 from napari_gradcam.commands.failures import BatchFailures
 from napari_gradcam.commands.max_pixels import add_max_pixels_argument
-from napari_gradcam.commands.method_args import add_method_option_arguments, method_options
+from napari_gradcam.commands.method_args import add_method_option_arguments, explain_settings
 from napari_gradcam.commands.slide_mil import add_mil_arguments, run_mil
 from napari_gradcam.commands.trust_code import add_trust_code_argument
-from napari_gradcam.core.explain.methods import METHODS, check_precision, get_method
+from napari_gradcam.core.explain.methods import METHODS
 from napari_gradcam.core.pixel_limit import max_pixels
 from napari_gradcam.core.tiling.grid import MIN_TISSUE
 from napari_gradcam.slides.lazy_slide import BACKENDS
@@ -107,15 +107,15 @@ def slide_job(args: argparse.Namespace) -> SlideJob:
     from napari_gradcam.core.tiling.tiled import TileSettings
     from napari_gradcam.slides.runner import SlideJob
 
-    check_precision(get_method(args.method), args.bf16)
+    target = int(args.target) if args.target and args.target.lstrip("-").isdigit() else args.target
+    settings = explain_settings(args, target)
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
-    target = int(args.target) if args.target and args.target.lstrip("-").isdigit() else args.target
     return SlideJob(
         model=args.model,
         weights=args.weights,
         settings=TileSettings(
-            args.method, args.layer, target, args.tta, args.bf16, method_options(args)
+            args.method, args.layer, target, args.tta, args.bf16, settings.options
         ),
         mpp=args.mpp,
         level=args.level,

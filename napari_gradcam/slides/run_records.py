@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from napari_gradcam.core.explain.method_options import options_to_facts
 from napari_gradcam.core.regions.placement import heatmap_transform
 from napari_gradcam.core.tiling.tile_stats import FACTS
 from napari_gradcam.core.tiling.tiled import TilePlan, TileResults
@@ -90,7 +91,7 @@ def heatmap_attrs(slide: Slide, plan: TilePlan, model: str, maximum: float) -> d
         "method": plan.settings.method,
         "tta": plan.settings.tta,
         "bfloat16": plan.settings.bfloat16,
-        **plan.settings.options.to_facts(),
+        **(options_to_facts(plan.settings.options) if plan.settings.options else {}),
         "layer": plan.settings.layer,
         "target": plan.settings.target,
         "level": plan.level,

@@ -4,6 +4,7 @@ import pytest
 import tifffile
 
 from napari_gradcam._napari.reader import get_slide_reader, read_slide
+from napari_gradcam.core.settings import ExplainSettings
 from napari_gradcam.data import HE_SLIDE_PATH
 
 
@@ -122,10 +123,10 @@ def test_napari_opens_a_dicom_slide_from_one_of_its_files(make_napari_viewer, tm
 
 
 def test_the_dock_explains_a_slide_alike_through_every_backend(tmp_path, tiny_spec, tiny_weights):
+    from napari_gradcam._napari.explain.job import ExplainJob, run_job
     from napari_gradcam._napari.explain.tiled_job import TilingOptions
     from napari_gradcam._napari.plane import Plane
     from napari_gradcam._napari.regions import whole_layer_box
-    from napari_gradcam._napari.worker import ExplainJob, run_job
     from napari_gradcam.slides import open_slide
     from tests.slides.slide_files import write_slide
 
@@ -138,9 +139,9 @@ def test_the_dock_explains_a_slide_alike_through_every_backend(tmp_path, tiny_sp
         job = ExplainJob(
             tiny_spec,
             tiny_weights,
+            ExplainSettings(target="tissue"),
             plane=plane,
             boxes=(box,),
-            target="tissue",
             tiling=TilingOptions(batch_size=64),
         )
         generator = run_job(job)

@@ -18,6 +18,7 @@ from napari_gradcam._napari.records import (
     is_heatmap,
 )
 from napari_gradcam._napari.regions import Box
+from napari_gradcam.core.settings import ExplainSettings
 from napari_gradcam.review.session import (
     ImageRef,
     SavedHeatmap,
@@ -53,11 +54,13 @@ FIRST_TILED = {
 
 
 def plain_record(**changes) -> HeatmapRecord:
+    target = changes.get("target_name", "tissue")
     fields = {
         "spec": "model.pt",
         "weights": "w.pt",
-        "method": "scorecam",
-        "layer": "4",
+        "settings": ExplainSettings(
+            "scorecam", "4", None if target == PER_TILE else target, tta=True, bfloat16=True
+        ),
         "target_name": "tissue",
         "stride": (4.0, 4.0),
         "origin": (16.0, 40.0),
@@ -66,8 +69,6 @@ def plain_record(**changes) -> HeatmapRecord:
         "target_index": 1,
         "score": 0.5,
         "probability": 0.6,
-        "tta": True,
-        "bfloat16": True,
         "slice_index": (2,),
         "level": 1,
     }
@@ -79,12 +80,16 @@ def plain_record(**changes) -> HeatmapRecord:
     [
         plain_record(),
         plain_record(
-            target_name=PER_TILE, target_index=None, score=None, probability=None,
-            tiles=TileCounts(12, 9, 0.5, (96.0, 96.0)), normalisation="one for the region",
+            target_name=PER_TILE,
+            target_index=None,
+            score=None,
+            probability=None,
+            tiles=TileCounts(12, 9, 0.5, (96.0, 96.0)),
+            normalisation="one for the region",
         ),
     ],
     ids=["region", "tiled"],
-)  # fmt: skip
+)
 def test_a_record_survives_layer_metadata_and_json(record, tmp_path):
     assert HeatmapRecord.from_facts(record.to_facts()) == record
     layer = Image(np.zeros((12, 14), np.float32), metadata=record.to_metadata())
@@ -98,30 +103,44 @@ def test_a_record_survives_layer_metadata_and_json(record, tmp_path):
 def test_the_metadata_keys_stay_those_earlier_versions_wrote():
     facts = plain_record().to_facts()
     assert list(facts) == [
-        "model", "weights", "layer", "method", "tta", "bfloat16", "target_index", "target_name",
-        "score", "probability", "stride", "origin", "image_layer", "region", "box", "slice",
+        "model",
+        "weights",
+        "layer",
+        "method",
+        "tta",
+        "bfloat16",
+        "target_index",
+        "target_name",
+        "score",
+        "probability",
+        "stride",
+        "origin",
+        "image_layer",
+        "region",
+        "box",
+        "slice",
         "pyramid_level",
-    ]  # fmt: skip
+    ]
     assert facts["box"] == (16, 40, 64, 96) and facts["region"] == "rectangle 1"
 
 
 def test_metadata_of_the_first_release_is_read_and_written_back_unchanged():
     record = HeatmapRecord.from_facts(FIRST_RELEASE)
-    assert (record.spec, record.target, record.target_index) == ("demo", "stroma", 1)
+    assert (record.spec, record.settings.target, record.target_index) == ("demo", "stroma", 1)
     assert record.stride == (16.0, 16.0) and record.origin == (32.0, 48.0)
     assert record.box == Box(32, 48, 160, 240, "rectangle 0") and record.level == 1
-    assert not record.tta and not record.bfloat16 and record.tiles is None
+    assert not record.settings.tta and not record.settings.bfloat16 and record.tiles is None
     written = json.loads(json.dumps(record.to_facts()))  # as a session stores it
     assert {key: written[key] for key in FIRST_RELEASE} == FIRST_RELEASE
     tiled = HeatmapRecord.from_facts(FIRST_TILED)
-    assert tiled.target is None and tiled.tiles == TileCounts(12, 9, 0.5, None)
+    assert tiled.settings.target is None and tiled.tiles == TileCounts(12, 9, 0.5, None)
     assert tiled.to_facts()["tiles"] == FIRST_TILED["tiles"]
 
 
 def test_keys_a_version_does_not_know_are_kept():
     facts = {**FIRST_RELEASE, "reviewed_by": "pathologist", "layer": None}
     record = HeatmapRecord.from_facts(facts)
-    assert record.extra == {"reviewed_by": "pathologist"} and record.layer is None
+    assert record.extra == {"reviewed_by": "pathologist"} and record.settings.layer is None
     assert record.to_facts()["reviewed_by"] == "pathologist"
 
 

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 from napari.layers import Image
 
+from napari_gradcam._napari.explain.job import ExplainJob, RegionResult
 from napari_gradcam._napari.heatmap_style import HEATMAP_COLORMAP
 from napari_gradcam._napari.regions import Box
 from napari_gradcam._napari.result_layers import (
@@ -10,7 +11,6 @@ from napari_gradcam._napari.result_layers import (
     contrast_limits,
     heatmap_layer,
 )
-from napari_gradcam._napari.worker import ExplainJob, RegionResult
 from napari_gradcam.core.explain.explanation import Explanation
 
 JOB = ExplainJob("demo", "weights.pt")

@@ -322,7 +322,9 @@ class FileActions(Container):
             dock.warn("choose a heatmap (and select annotations to frame them) first")
             return None
         record = HeatmapRecord.of(heatmap)
-        labels = HeatmapFacts(record.method, record.target_name, str(record.layer))
+        labels = HeatmapFacts(
+            record.settings.method, record.target_name, str(record.settings.layer)
+        )
         pixels = current_plane(image, dock.viewer.dims.point).levels[0]
         figure = region_figure(
             pixels,

@@ -39,7 +39,7 @@ class ClassModel:
         record = HeatmapRecord.of(heatmap)
         if record is None:
             return None
-        target = record.target_index if record.target_index is not None else record.target
+        target = record.target_index if record.target_index is not None else record.settings.target
         return cls(record.spec, record.weights, target)
 
 

@@ -28,12 +28,13 @@ from napari_gradcam._napari.records import (
     filling_in_metadata,
 )
 from napari_gradcam._napari.result_layers import EACH_TILE, heatmap_name, placement_kwargs
+from napari_gradcam.core.settings import ExplainSettings
 
 if TYPE_CHECKING:
     from napari.viewer import Viewer
 
+    from napari_gradcam._napari.explain.job import ExplainJob
     from napari_gradcam._napari.explain.tiled_job import MapGeometry, TiledResult, TiledUpdate
-    from napari_gradcam._napari.worker import ExplainJob
     from napari_gradcam.core.tiling.slide_tissue import TissueMap
 
 TILE_COLUMNS = (
@@ -134,7 +135,7 @@ class LiveHeatmaps:
         box = self.job.boxes[region]
         layer = Image(
             np.zeros(geometry.shape, np.float32),
-            name=heatmap_name(self.job, self.job.target or EACH_TILE, box),
+            name=heatmap_name(self.job, self.job.settings.target or EACH_TILE, box),
             colormap=heatmap_colormap(),
             opacity=DEFAULT_OPACITY,
             blending="translucent",
@@ -168,15 +169,19 @@ def tiled_record(
     return HeatmapRecord(
         spec=job.spec,
         weights=job.weights,
-        method=settings.method,
-        layer=settings.layer,
+        settings=ExplainSettings(
+            settings.method,
+            settings.layer,
+            None if settings.target is None else str(settings.target),
+            settings.tta,
+            settings.bfloat16,
+            settings.options,
+        ),
         target_name=str(settings.target) if settings.target is not None else PER_TILE,
         stride=placed.stride,
         origin=placed.origin,
         image_layer=image.name,
         box=result.box,
-        tta=settings.tta,
-        bfloat16=settings.bfloat16,
         slice_index=job.plane.slice_index if job.plane else (),
         level=geometry.level,
         tiles=TileCounts(
@@ -187,7 +192,6 @@ def tiled_record(
         ),
         normalisation=normalisation,
         raw_range=raw,
-        options=settings.options,
     )
 
 

@@ -32,9 +32,9 @@ from napari_gradcam._napari.explain.tiled_layers import (
 if TYPE_CHECKING:
     from napari.viewer import Viewer
 
+    from napari_gradcam._napari.explain.job import ExplainJob, JobOutcome
     from napari_gradcam._napari.explain.tiled_job import TiledUpdate
     from napari_gradcam._napari.plane import Plane
-    from napari_gradcam._napari.worker import ExplainJob, JobOutcome
     from napari_gradcam.core.tiling.slide_tissue import TissueMap
 
 TILED_TIP = (

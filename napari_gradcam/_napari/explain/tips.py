@@ -34,14 +34,6 @@ BFLOAT16_TIP = (
     "AVX-512 BF16 or AMX and on GPUs; scores keep ~3 digits, so the map is close to, not "
     "equal to, the float32 one"
 )
-DISCARD_TIP = (
-    "attention rollout: the share of each row's weakest attention weights dropped in every "
-    "block before the product; 0 is the paper's rollout, higher values sharpen the map"
-)
-HEAD_TIP = (
-    "class-token attention: the map of one head of the last block, or the mean of its heads "
-    "(as in the DINO figures)"
-)
 EARLIER_TIP = (
     "what happens to earlier maps of the same image: hidden (kept in the layer list, tick "
     "their eye to compare) or replaced (removed once the new map is done)"

@@ -1,4 +1,4 @@
-"""The "Grad-CAM" dock widget: controls and wiring only (the work is in worker.py)."""
+"""The "Grad-CAM" dock widget: controls and wiring only (the work is in job.py)."""
 
 from typing import Any
 
@@ -12,7 +12,9 @@ from magicgui.widgets import (
     Label,
     ProgressBar,
     PushButton,
+    SpinBox,
 )
+from magicgui.widgets.bases import ValueWidget
 from napari.layers import Image, Layer, Shapes
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_warning
@@ -23,6 +25,7 @@ from qtpy.QtWidgets import QSizePolicy
 
 from napari_gradcam._napari.docking import tab_plugin_docks
 from napari_gradcam._napari.explain import tips
+from napari_gradcam._napari.explain.job import ExplainJob, JobOutcome, run_job
 from napari_gradcam._napari.explain.map_stack import EARLIER_CHOICES, HIDE, REPLACE, MapStack
 from napari_gradcam._napari.explain.tiled_job import TiledUpdate
 from napari_gradcam._napari.explain.tiled_review import TiledReview
@@ -39,15 +42,16 @@ from napari_gradcam._napari.result_layers import (
     heatmap_layer,
     model_label,
 )
-from napari_gradcam._napari.worker import ExplainJob, JobOutcome, run_job
-from napari_gradcam.core.explain.method_options import MethodOptions
+from napari_gradcam.core.explain.method_options import OptionSpec, option_specs
 from napari_gradcam.core.explain.methods import METHODS
+from napari_gradcam.core.settings import ExplainSettings
 from napari_gradcam.models.bundled import BUNDLED
 from napari_gradcam.models.specs import card_classes
 
-MEAN_OF_HEADS = "mean of heads"
-MAX_HEADS = 16
-"""Heads offered while the model's count is unknown (``explain`` refuses a head too many)."""
+MAX_COUNT = 16
+"""Indices offered (heads) while the model's count is unknown (``explain`` refuses too many)."""
+OPTIONS = {spec.key: spec for m in METHODS.values() for _, spec in option_specs(m.options)}
+"""Every method option by key: one control each, shown for the methods that take it."""
 AUTO_LAYER = "auto"
 PREDICTED = "predicted"
 BUNDLED_MODELS = tuple(BUNDLED)
@@ -82,26 +86,49 @@ class GradCamWidget(Container):
         self._build_run_controls()
         self.advanced = Container(
             widgets=[
-                self.weights, self.load_button, self.layer, self.discard_ratio,
-                self.attention_head, self.tta, self.bfloat16, *self.tiles.controls,
+                self.weights,
+                self.load_button,
+                self.layer,
+                *self.option_controls.values(),
+                self.tta,
+                self.bfloat16,
+                *self.tiles.controls,
             ],
-            labels=True, visible=False,
-        )  # fmt: skip
+            labels=True,
+            visible=False,
+        )
         self.advanced.margins = (0, 0, 0, 0)
-        self.extend([
-            self.image, self.bundled, self.model, self.method, self.target, self.region,
-            self.shapes, self.tiles.tiled, self.tiles.show_helpers, self.earlier, self.opacity,
-            self.show_advanced, self.advanced,
-            self.explain_button, self.cancel_button, self.progress,
-        ])  # fmt: skip
+        self.extend(
+            [
+                self.image,
+                self.bundled,
+                self.model,
+                self.method,
+                self.target,
+                self.region,
+                self.shapes,
+                self.tiles.tiled,
+                self.tiles.show_helpers,
+                self.earlier,
+                self.opacity,
+                self.show_advanced,
+                self.advanced,
+                self.explain_button,
+                self.cancel_button,
+                self.progress,
+            ]
+        )
         self.native.layout().addWidget(self.result.native)  # the whole width: never cut
         self.native.layout().addWidget(self.tiles.table, 100)
         self.native.layout().addWidget(self.tiles.export.native)
         self.native.layout().addStretch(1)
         self.runner = JobRunner(
-            self.native, "Grad-CAM", progress=self.progress, status=self.result,
+            self.native,
+            "Grad-CAM",
+            progress=self.progress,
+            status=self.result,
             on_running=self._set_running,
-        )  # fmt: skip
+        )
         self._connect()
         self._on_region_changed(self.region.value)
         self._on_method_changed(self.method.value)
@@ -134,13 +161,7 @@ class GradCamWidget(Container):
         self.method = ComboBox(
             label="method", choices=self._method_choices, value="gradcam", tooltip=tips.METHOD_TIP
         )
-        self.discard_ratio = FloatSpinBox(
-            label="discard ratio", min=0.0, max=0.95, step=0.05, value=0.0,
-            tooltip=tips.DISCARD_TIP,
-        )  # fmt: skip
-        self.attention_head = ComboBox(
-            label="attention head", choices=self._head_choices, tooltip=tips.HEAD_TIP
-        )
+        self.option_controls = {key: _option_control(spec) for key, spec in OPTIONS.items()}
         self.tta = CheckBox(text="average over flips (TTA)", value=False, tooltip=tips.TTA_TIP)
         self.bfloat16 = CheckBox(
             text="bfloat16 forwards (faster, approximate)", value=False, tooltip=tips.BFLOAT16_TIP
@@ -156,9 +177,13 @@ class GradCamWidget(Container):
             label="earlier maps", choices=EARLIER_CHOICES, value=HIDE, tooltip=tips.EARLIER_TIP
         )
         self.opacity = FloatSlider(
-            label="map opacity", min=0.0, max=1.0, step=0.05, value=DEFAULT_OPACITY,
+            label="map opacity",
+            min=0.0,
+            max=1.0,
+            step=0.05,
+            value=DEFAULT_OPACITY,
             tooltip=tips.OPACITY_TIP,
-        )  # fmt: skip
+        )
         self.show_advanced = CheckBox(
             text="advanced options", value=False, tooltip=tips.ADVANCED_TIP
         )
@@ -197,11 +222,6 @@ class GradCamWidget(Container):
         """Auto, then each layer labelled with its grid, e.g. "blocks.11.norm1 (tokens 14x14)"."""
         layers = self._model_info.layers if self._model_info else ()
         return [(AUTO_LAYER, AUTO_LAYER), *layers]
-
-    def _head_choices(self, _widget: ComboBox) -> list[tuple[str, int]]:
-        """The mean of the heads (-1), then each head of the model's last attention block."""
-        heads = (self._model_info.heads if self._model_info else None) or MAX_HEADS
-        return [(MEAN_OF_HEADS, -1), *((str(head), head) for head in range(heads))]
 
     def _method_choices(self, _widget: ComboBox) -> list[tuple[str, str]]:
         """Each method by its title (e.g. "Score-CAM"), valued by its registry name."""
@@ -278,12 +298,7 @@ class GradCamWidget(Container):
         plane = current_plane(layer, self._viewer.dims.point)
         boxes = region_boxes(self._viewer, layer, plane.shape, self.region.value, self.shapes.value)
         job = self._model_job(
-            method=self.method.value,
-            layer=None if self.layer.value == AUTO_LAYER else self.layer.value,
-            target=None if self.target.value == PREDICTED else self.target.value,
-            tta=self.tta.value,
-            bfloat16=self.bfloat16.value and METHODS[self.method.value].runs_in_bfloat16,
-            options=self.method_options(),
+            settings=self.settings(),
             plane=plane,
             boxes=boxes,
             tiling=self.tiles.options(self.model_spec, self.method.value),
@@ -334,7 +349,10 @@ class GradCamWidget(Container):
         try:
             self.layer.reset_choices()
             self.target.reset_choices()
-            self.attention_head.reset_choices()
+            for key, spec in OPTIONS.items():
+                if spec.count:
+                    count = (getattr(info, spec.count) if info else None) or MAX_COUNT
+                    self.option_controls[key].max = count - 1
         finally:
             self._refreshing = False
         wanted = self._wanted_target
@@ -361,9 +379,8 @@ class GradCamWidget(Container):
         def offer(classes: tuple[str, ...]) -> None:
             if self._closed:
                 return
-            if self._model_info is None and (spec, weights) == (
-                self.model_spec, self._model_job().weights
-            ):  # fmt: skip
+            same = (spec, weights) == (self.model_spec, self._model_job().weights)
+            if self._model_info is None and same:
                 self._offer(ModelInfo(spec, weights, classes, ()) if classes else None)
 
         def say(error: Exception) -> None:
@@ -387,9 +404,10 @@ class GradCamWidget(Container):
 
     def _on_method_changed(self, method: str) -> None:
         found = METHODS[method]
-        self.bfloat16.visible = found.runs_in_bfloat16
-        self.discard_ratio.visible = "discard_ratio" in found.options
-        self.attention_head.visible = "attention_head" in found.options
+        self.bfloat16.visible = found.bfloat16
+        taken = {spec.key for _, spec in option_specs(found.options)}
+        for key, control in self.option_controls.items():
+            control.visible = key in taken
 
     def _on_show_advanced(self, show: bool) -> None:
         self.advanced.visible = show
@@ -399,11 +417,21 @@ class GradCamWidget(Container):
         if newest is not None and newest in self._viewer.layers:
             newest.opacity = opacity
 
-    def method_options(self) -> MethodOptions:
-        """The chosen method's own options (those it does not take stay at their defaults)."""
-        head = self.attention_head.value
-        options = MethodOptions(float(self.discard_ratio.value), None if head < 0 else head)
-        return options.for_method(self.method.value)
+    def settings(self) -> ExplainSettings:
+        """What the controls ask for: the chosen method with its own options only."""
+        found = METHODS[self.method.value]
+        options = {
+            name: _option_value(spec, self.option_controls[spec.key].value)
+            for name, spec in option_specs(found.options)
+        }
+        return ExplainSettings(
+            method=found.name,
+            layer=None if self.layer.value == AUTO_LAYER else self.layer.value,
+            target=None if self.target.value == PREDICTED else self.target.value,
+            tta=self.tta.value,
+            bfloat16=self.bfloat16.value and found.bfloat16,
+            options=found.options(**options),
+        )
 
     def _on_returned(self, outcome: JobOutcome, job: ExplainJob, layer: Image | None) -> None:
         if outcome.error is not None:
@@ -434,3 +462,29 @@ class GradCamWidget(Container):
         if ANNOTATIONS_NAME not in layers:
             layers.append(annotations_layer(layer))
         self.maps.settle(replace=self.earlier.value == REPLACE)
+
+
+def _option_control(spec: OptionSpec) -> ValueWidget:
+    """The control of one method option: a list of choices, or a number.
+
+    An optional number (``spec.none_label``) counts one below its minimum as ``None``, shown
+    as the label (e.g. "auto", "mean of heads").
+    """
+    common = {"label": spec.label, "tooltip": spec.help, "visible": False}
+    if spec.choices:
+        return ComboBox(choices=spec.choices, **common)
+    if spec.kind is float:
+        bounds = {"min": spec.minimum, "max": spec.maximum, "step": spec.step}
+        return FloatSpinBox(**{k: v for k, v in bounds.items() if v is not None}, **common)
+    low = int(spec.minimum or 0) - (1 if spec.none_label else 0)
+    high = int(spec.maximum) if spec.maximum is not None else MAX_COUNT - 1
+    control = SpinBox(min=low, max=high, value=low, **common)
+    control.native.setSpecialValueText(spec.none_label)
+    return control
+
+
+def _option_value(spec: OptionSpec, value: Any) -> Any:
+    """An option's value from its control's (``None`` below an optional number's minimum)."""
+    if spec.none_label and spec.kind is int and value < (spec.minimum or 0):
+        return None
+    return value

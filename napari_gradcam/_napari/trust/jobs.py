@@ -156,7 +156,7 @@ def _features(loaded: LoadedModel, job: TrustJob, crop: Crop) -> Iterator[Progre
 
     layer = job.feature_layer or job.source.model_layer
     yield Progress(1, 2, f"reading the activations of {layer or 'the default layer'}")
-    stack = feature_stack(loaded, crop.pixels, layer=layer, target=job.source.target)
+    stack = feature_stack(loaded, crop.pixels, layer=layer, target=job.source.settings.target)
     return TrustOutcome(job.kind, features=stack)
 
 
@@ -165,13 +165,17 @@ def _sweep(loaded: LoadedModel, job: TrustJob, crop: Crop) -> Iterator[Progress]
 
     if job.source.model_layer is None:
         raise ValueError(
-            f"{job.source.method} uses no layer, so a layer sweep would repeat one map; "
+            f"{job.source.settings.method} uses no layer, so a layer sweep would repeat one map; "
             "sweep a heatmap made by a layer method such as gradcam"
         )
     layers = sweep_layers(loaded)
     maps = []
     explanations = layer_sweep(
-        loaded, crop.pixels, layers, method=job.source.method, target=job.source.target
+        loaded,
+        crop.pixels,
+        layers,
+        method=job.source.settings.method,
+        target=job.source.settings.target,
     )
     for index, explanation in enumerate(explanations):
         maps.append(explanation)
@@ -192,12 +196,12 @@ def _trust(loaded: LoadedModel, job: TrustJob, crop: Crop) -> Iterator[Progress]
     stages = iter_trust_report(
         loaded,
         crop.pixels,
-        method=job.source.method,
+        method=job.source.settings.method,
         layer=job.source.model_layer,
-        target=job.source.target,
+        target=job.source.settings.target,
         sanity_steps=job.sanity_steps,
         baseline=job.baseline,
-        explain_options=job.source.options.kwargs(),
+        explain_options={"options": job.source.settings.options},
     )
     report = yield from _with_progress(stages, STAGES)
     return TrustOutcome(job.kind, report=report)
@@ -218,15 +222,15 @@ def _with_progress(stages: Generator[str, None, Any], total: int) -> Iterator[Pr
 def _contrast(loaded: LoadedModel, job: TrustJob, crop: Crop) -> Iterator[Progress]:
     from napari_gradcam.core.trust.contrast import class_contrast
 
-    yield Progress(1, 2, f"explaining {job.source.target} and {job.other}")
+    yield Progress(1, 2, f"explaining {job.source.settings.target} and {job.other}")
     contrast = class_contrast(
         loaded,
         crop.pixels,
-        job.source.target,
+        job.source.settings.target,
         job.other,
-        method=job.source.method,
+        method=job.source.settings.method,
         layer=job.source.model_layer,
-        options=job.source.options.kwargs(),
+        options={"options": job.source.settings.options},
     )
     return TrustOutcome(job.kind, contrast=contrast)
 

@@ -239,8 +239,10 @@ class TrustWidget(Container):
         return TrustJob(kind, source, plane, **self._options(kind, source)), heatmap
 
     def _options(self, kind: Kind, source: HeatmapRecord) -> dict[str, Any]:
-        if kind == "contrast" and self.other_class.value in (None, source.target):
-            raise ValueError(f"choose a class to contrast with other than {source.target!r}")
+        if kind == "contrast" and self.other_class.value in (None, source.settings.target):
+            raise ValueError(
+                f"choose a class to contrast with other than {source.settings.target!r}"
+            )
         if kind == "compare" and not (self.methods.value and self.classes.value):
             raise ValueError("choose at least one method and one class to compare")
         feature = self.feature_layer.value
@@ -322,7 +324,9 @@ class TrustWidget(Container):
                 self._viewer.add_layer(layer)
         self.status.value = f"added {len(tuples)} layer(s) in {outcome.seconds:.1f} s"
         if outcome.contrast is not None and not np.any(outcome.contrast.difference):
-            self.status.value += f"; the maps are identical ({job.source.method} ignores the class)"
+            self.status.value += (
+                f"; the maps are identical ({job.source.settings.method} ignores the class)"
+            )
 
     def _show_report(self, outcome: TrustOutcome, heatmap: Image) -> None:
         report = outcome.report

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from napari_gradcam.core.explain.batching import run_model
-from napari_gradcam.core.explain.context import LayerContext, MethodSettings, Monitor
+from napari_gradcam.core.explain.context import LayerContext, Monitor
 from napari_gradcam.core.explain.hooks import (
     GRADCAM_HINT,
     AttentionOutputs,
@@ -25,6 +25,7 @@ from napari_gradcam.core.explain.hooks import (
 )
 from napari_gradcam.core.explain.methods import CamMethod
 from napari_gradcam.core.explain.targets import target_scores
+from napari_gradcam.core.settings import ExplainSettings
 
 TargetsFn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -34,7 +35,7 @@ def collect_attention(
     batch: torch.Tensor,
     method: CamMethod,
     targets_of: TargetsFn,
-    settings: MethodSettings,
+    settings: ExplainSettings,
     monitor: Monitor,
 ) -> LayerContext:
     """One forward reading every block's attention (and a backward for gradient methods).
@@ -42,7 +43,7 @@ def collect_attention(
     ``targets_of(logits)`` resolves the explained class per image. The reader refuses a model
     it cannot explain before the forward runs.
     """
-    reader = method.attention_reader(model, batch, settings)
+    reader = method.reader(model, batch, settings.options)
     modules = attention_modules(model)
     with_grad = reader.wants_gradients
     monitor.start(len(modules))
@@ -70,7 +71,8 @@ def collect_attention(
         gradients=None,
         logits=logits.detach(),
         targets=targets,
-        settings=settings,
+        options=settings.options,
+        bfloat16=settings.bfloat16,
         monitor=monitor,
         attention=reader,
     )

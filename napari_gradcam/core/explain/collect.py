@@ -20,7 +20,7 @@ from torch import nn
 from napari_gradcam.core.card import ModelCard
 from napari_gradcam.core.explain.attention_collect import collect_attention
 from napari_gradcam.core.explain.batching import forward_bytes, run_model
-from napari_gradcam.core.explain.context import LayerContext, MethodSettings, Monitor
+from napari_gradcam.core.explain.context import LayerContext, Monitor
 from napari_gradcam.core.explain.gradient_pass import layer_gradients
 from napari_gradcam.core.explain.hooks import (
     Captured,
@@ -32,6 +32,7 @@ from napari_gradcam.core.explain.hooks import (
 from napari_gradcam.core.explain.methods import CamMethod
 from napari_gradcam.core.explain.model_layers import ModelLayers
 from napari_gradcam.core.explain.targets import Target, resolve_targets
+from napari_gradcam.core.settings import ExplainSettings
 
 Layer = tuple[str, nn.Module] | None
 
@@ -41,25 +42,23 @@ def collect(
     batch: torch.Tensor,
     method: CamMethod,
     layer: Layer,
-    target: Target,
+    settings: ExplainSettings,
     card: ModelCard,
-    *,
-    groups: int = 1,
-    settings: MethodSettings | None = None,
-    monitor: Monitor | None = None,
+    groups: int,
+    monitor: Monitor,
 ) -> LayerContext:
     """Run the model of ``layers`` once on ``batch``; return the context ``method`` computes from.
 
-    ``batch`` may hold ``groups`` copies of the same images (e.g. flipped); the targets are
-    resolved on the first copy and repeated, so every copy explains the same class.
+    ``batch`` may hold ``groups`` copies of the same images (e.g. flipped); the targets
+    (``settings.target``) are resolved on the first copy and repeated, so every copy explains
+    the same class.
     """
     model = layers.module
     name, module = layer if layer is not None else (None, None)
+    target = settings.target
     if "attention" in method.needs:
         targets_of = partial(_targets, target=target, card=card, groups=groups)
-        return collect_attention(
-            model, batch, method, targets_of, settings or MethodSettings(), monitor or Monitor()
-        )
+        return collect_attention(model, batch, method, targets_of, settings, monitor)
     recorder = (
         record_output_sizes(model, module) if "forwards" in method.needs else nullcontext(None)
     )
@@ -83,8 +82,9 @@ def collect(
         gradients=layout.to_nchw(gradients) if gradients is not None else None,
         logits=logits,
         targets=targets,
-        settings=settings or MethodSettings(),
-        monitor=monitor or Monitor(),
+        options=settings.options,
+        bfloat16=settings.bfloat16,
+        monitor=monitor,
         sample_bytes=sample,
         head_sample_bytes=head,
         layout=layout,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Protocol
 
 import torch
 from torch import nn
@@ -21,7 +21,6 @@ class AttentionReader(Protocol):
 
 ProgressFn = Callable[[int, int], None]
 StopFn = Callable[[], bool]
-Baseline = Literal["blur", "mean"]
 
 
 class ExplanationCancelled(Exception):
@@ -33,7 +32,7 @@ class ExplanationCancelled(Exception):
 
 @dataclass
 class Monitor:
-    """Reports progress and honours a cancel request between the steps of a long method.
+    """The run's resources: progress, cancel and memory between the steps of a long method.
 
     Attributes
     ----------
@@ -41,12 +40,21 @@ class Monitor:
         ``progress(done, total)``, called after each step (e.g. each chunk of masked forwards).
     should_stop : callable, optional
         ``should_stop() -> bool``, asked before each step; true raises ``ExplanationCancelled``.
+    memory_budget_mb : float, optional
+        Memory the batched masked forwards of Score-CAM, Ablation-CAM and occlusion may use
+        at once (a hard limit: too small for one sample is an error); ``None`` picks chunks
+        of about 96 MB, at least one sample. It never changes the map.
     """
 
     progress: ProgressFn | None = None
     should_stop: StopFn | None = None
+    memory_budget_mb: float | None = None
     done: int = 0
     total: int = 1
+
+    def __post_init__(self) -> None:
+        if self.memory_budget_mb is not None and not self.memory_budget_mb > 0:
+            raise ValueError(f"memory_budget_mb must be positive, got {self.memory_budget_mb}")
 
     def check(self) -> None:
         """Raise ``ExplanationCancelled`` when a stop was requested."""
@@ -75,59 +83,6 @@ class Monitor:
 
 
 @dataclass(frozen=True)
-class MethodSettings:
-    """Options of the many-forward methods (Score-CAM, Ablation-CAM, occlusion) and of attention.
-
-    Attributes
-    ----------
-    memory_budget_mb : float, optional
-        Memory the batched masked forwards may use at once (a hard limit: too small for one
-        sample is an error); ``None`` picks chunks of about 96 MB, at least one sample.
-    occlusion_window : int, optional
-        Side of the occluding square in input pixels; default an eighth of the shorter side.
-    occlusion_stride : int, optional
-        Step of the occlusion grid (the map's stride); default half the window.
-    occlusion_baseline : {"blur", "mean"}
-        What replaces the occluded pixels: the image blurred at the window's scale, or the
-        normalisation mean (zeros of the normalised input), never white.
-    bfloat16 : bool
-        Run the masked forwards of Score-CAM and occlusion in bfloat16 on a copy of the model
-        (see ``fast_forward``): about 2x faster on hardware with bfloat16 arithmetic, with
-        scores rounded to about three significant digits.
-    discard_ratio : float
-        Attention rollout: the share of each row's weakest head-averaged attention weights
-        set to zero in every block before the product (0: the paper's rollout).
-    attention_head : int, optional
-        Class-token attention: the head to show; ``None`` averages the heads.
-    """
-
-    memory_budget_mb: float | None = None
-    occlusion_window: int | None = None
-    occlusion_stride: int | None = None
-    occlusion_baseline: Baseline = "blur"
-    bfloat16: bool = False
-    discard_ratio: float = 0.0
-    attention_head: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.memory_budget_mb is not None and not self.memory_budget_mb > 0:
-            raise ValueError(f"memory_budget_mb must be positive, got {self.memory_budget_mb}")
-        for name in ("occlusion_window", "occlusion_stride"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or value < 1):
-                raise ValueError(f"{name} must be a positive number of pixels, got {value!r}")
-        if self.occlusion_baseline not in ("blur", "mean"):
-            raise ValueError(
-                f"unknown occlusion baseline {self.occlusion_baseline!r}; use 'blur' or 'mean'"
-            )
-        if not 0.0 <= self.discard_ratio < 1.0:
-            raise ValueError(f"discard_ratio must be in [0, 1), got {self.discard_ratio}")
-        head = self.attention_head
-        if head is not None and (not isinstance(head, int) or head < 0):
-            raise ValueError(f"attention_head must be a head index >= 0, got {head!r}")
-
-
-@dataclass(frozen=True)
 class LayerContext:
     """Everything captured for one explanation, handed to a method's ``compute``.
 
@@ -149,8 +104,10 @@ class LayerContext:
         The model's output (N, classes), detached.
     targets : torch.Tensor
         int64 (N,): the explained class per image.
-    settings : MethodSettings
-        Options of the forward-based methods.
+    options : dataclass
+        The method's own options (``ExplainSettings.options``).
+    bfloat16 : bool
+        Whether the masked forwards run in bfloat16 (``ExplainSettings.bfloat16``).
     monitor : Monitor
         Progress and cancel checks for long methods.
     sample_bytes : int
@@ -175,7 +132,8 @@ class LayerContext:
     gradients: torch.Tensor | None
     logits: torch.Tensor
     targets: torch.Tensor
-    settings: MethodSettings = field(default_factory=MethodSettings)
+    options: Any = None
+    bfloat16: bool = False
     monitor: Monitor = field(default_factory=Monitor)
     sample_bytes: int = 0
     head_sample_bytes: int = 0

@@ -1,80 +1,99 @@
-"""The options of the attention methods, as the docks, the CLI and heatmap records carry them.
+"""A method's own options: a frozen dataclass per method whose fields tell the faces how to ask.
 
-``explain`` takes them as keyword arguments (``discard_ratio`` for rollout, ``attention_head``
-for the class-token attention); a value other than the default for a method that does not take
-it is refused, so a map never seems to honour a setting it ignored. No torch here: the docks
-import this at napari's start-up.
+Each method declares its options next to its implementation (``OcclusionOptions``,
+``RolloutOptions``, ...), every field made by :func:`option`. The Explain dock, the command
+line and the metadata read the fields' :class:`OptionSpec`, so adding an option touches the
+method alone. No torch here: the docks build their controls at napari's start-up.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
-
-from napari_gradcam.core.explain.methods import OPTION_METHODS, get_method
 
 
 @dataclass(frozen=True)
-class MethodOptions:
-    """Method options of ``explain`` beyond method, layer and class.
+class OptionSpec:
+    """How the faces show one option.
 
     Attributes
     ----------
-    discard_ratio : float
-        Attention rollout: the share of each row's weakest attention weights dropped in every
-        block (0: the paper's rollout).
-    attention_head : int or None
-        Class-token attention: one head's map; ``None``: the mean of the heads.
+    label : str
+        The dock's label.
+    help : str
+        The tooltip and the command line's help.
+    key : str
+        The name in metadata and JSON records; the command line's flag is ``--key`` with
+        dashes (``attention_head``: ``--attention-head``).
+    short : str
+        The word in layer names (``"head"``: ``"... head 2"``).
+    kind : type
+        ``int``, ``float`` or ``str``.
+    minimum, maximum, step : float, optional
+        Bounds and step of a number.
+    choices : tuple of str
+        The values of a ``str`` option.
+    none_label : str
+        What ``None`` means, for an optional number (e.g. ``"auto"``, ``"mean of heads"``).
+    count : str
+        A ``ModelInfo`` attribute that bounds an index (``"heads"``), when the model knows it.
     """
 
-    discard_ratio: float = 0.0
-    attention_head: int | None = None
-
-    def kwargs(self) -> dict[str, Any]:
-        """Keyword arguments of ``explain``."""
-        return {field.name: getattr(self, field.name) for field in fields(self)}
-
-    def to_facts(self) -> dict[str, Any]:
-        """The options set to other than their defaults (for metadata and JSON records)."""
-        default = MethodOptions()
-        return {k: v for k, v in self.kwargs().items() if v != getattr(default, k)}
-
-    @classmethod
-    def from_facts(cls, facts: Mapping[str, Any]) -> MethodOptions:
-        """Read the options from a record's facts (absent keys take their defaults)."""
-        head = facts.get("attention_head")
-        return cls(
-            discard_ratio=float(facts.get("discard_ratio", 0.0) or 0.0),
-            attention_head=None if head is None else int(head),
-        )
-
-    def label(self) -> str:
-        """A short description for layer names, e.g. ``"discard 0.9"``, ``"head 2"``, ``""``."""
-        parts = []
-        if self.discard_ratio:
-            parts.append(f"discard {self.discard_ratio:g}")
-        if self.attention_head is not None:
-            parts.append(f"head {self.attention_head}")
-        return " ".join(parts)
-
-    def for_method(self, method: str) -> MethodOptions:
-        """These options with those ``method`` does not take set back to their defaults."""
-        taken = get_method(method).options
-        default = MethodOptions()
-        return MethodOptions(
-            **{k: v if k in taken else getattr(default, k) for k, v in self.kwargs().items()}
-        )
+    label: str
+    help: str
+    key: str
+    short: str
+    kind: type = float
+    minimum: float | None = None
+    maximum: float | None = None
+    step: float | None = None
+    choices: tuple[str, ...] = ()
+    none_label: str = ""
+    count: str = ""
 
 
-def check_options(method: str, discard_ratio: float, attention_head: int | None) -> None:
-    """Refuse an option set for a method that does not take it, saying which methods do."""
-    found = get_method(method)
-    given = MethodOptions(discard_ratio, attention_head).to_facts()
-    for key in given:
-        if key not in found.options:
-            users = " and ".join(OPTION_METHODS[key])
-            raise ValueError(
-                f"{key} applies to method {users} only; {found.title} does not use it: leave "
-                f"{key} at its default or choose {users}"
-            )
+def option(default: Any, label: str, help: str, *, key: str, short: str = "", **spec: Any) -> Any:
+    """A field of an options dataclass, with its :class:`OptionSpec` (``spec``: its fields)."""
+    kind = spec.pop("kind", type(default) if default is not None else int)
+    found = OptionSpec(label, help, key, short or label, kind, **spec)
+    return field(default=default, metadata={"option": found})
+
+
+@dataclass(frozen=True)
+class NoOptions:
+    """The options of a method that takes none."""
+
+
+def option_specs(options_type: type) -> tuple[tuple[str, OptionSpec], ...]:
+    """``(field name, spec)`` of every option of an options dataclass."""
+    return tuple((f.name, f.metadata["option"]) for f in fields(options_type))
+
+
+def options_to_facts(options: object) -> dict[str, Any]:
+    """The options set to other than their defaults, by key (for metadata and JSON records)."""
+    default = type(options)()
+    return {
+        spec.key: getattr(options, name)
+        for name, spec in option_specs(type(options))
+        if getattr(options, name) != getattr(default, name)
+    }
+
+
+def options_from_facts(options_type: type, facts: Mapping[str, Any]) -> Any:
+    """Read the options from a record's facts (absent keys take their defaults)."""
+    given = {
+        name: None if facts[spec.key] is None else spec.kind(facts[spec.key])
+        for name, spec in option_specs(options_type)
+        if spec.key in facts
+    }
+    return options_type(**given)
+
+
+def options_label(options: object) -> str:
+    """A short description for layer names, e.g. ``"discard 0.9"``, ``"head 2"``, ``""``."""
+    shorts = {spec.key: spec.short for _, spec in option_specs(type(options))}
+    return " ".join(
+        f"{shorts[key]} {value:g}" if isinstance(value, float) else f"{shorts[key]} {value}"
+        for key, value in options_to_facts(options).items()
+    )

@@ -1,4 +1,4 @@
-"""``explain()``: one call from (model, image, method, layer, target) to an ``Explanation``.
+"""``explain()``: one call from (model, image, settings) to an ``Explanation``.
 
 ``map_geometry`` gives the geometry of the map ``explain()`` would give, without running it.
 """
@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
+from typing import Unpack
 
 import numpy as np
 import torch
@@ -16,14 +17,7 @@ from torch import nn
 from napari_gradcam.core.card import ModelCard
 from napari_gradcam.core.explain.augment import FLIPS, flipped_copies, mean_of_unflipped
 from napari_gradcam.core.explain.collect import collect
-from napari_gradcam.core.explain.context import (
-    Baseline,
-    LayerContext,
-    MethodSettings,
-    Monitor,
-    ProgressFn,
-    StopFn,
-)
+from napari_gradcam.core.explain.context import LayerContext, Monitor
 from napari_gradcam.core.explain.explanation import Explanation
 from napari_gradcam.core.explain.finite import check_finite
 from napari_gradcam.core.explain.hooks import (
@@ -34,10 +28,9 @@ from napari_gradcam.core.explain.hooks import (
     torchscript_message,
 )
 from napari_gradcam.core.explain.inputs import model_batch, model_parts
-from napari_gradcam.core.explain.method_options import check_options
-from napari_gradcam.core.explain.methods import CamMethod, check_precision, get_method
+from napari_gradcam.core.explain.methods import CamMethod, get_method
 from napari_gradcam.core.explain.methods.guided import has_relu_modules
-from napari_gradcam.core.explain.methods.occlusion import grid_settings
+from napari_gradcam.core.explain.methods.occlusion import OcclusionOptions
 from napari_gradcam.core.explain.model_layers import (
     INPUT_LAYER,
     MapGeometry,
@@ -45,8 +38,8 @@ from napari_gradcam.core.explain.model_layers import (
     map_stride,
     model_layers,
 )
-from napari_gradcam.core.explain.targets import Target, target_scores
-from napari_gradcam.core.settings import ExplainSettings
+from napari_gradcam.core.explain.targets import target_scores
+from napari_gradcam.core.settings import CommonKeywords, ExplainSettings
 
 
 def explain(
@@ -54,21 +47,10 @@ def explain(
     image: np.ndarray | torch.Tensor,
     settings: ExplainSettings | None = None,
     *,
-    method: str = "gradcam",
-    layer: str | nn.Module | None = None,
-    target: Target = None,
     card: ModelCard | None = None,
     origin: Sequence[float] = (0.0, 0.0),
-    tta: bool = False,
-    memory_budget_mb: float | None = None,
-    occlusion_window: int | None = None,
-    occlusion_stride: int | None = None,
-    occlusion_baseline: Baseline = "blur",
-    bfloat16: bool = False,
-    discard_ratio: float = 0.0,
-    attention_head: int | None = None,
-    progress: ProgressFn | None = None,
-    should_stop: StopFn | None = None,
+    monitor: Monitor | None = None,
+    **common: Unpack[CommonKeywords],
 ) -> Explanation:
     """Explain a classifier's decision on one image or a batch.
 
@@ -80,46 +62,20 @@ def explain(
         Pixels (H, W) or (H, W, C) of any common dtype, preprocessed with the card; or a float
         tensor (N, C, H, W) already preprocessed.
     settings : ExplainSettings, optional
-        Method, layer, target, TTA, precision and the method's options as one record; when
-        given, it replaces the keywords of the same names.
-    method : str
-        A key of ``METHODS``.
-    layer : str or torch.nn.Module, optional
-        Target layer by module name or module; default: the card's ``default_layer``, else the
-        last layer with a spatial output. Ignored by methods that use no layer.
-    target : int, str or sequence, optional
-        Class to explain (index or name), one per image, or ``None`` for the top class.
+        Method, layer, target, TTA, precision and the method's own options as one record
+        (default: Grad-CAM of the top class at the default layer).
     card : ModelCard, optional
         Overrides the card of a ``LoadedModel``; default card for a bare module.
     origin : sequence of float
         (y, x) of the image's top-left pixel in the coordinates of a larger image it was cut
         from; recorded in the result for placement.
-    tta : bool
-        Test-time augmentation: explain the image and its horizontal, vertical and double
-        flips (one batch, same target class), flip the maps back and average them.
-    memory_budget_mb : float, optional
-        Memory limit for the batched masked forwards of Score-CAM, Ablation-CAM and occlusion;
-        default: chunks of about 96 MB (at least one forward).
-    occlusion_window, occlusion_stride : int, optional
-        Occluding square's side and grid step in input pixels (the step is the map's stride).
-    occlusion_baseline : {"blur", "mean"}
-        What hides the occluded square: the blurred image or the normalisation mean.
-    bfloat16 : bool
-        Run the masked forwards of Score-CAM and occlusion in bfloat16 on a copy of the
-        model: about 2x faster on CPUs with AVX-512 BF16 or AMX and on recent GPUs, with the
-        scores rounded to about three significant digits (the map is then close to, not
-        equal to, the float32 one). Off by default; other methods refuse it.
-    discard_ratio : float
-        Attention rollout: the share of each row's weakest attention weights dropped in every
-        block (0, the default, is the paper's rollout). Other methods refuse a non-zero value.
-    attention_head : int, optional
-        Class-token attention (``method="attention"``): one head's map; default the mean of
-        the heads. Other methods refuse a head.
-    progress : callable, optional
-        ``progress(done, total)`` during long methods (steps: masked forwards, attention
-        blocks).
-    should_stop : callable, optional
-        Asked between steps; returning true raises ``ExplanationCancelled``.
+    monitor : Monitor, optional
+        Progress, cancel and memory budget of the long methods (steps: masked forwards,
+        attention blocks).
+    **common
+        Fields of ``settings`` to set (they win over ``settings``): ``method``, ``layer`` (a
+        module name or the module), ``target``, ``tta``, ``bfloat16`` and ``options``, e.g.
+        ``explain(m, x, method="occlusion", options=OcclusionOptions(window=32))``.
 
     Returns
     -------
@@ -133,61 +89,36 @@ def explain(
     NonFiniteError
         A ``ValueError`` for NaN or infinite logits or map, naming the likely cause.
     ExplanationCancelled
-        When ``should_stop()`` returned true; the model is left as it was.
+        When ``monitor.should_stop()`` returned true; the model is left as it was.
     """
     start = time.perf_counter()
-    if settings is not None:
-        method, layer, target = settings.method, settings.layer, settings.target
-        tta, bfloat16 = settings.tta, settings.bfloat16
-        discard_ratio = settings.options.discard_ratio
-        attention_head = settings.options.attention_head
+    settings = (settings or ExplainSettings()).replace(**common)
     module, card = model_parts(model, card)
-    cam_method = get_method(method)
-    settings = MethodSettings(
-        memory_budget_mb,
-        occlusion_window,
-        occlusion_stride,
-        occlusion_baseline,
-        bfloat16,
-        discard_ratio,
-        attention_head,
-    )
-    _check_applies(cam_method, module, bfloat16)
-    check_options(method, discard_ratio, attention_head)
+    cam_method = get_method(settings.method)
+    _check_applies(cam_method, module)
     batch = model_batch(module, image, card)
     layers = model_layers(model)
-    found = _resolve_layer(layers, layer, card, batch) if cam_method.uses_layer else None
-    monitor = Monitor(progress, should_stop)
+    found = _resolve_layer(layers, settings.layer, card, batch) if cam_method.uses_layer else None
+    monitor = monitor or Monitor()
     monitor.check()
     times = [start, time.perf_counter()]
-    inputs, groups = (flipped_copies(batch), len(FLIPS)) if tta else (batch, 1)
+    inputs, groups = (flipped_copies(batch), len(FLIPS)) if settings.tta else (batch, 1)
     with frozen_model(module):
-        context = collect(
-            layers,
-            inputs,
-            cam_method,
-            found,
-            target,
-            card,
-            groups=groups,
-            settings=settings,
-            monitor=monitor,
-        )
+        context = collect(layers, inputs, cam_method, found, settings, card, groups, monitor)
         times.append(time.perf_counter())
         monitor.check()
         cam = cam_method.compute(context)
-    cam = mean_of_unflipped(cam) if tta else cam
+    cam = mean_of_unflipped(cam) if settings.tta else cam
     check_finite(context.logits, "the model's logits", module=module, card=card, batch=batch)
     check_finite(cam, f"the {cam_method.title} map", module=module, card=card, batch=batch)
     monitor.finish()
     times.append(time.perf_counter())
     single = not isinstance(image, torch.Tensor)
-    return _explanation(cam, context, cam_method, card, single, origin, times, tta)
+    return _explanation(cam, context, settings, card, single, origin, times)
 
 
-def _check_applies(method: CamMethod, module: nn.Module, bfloat16: bool) -> None:
+def _check_applies(method: CamMethod, module: nn.Module) -> None:
     """Refuse, before running, a method that cannot work on this model, saying what to do."""
-    check_precision(method, bfloat16)
     if method.needs_hooks and isinstance(module, torch.jit.ScriptModule):
         raise ValueError(torchscript_message(method.title))
     if "guided" in method.needs and not has_relu_modules(module):
@@ -201,14 +132,14 @@ def _check_applies(method: CamMethod, module: nn.Module, bfloat16: bool) -> None
 def _explanation(
     cam: torch.Tensor,
     context: LayerContext,
-    method: CamMethod,
+    settings: ExplainSettings,
     card: ModelCard,
     single: bool,
     origin: Sequence[float],
     times: list[float],
-    tta: bool,
 ) -> Explanation:
     """Assemble the result: the first ``len(cam)`` images' targets (TTA copies come after)."""
+    method = get_method(settings.method)
     targets, logits = context.targets[: len(cam)], context.logits[: len(cam)]
     scores, probs = target_scores(logits, targets)
     cam_np = cam.float().cpu().numpy().astype(np.float32, copy=False)
@@ -231,8 +162,8 @@ def _explanation(
             "method": times[3] - times[2],
             "total": times[3] - times[0],
         },
-        tta=tta,
-        bfloat16=context.settings.bfloat16,
+        tta=settings.tta,
+        bfloat16=settings.bfloat16,
         logits=logits.detach().float().cpu().numpy(),
     )
 
@@ -262,8 +193,7 @@ def map_geometry(
     method: str = "gradcam",
     layer: str | nn.Module | None = None,
     card: ModelCard | None = None,
-    occlusion_window: int | None = None,
-    occlusion_stride: int | None = None,
+    options: object = None,
 ) -> MapGeometry:
     """Return the geometry of the map ``explain()`` would give for an input of ``input_size``.
 
@@ -277,7 +207,7 @@ def map_geometry(
         The classifier.
     input_size : sequence of int
         ``(height, width)`` of the input in pixels.
-    method, layer, card, occlusion_window, occlusion_stride
+    method, layer, card, options
         As in ``explain``.
 
     Returns
@@ -289,7 +219,7 @@ def map_geometry(
     height, width = (int(n) for n in input_size)
     cam_method = get_method(method)
     if not cam_method.needs_hooks:  # occlusion: its grid
-        _, step = grid_settings((height, width), occlusion_window, occlusion_stride)
+        _, step = (options or OcclusionOptions()).grid((height, width))
         cells = (math.ceil(height / step), math.ceil(width / step))
         return MapGeometry(INPUT_LAYER, cells, (float(step), float(step)))
     if "attention" in cam_method.needs:
@@ -310,7 +240,7 @@ def _attention_geometry(
 ) -> MapGeometry:
     """The patch grid and patch stride of an attention map; refused as ``explain`` refuses."""
     probe = torch.zeros((1, *input_chw), device=model_device(module), dtype=model_dtype(module))
-    reader = method.attention_reader(module, probe, MethodSettings())
+    reader = method.reader(module, probe, method.options())
     names = [name for name, _ in attention_modules(module)]
     stride = (float(reader.patch_size[0]), float(reader.patch_size[1]))
     return MapGeometry(reader.describe(names), tuple(reader.grid), stride)

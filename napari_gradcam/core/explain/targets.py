@@ -9,6 +9,7 @@ import torch
 from napari_gradcam.core.card import ModelCard
 
 Target = int | str | None | Sequence[int | str]
+"""A class to explain (index or name), one per image, or ``None`` for the top class."""
 
 
 def as_logits(output: object) -> torch.Tensor:

@@ -17,7 +17,6 @@ import numpy as np
 import torch
 
 from napari_gradcam.core.explain.hooks import model_device, model_lock
-from napari_gradcam.core.explain.method_options import MethodOptions
 from napari_gradcam.core.explain.pipeline import explain, map_geometry
 from napari_gradcam.core.explain.predict import prediction_facts
 
@@ -46,7 +45,7 @@ class TileSettings:
     target: int | str | None = None
     tta: bool = False
     bfloat16: bool = False
-    options: MethodOptions = field(default_factory=MethodOptions)
+    options: Any = None
 
 
 @dataclass(frozen=True)
@@ -293,7 +292,7 @@ def explain_tiles(
             target=settings.target,
             tta=settings.tta,
             bfloat16=settings.bfloat16,
-            **settings.options.kwargs(),
+            options=settings.options,
         )
     cams = np.asarray(result.cam, dtype=np.float32)
     facts = {

@@ -11,9 +11,9 @@ from napari_gradcam._napari.annotations.geojson_io import ANNOTATION_KEY
 from napari_gradcam._napari.annotations.shape_coords import data_to_pixels, shape_polygons
 from napari_gradcam._napari.annotations.style import outline_width
 from napari_gradcam._napari.annotations.widget import AnnotationWidget
+from napari_gradcam._napari.explain.job import ExplainJob
 from napari_gradcam._napari.regions import Box
 from napari_gradcam._napari.result_layers import METADATA_KEY, heatmap_layer
-from napari_gradcam._napari.worker import ExplainJob
 from napari_gradcam.core.regions.hot_regions import hot_region_polygons
 from napari_gradcam.core.regions.region_stats import PlacedMap, region_statistics
 from napari_gradcam.review.session import ImageRef, Session, save_session

@@ -146,13 +146,13 @@ def test_a_target_the_new_model_lacks_is_reset_with_a_word(make_widget, qtbot, t
 def test_an_unexpected_error_is_logged_with_its_traceback_and_named(
     make_widget, tile, qtbot, errors, monkeypatch, tmp_path
 ):
-    from napari_gradcam._napari import worker
+    from napari_gradcam._napari.explain import job as explain_job
 
     def broken(*_args):
         raise RuntimeError("a bug deep in the stack")
 
     monkeypatch.setenv("NAPARI_GRADCAM_STATE_DIR", str(tmp_path / "state"))
-    monkeypatch.setattr(worker, "explain_box", broken)
+    monkeypatch.setattr(explain_job, "explain_box", broken)
     viewer, widget = make_widget(tile, name="tile")
     run(widget, qtbot)
     log = tmp_path / "state" / "errors.log"

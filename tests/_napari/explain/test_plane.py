@@ -62,8 +62,8 @@ def test_read_crop_resamples_to_the_model_pixel_size():
 @pytest.mark.parametrize("mpp", [0.3, 0.45, 1.0])
 def test_one_box_and_its_tiles_are_read_at_the_same_level(mpp, tiny_spec, tiny_weights):
     """The box path and the tiled path share one rule (the tiny model wants 1 µm/px)."""
+    from napari_gradcam._napari.explain.job import ExplainJob, explain_region
     from napari_gradcam._napari.explain.tiled_job import TilingOptions
-    from napari_gradcam._napari.worker import ExplainJob, explain_region
     from napari_gradcam.models.cache import cached_model
 
     fine = np.random.default_rng(0).integers(0, 256, (480, 480, 3), dtype=np.uint8)

@@ -6,12 +6,13 @@ import pytest
 from qtpy.QtCore import Qt
 
 from napari_gradcam._napari.explain import widget as widget_module
+from napari_gradcam._napari.explain.job import ExplainJob, run_job
 from napari_gradcam._napari.explain.tiled_job import TiledResult, TiledUpdate, TilingOptions
 from napari_gradcam._napari.plane import Plane
 from napari_gradcam._napari.progress import Progress
 from napari_gradcam._napari.regions import whole_layer_box
 from napari_gradcam._napari.result_layers import METADATA_KEY
-from napari_gradcam._napari.worker import ExplainJob, run_job
+from napari_gradcam.core.settings import ExplainSettings
 from tests._napari.test_result_layers import world_edges
 
 TIMEOUT_MS = 60_000
@@ -239,11 +240,11 @@ def test_a_pyramid_is_tiled_on_the_level_of_the_models_mpp(make_widget, qtbot, e
 def test_the_tissue_is_found_once_per_image(
     make_widget, make_napari_viewer, tiny_spec, tiny_weights, qtbot, errors, monkeypatch, opened
 ):
-    from napari_gradcam._napari import worker
+    from napari_gradcam._napari.explain import job as explain_job
 
     calls = []
-    original = worker.find_tissue
-    monkeypatch.setattr(worker, "find_tissue", lambda *a: calls.append(1) or original(*a))
+    original = explain_job.find_tissue
+    monkeypatch.setattr(explain_job, "find_tissue", lambda *a: calls.append(1) or original(*a))
     if opened == "in a test":
         viewer, widget = make_widget(slide_like(), name="s")
     else:  # the dock gets a proxy of the viewer: a new proxy of the image at each access
@@ -261,9 +262,13 @@ def test_the_job_yields_rows_and_returns_a_tiled_result(tiny_spec, tiny_weights)
     image = slide_like()
     plane = Plane((image,), ((1.0, 1.0),))
     job = ExplainJob(
-        tiny_spec, tiny_weights, plane=plane, boxes=(whole_layer_box(image.shape),),
-        tiling=TilingOptions(batch_size=16), target="tissue",
-    )  # fmt: skip
+        tiny_spec,
+        tiny_weights,
+        ExplainSettings(target="tissue"),
+        plane=plane,
+        boxes=(whole_layer_box(image.shape),),
+        tiling=TilingOptions(batch_size=16),
+    )
     steps, generator = [], run_job(job)
     while True:
         try:
@@ -383,9 +388,13 @@ def test_tiled_runs_say_how_long_before_and_while_they_run(make_widget, qtbot, e
 def test_the_estimate_comes_before_the_first_batch(tiny_spec, tiny_weights, pace, said):
     image = slide_like((256, 384), slice(None))
     job = ExplainJob(
-        tiny_spec, tiny_weights, plane=Plane((image,), ((1.0, 1.0),)), method="scorecam",
-        boxes=(whole_layer_box(image.shape),), tiling=TilingOptions(pace=pace, tissue=False),
-    )  # fmt: skip
+        tiny_spec,
+        tiny_weights,
+        ExplainSettings("scorecam"),
+        plane=Plane((image,), ((1.0, 1.0),)),
+        boxes=(whole_layer_box(image.shape),),
+        tiling=TilingOptions(pace=pace, tissue=False),
+    )
     generator = run_job(job)
     steps = [next(generator) for _ in range(4)]  # loading, model ready, loaded, the estimate
     generator.close()
@@ -398,8 +407,11 @@ def test_durations_are_rounded_for_people():
     from napari_gradcam._napari.explain.tiled_job import duration
 
     assert [duration(s) for s in (3, 42, 247, 7200)] == [
-        "a few seconds", "under a minute", "about 4 min", "about 2.0 h",
-    ]  # fmt: skip
+        "a few seconds",
+        "under a minute",
+        "about 4 min",
+        "about 2.0 h",
+    ]
 
 
 def test_a_cancelled_run_shows_the_earlier_map_again(make_widget, qtbot, errors, batches):

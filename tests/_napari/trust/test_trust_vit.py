@@ -10,6 +10,7 @@ from napari_gradcam._napari.explain.widget import GradCamWidget
 from napari_gradcam._napari.result_layers import METADATA_KEY
 from napari_gradcam._napari.trust.layers import CONTRAST_KEY, FEATURES_KEY, TRUST_KEY
 from napari_gradcam._napari.trust.widget import TrustWidget
+from napari_gradcam.core.explain.methods.attention import RolloutOptions
 from napari_gradcam.models.cache import cached_model
 from tests._napari.test_result_layers import world_edges
 from tests._napari.trust import dock
@@ -32,7 +33,7 @@ def vit_checked(make_napari_viewer, qtbot):
         explainer.bundled.value = "demo-vit"
         explainer.method.value = method
         for name, value in controls.items():
-            getattr(explainer, name).value = value
+            explainer.option_controls[name].value = value
         explainer.explain()
         wait(explainer, qtbot)
         widget = TrustWidget(viewer)
@@ -93,7 +94,7 @@ def test_a_rollout_report_remakes_the_map_with_its_discard_ratio(
     batch = to_batch(tile, loaded.card, torch.device("cpu"))
     curves = {}
     for ratio in (0.9, 0.0):
-        cam = explain(loaded, batch, method="rollout", discard_ratio=ratio).cam[0]
+        cam = explain(loaded, batch, method="rollout", options=RolloutOptions(ratio)).cam[0]
         target = int(record["target"])
         found = deletion_insertion(loaded, batch, cam, target, tissue=tissue_mask(tile))
         curves[ratio] = found.deletion

@@ -12,6 +12,7 @@ from napari_gradcam._napari.result_layers import METADATA_KEY
 from napari_gradcam._napari.trust.jobs import TrustJob, run_trust_job, tile_at
 from napari_gradcam._napari.trust.layers import CONTRAST_KEY, FEATURES_KEY, TRUST_KEY
 from napari_gradcam._napari.trust.widget import NO_HEATMAP, TrustWidget
+from napari_gradcam.core.settings import ExplainSettings
 from tests._napari.test_result_layers import world_edges
 from tests._napari.trust.dock import TIMEOUT_MS, click, wait
 from tests.core.he_tiles import he_tile
@@ -216,7 +217,8 @@ def test_a_tiled_record_narrows_to_the_tile_around_a_point_inside_its_region() -
     narrow = tile_at(HeatmapRecord.from_facts({**facts, "box": (0, 0, 50, 400)}), (25, 50))
     assert (narrow.box.y0, narrow.box.y1) == (0, 50)  # a region thinner than a tile: cut
     unsized = HeatmapRecord.from_facts({**facts, "target_name": PER_TILE, "tiles": {"total": 4}})
-    assert unsized.target is None and tile_at(unsized, (100, 100)) == unsized  # before sizes
+    assert unsized.settings.target is None
+    assert tile_at(unsized, (100, 100)) == unsized  # before sizes
 
 
 def test_a_region_too_large_for_a_trust_report_says_what_to_do() -> None:
@@ -225,7 +227,9 @@ def test_a_region_too_large_for_a_trust_report_says_what_to_do() -> None:
     plane = Plane((pixels,), ((1.0, 1.0),))
     box = Box(0, 0, 1100, 1000)
     placement = ((8.0, 8.0), (0.0, 0.0))
-    source = HeatmapRecord("demo", None, "gradcam", None, "stroma", *placement, "big", box)
+    source = HeatmapRecord(
+        "demo", None, ExplainSettings(target="stroma"), "stroma", *placement, "big", box
+    )
     steps = run_trust_job(TrustJob("trust", source, plane))
     while True:
         try:

@@ -61,12 +61,48 @@ def test_rollout_equals_the_paper(options: dict) -> None:
 @pytest.mark.parametrize("discard", [0.3, 0.6])
 def test_rollout_discard_ratio(discard: float) -> None:
     model, x = tiny_vit(registers=1), images()
-    found = ng.explain(model, x, method="rollout", discard_ratio=discard).cam
+    found = ng.explain(model, x, method="rollout", options=ng.RolloutOptions(discard)).cam
     attentions, _ = attention_and_gradients(explicit_copy(model), x, [0, 0])
     expected = reference_rollout(attentions, 2, (4, 3), discard)
     assert_close(found, expected)
     plain = reference_rollout(attentions, 2, (4, 3))
     assert np.abs(found - plain.numpy()).max() > 1e-3, "discarding changed nothing"
+
+
+def reference_fused_rollout(
+    attentions: list[torch.Tensor], prefix: int, grid: tuple[int, int], fusion: str
+) -> torch.Tensor:
+    """Rollout with the heads fused by max or min (as in vit-explain), in slow float64 loops."""
+    maps = []
+    for image in range(len(attentions[0])):
+        tokens = attentions[0].shape[-1]
+        rollout = torch.eye(tokens, dtype=torch.float64)
+        for attention in attentions:
+            fused = torch.empty(tokens, tokens, dtype=torch.float64)
+            for row in range(tokens):
+                for col in range(tokens):
+                    weights = [
+                        float(attention[image, h, row, col]) for h in range(attention.shape[1])
+                    ]
+                    fused[row, col] = max(weights) if fusion == "max" else min(weights)
+            fused = fused + torch.eye(tokens, dtype=torch.float64)
+            rollout = (fused / fused.sum(dim=1, keepdim=True)) @ rollout
+        maps.append(rollout[0, prefix:].reshape(grid))
+    return torch.stack(maps)
+
+
+@pytest.mark.parametrize("fusion", ["max", "min"])
+def test_rollout_head_fusion(fusion: str) -> None:
+    model, x = tiny_vit(registers=1), images()
+    options = ng.RolloutOptions(head_fusion=fusion)
+    found = ng.explain(model, x, method="rollout", options=options).cam
+    attentions, _ = attention_and_gradients(explicit_copy(model), x, [0, 0])
+    assert_close(found, reference_fused_rollout(attentions, 2, (4, 3), fusion))
+    mean = ng.explain(model, x, method="rollout", options=ng.RolloutOptions(head_fusion="mean"))
+    assert_close(mean.cam, reference_rollout(attentions, 2, (4, 3)))  # the default: the paper's
+    assert np.abs(found - mean.cam).max() > 1e-3, "fusing by max or min changed nothing"
+    with pytest.raises(ValueError, match="unknown head_fusion"):
+        ng.RolloutOptions(head_fusion="sum")
 
 
 def test_discard_lowest_zeroes_the_weakest_of_each_row() -> None:
@@ -75,7 +111,7 @@ def test_discard_lowest_zeroes_the_weakest_of_each_row() -> None:
     assert torch.equal(discard_lowest(rows, 0.5), expected)
     assert discard_lowest(rows, 0.2) is rows  # floor(0.2 * 4) = 0 weights
     with pytest.raises(ValueError, match="discard_ratio"):
-        ng.explain(tiny_vit(), images(), method="rollout", discard_ratio=1.0)
+        ng.RolloutOptions(discard_ratio=1.0)
 
 
 @pytest.mark.parametrize("registers", [0, 3])
@@ -87,10 +123,10 @@ def test_class_attention_equals_dino(registers: int) -> None:
     assert_close(found.cam, per_head.mean(dim=1))
     assert found.layer == "blocks.2.attn"
     for head in range(4):
-        one = ng.explain(model, x, method="attention", attention_head=head).cam
+        one = ng.explain(model, x, method="attention", options=ng.AttentionOptions(head)).cam
         assert_close(one, per_head[:, head])
     with pytest.raises(ValueError, match=r"4 heads \(0 to 3\)"):
-        ng.explain(model, x, method="attention", attention_head=4)
+        ng.explain(model, x, method="attention", options=ng.AttentionOptions(4))
 
 
 @pytest.mark.parametrize("options", [{}, {"registers": 4, "qk_norm": True}])
@@ -147,13 +183,11 @@ def test_model_left_exactly_as_it_was(method: str) -> None:
 def test_cancel_between_blocks_leaves_no_hooks() -> None:
     model, steps = tiny_vit(depth=4), []
     with pytest.raises(ExplanationCancelled):
-        ng.explain(
-            model,
-            images(),
-            method="rollout",
+        monitor = ng.Monitor(
             progress=lambda done, total: steps.append((done, total)),
             should_stop=lambda: len(steps) > 2,
         )
+        ng.explain(model, images(), method="rollout", monitor=monitor)
     assert steps == [(0, 4), (1, 4), (2, 4)]
     assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
 

@@ -77,9 +77,7 @@ def test_occlusion_equals_reference(arch: str, window: int, step: int, baseline:
         image[None],
         method="occlusion",
         target=1,
-        occlusion_window=window,
-        occlusion_stride=step,
-        occlusion_baseline=baseline,
+        options=ng.OcclusionOptions(window, step, baseline),
     )
     expected = reference_occlusion(model, image, 1, window, step, blur=baseline == "blur")
     assert expected.max() > 0
@@ -92,9 +90,10 @@ def test_occlusion_equals_reference(arch: str, window: int, step: int, baseline:
 def test_batch_and_chunks_do_not_change_the_map(method: str) -> None:
     model = double_model("resnet")
     batch = torch.stack([image_of((3, 32, 32), seed) for seed in (5, 6, 7)])
-    options = {"method": method, "layer": "layer3", "occlusion_window": 8, "occlusion_stride": 8}
-    roomy = ng.explain(model, batch, memory_budget_mb=512, **options)
-    tight = ng.explain(model, batch, memory_budget_mb=0.2, **options)
+    grid = ng.OcclusionOptions(8, 8) if method == "occlusion" else None
+    options = {"method": method, "layer": "layer3", "options": grid}
+    roomy = ng.explain(model, batch, monitor=ng.Monitor(memory_budget_mb=512), **options)
+    tight = ng.explain(model, batch, monitor=ng.Monitor(memory_budget_mb=0.2), **options)
     np.testing.assert_allclose(tight.cam, roomy.cam, rtol=1e-9, atol=1e-12)
     for i in range(len(batch)):
         alone = ng.explain(model, batch[i : i + 1], **options)
@@ -177,7 +176,7 @@ def test_channels_with_equal_masks_share_one_masked_forward() -> None:
         method="scorecam",
         layer="0",
         target=1,
-        progress=lambda _done, total: totals.append(total),
+        monitor=ng.Monitor(progress=lambda _done, total: totals.append(total)),
     )
     assert_same_map(explanation.cam[0], reference_scorecam(model, image, body, 1))
     assert set(totals) == {6 - 2}, "channels 1 and 5 reuse channel 0's masked forward"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 import torch
 from torch import nn
@@ -41,9 +43,8 @@ def test_progress_counts_every_masked_forward(method: str) -> None:
         model,
         batch,
         method=method,
-        memory_budget_mb=0.1,
-        occlusion_stride=4,
-        progress=lambda d, t: calls.append((d, t)),
+        options=ng.OcclusionOptions(stride=4) if method == "occlusion" else None,
+        monitor=ng.Monitor(lambda d, t: calls.append((d, t)), memory_budget_mb=0.1),
     )
     totals = {t for _, t in calls}
     assert len(totals) == 1
@@ -65,7 +66,7 @@ def test_short_methods_report_completion(method: str) -> None:
         build("resnet"),
         torch.randn(1, 3, 32, 32),
         method=method,
-        progress=lambda d, t: calls.append((d, t)),
+        monitor=ng.Monitor(lambda d, t: calls.append((d, t))),
     )
     assert calls[-1] == (1, 1)
 
@@ -79,9 +80,9 @@ def test_cancel_stops_between_chunks_and_leaves_nothing(method: str) -> None:
             model,
             torch.randn(1, 3, 32, 32),
             method=method,
-            memory_budget_mb=0.1,
-            progress=lambda d, t: calls.append(d),
-            should_stop=lambda: len(calls) >= 3,
+            monitor=ng.Monitor(
+                lambda d, t: calls.append(d), lambda: len(calls) >= 3, memory_budget_mb=0.1
+            ),
         )
     assert 3 <= len(calls) < 10
     assert untouched(model)
@@ -90,7 +91,7 @@ def test_cancel_stops_between_chunks_and_leaves_nothing(method: str) -> None:
 def test_cancel_before_anything_runs() -> None:
     model = build("resnet").train()
     with pytest.raises(ng.ExplanationCancelled):
-        ng.explain(model, torch.randn(1, 3, 32, 32), should_stop=lambda: True)
+        ng.explain(model, torch.randn(1, 3, 32, 32), monitor=ng.Monitor(should_stop=lambda: True))
     assert untouched(model)
 
 
@@ -98,22 +99,25 @@ def test_cancel_before_anything_runs() -> None:
 def test_a_budget_too_small_for_one_forward_is_refused(method: str) -> None:
     model = build("resnet").train()
     with pytest.raises(ValueError, match=r"memory_budget_mb=0.001 is too small.*at least"):
-        ng.explain(model, torch.randn(1, 3, 32, 32), method=method, memory_budget_mb=0.001)
+        budget = ng.Monitor(memory_budget_mb=0.001)
+        ng.explain(model, torch.randn(1, 3, 32, 32), method=method, monitor=budget)
     assert untouched(model)
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "message"),
+    ("make", "message"),
     [
-        ({"memory_budget_mb": 0}, "must be positive"),
-        ({"occlusion_window": 0}, "occlusion_window must be a positive"),
-        ({"occlusion_stride": 2.5}, "occlusion_stride must be a positive"),
-        ({"occlusion_baseline": "white"}, "use 'blur' or 'mean'"),
+        (lambda: ng.Monitor(memory_budget_mb=0), "must be positive"),
+        (lambda: ng.OcclusionOptions(window=0), "occlusion_window must be a positive"),
+        (lambda: ng.OcclusionOptions(stride=2.5), "occlusion_stride must be a positive"),
+        (lambda: ng.OcclusionOptions(baseline="white"), "use 'blur' or 'mean'"),
+        (lambda: ng.ExplainSettings("gradcam", options=ng.RolloutOptions()), "Grad-CAM takes"),
+        (lambda: ng.ExplainSettings("gradcam", bfloat16=True), "turn bfloat16 off"),
     ],
 )
-def test_bad_settings(kwargs: dict, message: str) -> None:
+def test_bad_settings(make: Callable[[], object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        ng.explain(build("resnet"), torch.randn(1, 3, 32, 32), method="occlusion", **kwargs)
+        make()
 
 
 @pytest.mark.parametrize("method", ["gradcam", "scorecam", "eigencam", "guidedbackprop"])

@@ -10,6 +10,8 @@ import pytest
 import torch
 
 import napari_gradcam as ng
+from napari_gradcam.core.explain.context import Monitor
+from napari_gradcam.core.explain.methods.occlusion import OcclusionOptions
 from napari_gradcam.core.explain.pipeline import explain, map_geometry
 from napari_gradcam.models.loading import LoadedModel
 from tests.architectures import build
@@ -23,7 +25,9 @@ METHODS = ["gradcam", "scorecam", "occlusion", "eigencam", "guided-gradcam", "gu
 def test_the_probe_equals_the_real_map(method, name, size, rng, small_card):
     model = build(name)
     image = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
-    explained = explain(model, image, method=method, card=small_card, memory_budget_mb=1)
+    explained = explain(
+        model, image, method=method, card=small_card, monitor=Monitor(memory_budget_mb=1)
+    )
     geometry = map_geometry(model, size, method=method, card=small_card)
     assert geometry.layer == explained.layer
     assert geometry.shape == explained.cam.shape
@@ -34,9 +38,9 @@ def test_the_probe_equals_the_real_map(method, name, size, rng, small_card):
 def test_occlusion_geometry_comes_from_its_grid_settings(window, stride, rng, small_card):
     model = build("resnet")
     image = rng.integers(0, 256, (50, 61, 3), dtype=np.uint8)
-    settings = {"occlusion_window": window, "occlusion_stride": stride}
-    explained = explain(model, image, method="occlusion", card=small_card, **settings)
-    geometry = map_geometry(model, (50, 61), method="occlusion", card=small_card, **settings)
+    options = OcclusionOptions(window, stride)
+    explained = explain(model, image, method="occlusion", card=small_card, options=options)
+    geometry = map_geometry(model, (50, 61), method="occlusion", card=small_card, options=options)
     assert (geometry.shape, geometry.stride) == (explained.cam.shape, explained.stride)
 
 

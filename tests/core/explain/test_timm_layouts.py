@@ -222,7 +222,7 @@ METHOD_CASES = [
 def test_every_cam_method_runs_on_tokens_and_channels_last(name, kwargs, size, method) -> None:
     model = build(name, **kwargs)
     x = torch.randn(1, 3, *size, generator=torch.Generator().manual_seed(4))
-    result = ng.explain(model, x, method=method, memory_budget_mb=512)
+    result = ng.explain(model, x, method=method, monitor=ng.Monitor(memory_budget_mb=512))
     grid = (size[0] // 14, size[1] // 14) if "dinov2" in name else (7, 7)
     assert result.cam.shape == (1, *grid)
     assert np.isfinite(result.cam).all() and result.cam.max() > 0

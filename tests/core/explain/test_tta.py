@@ -11,14 +11,20 @@ from napari_gradcam.core.explain.methods import METHODS
 from tests.architectures import build
 
 FLIPS = [(), (-1,), (-2,), (-2, -1)]
-GRID = {"occlusion_window": 8, "occlusion_stride": 8}  # a coarse occlusion grid: fast tests
+
+
+def grid(method: str) -> dict:
+    """A coarse occlusion grid (fast tests); the other methods take no options."""
+    return {"options": ng.OcclusionOptions(8, 8)} if method == "occlusion" else {}
 
 
 def manual_tta(model, image: torch.Tensor, method: str, target: int) -> np.ndarray:
     maps = []
     for dims in FLIPS:
         flipped = image.flip(dims) if dims else image
-        cam = torch.from_numpy(ng.explain(model, flipped, method=method, target=target, **GRID).cam)
+        cam = torch.from_numpy(
+            ng.explain(model, flipped, method=method, target=target, **grid(method)).cam
+        )
         maps.append((cam.flip(dims) if dims else cam).numpy())
     return np.mean(maps, axis=0)
 
@@ -32,8 +38,8 @@ def test_tta_equals_a_loop_over_flips(method: str) -> None:
     image = torch.randn(
         1, 3, 32, 32, generator=torch.Generator().manual_seed(9), dtype=torch.float64
     )
-    result = ng.explain(model, image, method=method, tta=True, **GRID)
-    plain = ng.explain(model, image, method=method, **GRID)
+    result = ng.explain(model, image, method=method, tta=True, **grid(method))
+    plain = ng.explain(model, image, method=method, **grid(method))
     expected = manual_tta(model, image, method, int(plain.targets[0]))
     assert expected.max() > 0
     np.testing.assert_allclose(result.cam, expected, rtol=1e-5, atol=1e-7 * expected.max())
@@ -51,7 +57,7 @@ def test_tta_map_flips_with_the_image(method: str) -> None:
     image = torch.randn(
         2, 3, 40, 40, generator=torch.Generator().manual_seed(1), dtype=torch.float64
     )
-    kwargs = {"method": method, "target": [1, 3], "tta": True, **GRID}
+    kwargs = {"method": method, "target": [1, 3], "tta": True, **grid(method)}
     original = ng.explain(model, image, **kwargs).cam
     mirrored = ng.explain(model, image.flip(-1), **kwargs).cam
     assert original.max() > 0
@@ -60,5 +66,5 @@ def test_tta_map_flips_with_the_image(method: str) -> None:
     cam = ng.explain(model, symmetric, **kwargs).cam
     np.testing.assert_allclose(cam, cam[..., ::-1], rtol=1e-6, atol=1e-12)
     assert not np.allclose(
-        ng.explain(model, symmetric, method=method, target=[1, 3], **GRID).cam, cam
+        ng.explain(model, symmetric, method=method, target=[1, 3], **grid(method)).cam, cam
     )

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
-import torch
-from torch import nn
-
-from napari_gradcam.core.explain.batching import chunk_size, chunked, run_model
-from napari_gradcam.core.explain.context import LayerContext
-from napari_gradcam.core.explain.hooks import owned_forward_hook
+from napari_gradcam.core.explain.methods.cam_method import CamMethod
 from napari_gradcam.core.explain.methods.gradient import weighted_channel_sum
-from napari_gradcam.core.explain.targets import target_scores
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from napari_gradcam.core.explain.context import LayerContext
 
 
 def ablationcam(ctx: LayerContext) -> torch.Tensor:
@@ -29,6 +30,11 @@ def ablationcam(ctx: LayerContext) -> torch.Tensor:
     and only the head runs per ablated copy; otherwise every copy is a full forward. Chunks
     fit ``memory_budget_mb``.
     """
+    import torch
+
+    from napari_gradcam.core.explain.batching import chunk_size, chunked, run_model
+    from napari_gradcam.core.explain.targets import target_scores
+
     a = ctx.activations
     n, k = a.shape[:2]
     device = a.device
@@ -37,7 +43,7 @@ def ablationcam(ctx: LayerContext) -> torch.Tensor:
         head_only = _head_only_works(ctx, slot)
         sample = ctx.head_sample_bytes if head_only else ctx.sample_bytes + a[0].nbytes
         fixed = ctx.sample_bytes if head_only else 0
-        size = chunk_size(ctx.settings.memory_budget_mb, sample, fixed)
+        size = chunk_size(ctx.monitor.memory_budget_mb, sample, fixed)
 
         def ablated_scores(start: int, stop: int) -> torch.Tensor:
             images, channels = pairs[start:stop].unbind(dim=1)
@@ -56,6 +62,8 @@ def ablationcam(ctx: LayerContext) -> torch.Tensor:
 @contextmanager
 def _replaced_output(layer: nn.Module) -> Iterator[dict[str, torch.Tensor]]:
     """While inside, ``layer`` outputs ``slot["output"]`` instead of what it computed."""
+    from napari_gradcam.core.explain.hooks import owned_forward_hook
+
     slot: dict[str, torch.Tensor] = {}
     handle = owned_forward_hook(layer, lambda _module, _inputs, _output: slot["output"])
     try:
@@ -66,6 +74,10 @@ def _replaced_output(layer: nn.Module) -> Iterator[dict[str, torch.Tensor]]:
 
 def _head_only_works(ctx: LayerContext, slot: dict[str, torch.Tensor]) -> bool:
     """Whether the unablated A fed after one image's trunk reproduces every image's logits."""
+    import torch
+
+    from napari_gradcam.core.explain.batching import run_model
+
     a, expected = ctx.activations, ctx.logits
     images = torch.arange(len(a), device=a.device)
     if len(a) == 1:  # two copies: the head must keep the batch apart
@@ -79,3 +91,12 @@ def _head_only_works(ctx: LayerContext, slot: dict[str, torch.Tensor]) -> bool:
     return logits.shape == expected.shape and torch.allclose(
         logits, expected, rtol=1e-4, atol=tolerance
     )
+
+
+ABLATIONCAM = CamMethod(
+    "ablationcam",
+    "Ablation-CAM",
+    "Desai & Ramaswamy, WACV 2020",
+    frozenset({"activations", "forwards"}),
+    ablationcam,
+)

@@ -10,19 +10,72 @@ patch size. The formulas are in ``attention_math``.
 
 from __future__ import annotations
 
-import torch
-from torch import nn
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
 
-from napari_gradcam.core.explain.context import LayerContext, MethodSettings
-from napari_gradcam.core.explain.hooks import GRADCAM_HINT, BlockAttention
-from napari_gradcam.core.explain.methods.attention_math import (
-    attention_gradient,
-    class_row_of_product,
-    patch_map,
-    relevance_matrix,
-    rollout_matrix,
-)
-from napari_gradcam.core.explain.model_layers import vit_facts
+from napari_gradcam.core.explain.method_options import option
+from napari_gradcam.core.explain.methods.cam_method import CamMethod
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from napari_gradcam.core.explain.context import LayerContext
+    from napari_gradcam.core.explain.hooks import BlockAttention
+
+HeadFusion = Literal["mean", "max", "min"]
+
+
+@dataclass(frozen=True)
+class RolloutOptions:
+    """Attention rollout's options; each field's ``help`` says what it does."""
+
+    discard_ratio: float = option(
+        0.0,
+        "discard ratio",
+        "share of each row's weakest attention weights dropped per block (0: the paper's rollout)",
+        key="discard_ratio",
+        short="discard",
+        minimum=0.0,
+        maximum=0.95,
+        step=0.05,
+    )
+    head_fusion: HeadFusion = option(
+        "mean",
+        "head fusion",
+        "how each block's heads are fused before the product: mean (the paper's), max or min",
+        key="head_fusion",
+        short="fusion",
+        choices=("mean", "max", "min"),
+    )
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.discard_ratio < 1.0:
+            raise ValueError(f"discard_ratio must be in [0, 1), got {self.discard_ratio}")
+        if self.head_fusion not in ("mean", "max", "min"):
+            raise ValueError(
+                f"unknown head_fusion {self.head_fusion!r}; use 'mean', 'max' or 'min'"
+            )
+
+
+@dataclass(frozen=True)
+class AttentionOptions:
+    """Class-token attention's options; each field's ``help`` says what it does."""
+
+    head: int | None = option(
+        None,
+        "attention head",
+        "the map of one head of the last block, or the mean of its heads (as in the DINO figures)",
+        key="attention_head",
+        short="head",
+        minimum=0,
+        none_label="mean of heads",
+        count="heads",
+    )
+
+    def __post_init__(self) -> None:
+        if self.head is not None and (not isinstance(self.head, int) or self.head < 0):
+            raise ValueError(f"attention_head must be a head index >= 0, got {self.head!r}")
 
 
 class AttentionReader:
@@ -38,7 +91,10 @@ class AttentionReader:
     wants_gradients = False
     class_rows_only = False
 
-    def __init__(self, model: nn.Module, batch: torch.Tensor, settings: MethodSettings) -> None:
+    def __init__(self, model: nn.Module, batch: torch.Tensor, options: object) -> None:
+        from napari_gradcam.core.explain.hooks import GRADCAM_HINT
+        from napari_gradcam.core.explain.model_layers import vit_facts
+
         facts = vit_facts(model)
         if facts is None or facts.prefix_tokens is None:
             raise ValueError(
@@ -54,7 +110,7 @@ class AttentionReader:
         self.prefix = facts.prefix_tokens
         self.grid = facts.grid(tuple(batch.shape[-2:]))
         self.patch_size = facts.patch_size
-        self.settings = settings
+        self.options = options
 
     def describe(self, names: list[str]) -> str:
         """What the map was read from (``Explanation.layer``), given the attention modules."""
@@ -76,16 +132,22 @@ class AttentionReader:
 class RolloutReader(AttentionReader):
     """Reduces each block to its rollout factor as it is read."""
 
-    def __init__(self, model: nn.Module, batch: torch.Tensor, settings: MethodSettings) -> None:
-        super().__init__(model, batch, settings)
+    def __init__(self, model: nn.Module, batch: torch.Tensor, options: object) -> None:
+        super().__init__(model, batch, options)
         self.factors: list[torch.Tensor] = []
 
     def read(self, block: BlockAttention) -> None:
-        """Keep the block's head-averaged, normalised factor."""
-        self.factors.append(rollout_matrix(block.probs, self.settings.discard_ratio))
+        """Keep the block's factor: its heads fused (mean, max or min), normalised."""
+        from napari_gradcam.core.explain.methods.attention_math import rollout_matrix
+
+        fusion, probs = self.options.head_fusion, block.probs
+        heads = probs if fusion == "mean" else getattr(probs, f"a{fusion}")(dim=1, keepdim=True)
+        self.factors.append(rollout_matrix(heads, self.options.discard_ratio))
 
     def class_rows(self) -> torch.Tensor:
         """The class token's row of the rollout (N, T)."""
+        from napari_gradcam.core.explain.methods.attention_math import class_row_of_product
+
         return class_row_of_product(self.factors)
 
 
@@ -94,8 +156,8 @@ class LastBlockReader(AttentionReader):
 
     class_rows_only = True
 
-    def __init__(self, model: nn.Module, batch: torch.Tensor, settings: MethodSettings) -> None:
-        super().__init__(model, batch, settings)
+    def __init__(self, model: nn.Module, batch: torch.Tensor, options: object) -> None:
+        super().__init__(model, batch, options)
         self.rows: torch.Tensor | None = None
 
     def describe(self, names: list[str]) -> str:
@@ -116,8 +178,8 @@ class RelevanceReader(AttentionReader):
 
     wants_gradients = True
 
-    def __init__(self, model: nn.Module, batch: torch.Tensor, settings: MethodSettings) -> None:
-        super().__init__(model, batch, settings)
+    def __init__(self, model: nn.Module, batch: torch.Tensor, options: object) -> None:
+        super().__init__(model, batch, options)
         self.blocks: list[BlockAttention] = []
         self.factors: list[torch.Tensor] = []
 
@@ -127,6 +189,11 @@ class RelevanceReader(AttentionReader):
 
     def read_gradients(self, output_gradients: list[torch.Tensor]) -> None:
         """Reduce each block to ``Abar`` with dY/dA = (dY/dO) V^T, then free the blocks."""
+        from napari_gradcam.core.explain.methods.attention_math import (
+            attention_gradient,
+            relevance_matrix,
+        )
+
         for block, gradient in zip(self.blocks, output_gradients, strict=True):
             n, heads, tokens, dim = block.values.shape
             per_head = (
@@ -138,6 +205,8 @@ class RelevanceReader(AttentionReader):
 
     def class_rows(self) -> torch.Tensor:
         """The class token's row of the relevance (N, T)."""
+        from napari_gradcam.core.explain.methods.attention_math import class_row_of_product
+
         return class_row_of_product(self.factors, add_identity=True)
 
 
@@ -153,9 +222,11 @@ def transformer_attribution(ctx: LayerContext) -> torch.Tensor:
 
 def last_block_attention(ctx: LayerContext) -> torch.Tensor:
     """The last block's class-token attention (DINO): the mean of the heads, or one head."""
+    from napari_gradcam.core.explain.methods.attention_math import patch_map
+
     reader = ctx.attention
     heads = patch_map(reader.class_rows(), reader.prefix, reader.grid)
-    head = ctx.settings.attention_head
+    head = ctx.options.head
     if head is None:
         return heads.mean(dim=1)
     if head >= heads.shape[1]:
@@ -172,5 +243,38 @@ def patch_stride(ctx: LayerContext) -> tuple[float, float]:
 
 
 def _class_map(ctx: LayerContext) -> torch.Tensor:
+    from napari_gradcam.core.explain.methods.attention_math import patch_map
+
     reader = ctx.attention
     return patch_map(reader.class_rows(), reader.prefix, reader.grid)
+
+
+ROLLOUT = CamMethod(
+    "rollout",
+    "Attention rollout",
+    "Abnar & Zuidema, ACL 2020",
+    frozenset({"attention"}),
+    rollout,
+    options=RolloutOptions,
+    map_stride=patch_stride,
+    reader=RolloutReader,
+)
+ATTENTION = CamMethod(
+    "attention",
+    "Class-token attention",
+    "Caron et al. (DINO), ICCV 2021",
+    frozenset({"attention"}),
+    last_block_attention,
+    options=AttentionOptions,
+    map_stride=patch_stride,
+    reader=LastBlockReader,
+)
+TRANSFORMER_ATTRIBUTION = CamMethod(
+    "transformer-attribution",
+    "Transformer attribution",
+    "Chefer, Gur & Wolf, ICCV 2021",
+    frozenset({"attention", "gradients"}),
+    transformer_attribution,
+    map_stride=patch_stride,
+    reader=RelevanceReader,
+)

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
-from napari_gradcam.core.explain.context import LayerContext
+from napari_gradcam.core.explain.methods.cam_method import CamMethod
+
+if TYPE_CHECKING:
+    import torch
+
+    from napari_gradcam.core.explain.context import LayerContext
 
 POWER_STEPS = 100
 POWER_TOLERANCE = 1e-12
@@ -34,6 +39,8 @@ def top_eigenvector(gram: torch.Tensor) -> torch.Tensor:
     vectors have not settled to ``POWER_TOLERANCE`` within ``POWER_STEPS`` steps (a small
     spectral gap), ``torch.linalg.eigh`` decides.
     """
+    import torch
+
     vector = _unit(gram.sum(dim=2, keepdim=True))
     for _ in range(POWER_STEPS):
         following = _unit(gram @ vector)
@@ -45,4 +52,9 @@ def top_eigenvector(gram: torch.Tensor) -> torch.Tensor:
 
 def _unit(vectors: torch.Tensor) -> torch.Tensor:
     norms = vectors.norm(dim=1, keepdim=True)
-    return vectors / norms.where(norms > 0, torch.ones_like(norms))
+    return vectors / norms.where(norms > 0, norms.new_ones(()))
+
+
+EIGENCAM = CamMethod(
+    "eigencam", "Eigen-CAM", "Muhammad & Yeasin, IJCNN 2020", frozenset({"activations"}), eigencam
+)

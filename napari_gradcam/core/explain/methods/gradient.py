@@ -7,9 +7,14 @@ elementwise operations at the layer's size.
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
-from napari_gradcam.core.explain.context import LayerContext
+from napari_gradcam.core.explain.methods.cam_method import GRADIENT, CamMethod
+
+if TYPE_CHECKING:
+    import torch
+
+    from napari_gradcam.core.explain.context import LayerContext
 
 
 def weighted_channel_sum(activations: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -37,6 +42,8 @@ def gradcam_plus_plus(ctx: LayerContext) -> torch.Tensor:
 
     The common factor exp(Y) of the weights is dropped (it only scales the map).
     """
+    import torch
+
     a, g = ctx.activations, ctx.gradients
     g2 = g * g
     denominator = 2 * g2 + a.sum(dim=(2, 3), keepdim=True) * g2 * g
@@ -51,6 +58,8 @@ def xgradcam(ctx: LayerContext) -> torch.Tensor:
     ``w_k = sum_ij (A_ij^k / sum_ab A_ab^k) G_ij^k`` (0 for a channel whose activations sum
     to 0), then ReLU of the weighted channel sum.
     """
+    import torch
+
     a, g = ctx.activations, ctx.gradients
     totals = a.sum(dim=(2, 3))
     weighted = (a * g).sum(dim=(2, 3))
@@ -66,3 +75,12 @@ def layercam(ctx: LayerContext) -> torch.Tensor:
 def hirescam(ctx: LayerContext) -> torch.Tensor:
     """HiResCAM (Draelos & Carin 2020): ``relu(sum_k G^k * A^k)``, no spatial averaging."""
     return (ctx.gradients * ctx.activations).sum(dim=1).clamp_min(0)
+
+
+GRADCAM = CamMethod("gradcam", "Grad-CAM", "Selvaraju et al., ICCV 2017", GRADIENT, gradcam)
+GRADCAM_PLUS_PLUS = CamMethod(
+    "gradcam++", "Grad-CAM++", "Chattopadhyay et al., WACV 2018", GRADIENT, gradcam_plus_plus
+)
+XGRADCAM = CamMethod("xgradcam", "XGrad-CAM", "Fu et al., BMVC 2020", GRADIENT, xgradcam)
+LAYERCAM = CamMethod("layercam", "LayerCAM", "Jiang et al., IEEE TIP 2021", GRADIENT, layercam)
+HIRESCAM = CamMethod("hirescam", "HiResCAM", "Draelos & Carin, arXiv 2020", GRADIENT, hirescam)

@@ -9,16 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
-import torch
-import torch.nn.functional as F
-from torch import nn
-
-from napari_gradcam.core.explain.batching import run_model
-from napari_gradcam.core.explain.context import LayerContext
-from napari_gradcam.core.explain.hooks import owned_forward_hook
+from napari_gradcam.core.explain.methods.cam_method import GRADIENT, CamMethod
 from napari_gradcam.core.explain.methods.gradient import gradcam
-from napari_gradcam.core.explain.targets import target_scores
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from napari_gradcam.core.explain.context import LayerContext
 
 
 def guided_backprop(ctx: LayerContext) -> torch.Tensor:
@@ -42,6 +42,8 @@ def guided_gradcam(ctx: LayerContext) -> torch.Tensor:
     upsampled map is non-negative, the largest absolute value over colour channels of the
     product is that of the guided gradients times the map.
     """
+    import torch.nn.functional as F
+
     cam = gradcam(ctx)[:, None]
     size = tuple(ctx.batch.shape[-2:])
     upsampled = F.interpolate(cam, size=size, mode="bilinear", align_corners=False)[:, 0]
@@ -50,6 +52,11 @@ def guided_gradcam(ctx: LayerContext) -> torch.Tensor:
 
 def guided_gradients(ctx: LayerContext) -> torch.Tensor:
     """d(target score)/d(input) (N, C, H, W) with every ``nn.ReLU`` guided."""
+    import torch
+
+    from napari_gradcam.core.explain.batching import run_model
+    from napari_gradcam.core.explain.targets import target_scores
+
     with torch.inference_mode(False), torch.enable_grad(), guided_relus(ctx.model):
         inputs = ctx.batch.clone().requires_grad_(True)
         scores, _ = target_scores(run_model(ctx.model, inputs), ctx.targets)
@@ -59,6 +66,8 @@ def guided_gradients(ctx: LayerContext) -> torch.Tensor:
 
 def has_relu_modules(model: nn.Module) -> bool:
     """Whether ``model`` has any ``nn.ReLU`` module for guided backpropagation to guide."""
+    from torch import nn
+
     return any(isinstance(module, nn.ReLU) for module in model.modules())
 
 
@@ -69,6 +78,9 @@ def guided_relus(model: nn.Module) -> Iterator[None]:
     The ReLU's own backward already zeroes positions with a non-positive input; a hook on its
     output clamps the incoming gradient at zero first. Hooks are removed on exit.
     """
+    from torch import nn
+
+    from napari_gradcam.core.explain.hooks import owned_forward_hook
 
     def guide(_module: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
         if output.requires_grad:
@@ -84,3 +96,19 @@ def guided_relus(model: nn.Module) -> Iterator[None]:
     finally:
         for handle in handles:
             handle.remove()
+
+
+GUIDED_BACKPROP = CamMethod(
+    "guidedbackprop",
+    "Guided backpropagation",
+    "Springenberg et al., ICLR workshops 2015",
+    frozenset({"guided"}),
+    guided_backprop,
+)
+GUIDED_GRADCAM = CamMethod(
+    "guided-gradcam",
+    "Guided Grad-CAM",
+    "Selvaraju et al., ICCV 2017",
+    GRADIENT | {"guided"},
+    guided_gradcam,
+)

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
+from typing import TYPE_CHECKING
 
-from napari_gradcam.core.explain.batching import chunk_size, chunked, run_model
-from napari_gradcam.core.explain.context import LayerContext
-from napari_gradcam.core.explain.fast_forward import fast_inference
+from napari_gradcam.core.explain.methods.cam_method import CamMethod
 from napari_gradcam.core.explain.methods.gradient import weighted_channel_sum
-from napari_gradcam.core.explain.targets import target_scores
+
+if TYPE_CHECKING:
+    import torch
+
+    from napari_gradcam.core.explain.context import LayerContext
 
 
 def scorecam(ctx: LayerContext) -> torch.Tensor:
@@ -27,15 +28,21 @@ def scorecam(ctx: LayerContext) -> torch.Tensor:
     Cost: one inference forward per distinct mask, batched in chunks that fit
     ``memory_budget_mb``; masks are built per chunk, never all at once.
     """
+    import torch
+
+    from napari_gradcam.core.explain.batching import chunk_size, chunked
+    from napari_gradcam.core.explain.fast_forward import fast_inference
+    from napari_gradcam.core.explain.targets import target_scores
+
     a = ctx.activations
     flat = a.flatten(2)
     varying = flat.amax(dim=2) != flat.amin(dim=2)
     pairs, shared = _distinct_masks(flat, varying)
     mask_bytes = ctx.batch[0, 0].nbytes
-    size = chunk_size(ctx.settings.memory_budget_mb, ctx.sample_bytes + mask_bytes)
+    size = chunk_size(ctx.monitor.memory_budget_mb, ctx.sample_bytes + mask_bytes)
     with torch.inference_mode():
         scores = _constant_channel_scores(ctx, varying)
-        with fast_inference(ctx.model, ctx.batch, ctx.settings.bfloat16) as forward:
+        with fast_inference(ctx.model, ctx.batch, ctx.bfloat16) as forward:
 
             def masked_scores(start: int, stop: int) -> torch.Tensor:
                 images, channels = pairs[start:stop].unbind(dim=1)
@@ -67,6 +74,8 @@ def _distinct_masks(flat: torch.Tensor, varying: torch.Tensor) -> tuple[torch.Te
     shared : torch.Tensor
         (P,) for each of the P varying pairs (image-major), its row in ``pairs``.
     """
+    import torch
+
     images, channels = varying.nonzero().unbind(dim=1)
     maps = flat[images, channels]
     low = maps.amin(dim=1, keepdim=True)
@@ -83,17 +92,34 @@ def _distinct_masks(flat: torch.Tensor, varying: torch.Tensor) -> tuple[torch.Te
 
 def _masks(activations: torch.Tensor, size: torch.Size) -> torch.Tensor:
     """(M, h, w) activations -> (M, 1, H, W) masks, each min-max normalised to [0, 1]."""
+    import torch.nn.functional as F
+
     up = F.interpolate(activations[:, None], size=tuple(size), mode="bilinear", align_corners=False)
     low = up.amin(dim=(2, 3), keepdim=True)
     span = up.amax(dim=(2, 3), keepdim=True) - low
-    return (up - low) / span.where(span > 0, torch.ones_like(span))
+    return (up - low) / span.where(span > 0, span.new_ones(()))
 
 
 def _constant_channel_scores(ctx: LayerContext, varying: torch.Tensor) -> torch.Tensor:
     """(N, K) scores, holding the zero-input score (the all-zero mask) where not ``varying``."""
+    import torch
+
+    from napari_gradcam.core.explain.batching import run_model
+    from napari_gradcam.core.explain.targets import target_scores
+
     scores = torch.zeros(varying.shape, dtype=ctx.logits.dtype, device=ctx.logits.device)
     if not bool(varying.all()):
         logits = run_model(ctx.model, torch.zeros_like(ctx.batch[:1]))
         zero_scores = target_scores(logits.expand(len(ctx.batch), -1), ctx.targets)[0]
         scores[:] = zero_scores[:, None]
     return scores
+
+
+SCORECAM = CamMethod(
+    "scorecam",
+    "Score-CAM",
+    "Wang et al., CVPR workshops 2020",
+    frozenset({"activations", "forwards"}),
+    scorecam,
+    bfloat16=True,
+)

@@ -1,10 +1,11 @@
 import numpy as np
 import pytest
 
+from napari_gradcam._napari.explain.job import ExplainJob, JobOutcome, run_job
 from napari_gradcam._napari.plane import Plane
 from napari_gradcam._napari.progress import ModelReady, Progress
 from napari_gradcam._napari.regions import Box, whole_layer_box
-from napari_gradcam._napari.worker import ExplainJob, JobOutcome, run_job
+from napari_gradcam.core.settings import ExplainSettings
 
 
 def run_to_end(job: ExplainJob) -> tuple[list[object], JobOutcome]:
@@ -46,7 +47,9 @@ def test_job_explains_each_dtype(pixels, tiny_spec, tiny_weights):
 
 def test_job_explains_each_box_with_its_origin(tile, tiny_spec, tiny_weights):
     boxes = (Box(0, 0, 32, 32, "rectangle 0"), Box(16, 40, 64, 96, "rectangle 1"))
-    job = plane_job(tile, tiny_spec, tiny_weights, boxes=boxes, target="tissue")
+    job = plane_job(
+        tile, tiny_spec, tiny_weights, boxes=boxes, settings=ExplainSettings(target="tissue")
+    )
     _, outcome = run_to_end(job)
     assert [r.origin for r in outcome.results] == [(0.0, 0.0), (16.0, 40.0)]
     assert [r.explanation.cam.shape for r in outcome.results] == [(8, 8), (12, 14)]
@@ -82,7 +85,7 @@ def test_job_reports_user_errors(pixels, bad_spec, message, tiny_spec, tiny_weig
 def test_a_region_read_on_a_coarser_level_hands_over_its_level0_placement(tiny_spec, tiny_weights):
     from dataclasses import replace
 
-    from napari_gradcam._napari.worker import RegionResult
+    from napari_gradcam._napari.explain.job import RegionResult
 
     fine = np.random.default_rng(4).integers(0, 256, (128, 192, 3), dtype=np.uint8)
     plane = Plane((fine, fine[::2, ::2]), ((1.0, 1.0), (2.0, 2.0)), mpp=0.5)  # model: 1 µm/px

@@ -1,4 +1,4 @@
-"""The background job behind the Explain button: load (cached) model, explain each region.
+"""The Explain dock's job behind the Explain button: load the (cached) model, explain each region.
 
 Runs in a thread worker (``jobs.JobRunner``). It never touches the viewer: it yields typed
 events (``progress``) and returns a :class:`JobOutcome` that the widget applies on the main
@@ -25,8 +25,8 @@ from napari_gradcam._napari.jobs import USER_ERRORS, load_model_step
 from napari_gradcam._napari.plane import Plane, plane_sampling, read_crop
 from napari_gradcam._napari.progress import Progress
 from napari_gradcam._napari.regions import Box
-from napari_gradcam.core.explain.method_options import MethodOptions
 from napari_gradcam.core.regions.region_stats import PlacedMap
+from napari_gradcam.core.settings import ExplainSettings
 
 if TYPE_CHECKING:
     from napari_gradcam.core.explain.explanation import Explanation
@@ -40,9 +40,7 @@ SCALE_WARNING_RATIO = 2.0
 
 @dataclass(frozen=True)
 class ExplainJob:
-    """What to explain; ``plane=None`` only loads the model.
-
-    ``options`` are the method's own (rollout's discard ratio, the attention head).
+    """What to explain and how (``settings``); ``plane=None`` only loads the model.
 
     With ``tiling``, boxes larger than the model input are explained tile by tile (with the
     ``tissue`` already found for this image, else found once for the job).
@@ -50,12 +48,7 @@ class ExplainJob:
 
     spec: str
     weights: str | None = None
-    method: str = "gradcam"
-    layer: str | None = None
-    target: str | None = None
-    tta: bool = False
-    bfloat16: bool = False
-    options: MethodOptions = field(default_factory=MethodOptions)
+    settings: ExplainSettings = field(default_factory=ExplainSettings)
     plane: Plane | None = None
     boxes: tuple[Box, ...] = ()
     tiling: TilingOptions | None = None
@@ -129,10 +122,7 @@ def explain_box(loaded: LoadedModel, job: ExplainJob, box: Box) -> RegionResult:
 
     level, resample = plane_sampling(job.plane, loaded.card.mpp)
     crop = read_crop(job.plane, box, level, resample)
-    explanation = explain(
-        loaded, crop.pixels, method=job.method, layer=job.layer, target=job.target,
-        tta=job.tta, bfloat16=job.bfloat16, **job.options.kwargs(),
-    )  # fmt: skip
+    explanation = explain(loaded, crop.pixels, job.settings)
     return RegionResult.on_crop(box, explanation, crop.origin, crop.downsample, level)
 
 
@@ -172,9 +162,8 @@ def explain_region(
     if job.tiling is not None:
         from napari_gradcam.core.tiling.tiled import TileSettings
 
-        settings = TileSettings(
-            job.method, job.layer, job.target, job.tta, job.bfloat16, job.options
-        )
+        s = job.settings
+        settings = TileSettings(s.method, s.layer, s.target, s.tta, s.bfloat16, s.options)
         plan = plan_region(loaded, job.plane, box, settings, job.tiling, tissue)
         if plan is not None:
             return (yield from run_tiles(loaded, plan, box, index, job.tiling))
