@@ -1,6 +1,6 @@
 """How a heatmap looks over tissue: its colormap, its 0-1 display range and its colour bar.
 
-Chosen to be read at a glance over H&E (see the README, "Workflow in napari"):
+Chosen to be read at a glance over H&E (see docs/napari.md, "How a map looks, and why"):
 
 - **viridis**, QuPath's default for measurement maps: perceptually uniform, readable by
   colour-blind people, and its yellow-green top stands out from eosin pink and haematoxylin
