@@ -23,9 +23,9 @@ from napari_gradcam._napari.explain.tiled_job import (
 )
 from napari_gradcam._napari.jobs import USER_ERRORS, load_model_step
 from napari_gradcam._napari.plane import Plane, plane_sampling, read_crop
-from napari_gradcam._napari.progress import Progress
 from napari_gradcam._napari.regions import Box
 from napari_gradcam.core.explain.method_options import MethodOptions
+from napari_gradcam.core.progress import Progress
 from napari_gradcam.core.regions.region_stats import PlacedMap
 
 if TYPE_CHECKING:

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from napari_gradcam._napari.plane import Plane
-from napari_gradcam._napari.progress import Progress
 from napari_gradcam._napari.regions import Box
+from napari_gradcam.core.progress import Progress
 from napari_gradcam.core.regions.region_stats import PlacedMap
 from napari_gradcam.core.tiling.grid import MIN_TISSUE, LevelView
 

@@ -36,8 +36,8 @@ from napari_gradcam._napari.layers import (
     heatmap_layer,
     model_label,
 )
+from napari_gradcam._napari.model_events import ModelInfo, ModelReady
 from napari_gradcam._napari.plane import current_plane
-from napari_gradcam._napari.progress import ModelInfo, ModelReady
 from napari_gradcam._napari.records import is_gradcam_layer
 from napari_gradcam._napari.regions import RECTANGLES, REGION_CHOICES, region_boxes
 from napari_gradcam._napari.worker import ExplainJob, JobOutcome, run_job

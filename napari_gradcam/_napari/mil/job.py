@@ -19,7 +19,7 @@ import numpy as np
 
 from napari_gradcam._napari.jobs import USER_ERRORS
 from napari_gradcam._napari.mil.source import SlideSource
-from napari_gradcam._napari.progress import Progress
+from napari_gradcam.core.progress import Progress
 from napari_gradcam.core.regions.region_stats import PlacedMap
 from napari_gradcam.user_state import unexpected_error_message
 

@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from napari_gradcam._napari.jobs import USER_ERRORS, load_model_step
 from napari_gradcam._napari.plane import Crop, Plane, plane_sampling, read_crop
-from napari_gradcam._napari.progress import Progress
 from napari_gradcam._napari.records import HeatmapRecord
 from napari_gradcam._napari.regions import Box
+from napari_gradcam.core.progress import Progress
 from napari_gradcam.user_state import unexpected_error_message
 
 if TYPE_CHECKING:

@@ -30,8 +30,8 @@ from qtpy.QtWidgets import QSizePolicy
 
 from napari_gradcam._napari.fold import Fold
 from napari_gradcam._napari.jobs import FAILED, JobHooks, JobRunner
+from napari_gradcam._napari.model_events import ModelInfo, ModelReady
 from napari_gradcam._napari.plane import Plane, current_plane
-from napari_gradcam._napari.progress import ModelInfo, ModelReady
 from napari_gradcam._napari.records import HeatmapRecord, is_heatmap
 from napari_gradcam._napari.trust.jobs import Kind, TrustJob, TrustOutcome, run_trust_job, tile_at
 from napari_gradcam._napari.trust.layers import (

@@ -9,9 +9,9 @@ from napari_gradcam._napari.explain import widget as widget_module
 from napari_gradcam._napari.explain.tiled_job import TiledResult, TiledUpdate, TilingOptions
 from napari_gradcam._napari.layers import METADATA_KEY
 from napari_gradcam._napari.plane import Plane
-from napari_gradcam._napari.progress import Progress
 from napari_gradcam._napari.regions import whole_layer_box
 from napari_gradcam._napari.worker import ExplainJob, run_job
+from napari_gradcam.core.progress import Progress
 from tests._napari.test_layers import world_edges
 
 TIMEOUT_MS = 60_000
