@@ -151,6 +151,7 @@ def peak_rss_mib() -> float:
 
 def memory_case(case: str) -> None:
     """Child process: explain a whole slide with the runner; print peak RSS as JSON."""
+    from napari_gradcam.core.progress import run_to_end
     from napari_gradcam.data import HE_SLIDE_PATH
     from napari_gradcam.models.cache import cached_model
     from napari_gradcam.slides import open_slide
@@ -164,7 +165,7 @@ def memory_case(case: str) -> None:
     out = Path(tempfile.mkdtemp(prefix="bench_slides_"))
     try:
         start = time.perf_counter()
-        summary = explain_slide(slide, SlideJob(), SlideOutputs.for_slide(case, out))
+        summary = run_to_end(explain_slide(slide, SlideJob(), SlideOutputs.for_slide(case, out)))
         seconds = time.perf_counter() - start
     finally:
         shutil.rmtree(out, ignore_errors=True)

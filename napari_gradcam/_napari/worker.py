@@ -170,9 +170,9 @@ def explain_region(
 ) -> Generator[Any, None, RegionResult | TiledResult]:
     """Explain one box: tile by tile when tiling is on and it is larger than the model input."""
     if job.tiling is not None:
-        from napari_gradcam.core.tiling.tiled import TileSettings
+        from napari_gradcam.core.settings import ExplainSettings
 
-        settings = TileSettings(
+        settings = ExplainSettings(
             job.method, job.layer, job.target, job.tta, job.bfloat16, job.options
         )
         plan = plan_region(loaded, job.plane, box, settings, job.tiling, tissue)

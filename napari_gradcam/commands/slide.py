@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from napari_gradcam.commands.failures import BatchFailures
 from napari_gradcam.commands.max_pixels import add_max_pixels_argument
 from napari_gradcam.commands.method_args import add_method_option_arguments, method_options
+from napari_gradcam.commands.progress_bar import run_with_bar
 from napari_gradcam.commands.slide_mil import add_mil_arguments, run_mil
 from napari_gradcam.commands.trust_code import add_trust_code_argument
 from napari_gradcam.core.explain.methods import METHODS, check_precision, get_method
@@ -104,7 +105,7 @@ def _add_method_arguments(parser: argparse.ArgumentParser) -> None:
 
 def slide_job(args: argparse.Namespace) -> SlideJob:
     """The runner's options from the parsed arguments."""
-    from napari_gradcam.core.tiling.tiled import TileSettings
+    from napari_gradcam.core.settings import ExplainSettings
     from napari_gradcam.slides.runner import SlideJob
 
     check_precision(get_method(args.method), args.bf16)
@@ -114,7 +115,7 @@ def slide_job(args: argparse.Namespace) -> SlideJob:
     return SlideJob(
         model=args.model,
         weights=args.weights,
-        settings=TileSettings(
+        settings=ExplainSettings(
             args.method, args.layer, target, args.tta, args.bf16, method_options(args)
         ),
         mpp=args.mpp,
@@ -169,8 +170,6 @@ def _explain_one(
     client: Any,
     model_mpp: float | None,
 ) -> dict[str, Any]:
-    from tqdm import tqdm
-
     from napari_gradcam.slides.runner import explain_slide
 
     path = slide.path
@@ -180,15 +179,7 @@ def _explain_one(
             f"model's {model_mpp} µm/px (state it with --slide-mpp)",
             file=sys.stderr,
         )
-    with tqdm(desc=path.name, unit="tile", dynamic_ncols=True) as bar:
-        return explain_slide(
-            slide,
-            job,
-            outputs,
-            client=client,
-            on_batch=bar.update,
-            on_plan=lambda plan: bar.reset(total=len(plan.explained)),
-        )
+    return run_with_bar(explain_slide(slide, job, outputs, client=client), path.name, "tile")
 
 
 def _client(address: str | None) -> AbstractContextManager[Any]:

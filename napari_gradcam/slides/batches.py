@@ -2,8 +2,8 @@
 
 With a ``distributed.Client`` the batches go to its workers, each of which loads the model
 once (``models.cache``); without one, local Dask threads. Only ``window`` batches are in
-flight, so memory does not grow with the slide. (A local slide run uses the tiled loop shared
-with the dock instead, ``core.tiling.loop``.)
+flight, so memory does not grow with the slide. (A local slide run explains its batches in the
+tiled driver's read-ahead loop instead, ``core.tiling.loop``.)
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from napari_gradcam.core.settings import ExplainSettings
 from napari_gradcam.core.tiling.grid import LevelView
-from napari_gradcam.core.tiling.tiled import TileResults, TileSettings, explain_tiles, read_tiles
+from napari_gradcam.core.tiling.tiled import TileResults, explain_tiles, read_tiles
 from napari_gradcam.models.cache import cached_model
 
 if TYPE_CHECKING:
@@ -47,8 +48,8 @@ class BatchTask:
         Tile size.
     model : tuple of str
         ``(spec, weights)`` of the model.
-    settings : TileSettings
-        Method, layer, target.
+    settings : ExplainSettings
+        How the tiles are explained.
     value_range : tuple of float
         Pixel values mapped to [0, 1].
     """
@@ -60,7 +61,7 @@ class BatchTask:
     indices: np.ndarray
     tile: tuple[int, int]
     model: tuple[str, str | None]
-    settings: TileSettings
+    settings: ExplainSettings
     value_range: tuple[float, float]
 
 

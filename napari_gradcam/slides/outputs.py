@@ -204,7 +204,7 @@ def replace_folder(source: Path, target: Path, overwrite: bool) -> None:
     os.replace(source, target)
 
 
-class TileTable:
+class TileCsvWriter:
     """The per-tile CSV, written row by row to a temporary file and renamed when complete."""
 
     def __init__(self, path: Path) -> None:

@@ -32,7 +32,7 @@ from napari_gradcam._napari.records import (
 if TYPE_CHECKING:
     from napari.viewer import Viewer
 
-    from napari_gradcam._napari.explain.tiled_job import MapGeometry, TiledResult, TiledUpdate
+    from napari_gradcam._napari.explain.tiled_job import TiledMapGeometry, TiledResult, TiledUpdate
     from napari_gradcam._napari.worker import ExplainJob
     from napari_gradcam.core.tiling.slide_tissue import TissueMap
 
@@ -130,7 +130,7 @@ class LiveHeatmaps:
                 self.viewer.layers.remove(layer)
         self.layers.clear()
 
-    def _add(self, region: int, geometry: MapGeometry) -> Image:
+    def _add(self, region: int, geometry: TiledMapGeometry) -> Image:
         box = self.job.boxes[region]
         layer = Image(
             np.zeros(geometry.shape, np.float32),

@@ -1,25 +1,117 @@
-"""The tiled loop shared by the Grad-CAM dock and the slide command: read ahead, explain, in order.
+"""The one driver of a tiled explanation, for the Grad-CAM dock and the slide command alike.
 
-One thread reads the next batch of tiles from the image or slide while the caller's thread
-explains the current one, so reading (often from disk and compressed) hides behind the model.
-The batches come back in grid order. Stopping early (closing the generator, e.g. a cancelled
-dock job) drops the read in flight and starts no other.
+:func:`explain_tiled` explains a plan's tiles (a box of a napari plane, or a whole slide: a
+pyramid, a box, its tissue and the settings), stitches their maps and yields its progress and
+each batch as it comes. Locally one thread reads the next batch of tiles while the caller's
+thread explains the current one, so reading (often from disk and compressed) hides behind the
+model. The batches come back in grid order. Stopping early (closing the generator, e.g. a
+cancelled dock job) drops the read in flight and starts no other.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+import time
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TYPE_CHECKING, TypeVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
+from napari_gradcam.core.progress import Progress
+from napari_gradcam.core.tiling.grid import Stitcher
 from napari_gradcam.core.tiling.tiled import TilePlan, TileResults, explain_tiles, read_tiles
 
 if TYPE_CHECKING:
     from napari_gradcam.models import LoadedModel
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class TileBatch:
+    """One explained batch of a tiled run, and the map rows it changed.
+
+    Attributes
+    ----------
+    results : TileResults
+        The batch's maps and numbers.
+    first_row : int
+        Map row of ``rows[0]``.
+    rows : numpy.ndarray, optional
+        Current values of the changed rows (a copy), when the run was asked to watch them.
+    """
+
+    results: TileResults
+    first_row: int
+    rows: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class StitchedMap:
+    """A tiled run's map: the stitched array (the ``out`` it was given), its maximum, its time."""
+
+    cam: Any
+    maximum: float
+    seconds: float
+
+
+def explain_tiled(
+    loaded: LoadedModel,
+    plan: TilePlan,
+    value_range: Sequence[float],
+    *,
+    batch_size: int,
+    window: str = "hann",
+    out: Any = None,
+    batches: Iterable[TileResults] | None = None,
+    watch_rows: bool = False,
+) -> Generator[Progress | TileBatch, None, StitchedMap]:
+    """Explain and stitch the planned tiles; yield a step and a :class:`TileBatch` per batch.
+
+    Parameters
+    ----------
+    loaded : LoadedModel
+        The model.
+    plan : TilePlan
+        The tiles and how they are explained.
+    value_range : sequence of float
+        Pixel values mapped to [0, 1] (see ``tiled.pixel_range``).
+    batch_size : int
+        Tiles per ``explain()`` call.
+    window : str
+        Blending of overlapping tiles (``grid.Stitcher``).
+    out : array-like, optional
+        Where the map is written row by row (e.g. a zarr array); default: a new array.
+    batches : iterable of TileResults, optional
+        The batches explained elsewhere (a Dask cluster), in grid order; default: explained
+        here with read-ahead (:func:`explained_batches`).
+    watch_rows : bool
+        Copy the rows each batch changed into its event (to draw the map as it fills in).
+    """
+    stitcher = Stitcher(plan.grid, window, out=out)
+    if batches is None:
+        batches = explained_batches(loaded, plan, batch_size, value_range)
+    total, done = len(plan.explained), 0
+    started = time.perf_counter()
+    for results in batches:
+        start, stop = stitcher.add(results.indices, results.cams)
+        done += len(results.indices)
+        left = (time.perf_counter() - started) / done * (total - done)
+        remaining = f", {duration(left)} left" if done < total else ""
+        yield Progress(done, total, f"{done}/{total} tiles explained{remaining}")
+        yield TileBatch(results, start, stitcher.rows(start, stop) if watch_rows else None)
+    cam = stitcher.finish()
+    return StitchedMap(cam, stitcher.maximum, time.perf_counter() - started)
+
+
+def duration(seconds: float) -> str:
+    """A rounded duration for people: ``"under a minute"``, ``"about 4 min"``, ``"about 2 h"``."""
+    if seconds < 60:
+        return "under a minute" if seconds >= 10 else "a few seconds"
+    if seconds < 5400:
+        return f"about {round(seconds / 60)} min"
+    return f"about {seconds / 3600:.1f} h"
 
 
 def explained_batches(

@@ -395,7 +395,7 @@ def test_the_estimate_comes_before_the_first_batch(tiny_spec, tiny_weights, pace
 
 
 def test_durations_are_rounded_for_people():
-    from napari_gradcam._napari.explain.tiled_job import duration
+    from napari_gradcam.core.tiling.loop import duration
 
     assert [duration(s) for s in (3, 42, 247, 7200)] == [
         "a few seconds", "under a minute", "about 4 min", "about 2.0 h",

@@ -7,9 +7,10 @@ import threading
 import numpy as np
 import pytest
 
+from napari_gradcam.core.settings import ExplainSettings
 from napari_gradcam.core.tiling import loop
 from napari_gradcam.core.tiling.grid import LevelView, tile_grid
-from napari_gradcam.core.tiling.tiled import TilePlan, TileResults, TileSettings
+from napari_gradcam.core.tiling.tiled import TilePlan, TileResults
 
 TIMEOUT_S = 10.0
 
@@ -35,7 +36,7 @@ def small_plan() -> TilePlan:
     view = RecordingView(data)
     grid = tile_grid((0, 0, 32, 32), (8, 8), 4, (2, 2), overlap=0.0)
     explained = np.arange(grid.n_tiles)
-    return TilePlan(view, 0, grid, np.ones(grid.n_tiles), explained, TileSettings())
+    return TilePlan(view, 0, grid, np.ones(grid.n_tiles), explained, ExplainSettings())
 
 
 def fake_explain(loaded, tiles, indices, settings, value_range) -> TileResults:
