@@ -7,6 +7,7 @@ import os
 from typing import Any
 
 from napari_gradcam.commands.failures import BatchFailures
+from napari_gradcam.commands.progress_bar import run_with_bar
 from napari_gradcam.core.pixel_limit import MAX_PIXELS_ENV
 
 
@@ -89,9 +90,7 @@ def mil_job(args: argparse.Namespace) -> Any:
 
 
 def _explain_one(slide: Any, model: Any, job: Any, outputs: Any, client: Any) -> dict[str, Any]:
-    from tqdm import tqdm
-
     from napari_gradcam.slides.mil_runner import explain_slide_mil
 
-    with tqdm(desc=slide.name, unit="tile", dynamic_ncols=True) as bar:
-        return explain_slide_mil(slide, model, job, outputs, client=client, on_batch=bar.update)
+    run = explain_slide_mil(slide, model, job, outputs, client=client)
+    return run_with_bar(run, slide.name, "tile")

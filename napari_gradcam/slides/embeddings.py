@@ -1,16 +1,18 @@
 """Tile embeddings of a slide for a slide model, computed once and cached on disk.
 
-The tiles are the slide tiling's tissue tiles (``slides.runner.plan_slide``) at the card's tile
-size and mpp. Locally, one thread reads the next batch while the encoder embeds the current one
-(``core.tiling.loop``); with a Dask client the batches run on its workers (``slides.batches``),
-each of which loads the slide model through the one model cache (again when a file of it
-changes). The encoder runs under ``torch.inference_mode()`` inside ``frozen_model`` (its lock).
-See ``slides.embedding_cache`` for the cache's keys.
+:func:`embed_slide` yields its steps and returns the embeddings (the MIL run drives it);
+:func:`slide_embeddings` runs it where nobody watches. The tiles are the slide tiling's tissue
+tiles (``slides.runner.plan_slide``) at the card's tile size and mpp. Locally, one thread reads
+the next batch while the encoder embeds the current one (``core.tiling.loop``); with a Dask
+client the batches run on its workers (``slides.batches``), each of which loads the slide model
+through the one model cache (again when a file of it changes). The encoder runs under
+``torch.inference_mode()`` inside ``frozen_model`` (its lock). See ``slides.embedding_cache``
+for the cache's keys.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,6 +22,7 @@ import torch
 
 from napari_gradcam.core.explain.capture import frozen_model
 from napari_gradcam.core.explain.finite import check_finite
+from napari_gradcam.core.progress import Progress, run_to_end
 from napari_gradcam.core.tiling.grid import MIN_TISSUE, LevelView, TileGrid
 from napari_gradcam.core.tiling.loop import mapped_batches
 from napari_gradcam.core.tiling.tiled import TilePlan, pixel_range, preprocess_tiles, read_tiles
@@ -81,7 +84,15 @@ class SlideEmbeddings:
         return self.boxes[:, :2]
 
 
-def slide_embeddings(
+def slide_embeddings(slide: Slide, model: SlideModel, **options: Any) -> SlideEmbeddings:
+    """The embeddings of the slide's tissue tiles, where nobody watches the steps.
+
+    The arguments are those of :func:`embed_slide`.
+    """
+    return run_to_end(embed_slide(slide, model, **options))
+
+
+def embed_slide(
     slide: Slide,
     model: SlideModel,
     *,
@@ -91,9 +102,13 @@ def slide_embeddings(
     batch_size: int = 64,
     cache_dir: str | Path | None = None,
     client: Client | None = None,
-    on_batch: Callable[[int], None] | None = None,
-) -> SlideEmbeddings:
+) -> Generator[Progress, None, SlideEmbeddings]:
     """The embeddings of the slide's tissue tiles: from the cache, or computed and cached.
+
+    Yields a step after each embedded batch (nothing when the cache holds the slide) and
+    returns the embeddings. Closing the generator early stops reading and embedding, and caches
+    nothing; so do NaN or infinite embeddings, which raise ``NonFiniteError`` naming the likely
+    cause.
 
     Parameters
     ----------
@@ -113,39 +128,6 @@ def slide_embeddings(
         The cache folder (default ``embedding_cache.default_cache_dir()``).
     client : distributed.Client, optional
         Embed on this cluster's workers.
-    on_batch : callable, optional
-        Called with the number of tiles of each embedded batch (progress).
-    """
-    steps = embedding_steps(
-        slide, model, card=card, overlap=overlap, min_tissue=min_tissue,
-        batch_size=batch_size, cache_dir=cache_dir, client=client,
-    )  # fmt: skip
-    while True:
-        try:
-            count, _total = next(steps)
-        except StopIteration as done:
-            return done.value
-        if on_batch is not None:
-            on_batch(count)
-
-
-def embedding_steps(
-    slide: Slide,
-    model: SlideModel,
-    *,
-    card: str | Path | None = None,
-    overlap: float = 0.0,
-    min_tissue: float = MIN_TISSUE,
-    batch_size: int = 64,
-    cache_dir: str | Path | None = None,
-    client: Client | None = None,
-) -> Generator[tuple[int, int], None, SlideEmbeddings]:
-    """:func:`slide_embeddings` step by step, for a caller that reports progress or cancels.
-
-    Yields ``(tiles in the batch, tiles in all)`` after each embedded batch (nothing when the
-    cache holds the slide) and returns the embeddings. Closing the generator early stops
-    reading and embedding, and caches nothing; so do NaN or infinite embeddings, which raise
-    ``NonFiniteError`` naming the likely cause.
     """
     check_slide_mpp(model, slide.mpp)
     folder = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
@@ -157,10 +139,11 @@ def embedding_steps(
     plan = _plan(slide, model, overlap, min_tissue)
     if client is not None and card is None:
         raise ValueError("embedding on a Dask cluster needs the slide model's card file")
-    rows = []
+    rows, done, total = [], 0, len(plan.explained)
     for batch in _batches(slide, plan, model, batch_size, client, card):
         rows.append(batch)
-        yield len(batch), len(plan.explained)
+        done += len(batch)
+        yield Progress(done, total, f"embedding tiles: {done}/{total}")
     embeddings = np.concatenate(rows) if rows else np.zeros((0, model.width), np.float32)
     encoder = model.encoder
     check_finite(embeddings, "the encoder's embeddings", module=encoder.module, card=encoder.card)
