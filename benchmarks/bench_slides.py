@@ -78,10 +78,19 @@ def run_pipeline(slide, job, plan, explain: bool) -> None:
         stitcher.finish()
         return
     tasks = [
-        BatchTask(slide, plan.level, plan.view.resample, plan.grid.origins[b], b,
-                  plan.grid.tile, ("demo", None), plan.settings, (0.0, 255.0))
+        BatchTask(
+            slide,
+            plan.level,
+            plan.view.resample,
+            plan.grid.origins[b],
+            b,
+            plan.grid.tile,
+            ("demo", None),
+            plan.settings,
+            (0.0, 255.0),
+        )
         for b in plan.batches(job.batch_size)
-    ]  # fmt: skip
+    ]
     for _ in in_order(infer_batch, tasks):
         pass
 
@@ -169,12 +178,19 @@ def memory_case(case: str) -> None:
         seconds = time.perf_counter() - start
     finally:
         shutil.rmtree(out, ignore_errors=True)
-    print(json.dumps({
-        "slide": slide.name, "level0": list(slide.shape), "tiles": summary["tiles"],
-        "map_shape": summary["heatmap"]["shape"],
-        "seconds": round(seconds, 1), "rss_after_startup_mib": round(ready, 1),
-        "peak_rss_mib": round(peak_rss_mib(), 1),
-    }))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "slide": slide.name,
+                "level0": list(slide.shape),
+                "tiles": summary["tiles"],
+                "map_shape": summary["heatmap"]["shape"],
+                "seconds": round(seconds, 1),
+                "rss_after_startup_mib": round(ready, 1),
+                "peak_rss_mib": round(peak_rss_mib(), 1),
+            }
+        )
+    )
 
 
 def memory() -> dict:

@@ -49,8 +49,17 @@ SLIDE_NAME_SUFFIXES = tuple(sorted({*SLIDE_SUFFIXES, *IMAGE_SUFFIXES}, key=len, 
 CHUNK = 256
 AXES = ("y", "x")
 CSV_COLUMNS = (
-    "tile", "status", "y0", "x0", "y1", "x1", "tissue_fraction", "class", *FACTS, "target",
-)  # fmt: skip
+    "tile",
+    "status",
+    "y0",
+    "x0",
+    "y1",
+    "x1",
+    "tissue_fraction",
+    "class",
+    *FACTS,
+    "target",
+)
 """Columns of the per-tile CSV; boxes are in level-0 pixels, ``status`` is explained/skipped."""
 
 

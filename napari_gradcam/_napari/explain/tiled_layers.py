@@ -37,8 +37,15 @@ if TYPE_CHECKING:
     from napari_gradcam.core.tiling.slide_tissue import TissueMap
 
 TILE_COLUMNS = (
-    "tile", "class", "probability", "margin", "tissue", "entropy", "energy", "roughness",
-)  # fmt: skip
+    "tile",
+    "class",
+    "probability",
+    "margin",
+    "tissue",
+    "entropy",
+    "energy",
+    "roughness",
+)
 """Features of the tiles layer (and columns of the tile table); ``tissue`` is the tile's
 tissue fraction, the last three are noise indicators (``core.tile_stats``)."""
 

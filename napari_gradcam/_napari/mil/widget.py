@@ -94,9 +94,12 @@ class SlideMilWidget(Container):
         self.prediction.native.setTextFormat(Qt.TextFormat.PlainText)
         self.table = TopTilesTable(self.drill)
         self.runner = JobRunner(
-            self.native, NAME, progress=self.progress, status=self.status,
+            self.native,
+            NAME,
+            progress=self.progress,
+            status=self.status,
             on_running=self._set_running,
-        )  # fmt: skip
+        )
         self.extend(
             [
                 self.image,

@@ -15,7 +15,7 @@ from napari.layers import Image
 from napari_gradcam._napari.layers import LayerDataTuple, heatmap_layer, placement_kwargs
 from napari_gradcam._napari.plane import Plane
 from napari_gradcam._napari.records import HeatmapRecord
-from napari_gradcam._napari.trust.jobs import TrustOutcome
+from napari_gradcam._napari.trust.job import TrustOutcome
 from napari_gradcam._napari.worker import ExplainJob, RegionResult
 
 if TYPE_CHECKING:

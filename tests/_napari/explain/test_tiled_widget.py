@@ -11,7 +11,7 @@ from napari_gradcam._napari.layers import METADATA_KEY
 from napari_gradcam._napari.plane import Plane
 from napari_gradcam._napari.regions import whole_layer_box
 from napari_gradcam._napari.worker import ExplainJob, run_job
-from napari_gradcam.core.progress import Progress
+from napari_gradcam.core.progress import Progress, run_to_end
 from tests._napari.test_layers import world_edges
 
 TIMEOUT_MS = 60_000
@@ -261,16 +261,15 @@ def test_the_job_yields_rows_and_returns_a_tiled_result(tiny_spec, tiny_weights)
     image = slide_like()
     plane = Plane((image,), ((1.0, 1.0),))
     job = ExplainJob(
-        tiny_spec, tiny_weights, plane=plane, boxes=(whole_layer_box(image.shape),),
-        tiling=TilingOptions(batch_size=16), target="tissue",
-    )  # fmt: skip
-    steps, generator = [], run_job(job)
-    while True:
-        try:
-            steps.append(next(generator))
-        except StopIteration as stop:
-            outcome = stop.value
-            break
+        tiny_spec,
+        tiny_weights,
+        plane=plane,
+        boxes=(whole_layer_box(image.shape),),
+        tiling=TilingOptions(batch_size=16),
+        target="tissue",
+    )
+    steps = []
+    outcome = run_to_end(run_job(job), steps.append)
     (result,) = outcome.results
     assert isinstance(result, TiledResult) and outcome.tissue is not None
     rows = [s for s in steps if isinstance(s, TiledUpdate) and s.rows.size]
@@ -383,9 +382,13 @@ def test_tiled_runs_say_how_long_before_and_while_they_run(make_widget, qtbot, e
 def test_the_estimate_comes_before_the_first_batch(tiny_spec, tiny_weights, pace, said):
     image = slide_like((256, 384), slice(None))
     job = ExplainJob(
-        tiny_spec, tiny_weights, plane=Plane((image,), ((1.0, 1.0),)), method="scorecam",
-        boxes=(whole_layer_box(image.shape),), tiling=TilingOptions(pace=pace, tissue=False),
-    )  # fmt: skip
+        tiny_spec,
+        tiny_weights,
+        plane=Plane((image,), ((1.0, 1.0),)),
+        method="scorecam",
+        boxes=(whole_layer_box(image.shape),),
+        tiling=TilingOptions(pace=pace, tissue=False),
+    )
     generator = run_job(job)
     steps = [next(generator) for _ in range(4)]  # loading, model ready, loaded, the estimate
     generator.close()
@@ -398,8 +401,11 @@ def test_durations_are_rounded_for_people():
     from napari_gradcam.core.tiling.loop import duration
 
     assert [duration(s) for s in (3, 42, 247, 7200)] == [
-        "a few seconds", "under a minute", "about 4 min", "about 2.0 h",
-    ]  # fmt: skip
+        "a few seconds",
+        "under a minute",
+        "about 4 min",
+        "about 2.0 h",
+    ]
 
 
 def test_a_cancelled_run_shows_the_earlier_map_again(make_widget, qtbot, errors, batches):

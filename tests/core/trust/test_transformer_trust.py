@@ -11,7 +11,9 @@ import pytest
 import torch
 
 import napari_gradcam as ng
+from napari_gradcam.core.explain.method_options import MethodOptions
 from napari_gradcam.core.explain.preprocess import to_batch
+from napari_gradcam.core.settings import ExplainSettings
 from napari_gradcam.core.tiling.tissue import tissue_mask
 from napari_gradcam.core.trust.faithfulness import deletion_insertion
 from napari_gradcam.core.trust.features import feature_stack, layer_sweep, sweep_layers
@@ -123,8 +125,10 @@ def test_vit_sweep_walks_the_blocks_at_one_patch_grid(vit) -> None:
 
 def test_swin_sweep_takes_stages_of_several_grids() -> None:
     layers = sweep_layers(TinySwin().eval(), input_shape=(1, 3, 32, 32), count=3)
-    grids = [ng.explain(TinySwin().eval(), torch.randn(1, 3, 32, 32), layer=n).cam.shape[-2:]
-             for n in layers]  # fmt: skip
+    grids = [
+        ng.explain(TinySwin().eval(), torch.randn(1, 3, 32, 32), layer=n).cam.shape[-2:]
+        for n in layers
+    ]
     assert len(layers) == 3 and grids[0] != grids[-1]
 
 
@@ -136,8 +140,10 @@ def test_vit_cascade_takes_whole_blocks_from_the_top(vit, dense_batch) -> None:
     assert swin == ["head", "norm", "layers.2", "layers.1", "layers.0", "patch_embed.proj"]
 
 
-@pytest.mark.parametrize(("method", "steps"), [("gradcam", 4), ("transformer-attribution", 4),
-                                               ("rollout", 6), ("attention", 6)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("method", "steps"),
+    [("gradcam", 4), ("transformer-attribution", 4), ("rollout", 6), ("attention", 6)],
+)
 def test_vit_sanity_cascade_decorrelates_the_map(vit, dense_batch, method, steps) -> None:
     before = {k: v.clone() for k, v in vit.module.state_dict().items()}
     original = ng.explain(vit, dense_batch, method=method, target="nuclei-dense")
@@ -151,8 +157,8 @@ def test_vit_sanity_cascade_decorrelates_the_map(vit, dense_batch, method, steps
 
 def test_class_agnostic_attention_ignores_the_head(vit, dense_batch) -> None:
     original = ng.explain(vit, dense_batch, method="rollout", discard_ratio=0.5)
-    check = sanity_check(vit, dense_batch, original, steps=6, repeats=1,
-                         options={"discard_ratio": 0.5})  # fmt: skip
+    settings = ExplainSettings("rollout", options=MethodOptions(discard_ratio=0.5))
+    check = sanity_check(vit, dense_batch, original, settings, steps=6, repeats=1)
     assert check.steps[0].spearman == pytest.approx(1.0)  # head: rollout never reads it
     assert check.verdict.startswith("passes, partly") and "ignores head, norm" in check.verdict
 
@@ -193,8 +199,14 @@ def test_gradcam_order_beats_a_random_order_on_held_out_vit_tiles(vit, he_eviden
 @pytest.mark.parametrize("method", ["rollout", "attention", "transformer-attribution"])
 def test_curves_of_attention_maps_run_from_the_image_to_the_baseline(vit, method) -> None:
     tile = he_tile("dense")
-    report = trust_report(vit, tile, method=method, sanity_steps=2, curve_steps=8,
-                          baseline="tissue-mean")  # fmt: skip
+    report = trust_report(
+        vit,
+        tile,
+        settings=ExplainSettings(method),
+        sanity_steps=2,
+        curve_steps=8,
+        baseline="tissue-mean",
+    )
     curves = report.faithfulness
     whole = float(ng.explain(vit, tile, method=method).probabilities[0])
     last = last_block(vit)
