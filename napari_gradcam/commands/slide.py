@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -133,29 +134,47 @@ def slide_job(args: argparse.Namespace) -> SlideJob:
 def run(args: argparse.Namespace) -> int:
     """Explain every slide; return 0, or 1 when some failed."""
     if args.mil:
-        return run_mil(args, _client)
+        return run_mil(args, each_slide)
     from napari_gradcam.models.cache import cached_model
-    from napari_gradcam.slides import open_slide
     from napari_gradcam.slides.outputs import plan_outputs
 
     plans = plan_outputs(args.slides, args.out, args.overwrite)
     job = slide_job(args)
     loaded = cached_model(job.model, job.weights, trust_code=args.trust_code)
-    failures = BatchFailures("slides", MEMORY_ADVICE)
+
+    def explain_one(slide: Slide, outputs: Any, client: Any) -> str:
+        summary = _explain_one(slide, job, outputs, client, loaded.card.mpp)
+        tiles = summary["tiles"]
+        return (
+            f"{tiles['explained']} tiles explained, {tiles['skipped']} skipped (background), "
+            f"level {summary['heatmap']['level']}, {summary['seconds']:.1f} s -> "
+            f"{outputs.summary.parent}/"
+        )
+
+    return each_slide(args, plans, explain_one, MEMORY_ADVICE)
+
+
+def each_slide(
+    args: argparse.Namespace,
+    plans: Sequence[Any],
+    explain_one: Callable[[Slide, Any, Any], str],
+    advice: str,
+) -> int:
+    """Open and explain each slide, printing what ``explain_one(slide, outputs, client)`` says.
+
+    One slide failing never ends the batch; returns 0, or 1 when some failed (``advice``: what
+    to try when a slide's batches do not fit in memory).
+    """
+    from napari_gradcam.slides import open_slide
+
+    failures = BatchFailures("slides", advice)
     with _client(args.scheduler) as client:
         for path, outputs in zip(args.slides, plans, strict=True):
             try:
                 slide = open_slide(path, mpp=args.slide_mpp, backend=args.backend)
-                summary = _explain_one(slide, job, outputs, client, loaded.card.mpp)
+                print(f"{path}: {explain_one(slide, outputs, client)}")
             except Exception as err:  # noqa: BLE001 -- one slide failing never ends the batch
                 failures.add(path, err)
-                continue
-            tiles = summary["tiles"]
-            print(
-                f"{path}: {tiles['explained']} tiles explained, {tiles['skipped']} skipped "
-                f"(background), level {summary['heatmap']['level']}, "
-                f"{summary['seconds']:.1f} s -> {outputs.summary.parent}/"
-            )
     return failures.exit_status(len(args.slides))
 
 

@@ -80,13 +80,17 @@ def in_order(
     items: Iterable[Any],
     *,
     client: Client | None = None,
-    window: int = 2 * LOCAL_THREADS,
+    window: int | None = None,
 ) -> Iterator[Any]:
-    """Yield ``function(item)`` for every item, in order, with ``window`` items in flight."""
+    """Yield ``function(item)`` for every item, in order, with ``window`` items in flight.
+
+    The default window is two items per thread: the cluster's, or :data:`LOCAL_THREADS`.
+    """
     if client is None:
-        yield from _local(function, items, window)
+        yield from _local(function, items, window or 2 * LOCAL_THREADS)
     else:
-        yield from _distributed(function, items, client, window)
+        threads = sum(client.nthreads().values())
+        yield from _distributed(function, items, client, window or max(2 * threads, 2))
 
 
 def _local(function: Callable, items: Iterable[Any], window: int) -> Iterator[Any]:

@@ -205,8 +205,7 @@ def _batches(
         )
         for batch in plan.batches(batch_size)
     )
-    window = max(2 * sum(client.nthreads().values()), 2)
-    return in_order(run_embed_task, tasks, client=client, window=window)
+    return in_order(run_embed_task, tasks, client=client)
 
 
 @dataclass(frozen=True)

@@ -199,5 +199,4 @@ def _remote_batches(
         )
         for batch in plan.batches(job.batch_size)
     )
-    window = 2 * sum(client.nthreads().values())
-    return in_order(run_batch, tasks, client=client, window=max(window, 2))
+    return in_order(run_batch, tasks, client=client)
