@@ -13,7 +13,7 @@ from napari_gradcam.commands.failures import BatchFailures
 from napari_gradcam.commands.max_pixels import add_max_pixels_argument
 from napari_gradcam.commands.method_args import add_method_option_arguments, method_options
 from napari_gradcam.commands.progress_bar import run_with_bar
-from napari_gradcam.commands.slide_mil import add_mil_arguments, run_mil
+from napari_gradcam.commands.slide_mil import add_mil_arguments, run_mil_mode
 from napari_gradcam.commands.trust_code import add_trust_code_argument
 from napari_gradcam.core.explain.methods import METHODS, check_precision, get_method
 from napari_gradcam.core.pixel_limit import max_pixels
@@ -134,11 +134,11 @@ def slide_job(args: argparse.Namespace) -> SlideJob:
 def run(args: argparse.Namespace) -> int:
     """Explain every slide; return 0, or 1 when some failed."""
     if args.mil:
-        return run_mil(args, each_slide)
+        return run_mil_mode(args, each_slide)
     from napari_gradcam.models.cache import cached_model
-    from napari_gradcam.slides.outputs import plan_outputs
+    from napari_gradcam.slides.outputs import plan_slide_outputs
 
-    plans = plan_outputs(args.slides, args.out, args.overwrite)
+    plans = plan_slide_outputs(args.slides, args.out, args.overwrite)
     job = slide_job(args)
     loaded = cached_model(job.model, job.weights, trust_code=args.trust_code)
 
@@ -151,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
             f"{outputs.summary.parent}/"
         )
 
-    return each_slide(args, plans, explain_one, MEMORY_ADVICE)
+    return each_slide(args, plans, explain_one, SLIDE_MEMORY_ADVICE)
 
 
 def each_slide(
@@ -178,7 +178,7 @@ def each_slide(
     return failures.exit_status(len(args.slides))
 
 
-MEMORY_ADVICE = "lower --batch-size, or explain a coarser level (--mpp or --level)"
+SLIDE_MEMORY_ADVICE = "lower --batch-size, or explain a coarser level (--mpp or --level)"
 """What to try when a slide's batches do not fit in memory."""
 
 

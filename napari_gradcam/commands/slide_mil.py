@@ -29,7 +29,7 @@ def add_mil_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def run_mil(args: argparse.Namespace, each_slide: Any) -> int:
+def run_mil_mode(args: argparse.Namespace, each_slide: Any) -> int:
     """Explain every slide with the slide model (through the slide command's ``each_slide``)."""
     from napari_gradcam.models.slide_model import load_slide_model
     from napari_gradcam.slides.mil_outputs import plan_mil_outputs
@@ -50,10 +50,10 @@ def run_mil(args: argparse.Namespace, each_slide: Any) -> int:
             f"{summary['tiles']} tiles, {summary['seconds']:.1f} s -> {outputs.folder}/"
         )
 
-    return each_slide(args, plans, explain_one, MEMORY_ADVICE)
+    return each_slide(args, plans, explain_one, MIL_MEMORY_ADVICE)
 
 
-MEMORY_ADVICE = "lower --batch-size"
+MIL_MEMORY_ADVICE = "lower --batch-size"
 """What to try when a slide model's batches do not fit in memory."""
 
 

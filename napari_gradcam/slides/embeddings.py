@@ -22,10 +22,11 @@ import torch
 
 from napari_gradcam.core.explain.capture import frozen_model
 from napari_gradcam.core.explain.finite import check_finite
+from napari_gradcam.core.explain.preprocess import pixel_range
 from napari_gradcam.core.progress import Progress, run_to_end
 from napari_gradcam.core.tiling.grid import MIN_TISSUE, LevelView, TileGrid
 from napari_gradcam.core.tiling.loop import mapped_batches
-from napari_gradcam.core.tiling.tiled import TilePlan, pixel_range, preprocess_tiles, read_tiles
+from napari_gradcam.core.tiling.tiled import TilePlan, preprocess_tiles, read_tiles
 from napari_gradcam.models.cache import cached_slide_model
 from napari_gradcam.models.slide_model import SlideModel, check_slide_mpp
 from napari_gradcam.slides.embedding_cache import (

@@ -129,18 +129,8 @@ def run_slide_mil(
 ) -> Generator[Progress, None, MilResult]:
     """Embed the slide's tiles (cached), score them and paint the scores; yield each step.
 
-    Parameters
-    ----------
-    slide : Slide
-        The slide.
-    model : SlideModel
-        The slide model.
-    job : MilJob
-        Tiling, target, baseline and how the maps are drawn.
-    shown : tuple of str, optional
-        The scores to paint, in this order; default: every score.
-    client : distributed.Client, optional
-        Embed on this cluster's workers.
+    ``shown``: the scores to paint, in this order (default: all); ``client``: embed on this Dask
+    cluster's workers.
     """
     start = time.perf_counter()
     embedding = embed_slide(

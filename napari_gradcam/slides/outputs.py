@@ -90,7 +90,7 @@ class SlideOutputs:
         return [self.heatmap, self.tiles, self.overlay, self.summary, self.qupath]
 
 
-def plan_outputs(slides: list[Path], out: Path, overwrite: bool) -> list[SlideOutputs]:
+def plan_slide_outputs(slides: list[Path], out: Path, overwrite: bool) -> list[SlideOutputs]:
     """Outputs per slide; refuse inputs as outputs, clashes and (unasked) overwrites."""
     plans = [SlideOutputs.for_slide(slide, out) for slide in slides]
     check_outputs([plan.paths() for plan in plans], "slides", overwrite, slides)

@@ -13,12 +13,13 @@ from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from napari_gradcam.core.explain.preprocess import pixel_range
 from napari_gradcam.core.progress import Progress, relay
 from napari_gradcam.core.settings import ExplainSettings
 from napari_gradcam.core.tiling.grid import MIN_TISSUE, LevelView
 from napari_gradcam.core.tiling.loop import TileBatch, explain_tiled
 from napari_gradcam.core.tiling.slide_tissue import overview_source, slide_tissue
-from napari_gradcam.core.tiling.tiled import TilePlan, level_view, pixel_range, plan_tiles
+from napari_gradcam.core.tiling.tiled import TilePlan, level_view, plan_tiles
 from napari_gradcam.files import save_json, save_png
 from napari_gradcam.models.cache import cached_model
 from napari_gradcam.slides.batches import BatchTask, in_order, run_batch

@@ -204,8 +204,8 @@ def run_tiles(
     options : TilingOptions
         Batch size, and the pace of an earlier run for the first estimate.
     """
+    from napari_gradcam.core.explain.preprocess import pixel_range
     from napari_gradcam.core.tiling.loop import explain_tiled
-    from napari_gradcam.core.tiling.tiled import pixel_range
 
     geometry = _geometry(plan)
     value_range = pixel_range(plan.view.data.dtype, _range_sample(plan))

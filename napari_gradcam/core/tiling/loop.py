@@ -30,17 +30,7 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class TileBatch:
-    """One explained batch of a tiled run, and the map rows it changed.
-
-    Attributes
-    ----------
-    results : TileResults
-        The batch's maps and numbers.
-    first_row : int
-        Map row of ``rows[0]``.
-    rows : numpy.ndarray, optional
-        Current values of the changed rows (a copy), when the run was asked to watch them.
-    """
+    """One explained batch, and the copied map ``rows`` from ``first_row`` that it changed."""
 
     results: TileResults
     first_row: int
@@ -69,25 +59,11 @@ def explain_tiled(
 ) -> Generator[Progress | TileBatch, None, StitchedMap]:
     """Explain and stitch the planned tiles; yield a step and a :class:`TileBatch` per batch.
 
-    Parameters
-    ----------
-    loaded : LoadedModel
-        The model.
-    plan : TilePlan
-        The tiles and how they are explained.
-    value_range : sequence of float
-        Pixel values mapped to [0, 1] (see ``tiled.pixel_range``).
-    batch_size : int
-        Tiles per ``explain()`` call.
-    window : str
-        Blending of overlapping tiles (``grid.Stitcher``).
-    out : array-like, optional
-        Where the map is written row by row (e.g. a zarr array); default: a new array.
-    batches : iterable of TileResults, optional
-        The batches explained elsewhere (a Dask cluster), in grid order; default: explained
-        here with read-ahead (:func:`explained_batches`).
-    watch_rows : bool
-        Copy the rows each batch changed into its event (to draw the map as it fills in).
+    ``value_range``: pixel values mapped to [0, 1] (``preprocess.pixel_range``); ``window``: the
+    blending (``grid.Stitcher``); ``out``: where the map is written row by row (e.g. a zarr
+    array; default a new array). ``batches``: the batches explained elsewhere (a Dask cluster),
+    in grid order; default: :func:`explained_batches` here. ``watch_rows`` copies the rows each
+    batch changed into its event, to draw the map as it fills in.
     """
     stitcher = Stitcher(plan.grid, window, out=out)
     if batches is None:
@@ -133,7 +109,7 @@ def explained_batches(
     batch_size : int
         Tiles per ``explain()`` call.
     value_range : sequence of float
-        Pixel values mapped to [0, 1] (see ``tiled.pixel_range``).
+        Pixel values mapped to [0, 1] (see ``preprocess.pixel_range``).
     read_ahead : bool
         Read batch k + 1 in a thread while batch k is explained; False reads in turn.
 

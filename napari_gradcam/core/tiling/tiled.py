@@ -20,9 +20,6 @@ from napari_gradcam.core.explain.capture import model_device
 from napari_gradcam.core.explain.geometry import map_geometry
 from napari_gradcam.core.explain.pipeline import explain
 from napari_gradcam.core.explain.predict import prediction_facts
-
-# pixel_range is re-exported: the tile runners import it from here
-from napari_gradcam.core.explain.preprocess import pixel_range as pixel_range
 from napari_gradcam.core.explain.preprocess import to_batch
 from napari_gradcam.core.explain.sharing import model_lock
 from napari_gradcam.core.settings import ExplainSettings
@@ -116,7 +113,7 @@ def preprocess_tiles(
     """Turn (B, H, W[, C]) pixels into the model's normalised (B, C, H, W) float batch.
 
     The same path as one image's (:func:`~napari_gradcam.core.explain.preprocess.to_batch`),
-    with the region's ``value_range`` (:func:`pixel_range`) so every tile is scaled alike.
+    with the region's ``value_range`` (``preprocess.pixel_range``) so every tile is scaled alike.
     """
     return to_batch(tiles, card, device, stacked=True, value_range=value_range)
 
