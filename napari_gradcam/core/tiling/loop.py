@@ -98,25 +98,9 @@ def explained_batches(
     *,
     read_ahead: bool = True,
 ) -> Iterator[TileResults]:
-    """Explain the planned tiles batch by batch, reading the next batch meanwhile.
+    """Explain the planned tiles batch by batch, in grid order, reading the next batch meanwhile.
 
-    Parameters
-    ----------
-    loaded : LoadedModel
-        The model.
-    plan : TilePlan
-        The tiles and how they are explained.
-    batch_size : int
-        Tiles per ``explain()`` call.
-    value_range : sequence of float
-        Pixel values mapped to [0, 1] (see ``preprocess.pixel_range``).
-    read_ahead : bool
-        Read batch k + 1 in a thread while batch k is explained; False reads in turn.
-
-    Yields
-    ------
-    TileResults
-        One per batch, in grid order.
+    ``read_ahead``: read batch k + 1 in a thread while batch k is explained (False: in turn).
     """
 
     def work(tiles: np.ndarray, batch: np.ndarray) -> TileResults:
