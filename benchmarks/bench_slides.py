@@ -49,15 +49,11 @@ def infer_batch(task) -> int:
     """Plain inference over one batch of tiles, read like the runner reads them."""
     import torch
 
-    from napari_gradcam.core.tiling.grid import LevelView
-    from napari_gradcam.core.tiling.tiled import preprocess_tiles, read_tiles
+    from napari_gradcam.core.tiling.tiled import preprocess_tiles
     from napari_gradcam.models.cache import cached_model
 
-    slide = task.slide
-    view = LevelView(slide.levels[task.level], slide.downsamples[task.level], task.resample)
     loaded = cached_model(*task.model)
-    tiles = read_tiles(view, task.origins, task.tile)
-    batch = preprocess_tiles(tiles, loaded.card, task.value_range, torch.device("cpu"))
+    batch = preprocess_tiles(task.read(), loaded.card, task.value_range, torch.device("cpu"))
     with torch.inference_mode():
         loaded.module(batch)
     return len(task.indices)
@@ -83,8 +79,8 @@ def run_pipeline(slide, job, plan, explain: bool) -> None:
             plan.level,
             plan.view.resample,
             plan.grid.origins[b],
-            b,
             plan.grid.tile,
+            b,
             ("demo", None),
             plan.settings,
             (0.0, 255.0),

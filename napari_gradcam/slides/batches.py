@@ -29,37 +29,35 @@ LOCAL_THREADS = 2
 
 
 @dataclass(frozen=True)
-class BatchTask:
-    """Everything a worker needs to explain one batch (small and picklable).
+class SlideBatch:
+    """Where a Dask worker reads one batch of tiles (picklable: the slide pickles as its path).
 
-    Attributes
-    ----------
-    slide : Slide
-        The slide (pickled as its path).
-    level : int
-        The pyramid level read.
-    resample : float
-        Level pixels per sampled pixel.
-    origins : numpy.ndarray
-        (B, 2) tile corners in sampled pixels.
-    indices : numpy.ndarray
-        (B,) grid indices of the tiles.
-    tile : tuple of int
-        Tile size.
-    model : tuple of str
-        ``(spec, weights)`` of the model.
-    settings : ExplainSettings
-        How the tiles are explained.
-    value_range : tuple of float
-        Pixel values mapped to [0, 1].
+    ``origins`` are the (B, 2) tile corners in sampled pixels of ``level``, resampled by
+    ``resample`` level pixels per sampled pixel.
     """
 
     slide: Slide
     level: int
     resample: float
     origins: np.ndarray
-    indices: np.ndarray
     tile: tuple[int, int]
+
+    def read(self) -> np.ndarray:
+        """The (B, H, W[, C]) pixels of the batch's tiles."""
+        levels, downsamples = self.slide.levels, self.slide.downsamples
+        view = LevelView(levels[self.level], downsamples[self.level], self.resample)
+        return read_tiles(view, self.origins, self.tile)
+
+
+@dataclass(frozen=True)
+class BatchTask(SlideBatch):
+    """One batch to explain on a Dask worker.
+
+    ``indices``: the tiles' grid indices; ``model``: its (spec, weights); ``value_range``: the
+    pixel values mapped to [0, 1].
+    """
+
+    indices: np.ndarray
     model: tuple[str, str | None]
     settings: ExplainSettings
     value_range: tuple[float, float]
@@ -67,12 +65,8 @@ class BatchTask:
 
 def run_batch(task: BatchTask) -> TileResults:
     """Read and explain one batch of tiles (runs on a Dask worker)."""
-    view = LevelView(
-        task.slide.levels[task.level], task.slide.downsamples[task.level], task.resample
-    )
-    tiles = read_tiles(view, task.origins, task.tile)
     loaded = cached_model(*task.model)
-    return explain_tiles(loaded, tiles, task.indices, task.settings, task.value_range)
+    return explain_tiles(loaded, task.read(), task.indices, task.settings, task.value_range)
 
 
 def in_order(

@@ -24,11 +24,12 @@ from napari_gradcam.core.explain.capture import frozen_model
 from napari_gradcam.core.explain.finite import check_finite
 from napari_gradcam.core.explain.preprocess import pixel_range
 from napari_gradcam.core.progress import Progress, run_to_end
-from napari_gradcam.core.tiling.grid import MIN_TISSUE, LevelView, TileGrid
+from napari_gradcam.core.tiling.grid import MIN_TISSUE, TileGrid
 from napari_gradcam.core.tiling.loop import mapped_batches
-from napari_gradcam.core.tiling.tiled import TilePlan, preprocess_tiles, read_tiles
+from napari_gradcam.core.tiling.tiled import TilePlan, preprocess_tiles
 from napari_gradcam.models.cache import cached_slide_model
 from napari_gradcam.models.slide_model import SlideModel, check_slide_mpp
+from napari_gradcam.slides.batches import SlideBatch, in_order
 from napari_gradcam.slides.embedding_cache import (
     default_cache_dir,
     embedding_key,
@@ -191,8 +192,6 @@ def _batches(
         return mapped_batches(
             plan, batch_size, lambda tiles, _batch: embed_tiles(model, tiles, value_range)
         )
-    from napari_gradcam.slides.batches import in_order
-
     tasks = (
         EmbedTask(
             slide,
@@ -210,14 +209,9 @@ def _batches(
 
 
 @dataclass(frozen=True)
-class EmbedTask:
-    """One batch for a Dask worker: where to read it and which card embeds it (picklable)."""
+class EmbedTask(SlideBatch):
+    """One batch to embed on a Dask worker: the slide model's card and the pixel value range."""
 
-    slide: Slide
-    level: int
-    resample: float
-    origins: np.ndarray
-    tile: tuple[int, int]
     card: str
     value_range: tuple[float, float]
     trust_code: bool = False
@@ -225,13 +219,8 @@ class EmbedTask:
 
 def run_embed_task(task: EmbedTask) -> np.ndarray:
     """Read and embed one batch of tiles (runs on a Dask worker)."""
-    view = LevelView(
-        task.slide.levels[task.level], task.slide.downsamples[task.level], task.resample
-    )
-    tiles = read_tiles(view, task.origins, task.tile)
-    return embed_tiles(
-        cached_slide_model(task.card, trust_code=task.trust_code), tiles, task.value_range
-    )
+    model = cached_slide_model(task.card, trust_code=task.trust_code)
+    return embed_tiles(model, task.read(), task.value_range)
 
 
 def _result(plan: TilePlan, embeddings: np.ndarray, key: str) -> SlideEmbeddings:
