@@ -49,15 +49,11 @@ def infer_batch(task) -> int:
     """Plain inference over one batch of tiles, read like the runner reads them."""
     import torch
 
-    from napari_gradcam.core.tiling.grid import LevelView
-    from napari_gradcam.core.tiling.tiled import preprocess_tiles, read_tiles
+    from napari_gradcam.core.tiling.tiled import preprocess_tiles
     from napari_gradcam.models.cache import cached_model
 
-    slide = task.slide
-    view = LevelView(slide.levels[task.level], slide.downsamples[task.level], task.resample)
     loaded = cached_model(*task.model)
-    tiles = read_tiles(view, task.origins, task.tile)
-    batch = preprocess_tiles(tiles, loaded.card, task.value_range, torch.device("cpu"))
+    batch = preprocess_tiles(task.read(), loaded.card, task.value_range, torch.device("cpu"))
     with torch.inference_mode():
         loaded.module(batch)
     return len(task.indices)
@@ -78,10 +74,19 @@ def run_pipeline(slide, job, plan, explain: bool) -> None:
         stitcher.finish()
         return
     tasks = [
-        BatchTask(slide, plan.level, plan.view.resample, plan.grid.origins[b], b,
-                  plan.grid.tile, ("demo", None), plan.settings, (0.0, 255.0))
+        BatchTask(
+            slide,
+            plan.level,
+            plan.view.resample,
+            plan.grid.origins[b],
+            plan.grid.tile,
+            b,
+            ("demo", None),
+            plan.settings,
+            (0.0, 255.0),
+        )
         for b in plan.batches(job.batch_size)
-    ]  # fmt: skip
+    ]
     for _ in in_order(infer_batch, tasks):
         pass
 
@@ -151,6 +156,7 @@ def peak_rss_mib() -> float:
 
 def memory_case(case: str) -> None:
     """Child process: explain a whole slide with the runner; print peak RSS as JSON."""
+    from napari_gradcam.core.progress import run_to_end
     from napari_gradcam.data import HE_SLIDE_PATH
     from napari_gradcam.models.cache import cached_model
     from napari_gradcam.slides import open_slide
@@ -164,16 +170,23 @@ def memory_case(case: str) -> None:
     out = Path(tempfile.mkdtemp(prefix="bench_slides_"))
     try:
         start = time.perf_counter()
-        summary = explain_slide(slide, SlideJob(), SlideOutputs.for_slide(case, out))
+        summary = run_to_end(explain_slide(slide, SlideJob(), SlideOutputs.for_slide(case, out)))
         seconds = time.perf_counter() - start
     finally:
         shutil.rmtree(out, ignore_errors=True)
-    print(json.dumps({
-        "slide": slide.name, "level0": list(slide.shape), "tiles": summary["tiles"],
-        "map_shape": summary["heatmap"]["shape"],
-        "seconds": round(seconds, 1), "rss_after_startup_mib": round(ready, 1),
-        "peak_rss_mib": round(peak_rss_mib(), 1),
-    }))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "slide": slide.name,
+                "level0": list(slide.shape),
+                "tiles": summary["tiles"],
+                "map_shape": summary["heatmap"]["shape"],
+                "seconds": round(seconds, 1),
+                "rss_after_startup_mib": round(ready, 1),
+                "peak_rss_mib": round(peak_rss_mib(), 1),
+            }
+        )
+    )
 
 
 def memory() -> dict:

@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 from napari.qt.threading import WorkerBase, create_worker
 
 from napari_gradcam._napari.docking import DockWatch
-from napari_gradcam._napari.progress import ModelInfo, ModelReady, Progress
+from napari_gradcam._napari.model_events import ModelInfo, ModelReady
+from napari_gradcam.core.progress import Progress
 from napari_gradcam.user_state import unexpected_error_message
 
 if TYPE_CHECKING:

@@ -169,11 +169,12 @@ def check_trust(
 
     The reason goes to stderr (e.g. a TorchScript model has no layers to re-initialise).
     """
+    from napari_gradcam.core.settings import ExplainSettings
     from napari_gradcam.core.trust.report import trust_report
 
+    settings = ExplainSettings(options=options) if options is not None else None
     try:
-        extra = {"options": options} if options is not None else {}
-        return trust_report(loaded, image, explanation=result, explain_options=extra)
+        return trust_report(loaded, image, explanation=result, settings=settings)
     except ValueError as err:
         print(f"{image_path}: no trust report: {err}", file=sys.stderr)
         return None

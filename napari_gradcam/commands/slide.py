@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -11,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 from napari_gradcam.commands.failures import BatchFailures
 from napari_gradcam.commands.max_pixels import add_max_pixels_argument
 from napari_gradcam.commands.method_args import add_method_option_arguments, explain_settings
-from napari_gradcam.commands.slide_mil import add_mil_arguments, run_mil
+from napari_gradcam.commands.progress_bar import run_with_bar
+from napari_gradcam.commands.slide_mil import add_mil_arguments, run_mil_mode
 from napari_gradcam.commands.trust_code import add_trust_code_argument
 from napari_gradcam.core.explain.methods import METHODS
 from napari_gradcam.core.pixel_limit import max_pixels
@@ -104,7 +106,6 @@ def _add_method_arguments(parser: argparse.ArgumentParser) -> None:
 
 def slide_job(args: argparse.Namespace) -> SlideJob:
     """The runner's options from the parsed arguments."""
-    from napari_gradcam.core.tiling.tiled import TileSettings
     from napari_gradcam.slides.runner import SlideJob
 
     target = int(args.target) if args.target and args.target.lstrip("-").isdigit() else args.target
@@ -114,9 +115,7 @@ def slide_job(args: argparse.Namespace) -> SlideJob:
     return SlideJob(
         model=args.model,
         weights=args.weights,
-        settings=TileSettings(
-            args.method, args.layer, target, args.tta, args.bf16, settings.options
-        ),
+        settings=settings,
         mpp=args.mpp,
         level=args.level,
         overlap=0.5 if args.overlap is None else args.overlap,
@@ -132,33 +131,51 @@ def slide_job(args: argparse.Namespace) -> SlideJob:
 def run(args: argparse.Namespace) -> int:
     """Explain every slide; return 0, or 1 when some failed."""
     if args.mil:
-        return run_mil(args, _client)
+        return run_mil_mode(args, each_slide)
     from napari_gradcam.models.cache import cached_model
-    from napari_gradcam.slides import open_slide
-    from napari_gradcam.slides.outputs import plan_outputs
+    from napari_gradcam.slides.outputs import plan_slide_outputs
 
-    plans = plan_outputs(args.slides, args.out, args.overwrite)
+    plans = plan_slide_outputs(args.slides, args.out, args.overwrite)
     job = slide_job(args)
     loaded = cached_model(job.model, job.weights, trust_code=args.trust_code)
-    failures = BatchFailures("slides", MEMORY_ADVICE)
+
+    def explain_one(slide: Slide, outputs: Any, client: Any) -> str:
+        summary = _explain_one(slide, job, outputs, client, loaded.card.mpp)
+        tiles = summary["tiles"]
+        return (
+            f"{tiles['explained']} tiles explained, {tiles['skipped']} skipped (background), "
+            f"level {summary['heatmap']['level']}, {summary['seconds']:.1f} s -> "
+            f"{outputs.summary.parent}/"
+        )
+
+    return each_slide(args, plans, explain_one, SLIDE_MEMORY_ADVICE)
+
+
+def each_slide(
+    args: argparse.Namespace,
+    plans: Sequence[Any],
+    explain_one: Callable[[Slide, Any, Any], str],
+    advice: str,
+) -> int:
+    """Open and explain each slide, printing what ``explain_one(slide, outputs, client)`` says.
+
+    One slide failing never ends the batch; returns 0, or 1 when some failed (``advice``: what
+    to try when a slide's batches do not fit in memory).
+    """
+    from napari_gradcam.slides import open_slide
+
+    failures = BatchFailures("slides", advice)
     with _client(args.scheduler) as client:
         for path, outputs in zip(args.slides, plans, strict=True):
             try:
                 slide = open_slide(path, mpp=args.slide_mpp, backend=args.backend)
-                summary = _explain_one(slide, job, outputs, client, loaded.card.mpp)
+                print(f"{path}: {explain_one(slide, outputs, client)}")
             except Exception as err:  # noqa: BLE001 -- one slide failing never ends the batch
                 failures.add(path, err)
-                continue
-            tiles = summary["tiles"]
-            print(
-                f"{path}: {tiles['explained']} tiles explained, {tiles['skipped']} skipped "
-                f"(background), level {summary['heatmap']['level']}, "
-                f"{summary['seconds']:.1f} s -> {outputs.summary.parent}/"
-            )
     return failures.exit_status(len(args.slides))
 
 
-MEMORY_ADVICE = "lower --batch-size, or explain a coarser level (--mpp or --level)"
+SLIDE_MEMORY_ADVICE = "lower --batch-size, or explain a coarser level (--mpp or --level)"
 """What to try when a slide's batches do not fit in memory."""
 
 
@@ -169,8 +186,6 @@ def _explain_one(
     client: Any,
     model_mpp: float | None,
 ) -> dict[str, Any]:
-    from tqdm import tqdm
-
     from napari_gradcam.slides.runner import explain_slide
 
     path = slide.path
@@ -180,15 +195,7 @@ def _explain_one(
             f"model's {model_mpp} µm/px (state it with --slide-mpp)",
             file=sys.stderr,
         )
-    with tqdm(desc=path.name, unit="tile", dynamic_ncols=True) as bar:
-        return explain_slide(
-            slide,
-            job,
-            outputs,
-            client=client,
-            on_batch=bar.update,
-            on_plan=lambda plan: bar.reset(total=len(plan.explained)),
-        )
+    return run_with_bar(explain_slide(slide, job, outputs, client=client), path.name, "tile")
 
 
 def _client(address: str | None) -> AbstractContextManager[Any]:

@@ -6,7 +6,7 @@ import argparse
 import os
 from typing import Any
 
-from napari_gradcam.commands.failures import BatchFailures
+from napari_gradcam.commands.progress_bar import run_with_bar
 from napari_gradcam.core.pixel_limit import MAX_PIXELS_ENV
 
 
@@ -29,11 +29,11 @@ def add_mil_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def run_mil(args: argparse.Namespace, client_for: Any) -> int:
-    """Explain every slide with the slide model; return 0, or 1 when some failed."""
+def run_mil_mode(args: argparse.Namespace, each_slide: Any) -> int:
+    """Explain every slide with the slide model (through the slide command's ``each_slide``)."""
     from napari_gradcam.models.slide_model import load_slide_model
-    from napari_gradcam.slides import open_slide
     from napari_gradcam.slides.mil_outputs import plan_mil_outputs
+    from napari_gradcam.slides.mil_runner import explain_slide_mil
 
     plans = plan_mil_outputs(args.slides, args.out, args.overwrite)
     if args.max_pixels is not None:
@@ -41,23 +41,19 @@ def run_mil(args: argparse.Namespace, client_for: Any) -> int:
         os.environ[MAX_PIXELS_ENV] = str(args.max_pixels)
     job = mil_job(args)
     model = load_slide_model(args.mil, trust_code=args.trust_code)
-    failures = BatchFailures("slides", MEMORY_ADVICE)
-    with client_for(args.scheduler) as client:
-        for path, outputs in zip(args.slides, plans, strict=True):
-            try:
-                slide = open_slide(path, mpp=args.slide_mpp, backend=args.backend)
-                summary = _explain_one(slide, model, job, outputs, client)
-            except Exception as err:  # noqa: BLE001 -- one slide failing never ends the batch
-                failures.add(path, err)
-                continue
-            print(
-                f"{path}: {summary['target']} (p = {max(summary['probabilities']):.3f}), "
-                f"{summary['tiles']} tiles, {summary['seconds']:.1f} s -> {outputs.folder}/"
-            )
-    return failures.exit_status(len(args.slides))
+
+    def explain_one(slide: Any, outputs: Any, client: Any) -> str:
+        run = explain_slide_mil(slide, model, job, outputs, client=client)
+        summary = run_with_bar(run, slide.name, "tile")
+        return (
+            f"{summary['target']} (p = {max(summary['probabilities']):.3f}), "
+            f"{summary['tiles']} tiles, {summary['seconds']:.1f} s -> {outputs.folder}/"
+        )
+
+    return each_slide(args, plans, explain_one, MIL_MEMORY_ADVICE)
 
 
-MEMORY_ADVICE = "lower --batch-size"
+MIL_MEMORY_ADVICE = "lower --batch-size"
 """What to try when a slide model's batches do not fit in memory."""
 
 
@@ -86,12 +82,3 @@ def mil_job(args: argparse.Namespace) -> Any:
         cache_dir=args.cache,
         overwrite=args.overwrite,
     )
-
-
-def _explain_one(slide: Any, model: Any, job: Any, outputs: Any, client: Any) -> dict[str, Any]:
-    from tqdm import tqdm
-
-    from napari_gradcam.slides.mil_runner import explain_slide_mil
-
-    with tqdm(desc=slide.name, unit="tile", dynamic_ncols=True) as bar:
-        return explain_slide_mil(slide, model, job, outputs, client=client, on_batch=bar.update)

@@ -2,8 +2,8 @@
 
 With a ``distributed.Client`` the batches go to its workers, each of which loads the model
 once (``models.cache``); without one, local Dask threads. Only ``window`` batches are in
-flight, so memory does not grow with the slide. (A local slide run uses the tiled loop shared
-with the dock instead, ``core.tiling.loop``.)
+flight, so memory does not grow with the slide. (A local slide run explains its batches in the
+tiled driver's read-ahead loop instead, ``core.tiling.loop``.)
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from napari_gradcam.core.settings import ExplainSettings
 from napari_gradcam.core.tiling.grid import LevelView
-from napari_gradcam.core.tiling.tiled import TileResults, TileSettings, explain_tiles, read_tiles
+from napari_gradcam.core.tiling.tiled import TileResults, explain_tiles, read_tiles
 from napari_gradcam.models.cache import cached_model
 
 if TYPE_CHECKING:
@@ -28,50 +29,44 @@ LOCAL_THREADS = 2
 
 
 @dataclass(frozen=True)
-class BatchTask:
-    """Everything a worker needs to explain one batch (small and picklable).
+class SlideBatch:
+    """Where a Dask worker reads one batch of tiles (picklable: the slide pickles as its path).
 
-    Attributes
-    ----------
-    slide : Slide
-        The slide (pickled as its path).
-    level : int
-        The pyramid level read.
-    resample : float
-        Level pixels per sampled pixel.
-    origins : numpy.ndarray
-        (B, 2) tile corners in sampled pixels.
-    indices : numpy.ndarray
-        (B,) grid indices of the tiles.
-    tile : tuple of int
-        Tile size.
-    model : tuple of str
-        ``(spec, weights)`` of the model.
-    settings : TileSettings
-        Method, layer, target.
-    value_range : tuple of float
-        Pixel values mapped to [0, 1].
+    ``origins`` are the (B, 2) tile corners in sampled pixels of ``level``, resampled by
+    ``resample`` level pixels per sampled pixel.
     """
 
     slide: Slide
     level: int
     resample: float
     origins: np.ndarray
-    indices: np.ndarray
     tile: tuple[int, int]
+
+    def read(self) -> np.ndarray:
+        """The (B, H, W[, C]) pixels of the batch's tiles."""
+        levels, downsamples = self.slide.levels, self.slide.downsamples
+        view = LevelView(levels[self.level], downsamples[self.level], self.resample)
+        return read_tiles(view, self.origins, self.tile)
+
+
+@dataclass(frozen=True)
+class BatchTask(SlideBatch):
+    """One batch to explain on a Dask worker.
+
+    ``indices``: the tiles' grid indices; ``model``: its (spec, weights); ``value_range``: the
+    pixel values mapped to [0, 1].
+    """
+
+    indices: np.ndarray
     model: tuple[str, str | None]
-    settings: TileSettings
+    settings: ExplainSettings
     value_range: tuple[float, float]
 
 
 def run_batch(task: BatchTask) -> TileResults:
     """Read and explain one batch of tiles (runs on a Dask worker)."""
-    view = LevelView(
-        task.slide.levels[task.level], task.slide.downsamples[task.level], task.resample
-    )
-    tiles = read_tiles(view, task.origins, task.tile)
     loaded = cached_model(*task.model)
-    return explain_tiles(loaded, tiles, task.indices, task.settings, task.value_range)
+    return explain_tiles(loaded, task.read(), task.indices, task.settings, task.value_range)
 
 
 def in_order(
@@ -79,13 +74,17 @@ def in_order(
     items: Iterable[Any],
     *,
     client: Client | None = None,
-    window: int = 2 * LOCAL_THREADS,
+    window: int | None = None,
 ) -> Iterator[Any]:
-    """Yield ``function(item)`` for every item, in order, with ``window`` items in flight."""
+    """Yield ``function(item)`` for every item, in order, with ``window`` items in flight.
+
+    The default window is two items per thread: the cluster's, or :data:`LOCAL_THREADS`.
+    """
     if client is None:
-        yield from _local(function, items, window)
+        yield from _local(function, items, window or 2 * LOCAL_THREADS)
     else:
-        yield from _distributed(function, items, client, window)
+        threads = sum(client.nthreads().values())
+        yield from _distributed(function, items, client, window or max(2 * threads, 2))
 
 
 def _local(function: Callable, items: Iterable[Any], window: int) -> Iterator[Any]:

@@ -1,16 +1,18 @@
 """Tile embeddings of a slide for a slide model, computed once and cached on disk.
 
-The tiles are the slide tiling's tissue tiles (``slides.runner.plan_slide``) at the card's tile
-size and mpp. Locally, one thread reads the next batch while the encoder embeds the current one
-(``core.tiling.loop``); with a Dask client the batches run on its workers (``slides.batches``),
-each of which loads the slide model through the one model cache (again when a file of it
-changes). The encoder runs under ``torch.inference_mode()`` inside ``frozen_model`` (its lock).
-See ``slides.embedding_cache`` for the cache's keys.
+:func:`embed_slide` yields its steps and returns the embeddings (the MIL run drives it);
+:func:`slide_embeddings` runs it where nobody watches. The tiles are the slide tiling's tissue
+tiles (``slides.runner.plan_slide``) at the card's tile size and mpp. Locally, one thread reads
+the next batch while the encoder embeds the current one (``core.tiling.loop``); with a Dask
+client the batches run on its workers (``slides.batches``), each of which loads the slide model
+through the one model cache (again when a file of it changes). The encoder runs under
+``torch.inference_mode()`` inside ``frozen_model`` (its lock). See ``slides.embedding_cache``
+for the cache's keys.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,11 +22,14 @@ import torch
 
 from napari_gradcam.core.explain.finite import check_finite
 from napari_gradcam.core.explain.hooks import frozen_model
-from napari_gradcam.core.tiling.grid import MIN_TISSUE, LevelView, TileGrid
+from napari_gradcam.core.explain.preprocess import pixel_range
+from napari_gradcam.core.progress import Progress, run_to_end
+from napari_gradcam.core.tiling.grid import MIN_TISSUE, TileGrid
 from napari_gradcam.core.tiling.loop import mapped_batches
-from napari_gradcam.core.tiling.tiled import TilePlan, pixel_range, preprocess_tiles, read_tiles
+from napari_gradcam.core.tiling.tiled import TilePlan, preprocess_tiles
 from napari_gradcam.models.cache import cached_slide_model
 from napari_gradcam.models.slide_model import SlideModel, check_slide_mpp
+from napari_gradcam.slides.batches import SlideBatch, in_order
 from napari_gradcam.slides.embedding_cache import (
     default_cache_dir,
     embedding_key,
@@ -81,7 +86,15 @@ class SlideEmbeddings:
         return self.boxes[:, :2]
 
 
-def slide_embeddings(
+def slide_embeddings(slide: Slide, model: SlideModel, **options: Any) -> SlideEmbeddings:
+    """The embeddings of the slide's tissue tiles, where nobody watches the steps.
+
+    The arguments are those of :func:`embed_slide`.
+    """
+    return run_to_end(embed_slide(slide, model, **options))
+
+
+def embed_slide(
     slide: Slide,
     model: SlideModel,
     *,
@@ -91,9 +104,13 @@ def slide_embeddings(
     batch_size: int = 64,
     cache_dir: str | Path | None = None,
     client: Client | None = None,
-    on_batch: Callable[[int], None] | None = None,
-) -> SlideEmbeddings:
+) -> Generator[Progress, None, SlideEmbeddings]:
     """The embeddings of the slide's tissue tiles: from the cache, or computed and cached.
+
+    Yields a step after each embedded batch (nothing when the cache holds the slide) and
+    returns the embeddings. Closing the generator early stops reading and embedding, and caches
+    nothing; so do NaN or infinite embeddings, which raise ``NonFiniteError`` naming the likely
+    cause.
 
     Parameters
     ----------
@@ -113,45 +130,6 @@ def slide_embeddings(
         The cache folder (default ``embedding_cache.default_cache_dir()``).
     client : distributed.Client, optional
         Embed on this cluster's workers.
-    on_batch : callable, optional
-        Called with the number of tiles of each embedded batch (progress).
-    """
-    steps = embedding_steps(
-        slide,
-        model,
-        card=card,
-        overlap=overlap,
-        min_tissue=min_tissue,
-        batch_size=batch_size,
-        cache_dir=cache_dir,
-        client=client,
-    )
-    while True:
-        try:
-            count, _total = next(steps)
-        except StopIteration as done:
-            return done.value
-        if on_batch is not None:
-            on_batch(count)
-
-
-def embedding_steps(
-    slide: Slide,
-    model: SlideModel,
-    *,
-    card: str | Path | None = None,
-    overlap: float = 0.0,
-    min_tissue: float = MIN_TISSUE,
-    batch_size: int = 64,
-    cache_dir: str | Path | None = None,
-    client: Client | None = None,
-) -> Generator[tuple[int, int], None, SlideEmbeddings]:
-    """:func:`slide_embeddings` step by step, for a caller that reports progress or cancels.
-
-    Yields ``(tiles in the batch, tiles in all)`` after each embedded batch (nothing when the
-    cache holds the slide) and returns the embeddings. Closing the generator early stops
-    reading and embedding, and caches nothing; so do NaN or infinite embeddings, which raise
-    ``NonFiniteError`` naming the likely cause.
     """
     check_slide_mpp(model, slide.mpp)
     folder = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
@@ -163,10 +141,11 @@ def embedding_steps(
     plan = _plan(slide, model, overlap, min_tissue)
     if client is not None and card is None:
         raise ValueError("embedding on a Dask cluster needs the slide model's card file")
-    rows = []
+    rows, done, total = [], 0, len(plan.explained)
     for batch in _batches(slide, plan, model, batch_size, client, card):
         rows.append(batch)
-        yield len(batch), len(plan.explained)
+        done += len(batch)
+        yield Progress(done, total, f"embedding tiles: {done}/{total}")
     embeddings = np.concatenate(rows) if rows else np.zeros((0, model.width), np.float32)
     encoder = model.encoder
     check_finite(embeddings, "the encoder's embeddings", module=encoder.module, card=encoder.card)
@@ -213,8 +192,6 @@ def _batches(
         return mapped_batches(
             plan, batch_size, lambda tiles, _batch: embed_tiles(model, tiles, value_range)
         )
-    from napari_gradcam.slides.batches import in_order
-
     tasks = (
         EmbedTask(
             slide,
@@ -228,19 +205,13 @@ def _batches(
         )
         for batch in plan.batches(batch_size)
     )
-    window = max(2 * sum(client.nthreads().values()), 2)
-    return in_order(run_embed_task, tasks, client=client, window=window)
+    return in_order(run_embed_task, tasks, client=client)
 
 
 @dataclass(frozen=True)
-class EmbedTask:
-    """One batch for a Dask worker: where to read it and which card embeds it (picklable)."""
+class EmbedTask(SlideBatch):
+    """One batch to embed on a Dask worker: the slide model's card and the pixel value range."""
 
-    slide: Slide
-    level: int
-    resample: float
-    origins: np.ndarray
-    tile: tuple[int, int]
     card: str
     value_range: tuple[float, float]
     trust_code: bool = False
@@ -248,13 +219,8 @@ class EmbedTask:
 
 def run_embed_task(task: EmbedTask) -> np.ndarray:
     """Read and embed one batch of tiles (runs on a Dask worker)."""
-    view = LevelView(
-        task.slide.levels[task.level], task.slide.downsamples[task.level], task.resample
-    )
-    tiles = read_tiles(view, task.origins, task.tile)
-    return embed_tiles(
-        cached_slide_model(task.card, trust_code=task.trust_code), tiles, task.value_range
-    )
+    model = cached_slide_model(task.card, trust_code=task.trust_code)
+    return embed_tiles(model, task.read(), task.value_range)
 
 
 def _result(plan: TilePlan, embeddings: np.ndarray, key: str) -> SlideEmbeddings:

@@ -1,11 +1,16 @@
-"""Explain a slide-level prediction headless: embeddings, tile scores, maps, tables, drill-downs."""
+"""Explain a slide-level prediction: embed its tiles, score them, paint the scores, write outputs.
+
+:func:`run_slide_mil` is the one driver of a slide model's run (embed, score, paint) for the MIL
+dock and the ``slide --mil`` command; :func:`explain_slide_mil` drives it and writes the
+command's maps, tables, drill-downs and summary.
+"""
 
 from __future__ import annotations
 
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,10 +20,12 @@ import numpy as np
 from napari_gradcam.core.mil.drill_down import drill_down
 from napari_gradcam.core.output_files import save_json, save_png
 from napari_gradcam.core.overlay import overlay
+from napari_gradcam.core.progress import Progress, relay
+from napari_gradcam.core.regions.region_stats import PlacedMap
 from napari_gradcam.core.tiling.grid import MIN_TISSUE, LevelView
 from napari_gradcam.core.tiling.tiled import read_tiles
 from napari_gradcam.models.slide_model import SlideModel
-from napari_gradcam.slides.embeddings import SlideEmbeddings, slide_embeddings
+from napari_gradcam.slides.embeddings import SlideEmbeddings, embed_slide
 from napari_gradcam.slides.mil_outputs import (
     MilOutputs,
     score_attrs,
@@ -27,7 +34,13 @@ from napari_gradcam.slides.mil_outputs import (
     write_tile_csv,
     write_tile_geojson,
 )
-from napari_gradcam.slides.mil_scores import GRADIENT, TileScores, faithfulness, score_tiles
+from napari_gradcam.slides.mil_scores import (
+    GRADIENT,
+    SIGNED,
+    TileScores,
+    faithfulness,
+    score_tiles,
+)
 from napari_gradcam.slides.outputs import replace_folder
 
 if TYPE_CHECKING:
@@ -54,6 +67,100 @@ class MilJob:
     overwrite: bool = False
 
 
+@dataclass(frozen=True)
+class ScoreMap:
+    """One tile score painted over its tiles, placed in level-0 pixels of the slide."""
+
+    name: str
+    placed: PlacedMap
+    signed: bool
+
+
+@dataclass(frozen=True)
+class MilResult:
+    """What a run found: the prediction, every tile's scores and their maps."""
+
+    slide: Slide
+    model: SlideModel
+    tiles: SlideEmbeddings
+    scores: TileScores
+    maps: tuple[ScoreMap, ...]
+    seconds: float
+
+    @property
+    def probabilities(self) -> np.ndarray:
+        """Softmax of the slide logits."""
+        logits = self.scores.logits.astype(np.float64)
+        exp = np.exp(logits - logits.max())
+        return exp / exp.sum()
+
+    @property
+    def target_name(self) -> str:
+        """The explained class."""
+        return self.model.classes[self.scores.target]
+
+    def prediction(self) -> str:
+        """``"<card> calls this slide positive: 0.98 (negative 0.02); the maps explain positive"``.
+
+        The card's name says what the model looks for, the class names what it decided.
+        """
+        classes, probabilities = self.model.classes, self.probabilities
+        ranked = np.argsort(-probabilities, kind="stable")
+        top, others = ranked[0], ranked[1:]
+        rest = ", ".join(f"{classes[i]} {probabilities[i]:.2f}" for i in others)
+        return (
+            f"{self.model.name} calls this slide {classes[top]}: {probabilities[top]:.2f}"
+            f"{f' ({rest})' if rest else ''}; the maps explain {self.target_name}"
+        )
+
+    def summary(self) -> str:
+        """``"308 tiles scored in 6.1 s"`` (and whether the embeddings came from the cache)."""
+        cached = " (cached embeddings)" if self.tiles.cached else ""
+        return f"{len(self.tiles.embeddings)} tiles scored{cached} in {self.seconds:.1f} s"
+
+
+def run_slide_mil(
+    slide: Slide,
+    model: SlideModel,
+    job: MilJob,
+    *,
+    shown: tuple[str, ...] | None = None,
+    client: Client | None = None,
+) -> Generator[Progress, None, MilResult]:
+    """Embed the slide's tiles (cached), score them and paint the scores; yield each step.
+
+    ``shown``: the scores to paint, in this order (default: all); ``client``: embed on this Dask
+    cluster's workers.
+    """
+    start = time.perf_counter()
+    embedding = embed_slide(
+        slide,
+        model,
+        card=job.card,
+        overlap=job.overlap,
+        min_tissue=job.min_tissue,
+        batch_size=job.batch_size,
+        cache_dir=job.cache_dir,
+        client=client,
+    )
+    tiles = yield from relay(
+        embedding, lambda step: Progress(step.step, step.total + 2, step.message)
+    )
+    count = len(tiles.embeddings)
+    yield Progress(count, count + 2, f"scoring {count} tiles")
+    scores = score_tiles(
+        model, tiles.embeddings, tiles.coords, target=job.target, baseline=job.baseline
+    )
+    yield Progress(count + 1, count + 2, "painting the tile maps")
+    values = scores.percentiles() if job.percentile else scores.scores
+    maps = []
+    for name in values if shown is None else shown:
+        painted, stride, origin = score_map(tiles, values[name], job.blur)
+        maps.append(ScoreMap(name, PlacedMap(painted, stride, origin), SIGNED[name]))
+    seconds = time.perf_counter() - start
+    return MilResult(slide, model, tiles, scores, tuple(maps), seconds)
+
+
 def explain_slide_mil(
     slide: Slide,
     model: SlideModel,
@@ -61,23 +168,19 @@ def explain_slide_mil(
     outputs: MilOutputs,
     *,
     client: Client | None = None,
-    on_batch: Callable[[int], None] | None = None,
-) -> dict[str, Any]:
-    """Embed the slide, score its tiles, write every output; return the summary."""
+) -> Generator[Progress, None, dict[str, Any]]:
+    """Run the slide model on ``slide`` (:func:`run_slide_mil`) and write every output.
+
+    Yields the run's steps; returns the summary (also written as JSON).
+    """
     start = time.perf_counter()
-    tiles = slide_embeddings(
-        slide, model, card=job.card, overlap=job.overlap, min_tissue=job.min_tissue,
-        batch_size=job.batch_size, cache_dir=job.cache_dir, client=client, on_batch=on_batch,
-    )  # fmt: skip
-    scores = score_tiles(
-        model, tiles.embeddings, tiles.coords, target=job.target, baseline=job.baseline
-    )
-    shown = scores.percentiles() if job.percentile else scores.scores
+    result = yield from run_slide_mil(slide, model, job, client=client)
+    tiles, scores = result.tiles, result.scores
     facts = _facts(slide, model, tiles, scores, job)
-    for name, values in shown.items():
-        painted, stride, origin = score_map(tiles, values, job.blur)
-        attrs = score_attrs(facts, name, painted, (stride, origin))
-        write_score_zarr(outputs.heatmap(name), painted, attrs, job.overwrite)
+    for shown in result.maps:
+        placed = shown.placed
+        attrs = score_attrs(facts, shown.name, placed.cam, (placed.stride, placed.origin))
+        write_score_zarr(outputs.heatmap(shown.name), placed.cam, attrs, job.overwrite)
     columns = {**scores.scores, **{f"{k}_percentile": v for k, v in scores.percentiles().items()}}
     write_tile_csv(outputs.tiles, tiles, columns)
     write_tile_geojson(outputs.geojson, tiles, columns)

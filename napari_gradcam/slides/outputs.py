@@ -49,8 +49,17 @@ SLIDE_NAME_SUFFIXES = tuple(sorted({*SLIDE_SUFFIXES, *IMAGE_SUFFIXES}, key=len, 
 CHUNK = 256
 AXES = ("y", "x")
 CSV_COLUMNS = (
-    "tile", "status", "y0", "x0", "y1", "x1", "tissue_fraction", "class", *FACTS, "target",
-)  # fmt: skip
+    "tile",
+    "status",
+    "y0",
+    "x0",
+    "y1",
+    "x1",
+    "tissue_fraction",
+    "class",
+    *FACTS,
+    "target",
+)
 """Columns of the per-tile CSV; boxes are in level-0 pixels, ``status`` is explained/skipped."""
 
 
@@ -81,7 +90,7 @@ class SlideOutputs:
         return [self.heatmap, self.tiles, self.overlay, self.summary, self.qupath]
 
 
-def plan_outputs(slides: list[Path], out: Path, overwrite: bool) -> list[SlideOutputs]:
+def plan_slide_outputs(slides: list[Path], out: Path, overwrite: bool) -> list[SlideOutputs]:
     """Outputs per slide; refuse inputs as outputs, clashes and (unasked) overwrites."""
     plans = [SlideOutputs.for_slide(slide, out) for slide in slides]
     check_outputs([plan.paths() for plan in plans], "slides", overwrite, slides)
@@ -204,7 +213,7 @@ def replace_folder(source: Path, target: Path, overwrite: bool) -> None:
     os.replace(source, target)
 
 
-class TileTable:
+class TileCsvWriter:
     """The per-tile CSV, written row by row to a temporary file and renamed when complete."""
 
     def __init__(self, path: Path) -> None:

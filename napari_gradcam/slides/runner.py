@@ -1,28 +1,32 @@
 """Explain a whole slide headless: tissue, tiles on Dask, stitched map, tile tables, summary.
 
-Only the batches in flight and one band of the stitched map are held in memory; the map is
-written into its zarr store row by row as the tiles that reach it are done.
+:func:`explain_slide` drives the tiled run the Grad-CAM dock drives too
+(``core.tiling.loop.explain_tiled``) over the whole slide and writes its outputs. Only the
+batches in flight and one band of the stitched map are held in memory; the map is written into
+its zarr store row by row as the tiles that reach it are done.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from napari_gradcam.core.explain.preprocess import pixel_range
 from napari_gradcam.core.output_files import save_json, save_png
-from napari_gradcam.core.tiling.grid import MIN_TISSUE, LevelView, Stitcher
-from napari_gradcam.core.tiling.loop import explained_batches
-from napari_gradcam.core.tiling.sampling import sampling_for
+from napari_gradcam.core.progress import Progress, relay
+from napari_gradcam.core.settings import ExplainSettings
+from napari_gradcam.core.tiling.grid import MIN_TISSUE, LevelView
+from napari_gradcam.core.tiling.loop import TileBatch, explain_tiled
 from napari_gradcam.core.tiling.slide_tissue import overview_source, slide_tissue
-from napari_gradcam.core.tiling.tiled import TilePlan, TileSettings, pixel_range, plan_tiles
+from napari_gradcam.core.tiling.tiled import TilePlan, level_view, plan_tiles
 from napari_gradcam.models.cache import cached_model
 from napari_gradcam.slides.batches import BatchTask, in_order, run_batch
 from napari_gradcam.slides.outputs import (
     HeatmapStore,
     SlideOutputs,
-    TileTable,
+    TileCsvWriter,
     save_tile_objects,
 )
 from napari_gradcam.slides.run_records import TileRows, heatmap_attrs, run_summary
@@ -41,7 +45,7 @@ class SlideJob:
 
     model: str = "demo"
     weights: str | None = None
-    settings: TileSettings = field(default_factory=TileSettings)
+    settings: ExplainSettings = field(default_factory=ExplainSettings)
     mpp: float | None = None
     level: int | None = None
     overlap: float = 0.5
@@ -67,10 +71,7 @@ def plan_slide(slide: Slide, job: SlideJob, loaded: LoadedModel) -> TilePlan:
     """
     # the thumbnail reads the same overview, so it is checked even without a tissue search
     overview_source(slide.level_shapes, name=slide.name, max_pixels=job.max_pixels)
-    level, resample = sampling_for(
-        slide.downsamples, slide.mpp, loaded.card.mpp, mpp=job.mpp, level=job.level
-    )
-    view = LevelView(slide.levels[level], slide.downsamples[level], resample)
+    level, view = level_view(slide, loaded.card.mpp, mpp=job.mpp, level=job.level)
     tile = loaded.card.input_size or (224, 224)
     check_tile_count(slide.name, view, level, tile, job.overlap)
     rgb = len(slide.level_shapes[0]) == 3 and slide.level_shapes[0][-1] in (3, 4)
@@ -115,15 +116,11 @@ def check_tile_count(
 
 
 def explain_slide(
-    slide: Slide,
-    job: SlideJob,
-    outputs: SlideOutputs,
-    *,
-    client: Client | None = None,
-    on_batch: Callable[[int], None] | None = None,
-    on_plan: Callable[[TilePlan], None] | None = None,
-) -> dict[str, Any]:
+    slide: Slide, job: SlideJob, outputs: SlideOutputs, *, client: Client | None = None
+) -> Generator[Progress, None, dict[str, Any]]:
     """Explain every tissue tile of ``slide`` and write its outputs; return the summary.
+
+    Yields a step once the tiles are planned and after each batch.
 
     Parameters
     ----------
@@ -135,32 +132,38 @@ def explain_slide(
         Where to write.
     client : distributed.Client, optional
         Run the batches on this cluster; default: local threads.
-    on_batch : callable, optional
-        Called with the number of tiles of each finished batch (progress).
-    on_plan : callable, optional
-        Called with the plan before any tile is explained.
     """
     start = time.perf_counter()
     loaded = cached_model(job.model, job.weights)
     plan = plan_slide(slide, job, loaded)
-    if on_plan is not None:
-        on_plan(plan)
+    yield Progress(0, len(plan.explained), f"{len(plan.explained)} tiles to explain")
     store = HeatmapStore(outputs.heatmap, plan.grid.map_shape)
-    table = TileTable(outputs.tiles)
+    table = TileCsvWriter(outputs.tiles)
+    rows = TileRows(plan, loaded.card.class_name)
     explained: list[list[Any]] = []
+
+    def write(event: Progress | TileBatch) -> Progress | None:
+        if isinstance(event, Progress):
+            return event
+        batch = rows.explained(event.results)
+        table.write(batch)
+        explained.extend(row for row in batch if row[1] == "explained")
+        return None
+
     try:
-        stitcher = Stitcher(plan.grid, job.window, out=store.level0)
-        rows = TileRows(plan, loaded.card.class_name)
-        for results in _results(slide, plan, job, loaded, client):
-            stitcher.add(results.indices, results.cams)
-            batch = rows.explained(results)
-            table.write(batch)
-            explained += [row for row in batch if row[1] == "explained"]
-            if on_batch is not None:
-                on_batch(len(results.indices))
-        stitcher.finish()
+        value_range = pixel_range(slide.levels[0].dtype)
+        run = explain_tiled(
+            loaded,
+            plan,
+            value_range,
+            batch_size=job.batch_size,
+            window=job.window,
+            out=store.level0,
+            batches=_remote_batches(slide, plan, job, value_range, client) if client else None,
+        )
+        stitched = yield from relay(run, write)
         table.write(rows.rest())
-        attrs = heatmap_attrs(slide, plan, job.model, stitcher.maximum)
+        attrs = heatmap_attrs(slide, plan, job.model, stitched.maximum)
         store.publish(attrs, job.overwrite)
     except BaseException:
         store.discard()
@@ -175,26 +178,26 @@ def explain_slide(
     return summary
 
 
-def _results(
-    slide: Slide, plan: TilePlan, job: SlideJob, loaded: LoadedModel, client: Client | None
+def _remote_batches(
+    slide: Slide,
+    plan: TilePlan,
+    job: SlideJob,
+    value_range: tuple[float, float],
+    client: Client,
 ) -> Iterator[Any]:
-    """The explained batches in order: here with read-ahead, or on the cluster's workers."""
-    value_range = pixel_range(slide.levels[0].dtype)
-    if client is None:
-        return explained_batches(loaded, plan, job.batch_size, value_range)
+    """The batches explained on the cluster's workers, in order."""
     tasks = (
         BatchTask(
             slide,
             plan.level,
             plan.view.resample,
             plan.grid.origins[batch],
-            batch,
             plan.grid.tile,
+            batch,
             (job.model, job.weights),
             plan.settings,
             value_range,
         )
         for batch in plan.batches(job.batch_size)
     )
-    window = 2 * sum(client.nthreads().values())
-    return in_order(run_batch, tasks, client=client, window=max(window, 2))
+    return in_order(run_batch, tasks, client=client)

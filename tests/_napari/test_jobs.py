@@ -8,7 +8,8 @@ import pytest
 from magicgui.widgets import Container, Label, ProgressBar
 
 from napari_gradcam._napari.jobs import JobHooks, JobRunner
-from napari_gradcam._napari.progress import ModelInfo, ModelReady, Progress
+from napari_gradcam._napari.model_events import ModelInfo, ModelReady
+from napari_gradcam.core.progress import Progress
 
 TIMEOUT_MS = 30_000
 INFO = ModelInfo("tiny", None, ("a", "b"), ("conv",))

@@ -137,16 +137,19 @@ def test_bad_slides_fail_alone_and_write_nothing(tmp_path, capsys):
 
 
 def test_an_interrupted_run_leaves_nothing_behind(tmp_path):
+    from napari_gradcam.core.progress import run_to_end
     from napari_gradcam.slides import open_slide
     from napari_gradcam.slides.outputs import SlideOutputs
     from napari_gradcam.slides.runner import SlideJob, explain_slide
 
-    def interrupt(_tiles: int) -> None:
-        raise KeyboardInterrupt
+    def interrupt(progress) -> None:
+        if progress.step:
+            raise KeyboardInterrupt
 
     outputs = SlideOutputs.for_slide(HE_SLIDE_PATH, tmp_path)
+    run = explain_slide(open_slide(HE_SLIDE_PATH), SlideJob(mpp=4.0), outputs)
     with pytest.raises(KeyboardInterrupt):
-        explain_slide(open_slide(HE_SLIDE_PATH), SlideJob(mpp=4.0), outputs, on_batch=interrupt)
+        run_to_end(run, interrupt)
     assert list(tmp_path.iterdir()) == []
 
 

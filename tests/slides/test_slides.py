@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import tifffile
 
+from napari_gradcam.core.settings import ExplainSettings
 from napari_gradcam.core.tiling.grid import Stitcher
-from napari_gradcam.core.tiling.tiled import TileSettings
 from napari_gradcam.data import HE_SLIDE_PATH, read_he_region
 from napari_gradcam.models.cache import cached_model
 from napari_gradcam.slides import open_slide
@@ -114,8 +114,8 @@ def test_a_40000_px_synthetic_pyramid_plans_and_explains_lazily(tmp_path):
             plan.level,
             1.0,
             plan.grid.origins[batch],
-            batch,
             (96, 96),
+            batch,
             ("demo", None),
             plan.settings,
             (0, 255),
@@ -145,7 +145,9 @@ def test_synthetic_levels_agree():
 def test_tile_settings_reach_the_workers_resolved():
     slide = open_slide(HE_SLIDE_PATH)
     plan = plan_slide(
-        slide, SlideJob(mpp=4.0, settings=TileSettings(target="stroma")), cached_model("demo", None)
+        slide,
+        SlideJob(mpp=4.0, settings=ExplainSettings(target="stroma")),
+        cached_model("demo", None),
     )
     assert plan.settings.layer == "features.14" and plan.settings.target == "stroma"
     assert plan.view.resample == pytest.approx(4.0 / 0.499)

@@ -18,8 +18,12 @@ DEFAULT_LABELS: dict[str, RGB] = {
 """Colours outside the turbo heatmap's range (magenta, white, grey, violet) or far from
 its hot end (sky blue), so outlines stay visible over hot regions."""
 EXTRA_COLOURS: tuple[RGB, ...] = (
-    (120, 255, 120), (255, 90, 90), (90, 90, 255), (255, 220, 120), (180, 120, 255),
-)  # fmt: skip
+    (120, 255, 120),
+    (255, 90, 90),
+    (90, 90, 255),
+    (255, 220, 120),
+    (180, 120, 255),
+)
 """Colours given, in turn, to labels added without one."""
 DEFAULT_LABEL = "unclear"
 

@@ -16,7 +16,7 @@ import numpy as np
 from napari.layers import Shapes
 
 from napari_gradcam._napari.annotations.shape_coords import shape_polygons
-from napari_gradcam._napari.progress import Progress
+from napari_gradcam.core.progress import Progress
 from napari_gradcam.core.regions.region_stats import (
     STATISTICS,
     PixelBox,

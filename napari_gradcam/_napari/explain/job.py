@@ -23,8 +23,8 @@ from napari_gradcam._napari.explain.tiled_job import (
 )
 from napari_gradcam._napari.jobs import USER_ERRORS, load_model_step
 from napari_gradcam._napari.plane import Plane, plane_sampling, read_crop
-from napari_gradcam._napari.progress import Progress
 from napari_gradcam._napari.regions import Box
+from napari_gradcam.core.progress import Progress
 from napari_gradcam.core.regions.region_stats import PlacedMap
 from napari_gradcam.core.settings import ExplainSettings
 
@@ -160,10 +160,7 @@ def explain_region(
 ) -> Generator[Any, None, RegionResult | TiledResult]:
     """Explain one box: tile by tile when tiling is on and it is larger than the model input."""
     if job.tiling is not None:
-        from napari_gradcam.core.tiling.tiled import TileSettings
-
-        s = job.settings
-        settings = TileSettings(s.method, s.layer, s.target, s.tta, s.bfloat16, s.options)
+        settings = job.settings
         plan = plan_region(loaded, job.plane, box, settings, job.tiling, tissue)
         if plan is not None:
             return (yield from run_tiles(loaded, plan, box, index, job.tiling))

@@ -1,15 +1,14 @@
 """The tiled branch of the Explain job: a region larger than the model input, tile by tile.
 
-Runs in the widget's worker thread and never touches the viewer. It yields a step and a
-:class:`TiledUpdate` per batch (the map rows that changed, copied) and returns a
-:class:`TiledResult`; the widget applies both on the main thread. The batches come from the
-tiled loop the slide command uses too (``core.tiling.loop``): the next batch is read while the
-current one is explained. torch is imported only when the job runs.
+Runs in the widget's worker thread and never touches the viewer. It drives the tiled run the
+slide command drives too (``core.tiling.loop.explain_tiled``), yields its steps with the box
+named and a :class:`TiledUpdate` per batch (the map rows that changed, copied), and returns a
+:class:`TiledResult`; the widget applies both on the main thread. torch is imported only when
+the job runs.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -17,14 +16,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from napari_gradcam._napari.plane import Plane
-from napari_gradcam._napari.progress import Progress
 from napari_gradcam._napari.regions import Box
+from napari_gradcam.core.progress import Progress, relay
 from napari_gradcam.core.regions.region_stats import PlacedMap
-from napari_gradcam.core.tiling.grid import MIN_TISSUE, LevelView
+from napari_gradcam.core.tiling.grid import MIN_TISSUE
 
 if TYPE_CHECKING:
+    from napari_gradcam.core.settings import ExplainSettings
+    from napari_gradcam.core.tiling.loop import TileBatch
     from napari_gradcam.core.tiling.slide_tissue import TissueMap
-    from napari_gradcam.core.tiling.tiled import TilePlan, TileSettings
+    from napari_gradcam.core.tiling.tiled import TilePlan
     from napari_gradcam.models import LoadedModel
 
 
@@ -44,7 +45,7 @@ class TilingOptions:
 
 
 @dataclass(frozen=True)
-class MapGeometry:
+class TiledMapGeometry:
     """Where a tiled region's map lies: level-0 stride and origin, and its size."""
 
     shape: tuple[int, int]
@@ -65,7 +66,7 @@ class TiledUpdate:
     ----------
     region : int
         Index of the region's box in the job.
-    geometry : MapGeometry
+    geometry : TiledMapGeometry
         The map's placement and the tile counts.
     first_row : int
         Map row of ``rows[0]``.
@@ -74,7 +75,7 @@ class TiledUpdate:
     """
 
     region: int
-    geometry: MapGeometry
+    geometry: TiledMapGeometry
     first_row: int = 0
     rows: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
 
@@ -89,9 +90,9 @@ class TiledResult:
         The region in level-0 pixels.
     cam : numpy.ndarray
         Stitched raw map (one normalisation for the whole region is left to the display).
-    geometry : MapGeometry
+    geometry : TiledMapGeometry
         Placement and tile counts.
-    settings : TileSettings
+    settings : ExplainSettings
         Method, resolved layer and target.
     tiles : dict of str to numpy.ndarray
         Explained tiles: ``index``, ``box`` (N, 4, level-0 pixels), ``tissue_fraction`` and
@@ -104,8 +105,8 @@ class TiledResult:
 
     box: Box
     cam: np.ndarray
-    geometry: MapGeometry
-    settings: TileSettings
+    geometry: TiledMapGeometry
+    settings: ExplainSettings
     tiles: dict[str, np.ndarray]
     class_names: tuple[str, ...]
     seconds: float = 0.0
@@ -147,16 +148,14 @@ def plan_region(
     loaded: LoadedModel,
     plane: Plane,
     box: Box,
-    settings: TileSettings,
+    settings: ExplainSettings,
     options: TilingOptions,
     tissue: TissueMap | None,
 ) -> TilePlan | None:
     """Plan the tiles of ``box``, or return ``None`` when it fits in one model input."""
-    from napari_gradcam.core.tiling.sampling import sampling_for
-    from napari_gradcam.core.tiling.tiled import plan_tiles
+    from napari_gradcam.core.tiling.tiled import level_view, plan_tiles
 
-    level, resample = sampling_for(plane.downsamples, plane.mpp, loaded.card.mpp)
-    view = LevelView(plane.levels[level], plane.downsamples[level], resample)
+    level, view = level_view(plane, loaded.card.mpp)
     y0, x0, y1, x1 = view.region_from_level0((box.y0, box.x0, box.y1, box.x1))
     tile = loaded.card.input_size or (224, 224)
     if y1 - y0 < tile[0] or x1 - x0 < tile[1] or (y1 - y0, x1 - x0) == tuple(tile):
@@ -205,43 +204,30 @@ def run_tiles(
     options : TilingOptions
         Batch size, and the pace of an earlier run for the first estimate.
     """
-    from napari_gradcam.core.tiling.grid import Stitcher
-    from napari_gradcam.core.tiling.loop import explained_batches
-    from napari_gradcam.core.tiling.tiled import pixel_range
+    from napari_gradcam.core.explain.preprocess import pixel_range
+    from napari_gradcam.core.tiling.loop import explain_tiled
 
     geometry = _geometry(plan)
-    stitcher = Stitcher(plan.grid)
     value_range = pixel_range(plan.view.data.dtype, _range_sample(plan))
-    total, done = len(plan.explained), 0
     method = _method_title(plan.settings.method)
-    yield Progress(0, total, start_message(box, geometry, method, options.pace))
+    yield Progress(0, len(plan.explained), start_message(box, geometry, method, options.pace))
     yield TiledUpdate(region, geometry)
     batches = []
-    started = time.perf_counter()
-    for results in explained_batches(loaded, plan, options.batch_size, value_range):
-        start, stop = stitcher.add(results.indices, results.cams)
-        batches.append(results.facts)
-        done += len(results.indices)
-        pace = (time.perf_counter() - started) / done
-        yield Progress(done, total, _message(box, done, geometry, pace * (total - done)))
-        yield TiledUpdate(region, geometry, start, stitcher.rows(start, stop))
-    cam = stitcher.finish()
+
+    def update(event: Progress | TileBatch) -> Progress | TiledUpdate:
+        if isinstance(event, Progress):
+            return Progress(event.step, event.total, f"{box.label}: {event.message}")
+        batches.append(event.results.facts)
+        return TiledUpdate(region, geometry, event.first_row, event.rows)
+
+    run = explain_tiled(loaded, plan, value_range, batch_size=options.batch_size, watch_rows=True)
+    stitched = yield from relay(run, update)
     table = _tile_table(plan, batches)
     names = tuple(loaded.card.class_name(i) for i in range(_n_classes(table)))
-    seconds = time.perf_counter() - started
-    return TiledResult(box, cam, geometry, plan.settings, table, names, seconds)
+    return TiledResult(box, stitched.cam, geometry, plan.settings, table, names, stitched.seconds)
 
 
-def duration(seconds: float) -> str:
-    """A rounded duration for people: ``"under a minute"``, ``"about 4 min"``, ``"about 2 h"``."""
-    if seconds < 60:
-        return "under a minute" if seconds >= 10 else "a few seconds"
-    if seconds < 5400:
-        return f"about {round(seconds / 60)} min"
-    return f"about {seconds / 3600:.1f} h"
-
-
-def start_message(box: Box, geometry: MapGeometry, method: str, pace: float | None) -> str:
+def start_message(box: Box, geometry: TiledMapGeometry, method: str, pace: float | None) -> str:
     """What the run will take, said before its first batch.
 
     E.g. ``"about 4 min: 120 tiles x Score-CAM"``, from an earlier run's pace; without one,
@@ -249,14 +235,11 @@ def start_message(box: Box, geometry: MapGeometry, method: str, pace: float | No
     """
     work = f"{geometry.n_explained} tiles x {method}"
     skipped = geometry.n_tiles - geometry.n_explained
+    from napari_gradcam.core.tiling.loop import duration
+
     estimate = f"{duration(pace * geometry.n_explained)}: " if pace is not None else ""
     timing = "" if pace is not None else " (timing the first batch)"
     return f"{box.label}: {estimate}{work}{timing}, {skipped} background tiles skipped"
-
-
-def _message(box: Box, done: int, geometry: MapGeometry, left: float) -> str:
-    remaining = f", {duration(left)} left" if done < geometry.n_explained else ""
-    return f"{box.label}: {done}/{geometry.n_explained} tiles explained{remaining}"
 
 
 def _method_title(name: str) -> str:
@@ -270,8 +253,8 @@ def _n_classes(table: dict[str, np.ndarray]) -> int:
     return int(indices.max()) + 1 if indices.size else 0
 
 
-def _geometry(plan: TilePlan) -> MapGeometry:
-    return MapGeometry(
+def _geometry(plan: TilePlan) -> TiledMapGeometry:
+    return TiledMapGeometry(
         plan.grid.map_shape,
         plan.stride,
         plan.origin,

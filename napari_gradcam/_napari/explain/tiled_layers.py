@@ -34,12 +34,19 @@ if TYPE_CHECKING:
     from napari.viewer import Viewer
 
     from napari_gradcam._napari.explain.job import ExplainJob
-    from napari_gradcam._napari.explain.tiled_job import MapGeometry, TiledResult, TiledUpdate
+    from napari_gradcam._napari.explain.tiled_job import TiledMapGeometry, TiledResult, TiledUpdate
     from napari_gradcam.core.tiling.slide_tissue import TissueMap
 
 TILE_COLUMNS = (
-    "tile", "class", "probability", "margin", "tissue", "entropy", "energy", "roughness",
-)  # fmt: skip
+    "tile",
+    "class",
+    "probability",
+    "margin",
+    "tissue",
+    "entropy",
+    "energy",
+    "roughness",
+)
 """Features of the tiles layer (and columns of the tile table); ``tissue`` is the tile's
 tissue fraction, the last three are noise indicators (``core.tile_stats``)."""
 
@@ -131,7 +138,7 @@ class LiveHeatmaps:
                 self.viewer.layers.remove(layer)
         self.layers.clear()
 
-    def _add(self, region: int, geometry: MapGeometry) -> Image:
+    def _add(self, region: int, geometry: TiledMapGeometry) -> Image:
         box = self.job.boxes[region]
         layer = Image(
             np.zeros(geometry.shape, np.float32),

@@ -32,8 +32,8 @@ from napari_gradcam._napari.explain.tiled_review import TiledReview
 from napari_gradcam._napari.gl_guard import guard_layer_removal
 from napari_gradcam._napari.heatmap_style import DEFAULT_OPACITY, show_colorbar
 from napari_gradcam._napari.jobs import JobHooks, JobRunner
+from napari_gradcam._napari.model_events import ModelInfo, ModelReady
 from napari_gradcam._napari.plane import current_plane
-from napari_gradcam._napari.progress import ModelInfo, ModelReady
 from napari_gradcam._napari.records import is_gradcam_layer
 from napari_gradcam._napari.regions import RECTANGLES, REGION_CHOICES, region_boxes
 from napari_gradcam._napari.result_layers import (

@@ -26,7 +26,8 @@ from napari_gradcam._napari.records import METADATA_KEY
 from napari_gradcam._napari.result_layers import contrast_limits, placement_kwargs
 
 if TYPE_CHECKING:
-    from napari_gradcam._napari.mil.job import DrillOutcome, MilResult, ScoreMap
+    from napari_gradcam._napari.mil.job import DrillOutcome
+    from napari_gradcam.slides.mil_runner import MilResult, ScoreMap
 
 SEQUENTIAL = "magma"
 BROWN, TAN = (0.33, 0.19, 0.02, 1.0), (0.81, 0.64, 0.34, 1.0)

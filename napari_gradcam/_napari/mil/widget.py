@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from magicgui.widgets import ComboBox, Container, Label, ProgressBar, PushButton
 from napari.layers import Image
@@ -20,8 +20,6 @@ from napari_gradcam._napari.mil.job import (
     DrillOutcome,
     MilOutcome,
     MilRequest,
-    MilResult,
-    ScoreMap,
     run_drill,
     run_mil,
 )
@@ -36,6 +34,9 @@ from napari_gradcam._napari.mil.layers import (
 from napari_gradcam._napari.mil.source import slide_source
 from napari_gradcam._napari.mil.table import TopTile, TopTilesTable
 from napari_gradcam._napari.records import METADATA_KEY, is_gradcam_layer
+
+if TYPE_CHECKING:
+    from napari_gradcam.slides.mil_runner import MilResult, ScoreMap
 
 NAME = "Slide-level model (MIL)"
 MAP_DELAY_MS = 30
@@ -93,9 +94,12 @@ class SlideMilWidget(Container):
         self.prediction.native.setTextFormat(Qt.TextFormat.PlainText)
         self.table = TopTilesTable(self.drill)
         self.runner = JobRunner(
-            self.native, NAME, progress=self.progress, status=self.status,
+            self.native,
+            NAME,
+            progress=self.progress,
+            status=self.status,
             on_running=self._set_running,
-        )  # fmt: skip
+        )
         self.extend(
             [
                 self.image,

@@ -16,7 +16,7 @@ from napari_gradcam._napari.explain.job import ExplainJob, RegionResult
 from napari_gradcam._napari.plane import Plane
 from napari_gradcam._napari.records import HeatmapRecord
 from napari_gradcam._napari.result_layers import LayerDataTuple, heatmap_layer, placement_kwargs
-from napari_gradcam._napari.trust.jobs import TrustOutcome
+from napari_gradcam._napari.trust.job import TrustOutcome
 
 if TYPE_CHECKING:
     from napari_gradcam.core.explain.explanation import Explanation

@@ -1,4 +1,4 @@
-"""The "Grad-CAM trust & compare" dock: controls and wiring (work in trust_jobs.py).
+"""The "Grad-CAM trust & compare" dock: controls and wiring (the work is in job.py).
 
 It works on a heatmap layer made by the Grad-CAM dock: its metadata says which model, method,
 layer, class and crop of which image made it, so every action re-reads that crop.
@@ -30,10 +30,10 @@ from qtpy.QtWidgets import QSizePolicy
 
 from napari_gradcam._napari.fold import Fold
 from napari_gradcam._napari.jobs import FAILED, JobHooks, JobRunner
+from napari_gradcam._napari.model_events import ModelInfo, ModelReady
 from napari_gradcam._napari.plane import Plane, current_plane
-from napari_gradcam._napari.progress import ModelInfo, ModelReady
 from napari_gradcam._napari.records import HeatmapRecord, is_heatmap
-from napari_gradcam._napari.trust.jobs import Kind, TrustJob, TrustOutcome, run_trust_job, tile_at
+from napari_gradcam._napari.trust.job import Kind, TrustJob, TrustOutcome, run_trust_job, tile_at
 from napari_gradcam._napari.trust.layers import (
     BLANK_OPACITY,
     NO_TISSUE,
@@ -91,9 +91,12 @@ class TrustWidget(Container):
         self._build()
         self._lay_out()
         self.runner = JobRunner(
-            self.native, "trust", progress=self.progress, status=self.status,
+            self.native,
+            "trust",
+            progress=self.progress,
+            status=self.status,
             on_running=self._set_running,
-        )  # fmt: skip
+        )
         self._connect()
         self._on_heatmap_changed(self.heatmap.value)
 
@@ -168,11 +171,19 @@ class TrustWidget(Container):
             ],
             labels=False,
         )
-        self.extend([
-            _form(self.heatmap), self.trust_button, self.verdict, self.details_fold,
-            self.advanced, self.features_fold, self.compare_fold,
-            _row(self.cancel_button, self.progress), self.status,
-        ])  # fmt: skip
+        self.extend(
+            [
+                _form(self.heatmap),
+                self.trust_button,
+                self.verdict,
+                self.details_fold,
+                self.advanced,
+                self.features_fold,
+                self.compare_fold,
+                _row(self.cancel_button, self.progress),
+                self.status,
+            ]
+        )
         self.native.layout().insertWidget(self.index(self.details_fold), self.plot)
         self.plot.setVisible(False)
 

@@ -20,9 +20,17 @@ from napari_gradcam.core.regions.qupath_properties import QuPathFacts
 
 TILE_TYPES = ("tile", "detection")
 CLASS_COLOURS: tuple[tuple[int, int, int], ...] = (
-    (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
-    (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207),
-)  # fmt: skip
+    (31, 119, 180),
+    (255, 127, 14),
+    (44, 160, 44),
+    (214, 39, 40),
+    (148, 103, 189),
+    (140, 86, 75),
+    (227, 119, 194),
+    (127, 127, 127),
+    (188, 189, 34),
+    (23, 190, 207),
+)
 """Colours of the classes, in order of first appearance (ten, then repeated)."""
 NOT_MEASURED = frozenset({"box", "status"})
 """Columns that are neither measurements nor metadata."""

@@ -19,8 +19,15 @@ PixelBox = tuple[int, int, int, int]
 """Rows ``y0:y1`` and columns ``x0:x1`` of level-0 pixels."""
 
 STATISTICS: tuple[str, ...] = (
-    "mean", "max", "p95", "energy_share", "cells", "area_px", "area_um2", "probability",
-)  # fmt: skip
+    "mean",
+    "max",
+    "p95",
+    "energy_share",
+    "cells",
+    "area_px",
+    "area_um2",
+    "probability",
+)
 """Names of the statistics, in table order."""
 
 

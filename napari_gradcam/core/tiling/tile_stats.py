@@ -20,9 +20,18 @@ from __future__ import annotations
 import numpy as np
 
 FACTS = (
-    "class_index", "probability", "margin", "target_index", "target_probability", "score",
-    "entropy", "energy", "roughness", "flat", "diffuse",
-)  # fmt: skip
+    "class_index",
+    "probability",
+    "margin",
+    "target_index",
+    "target_probability",
+    "score",
+    "entropy",
+    "energy",
+    "roughness",
+    "flat",
+    "diffuse",
+)
 """Per-tile numbers of a tiled explanation: the predicted class, its probability and its lead
 over the runner-up, the explained class, its probability and score, the map's noise
 indicators (:func:`map_entropy`, :func:`energy_concentration`, :func:`roughness`) and its noise

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -19,11 +19,10 @@ import torch
 from napari_gradcam.core.explain.hooks import model_device, model_lock
 from napari_gradcam.core.explain.pipeline import explain, map_geometry
 from napari_gradcam.core.explain.predict import prediction_facts
-
-# pixel_range is re-exported: the tile runners import it from here
-from napari_gradcam.core.explain.preprocess import pixel_range as pixel_range
 from napari_gradcam.core.explain.preprocess import to_batch
+from napari_gradcam.core.settings import ExplainSettings
 from napari_gradcam.core.tiling.grid import MIN_TISSUE, LevelView, TileGrid, tile_grid
+from napari_gradcam.core.tiling.sampling import sampling_for
 from napari_gradcam.core.tiling.tile_stats import (
     energy_concentration,
     map_entropy,
@@ -34,18 +33,6 @@ from napari_gradcam.core.tiling.tile_stats import (
 if TYPE_CHECKING:
     from napari_gradcam.core.tiling.slide_tissue import TissueMap
     from napari_gradcam.models import LoadedModel
-
-
-@dataclass(frozen=True)
-class TileSettings:
-    """How each tile is explained (see ``explain``)."""
-
-    method: str = "gradcam"
-    layer: str | None = None
-    target: int | str | None = None
-    tta: bool = False
-    bfloat16: bool = False
-    options: Any = None
 
 
 @dataclass(frozen=True)
@@ -64,7 +51,7 @@ class TilePlan:
         (N,) share of tissue under each tile (1 where tissue was not looked for).
     explained : numpy.ndarray
         Indices of the tiles to explain, ascending; the others are skipped as background.
-    settings : TileSettings
+    settings : ExplainSettings
         How tiles are explained, with the layer resolved to its name.
     """
 
@@ -73,7 +60,7 @@ class TilePlan:
     grid: TileGrid
     tissue: np.ndarray
     explained: np.ndarray
-    settings: TileSettings
+    settings: ExplainSettings
 
     @property
     def origin(self) -> tuple[float, float]:
@@ -124,7 +111,7 @@ def preprocess_tiles(
     """Turn (B, H, W[, C]) pixels into the model's normalised (B, C, H, W) float batch.
 
     The same path as one image's (:func:`~napari_gradcam.core.explain.preprocess.to_batch`),
-    with the region's ``value_range`` (:func:`pixel_range`) so every tile is scaled alike.
+    with the region's ``value_range`` (``preprocess.pixel_range``) so every tile is scaled alike.
     """
     return to_batch(tiles, card, device, stacked=True, value_range=value_range)
 
@@ -146,16 +133,30 @@ def probe_map(loaded: LoadedModel, layer: str | None, method: str) -> tuple[str,
     return geometry.layer, int(geometry.stride[0]), geometry.shape
 
 
+def level_view(
+    pyramid: Any, model_mpp: float | None, *, mpp: float | None = None, level: int | None = None
+) -> tuple[int, LevelView]:
+    """The level of ``pyramid`` (a slide or an image plane) that tiles are read from, and its view.
+
+    At the model's ``model_mpp`` unless ``mpp`` or ``level`` is asked for (``sampling_for``);
+    ``pyramid`` has ``levels``, ``downsamples`` and ``mpp``.
+    """
+    index, resample = sampling_for(
+        pyramid.downsamples, pyramid.mpp, model_mpp, mpp=mpp, level=level
+    )
+    return index, LevelView(pyramid.levels[index], pyramid.downsamples[index], resample)
+
+
 def plan_tiles(
     loaded: LoadedModel,
     view: LevelView,
     level: int,
     box: Sequence[float],
     *,
+    settings: ExplainSettings,
     tissue: TissueMap | None = None,
     overlap: float = 0.5,
     min_tissue: float = MIN_TISSUE,
-    settings: TileSettings = TileSettings(),
 ) -> TilePlan:
     """Lay model-sized tiles over a level-0 box of ``view`` and choose the tissue tiles.
 
@@ -169,14 +170,14 @@ def plan_tiles(
         Its index (recorded).
     box : sequence of float
         ``(y0, x0, y1, x1)`` of the region in level-0 pixels.
+    settings : ExplainSettings
+        Method and layer (the layer fixes the map's cell size).
     tissue : TissueMap, optional
         The slide's tissue; without it every tile is explained.
     overlap : float
         Share of a tile overlapping its neighbour.
     min_tissue : float
         Tiles with less tissue are skipped.
-    settings : TileSettings
-        Method and layer (the layer fixes the map's cell size).
     """
     region = view.region_from_level0(box)
     if region[2] <= region[0] or region[3] <= region[1]:
@@ -190,7 +191,7 @@ def plan_tiles(
     boxes = grid.boxes(view.pixel_size)
     shares = tissue.fractions(boxes) if tissue else np.ones(grid.n_tiles, np.float32)
     explained = np.flatnonzero(shares >= min_tissue) if tissue else np.arange(grid.n_tiles)
-    return TilePlan(view, level, grid, shares, explained, replace(settings, layer=layer))
+    return TilePlan(view, level, grid, shares, explained, settings.replace(layer=layer))
 
 
 def read_tiles(view: LevelView, origins: np.ndarray, tile: Sequence[int]) -> np.ndarray:
@@ -263,7 +264,7 @@ def explain_tiles(
     loaded: LoadedModel,
     tiles: np.ndarray,
     indices: np.ndarray,
-    settings: TileSettings,
+    settings: ExplainSettings,
     value_range: Sequence[float],
 ) -> TileResults:
     """Explain a batch of tiles with one ``explain()`` call; add per-tile numbers.
@@ -276,24 +277,15 @@ def explain_tiles(
         (B, H, W[, C]) pixels.
     indices : numpy.ndarray
         (B,) grid indices of the tiles (kept with the results).
-    settings : TileSettings
-        Method, layer, target, TTA and precision.
+    settings : ExplainSettings
+        Method, layer, target, TTA, precision and the method's options.
     value_range : sequence of float
         Pixel values mapped to [0, 1] (see :func:`pixel_range`).
     """
     start = time.perf_counter()
     batch = preprocess_tiles(tiles, loaded.card, value_range, model_device(loaded.module))
     with model_lock(loaded.module):
-        result = explain(
-            loaded,
-            batch,
-            method=settings.method,
-            layer=settings.layer,
-            target=settings.target,
-            tta=settings.tta,
-            bfloat16=settings.bfloat16,
-            options=settings.options,
-        )
+        result = explain(loaded, batch, settings)
     cams = np.asarray(result.cam, dtype=np.float32)
     facts = {
         **prediction_facts(result.logits),

@@ -8,9 +8,8 @@ difference is taken before any normalisation.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
@@ -18,6 +17,7 @@ import torch
 from napari_gradcam.core.card import ModelCard
 from napari_gradcam.core.explain.explanation import Explanation
 from napari_gradcam.core.explain.pipeline import explain
+from napari_gradcam.core.settings import ExplainSettings
 
 
 @dataclass(frozen=True)
@@ -54,11 +54,9 @@ def class_contrast(
     first: int | str | None,
     second: int | str,
     *,
-    method: str = "gradcam",
-    layer: str | None = None,
+    settings: ExplainSettings | None = None,
     card: ModelCard | None = None,
     origin: Sequence[float] = (0.0, 0.0),
-    options: Mapping[str, Any] | None = None,
 ) -> ClassContrast:
     """Return the map of class ``first`` minus the map of class ``second``.
 
@@ -70,23 +68,23 @@ def class_contrast(
         Pixels (H, W[, C]) or one preprocessed image (1, C, H, W).
     first, second : int or str
         The two classes (index or name); they must differ. ``first=None``: the predicted one.
-    method : str
-        Any key of ``METHODS``. A class-agnostic method (Eigen-CAM) gives zero everywhere.
-    layer : str, optional
-        Target layer; default as in ``explain``.
+    settings : ExplainSettings, optional
+        Method, layer and the method's options (its target is replaced by each class);
+        default: Grad-CAM. A class-agnostic method (Eigen-CAM) gives zero everywhere.
     card : ModelCard, optional
         Overrides the model's card.
     origin : sequence of float
         (y, x) of the image's top-left pixel, recorded for placement.
-    options : mapping, optional
-        Further keyword arguments of ``explain`` (e.g. rollout's ``discard_ratio``).
 
     Returns
     -------
     ClassContrast
     """
-    settings = dict(method=method, layer=layer, card=card, origin=origin, **(options or {}))
-    a, b = (explain(model, image, target=t, **settings) for t in (first, second))
+    settings = settings or ExplainSettings()
+    a, b = (
+        explain(model, image, settings.replace(target=t), card=card, origin=origin)
+        for t in (first, second)
+    )
     if int(a.targets[0]) == int(b.targets[0]):
         raise ValueError(f"both classes are {a.target_names[0]!r}; choose two different classes")
     difference = np.asarray(a.cam, np.float32) - np.asarray(b.cam, np.float32)

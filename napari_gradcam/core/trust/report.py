@@ -13,7 +13,7 @@ map's and the random order's curves are redrawn on the class's logit, which stil
 
 from __future__ import annotations
 
-from collections.abc import Generator, Mapping
+from collections.abc import Generator
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -23,14 +23,15 @@ from napari_gradcam.core.card import ModelCard
 from napari_gradcam.core.explain.explanation import Explanation
 from napari_gradcam.core.explain.inputs import model_batch, model_parts
 from napari_gradcam.core.explain.pipeline import explain
-from napari_gradcam.core.explain.targets import Target
+from napari_gradcam.core.progress import Progress, run_to_end
+from napari_gradcam.core.settings import ExplainSettings
 from napari_gradcam.core.tiling.tissue import is_rgb, tissue_mask
 from napari_gradcam.core.trust.faithfulness import Baseline, FaithfulnessCurves, deletion_insertion
 from napari_gradcam.core.trust.quality import NoiseIndicators, noise_indicators
 from napari_gradcam.core.trust.sanity import SanityCheck, sanity_check
 
 STAGES = 4
-"""Progress messages :func:`iter_trust_report` yields before it returns."""
+"""Steps :func:`iter_trust_report` yields before it returns."""
 MIN_CURVE_SPAN = 0.05
 """Faithfulness is judged only when the target's probability moves at least this much along
 the deletion and insertion curves; otherwise nothing the map ranks changes the decision."""
@@ -171,12 +172,7 @@ def trust_report(
     >>> report = trust_report(ng.load_model("demo"), tile)  # doctest: +SKIP
     >>> report.rating, report.sanity.verdict, report.noise.blank  # doctest: +SKIP
     """
-    stages = iter_trust_report(model, image, explanation, **options)
-    while True:
-        try:
-            next(stages)
-        except StopIteration as done:
-            return done.value
+    return run_to_end(iter_trust_report(model, image, explanation, **options))
 
 
 def iter_trust_report(
@@ -184,17 +180,14 @@ def iter_trust_report(
     image: np.ndarray,
     explanation: Explanation | None = None,
     *,
-    method: str = "gradcam",
-    layer: str | None = None,
-    target: Target = None,
+    settings: ExplainSettings | None = None,
     card: ModelCard | None = None,
     sanity_steps: int = 3,
     curve_steps: int = 16,
     baseline: Baseline = "blur",
     seed: int = 0,
-    explain_options: Mapping[str, Any] | None = None,
-) -> Generator[str, None, TrustReport]:
-    """Measure one map stage by stage, yielding a message after each of :data:`STAGES`.
+) -> Generator[Progress, None, TrustReport]:
+    """Measure one map stage by stage, yielding a step after each of :data:`STAGES`.
 
     Parameters
     ----------
@@ -203,8 +196,10 @@ def iter_trust_report(
     image : numpy.ndarray
         The explained pixels (H, W[, C]) (tissue is measured on RGB pixels only).
     explanation : Explanation, optional
-        The map of ``image`` to check; default: made here with ``method``, ``layer`` and
-        ``target`` (ignored when it is given).
+        The map of ``image`` to check; default: made here with ``settings``.
+    settings : ExplainSettings, optional
+        How the map is made (when not given) and remade on the randomised models (its
+        method's options; the method, layer and class are the map's); default: Grad-CAM.
     card : ModelCard, optional
         Overrides the model's card.
     sanity_steps : int
@@ -215,28 +210,24 @@ def iter_trust_report(
         What deleted pixels become.
     seed : int
         Seed of the re-initialisation, the tie-breaking and the random reference order.
-    explain_options : mapping, optional
-        Further keyword arguments of ``explain`` used to make and remake the map.
 
     Returns
     -------
     TrustReport
     """
     module, card = model_parts(model, card)
-    options = dict(explain_options or {})
+    settings = settings or ExplainSettings()
     image = np.asarray(image)
     batch = model_batch(module, image, card)
     if explanation is None:
-        explanation = explain(
-            module, batch, method=method, layer=layer, target=target, card=card, **options
-        )
+        explanation = explain(module, batch, settings, card=card)
     cam = _single_map(explanation, image)
     noise = noise_indicators(cam, image, explanation.stride)
-    yield "noise indicators measured"
+    yield Progress(1, STAGES, "noise indicators measured")
     sanity = sanity_check(
-        module, batch, explanation, card=card, steps=sanity_steps, seed=seed, options=options
+        module, batch, explanation, settings, card=card, steps=sanity_steps, seed=seed
     )
-    yield "sanity check done"
+    yield Progress(2, STAGES, "sanity check done")
     tissue = tissue_mask(image) if is_rgb(image) else None
     target_index = int(explanation.targets[0])
     curves = dict(target=target_index, baseline=baseline, tissue=tissue, steps=curve_steps)
@@ -244,10 +235,10 @@ def iter_trust_report(
     if _saturated(ours, float(explanation.probabilities[0])):
         curves["measure"] = "logit"
         ours = deletion_insertion(module, batch, cam, seed=seed, **curves)
-    yield "deletion and insertion curves drawn"
+    yield Progress(3, STAGES, "deletion and insertion curves drawn")
     noise_map = np.random.default_rng(seed).random(cam.shape)
     chance = deletion_insertion(module, batch, noise_map, seed=seed, **curves)
-    yield "random-order reference drawn"
+    yield Progress(4, STAGES, "random-order reference drawn")
     return _report(explanation, noise, sanity, ours, chance)
 
 

@@ -11,9 +11,7 @@ tokens dropped) are compared like any other.
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
@@ -25,6 +23,7 @@ from napari_gradcam.core.card import ModelCard
 from napari_gradcam.core.explain.explanation import Explanation, normalize_cam
 from napari_gradcam.core.explain.hooks import model_lock
 from napari_gradcam.core.explain.pipeline import explain
+from napari_gradcam.core.settings import ExplainSettings
 from napari_gradcam.core.trust.cascade_units import (
     parameter_layers,
     reinitialise_unit,
@@ -111,12 +110,12 @@ def sanity_check(
     model: object,
     batch: torch.Tensor,
     original: Explanation,
+    settings: ExplainSettings | None = None,
     *,
     card: ModelCard | None = None,
     steps: int = 3,
     repeats: int = 3,
     seed: int = 0,
-    options: Mapping[str, Any] | None = None,
 ) -> SanityCheck:
     """Re-initialise the top ``steps`` parameter layers cumulatively and compare the maps.
 
@@ -128,6 +127,8 @@ def sanity_check(
         The preprocessed input (1, C, H, W) that ``original`` explains.
     original : Explanation
         The map of the trained model (its method, layer and target are reused).
+    settings : ExplainSettings, optional
+        The settings that made ``original``: its method's options are reused.
     card : ModelCard, optional
         Default: the model's own.
     steps : int
@@ -138,8 +139,6 @@ def sanity_check(
         draw can, by chance, keep or flip a map).
     seed : int
         Seed of the first cascade's re-initialisation.
-    options : mapping, optional
-        Further keyword arguments of ``explain`` that made the original map.
 
     Returns
     -------
@@ -152,16 +151,12 @@ def sanity_check(
     if unchecked:
         return SanityCheck(original.method, original.layer, target, (), None, unchecked)
     names = parameter_layers(module, batch)[::-1][: max(1, steps)]
-    explain_kwargs = {
-        "method": original.method,
-        "layer": original.layer,
-        "target": [target],
-        "card": card or getattr(model, "card", None),
-        **(options or {}),
-    }
+    options = (settings or ExplainSettings()).options
+    remake = ExplainSettings(original.method, original.layer, (target,), options=options)
+    card = card or getattr(model, "card", None)
     runs = np.array(
         [
-            _cascade(module, batch, reference, names, seed + 1000 * r, explain_kwargs)
+            _cascade(module, batch, reference, names, seed + 1000 * r, remake, card)
             for r in range(max(1, repeats))
         ]
     )
@@ -197,7 +192,8 @@ def _cascade(
     reference: np.ndarray,
     names: list[str],
     seed: int,
-    explain_kwargs: dict[str, Any],
+    settings: ExplainSettings,
+    card: ModelCard | None,
 ) -> list[tuple[float, float]]:
     """(Spearman, SSIM) after each cumulative re-initialisation of a deep copy; NaN for n/a."""
     with model_lock(module):  # no other call changes its flags while it is copied
@@ -206,7 +202,7 @@ def _cascade(
     scores = []
     for index, name in enumerate(names):
         reinitialise_unit(randomised, name, blocks, seed + index)
-        cam = explain(randomised, batch, **explain_kwargs).cam[0]
+        cam = explain(randomised, batch, settings, card=card).cam[0]
         scores.append(tuple(np.nan if v is None else v for v in compare_maps(reference, cam)))
     return scores
 

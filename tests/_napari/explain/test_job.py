@@ -2,9 +2,10 @@ import numpy as np
 import pytest
 
 from napari_gradcam._napari.explain.job import ExplainJob, JobOutcome, run_job
+from napari_gradcam._napari.model_events import ModelReady
 from napari_gradcam._napari.plane import Plane
-from napari_gradcam._napari.progress import ModelReady, Progress
 from napari_gradcam._napari.regions import Box, whole_layer_box
+from napari_gradcam.core.progress import Progress
 from napari_gradcam.core.settings import ExplainSettings
 
 

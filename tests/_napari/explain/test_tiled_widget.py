@@ -9,9 +9,9 @@ from napari_gradcam._napari.explain import widget as widget_module
 from napari_gradcam._napari.explain.job import ExplainJob, run_job
 from napari_gradcam._napari.explain.tiled_job import TiledResult, TiledUpdate, TilingOptions
 from napari_gradcam._napari.plane import Plane
-from napari_gradcam._napari.progress import Progress
 from napari_gradcam._napari.regions import whole_layer_box
 from napari_gradcam._napari.result_layers import METADATA_KEY
+from napari_gradcam.core.progress import Progress, run_to_end
 from napari_gradcam.core.settings import ExplainSettings
 from tests._napari.test_result_layers import world_edges
 
@@ -269,13 +269,8 @@ def test_the_job_yields_rows_and_returns_a_tiled_result(tiny_spec, tiny_weights)
         boxes=(whole_layer_box(image.shape),),
         tiling=TilingOptions(batch_size=16),
     )
-    steps, generator = [], run_job(job)
-    while True:
-        try:
-            steps.append(next(generator))
-        except StopIteration as stop:
-            outcome = stop.value
-            break
+    steps = []
+    outcome = run_to_end(run_job(job), steps.append)
     (result,) = outcome.results
     assert isinstance(result, TiledResult) and outcome.tissue is not None
     rows = [s for s in steps if isinstance(s, TiledUpdate) and s.rows.size]
@@ -404,7 +399,7 @@ def test_the_estimate_comes_before_the_first_batch(tiny_spec, tiny_weights, pace
 
 
 def test_durations_are_rounded_for_people():
-    from napari_gradcam._napari.explain.tiled_job import duration
+    from napari_gradcam.core.tiling.loop import duration
 
     assert [duration(s) for s in (3, 42, 247, 7200)] == [
         "a few seconds",

@@ -352,7 +352,7 @@ def test_an_unexpected_error_is_shown_in_full(
     def broken(*_args, **_kwargs):
         raise ZeroDivisionError("a bug in scoring " + "with a long explanation " * 8)
 
-    monkeypatch.setattr("napari_gradcam._napari.mil.job._score", broken)
+    monkeypatch.setattr("napari_gradcam.slides.mil_runner.score_tiles", broken)
     run(dock, qtbot)
     status = dock.status.value
     assert status.startswith("failed: unexpected error while running the slide-level model")

@@ -9,9 +9,10 @@ from napari_gradcam._napari.plane import Plane
 from napari_gradcam._napari.records import PER_TILE, HeatmapRecord
 from napari_gradcam._napari.regions import Box
 from napari_gradcam._napari.result_layers import METADATA_KEY
-from napari_gradcam._napari.trust.jobs import TrustJob, run_trust_job, tile_at
+from napari_gradcam._napari.trust.job import TrustJob, run_trust_job, tile_at
 from napari_gradcam._napari.trust.layers import CONTRAST_KEY, FEATURES_KEY, TRUST_KEY
 from napari_gradcam._napari.trust.widget import NO_HEATMAP, TrustWidget
+from napari_gradcam.core.progress import Progress, run_to_end
 from napari_gradcam.core.settings import ExplainSettings
 from tests._napari.test_result_layers import world_edges
 from tests._napari.trust.dock import TIMEOUT_MS, click, wait
@@ -91,7 +92,7 @@ def test_an_unexpected_error_is_shown_in_full(checked, qtbot, messages, monkeypa
     _viewer, widget, heatmap = checked(he_tile("dense_edge"))
 
     def broken(*_args, **_kwargs):
-        yield "noise indicators measured"
+        yield Progress(1, 4, "noise indicators measured")
         raise ZeroDivisionError("a bug deep in the report " + "with a long explanation " * 8)
 
     monkeypatch.setattr("napari_gradcam.core.trust.report.iter_trust_report", broken)
@@ -186,7 +187,7 @@ def test_a_cancelled_report_adds_nothing(checked, qtbot, messages, monkeypatch) 
     def endless(*_args, **_kwargs):
         while True:
             time.sleep(0.01)
-            yield "still working"
+            yield Progress(1, 4, "still working")
 
     monkeypatch.setattr("napari_gradcam.core.trust.report.iter_trust_report", endless)
     widget.trust_button.clicked.emit()
@@ -230,13 +231,7 @@ def test_a_region_too_large_for_a_trust_report_says_what_to_do() -> None:
     source = HeatmapRecord(
         "demo", None, ExplainSettings(target="stroma"), "stroma", *placement, "big", box
     )
-    steps = run_trust_job(TrustJob("trust", source, plane))
-    while True:
-        try:
-            next(steps)
-        except StopIteration as done:
-            outcome = done.value
-            break
+    outcome = run_to_end(run_trust_job(TrustJob("trust", source, plane)))
     assert outcome.report is None
     assert "1100 x 1000 pixels" in outcome.error and "at most 1024 x 1024" in outcome.error
 

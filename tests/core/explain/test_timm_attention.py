@@ -80,8 +80,12 @@ def test_timm_dynamic_size_and_pooled_models() -> None:
     found = ng.explain(model, x, method="rollout", target=0)
     np.testing.assert_allclose(found.cam, reference_rollout(attentions, 1, (5, 2)), rtol=1e-4)
     pooled = timm.create_model(
-        "vit_small_patch16_224", pretrained=False, img_size=32, num_classes=3,
-        class_token=False, global_pool="avg",
-    ).eval()  # fmt: skip
+        "vit_small_patch16_224",
+        pretrained=False,
+        img_size=32,
+        num_classes=3,
+        class_token=False,
+        global_pool="avg",
+    ).eval()
     with pytest.raises(ValueError, match="class token"):
         ng.explain(pooled, torch.randn(1, 3, 32, 32), method="attention")

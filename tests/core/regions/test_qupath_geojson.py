@@ -44,8 +44,9 @@ def exported():
 def test_every_object_of_a_qupath_export_is_read(exported):
     objects, result = exported
     assert result.skipped == [] and len(objects) == 9
-    assert result.notes == ["feature 7: on plane {'c': -1, 'z': 1, 't': 0}: kept for export, "
-                            "shown on the current plane"]  # fmt: skip
+    assert result.notes == [
+        "feature 7: on plane {'c': -1, 'z': 1, 't': 0}: kept for export, shown on the current plane"
+    ]
     core = objects["9d8a1b2c"]
     assert (core.label, core.colour, core.note) == ("Tumor", (200, 0, 0), "check the margin")
     assert core.qupath.name == "Tumour core" and core.qupath.colour == (255, 0, 0)
@@ -182,7 +183,7 @@ def qupath_objects(draw: st.DrawFn) -> Annotation:
         "polygons": {"polygons": tuple(draw(st.lists(polygons(), min_size=1, max_size=2)))},
         "lines": {"polygons": (), "lines": tuple(np.array(line) for line in draw(lines))},
         "points": {"polygons": (), "points": np.array(draw(st.lists(xy, min_size=1, max_size=4)))},
-    }[kind]  # fmt: skip
+    }[kind]
     label = ": ".join(draw(st.lists(words, max_size=3)))
     facts = QuPathFacts(
         name=draw(st.text(max_size=10)),

@@ -1,4 +1,4 @@
-"""The tiled loop shared by the dock and the slide command: read-ahead, order, early stop."""
+"""The tiled driver shared by the dock and the slide command: read-ahead, order, early stop."""
 
 from __future__ import annotations
 
@@ -7,9 +7,11 @@ import threading
 import numpy as np
 import pytest
 
+from napari_gradcam.core.progress import Progress, run_to_end
+from napari_gradcam.core.settings import ExplainSettings
 from napari_gradcam.core.tiling import loop
 from napari_gradcam.core.tiling.grid import LevelView, tile_grid
-from napari_gradcam.core.tiling.tiled import TilePlan, TileResults, TileSettings
+from napari_gradcam.core.tiling.tiled import TilePlan, TileResults
 
 TIMEOUT_S = 10.0
 
@@ -35,7 +37,7 @@ def small_plan() -> TilePlan:
     view = RecordingView(data)
     grid = tile_grid((0, 0, 32, 32), (8, 8), 4, (2, 2), overlap=0.0)
     explained = np.arange(grid.n_tiles)
-    return TilePlan(view, 0, grid, np.ones(grid.n_tiles), explained, TileSettings())
+    return TilePlan(view, 0, grid, np.ones(grid.n_tiles), explained, ExplainSettings())
 
 
 def fake_explain(loaded, tiles, indices, settings, value_range) -> TileResults:
@@ -93,3 +95,32 @@ def test_stopping_early_reads_no_further_batch(monkeypatch):
     assert first.indices.tolist() == [0, 1, 2, 3]
     rows_read = {y for y, _ in plan.view.log}
     assert rows_read <= {0, 8}  # the first batch and at most the one read ahead
+
+
+def test_the_tiled_run_yields_a_step_and_the_changed_rows_per_batch(monkeypatch):
+    monkeypatch.setattr(loop, "explain_tiles", fake_explain)
+    plan = small_plan()
+    events = []
+    run = loop.explain_tiled(None, plan, (0.0, 1.0), batch_size=4, watch_rows=True)
+    stitched = run_to_end(run, events.append)
+    steps = [e for e in events if isinstance(e, Progress)]
+    batches = [e for e in events if isinstance(e, loop.TileBatch)]
+    assert [(s.step, s.total) for s in steps] == [(4, 16), (8, 16), (12, 16), (16, 16)]
+    assert steps[0].message.startswith("4/16 tiles explained") and "left" not in steps[-1].message
+    assert [b.results.indices.tolist()[0] for b in batches] == [0, 4, 8, 12]
+    data = plan.view.data
+    means = np.array([[data[y : y + 8, x : x + 8].mean() for y, x in plan.grid.origins]])
+    expected = np.repeat(np.repeat(means.reshape(4, 4), 2, axis=0), 2, axis=1)
+    np.testing.assert_allclose(stitched.cam, expected)
+    assert stitched.maximum == pytest.approx(expected.max())
+    watched = np.concatenate([b.rows for b in batches if b.rows.size])
+    np.testing.assert_allclose(watched, expected[: len(watched)])
+
+
+def test_the_tiled_run_takes_batches_explained_elsewhere(monkeypatch):
+    monkeypatch.setattr(loop, "explain_tiles", fake_explain)
+    plan = small_plan()
+    local = run_to_end(loop.explain_tiled(None, plan, (0.0, 1.0), batch_size=4))
+    done = list(loop.explained_batches(None, plan, 4, (0.0, 1.0)))
+    remote = run_to_end(loop.explain_tiled(None, plan, (0.0, 1.0), batch_size=4, batches=done))
+    np.testing.assert_array_equal(local.cam, remote.cam)

@@ -7,6 +7,7 @@ from napari_gradcam.core.card import ModelCard
 from napari_gradcam.core.explain.explanation import normalize_cam
 from napari_gradcam.core.explain.pipeline import explain
 from napari_gradcam.core.regions.placement import heatmap_transform
+from napari_gradcam.core.settings import ExplainSettings
 from napari_gradcam.core.tiling.grid import (
     LevelView,
     Stitcher,
@@ -17,7 +18,6 @@ from napari_gradcam.core.tiling.grid import (
 )
 from napari_gradcam.core.tiling.sampling import choose_sampling, sampling_for
 from napari_gradcam.core.tiling.tiled import (
-    TileSettings,
     explain_tiles,
     plan_tiles,
     preprocess_tiles,
@@ -61,7 +61,7 @@ def two_halves() -> np.ndarray:
 
 def stitched(loaded, image, window="hann", overlap=0.5, batch=7, target=1) -> tuple:
     view = LevelView(image)
-    settings = TileSettings(layer="4", target=target)
+    settings = ExplainSettings(layer="4", target=target)
     plan = plan_tiles(loaded, view, 0, (0, 0, *image.shape[:2]), overlap=overlap, settings=settings)
     stitcher = Stitcher(plan.grid, window)
     for indices in plan.batches(batch):
@@ -164,7 +164,7 @@ def test_placement_on_a_pyramid_level_covers_the_same_world(loaded):
     rng = np.random.default_rng(1)
     level1 = rng.integers(0, 256, (40, 56, 3), dtype=np.uint8)
     view = LevelView(level1, downsample=(2.0, 2.0))
-    plan = plan_tiles(loaded, view, 1, (0, 0, 80, 112), settings=TileSettings(layer="4"))
+    plan = plan_tiles(loaded, view, 1, (0, 0, 80, 112), settings=ExplainSettings(layer="4"))
     assert plan.stride == (8.0, 8.0) and plan.origin == (0.0, 0.0)
     scale, translate = heatmap_transform(plan.stride, plan.origin, (0.25, 0.5), (10.0, -3.0))
     rows, cols = plan.grid.map_shape
@@ -182,7 +182,7 @@ def test_placement_on_a_pyramid_level_covers_the_same_world(loaded):
 def test_a_box_is_planned_on_sampled_pixels_with_its_origin(loaded):
     image = np.random.default_rng(2).integers(0, 256, (90, 90, 3), dtype=np.uint8)
     view = LevelView(image, resample=2.0)
-    plan = plan_tiles(loaded, view, 0, (10, 20, 90, 90), settings=TileSettings(layer="4"))
+    plan = plan_tiles(loaded, view, 0, (10, 20, 90, 90), settings=ExplainSettings(layer="4"))
     assert plan.grid.region == (5, 10, 45, 45)
     assert plan.origin == (10.0, 20.0) and plan.stride == (8.0, 8.0)
     tile = view.read(5, 10, 21, 26)
@@ -200,7 +200,7 @@ def test_planning_probes_the_geometry_without_explaining_a_tile(loaded, monkeypa
 
     monkeypatch.setattr(tiled, "explain", refuse)
     view = LevelView(np.zeros((64, 64, 3), np.uint8), resample=2.0)
-    plan = plan_tiles(loaded, view, 0, (0, 0, 64, 64), settings=TileSettings(method, layer="4"))
+    plan = plan_tiles(loaded, view, 0, (0, 0, 64, 64), settings=ExplainSettings(method, layer="4"))
     assert plan.stride == (cell * 2.0, cell * 2.0)
     layer = "input" if method == "occlusion" else "4"
     assert plan.settings.layer == layer and plan.grid.tile_cells == (TILE // cell,) * 2
@@ -209,7 +209,7 @@ def test_planning_probes_the_geometry_without_explaining_a_tile(loaded, monkeypa
 def test_a_region_outside_the_image_says_so(loaded):
     view = LevelView(np.zeros((64, 64, 3), np.uint8))
     with pytest.raises(ValueError, match="lies outside the image"):
-        plan_tiles(loaded, view, 0, (100, 100, 200, 200), settings=TileSettings(layer="4"))
+        plan_tiles(loaded, view, 0, (100, 100, 200, 200), settings=ExplainSettings(layer="4"))
 
 
 def test_read_tiles_matches_slicing_with_gaps_and_rows():
@@ -273,7 +273,7 @@ def test_tta_tiles_equal_tta_explanations_and_keep_the_plain_predictions(two_hal
     model[0] = nn.Conv2d(3, 6, 3, padding=1)  # 3 x 3 kernels: flips change the map
     loaded = LoadedModel(model.eval(), ModelCard(input_size=(TILE, TILE)), "3x3", "factory")
     view = LevelView(two_halves)
-    settings = TileSettings(layer="4", target=1, tta=True)
+    settings = ExplainSettings(layer="4", target=1, tta=True)
     plan = plan_tiles(loaded, view, 0, (0, 0, 32, 48), overlap=0.0, settings=settings)
     indices = plan.batches(8)[0]
     tiles = read_tiles(view, plan.grid.origins[indices], plan.grid.tile)

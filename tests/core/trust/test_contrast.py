@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 import napari_gradcam as ng
+from napari_gradcam.core.settings import ExplainSettings
 from napari_gradcam.core.trust.contrast import class_contrast, explanations_for
 from tests.core.he_tiles import demo_model, he_tile
 
@@ -21,7 +22,7 @@ def test_contrast_is_the_signed_difference_of_two_class_maps() -> None:
 
 def test_a_class_agnostic_method_gives_no_contrast_and_same_classes_are_refused() -> None:
     demo, tile = demo_model(), he_tile("dense_edge")
-    flat = class_contrast(demo, tile, 1, 2, method="eigencam")
+    flat = class_contrast(demo, tile, 1, 2, settings=ExplainSettings("eigencam"))
     assert not np.any(flat.difference) and flat.limit == 1.0
     with pytest.raises(ValueError, match="two different classes"):
         class_contrast(demo, tile, "stroma", 1)

@@ -12,6 +12,7 @@ import torch
 
 import napari_gradcam as ng
 from napari_gradcam.core.explain.preprocess import to_batch
+from napari_gradcam.core.settings import ExplainSettings
 from napari_gradcam.core.tiling.tissue import tissue_mask
 from napari_gradcam.core.trust.faithfulness import deletion_insertion
 from napari_gradcam.core.trust.features import feature_stack, layer_sweep, sweep_layers
@@ -156,9 +157,8 @@ def test_vit_sanity_cascade_decorrelates_the_map(vit, dense_batch, method, steps
 def test_class_agnostic_attention_ignores_the_head(vit, dense_batch) -> None:
     options = ng.RolloutOptions(discard_ratio=0.5)
     original = ng.explain(vit, dense_batch, method="rollout", options=options)
-    check = sanity_check(
-        vit, dense_batch, original, steps=6, repeats=1, options={"options": options}
-    )
+    settings = ExplainSettings("rollout", options=options)
+    check = sanity_check(vit, dense_batch, original, settings, steps=6, repeats=1)
     assert check.steps[0].spearman == pytest.approx(1.0)  # head: rollout never reads it
     assert check.verdict.startswith("passes, partly") and "ignores head, norm" in check.verdict
 
@@ -200,7 +200,12 @@ def test_gradcam_order_beats_a_random_order_on_held_out_vit_tiles(vit, he_eviden
 def test_curves_of_attention_maps_run_from_the_image_to_the_baseline(vit, method) -> None:
     tile = he_tile("dense")
     report = trust_report(
-        vit, tile, method=method, sanity_steps=2, curve_steps=8, baseline="tissue-mean"
+        vit,
+        tile,
+        settings=ExplainSettings(method),
+        sanity_steps=2,
+        curve_steps=8,
+        baseline="tissue-mean",
     )
     curves = report.faithfulness
     whole = float(ng.explain(vit, tile, method=method).probabilities[0])

@@ -9,6 +9,7 @@ import torch
 import napari_gradcam as ng
 from napari_gradcam.cli import main
 from napari_gradcam.core.explain.inputs import model_batch
+from napari_gradcam.core.progress import run_to_end
 from napari_gradcam.core.trust.faithfulness import deletion_insertion
 from napari_gradcam.core.trust.report import STAGES, iter_trust_report, trust_report
 from tests.core.he_tiles import demo_model, he_tile
@@ -26,15 +27,9 @@ def test_a_blank_tile_is_flagged_first_and_not_rated_as_evidence() -> None:
 def test_report_bundles_the_checks_into_json(tmp_path: Path) -> None:
     demo, tile = demo_model(), he_tile("dense_edge")
     explanation = ng.explain(demo, tile)
-    stages = iter_trust_report(demo, tile, explanation, **FAST)
-    messages = []
-    while True:
-        try:
-            messages.append(next(stages))
-        except StopIteration as done:
-            report = done.value
-            break
-    assert len(messages) == STAGES
+    steps = []
+    report = run_to_end(iter_trust_report(demo, tile, explanation, **FAST), steps.append)
+    assert [step.step for step in steps] == list(range(1, STAGES + 1))
     assert report.method == "gradcam" and report.layer == "features.14"
     assert report.faithful and len(report.sanity.steps) == 2
     assert report.findings[0].startswith("sanity check")

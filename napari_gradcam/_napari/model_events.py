@@ -1,18 +1,12 @@
-"""What a running job tells its dock: small typed events, yielded by the worker.
+"""The event a dock's job yields once its model is loaded: :class:`ModelReady` with its facts.
 
-A job yields :class:`Progress` for each step and :class:`ModelReady` once its model is loaded;
-the tiled branch adds its own ``TiledUpdate`` events (``explain.tiled_job``). The job runner
-(``jobs.JobRunner``) shows the steps and hands every other event to the dock. Nothing here
-imports napari or the jobs, so any job module can use it.
+Steps are ``core.progress.Progress``; the job runner (``jobs.JobRunner``) shows them and hands
+every other event (this one, the tiled map rows) to the dock. Nothing here imports napari.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-from napari_gradcam.core.progress import Progress
-
-__all__ = ["ModelInfo", "ModelReady", "Progress"]
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,9 @@
 """The background jobs of the trust & compare dock: they re-read a heatmap's crop and run core.
 
 Each job runs in a thread worker (``jobs.JobRunner``): it never touches the viewer, yields
-typed events (``progress``) and returns a :class:`TrustOutcome` that the dock turns into layers
-and text on the main thread. torch is imported only when a job runs.
+``core.progress.Progress`` steps (the trust report's are ``core.trust.report``'s own) and
+returns a :class:`TrustOutcome` that the dock turns into layers and text on the main thread.
+torch is imported only when a job runs.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from napari_gradcam._napari.jobs import USER_ERRORS, load_model_step
 from napari_gradcam._napari.plane import Crop, Plane, plane_sampling, read_crop
-from napari_gradcam._napari.progress import Progress
 from napari_gradcam._napari.records import HeatmapRecord
 from napari_gradcam._napari.regions import Box
+from napari_gradcam.core.progress import Progress
+from napari_gradcam.core.settings import ExplainSettings
 from napari_gradcam.user_state import unexpected_error_message
 
 if TYPE_CHECKING:
@@ -184,7 +186,7 @@ def _sweep(loaded: LoadedModel, job: TrustJob, crop: Crop) -> Iterator[Progress]
 
 
 def _trust(loaded: LoadedModel, job: TrustJob, crop: Crop) -> Iterator[Progress]:
-    from napari_gradcam.core.trust.report import STAGES, iter_trust_report
+    from napari_gradcam.core.trust.report import iter_trust_report
 
     height, width = crop.pixels.shape[:2]
     if height * width > MAX_TRUST_PIXELS:
@@ -193,30 +195,19 @@ def _trust(loaded: LoadedModel, job: TrustJob, crop: Crop) -> Iterator[Progress]
             "passes of it. Draw a rectangle of at most 1024 x 1024 pixels, explain it with the "
             "Grad-CAM dock and check that heatmap"
         )
-    stages = iter_trust_report(
+    report = yield from iter_trust_report(
         loaded,
         crop.pixels,
-        method=job.source.settings.method,
-        layer=job.source.model_layer,
-        target=job.source.settings.target,
+        settings=_settings(job.source),
         sanity_steps=job.sanity_steps,
         baseline=job.baseline,
-        explain_options={"options": job.source.settings.options},
     )
-    report = yield from _with_progress(stages, STAGES)
     return TrustOutcome(job.kind, report=report)
 
 
-def _with_progress(stages: Generator[str, None, Any], total: int) -> Iterator[Progress]:
-    """Relay a core generator's messages as progress steps; return its value."""
-    step = 0
-    while True:
-        try:
-            message = next(stages)
-        except StopIteration as done:
-            return done.value
-        step += 1
-        yield Progress(step, total, message)
+def _settings(source: HeatmapRecord) -> ExplainSettings:
+    """How the heatmap was made: method, layer, class and the method's options."""
+    return source.settings.replace(layer=source.model_layer)
 
 
 def _contrast(loaded: LoadedModel, job: TrustJob, crop: Crop) -> Iterator[Progress]:
@@ -228,9 +219,7 @@ def _contrast(loaded: LoadedModel, job: TrustJob, crop: Crop) -> Iterator[Progre
         crop.pixels,
         job.source.settings.target,
         job.other,
-        method=job.source.settings.method,
-        layer=job.source.model_layer,
-        options={"options": job.source.settings.options},
+        settings=_settings(job.source),
     )
     return TrustOutcome(job.kind, contrast=contrast)
 
