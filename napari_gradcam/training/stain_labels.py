@@ -69,40 +69,17 @@ def hematoxylin_threshold(values: np.ndarray) -> float:
     return float(filters.threshold_otsu(np.clip(values, 0.0, top)))
 
 
-def tile_label(
-    tissue: np.ndarray,
-    nuclei: np.ndarray,
-    nuclei_cutoff: float,
-    min_tissue: float = MIN_TISSUE_FRACTION,
-) -> int:
-    """Return the class index of one tile from its evidence masks.
-
-    Parameters
-    ----------
-    tissue, nuclei : numpy.ndarray
-        The tile's boolean tissue and nuclei masks.
-    nuclei_cutoff : float
-        Nuclear fraction (nuclear pixels per tissue pixel) above which a tissue tile is
-        "nuclei-dense".
-    min_tissue : float
-        Tissue fraction below which the tile is "background".
-
-    Returns
-    -------
-    int
-        0 ("background"), 1 ("stroma") or 2 ("nuclei-dense"); see :data:`CLASSES`.
-    """
-    tissue_fraction, nuclei_fraction = tile_fractions(tissue, nuclei)
-    return int(label_from_fractions(tissue_fraction, nuclei_fraction, nuclei_cutoff, min_tissue))
-
-
 def label_from_fractions(
     tissue_fraction: np.ndarray | float,
     nuclei_fraction: np.ndarray | float,
     nuclei_cutoff: float,
     min_tissue: float = MIN_TISSUE_FRACTION,
 ) -> np.ndarray:
-    """Return class indices from per-tile fractions (vectorised rule of :func:`tile_label`)."""
+    """Return class indices (:data:`CLASSES`) from per-tile fractions (:func:`tile_fractions`).
+
+    A tile is "background" below ``min_tissue`` tissue, else "nuclei-dense" above
+    ``nuclei_cutoff`` nuclear pixels per tissue pixel, else "stroma".
+    """
     labels = np.where(np.asarray(nuclei_fraction) > nuclei_cutoff, 2, 1)
     return np.where(np.asarray(tissue_fraction) < min_tissue, 0, labels)
 
@@ -138,7 +115,7 @@ class SlideEvidence:
     tile_size: int
 
     def labels(self, nuclei_cutoff: float, min_tissue: float = MIN_TISSUE_FRACTION) -> np.ndarray:
-        """Return (N,) class indices for all tiles; same rule as :func:`tile_label`."""
+        """Return (N,) class indices for all tiles; see :func:`label_from_fractions`."""
         return label_from_fractions(
             self.tissue_fraction, self.nuclei_fraction, nuclei_cutoff, min_tissue
         )
