@@ -210,8 +210,6 @@ def load_slide_model(
 
     Parameters
     ----------
-    path : str or Path
-        The card (JSON).
     device : str
         ``"auto"``, ``"cpu"``, ``"cuda"``, ...
     trust_code : bool

@@ -36,8 +36,6 @@ class TileScores:
 
     Attributes
     ----------
-    target : int
-        The explained class.
     logits : numpy.ndarray
         (classes,) slide logits.
     scores : dict of str to numpy.ndarray
@@ -75,8 +73,6 @@ def score_tiles(
 
     Parameters
     ----------
-    model : SlideModel
-        The slide model.
     embeddings : numpy.ndarray
         (N, D) tile embeddings.
     coords : numpy.ndarray, optional

@@ -103,8 +103,6 @@ class SlideEvidence:
         (N, 2) int (row, column) top-left corners of the tiles.
     tissue_fraction, nuclei_fraction : numpy.ndarray
         (N,) per-tile fractions, as returned by :func:`tile_fractions`.
-    tile_size : int
-        Tile side in pixels.
     """
 
     tissue: np.ndarray
@@ -137,10 +135,6 @@ def slide_evidence(rgb: np.ndarray, tile_size: int = 96, stride: int = 48) -> Sl
     ----------
     rgb : numpy.ndarray
         (H, W, 3) uint8 RGB slide.
-    tile_size : int
-        Tile side in pixels.
-    stride : int
-        Step between tile origins in pixels.
 
     Returns
     -------
