@@ -31,8 +31,6 @@ def failure_message(error: Exception, context: str, memory_advice: str) -> str:
 
     Parameters
     ----------
-    error : Exception
-        What was raised.
     context : str
         What was being done, e.g. ``"explaining scan.png"`` (for the error log).
     memory_advice : str

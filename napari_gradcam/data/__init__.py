@@ -23,18 +23,7 @@ _MPP_PATTERN = re.compile(r"\|\s*MPP\s*=\s*([0-9.]+)")
 
 
 def _read_mpp(path: Path) -> float:
-    """Return microns per pixel from an SVS ImageDescription, or the known fallback.
-
-    Parameters
-    ----------
-    path : Path
-        Aperio SVS file.
-
-    Returns
-    -------
-    float
-        The ``MPP = ...`` value of the first page, or 0.499 when missing or unreadable.
-    """
+    """Return the ``MPP = ...`` of an SVS file's first page, or 0.499 when missing or unreadable."""
     try:
         with tifffile.TiffFile(path) as tif:
             description = tif.pages[0].description

@@ -28,15 +28,7 @@ def _conv_block(in_channels: int, out_channels: int) -> list[nn.Module]:
 
 
 class DemoNet(nn.Module):
-    """Small fully convolutional classifier for RGB tiles.
-
-    Parameters
-    ----------
-    n_classes : int
-        Number of output logits.
-    in_channels : int
-        Number of input channels.
-    """
+    """Small fully convolutional classifier for RGB tiles."""
 
     def __init__(self, n_classes: int = 3, in_channels: int = 3) -> None:
         super().__init__()

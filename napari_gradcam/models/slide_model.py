@@ -164,35 +164,13 @@ class SlideCard:
 
 @dataclass(frozen=True)
 class SlideModel:
-    """A loaded slide model: encoder, aggregator and what feeds them.
+    """A loaded slide model: its card's fields (:class:`SlideCard`) with the parts loaded.
 
-    Attributes
-    ----------
-    name : str
-        Human-readable name.
-    classes : tuple of str
-        Slide classes in logit order.
-    tile_size : int
-        Side of the square tiles the encoder embeds, in pixels at ``mpp``.
-    mpp : float or None
-        Microns per pixel the tiles are read at (None: level 0 as it is).
-    encoder : LoadedModel
-        The tile encoder; its card's input size is ``tile_size`` and its mpp ``mpp``.
-    aggregator : torch.nn.Module
-        The aggregator, in eval mode on the encoder's device.
-    width : int
-        Embedding width D.
-    attention_module : str or None
-        Module of the aggregator whose output is the raw attention scores (read only when the
-        aggregator offers no ``attention_weights`` method).
-    branch_per_class : bool
-        One attention branch per class (CLAM-MB).
-    uses_coords : bool
-        The aggregator takes the tiles' level-0 coordinates as a second argument.
-    source : dict
-        The card's JSON with paths resolved (for cache keys and summaries).
-    trust_code : bool
-        The card was loaded with ``trust_code=True``: workers that load it again (Dask) may too.
+    ``encoder``'s card has input size ``tile_size`` and mpp ``mpp`` (None: level 0 as it is);
+    ``aggregator`` is in eval mode on the encoder's device; ``width`` is the embedding width D;
+    the attention fields are :class:`AggregatorSection`'s. ``source`` is the card's JSON with
+    paths resolved (for cache keys and summaries); ``trust_code``: the card was loaded with
+    ``trust_code=True``, so workers that load it again (Dask) may too.
     """
 
     name: str
@@ -232,8 +210,6 @@ def load_slide_model(
 
     Parameters
     ----------
-    path : str or Path
-        The card (JSON).
     device : str
         ``"auto"``, ``"cpu"``, ``"cuda"``, ...
     trust_code : bool
@@ -256,7 +232,7 @@ def load_slide_model(
     with checked_files(request):
         encoder = _load_encoder(card, device, trust_code)
         width = embedding_width(encoder, card.tile_size)
-        aggregator = _load_aggregator(card).to(_module_device(encoder.module))
+        aggregator = _load_aggregator(card).to(module_device(encoder.module))
     aggregator_card = card.aggregator
     _check_aggregator(aggregator, width, card.classes, aggregator_card.uses_coords, card.path)
     if aggregator_card.attention_module is not None:
@@ -312,7 +288,7 @@ def check_slide_mpp(model: SlideModel, slide_mpp: float | None) -> None:
 def embedding_width(encoder: LoadedModel, tile_size: int) -> int:
     """Dry-run the encoder on one blank tile; return D of its (1, D) output, or refuse."""
     probe = torch.zeros(1, encoder.card.in_channels, tile_size, tile_size)
-    probe = probe.to(_module_device(encoder.module))
+    probe = probe.to(module_device(encoder.module))
     with frozen_model(encoder.module), torch.inference_mode():
         try:
             out = encoder.module(probe)
@@ -367,7 +343,7 @@ def _load_aggregator(card: SlideCard) -> nn.Module:
 def _check_aggregator(
     aggregator: nn.Module, width: int, classes: tuple[str, ...], uses_coords: bool, path: Path
 ) -> None:
-    device = _module_device(aggregator)
+    device = module_device(aggregator)
     bag = torch.zeros(1, 2, width, device=device)
     args = (bag, torch.zeros(1, 2, 2, device=device)) if uses_coords else (bag,)
     with frozen_model(aggregator), torch.inference_mode():
@@ -395,7 +371,8 @@ def _check_attention_module(aggregator: nn.Module, name: str, path: Path) -> Non
         )
 
 
-def _module_device(module: nn.Module) -> torch.device:
+def module_device(module: nn.Module) -> torch.device:
+    """The device of the module's first parameter (the CPU for a module without any)."""
     parameter = next(module.parameters(), None)
     return parameter.device if parameter is not None else torch.device("cpu")
 

@@ -109,18 +109,8 @@ class VitDemoNet(nn.Module):
 
     Parameters
     ----------
-    n_classes : int
-        Number of output logits.
     img_size : int
         Tile side the position embedding is built for.
-    patch_size : int
-        Patch side in pixels.
-    dim : int
-        Token width.
-    depth : int
-        Number of transformer blocks.
-    num_heads : int
-        Attention heads per block.
     mlp_ratio : float
         Hidden width of each MLP relative to ``dim``.
     """

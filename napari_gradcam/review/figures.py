@@ -139,8 +139,6 @@ def region_figure(
         Level-0 pixels (H, W) or (H, W, C); only ``box`` is read.
     box : tuple of int
         ``(y0, x0, y1, x1)`` level-0 pixels to show.
-    heatmap : PlacedMap
-        The map and its placement.
     facts : HeatmapFacts
         Named in the colour bar and the title.
     outlines : sequence of Outline

@@ -112,8 +112,6 @@ def save_session(
     ----------
     folder : str or Path
         Created if missing.
-    session : Session
-        What to save.
     overwrite : bool
         Replace files of an earlier save; without it an existing file raises.
     suffix : {".npy", ".tif"}

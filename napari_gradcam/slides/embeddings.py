@@ -57,12 +57,8 @@ class SlideEmbeddings:
         The embedded tiles (``grid.origins`` in sampled pixels of the read level).
     pixel_size : tuple of float
         Level-0 pixels per sampled pixel ``(y, x)``.
-    level : int
-        The pyramid level read.
     tissue : numpy.ndarray
         (N,) share of tissue under each tile.
-    key : str
-        The cache key.
     cached : bool
         Whether the embeddings came from the cache.
     """
@@ -114,8 +110,6 @@ def embed_slide(
 
     Parameters
     ----------
-    slide : Slide
-        The slide.
     model : SlideModel
         The slide model (its encoder, tile size and mpp).
     card : str or Path, optional

@@ -94,8 +94,6 @@ class Slide:
 
         Parameters
         ----------
-        level : int
-            The pyramid level.
         box : tuple of int
             ``(top, left, bottom, right)`` in that level's pixels, clipped to the level.
         """

@@ -19,11 +19,14 @@ from typing import Any
 import numpy as np
 
 from napari_gradcam.core.output_files import atomic_write, check_outputs, json_text, output_stem
-from napari_gradcam.core.regions.placement import heatmap_transform
 from napari_gradcam.core.tiling.grid import TileGrid
 from napari_gradcam.slides.embeddings import SlideEmbeddings
 from napari_gradcam.slides.mil_scores import SIGNED
-from napari_gradcam.slides.outputs import SLIDE_NAME_SUFFIXES, HeatmapStore
+from napari_gradcam.slides.outputs import (
+    SLIDE_NAME_SUFFIXES,
+    HeatmapStore,
+    heatmap_placement,
+)
 
 SCORE_NAMES = tuple(SIGNED)
 MAX_REFINE = 8
@@ -145,12 +148,6 @@ def score_attrs(
 ) -> dict[str, Any]:
     """Placement and provenance of one score map; signed scores get symmetric limits."""
     stride, origin = geometry
-    scale, translate = heatmap_transform(stride, origin)
-    placement = {"pixel": {"scale": list(scale), "translate": list(translate)}}
-    if facts.get("mpp") is not None:
-        mpp = (facts["mpp"], facts["mpp"])
-        scale, translate = heatmap_transform(stride, origin, mpp, (0.0, 0.0))
-        placement["micrometer"] = {"scale": list(scale), "translate": list(translate)}
     peak = float(np.abs(painted).max()) or 1.0
     limits = [-peak, peak] if SIGNED[score] else [0.0, peak]
     return {
@@ -161,7 +158,7 @@ def score_attrs(
         "stride": list(stride),
         "origin": list(origin),
         "shape": list(painted.shape),
-        "placement": placement,
+        "placement": heatmap_placement(stride, origin, facts.get("mpp")),
         "contrast_limits": limits,
         "normalisation": "raw tile scores; signed ones centred on zero",
     }

@@ -241,7 +241,8 @@ def write_drill_downs(
     try:
         for rank, (side, index) in enumerate(picks):
             name = f"{rank:02d}_{side}_tile{index}.png"
-            save_png(temporary / name, _drill_image(slide, model, tiles, scores, index, side))
+            pixels, explanation = drill_tile(slide, model, tiles, scores, index, side)
+            save_png(temporary / name, overlay(pixels, explanation.cam, explanation.stride))
             records.append(
                 {"file": name, "tile": index, "side": side, "score": float(values[index])}
             )
@@ -263,19 +264,6 @@ def top_tiles(values: np.ndarray, k: int, signed: bool = True) -> list[tuple[str
         return [("top", int(i)) for i in order[:k]]
     picks = [("for", int(i)) for i in order[:k] if values[i] > 0]
     return picks + [("against", int(i)) for i in order[::-1][:k] if values[i] < 0]
-
-
-def _drill_image(
-    slide: Slide,
-    model: SlideModel,
-    tiles: SlideEmbeddings,
-    scores: TileScores,
-    index: int,
-    side: str,
-) -> np.ndarray:
-    """The tile with the map of its pixels that pushed the slide logit (for) or against it."""
-    pixels, explanation = drill_tile(slide, model, tiles, scores, index, side)
-    return overlay(pixels, explanation.cam, explanation.stride)
 
 
 def drill_tile(

@@ -23,7 +23,7 @@ from napari_gradcam.core.mil.attribution import (
     slide_logit,
 )
 from napari_gradcam.core.mil.tile_deletion import removal_faithfulness
-from napari_gradcam.models.slide_model import SlideModel
+from napari_gradcam.models.slide_model import SlideModel, module_device
 
 ATTENTION, GRADIENT, IG = "attention", "grad_x_embedding", "integrated_gradients"
 SIGNED = {ATTENTION: False, GRADIENT: True, IG: True}
@@ -36,8 +36,6 @@ class TileScores:
 
     Attributes
     ----------
-    target : int
-        The explained class.
     logits : numpy.ndarray
         (classes,) slide logits.
     scores : dict of str to numpy.ndarray
@@ -75,8 +73,6 @@ def score_tiles(
 
     Parameters
     ----------
-    model : SlideModel
-        The slide model.
     embeddings : numpy.ndarray
         (N, D) tile embeddings.
     coords : numpy.ndarray, optional
@@ -87,7 +83,7 @@ def score_tiles(
         Integrated gradients' baseline: ``"zero"`` or ``"mean"`` (every tile the bag's mean).
     """
     aggregator = bound_aggregator(model, coords)
-    bag = torch.as_tensor(embeddings, dtype=torch.float32, device=_device(model.aggregator))
+    bag = torch.as_tensor(embeddings, dtype=torch.float32, device=module_device(model.aggregator))
     with torch.inference_mode():
         logits = aggregator(bag[None])[0].float().cpu().numpy()
     check_finite(logits, "the slide model's logits", module=model.aggregator)
@@ -107,7 +103,7 @@ def faithfulness(model: SlideModel, embeddings: np.ndarray, scores: TileScores) 
     """Drop of the target logit when each score's top tiles are removed, against random ones."""
     if model.uses_coords:
         return {"skipped": "the aggregator uses tile coordinates; removal is not defined for it"}
-    bag = torch.as_tensor(embeddings, dtype=torch.float32, device=_device(model.aggregator))
+    bag = torch.as_tensor(embeddings, dtype=torch.float32, device=module_device(model.aggregator))
     if len(bag) < 2:
         return {"skipped": "removing tiles needs at least two tiles"}
     out: dict[str, Any] = {}
@@ -142,7 +138,7 @@ def bound_aggregator(model: SlideModel, coords: np.ndarray | None) -> nn.Module:
         return model.aggregator
     if coords is None:
         raise ValueError("this slide model uses tile coordinates; pass them")
-    bound = torch.as_tensor(coords, dtype=torch.float32, device=_device(model.aggregator))
+    bound = torch.as_tensor(coords, dtype=torch.float32, device=module_device(model.aggregator))
     return _WithCoords(model.aggregator, bound).eval()
 
 
@@ -169,11 +165,6 @@ def _percentile(values: np.ndarray, signed: bool) -> np.ndarray:
 
 def _rounded(values: np.ndarray) -> list[float]:
     return [round(float(v), 6) for v in values]
-
-
-def _device(module: nn.Module) -> torch.device:
-    parameter = next(module.parameters(), None)
-    return parameter.device if parameter is not None else torch.device("cpu")
 
 
 __all__ = ["SIGNED", "TileScores", "faithfulness", "score_tiles", "slide_logit"]

@@ -37,6 +37,7 @@ from napari_gradcam.core.output_files import (
     fsync_tree,
     output_stem,
 )
+from napari_gradcam.core.regions.placement import heatmap_transform
 from napari_gradcam.core.tiling.tile_stats import FACTS
 from napari_gradcam.slides.lazy_slide import SLIDE_SUFFIXES
 
@@ -88,6 +89,18 @@ class SlideOutputs:
     def paths(self) -> list[Path]:
         """All output paths."""
         return [self.heatmap, self.tiles, self.overlay, self.summary, self.qupath]
+
+
+def heatmap_placement(
+    stride: tuple[float, float], origin: tuple[float, float], mpp: float | None
+) -> dict[str, Any]:
+    """A map's ``placement`` attribute: on the slide in level-0 pixels, and in µm when known."""
+    scale, translate = heatmap_transform(stride, origin)
+    placement = {"pixel": {"scale": list(scale), "translate": list(translate)}}
+    if mpp is not None:
+        scale, translate = heatmap_transform(stride, origin, (mpp, mpp), (0.0, 0.0))
+        placement["micrometer"] = {"scale": list(scale), "translate": list(translate)}
+    return placement
 
 
 def plan_slide_outputs(slides: list[Path], out: Path, overwrite: bool) -> list[SlideOutputs]:

@@ -9,13 +9,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from napari_gradcam.core.explain.method_options import options_to_facts
-from napari_gradcam.core.regions.placement import heatmap_transform
 from napari_gradcam.core.tiling.tile_stats import FACTS
 from napari_gradcam.core.tiling.tiled import TilePlan, TileResults
+from napari_gradcam.slides.outputs import SlideOutputs, heatmap_placement
 
 if TYPE_CHECKING:
     from napari_gradcam.slides.lazy_slide import Slide
-    from napari_gradcam.slides.outputs import SlideOutputs
 
 
 class TileRows:
@@ -74,13 +73,6 @@ def _significant(values: np.ndarray, digits: int = 5) -> list[Any]:
 
 def heatmap_attrs(slide: Slide, plan: TilePlan, model: str, maximum: float) -> dict[str, Any]:
     """The heatmap's provenance and placement on the slide (level-0 pixels, µm when known)."""
-    pixels = heatmap_transform(plan.stride, plan.origin)
-    placement = {"pixel": {"scale": list(pixels[0]), "translate": list(pixels[1])}}
-    if slide.mpp is not None:
-        scale, translate = heatmap_transform(
-            plan.stride, plan.origin, (slide.mpp, slide.mpp), (0.0, 0.0)
-        )
-        placement["micrometer"] = {"scale": list(scale), "translate": list(translate)}
     return {
         "kind": "heatmap",
         "slide": slide.name,
@@ -99,7 +91,7 @@ def heatmap_attrs(slide: Slide, plan: TilePlan, model: str, maximum: float) -> d
         "stride": list(plan.stride),
         "origin": list(plan.origin),
         "shape": list(plan.grid.map_shape),
-        "placement": placement,
+        "placement": heatmap_placement(plan.stride, plan.origin, slide.mpp),
         "contrast_limits": [0.0, maximum if maximum > 0 else 1.0],
         "normalisation": "one for the whole slide: raw values shown over [0, map maximum]",
     }

@@ -124,12 +124,8 @@ def explain_slide(
 
     Parameters
     ----------
-    slide : Slide
-        The slide.
     job : SlideJob
         Model, sampling, tiling and tissue options.
-    outputs : SlideOutputs
-        Where to write.
     client : distributed.Client, optional
         Run the batches on this cluster; default: local threads.
     """

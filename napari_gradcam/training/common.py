@@ -13,13 +13,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from napari_gradcam.data import read_he_region
+from napari_gradcam.core.card import ModelCard
+from napari_gradcam.data import HE_MPP, read_he_region
+from napari_gradcam.training.attention_penalty import AttentionPenalty
 from napari_gradcam.training.stain_labels import CLASSES, MIN_TISSUE_FRACTION, slide_evidence
 
 logger = logging.getLogger(__name__)
@@ -184,14 +187,11 @@ def accuracies(predicted: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     }
 
 
-def train_and_evaluate(
-    build: Callable[[int], nn.Module],
-    cfg: Config,
-    penalty_for: Callable[[nn.Module], Penalty] | None = None,
-) -> Trained:
+def train_and_evaluate(build: Callable[[int], nn.Module], cfg: Config) -> Trained:
     """Train ``build(n_classes)`` on the slide's training tiles and score it on held-out ones.
 
-    ``penalty_for(model)``, when given, returns the model's extra loss term (see :func:`fit`).
+    With a nonzero ``cfg.attention_entropy`` or ``cfg.attention_locality`` the model's
+    :class:`~napari_gradcam.training.attention_penalty.AttentionPenalty` joins the loss.
     """
     torch.manual_seed(cfg.seed)
     torch.use_deterministic_algorithms(True)
@@ -208,7 +208,12 @@ def train_and_evaluate(
     pixels = train.tiles.reshape(-1, 3) / 255.0
     mean, std = np.round(pixels.mean(axis=0), 4), np.round(pixels.std(axis=0), 4)
     model = build(len(CLASSES))
-    penalty = penalty_for(model) if penalty_for is not None else None
+    penalty = None
+    if cfg.attention_entropy or cfg.attention_locality:
+        terms = AttentionPenalty(
+            model, cfg.attention_entropy, cfg.attention_locality, cfg.locality_radius
+        )
+        penalty = terms.penalty
     x, y = to_tensor(train.tiles, mean, std), torch.from_numpy(train.labels)
     model = fit(model, x, y, cfg, penalty)
     scores = accuracies(
@@ -237,3 +242,33 @@ def evaluation_extra(trained: Trained, cfg: Config, command: str) -> dict[str, A
         "nuclei_fraction_cutoff": round(trained.nuclei_cutoff, 6),
         "training": command,
     }
+
+
+def save_demo(
+    out: Path,
+    stem: str,
+    trained: Trained,
+    cfg: Config,
+    command: str,
+    extra: dict[str, Any],
+    **card_fields: Any,
+) -> ModelCard:
+    """Write ``<stem>.pt`` (the ``state_dict``) and ``<stem>.json`` (the card) to ``out``.
+
+    The card describes the bundled slide's task; ``card_fields`` name the model (``name``,
+    ``default_layer``, ``description``) and ``extra`` follows :func:`evaluation_extra`.
+    """
+    card = ModelCard(
+        classes=CLASSES,
+        input_size=(cfg.tile_size, cfg.tile_size),
+        in_channels=3,
+        mean=tuple(float(v) for v in trained.mean),
+        std=tuple(float(v) for v in trained.std),
+        mpp=HE_MPP,
+        extra={**evaluation_extra(trained, cfg, command), **extra},
+        **card_fields,
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    torch.save(trained.model.state_dict(), out / f"{stem}.pt")
+    card.to_json(out / f"{stem}.json")
+    return card

@@ -17,7 +17,11 @@ import numpy as np
 
 from napari_gradcam.models.bundled import DEMO_DIR
 from napari_gradcam.models.slide_model import SlideModel, load_slide_model
-from napari_gradcam.training.stain_labels import label_from_fractions, slide_evidence
+from napari_gradcam.training.stain_labels import (
+    label_from_fractions,
+    slide_evidence,
+    tile_fractions,
+)
 
 DEMO_CARD = DEMO_DIR / "mil_demo.json"
 HELD_OUT_X = 1480
@@ -69,17 +73,14 @@ def demo_tiles(model: SlideModel, cache_dir: str | Path | None = None) -> DemoTi
     evidence = slide_evidence(read_he_region())
     cutoff = json.loads((DEMO_DIR / "demo_net.json").read_text())["extra"]["nuclei_fraction_cutoff"]
     boxes = tiles.boxes.round().astype(int)
-    fractions = np.array([_fractions(evidence, box) for box in boxes])
+    fractions = np.array(
+        [
+            tile_fractions(evidence.tissue[y0:y1, x0:x1], evidence.nuclei[y0:y1, x0:x1])
+            for y0, x0, y1, x1 in boxes
+        ]
+    )
     labels = label_from_fractions(fractions[:, 0], fractions[:, 1], cutoff)
     return DemoTiles(tiles.embeddings, labels == NUCLEI_DENSE, boxes[:, 1] >= HELD_OUT_X)
-
-
-def _fractions(evidence: object, box: np.ndarray) -> tuple[float, float]:
-    y0, x0, y1, x1 = box
-    tissue = evidence.tissue[y0:y1, x0:x1]
-    nuclei = evidence.nuclei[y0:y1, x0:x1]
-    n_tissue = int(np.count_nonzero(tissue))
-    return n_tissue / tissue.size, np.count_nonzero(nuclei) / n_tissue if n_tissue else 0.0
 
 
 def make_bags(
@@ -106,12 +107,3 @@ def make_bags(
         ]
     )
     return bags, (counts >= POSITIVE_AT).astype(np.int64)
-
-
-def ranking_auc(scores: np.ndarray, truth: np.ndarray) -> float:
-    """Area under the ROC curve of ``scores`` for ``truth`` (Mann-Whitney, ties count half)."""
-    yes, no = scores[truth], scores[~truth]
-    if len(yes) == 0 or len(no) == 0:
-        raise ValueError("the AUC needs both positive and negative tiles")
-    wins = (yes[:, None] > no[None, :]).sum() + 0.5 * (yes[:, None] == no[None, :]).sum()
-    return float(wins / (len(yes) * len(no)))

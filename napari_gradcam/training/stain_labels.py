@@ -69,40 +69,17 @@ def hematoxylin_threshold(values: np.ndarray) -> float:
     return float(filters.threshold_otsu(np.clip(values, 0.0, top)))
 
 
-def tile_label(
-    tissue: np.ndarray,
-    nuclei: np.ndarray,
-    nuclei_cutoff: float,
-    min_tissue: float = MIN_TISSUE_FRACTION,
-) -> int:
-    """Return the class index of one tile from its evidence masks.
-
-    Parameters
-    ----------
-    tissue, nuclei : numpy.ndarray
-        The tile's boolean tissue and nuclei masks.
-    nuclei_cutoff : float
-        Nuclear fraction (nuclear pixels per tissue pixel) above which a tissue tile is
-        "nuclei-dense".
-    min_tissue : float
-        Tissue fraction below which the tile is "background".
-
-    Returns
-    -------
-    int
-        0 ("background"), 1 ("stroma") or 2 ("nuclei-dense"); see :data:`CLASSES`.
-    """
-    tissue_fraction, nuclei_fraction = tile_fractions(tissue, nuclei)
-    return int(label_from_fractions(tissue_fraction, nuclei_fraction, nuclei_cutoff, min_tissue))
-
-
 def label_from_fractions(
     tissue_fraction: np.ndarray | float,
     nuclei_fraction: np.ndarray | float,
     nuclei_cutoff: float,
     min_tissue: float = MIN_TISSUE_FRACTION,
 ) -> np.ndarray:
-    """Return class indices from per-tile fractions (vectorised rule of :func:`tile_label`)."""
+    """Return class indices (:data:`CLASSES`) from per-tile fractions (:func:`tile_fractions`).
+
+    A tile is "background" below ``min_tissue`` tissue, else "nuclei-dense" above
+    ``nuclei_cutoff`` nuclear pixels per tissue pixel, else "stroma".
+    """
     labels = np.where(np.asarray(nuclei_fraction) > nuclei_cutoff, 2, 1)
     return np.where(np.asarray(tissue_fraction) < min_tissue, 0, labels)
 
@@ -126,8 +103,6 @@ class SlideEvidence:
         (N, 2) int (row, column) top-left corners of the tiles.
     tissue_fraction, nuclei_fraction : numpy.ndarray
         (N,) per-tile fractions, as returned by :func:`tile_fractions`.
-    tile_size : int
-        Tile side in pixels.
     """
 
     tissue: np.ndarray
@@ -138,7 +113,7 @@ class SlideEvidence:
     tile_size: int
 
     def labels(self, nuclei_cutoff: float, min_tissue: float = MIN_TISSUE_FRACTION) -> np.ndarray:
-        """Return (N,) class indices for all tiles; same rule as :func:`tile_label`."""
+        """Return (N,) class indices for all tiles; see :func:`label_from_fractions`."""
         return label_from_fractions(
             self.tissue_fraction, self.nuclei_fraction, nuclei_cutoff, min_tissue
         )
@@ -160,10 +135,6 @@ def slide_evidence(rgb: np.ndarray, tile_size: int = 96, stride: int = 48) -> Sl
     ----------
     rgb : numpy.ndarray
         (H, W, 3) uint8 RGB slide.
-    tile_size : int
-        Tile side in pixels.
-    stride : int
-        Step between tile origins in pixels.
 
     Returns
     -------

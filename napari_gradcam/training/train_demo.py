@@ -14,18 +14,9 @@ import logging
 import time
 from pathlib import Path
 
-import torch
-
 from napari_gradcam.core.card import ModelCard
-from napari_gradcam.data import HE_MPP
 from napari_gradcam.models.demo_net import DEFAULT_LAYER, build_demo_net
-from napari_gradcam.training.common import (
-    Config,
-    Trained,
-    evaluation_extra,
-    train_and_evaluate,
-)
-from napari_gradcam.training.stain_labels import CLASSES
+from napari_gradcam.training.common import Config, save_demo, train_and_evaluate
 
 logger = logging.getLogger(__name__)
 
@@ -33,16 +24,18 @@ DEFAULT_OUT = Path(__file__).resolve().parents[1] / "demo"
 COMMAND = "python -m napari_gradcam.training.train_demo"
 
 
-def build_demo_card(trained: Trained, cfg: Config) -> ModelCard:
-    """Return the demo model's card, with evaluation results and label rules in ``extra``."""
-    return ModelCard(
+def run(out: Path, cfg: Config | None = None) -> ModelCard:
+    """Train, evaluate on the held-out region and write weights and card to ``out``."""
+    cfg = cfg or Config()
+    start = time.perf_counter()
+    card = save_demo(
+        out,
+        "demo_net",
+        train_and_evaluate(build_demo_net, cfg),
+        cfg,
+        COMMAND,
+        {},
         name="demo H&E nuclei-density classifier",
-        classes=CLASSES,
-        input_size=(cfg.tile_size, cfg.tile_size),
-        in_channels=3,
-        mean=tuple(float(v) for v in trained.mean),
-        std=tuple(float(v) for v in trained.std),
-        mpp=HE_MPP,
         default_layer=DEFAULT_LAYER,
         description=(
             "Tiny CNN trained on the bundled H&E slide (CMU-1-Small-Region, level 0) to tell "
@@ -50,19 +43,7 @@ def build_demo_card(trained: Trained, cfg: Config) -> ModelCard:
             "tissue = saturated pixels, nuclei = strong hematoxylin (rgb2hed). A demo, not "
             "a diagnostic model."
         ),
-        extra=evaluation_extra(trained, cfg, COMMAND),
     )
-
-
-def run(out: Path, cfg: Config | None = None) -> ModelCard:
-    """Train, evaluate on the held-out region and write weights and card to ``out``."""
-    cfg = cfg or Config()
-    start = time.perf_counter()
-    trained = train_and_evaluate(build_demo_net, cfg)
-    card = build_demo_card(trained, cfg)
-    out.mkdir(parents=True, exist_ok=True)
-    torch.save(trained.model.state_dict(), out / "demo_net.pt")
-    card.to_json(out / "demo_net.json")
     logger.info("wrote %s in %.1f s", out, time.perf_counter() - start)
     return card
 

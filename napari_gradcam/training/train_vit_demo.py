@@ -29,24 +29,12 @@ from __future__ import annotations
 import argparse
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-import torch
-
 from napari_gradcam.core.card import ModelCard
-from napari_gradcam.data import HE_MPP
 from napari_gradcam.models.vit_demo_net import DEFAULT_LAYER, DEPTH, build_vit_demo_net
-from napari_gradcam.training.attention_penalty import AttentionPenalty
-from napari_gradcam.training.common import (
-    Config,
-    Penalty,
-    Trained,
-    evaluation_extra,
-    train_and_evaluate,
-)
-from napari_gradcam.training.stain_labels import CLASSES
+from napari_gradcam.training.common import Config, save_demo, train_and_evaluate
 
 logger = logging.getLogger(__name__)
 
@@ -66,16 +54,22 @@ VIT_CONFIG = Config(
 """Settings that produced the committed weights."""
 
 
-def build_vit_demo_card(trained: Trained, cfg: Config) -> ModelCard:
-    """Return the ViT demo's card, with evaluation results and label rules in ``extra``."""
-    return ModelCard(
+def run(out: Path, cfg: Config = VIT_CONFIG) -> ModelCard:
+    """Train, evaluate on the held-out region and write weights and card to ``out``."""
+    start = time.perf_counter()
+    card = save_demo(
+        out,
+        "vit_demo_net",
+        train_and_evaluate(build_vit_demo_net, cfg),
+        cfg,
+        COMMAND,
+        {
+            "epochs": cfg.epochs,
+            "attention_entropy_weight": cfg.attention_entropy,
+            "attention_locality_weight": cfg.attention_locality,
+            "attention_locality_radius": cfg.locality_radius,
+        },
         name="demo H&E nuclei-density ViT",
-        classes=CLASSES,
-        input_size=(cfg.tile_size, cfg.tile_size),
-        in_channels=3,
-        mean=tuple(float(v) for v in trained.mean),
-        std=tuple(float(v) for v in trained.std),
-        mpp=HE_MPP,
         default_layer=DEFAULT_LAYER,
         description=(
             f"Tiny Vision Transformer ({DEPTH} blocks, 8 px patches, class-token head) trained "
@@ -85,38 +79,7 @@ def build_vit_demo_card(trained: Trained, cfg: Config) -> ModelCard:
             "entropy and patch-attention locality are penalised in training. A demo, not a "
             "diagnostic model."
         ),
-        extra={
-            **evaluation_extra(trained, cfg, COMMAND),
-            "epochs": cfg.epochs,
-            "attention_entropy_weight": cfg.attention_entropy,
-            "attention_locality_weight": cfg.attention_locality,
-            "attention_locality_radius": cfg.locality_radius,
-        },
     )
-
-
-def penalty_maker(cfg: Config) -> Callable[[torch.nn.Module], Penalty] | None:
-    """``model -> penalty`` for :func:`train_and_evaluate`, or None without penalties."""
-    if not (cfg.attention_entropy or cfg.attention_locality):
-        return None
-
-    def make(model: torch.nn.Module) -> Penalty:
-        terms = AttentionPenalty(
-            model, cfg.attention_entropy, cfg.attention_locality, cfg.locality_radius
-        )
-        return terms.penalty
-
-    return make
-
-
-def run(out: Path, cfg: Config = VIT_CONFIG) -> ModelCard:
-    """Train, evaluate on the held-out region and write weights and card to ``out``."""
-    start = time.perf_counter()
-    trained = train_and_evaluate(build_vit_demo_net, cfg, penalty_maker(cfg))
-    card = build_vit_demo_card(trained, cfg)
-    out.mkdir(parents=True, exist_ok=True)
-    torch.save(trained.model.state_dict(), out / "vit_demo_net.pt")
-    card.to_json(out / "vit_demo_net.json")
     logger.info("wrote %s in %.1f s", out, time.perf_counter() - start)
     return card
 

@@ -9,12 +9,22 @@ from napari_gradcam.training.stain_labels import (
     label_from_fractions,
     nuclei_mask,
     tile_fractions,
-    tile_label,
 )
 
 GLASS = (242, 242, 244)
 EOSIN = (235, 140, 190)  # pink stroma
 HEMATOXYLIN = (70, 40, 130)  # dark purple nuclei
+
+
+def tile_label(
+    tissue: np.ndarray,
+    nuclei: np.ndarray,
+    nuclei_cutoff: float,
+    min_tissue: float = MIN_TISSUE_FRACTION,
+) -> int:
+    """Return the class index of one tile from its evidence masks."""
+    fractions = tile_fractions(tissue, nuclei)
+    return int(label_from_fractions(*fractions, nuclei_cutoff, min_tissue))
 
 
 @pytest.fixture
