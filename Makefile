@@ -16,8 +16,8 @@ demo: setup
 		&& echo "no display: saved the window to demo-screenshot.png"; \
 	fi
 
-# The whole suite (GUI tests under Xvfb via pytest-xvfb) plus lint (ruff, file/function sizes,
-# import cycles among the package's modules); then the tests on real timm architectures in
+# The whole suite (GUI tests under Xvfb via pytest-xvfb) plus lint (ruff, a size report for information,
+# import cycles, names defined twice); then the tests on real timm architectures in
 # .venv-timm (torchvision + timm; see tools/setup.sh).
 test: setup lint
 	$(VENV)/python -m pytest -q -m "not timm"
@@ -26,15 +26,16 @@ test: setup lint
 
 # While you work: the core, models, slides and CLI, without the tests marked gui (Qt and napari;
 # tests/conftest.py marks them), slow (training, long slide runs, long fuzzing,
-# crash runs) or timm. A minute or two on 2 shared cores.
+# crash runs) or timm, on two worker processes (pytest-xdist). Under 90 s on 2 cores.
 test-fast: setup
-	$(VENV)/python -m pytest -q -m "not gui and not slow and not timm"
+	$(VENV)/python -m pytest -q -m "not gui and not slow and not timm" -n 2
 
 lint: setup
 	$(VENV)/ruff check napari_gradcam tests benchmarks tools
 	$(VENV)/ruff format --check napari_gradcam tests benchmarks tools
 	$(VENV)/python tools/size_report.py napari_gradcam benchmarks tools
 	$(VENV)/python tools/import_cycles.py --typing napari_gradcam
+	$(VENV)/python tools/duplicate_names.py
 
 # Side-by-side ratios; captum and torchcam are installed as references when missing.
 # Slides (several minutes): python benchmarks/bench_slides.py

@@ -54,9 +54,9 @@ def test_an_option_the_method_does_not_take_is_refused(tile_png, tmp_path, capsy
     out = tmp_path / "out"
     args = ["explain", str(tile_png), "--out", str(out), "--model", "demo-vit"]
     assert main([*args, "--discard-ratio", "0.5"]) == 2
-    assert "discard_ratio applies to method rollout only" in capsys.readouterr().err
+    assert "--discard-ratio applies to method rollout only" in capsys.readouterr().err
     assert main([*args, "--method", "rollout", "--attention-head", "1"]) == 2
-    assert "attention_head applies to method attention only" in capsys.readouterr().err
+    assert "--attention-head applies to method attention only" in capsys.readouterr().err
     assert not out.exists()
     slide = ["slide", str(HE_SLIDE_PATH), "--out", str(out), *COARSE, "--attention-head", "0"]
     assert main(slide) == 2 and "applies to method attention only" in capsys.readouterr().err

@@ -146,7 +146,7 @@ def explain_one(
     save_array(paths["cam"], result.cam)
     save_png(paths["overlay"], overlay(image, result.cam, result.stride))
     record = {**describe(result, image_path, loaded, paths), **options_to_facts(settings.options)}
-    trust = check_trust(loaded, image, result, image_path, settings.options) if args.trust else None
+    trust = check_trust(loaded, image, result, image_path, settings) if args.trust else None
     if trust is not None:
         record["trust"] = trust.to_dict()
     save_json(paths["json"], record)
@@ -163,16 +163,14 @@ def check_trust(
     image: np.ndarray,
     result: Explanation,
     image_path: Path,
-    options: object = None,
+    settings: ExplainSettings,
 ) -> TrustReport | None:
     """The trust report of ``result``, the map of ``image``, or ``None`` when it cannot run.
 
     The reason goes to stderr (e.g. a TorchScript model has no layers to re-initialise).
     """
-    from napari_gradcam.core.settings import ExplainSettings
     from napari_gradcam.core.trust.report import trust_report
 
-    settings = ExplainSettings(options=options) if options is not None else None
     try:
         return trust_report(loaded, image, explanation=result, settings=settings)
     except ValueError as err:

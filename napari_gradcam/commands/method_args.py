@@ -51,9 +51,10 @@ def explain_settings(args: argparse.Namespace, target: Target) -> ExplainSetting
             given[name] = value
         elif value != getattr(get_method(owners[0]).options(), name):
             users = " and ".join(owners)
+            flag = f"--{key.replace('_', '-')}"
             raise ValueError(
-                f"{key} applies to method {users} only; {method.title} does not use it: leave "
-                f"{key} at its default or choose {users}"
+                f"{flag} applies to method {users} only; {method.title} does not use it: drop "
+                f"{flag} or choose --method {users}"
             )
     options = method.options(**given)
     return ExplainSettings(args.method, args.layer, target, args.tta, args.bf16, options)
