@@ -45,14 +45,12 @@ def run_demo(
     sample : {"he", "ihc"}
         Which bundled sample to open.
     screenshot : str, optional
-        Save a screenshot of the window here once the heatmap is shown, then close napari.
-        Without it, napari stays open until closed.
-    timeout_s : float
-        How long to wait for the heatmap before giving up (screenshot mode).
+        Save a screenshot of the window here once the heatmap is shown (waiting at most
+        ``timeout_s``), then close napari. Without it, napari stays open until closed.
     target : str
         Class of the bundled model to explain ("predicted" for the top class).
     model : {"demo", "demo-vit"}
-        Which bundled model explains the sample: the small CNN or the small ViT.
+        The small bundled CNN or ViT.
 
     Returns
     -------

@@ -182,16 +182,7 @@ def heatmap_layer(result: RegionResult, layer: Image, job: ExplainJob) -> LayerD
     """Return the layer-data tuple of one heatmap, at the map's own resolution.
 
     The map is shown as 0-1 of its range through a colormap whose low end is clear
-    (``heatmap_style``); the raw range is in the metadata.
-
-    Parameters
-    ----------
-    result : RegionResult
-        The explained region.
-    layer : napari.layers.Image
-        The explained image layer (gives name and placement).
-    job : ExplainJob
-        The job that made it (model, weights and stack index go into the metadata).
+    (``heatmap_style``); the raw range, model, weights and stack index are in the metadata.
     """
     placed = result.placed
     shown, raw = to_display(placed.cam)

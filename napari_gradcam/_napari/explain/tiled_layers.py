@@ -71,16 +71,8 @@ def clear_low(name: str) -> Colormap:
 class LiveHeatmaps:
     """Heatmap layers of the tiled regions of one job, filled in as batches arrive.
 
-    Parameters
-    ----------
-    viewer : napari.Viewer
-        Where the layers go.
-    image : napari.layers.Image
-        The explained image (gives name and placement).
-    job : ExplainJob
-        The running job.
-    on_added : callable
-        Called with each heatmap layer as it is added (the dock hides the earlier maps).
+    ``on_added`` is called with each heatmap layer as it is added (the dock hides the earlier
+    maps); ``image`` gives the layers' names and placement.
     """
 
     def __init__(

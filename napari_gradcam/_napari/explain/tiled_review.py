@@ -53,13 +53,7 @@ EXPORT_TIP = "save the tiles as QuPath tile objects with their numbers as measur
 
 
 class TiledReview:
-    """Tiling options, live heatmaps and the per-tile review of one dock widget.
-
-    Parameters
-    ----------
-    viewer : napari.Viewer
-        The viewer of the dock.
-    """
+    """Tiling options, live heatmaps and the per-tile review of one dock widget."""
 
     def __init__(self, viewer: Viewer) -> None:
         self.viewer = viewer

@@ -385,11 +385,6 @@ def _row(*widgets: Widget) -> Container:
     return Container(widgets=widgets, layout="horizontal", labels=False)
 
 
-def _title(text: str) -> Label:
-    """A section title."""
-    return Label(value=f"<b>{text}</b>")
-
-
 def _plane_of(image: Image, source: HeatmapRecord) -> Plane:
     """The plane of ``image`` that the heatmap explained (its recorded stack index)."""
     leading = image.ndim - 2
