@@ -81,10 +81,7 @@ def screenshot_when_explained(
 ) -> int:
     """Wait (running Qt events) for the heatmap, save a window screenshot and close.
 
-    Returns
-    -------
-    int
-        0 when the screenshot was saved, 1 when the job failed or timed out.
+    Return 0 when the screenshot was saved, 1 when the job failed or timed out.
     """
     from qtpy.QtCore import QCoreApplication, QEventLoop, QTimer
 

@@ -86,11 +86,8 @@ def _is_tiff_slide(path: Path) -> bool:
 def read_slide(path: str) -> list[LayerDataTuple]:
     """Open a slide as a lazy multiscale image layer in microns.
 
-    Raises
-    ------
-    ValueError
-        For an unreadable slide, or one whose coarsest level is over the pixel cap
-        (:mod:`~napari_gradcam.core.pixel_limit`): napari would read all of it.
+    Raise ``ValueError`` for an unreadable slide, or one whose coarsest level is over the
+    pixel cap (:mod:`~napari_gradcam.core.pixel_limit`): napari would read all of it.
     """
     from napari_gradcam.slides import open_slide
 

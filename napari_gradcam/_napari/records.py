@@ -167,10 +167,7 @@ class HeatmapRecord:
     def from_facts(cls, facts: Mapping[str, Any]) -> HeatmapRecord:
         """Read the facts of a heatmap, as written by this or any earlier version.
 
-        Raises
-        ------
-        ValueError
-            When a fact every heatmap has is missing or malformed.
+        Raise ``ValueError`` when a fact every heatmap has is missing or malformed.
         """
         missing = [key for key in REQUIRED if key not in facts]
         if missing:

@@ -117,13 +117,7 @@ def confirm(question: str) -> bool:
 
 
 class FileActions(Container):
-    """Buttons that save and load what the annotations dock shows.
-
-    Parameters
-    ----------
-    dock : AnnotationDock
-        The dock whose annotations layer, heatmap and labels are used.
-    """
+    """Buttons that save and load what the annotations ``dock`` shows."""
 
     def __init__(self, dock: AnnotationDock) -> None:
         super().__init__(labels=False)

@@ -64,10 +64,7 @@ EXPLAIN_KEYS, CANCEL_KEYS = "Ctrl+Return", "Escape"
 class GradCamWidget(Container):
     """Explain an image layer with a classifier and add the heatmap as a layer.
 
-    Parameters
-    ----------
-    napari_viewer : napari.Viewer
-        The viewer whose layers are explained (napari passes it by this name).
+    napari passes the viewer by the name ``napari_viewer``.
     """
 
     def __init__(self, napari_viewer: Viewer) -> None:

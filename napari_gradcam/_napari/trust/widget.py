@@ -77,10 +77,7 @@ TIPS = {
 class TrustWidget(Container):
     """Check a heatmap (sanity, faithfulness, noise), look inside its layer and compare maps.
 
-    Parameters
-    ----------
-    napari_viewer : napari.Viewer
-        The viewer whose heatmap layers are checked (napari passes it by this name).
+    napari passes the viewer by the name ``napari_viewer``.
     """
 
     def __init__(self, napari_viewer: Viewer) -> None:
