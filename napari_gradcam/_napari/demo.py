@@ -100,7 +100,7 @@ def screenshot_when_explained(
             loop.exit(1)
         elif time.monotonic() > deadline:
             logger.error("no heatmap after %.0f s; giving up", timeout_s)
-            widget.cancel()
+            widget.runner.cancel()
             loop.exit(1)
 
     timer.timeout.connect(poll)

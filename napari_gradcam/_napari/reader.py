@@ -121,14 +121,11 @@ def read_slide(path: str) -> list[LayerDataTuple]:
 def read_heatmap(path: str) -> list[LayerDataTuple]:
     """Open a stitched heatmap where it lies on its slide (µm when the slide's mpp is known).
 
-    Raises
-    ------
-    ValueError
-        When the store lacks an attribute or holds a malformed one, naming it.
+    Raise ``ValueError``, naming the attribute, when the store lacks one or holds it malformed.
     """
     import dask.array as da
 
-    from napari_gradcam._napari.explain.tiled_layers import clear_turbo
+    from napari_gradcam._napari.explain.tiled_layers import clear_low
     from napari_gradcam._napari.mil.layers import diverging
     from napari_gradcam.slides.heatmap_facts import placement_unit, read_heatmap_facts
 
@@ -142,7 +139,7 @@ def read_heatmap(path: str) -> list[LayerDataTuple]:
         "scale": tuple(placement["scale"]),
         "translate": tuple(placement["translate"]),
         "units": (unit, unit),
-        "colormap": diverging() if facts.get("signed") else clear_turbo(),
+        "colormap": diverging() if facts.get("signed") else clear_low("turbo"),
         "opacity": 0.5,
         "blending": "translucent",
         "contrast_limits": tuple(facts["contrast_limits"]),

@@ -55,11 +55,6 @@ CLEAR_ZERO = 1e-4
 """Share of the colour range at the bottom that fades to transparent (zero: no tile)."""
 
 
-def clear_turbo() -> Colormap:
-    """turbo, but transparent at zero: skipped and not yet explained tiles show the slide."""
-    return clear_low("turbo")
-
-
 def clear_low(name: str) -> Colormap:
     """The colormap ``name``, transparent at the bottom of its range (zero: no tile)."""
     base = ensure_colormap(name)

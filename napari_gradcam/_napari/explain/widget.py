@@ -193,15 +193,15 @@ class GradCamWidget(Container):
         label.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
         label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         label.setMinimumHeight(3 * label.fontMetrics().lineSpacing())
-        for keys, action in ((EXPLAIN_KEYS, self.explain), (CANCEL_KEYS, self.cancel)):
-            shortcut = QShortcut(QKeySequence(keys), self.native)
-            shortcut.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
-            shortcut.activated.connect(action)
 
     def _connect(self) -> None:
         self.explain_button.changed.connect(self.explain)
         self.load_button.changed.connect(self.load_model)
-        self.cancel_button.changed.connect(self.cancel)
+        self.cancel_button.changed.connect(self.runner.cancel)
+        for keys, action in ((EXPLAIN_KEYS, self.explain), (CANCEL_KEYS, self.runner.cancel)):
+            shortcut = QShortcut(QKeySequence(keys), self.native)
+            shortcut.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+            shortcut.activated.connect(action)
         self.model.changed.connect(self._forget_model)
         self.bundled.changed.connect(self._on_bundled_changed)
         self.weights.changed.connect(self._forget_model)
@@ -271,10 +271,6 @@ class GradCamWidget(Container):
             self._fail(f"Grad-CAM: enter a model: {tips.MODEL_TIP}")
             return
         self._start(self._model_job(), None)
-
-    def cancel(self) -> None:
-        """Ask the running job to stop after its current step (or batch of tiles)."""
-        self.runner.cancel()
 
     def _fail(self, message: str) -> None:
         """Say why nothing was made: in full in the dock, shortened in napari's toast."""

@@ -47,10 +47,8 @@ class SlideSource:
 def slide_source(layer: Image) -> SlideSource:
     """Take what the worker needs from a slide image layer.
 
-    Raises
-    ------
-    ValueError
-        For a layer that is not one 2-D RGB slide (a stack, a grayscale image, a 3-D view).
+    Raise ``ValueError`` for a layer that is not one 2-D RGB slide (a stack, a grayscale image,
+    a 3-D view).
     """
     levels = tuple(layer.data) if layer.multiscale else (layer.data,)
     shapes = [tuple(int(n) for n in level.shape) for level in levels]
