@@ -209,7 +209,7 @@ class GradCamWidget(Container):
         self.method.changed.connect(self._on_method_changed)
         self.target.changed.connect(self._on_target_changed)
         self.opacity.changed.connect(self._on_opacity_changed)
-        self.show_advanced.changed.connect(self._on_show_advanced)
+        self.show_advanced.changed.connect(lambda show: setattr(self.advanced, "visible", show))
         layer_events = self._viewer.layers.events
         for event in (layer_events.inserted, layer_events.removed, layer_events.reordered):
             event.connect(self.reset_choices)
@@ -401,9 +401,6 @@ class GradCamWidget(Container):
         taken = {spec.key for _, spec in option_specs(found.options)}
         for key, control in self.option_controls.items():
             control.visible = key in taken
-
-    def _on_show_advanced(self, show: bool) -> None:
-        self.advanced.visible = show
 
     def _on_opacity_changed(self, opacity: float) -> None:
         newest = self.maps.newest
