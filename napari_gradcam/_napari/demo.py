@@ -45,14 +45,12 @@ def run_demo(
     sample : {"he", "ihc"}
         Which bundled sample to open.
     screenshot : str, optional
-        Save a screenshot of the window here once the heatmap is shown, then close napari.
-        Without it, napari stays open until closed.
-    timeout_s : float
-        How long to wait for the heatmap before giving up (screenshot mode).
+        Save a screenshot of the window here once the heatmap is shown (waiting at most
+        ``timeout_s``), then close napari. Without it, napari stays open until closed.
     target : str
         Class of the bundled model to explain ("predicted" for the top class).
     model : {"demo", "demo-vit"}
-        Which bundled model explains the sample: the small CNN or the small ViT.
+        The small bundled CNN or ViT.
 
     Returns
     -------
@@ -83,10 +81,7 @@ def screenshot_when_explained(
 ) -> int:
     """Wait (running Qt events) for the heatmap, save a window screenshot and close.
 
-    Returns
-    -------
-    int
-        0 when the screenshot was saved, 1 when the job failed or timed out.
+    Return 0 when the screenshot was saved, 1 when the job failed or timed out.
     """
     from qtpy.QtCore import QCoreApplication, QEventLoop, QTimer
 
@@ -105,7 +100,7 @@ def screenshot_when_explained(
             loop.exit(1)
         elif time.monotonic() > deadline:
             logger.error("no heatmap after %.0f s; giving up", timeout_s)
-            widget.cancel()
+            widget.runner.cancel()
             loop.exit(1)
 
     timer.timeout.connect(poll)

@@ -37,10 +37,7 @@ def is_plugin_dock(dock: QDockWidget) -> bool:
 def tabify_with_plugin_docks(widget: QWidget) -> bool:
     """Put the dock of ``widget`` in a tab beside the plugin's other docks in its area.
 
-    Returns
-    -------
-    bool
-        Whether it was tabbed (False: not docked, floating, or alone in its area).
+    Return whether it was (not when undocked, floating, or alone in its area).
     """
     dock = dock_of(widget)
     window = dock.parentWidget() if dock is not None else None

@@ -16,18 +16,8 @@ OPEN, CLOSED = "▾", "▸"
 class Fold(Container):
     """A title button and a body that it shows or hides (hidden at first by default).
 
-    Parameters
-    ----------
-    title : str
-        What the section holds, e.g. ``"advanced options"``.
-    widgets : sequence of magicgui widgets
-        The body's content.
-    tooltip : str
-        The title button's tooltip.
-    expanded : bool
-        Whether the body is shown at first.
-    labels : bool
-        Whether the body shows its widgets' labels.
+    ``title`` says what the section holds (e.g. ``"advanced options"``); ``labels``: whether
+    the body shows its widgets' labels.
     """
 
     def __init__(

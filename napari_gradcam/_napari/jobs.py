@@ -101,10 +101,8 @@ class JobRunner:
         halted and its outcome dropped. ``None``: the job belongs to no dock.
     dock_name : str
         The dock's name, for "stopped: the <name> dock was closed".
-    progress : magicgui ProgressBar, optional
-        Shows the steps.
-    status : magicgui Label, optional
-        Shows each step's message and how the job ended.
+    progress, status : magicgui ProgressBar and Label, optional
+        Show the steps; the status each step's message and how the job ended.
     on_running : callable, optional
         Called with True when a job starts and False when it has ended (enable buttons).
     """

@@ -86,11 +86,8 @@ def _is_tiff_slide(path: Path) -> bool:
 def read_slide(path: str) -> list[LayerDataTuple]:
     """Open a slide as a lazy multiscale image layer in microns.
 
-    Raises
-    ------
-    ValueError
-        For an unreadable slide, or one whose coarsest level is over the pixel cap
-        (:mod:`~napari_gradcam.core.pixel_limit`): napari would read all of it.
+    Raise ``ValueError`` for an unreadable slide, or one whose coarsest level is over the
+    pixel cap (:mod:`~napari_gradcam.core.pixel_limit`): napari would read all of it.
     """
     from napari_gradcam.slides import open_slide
 
@@ -124,14 +121,11 @@ def read_slide(path: str) -> list[LayerDataTuple]:
 def read_heatmap(path: str) -> list[LayerDataTuple]:
     """Open a stitched heatmap where it lies on its slide (µm when the slide's mpp is known).
 
-    Raises
-    ------
-    ValueError
-        When the store lacks an attribute or holds a malformed one, naming it.
+    Raise ``ValueError``, naming the attribute, when the store lacks one or holds it malformed.
     """
     import dask.array as da
 
-    from napari_gradcam._napari.explain.tiled_layers import clear_turbo
+    from napari_gradcam._napari.explain.tiled_layers import clear_low
     from napari_gradcam._napari.mil.layers import diverging
     from napari_gradcam.slides.heatmap_facts import placement_unit, read_heatmap_facts
 
@@ -145,7 +139,7 @@ def read_heatmap(path: str) -> list[LayerDataTuple]:
         "scale": tuple(placement["scale"]),
         "translate": tuple(placement["translate"]),
         "units": (unit, unit),
-        "colormap": diverging() if facts.get("signed") else clear_turbo(),
+        "colormap": diverging() if facts.get("signed") else clear_low("turbo"),
         "opacity": 0.5,
         "blending": "translucent",
         "contrast_limits": tuple(facts["contrast_limits"]),

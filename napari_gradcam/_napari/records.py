@@ -78,8 +78,6 @@ class HeatmapRecord:
 
     Attributes
     ----------
-    spec, weights : str, str or None
-        The model.
     settings : ExplainSettings
         How the map was computed: its ``layer`` the explained module (``"input"`` or None
         where the method uses none), its ``target`` the class to explain again (None for a
@@ -88,16 +86,10 @@ class HeatmapRecord:
         The explained class, or :data:`PER_TILE` for a map of each tile's own class.
     stride, origin : tuple of float
         Level-0 pixels per map cell, and of the top-left corner of the first cell.
-    image_layer : str
-        Name of the explained image layer.
-    box : Box
-        The explained region, level-0 pixels.
     target_index, score, probability : int, float, float or None
         The class's index, score and probability (not for tiled maps).
     slice_index : tuple of int
         The image plane (indices of the leading axes).
-    level : int
-        The pyramid level read.
     tiles : TileCounts or None
         Set for a map stitched from tiles.
     normalisation : str or None
@@ -175,10 +167,7 @@ class HeatmapRecord:
     def from_facts(cls, facts: Mapping[str, Any]) -> HeatmapRecord:
         """Read the facts of a heatmap, as written by this or any earlier version.
 
-        Raises
-        ------
-        ValueError
-            When a fact every heatmap has is missing or malformed.
+        Raise ``ValueError`` when a fact every heatmap has is missing or malformed.
         """
         missing = [key for key in REQUIRED if key not in facts]
         if missing:

@@ -55,19 +55,8 @@ def whole_layer_box(plane_shape: Sequence[int]) -> Box:
 def snap_box(corners: np.ndarray, plane_shape: Sequence[int], label: str) -> Box | None:
     """Return the box of pixels whose centres lie within the points' bounds, clipped.
 
-    Parameters
-    ----------
-    corners : numpy.ndarray
-        (N, 2) points (row, column) in continuous data coordinates.
-    plane_shape : sequence of int
-        ``(height, width)`` of the plane.
-    label : str
-        Name of the region, for messages and metadata.
-
-    Returns
-    -------
-    Box or None
-        None when the points enclose no pixel of the plane.
+    ``corners`` are (N, 2) (row, column) data coordinates of a ``(height, width)`` plane; None
+    when they enclose no pixel of it.
     """
     low = np.ceil(corners.min(axis=0) - _TOLERANCE).astype(int)
     high = np.floor(corners.max(axis=0) + _TOLERANCE).astype(int) + 1
@@ -80,21 +69,9 @@ def snap_box(corners: np.ndarray, plane_shape: Sequence[int], label: str) -> Box
 
 
 def world_to_plane(layer: Image, world_yx: np.ndarray, world_point: Sequence[float]) -> np.ndarray:
-    """Map world points on the displayed (last two) axes to the layer's last two data axes.
+    """Map (N, 2) world points of the displayed axes to (row, column) data coordinates.
 
-    Parameters
-    ----------
-    layer : napari.layers.Image
-        The image layer.
-    world_yx : numpy.ndarray
-        (N, 2) world coordinates of the last two axes.
-    world_point : sequence of float
-        The viewer's current world position (``viewer.dims.point``); gives the other axes.
-
-    Returns
-    -------
-    numpy.ndarray
-        (N, 2) continuous data coordinates (row, column) of the layer's plane.
+    ``world_point`` (``viewer.dims.point``) gives the other axes.
     """
     base = np.asarray(world_point, dtype=float)
     if base.size < 2:
@@ -137,20 +114,8 @@ def field_of_view_box(
 ) -> Box | None:
     """Return the part of the plane that a 2-D canvas shows, or None when none is visible.
 
-    Parameters
-    ----------
-    layer : napari.layers.Image
-        The image layer.
-    plane_shape : sequence of int
-        ``(height, width)`` of the plane.
-    center : sequence of float
-        Camera centre; its last two values are the world (y, x) at the canvas centre.
-    zoom : float
-        Canvas pixels per world unit.
-    canvas_size : sequence of int
-        ``(height, width)`` of the canvas in screen pixels.
-    world_point : sequence of float
-        The viewer's current world position (``viewer.dims.point``).
+    ``center`` is the camera's (its last two values: the world (y, x) at the canvas centre),
+    ``zoom`` canvas pixels per world unit, ``canvas_size`` in screen pixels.
     """
     middle = np.asarray(center, dtype=float)[-2:]
     half = np.asarray(canvas_size, dtype=float)[:2] / (2.0 * zoom)
@@ -164,20 +129,9 @@ def field_of_view_box(
 def region_boxes(
     viewer: Viewer, layer: Image, plane_shape: Sequence[int], region: str, shapes: Shapes | None
 ) -> tuple[Box, ...]:
-    """Return the boxes of the chosen region, or raise ``ValueError`` saying what to do.
+    """Return the boxes of ``region`` (:data:`REGION_CHOICES`), or raise ``ValueError``.
 
-    Parameters
-    ----------
-    viewer : napari.Viewer
-        Gives the current slice and, for the field of view, the camera and canvas size.
-    layer : napari.layers.Image
-        The image layer.
-    plane_shape : sequence of int
-        ``(height, width)`` of the layer's level-0 plane.
-    region : str
-        One of :data:`REGION_CHOICES`.
-    shapes : napari.layers.Shapes or None
-        The layer holding rectangles, for :data:`RECTANGLES`.
+    ``shapes`` holds the rectangles for :data:`RECTANGLES`; the error says what to do.
     """
     point = viewer.dims.point
     if region == WHOLE_LAYER:

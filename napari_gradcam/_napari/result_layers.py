@@ -44,21 +44,11 @@ def contrast_limits(cam: np.ndarray) -> tuple[float, float]:
     return (low, high) if high > low else (0.0, 1.0)
 
 
-def _plane_rotation(layer: Image) -> np.ndarray:
-    """The layer's rotation restricted to its last two axes."""
-    return np.asarray(layer.rotate, dtype=float)[-2:, -2:]
-
-
 def _plane_shear(layer: Image) -> np.ndarray:
     """The layer's shear matrix (unit upper triangular) restricted to its last two axes."""
     shear = np.asarray(layer.shear, dtype=float)
     matrix = expand_upper_triangular(shear) if shear.ndim == 1 else shear
     return matrix[-2:, -2:]
-
-
-def _plane_affine(layer: Image) -> np.ndarray:
-    """The layer's affine matrix restricted to its last two axes (3 x 3, homogeneous)."""
-    return np.asarray(layer.affine.affine_matrix, dtype=float)[-3:, -3:]
 
 
 def placement_kwargs(
@@ -73,7 +63,8 @@ def placement_kwargs(
     image_scale = tuple(layer.scale[-2:])
     image_translate = np.asarray(layer.translate[-2:], dtype=float)
     scale, translate = heatmap_transform(stride, origin, image_scale, tuple(image_translate))
-    rotation, shear = _plane_rotation(layer), _plane_shear(layer)
+    rotation = np.asarray(layer.rotate, dtype=float)[-2:, -2:]
+    shear = _plane_shear(layer)
     offset = rotation @ shear @ (np.asarray(translate) - image_translate)
     kwargs: dict[str, Any] = {
         "scale": scale,
@@ -84,7 +75,7 @@ def placement_kwargs(
         kwargs["rotate"] = rotation
     if not np.allclose(shear, np.eye(2)):
         kwargs["shear"] = shear
-    affine = _plane_affine(layer)
+    affine = np.asarray(layer.affine.affine_matrix, dtype=float)[-3:, -3:]  # homogeneous
     if not np.allclose(affine, np.eye(3)):
         kwargs["affine"] = affine
     return kwargs
@@ -182,16 +173,7 @@ def heatmap_layer(result: RegionResult, layer: Image, job: ExplainJob) -> LayerD
     """Return the layer-data tuple of one heatmap, at the map's own resolution.
 
     The map is shown as 0-1 of its range through a colormap whose low end is clear
-    (``heatmap_style``); the raw range is in the metadata.
-
-    Parameters
-    ----------
-    result : RegionResult
-        The explained region.
-    layer : napari.layers.Image
-        The explained image layer (gives name and placement).
-    job : ExplainJob
-        The job that made it (model, weights and stack index go into the metadata).
+    (``heatmap_style``); the raw range, model, weights and stack index are in the metadata.
     """
     placed = result.placed
     shown, raw = to_display(placed.cam)

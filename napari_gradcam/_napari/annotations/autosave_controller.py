@@ -66,12 +66,7 @@ def image_key(image: Image) -> str:
 class AutosaveController:
     """Autosave of one annotations dock, and its recovery prompt (``self.prompt``).
 
-    Parameters
-    ----------
-    dock : AnnotationDock
-        The dock whose annotations layer, image and labels are saved.
-    folder : Path, optional
-        Autosave folder; default ``napari_gradcam.review.autosave.autosave_dir()``.
+    ``folder`` defaults to ``napari_gradcam.review.autosave.autosave_dir()``.
     """
 
     def __init__(self, dock: AnnotationDock, folder: Path | None = None) -> None:

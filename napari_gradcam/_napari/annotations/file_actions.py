@@ -117,13 +117,7 @@ def confirm(question: str) -> bool:
 
 
 class FileActions(Container):
-    """Buttons that save and load what the annotations dock shows.
-
-    Parameters
-    ----------
-    dock : AnnotationDock
-        The dock whose annotations layer, heatmap and labels are used.
-    """
+    """Buttons that save and load what the annotations ``dock`` shows."""
 
     def __init__(self, dock: AnnotationDock) -> None:
         super().__init__(labels=False)
@@ -169,9 +163,6 @@ class FileActions(Container):
         if folder is not None:
             self.open_review(folder)
 
-    def _done(self, message: str) -> None:
-        self._dock.status.value = message
-
     def _shapes_or_warn(self) -> Shapes | None:
         if self._dock.shapes is None:
             self._dock.warn("choose or make an annotations layer first")
@@ -192,7 +183,7 @@ class FileActions(Container):
         except OSError as err:
             self._dock.warn(f"CSV not written: {err}")
             return None
-        self._done(f"wrote {len(features)} rows to {path.name}")
+        self._dock.status.value = f"wrote {len(features)} rows to {path.name}"
         return path
 
     def _linked_points(self, shapes: Shapes) -> list[Points]:
@@ -215,7 +206,7 @@ class FileActions(Container):
         except (OSError, ValueError) as err:
             self._dock.warn(f"GeoJSON not written: {err}")
             return None
-        self._done(f"wrote {Path(written[0]).name}")
+        self._dock.status.value = f"wrote {Path(written[0]).name}"
         return Path(written[0])
 
     @property
@@ -264,7 +255,7 @@ class FileActions(Container):
         )
         if isinstance(added[0], Shapes):
             self._dock.annotations.value = added[0]
-        self._done(f"read {counts} from {Path(path).name}")
+        self._dock.status.value = f"read {counts} from {Path(path).name}"
 
     def save_review(self, folder: str | Path, *, overwrite: bool = False) -> Path | None:
         """Save image reference, heatmaps and annotations into ``folder``."""
@@ -277,7 +268,7 @@ class FileActions(Container):
         except (OSError, ValueError) as err:
             dock.warn(f"review not saved: {err}")
             return None
-        self._done(f"review saved in {Path(folder).name}")
+        dock.status.value = f"review saved in {Path(folder).name}"
         return path
 
     def open_review(self, folder: str | Path) -> Layer | None:
@@ -291,7 +282,7 @@ class FileActions(Container):
         for name, colour in labels.as_dict().items():
             dock.labels.add(name, colour)
         dock.annotations.value = shapes
-        self._done(f"review reopened from {Path(folder).name}")
+        dock.status.value = f"review reopened from {Path(folder).name}"
         return shapes
 
     def figure_box(self) -> PixelBox | None:
@@ -341,7 +332,7 @@ class FileActions(Container):
         except OSError as err:
             dock.warn(f"figure not written: {err}")
             return None
-        self._done(f"figure saved as {written.name}")
+        dock.status.value = f"figure saved as {written.name}"
         return written
 
     def _outlines(self, image: Image) -> list[Outline]:

@@ -65,12 +65,8 @@ def box_probabilities(model: ClassModel, plane: Plane, boxes: list[PixelBox]) ->
 class RegionProbabilities:
     """Probabilities of boxes, looked up at once (NaN while pending) and computed in a thread.
 
-    Parameters
-    ----------
-    on_ready : callable
-        Called on the main thread when new probabilities arrive.
-    on_error : callable
-        Called with a message when the model cannot classify the regions.
+    ``on_ready`` is called on the main thread when new probabilities arrive, ``on_error``
+    with a message when the model cannot classify the regions.
     """
 
     def __init__(self, on_ready: Callable[[], None], on_error: Callable[[str], None]) -> None:

@@ -110,10 +110,7 @@ def _heatmap_layer(saved: SavedHeatmap, image: Image) -> Layer:
 def open_review(viewer: Viewer, folder: str | Path) -> tuple[Shapes, LabelSet]:
     """Reopen a review: the image (if not open), its heatmaps and the annotations layer.
 
-    Raises
-    ------
-    ValueError
-        When the folder holds no readable review or the image cannot be found.
+    Raise ``ValueError`` when the folder holds no readable review or the image is not found.
     """
     session = load_session(folder)
     image = _open_image(viewer, session.image)

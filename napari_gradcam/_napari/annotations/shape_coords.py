@@ -59,14 +59,7 @@ def _ellipse_ring(corners: np.ndarray) -> np.ndarray:
 def shape_polygons(shapes: Shapes, index: int, matrix: np.ndarray) -> list[Polygon]:
     """Return shape ``index`` as polygons in pixels (empty for lines and paths).
 
-    Parameters
-    ----------
-    shapes : napari.layers.Shapes
-        The layer.
-    index : int
-        Which shape.
-    matrix : numpy.ndarray
-        From :func:`data_to_pixels`.
+    ``matrix`` comes from :func:`data_to_pixels`.
     """
     kind = shapes.shape_type[index]
     if kind not in POLYGON_TYPES:
@@ -79,14 +72,9 @@ def shape_polygons(shapes: Shapes, index: int, matrix: np.ndarray) -> list[Polyg
 
 
 def polygons_to_data(polygons: list[Polygon], matrix: np.ndarray) -> np.ndarray:
-    """Return the napari vertex list (holes included) of polygons given in pixels.
+    """Return the napari vertex list (holes included) of polygons in level-0 pixels.
 
-    Parameters
-    ----------
-    polygons : list of Polygon
-        In level-0 pixels.
-    matrix : numpy.ndarray
-        From :func:`data_to_pixels`; its inverse is applied.
+    ``matrix`` comes from :func:`data_to_pixels`; its inverse is applied.
     """
     return apply(np.linalg.inv(matrix), encode_rings(polygons))
 

@@ -65,13 +65,7 @@ FINAL_ACTIONS = (ActionType.ADDED, ActionType.REMOVED, ActionType.CHANGED)
 
 
 class AnnotationWidget(Container):
-    """Annotate over heatmaps: hot regions, statistics per shape, labels and notes.
-
-    Parameters
-    ----------
-    napari_viewer : napari.Viewer
-        The viewer whose heatmaps and annotations layers are used.
-    """
+    """Annotate over heatmaps: hot regions, statistics per shape, labels and notes."""
 
     def __init__(self, napari_viewer: Viewer) -> None:
         super().__init__(labels=True)

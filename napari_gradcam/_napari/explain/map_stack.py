@@ -53,13 +53,7 @@ def hide_answers(viewer: Viewer, image: Image, keep: list[Layer]) -> list[Layer]
 
 
 class MapStack:
-    """The heatmaps one dock adds to a viewer, newest on top and the only one visible.
-
-    Parameters
-    ----------
-    viewer : napari.Viewer
-        The viewer holding the maps.
-    """
+    """The heatmaps one dock adds to a viewer, newest on top and the only one visible."""
 
     def __init__(self, viewer: Viewer) -> None:
         self.viewer = viewer

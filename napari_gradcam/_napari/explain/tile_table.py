@@ -78,12 +78,7 @@ class TileTable(QTableView):
     """The table view: click a header to sort, select a row to jump to its tile.
 
     It never widens its dock (Qt's default: its size hint ignores its columns); wide columns
-    scroll sideways inside it.
-
-    Parameters
-    ----------
-    on_select : callable
-        Called with the data row of the selected tile.
+    scroll sideways inside it. ``on_select`` is called with the selected tile's data row.
     """
 
     def __init__(self, on_select: Callable[[int], None]) -> None:

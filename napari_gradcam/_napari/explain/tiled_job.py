@@ -60,18 +60,9 @@ class TiledMapGeometry:
 
 @dataclass(frozen=True)
 class TiledUpdate:
-    """Progress of one tiled region, for the heatmap that fills in while it runs.
+    """Progress of one tiled region (``region``: its box's index in the job).
 
-    Attributes
-    ----------
-    region : int
-        Index of the region's box in the job.
-    geometry : TiledMapGeometry
-        The map's placement and the tile counts.
-    first_row : int
-        Map row of ``rows[0]``.
-    rows : numpy.ndarray
-        Current values of the rows the last batch changed (a copy).
+    ``rows`` are a copy of the map rows the last batch changed, from ``first_row`` on.
     """
 
     region: int
@@ -86,19 +77,13 @@ class TiledResult:
 
     Attributes
     ----------
-    box : Box
-        The region in level-0 pixels.
     cam : numpy.ndarray
         Stitched raw map (one normalisation for the whole region is left to the display).
-    geometry : TiledMapGeometry
-        Placement and tile counts.
     settings : ExplainSettings
         Method, resolved layer and target.
     tiles : dict of str to numpy.ndarray
         Explained tiles: ``index``, ``box`` (N, 4, level-0 pixels), ``tissue_fraction`` and
         the per-tile facts (``core.tile_stats.FACTS``).
-    class_names : tuple of str
-        Class names by index.
     seconds : float
         Time spent explaining the tiles (the pace of the next estimate).
     """
@@ -189,20 +174,10 @@ def run_tiles(
     region: int,
     options: TilingOptions,
 ) -> Generator[Progress | TiledUpdate, None, TiledResult]:
-    """Explain the planned tiles batch by batch, yielding the changed map rows each time.
+    """Explain ``plan``'s tiles of ``box`` (``region`` in the job) batch by batch.
 
-    Parameters
-    ----------
-    loaded : LoadedModel
-        The model.
-    plan : TilePlan
-        The tiles of ``box``.
-    box : Box
-        The region (recorded in the result).
-    region : int
-        Index of the box in the job.
-    options : TilingOptions
-        Batch size, and the pace of an earlier run for the first estimate.
+    Each batch yields the changed map rows; ``options`` give the batch size and an earlier
+    run's pace for the first estimate.
     """
     from napari_gradcam.core.explain.preprocess import pixel_range
     from napari_gradcam.core.tiling.loop import explain_tiled

@@ -55,11 +55,6 @@ CLEAR_ZERO = 1e-4
 """Share of the colour range at the bottom that fades to transparent (zero: no tile)."""
 
 
-def clear_turbo() -> Colormap:
-    """turbo, but transparent at zero: skipped and not yet explained tiles show the slide."""
-    return clear_low("turbo")
-
-
 def clear_low(name: str) -> Colormap:
     """The colormap ``name``, transparent at the bottom of its range (zero: no tile)."""
     base = ensure_colormap(name)
@@ -71,16 +66,8 @@ def clear_low(name: str) -> Colormap:
 class LiveHeatmaps:
     """Heatmap layers of the tiled regions of one job, filled in as batches arrive.
 
-    Parameters
-    ----------
-    viewer : napari.Viewer
-        Where the layers go.
-    image : napari.layers.Image
-        The explained image (gives name and placement).
-    job : ExplainJob
-        The running job.
-    on_added : callable
-        Called with each heatmap layer as it is added (the dock hides the earlier maps).
+    ``on_added`` is called with each heatmap layer as it is added (the dock hides the earlier
+    maps); ``image`` gives the layers' names and placement.
     """
 
     def __init__(

@@ -53,13 +53,7 @@ EXPORT_TIP = "save the tiles as QuPath tile objects with their numbers as measur
 
 
 class TiledReview:
-    """Tiling options, live heatmaps and the per-tile review of one dock widget.
-
-    Parameters
-    ----------
-    viewer : napari.Viewer
-        The viewer of the dock.
-    """
+    """Tiling options, live heatmaps and the per-tile review of one dock widget."""
 
     def __init__(self, viewer: Viewer) -> None:
         self.viewer = viewer
@@ -122,12 +116,9 @@ class TiledReview:
         self.live = None
 
     def finish(self, outcome: JobOutcome, job: ExplainJob) -> list[int]:
-        """Complete the tiled heatmaps and show the tiles.
+        """Complete the tiled heatmaps and show the tiles; return the results' indices.
 
-        Returns
-        -------
-        list of int
-            Indices of the results handled here (the widget adds layers for the others).
+        The widget adds layers for the results whose indices are not returned.
         """
         if outcome.tissue is not None and self.image is not None and job.plane is not None:
             self._tissue[self.image] = ((job.plane.slice_index, job.plane.shape), outcome.tissue)
@@ -188,12 +179,8 @@ class TiledReview:
         """Write the tiles of the last run as QuPath GeoJSON, in level-0 pixels of the image.
 
         The file is written in a worker thread (tens of thousands of tiles take seconds);
-        a notification says when it is done or why not.
-
-        Returns
-        -------
-        FunctionWorker or None
-            The started worker (it returns the path), or None when there are no tiles.
+        a notification says when it is done or why not. Return the started worker (it
+        returns the path), or None when there are no tiles.
         """
         from napari_gradcam.core.regions.qupath_tiles import write_tiles_geojson
 

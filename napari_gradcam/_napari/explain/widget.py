@@ -64,10 +64,7 @@ EXPLAIN_KEYS, CANCEL_KEYS = "Ctrl+Return", "Escape"
 class GradCamWidget(Container):
     """Explain an image layer with a classifier and add the heatmap as a layer.
 
-    Parameters
-    ----------
-    napari_viewer : napari.Viewer
-        The viewer whose layers are explained (napari passes it by this name).
+    napari passes the viewer by the name ``napari_viewer``.
     """
 
     def __init__(self, napari_viewer: Viewer) -> None:
@@ -196,15 +193,15 @@ class GradCamWidget(Container):
         label.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
         label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         label.setMinimumHeight(3 * label.fontMetrics().lineSpacing())
-        for keys, action in ((EXPLAIN_KEYS, self.explain), (CANCEL_KEYS, self.cancel)):
-            shortcut = QShortcut(QKeySequence(keys), self.native)
-            shortcut.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
-            shortcut.activated.connect(action)
 
     def _connect(self) -> None:
         self.explain_button.changed.connect(self.explain)
         self.load_button.changed.connect(self.load_model)
-        self.cancel_button.changed.connect(self.cancel)
+        self.cancel_button.changed.connect(self.runner.cancel)
+        for keys, action in ((EXPLAIN_KEYS, self.explain), (CANCEL_KEYS, self.runner.cancel)):
+            shortcut = QShortcut(QKeySequence(keys), self.native)
+            shortcut.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+            shortcut.activated.connect(action)
         self.model.changed.connect(self._forget_model)
         self.bundled.changed.connect(self._on_bundled_changed)
         self.weights.changed.connect(self._forget_model)
@@ -212,7 +209,7 @@ class GradCamWidget(Container):
         self.method.changed.connect(self._on_method_changed)
         self.target.changed.connect(self._on_target_changed)
         self.opacity.changed.connect(self._on_opacity_changed)
-        self.show_advanced.changed.connect(self._on_show_advanced)
+        self.show_advanced.changed.connect(lambda show: setattr(self.advanced, "visible", show))
         layer_events = self._viewer.layers.events
         for event in (layer_events.inserted, layer_events.removed, layer_events.reordered):
             event.connect(self.reset_choices)
@@ -274,10 +271,6 @@ class GradCamWidget(Container):
             self._fail(f"Grad-CAM: enter a model: {tips.MODEL_TIP}")
             return
         self._start(self._model_job(), None)
-
-    def cancel(self) -> None:
-        """Ask the running job to stop after its current step (or batch of tiles)."""
-        self.runner.cancel()
 
     def _fail(self, message: str) -> None:
         """Say why nothing was made: in full in the dock, shortened in napari's toast."""
@@ -408,9 +401,6 @@ class GradCamWidget(Container):
         taken = {spec.key for _, spec in option_specs(found.options)}
         for key, control in self.option_controls.items():
             control.visible = key in taken
-
-    def _on_show_advanced(self, show: bool) -> None:
-        self.advanced.visible = show
 
     def _on_opacity_changed(self, opacity: float) -> None:
         newest = self.maps.newest

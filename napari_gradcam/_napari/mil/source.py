@@ -23,18 +23,9 @@ from napari_gradcam.slides.lazy_slide import Slide, open_slide
 class SlideSource:
     """What the worker needs to read a layer's slide (taken on the main thread).
 
-    Attributes
-    ----------
-    name : str
-        The layer's name.
-    path : Path or None
-        The slide file the layer was opened from, if any.
-    levels : tuple
-        The layer's levels, finest first (read when there is no file).
-    downsamples : tuple of tuple of float
-        Level-0 pixels per pixel of each level.
-    mpp : float or None
-        Microns per level-0 pixel.
+    ``path`` is the slide file the layer was opened from, if any, else its ``levels`` (finest
+    first) are read; ``downsamples`` are level-0 pixels per pixel of each level, ``mpp``
+    microns per level-0 pixel.
     """
 
     name: str
@@ -56,10 +47,8 @@ class SlideSource:
 def slide_source(layer: Image) -> SlideSource:
     """Take what the worker needs from a slide image layer.
 
-    Raises
-    ------
-    ValueError
-        For a layer that is not one 2-D RGB slide (a stack, a grayscale image, a 3-D view).
+    Raise ``ValueError`` for a layer that is not one 2-D RGB slide (a stack, a grayscale image,
+    a 3-D view).
     """
     levels = tuple(layer.data) if layer.multiscale else (layer.data,)
     shapes = [tuple(int(n) for n in level.shape) for level in levels]

@@ -32,12 +32,9 @@ class TopTile:
 
 
 class TopTilesTable(QTableWidget):
-    """The top tiles, strongest first per side; selecting a row calls back with its tile.
+    """The top tiles, strongest first per side.
 
-    Parameters
-    ----------
-    on_select : callable
-        Called with the :class:`TopTile` of the row selected (by a click or the keyboard).
+    Selecting a row (click or keyboard) calls ``on_select`` with its :class:`TopTile`.
     """
 
     def __init__(self, on_select: Callable[[TopTile], None]) -> None:

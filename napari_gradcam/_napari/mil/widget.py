@@ -50,12 +50,8 @@ SHOWN_TIP = (
 class SlideMilWidget(Container):
     """Explain a slide-level (multiple-instance) prediction over a slide image layer.
 
-    Parameters
-    ----------
-    napari_viewer : napari.Viewer
-        The viewer whose slide layers are explained (napari passes it by this name).
-    cache_dir : str, optional
-        Folder of the embedding cache (default: ``slides.embedding_cache``'s).
+    napari passes the viewer by the name ``napari_viewer``; ``cache_dir`` is the embedding
+    cache's folder (default: ``slides.embedding_cache``'s).
     """
 
     def __init__(self, napari_viewer: Viewer, cache_dir: str | None = None) -> None:

@@ -117,6 +117,8 @@ def run_trust_job(job: TrustJob) -> Generator[Any, None, TrustOutcome]:
 
 
 def _run(job: TrustJob) -> Generator[Any, None, TrustOutcome]:
+    from napari_gradcam.core.tiling.tissue import tissue_fraction
+
     start = time.perf_counter()
     try:
         loaded = yield from load_model_step(job.source.spec, job.source.weights, 2)
@@ -134,7 +136,7 @@ def _run(job: TrustJob) -> Generator[Any, None, TrustOutcome]:
         notes=_tiled_notes(job.source),
         crop_origin=crop.origin,
         downsample=crop.downsample,
-        tissue_fraction=_tissue_fraction(crop),
+        tissue_fraction=tissue_fraction(crop.pixels),
         seconds=time.perf_counter() - start,
     )
 
@@ -145,12 +147,6 @@ def _tiled_notes(source: HeatmapRecord) -> tuple[str, ...]:
     if source.tiles.size is None:
         return ("the heatmap was stitched from tiles; this checked its region as one input",)
     return (f"checked the {source.box.label} under the view centre; pan to check another",)
-
-
-def _tissue_fraction(crop: Crop) -> float | None:
-    from napari_gradcam.core.tiling.tissue import tissue_fraction
-
-    return tissue_fraction(crop.pixels)
 
 
 def _features(loaded: LoadedModel, job: TrustJob, crop: Crop) -> Iterator[Progress]:

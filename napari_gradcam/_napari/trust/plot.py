@@ -27,12 +27,8 @@ class CurvesPlot(FigureCanvasQTAgg):
     """Deletion and insertion curves of a map (solid) and of a random order (dashed).
 
     The gap between the map's curve and the random one is shaded: the wider it is, the more
-    the map's order matters to the model.
-
-    Parameters
-    ----------
-    background, foreground : str
-        Colours of the figure and its text (napari's theme).
+    the map's order matters to the model. ``background`` and ``foreground`` are napari's
+    theme colours for the figure and its text.
     """
 
     def __init__(self, background: str = "#262930", foreground: str = "#f0f1f2") -> None:

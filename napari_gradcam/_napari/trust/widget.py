@@ -77,10 +77,7 @@ TIPS = {
 class TrustWidget(Container):
     """Check a heatmap (sanity, faithfulness, noise), look inside its layer and compare maps.
 
-    Parameters
-    ----------
-    napari_viewer : napari.Viewer
-        The viewer whose heatmap layers are checked (napari passes it by this name).
+    napari passes the viewer by the name ``napari_viewer``.
     """
 
     def __init__(self, napari_viewer: Viewer) -> None:
@@ -190,7 +187,7 @@ class TrustWidget(Container):
     def _connect(self) -> None:
         for button, kind in self._actions.items():
             button.changed.connect(lambda _value=None, kind=kind: self.run(kind))
-        self.cancel_button.changed.connect(self.cancel)
+        self.cancel_button.changed.connect(self.runner.cancel)
         self.heatmap.changed.connect(self._on_heatmap_changed)
         events = self._viewer.layers.events
         for event in (events.inserted, events.removed, events.reordered):
@@ -222,11 +219,10 @@ class TrustWidget(Container):
         except ValueError as err:
             show_error(f"Grad-CAM trust: {err}")
             return
-        self._start(job, heatmap)
-
-    def cancel(self) -> None:
-        """Stop the running job after its current step; nothing it made is added."""
-        self.runner.cancel()
+        hooks = JobHooks(
+            returned=lambda outcome: self._on_returned(outcome, job, heatmap), event=self._on_event
+        )
+        self.runner.start(run_trust_job, job, hooks=hooks)
 
     def _job(self, kind: Kind) -> tuple[TrustJob, Image]:
         heatmap = self.heatmap.value
@@ -265,12 +261,6 @@ class TrustWidget(Container):
             "baseline": self.baseline.value,
             "sanity_steps": int(self.sanity_steps.value),
         }
-
-    def _start(self, job: TrustJob, heatmap: Image) -> None:
-        hooks = JobHooks(
-            returned=lambda outcome: self._on_returned(outcome, job, heatmap), event=self._on_event
-        )
-        self.runner.start(run_trust_job, job, hooks=hooks)
 
     def _set_running(self, running: bool) -> None:
         for button in self._actions:
@@ -383,11 +373,6 @@ def _form(*widgets: Widget) -> Container:
 def _row(*widgets: Widget) -> Container:
     """Widgets side by side, without labels."""
     return Container(widgets=widgets, layout="horizontal", labels=False)
-
-
-def _title(text: str) -> Label:
-    """A section title."""
-    return Label(value=f"<b>{text}</b>")
 
 
 def _plane_of(image: Image, source: HeatmapRecord) -> Plane:
