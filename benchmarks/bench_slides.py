@@ -1,8 +1,9 @@
 """Whole-slide numbers: throughput, peak memory against slide size, time to first tiles.
 
 1. throughput: tiled Grad-CAM over the tissue tiles of the CC0 slide (read, explain, stitch,
-   through the local Dask runner) against plain inference over the same tiles read the same
-   way; also the two on tiles already in memory. Medians of interleaved rounds. Target >= 0.85.
+   with the local runner's driver ``explain_tiled``) against plain inference over the same
+   tiles read by the same read-ahead loop; also the two on tiles already in memory. Medians
+   of interleaved rounds. Target >= 0.85.
 2. memory: the whole slide runner (tissue, tiles, zarr heatmap, CSV, overlay) on the CC0
    slide and on a lazily generated 40,000 x 40,000 pyramid, each in a fresh child process;
    peak resident set (VmHWM) after start-up and over the run.

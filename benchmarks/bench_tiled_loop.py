@@ -1,6 +1,6 @@
 """The shared tiled loop with and without read-ahead, on the CC0 slide's tissue tiles.
 
-The dock and the local slide runner both use ``core.tiling.loop.explained_batches``: one
+The dock and the local slide runner both use ``explained_batches`` (``explain_tiled``): one
 thread reads the next batch of tiles (JPEG-compressed reads here) while the caller explains
 the current one. This prints the medians of interleaved rounds of the loop with read-ahead
 and reading in turn, and their ratio (> 1: read-ahead is faster).

@@ -15,12 +15,12 @@ def run_once(viewer, widget) -> dict:
     start = time.perf_counter()
     widget.explain()
 
-    def on_yield(progress) -> None:
-        update = progress.update
-        if update is not None and update.rows.size and "first_rows" not in marks:
+    def on_yield(event) -> None:
+        rows = getattr(event, "rows", None)  # the map rows a tiled batch filled in
+        if rows is not None and rows.size and "first_rows" not in marks:
             marks["first_rows"] = time.perf_counter() - start
 
-    widget._worker.yielded.connect(on_yield)
+    widget.runner.worker.yielded.connect(on_yield)
     loop, timer = QEventLoop(), QTimer()
     timer.timeout.connect(lambda: None if widget.running else loop.exit(0))
     timer.start(20)
