@@ -75,7 +75,6 @@ def _seconds(work: Callable[[], object]) -> float:
 
 def embed_only(size: int) -> None:
     """Embed a synthetic slide of ``size`` x ``size`` pixels (for the memory comparison)."""
-
     with tempfile.TemporaryDirectory() as cache:
         ng.slide_embeddings(
             ng.synthetic_slide(size, mpp=0.499, tissue_share=0.3), _model(), cache_dir=cache
@@ -83,13 +82,11 @@ def embed_only(size: int) -> None:
 
 
 def _model() -> object:
-
     return ng.load_slide_model(DEMO_SLIDE_MODEL_CARD, device="cpu")
 
 
 def attribution_seconds(n: int = 10_000) -> dict[str, float]:
     """Seconds of each attribution over ``n`` random embeddings of the demo's width."""
-
     model = _model()
     bag = torch.rand(n, model.width) * 2
     out = {}
