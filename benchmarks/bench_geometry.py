@@ -30,8 +30,7 @@ def _seconds(call, rounds: int) -> float:
 def main() -> None:
     import torch
 
-    from napari_gradcam import explain, load_model
-    from napari_gradcam.core.explain.pipeline import map_geometry
+    import napari_gradcam as ng
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
@@ -39,20 +38,20 @@ def main() -> None:
     args = parser.parse_args()
     rounds = args.rounds
     torch.set_num_threads(args.threads)
-    loaded = load_model("demo")
+    loaded = ng.load_model("demo")
     size = loaded.card.input_size
     blank = torch.zeros((1, loaded.card.in_channels, *size))
     print(f"demo model, {size[0]} x {size[1]} tile, {args.threads} thread(s), medians of {rounds}")
     print(f"{'method':<10} {'blank explain':>14} {'probe (cold)':>13} {'probe (cached)':>15} ratio")
     for method in METHODS:
-        old = _seconds(lambda m=method: explain(loaded, blank, method=m, target=0), rounds)
+        old = _seconds(lambda m=method: ng.explain(loaded, blank, method=m, target=0), rounds)
 
         def cold(m: str = method) -> None:
             loaded.layers.clear()
-            map_geometry(loaded, size, method=m)
+            ng.map_geometry(loaded, size, method=m)
 
         new_cold = _seconds(cold, rounds)
-        new_warm = _seconds(lambda m=method: map_geometry(loaded, size, method=m), rounds)
+        new_warm = _seconds(lambda m=method: ng.map_geometry(loaded, size, method=m), rounds)
         ratio = f"{old / new_cold:.1f}x" if new_cold > 1e-3 else "no forward"
         print(
             f"{method:<10} {old * 1e3:>11.1f} ms {new_cold * 1e3:>10.1f} ms "

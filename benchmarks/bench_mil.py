@@ -19,13 +19,16 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from napari_gradcam.core.tiling.tiled import preprocess_tiles
+import napari_gradcam as ng
 
 BATCH = 64
+DEMO_SLIDE_MODEL_CARD = Path(ng.__file__).parent / "models" / "demo" / "mil_demo.json"
+"""The bundled demo slide-model card."""
 """Tiles per encoder call, for ``slide_embeddings`` (its default) and plain inference alike."""
 
 
@@ -36,15 +39,13 @@ def embedding_ratio(repeats: int = 5) -> tuple[int, dict[str, list[float]]]:
     preprocessing); ``repeats`` interleaved runs after one warm-up of each (imports, first
     calls)."""
     from napari_gradcam.data import HE_SLIDE_PATH
-    from napari_gradcam.slides import open_slide
-    from napari_gradcam.slides.embeddings import _plan, slide_embeddings
 
     model = _model()
-    slide = open_slide(HE_SLIDE_PATH)
+    slide = ng.open_slide(HE_SLIDE_PATH)
 
     def ours() -> object:
         with tempfile.TemporaryDirectory() as cache:
-            return slide_embeddings(slide, model, overlap=0.5, batch_size=BATCH, cache_dir=cache)
+            return ng.slide_embeddings(slide, model, overlap=0.5, batch_size=BATCH, cache_dir=cache)
 
     result = ours()
     level = np.asarray(slide.levels[0])
@@ -54,14 +55,15 @@ def embedding_ratio(repeats: int = 5) -> tuple[int, dict[str, list[float]]]:
     def plain() -> None:
         with torch.inference_mode():
             for i in range(0, len(tiles), BATCH):
-                model.encoder.module(preprocess_tiles(tiles[i : i + BATCH], card, (0, 255), cpu))
+                model.encoder.module(ng.preprocess_tiles(tiles[i : i + BATCH], card, (0, 255), cpu))
 
     plain()
+    plan_job = ng.SlideJob(overlap=0.5, min_tissue=0.1)  # the tissue + tiling plan of ``ours``
     runs: dict[str, list[float]] = {"ours": [], "plain": [], "plan": []}
     for _ in range(repeats):
         runs["ours"].append(_seconds(ours))
         runs["plain"].append(_seconds(plain))
-        runs["plan"].append(_seconds(lambda: _plan(slide, model, 0.5, 0.1)))
+        runs["plan"].append(_seconds(lambda: ng.plan_slide(slide, plan_job, model.encoder)))
     return len(tiles), runs
 
 
@@ -73,34 +75,26 @@ def _seconds(work: Callable[[], object]) -> float:
 
 def embed_only(size: int) -> None:
     """Embed a synthetic slide of ``size`` x ``size`` pixels (for the memory comparison)."""
-    from napari_gradcam.slides.embeddings import slide_embeddings
-    from napari_gradcam.slides.synthetic import synthetic_slide
-
     with tempfile.TemporaryDirectory() as cache:
-        slide_embeddings(
-            synthetic_slide(size, mpp=0.499, tissue_share=0.3), _model(), cache_dir=cache
+        ng.slide_embeddings(
+            ng.synthetic_slide(size, mpp=0.499, tissue_share=0.3), _model(), cache_dir=cache
         )
 
 
 def _model() -> object:
-    from napari_gradcam.models.slide_model import load_slide_model
-    from napari_gradcam.training.mil_bags import DEMO_CARD
-
-    return load_slide_model(DEMO_CARD, device="cpu")
+    return ng.load_slide_model(DEMO_SLIDE_MODEL_CARD, device="cpu")
 
 
 def attribution_seconds(n: int = 10_000) -> dict[str, float]:
     """Seconds of each attribution over ``n`` random embeddings of the demo's width."""
-    from napari_gradcam.core.mil.attribution import gradient_x_embedding, integrated_gradients
-
     model = _model()
     bag = torch.rand(n, model.width) * 2
     out = {}
     start = time.perf_counter()
-    gradient_x_embedding(model.aggregator, bag, 1)
+    ng.gradient_x_embedding(model.aggregator, bag, 1)
     out["grad_x_embedding"] = time.perf_counter() - start
     start = time.perf_counter()
-    ig = integrated_gradients(model.aggregator, bag, 1)
+    ig = ng.integrated_gradients(model.aggregator, bag, 1)
     out["integrated_gradients"] = time.perf_counter() - start
     out["ig_completeness_error"] = ig.completeness_error
     return out

@@ -61,18 +61,17 @@ def read_boxes(slide, chosen: np.ndarray) -> float:
 
 def read_grid(slide) -> float:
     """Every tile of a 224 px grid at 112 px steps, read in row runs like the slide runner."""
-    from napari_gradcam.core.tiling.grid import LevelView
-    from napari_gradcam.core.tiling.tiled import read_tiles
+    import napari_gradcam as ng
 
     height, width = slide.shape
     rows, columns = np.meshgrid(
         np.arange(0, height - BOX, BOX // 2), np.arange(0, width - BOX, BOX // 2), indexing="ij"
     )
     origins = np.stack([rows.ravel(), columns.ravel()], axis=1)
-    view = LevelView(slide.levels[0], (1.0, 1.0), 1.0)
+    _, view = ng.level_view(slide, None, level=0)
     start = time.perf_counter()
     for batch in np.array_split(origins, max(1, len(origins) // 64)):
-        read_tiles(view, batch, (BOX, BOX))
+        ng.read_tiles(view, batch, (BOX, BOX))
     return time.perf_counter() - start
 
 
@@ -83,9 +82,9 @@ def read_level(slide) -> float:
 
 
 def compare(title: str, path: Path, backends: list[str], rounds: int, count: int) -> None:
-    from napari_gradcam.slides import open_slide
+    import napari_gradcam as ng
 
-    slides = {name: open_slide(path, backend=name) for name in backends}
+    slides = {name: ng.open_slide(path, backend=name) for name in backends}
     chosen = boxes(slides[backends[0]].shape, count)
     times: dict[tuple[str, str], list[float]] = {}
     for _ in range(rounds):

@@ -1,8 +1,9 @@
 """Whole-slide numbers: throughput, peak memory against slide size, time to first tiles.
 
 1. throughput: tiled Grad-CAM over the tissue tiles of the CC0 slide (read, explain, stitch,
-   through the local Dask runner) against plain inference over the same tiles read the same
-   way; also the two on tiles already in memory. Medians of interleaved rounds. Target >= 0.85.
+   with the local runner's driver ``explain_tiled``) against plain inference over the same
+   tiles read by the same read-ahead loop; also the two on tiles already in memory. Medians
+   of interleaved rounds. Target >= 0.85.
 2. memory: the whole slide runner (tissue, tiles, zarr heatmap, CSV, overlay) on the CC0
    slide and on a lazily generated 40,000 x 40,000 pyramid, each in a fresh child process;
    peak resident set (VmHWM) after start-up and over the run.
@@ -34,60 +35,35 @@ MEMORY_BOUND_MIB = 640
 
 
 def cc0_plan(batch_size: int = 64):
+    import napari_gradcam as ng
     from napari_gradcam.data import HE_SLIDE_PATH
-    from napari_gradcam.models.cache import cached_model
-    from napari_gradcam.slides import open_slide
-    from napari_gradcam.slides.runner import SlideJob, plan_slide
 
-    slide = open_slide(HE_SLIDE_PATH)
-    job = SlideJob(batch_size=batch_size)
-    loaded = cached_model("demo", None)
-    return slide, job, loaded, plan_slide(slide, job, loaded)
+    slide = ng.open_slide(HE_SLIDE_PATH)
+    job = ng.SlideJob(batch_size=batch_size)
+    loaded = ng.cached_model("demo", None)
+    return slide, job, loaded, ng.plan_slide(slide, job, loaded)
 
 
-def infer_batch(task) -> int:
-    """Plain inference over one batch of tiles, read like the runner reads them."""
+def run_pipeline(loaded, job, plan, explain: bool) -> None:
+    """Push every tissue tile through the local tile loop (read ahead, in grid order).
+
+    Explaining runs the slide runner's own driver (explain and stitch); inferring runs a
+    forward per batch in the same loop.
+    """
     import torch
 
-    from napari_gradcam.core.tiling.tiled import preprocess_tiles
-    from napari_gradcam.models.cache import cached_model
+    import napari_gradcam as ng
 
-    loaded = cached_model(*task.model)
-    batch = preprocess_tiles(task.read(), loaded.card, task.value_range, torch.device("cpu"))
-    with torch.inference_mode():
-        loaded.module(batch)
-    return len(task.indices)
-
-
-def run_pipeline(slide, job, plan, explain: bool) -> None:
-    """Push every tissue tile through the local runner (stitching when explaining)."""
-    from napari_gradcam.core.tiling.grid import Stitcher
-    from napari_gradcam.core.tiling.loop import explained_batches
-    from napari_gradcam.models.cache import cached_model
-    from napari_gradcam.slides.batches import BatchTask, in_order
-
-    if explain:  # the slide runner's own local loop: read ahead, explain in order
-        stitcher = Stitcher(plan.grid)
-        loaded = cached_model("demo", None)
-        for results in explained_batches(loaded, plan, job.batch_size, (0.0, 255.0)):
-            stitcher.add(results.indices, results.cams)
-        stitcher.finish()
+    if explain:
+        ng.run_to_end(ng.explain_tiled(loaded, plan, (0.0, 255.0), batch_size=job.batch_size))
         return
-    tasks = [
-        BatchTask(
-            slide,
-            plan.level,
-            plan.view.resample,
-            plan.grid.origins[b],
-            plan.grid.tile,
-            b,
-            ("demo", None),
-            plan.settings,
-            (0.0, 255.0),
-        )
-        for b in plan.batches(job.batch_size)
-    ]
-    for _ in in_order(infer_batch, tasks):
+
+    def infer(tiles: np.ndarray, indices: np.ndarray) -> None:
+        batch = ng.preprocess_tiles(tiles, loaded.card, (0.0, 255.0), torch.device("cpu"))
+        with torch.inference_mode():
+            loaded.module(batch)
+
+    for _ in ng.mapped_batches(plan, job.batch_size, infer):
         pass
 
 
@@ -95,15 +71,15 @@ def in_memory(loaded, plan, tiles: np.ndarray, explain: bool, batch_size: int) -
     """The model alone over tiles already read (explain_tiles, or a forward)."""
     import torch
 
-    from napari_gradcam.core.tiling.tiled import explain_tiles, preprocess_tiles
+    import napari_gradcam as ng
 
     for first in range(0, len(tiles), batch_size):
         chunk = tiles[first : first + batch_size]
         if explain:
             indices = plan.explained[first : first + batch_size]
-            explain_tiles(loaded, chunk, indices, plan.settings, (0.0, 255.0))
+            ng.explain_tiles(loaded, chunk, indices, plan.settings, (0.0, 255.0))
         else:
-            batch = preprocess_tiles(chunk, loaded.card, (0.0, 255.0), torch.device("cpu"))
+            batch = ng.preprocess_tiles(chunk, loaded.card, (0.0, 255.0), torch.device("cpu"))
             with torch.inference_mode():
                 loaded.module(batch)
 
@@ -117,14 +93,14 @@ def timed(run) -> tuple[float, float]:
 
 def throughput(rounds: int) -> dict:
     """Tiles per second explained vs inferred, in the runner and in memory (medians)."""
-    from napari_gradcam.core.tiling.tiled import read_tiles
+    import napari_gradcam as ng
 
-    slide, job, loaded, plan = cc0_plan()
+    _, job, loaded, plan = cc0_plan()
     n = len(plan.explained)
-    tiles = read_tiles(plan.view, plan.grid.origins[plan.explained], plan.grid.tile)
+    tiles = ng.read_tiles(plan.view, plan.grid.origins[plan.explained], plan.grid.tile)
     runs = {
-        "infer": lambda: run_pipeline(slide, job, plan, explain=False),
-        "explain": lambda: run_pipeline(slide, job, plan, explain=True),
+        "infer": lambda: run_pipeline(loaded, job, plan, explain=False),
+        "explain": lambda: run_pipeline(loaded, job, plan, explain=True),
         "infer_in_memory": lambda: in_memory(loaded, plan, tiles, False, job.batch_size),
         "explain_in_memory": lambda: in_memory(loaded, plan, tiles, True, job.batch_size),
     }
@@ -156,21 +132,17 @@ def peak_rss_mib() -> float:
 
 def memory_case(case: str) -> None:
     """Child process: explain a whole slide with the runner; print peak RSS as JSON."""
-    from napari_gradcam.core.progress import run_to_end
+    import napari_gradcam as ng
     from napari_gradcam.data import HE_SLIDE_PATH
-    from napari_gradcam.models.cache import cached_model
-    from napari_gradcam.slides import open_slide
-    from napari_gradcam.slides.outputs import SlideOutputs
-    from napari_gradcam.slides.runner import SlideJob, explain_slide
-    from napari_gradcam.slides.synthetic import synthetic_slide
 
-    slide = open_slide(HE_SLIDE_PATH) if case == "cc0" else synthetic_slide(40_000)
-    cached_model("demo", None)
+    slide = ng.open_slide(HE_SLIDE_PATH) if case == "cc0" else ng.synthetic_slide(40_000)
+    ng.cached_model("demo", None)
     ready = peak_rss_mib()
     out = Path(tempfile.mkdtemp(prefix="bench_slides_"))
     try:
         start = time.perf_counter()
-        summary = run_to_end(explain_slide(slide, SlideJob(), SlideOutputs.for_slide(case, out)))
+        outputs = ng.SlideOutputs.for_slide(case, out)
+        summary = ng.run_to_end(ng.explain_slide(slide, ng.SlideJob(), outputs))
         seconds = time.perf_counter() - start
     finally:
         shutil.rmtree(out, ignore_errors=True)

@@ -1,6 +1,6 @@
 """The shared tiled loop with and without read-ahead, on the CC0 slide's tissue tiles.
 
-The dock and the local slide runner both use ``core.tiling.loop.explained_batches``: one
+The dock and the local slide runner both use ``explained_batches`` (``explain_tiled``): one
 thread reads the next batch of tiles (JPEG-compressed reads here) while the caller explains
 the current one. This prints the medians of interleaved rounds of the loop with read-ahead
 and reading in turn, and their ratio (> 1: read-ahead is faster).
@@ -19,36 +19,34 @@ import time
 
 def run_loop(loaded, plan, batch_size: int, read_ahead: bool) -> int:
     """Explain every planned tile through the loop; return the tiles explained."""
-    from napari_gradcam.core.tiling.loop import explained_batches
+    import napari_gradcam as ng
 
-    batches = explained_batches(loaded, plan, batch_size, (0.0, 255.0), read_ahead=read_ahead)
+    batches = ng.explained_batches(loaded, plan, batch_size, (0.0, 255.0), read_ahead=read_ahead)
     return sum(len(results.indices) for results in batches)
 
 
 def read_only(plan, batch_size: int) -> float:
     """Seconds to read every batch, no model: what read-ahead can hide."""
-    from napari_gradcam.core.tiling.tiled import read_tiles
+    import napari_gradcam as ng
 
     start = time.perf_counter()
     for batch in plan.batches(batch_size):
-        read_tiles(plan.view, plan.grid.origins[batch], plan.grid.tile)
+        ng.read_tiles(plan.view, plan.grid.origins[batch], plan.grid.tile)
     return time.perf_counter() - start
 
 
 def main() -> None:
     """Time both ways and print the medians and ratio as JSON."""
+    import napari_gradcam as ng
     from napari_gradcam.data import HE_SLIDE_PATH
-    from napari_gradcam.models.cache import cached_model
-    from napari_gradcam.slides import open_slide
-    from napari_gradcam.slides.runner import SlideJob, plan_slide
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=32)
     args = parser.parse_args()
-    slide = open_slide(HE_SLIDE_PATH)
-    loaded = cached_model("demo", None)
-    plan = plan_slide(slide, SlideJob(batch_size=args.batch_size), loaded)
+    slide = ng.open_slide(HE_SLIDE_PATH)
+    loaded = ng.cached_model("demo", None)
+    plan = ng.plan_slide(slide, ng.SlideJob(batch_size=args.batch_size), loaded)
     run_loop(loaded, plan, args.batch_size, True)  # warm-up
     seconds: dict[str, list[float]] = {"read_ahead": [], "in_turn": []}
     for index in range(args.rounds):

@@ -15,12 +15,12 @@ def run_once(viewer, widget) -> dict:
     start = time.perf_counter()
     widget.explain()
 
-    def on_yield(progress) -> None:
-        update = progress.update
-        if update is not None and update.rows.size and "first_rows" not in marks:
+    def on_yield(event) -> None:
+        rows = getattr(event, "rows", None)  # the map rows a tiled batch filled in
+        if rows is not None and rows.size and "first_rows" not in marks:
             marks["first_rows"] = time.perf_counter() - start
 
-    widget._worker.yielded.connect(on_yield)
+    widget.runner.worker.yielded.connect(on_yield)
     loop, timer = QEventLoop(), QTimer()
     timer.timeout.connect(lambda: None if widget.running else loop.exit(0))
     timer.start(20)
@@ -34,15 +34,11 @@ def time_widget() -> dict:
     """Cold (model not loaded), warm (loaded) and again (tissue known too)."""
     import napari
 
-    from napari_gradcam._napari.explain.widget import GradCamWidget
-    from napari_gradcam._napari.reader import read_slide
     from napari_gradcam.data import HE_SLIDE_PATH
 
     viewer = napari.Viewer(show=True)
-    for data, kwargs, _ in read_slide(str(HE_SLIDE_PATH)):
-        viewer.add_image(data, **kwargs)
-    widget = GradCamWidget(viewer)
-    viewer.window.add_dock_widget(widget, name="Grad-CAM")
+    viewer.open(str(HE_SLIDE_PATH), plugin="napari-gradcam")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-gradcam", "Grad-CAM")
     widget.model_spec = "demo"
     timings = {"cold": run_once(viewer, widget)}
     widget.tiles._tissue.clear()  # warm: the model is loaded, the tissue is found again

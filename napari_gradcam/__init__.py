@@ -19,30 +19,67 @@ from typing import Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
+    # one image or a batch: explain it, and what the map means
     "explain": "napari_gradcam.core.explain.pipeline",
+    "map_geometry": "napari_gradcam.core.explain.pipeline",
     "Explanation": "napari_gradcam.core.explain.explanation",
+    "normalize_cam": "napari_gradcam.core.explain.explanation",
+    "heatmap_transform": "napari_gradcam.core.regions.placement",
     "ExplanationCancelled": "napari_gradcam.core.explain.context",
     "Monitor": "napari_gradcam.core.explain.context",
     "ExplainSettings": "napari_gradcam.core.settings",
     "OcclusionOptions": "napari_gradcam.core.explain.methods.occlusion",
     "RolloutOptions": "napari_gradcam.core.explain.methods.attention",
     "AttentionOptions": "napari_gradcam.core.explain.methods.attention",
-    "normalize_cam": "napari_gradcam.core.explain.explanation",
-    "heatmap_transform": "napari_gradcam.core.regions.placement",
+    "METHODS": "napari_gradcam.core.explain.methods",
+    # a model's layers
     "candidate_layers": "napari_gradcam.core.explain.model_layers",
     "candidate_layouts": "napari_gradcam.core.explain.model_layers",
     "default_layer": "napari_gradcam.core.explain.model_layers",
     "resolve_layer": "napari_gradcam.core.explain.model_layers",
     "vit_facts": "napari_gradcam.core.explain.model_layers",
-    "METHODS": "napari_gradcam.core.explain.methods",
+    # models
+    "load_model": "napari_gradcam.models.loading",
+    "cached_model": "napari_gradcam.models.cache",
+    "LoadedModel": "napari_gradcam.core.loaded_model",
+    "ModelCard": "napari_gradcam.core.card",
+    "load_slide_model": "napari_gradcam.models.slide_model",
+    # progress of the pipeline generators
+    "Progress": "napari_gradcam.core.progress",
+    "run_to_end": "napari_gradcam.core.progress",
+    # tiles of a slide or a region: plan, read, explain, stitch
+    "TilePlan": "napari_gradcam.core.tiling.tiled",
+    "plan_tiles": "napari_gradcam.core.tiling.tiled",
+    "level_view": "napari_gradcam.core.tiling.tiled",
+    "read_tiles": "napari_gradcam.core.tiling.tiled",
+    "preprocess_tiles": "napari_gradcam.core.tiling.tiled",
+    "explain_tiles": "napari_gradcam.core.tiling.tiled",
+    "mapped_batches": "napari_gradcam.core.tiling.loop",
+    "explained_batches": "napari_gradcam.core.tiling.loop",
+    "explain_tiled": "napari_gradcam.core.tiling.loop",
+    # whole slides
+    "open_slide": "napari_gradcam.slides.lazy_slide",
+    "synthetic_slide": "napari_gradcam.slides.synthetic",
+    "SlideJob": "napari_gradcam.slides.runner",
+    "plan_slide": "napari_gradcam.slides.runner",
+    "SlideOutputs": "napari_gradcam.slides.outputs",
+    "explain_slide": "napari_gradcam.slides.runner",
+    # slide-level models (MIL) and tile embeddings
+    "slide_embeddings": "napari_gradcam.slides.embeddings",
+    "embed_slide": "napari_gradcam.slides.embeddings",
+    "MilJob": "napari_gradcam.slides.mil_runner",
+    "MilOutputs": "napari_gradcam.slides.mil_outputs",
+    "run_slide_mil": "napari_gradcam.slides.mil_runner",
+    "explain_slide_mil": "napari_gradcam.slides.mil_runner",
+    "gradient_x_embedding": "napari_gradcam.core.mil.attribution",
+    "integrated_gradients": "napari_gradcam.core.mil.attribution",
+    # trust
     "trust_report": "napari_gradcam.core.trust.report",
+    "iter_trust_report": "napari_gradcam.core.trust.report",
     "sanity_check": "napari_gradcam.core.trust.sanity",
     "deletion_insertion": "napari_gradcam.core.trust.faithfulness",
     "feature_stack": "napari_gradcam.core.trust.features",
     "class_contrast": "napari_gradcam.core.trust.contrast",
-    "load_model": "napari_gradcam.models",
-    "LoadedModel": "napari_gradcam.models",
-    "ModelCard": "napari_gradcam.models",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from qtpy.QtWidgets import QWidget
     from torch.nn import Module
 
-    from napari_gradcam.models import LoadedModel
+    from napari_gradcam.core.loaded_model import LoadedModel
     from napari_gradcam.models.code_trust import CodeTrustRequest
 
 USER_ERRORS = (ValueError, OSError, ImportError, SyntaxError)

@@ -28,9 +28,9 @@ from napari_gradcam.core.regions.placement import heatmap_transform
 
 if TYPE_CHECKING:
     from napari_gradcam.core.explain.explanation import Explanation
+    from napari_gradcam.core.loaded_model import LoadedModel
     from napari_gradcam.core.settings import ExplainSettings
     from napari_gradcam.core.trust.report import TrustReport
-    from napari_gradcam.models.loading import LoadedModel
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

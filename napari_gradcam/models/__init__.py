@@ -8,7 +8,7 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "LoadedModel": "napari_gradcam.models.loading",
+    "LoadedModel": "napari_gradcam.core.loaded_model",
     "load_model": "napari_gradcam.models.loading",
     "ModelCard": "napari_gradcam.core.card",
 }

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, TypeVar
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from napari_gradcam.models.loading import LoadedModel
+    from napari_gradcam.core.loaded_model import LoadedModel
     from napari_gradcam.models.slide_model import SlideModel
     from napari_gradcam.models.sources import Stamps
 

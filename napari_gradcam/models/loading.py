@@ -27,15 +27,15 @@ import pickle
 import sys
 import zipfile
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import nn
 
 from napari_gradcam.core.card import ModelCard
-from napari_gradcam.core.explain.model_layers import ModelLayers
+from napari_gradcam.core.loaded_model import LoadedModel, ModelKind
 from napari_gradcam.models.bundled import BUNDLED, DEMO_DIR
 from napari_gradcam.models.code_trust import checked_source
 from napari_gradcam.models.probe import load_recipe
@@ -48,35 +48,10 @@ from napari_gradcam.models.timm_models import (
 )
 from napari_gradcam.models.weights import load_weights
 
-ModelKind = Literal["factory", "torchscript", "pickle", "recipe"]
 TORCHVISION_DOWNLOAD_ARGUMENTS = frozenset(
     {"weights", "weights_backbone", "pretrained", "pretrained_backbone"}
 )
 """torchvision builder arguments that download weights; weights come only from a weights file."""
-
-
-@dataclass(frozen=True)
-class LoadedModel:
-    """A classifier in eval mode with the card that says how to feed it.
-
-    ``layers`` answers which layer, what layout and what stride, and caches those answers for
-    as long as this model is loaded (emptied when the module is edited in place; see
-    ``model_layers``).
-    """
-
-    module: nn.Module
-    card: ModelCard
-    spec: str
-    kind: ModelKind
-    layers: ModelLayers = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "layers", ModelLayers(self.module))
-
-    @property
-    def hookable(self) -> bool:
-        """Whether forward hooks work (TorchScript modules cannot be hooked)."""
-        return not isinstance(self.module, torch.jit.ScriptModule)
 
 
 def load_model(

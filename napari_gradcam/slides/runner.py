@@ -35,7 +35,7 @@ from napari_gradcam.slides.thumbnail import thumbnail_overlay
 if TYPE_CHECKING:
     from distributed import Client
 
-    from napari_gradcam.models import LoadedModel
+    from napari_gradcam.core.loaded_model import LoadedModel
     from napari_gradcam.slides.lazy_slide import Slide
 
 

@@ -30,8 +30,8 @@ from napari_gradcam.core.settings import ExplainSettings
 
 if TYPE_CHECKING:
     from napari_gradcam.core.explain.explanation import Explanation
+    from napari_gradcam.core.loaded_model import LoadedModel
     from napari_gradcam.core.tiling.slide_tissue import TissueMap
-    from napari_gradcam.models import LoadedModel
 
 __all__ = ["ExplainJob", "JobOutcome", "RegionResult", "run_job"]
 SCALE_WARNING_RATIO = 2.0

@@ -22,11 +22,11 @@ from napari_gradcam.core.regions.region_stats import PlacedMap
 from napari_gradcam.core.tiling.grid import MIN_TISSUE
 
 if TYPE_CHECKING:
+    from napari_gradcam.core.loaded_model import LoadedModel
     from napari_gradcam.core.settings import ExplainSettings
     from napari_gradcam.core.tiling.loop import TileBatch
     from napari_gradcam.core.tiling.slide_tissue import TissueMap
     from napari_gradcam.core.tiling.tiled import TilePlan
-    from napari_gradcam.models import LoadedModel
 
 
 @dataclass(frozen=True)

@@ -23,10 +23,10 @@ from napari_gradcam.user_state import unexpected_error_message
 
 if TYPE_CHECKING:
     from napari_gradcam.core.explain.explanation import Explanation
+    from napari_gradcam.core.loaded_model import LoadedModel
     from napari_gradcam.core.trust.contrast import ClassContrast
     from napari_gradcam.core.trust.features import FeatureStack
     from napari_gradcam.core.trust.report import TrustReport
-    from napari_gradcam.models import LoadedModel
 
 Kind = Literal["load", "features", "sweep", "trust", "contrast", "compare"]
 MAX_TRUST_PIXELS = 1024 * 1024

@@ -23,7 +23,7 @@ from napari_gradcam.core.tiling.grid import Stitcher
 from napari_gradcam.core.tiling.tiled import TilePlan, TileResults, explain_tiles, read_tiles
 
 if TYPE_CHECKING:
-    from napari_gradcam.models import LoadedModel
+    from napari_gradcam.core.loaded_model import LoadedModel
 
 T = TypeVar("T")
 

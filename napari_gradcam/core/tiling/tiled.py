@@ -31,8 +31,8 @@ from napari_gradcam.core.tiling.tile_stats import (
 )
 
 if TYPE_CHECKING:
+    from napari_gradcam.core.loaded_model import LoadedModel
     from napari_gradcam.core.tiling.slide_tissue import TissueMap
-    from napari_gradcam.models import LoadedModel
 
 
 @dataclass(frozen=True)

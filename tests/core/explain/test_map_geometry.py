@@ -13,7 +13,7 @@ import napari_gradcam as ng
 from napari_gradcam.core.explain.context import Monitor
 from napari_gradcam.core.explain.methods.occlusion import OcclusionOptions
 from napari_gradcam.core.explain.pipeline import explain, map_geometry
-from napari_gradcam.models.loading import LoadedModel
+from napari_gradcam.core.loaded_model import LoadedModel
 from tests.architectures import build
 from tests.transformers import TinyViT
 

@@ -25,7 +25,7 @@ from napari_gradcam.core.explain.model_layers import (
     vit_facts,
 )
 from napari_gradcam.core.explain.pipeline import map_geometry
-from napari_gradcam.models.loading import LoadedModel
+from napari_gradcam.core.loaded_model import LoadedModel
 from tests.architectures import ResNetLike, build
 from tests.transformers import PatchEmbed, TinySwin, TinyViT
 

@@ -6,6 +6,7 @@ from torch import nn
 from napari_gradcam.core.card import ModelCard
 from napari_gradcam.core.explain.explanation import normalize_cam
 from napari_gradcam.core.explain.pipeline import explain
+from napari_gradcam.core.loaded_model import LoadedModel
 from napari_gradcam.core.regions.placement import heatmap_transform
 from napari_gradcam.core.settings import ExplainSettings
 from napari_gradcam.core.tiling.grid import (
@@ -23,7 +24,6 @@ from napari_gradcam.core.tiling.tiled import (
     preprocess_tiles,
     read_tiles,
 )
-from napari_gradcam.models.loading import LoadedModel
 
 CELL = 4
 TILE = 16
