@@ -198,7 +198,7 @@ def _declared(module: nn.Module, name: str) -> TokenFacts | None:
     return None
 
 
-def _pair(value: object) -> tuple[int, int]:
+def _size_pair(value: object) -> tuple[int, int]:
     if isinstance(value, int):
         return (value, value)
     first, second = value  # type: ignore[misc]
@@ -214,7 +214,7 @@ def _timm_facts(module: nn.Module, patch_embed: nn.Module, name: str) -> TokenFa
     )
     output_fmt = getattr(module, "output_fmt", None)
     return TokenFacts(
-        patch_size=_pair(patch_embed.patch_size),
+        patch_size=_size_pair(patch_embed.patch_size),
         prefix_tokens=None if prefix is None else int(prefix),
         pad=bool(getattr(patch_embed, "dynamic_img_pad", False)),
         channels_last=str(getattr(output_fmt, "value", output_fmt)) == "NHWC",
@@ -234,7 +234,7 @@ def _hugging_face_facts(module: nn.Module, config: object, name: str) -> TokenFa
         if getattr(embeddings, "register_tokens", None) is None:
             prefix += int(getattr(config, "num_register_tokens", 0) or 0)
         break
-    return TokenFacts(patch_size=_pair(config.patch_size), prefix_tokens=prefix, module=name)
+    return TokenFacts(patch_size=_size_pair(config.patch_size), prefix_tokens=prefix, module=name)
 
 
 def layer_layout(
