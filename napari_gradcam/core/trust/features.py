@@ -105,8 +105,6 @@ def feature_stack(
         Module name; default: the card's default layer, else the default of ``explain``.
     target : int or str, optional
         Class; default: the predicted class.
-    card : ModelCard, optional
-        Overrides the model's card.
     origin : sequence of float
         (y, x) of the image's top-left pixel, recorded for placement.
 

@@ -200,8 +200,6 @@ def iter_trust_report(
     settings : ExplainSettings, optional
         How the map is made (when not given) and remade on the randomised models (its
         method's options; the method, layer and class are the map's); default: Grad-CAM.
-    card : ModelCard, optional
-        Overrides the model's card.
     sanity_steps : int
         Parameter layers re-initialised in the cascade, from the output backwards.
     curve_steps : int
@@ -210,10 +208,6 @@ def iter_trust_report(
         What deleted pixels become.
     seed : int
         Seed of the re-initialisation, the tie-breaking and the random reference order.
-
-    Returns
-    -------
-    TrustReport
     """
     module, card = model_parts(model, card)
     settings = settings or ExplainSettings()

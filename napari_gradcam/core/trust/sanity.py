@@ -139,10 +139,6 @@ def sanity_check(
         draw can, by chance, keep or flip a map).
     seed : int
         Seed of the first cascade's re-initialisation.
-
-    Returns
-    -------
-    SanityCheck
     """
     module = getattr(model, "module", model)
     reference = np.asarray(original.cam, dtype=np.float32).reshape(original.cam.shape[-2:])
