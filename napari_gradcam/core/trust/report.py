@@ -23,6 +23,7 @@ from napari_gradcam.core.card import ModelCard
 from napari_gradcam.core.explain.explanation import Explanation
 from napari_gradcam.core.explain.inputs import model_batch, model_parts
 from napari_gradcam.core.explain.pipeline import explain
+from napari_gradcam.core.output_files import finite_or_null
 from napari_gradcam.core.progress import Progress, run_to_end
 from napari_gradcam.core.settings import ExplainSettings
 from napari_gradcam.core.tiling.tissue import is_rgb, tissue_mask
@@ -141,25 +142,14 @@ class TrustReport:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the report as JSON-serialisable built-ins (arrays become lists)."""
+        """Return the report as JSON built-ins (arrays become lists, non-finite numbers None)."""
         return {
-            **_plain(asdict(self)),
+            **finite_or_null(asdict(self)),
             "rating": self.rating,
             "headline": self.headline,
             "verdict": self.verdict,
             "next_step": self.next_step,
         }
-
-
-def _plain(value: object) -> object:
-    """``value`` with numpy arrays and scalars turned into lists and Python numbers."""
-    if isinstance(value, dict):
-        return {key: _plain(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(item) for item in value]
-    if isinstance(value, (np.ndarray, np.generic)):
-        return value.tolist()
-    return value
 
 
 def trust_report(
