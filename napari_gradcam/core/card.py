@@ -50,8 +50,6 @@ class ModelCard:
 
     Parameters
     ----------
-    name : str
-        Human-readable model name.
     classes : tuple of str, optional
         Class names in logit order. For a single-logit (sigmoid) model give two names,
         ``(negative, positive)``. Empty means "unknown": classes are shown as numbers.

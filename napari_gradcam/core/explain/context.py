@@ -99,8 +99,6 @@ class LayerContext:
         The preprocessed input (N, C, H, W).
     layer_name : str or None
         Name of the target layer (``None`` for methods that use no layer).
-    layer : torch.nn.Module or None
-        The target layer.
     activations : torch.Tensor or None
         Its output (N, K, h, w), detached; ``None`` without a layer.
     gradients : torch.Tensor or None

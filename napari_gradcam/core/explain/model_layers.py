@@ -227,10 +227,6 @@ def layer_layout(
     ----------
     model : torch.nn.Module
         The model that contains the layer.
-    name : str
-        The layer's module name.
-    output : torch.Tensor
-        Its output.
     input_hw : tuple of int
         (H, W) of the model's input.
     batch_size : int, optional

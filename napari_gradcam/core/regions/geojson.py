@@ -113,8 +113,6 @@ class ReadResult:
 
     Attributes
     ----------
-    annotations : list of Annotation
-        The objects read.
     skipped : list of str
         One message per feature that could not be read at all.
     notes : list of str

@@ -54,8 +54,6 @@ class FeatureStack:
         The layer's module name.
     target : int
         The class whose score the contributions refer to.
-    target_name : str
-        Its name.
     stride : tuple of float
         (fy, fx) input pixels per cell (a transformer's patch size).
     origin : tuple of float
@@ -161,8 +159,6 @@ def sweep_layers(
         The classifier.
     input_shape : sequence of int, optional
         (1, C, H, W) of a dry-run input; default from the card.
-    count : int
-        How many layers.
 
     Examples
     --------

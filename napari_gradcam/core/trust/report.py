@@ -51,8 +51,6 @@ class TrustReport:
         What made the map.
     target : int
         The explained class.
-    target_name : str
-        Its name.
     probability : float
         The model's probability for it.
     noise : NoiseIndicators

@@ -129,8 +129,6 @@ def sanity_check(
         The map of the trained model (its method, layer and target are reused).
     settings : ExplainSettings, optional
         The settings that made ``original``: its method's options are reused.
-    card : ModelCard, optional
-        Default: the model's own.
     steps : int
         How many units to re-initialise, from the output backwards: modules with parameters,
         or a transformer's whole blocks (``cascade_units.parameter_layers``).
