@@ -7,10 +7,8 @@ channel's share of the logit, ``w_ck * mean(A_k)`` (Zhou et al., CVPR 2016), so 
 contributions plus the bias add up to the score. Elsewhere (a class-token head) it is the
 same Grad-CAM weighting, which ranks the channels as Grad-CAM weighs them.
 
-Layers of every layout work: (N, C, h, w), channels-last (N, h, w, C) and transformer tokens
-(N, T, C), whose layout ``explain`` decides the same way (never guessed); a token layer's
-prefix tokens (class, distillation, registers) are dropped and its patch tokens become the
-(h, w) patch grid of each channel.
+Every layout ``explain`` reads works (``model_layers``); a token layer's prefix tokens are
+dropped and its patch tokens become each channel's (h, w) patch grid.
 """
 
 from __future__ import annotations
