@@ -145,7 +145,7 @@ def sanity_check(
     if unchecked:
         return SanityCheck(original.method, original.layer, target, (), None, unchecked)
     names = parameter_layers(module, batch)[::-1][: max(1, steps)]
-    options = (settings or ExplainSettings()).options
+    options = settings.options if settings is not None else None
     remake = ExplainSettings(original.method, original.layer, (target,), options=options)
     card = card or getattr(model, "card", None)
     runs = np.array(
