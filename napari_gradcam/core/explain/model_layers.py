@@ -543,9 +543,9 @@ class ModelLayers:
 
     def _probe_layout(self, name: str, input_shape: Shape) -> Layout:
         module = self.module
-        zeros = torch.zeros(input_shape, device=model_device(module), dtype=model_dtype(module))
-        check = self.layout_check(name, zeros)
+        zeros = self._input(input_shape, zeros=True)
         layer = module.get_submodule(name)
+        check = self.layout_check(name, zeros)
         with (
             frozen_model(module),
             torch.inference_mode(),
