@@ -39,7 +39,24 @@ def _input_size(value: object, field: str, source: str) -> tuple[int, int]:
 
 
 def _normalisation(value: object, field: str, source: str) -> tuple[float, ...]:
-    return _unit_scale(numbers_field(value, field, source), field, source)
+    """``mean`` or ``std`` on the [0, 1] scale; 0-255 values are divided by 255, with a warning."""
+    values = numbers_field(value, field, source)
+    if max(values) <= 1:
+        return values
+    if max(values) > 255:
+        raise ValueError(
+            f"{source}: {field!r} {list(values)} is on neither the 0-1 nor the 0-255 scale; "
+            "give it for pixels scaled to [0, 1], e.g. [0.485, 0.456, 0.406]"
+        )
+    scaled = tuple(round(v / 255, 6) for v in values)
+    warnings.warn(
+        f"{source}: {field!r} {list(values)} looks like 0-255 values; pixels are scaled to "
+        f"[0, 1] first, so it is read as {list(scaled)}. Write it on the 0-1 scale to silence "
+        "this warning.",
+        UserWarning,
+        stacklevel=5,
+    )
+    return scaled
 
 
 @dataclass(frozen=True)
@@ -50,8 +67,6 @@ class ModelCard:
 
     Parameters
     ----------
-    name : str
-        Human-readable model name.
     classes : tuple of str, optional
         Class names in logit order. For a single-logit (sigmoid) model give two names,
         ``(negative, positive)``. Empty means "unknown": classes are shown as numbers.
@@ -159,23 +174,3 @@ class ModelCard:
         path = Path(path)
         data = read_json_object(path, "model card")
         return cls.from_dict(data, source=f"model card {path}", defaults=defaults)
-
-
-def _unit_scale(values: tuple[float, ...], field: str, source: str) -> tuple[float, ...]:
-    """``mean`` or ``std`` on the [0, 1] scale; 0-255 values are divided by 255, with a warning."""
-    if max(values) <= 1:
-        return values
-    if max(values) > 255:
-        raise ValueError(
-            f"{source}: {field!r} {list(values)} is on neither the 0-1 nor the 0-255 scale; "
-            "give it for pixels scaled to [0, 1], e.g. [0.485, 0.456, 0.406]"
-        )
-    scaled = tuple(round(v / 255, 6) for v in values)
-    warnings.warn(
-        f"{source}: {field!r} {list(values)} looks like 0-255 values; pixels are scaled to "
-        f"[0, 1] first, so it is read as {list(scaled)}. Write it on the 0-1 scale to silence "
-        "this warning.",
-        UserWarning,
-        stacklevel=6,
-    )
-    return scaled

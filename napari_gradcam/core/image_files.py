@@ -36,8 +36,6 @@ def read_image(path: str | Path, *, max_pixels: int | None = None) -> np.ndarray
 
     Parameters
     ----------
-    path : str or Path
-        The image file.
     max_pixels : int, optional
         The most pixels read whole; default ``$NAPARI_GRADCAM_MAX_PIXELS`` or 8192 x 8192.
 

@@ -23,7 +23,7 @@ from napari_gradcam.core.explain.hooks import (
     attention_modules,
     capture_attention,
 )
-from napari_gradcam.core.explain.methods import CamMethod
+from napari_gradcam.core.explain.methods.cam_method import CamMethod
 from napari_gradcam.core.explain.targets import target_scores
 from napari_gradcam.core.settings import ExplainSettings
 

@@ -29,7 +29,7 @@ from napari_gradcam.core.explain.hooks import (
     captured_activation,
     record_output_sizes,
 )
-from napari_gradcam.core.explain.methods import CamMethod
+from napari_gradcam.core.explain.methods.cam_method import CamMethod
 from napari_gradcam.core.explain.model_layers import ModelLayers
 from napari_gradcam.core.explain.targets import Target, resolve_targets
 from napari_gradcam.core.settings import ExplainSettings

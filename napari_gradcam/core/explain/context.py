@@ -13,10 +13,15 @@ from napari_gradcam.core.explain.layout import Layout
 from napari_gradcam.core.explain.targets import target_scores
 
 
-class AttentionReader(Protocol):
-    """What a context holds of an attention method's reader (``methods.attention``)."""
+class PatchTokenReader(Protocol):
+    """What a method reads of an attention reader (``methods.attention.AttentionReader``)."""
 
+    prefix: int
+    grid: tuple[int, int]
     patch_size: tuple[int, int]
+
+    def class_rows(self) -> torch.Tensor:
+        """The class token's row (N, T), or one per head (N, heads, T)."""
 
 
 ProgressFn = Callable[[int, int], None]
@@ -94,8 +99,6 @@ class LayerContext:
         The preprocessed input (N, C, H, W).
     layer_name : str or None
         Name of the target layer (``None`` for methods that use no layer).
-    layer : torch.nn.Module or None
-        The target layer.
     activations : torch.Tensor or None
         Its output (N, K, h, w), detached; ``None`` without a layer.
     gradients : torch.Tensor or None
@@ -120,7 +123,7 @@ class LayerContext:
     native_activations : torch.Tensor or None
         The layer's output in its own layout (with prefix tokens), for methods that write
         activations back as the layer's output (Ablation-CAM).
-    attention : AttentionReader, optional
+    attention : PatchTokenReader, optional
         What the attention methods read from the blocks, with the model's token facts.
     """
 
@@ -139,7 +142,7 @@ class LayerContext:
     head_sample_bytes: int = 0
     layout: Layout | None = None
     native_activations: torch.Tensor | None = None
-    attention: AttentionReader | None = None
+    attention: PatchTokenReader | None = None
 
     def as_layer_output(self, nchw: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
         """(M, K, h, w) maps of ``images`` (indices into the batch) in the layer's own layout.

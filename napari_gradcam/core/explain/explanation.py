@@ -106,19 +106,15 @@ def normalize_cam(
     >>> normalize_cam(np.array([[0.0, 2.0], [1.0, 4.0]]), "max").tolist()
     [[0.0, 0.5], [0.25, 1.0]]
     """
+    if mode not in ("minmax", "max", "percentile"):
+        raise ValueError(f"unknown normalisation {mode!r}; use 'minmax', 'max' or 'percentile'")
     maps = np.asarray(cam, dtype=np.float32)
     axes = (-2, -1)
-    if mode == "minmax":
-        low = maps.min(axis=axes, keepdims=True)
-        high = maps.max(axis=axes, keepdims=True)
-    elif mode == "max":
-        low = np.zeros_like(maps.max(axis=axes, keepdims=True))
-        high = maps.max(axis=axes, keepdims=True)
-    elif mode == "percentile":
-        low = np.zeros_like(maps.max(axis=axes, keepdims=True))
+    if mode == "percentile":
         high = np.percentile(maps, q, axis=axes, keepdims=True).astype(np.float32)
     else:
-        raise ValueError(f"unknown normalisation {mode!r}; use 'minmax', 'max' or 'percentile'")
+        high = maps.max(axis=axes, keepdims=True)
+    low = maps.min(axis=axes, keepdims=True) if mode == "minmax" else np.zeros_like(high)
     span = high - low
     safe_span = np.where(span > 0, span, 1.0)
     return np.clip(np.where(span > 0, (maps - low) / safe_span, 0.0), 0.0, 1.0).astype(np.float32)

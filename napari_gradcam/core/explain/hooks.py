@@ -1,35 +1,20 @@
 """Hooks and model state: every place this package touches a model's hooks or its flags.
 
-One model, many threads. The docks share one loaded model and run it in worker threads. Hooks,
-the ``training`` flags and the parameters' ``requires_grad`` flags belong to the module, not to
-a call, so two calls that overlap on one model would see each other's forwards and restore each
-other's flags. The policy, decided here once:
+Hooks, ``training`` and ``requires_grad`` flags belong to the module, not to a call, and the
+docks share one model across worker threads. So every path that runs a model holds the model's
+re-entrant lock for the whole call (``frozen_model`` or ``model_lock``): one call at a time per
+model (one model already fills the cores or the GPU), and every map equals the one computed
+alone. Hooks from ``owned_forward_hook`` ignore other threads' forwards (a console script may
+run the same module meanwhile). Every hook here is a context manager that removes its hooks
+on exit, even when the body raises.
 
-- **Serialise per model.** Every path of this package that runs a model does so inside
-  ``frozen_model`` (or ``model_lock`` directly), which holds the model's re-entrant lock for the
-  whole call: one explanation, check or prediction at a time per model; other models run freely.
-  On a CPU the threads would only share the same cores, and on a GPU one model's kernels already
-  fill the device, so serialising costs little and makes every map equal the one computed alone.
-- **Hooks belong to their thread.** A hook registered with ``owned_forward_hook`` ignores
-  forwards run by other threads, so code outside this package (a script in napari's console, a
-  plain inference loop) can run the same module while a capture is in progress without tripping
-  it or being seen by it.
-
-Every hook here is a context manager that removes its hooks on exit, even when the body raises:
-``capture_layer`` (a layer's output), ``forward_hooks`` (one hook per named module),
-``record_output_sizes`` (activation sizes, for memory budgets) and ``capture_attention``.
-
-Attention taps: timm's ``Attention`` computes ``qkv = self.qkv(x)`` (laid out
-(N, T, 3, heads, d)), passes q and k through the ``q_norm`` / ``k_norm`` modules
-(``nn.Identity`` without QK-norm), then attends, often with fused
-``scaled_dot_product_attention`` that never materialises the probabilities, and hands
-``O = A V`` (N, T, heads * d) to ``norm`` (or ``proj``). Forward hooks on ``qkv``, ``q_norm``
+Attention taps: timm's ``Attention`` computes ``qkv`` (N, T, 3, heads, d), passes q and k
+through ``q_norm`` / ``k_norm``, attends (often fused, never materialising the probabilities)
+and hands ``O = A V`` (N, T, heads * d) to ``norm`` (or ``proj``). Hooks on ``qkv``, ``q_norm``
 and ``k_norm`` see v, q and k; a pre-hook on the output module sees O. The probabilities are
-recomputed as ``softmax(q k^T * scale)`` and checked: ``A V`` must equal O on the class token's
-row and the last token's row (each recomputed row is checked when only the class rows are
-computed), or the module is refused (rotary embeddings, masks, another layout), never guessed.
-Checking two rows, not all, keeps the check at 2/T of the cost. Nothing on the model is
-changed: no attribute is set.
+recomputed as ``softmax(q k^T * scale)`` and checked on the class token's and the last token's
+rows (``A V`` must equal O; 2/T of the cost), or the module is refused (rotary embeddings,
+masks, another layout), never guessed. Nothing on the model is changed.
 """
 
 from __future__ import annotations

@@ -1,51 +1,26 @@
 """Which layer, what layout, what stride: a model's layers behind one interface, ``ModelLayers``.
 
-Token facts. What a vision transformer declares about its tokens (patch size, prefix tokens,
-grid) is read from the attribute names of timm (``num_prefix_tokens``,
-``patch_embed.patch_size``, ``dynamic_img_size``, ``patch_embed.dynamic_img_pad``,
-``global_pool``, ``output_fmt``) and of Hugging Face transformers (``config.patch_size``,
-``config.num_register_tokens``, the ``embeddings``' ``cls_token`` / ``distillation_token`` /
-``register_tokens``). Wrappers (a linear probe on ``model.backbone``, ``model.encoder``...) are
-walked: the module that declares the facts may sit anywhere in the model; for a layer, the
-nearest declaring ancestor counts (``vit_facts``).
+Token facts (patch size, prefix tokens, grid, head) are read from timm's and Hugging Face's
+attribute names, on whichever module declares them (wrappers are walked; for a layer, the
+nearest declaring ancestor counts: ``vit_facts``).
 
-Layouts. A layer's layout (``layout.Layout``) is decided from those facts together with the
-input size and the output's shape, never guessed: an output that fits no layout, or fits two
-in different ways, is refused with a message naming the layer, its shape and what to do.
-Rules for a 4-D output (N, a, b, c):
+A layer's layout is decided from those facts, the input size and the output's shape, never
+guessed; an output that fits no layout, or two, is refused with a message naming the layer,
+its shape and what to do. 4-D outputs: inside a transformer the grid must be the patch grid
+halved ``j >= 0`` times (stride = patch size * 2 ** j), channels first or last; in a
+convolutional network (N, C, h, w) unless only channels-last gives a map of the input (a
+``LayerNorm`` or ``Linear`` over the last axis breaks a tie). 3-D outputs (N, T, C) need a
+declared patch size: ``T = prefix + h * w``, or ``h' * w'`` on a halved grid.
 
-- Inside a model that declares patches (a transformer): the map's grid must be the patch
-  grid, or the patch grid halved ``j`` times (hierarchical stages such as Swin's); the
-  stride is then the patch size times ``2 ** j``, exactly. (N, C, h, w) and (N, h, w, C) are
-  both read; one must fit.
-- Otherwise (a convolutional network): PyTorch's (N, C, h, w), unless the (h, w) it implies
-  cannot be a map of the input (strides that disagree between the axes, or below 1/2) and
-  the channels-last reading can; when both can, a ``LayerNorm`` or ``Linear`` over the last
-  axis (e.g. inside a ConvNeXt block) declares channels-last.
+Candidates: modules that run once per forward with a determined layout on more than one cell
+(one dry run on zeros). The default layer: a convolutional network's last candidate; a
+transformer's last layer whose patch tokens reach the output (one forward and backward on a
+seeded random input), i.e. the last block or its norm for a pooled head, the last block's
+``norm1`` for a class-token head.
 
-A 3-D output (N, T, C) needs a declared patch size: with ``k`` declared prefix tokens and a
-patch grid h x w, ``T = k + h * w``; in hierarchical stages (no prefix), ``T = h' * w'`` on a
-halved grid.
-
-Candidates and the default layer. One dry run on zeros (inference mode) finds every module
-that runs once per forward and whose output has a determined layout on a grid of more than
-one cell. The default layer:
-
-- a convolutional network (no declared patches): the last such layer;
-- a transformer: the last layer whose patch tokens reach the output (their gradient is not
-  zero, checked by one forward and backward on a fixed random input). With a pooled head
-  (average over patch tokens) that is the last block or the norm after it; with a
-  class-token head (or a head the model does not declare), the last ``LayerNorm`` among
-  them, i.e. the input of the last block's attention (``blocks[-1].norm1``): the patch
-  tokens of later layers never reach the class token.
-
-The cache. The answers that take a dry run are kept by the ``ModelLayers`` of the model: a
-``LoadedModel`` holds one for its lifetime (``LoadedModel.layers``); a bare module gets a
-fresh one per public call (``model_layers``), so its answers last that call only. The cache
-is keyed on the model's fingerprint (module names and types, parameter names, shapes, dtypes
-and devices, the declared token facts and the training flag): a model edited in place (a
-layer replaced, a patch size changed, moved or cast) gets fresh answers at the next question;
-``ModelLayers.clear`` empties it explicitly.
+``ModelLayers`` caches the dry-run answers, keyed on the model's fingerprint (modules,
+parameters' names, shapes, dtypes and devices, token facts, training flag), so a model edited
+in place gets fresh answers; a ``LoadedModel`` keeps one, a bare module gets one per call.
 """
 
 from __future__ import annotations
@@ -198,7 +173,7 @@ def _declared(module: nn.Module, name: str) -> TokenFacts | None:
     return None
 
 
-def _pair(value: object) -> tuple[int, int]:
+def _size_pair(value: object) -> tuple[int, int]:
     if isinstance(value, int):
         return (value, value)
     first, second = value  # type: ignore[misc]
@@ -214,7 +189,7 @@ def _timm_facts(module: nn.Module, patch_embed: nn.Module, name: str) -> TokenFa
     )
     output_fmt = getattr(module, "output_fmt", None)
     return TokenFacts(
-        patch_size=_pair(patch_embed.patch_size),
+        patch_size=_size_pair(patch_embed.patch_size),
         prefix_tokens=None if prefix is None else int(prefix),
         pad=bool(getattr(patch_embed, "dynamic_img_pad", False)),
         channels_last=str(getattr(output_fmt, "value", output_fmt)) == "NHWC",
@@ -234,7 +209,7 @@ def _hugging_face_facts(module: nn.Module, config: object, name: str) -> TokenFa
         if getattr(embeddings, "register_tokens", None) is None:
             prefix += int(getattr(config, "num_register_tokens", 0) or 0)
         break
-    return TokenFacts(patch_size=_pair(config.patch_size), prefix_tokens=prefix, module=name)
+    return TokenFacts(patch_size=_size_pair(config.patch_size), prefix_tokens=prefix, module=name)
 
 
 def layer_layout(
@@ -252,10 +227,6 @@ def layer_layout(
     ----------
     model : torch.nn.Module
         The model that contains the layer.
-    name : str
-        The layer's module name.
-    output : torch.Tensor
-        Its output.
     input_hw : tuple of int
         (H, W) of the model's input.
     batch_size : int, optional
@@ -572,9 +543,9 @@ class ModelLayers:
 
     def _probe_layout(self, name: str, input_shape: Shape) -> Layout:
         module = self.module
-        zeros = torch.zeros(input_shape, device=model_device(module), dtype=model_dtype(module))
-        check = self.layout_check(name, zeros)
+        zeros = self._input(input_shape, zeros=True)
         layer = module.get_submodule(name)
+        check = self.layout_check(name, zeros)
         with (
             frozen_model(module),
             torch.inference_mode(),

@@ -28,7 +28,8 @@ from napari_gradcam.core.explain.hooks import (
     torchscript_message,
 )
 from napari_gradcam.core.explain.inputs import model_batch, model_parts
-from napari_gradcam.core.explain.methods import CamMethod, get_method
+from napari_gradcam.core.explain.methods import get_method
+from napari_gradcam.core.explain.methods.cam_method import CamMethod
 from napari_gradcam.core.explain.methods.guided import has_relu_modules
 from napari_gradcam.core.explain.methods.occlusion import OcclusionOptions
 from napari_gradcam.core.explain.model_layers import (

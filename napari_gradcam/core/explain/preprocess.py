@@ -20,8 +20,6 @@ def pixel_range(dtype: np.dtype, sample: np.ndarray | None = None) -> tuple[floa
 
     Parameters
     ----------
-    dtype : numpy.dtype
-        The pixels' dtype.
     sample : numpy.ndarray, optional
         Pixels that show the value range of a float image; without it floats map [0, 1].
 
@@ -146,8 +144,6 @@ def to_batch(
         ``stacked``, same-size tiles (B, H, W) or (B, H, W, C) of one region.
     card : ModelCard
         Gives the channel count, mean and std.
-    device : torch.device
-        Where the model lives.
     stacked : bool
         Whether ``pixels`` is a stack of tiles.
     value_range : sequence of float, optional

@@ -39,8 +39,6 @@ class AttentionMIL(nn.Module):
     ----------
     in_dim : int
         Embedding width D.
-    n_classes : int
-        Number of slide classes.
     hidden : int
         Width of the embedded tile features.
     attention_hidden : int

@@ -7,7 +7,6 @@ for the class, negative against it. All functions take one bag of tile embedding
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -17,7 +16,6 @@ from torch import nn
 
 from napari_gradcam.core.explain.hooks import frozen_model, owned_forward_hook
 
-Aggregator = Callable[[torch.Tensor], torch.Tensor] | nn.Module
 BaselineKind = Literal["zero", "mean"]
 
 

@@ -57,7 +57,6 @@ OUTSIDE_TOLERANCE = 0.5
 """Pixels a vertex may lie beyond the image's edge before its feature is noted as crossing it."""
 DEFAULT_PLANE = {"c": -1, "z": 0, "t": 0}
 """QuPath's default image plane (not written)."""
-__all__ = ["DEFAULT_COLOUR", "PIXEL_CENTRE", "Annotation", "GeoJSONError", "ReadResult"]
 
 
 class GeoJSONError(ValueError):
@@ -113,8 +112,6 @@ class ReadResult:
 
     Attributes
     ----------
-    annotations : list of Annotation
-        The objects read.
     skipped : list of str
         One message per feature that could not be read at all.
     notes : list of str

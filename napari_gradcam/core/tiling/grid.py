@@ -252,8 +252,6 @@ class Stitcher:
 
     Parameters
     ----------
-    grid : TileGrid
-        The tiles.
     window : str
         One of :data:`WINDOWS`.
     out : array-like, optional

@@ -1,10 +1,7 @@
 """Where a slide holds tissue: found once on a low-resolution level, then shared per tile.
 
-Glass is grey-white and stained tissue is coloured, so tissue is where the HSV saturation is
-above Otsu's threshold (and above a floor, so a slide of only glass gives no tissue); specks
-smaller than ``MIN_OBJECT_PX`` are removed (the package's one rule,
-:func:`~napari_gradcam.core.tiling.tissue.tissue_mask`). Tiles are then judged by the share
-of tissue under them, from an integral image of the mask (numpy and scikit-image only).
+The mask is ``tissue.tissue_mask`` with Otsu's threshold above a floor (a slide of only glass
+gives no tissue); tiles are judged by the share of tissue under them, from an integral image.
 """
 
 from __future__ import annotations

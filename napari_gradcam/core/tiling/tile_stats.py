@@ -1,6 +1,4 @@
-"""Per-tile numbers: their names, and noise indicators of tile maps.
-
-Is a tile's evidence focused, or spread and speckled?
+"""Per-tile numbers: their names, and how focused (or spread and speckled) tile maps are.
 
 Each function takes raw maps (N, h, w) and returns one number per map (numpy only). A flat
 or empty map counts as the least focused.

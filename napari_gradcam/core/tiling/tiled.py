@@ -271,8 +271,6 @@ def explain_tiles(
 
     Parameters
     ----------
-    loaded : LoadedModel
-        The model.
     tiles : numpy.ndarray
         (B, H, W[, C]) pixels.
     indices : numpy.ndarray

@@ -92,10 +92,8 @@ def tissue_mask(
 ) -> np.ndarray:
     """Return where a brightfield RGB image shows stained tissue rather than glass.
 
-    The one tissue rule of the package: a pixel is tissue where its HSV saturation is above
-    ``threshold``, and tissue specks (8-connected) smaller than ``min_size`` are dropped. A
-    tile, a crop, a whole slide's thumbnail and the demo model's training labels differ only
-    in the settings they pass.
+    Tissue specks are 8-connected. Tiles, crops, slide thumbnails and the demo model's
+    training labels differ only in the settings they pass.
 
     Parameters
     ----------

@@ -71,14 +71,8 @@ def class_contrast(
     settings : ExplainSettings, optional
         Method, layer and the method's options (its target is replaced by each class);
         default: Grad-CAM. A class-agnostic method (Eigen-CAM) gives zero everywhere.
-    card : ModelCard, optional
-        Overrides the model's card.
     origin : sequence of float
         (y, x) of the image's top-left pixel, recorded for placement.
-
-    Returns
-    -------
-    ClassContrast
     """
     settings = settings or ExplainSettings()
     a, b = (

@@ -145,10 +145,6 @@ def deletion_insertion(
     measure : {"probability", "logit"}
         What the curves follow: the softmax probability (the paper's) or the raw logit (for
         a class whose probability is saturated).
-
-    Returns
-    -------
-    FaithfulnessCurves
     """
     if measure not in ("probability", "logit"):
         raise ValueError(f"unknown measure {measure!r}; use 'probability' or 'logit'")

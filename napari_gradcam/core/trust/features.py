@@ -7,10 +7,8 @@ channel's share of the logit, ``w_ck * mean(A_k)`` (Zhou et al., CVPR 2016), so 
 contributions plus the bias add up to the score. Elsewhere (a class-token head) it is the
 same Grad-CAM weighting, which ranks the channels as Grad-CAM weighs them.
 
-Layers of every layout work: (N, C, h, w), channels-last (N, h, w, C) and transformer tokens
-(N, T, C), whose layout ``explain`` decides the same way (never guessed); a token layer's
-prefix tokens (class, distillation, registers) are dropped and its patch tokens become the
-(h, w) patch grid of each channel.
+Every layout ``explain`` reads works (``model_layers``); a token layer's prefix tokens are
+dropped and its patch tokens become each channel's (h, w) patch grid.
 """
 
 from __future__ import annotations
@@ -54,8 +52,6 @@ class FeatureStack:
         The layer's module name.
     target : int
         The class whose score the contributions refer to.
-    target_name : str
-        Its name.
     stride : tuple of float
         (fy, fx) input pixels per cell (a transformer's patch size).
     origin : tuple of float
@@ -105,8 +101,6 @@ def feature_stack(
         Module name; default: the card's default layer, else the default of ``explain``.
     target : int or str, optional
         Class; default: the predicted class.
-    card : ModelCard, optional
-        Overrides the model's card.
     origin : sequence of float
         (y, x) of the image's top-left pixel, recorded for placement.
 
@@ -163,8 +157,6 @@ def sweep_layers(
         The classifier.
     input_shape : sequence of int, optional
         (1, C, H, W) of a dry-run input; default from the card.
-    count : int
-        How many layers.
 
     Examples
     --------

@@ -98,10 +98,6 @@ def noise_indicators(
         (fy, fx) input pixels per map cell.
     min_tissue : float
         Tissue share below which the input is a blank tile.
-
-    Returns
-    -------
-    NoiseIndicators
     """
     cam = np.asarray(cam, dtype=np.float32)
     mask = tissue_mask(image) if is_rgb(np.asarray(image)) else None

@@ -23,6 +23,7 @@ from napari_gradcam.core.card import ModelCard
 from napari_gradcam.core.explain.explanation import Explanation
 from napari_gradcam.core.explain.inputs import model_batch, model_parts
 from napari_gradcam.core.explain.pipeline import explain
+from napari_gradcam.core.output_files import finite_or_null
 from napari_gradcam.core.progress import Progress, run_to_end
 from napari_gradcam.core.settings import ExplainSettings
 from napari_gradcam.core.tiling.tissue import is_rgb, tissue_mask
@@ -50,8 +51,6 @@ class TrustReport:
         What made the map.
     target : int
         The explained class.
-    target_name : str
-        Its name.
     probability : float
         The model's probability for it.
     noise : NoiseIndicators
@@ -120,13 +119,68 @@ class TrustReport:
 
     @property
     def verdict(self) -> str:
-        """What the checks found, in plain words (no numbers)."""
-        return _plain_verdict(self)
+        """Whether the map follows the model, in one or two plain sentences (no numbers)."""
+        name = self.target_name
+        if self.noise.blank:
+            return "This tile holds almost no tissue: its map is not evidence for any class."
+        if self.noise.flat:
+            return f"The map is empty: the method found nothing here that speaks for {name}."
+        scramble, hiding = _scramble_words(self), _hiding_words(self)
+        if self.rating == "plausible":
+            return f"This map follows the model: {scramble}, and {hiding}."
+        if self.sanity.depends_on_weights and self.faithful:
+            warning = self.noise.warnings[0]
+            return f"This map follows the model ({scramble}, and {hiding}), but {warning}."
+        opening = (
+            "This map does not show the model's reasoning"
+            if self.rating == "doubtful"
+            else "This map only partly checks out"
+        )
+        return f"{opening}: {scramble}, and {hiding}."
 
     @property
     def next_step(self) -> str:
-        """One sentence on what to do next."""
-        return _next_step(self)
+        """One sentence on what to do next, for the most serious problem the report found."""
+        name, sanity, faithful = self.target_name, self.sanity, self.faithful
+        if self.noise.blank:
+            return "Pan to a tile with tissue and run the report again."
+        if self.noise.flat:
+            layer = self.layer or "the input"
+            return (
+                "Explain a class the model sees here, or try Grad-CAM at a deeper layer than "
+                f"{layer}."
+            )
+        if sanity.depends_on_weights is False:
+            return (
+                "The map barely changes when the weights are randomised: it shows edges and stain, "
+                "not the model's reasoning; use Grad-CAM at the last convolutional layer (or a "
+                "deeper layer), or scramble more layers (advanced options) for a stricter test."
+            )
+        if faithful is False:
+            return (
+                "Hiding the hot areas does not lower the score more than hiding random ones: try "
+                "a deeper layer, or compare methods side by side to find one that does."
+            )
+        if faithful is None and self.probability < 0.5:
+            return (
+                f"The model does not call this tile {name} (probability "
+                f"{self.probability:.2f}): explain the class it predicts, or pan to tissue it "
+                f"calls {name}."
+            )
+        if faithful is None:
+            return (
+                f"The model keeps calling this tile {name} whatever is hidden, so it decides from "
+                "what every pixel shares (such as the stain): try the tissue-mean baseline "
+                "(advanced options) or a tile where the model is less certain."
+            )
+        if sanity.depends_on_weights is None:
+            return f"The scramble test could not run ({_reason(sanity.verdict)})."
+        if self.noise.warnings:
+            return _noise_step(self)
+        return (
+            f"Read the hot areas as where the model found evidence for {name}; check a few more "
+            "tiles before relying on it."
+        )
 
     @property
     def headline(self) -> str:
@@ -141,25 +195,14 @@ class TrustReport:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the report as JSON-serialisable built-ins (arrays become lists)."""
+        """Return the report as JSON built-ins (arrays become lists, non-finite numbers None)."""
         return {
-            **_plain(asdict(self)),
+            **finite_or_null(asdict(self)),
             "rating": self.rating,
             "headline": self.headline,
             "verdict": self.verdict,
             "next_step": self.next_step,
         }
-
-
-def _plain(value: object) -> object:
-    """``value`` with numpy arrays and scalars turned into lists and Python numbers."""
-    if isinstance(value, dict):
-        return {key: _plain(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(item) for item in value]
-    if isinstance(value, (np.ndarray, np.generic)):
-        return value.tolist()
-    return value
 
 
 def trust_report(
@@ -200,8 +243,6 @@ def iter_trust_report(
     settings : ExplainSettings, optional
         How the map is made (when not given) and remade on the randomised models (its
         method's options; the method, layer and class are the map's); default: Grad-CAM.
-    card : ModelCard, optional
-        Overrides the model's card.
     sanity_steps : int
         Parameter layers re-initialised in the cascade, from the output backwards.
     curve_steps : int
@@ -210,10 +251,6 @@ def iter_trust_report(
         What deleted pixels become.
     seed : int
         Seed of the re-initialisation, the tie-breaking and the random reference order.
-
-    Returns
-    -------
-    TrustReport
     """
     module, card = model_parts(model, card)
     settings = settings or ExplainSettings()
@@ -325,75 +362,6 @@ def _faithfulness(report: TrustReport) -> str:
         f"(deletion AUC {ours.deletion_auc:.2f} vs {chance.deletion_auc:.2f}) and restoring "
         f"them first raises it {inserts} (insertion AUC {ours.insertion_auc:.2f} vs "
         f"{chance.insertion_auc:.2f}; {ours.baseline} baseline)"
-    )
-
-
-# The report in plain words: what the checks found, and what to do next. The numbers stay in
-# the report for the details; these sentences say what they mean for someone reading a slide,
-# with one next step per way a map can fail.
-
-
-def _plain_verdict(report: TrustReport) -> str:
-    """One or two sentences on whether the map follows the model, without numbers."""
-    name = report.target_name
-    if report.noise.blank:
-        return "This tile holds almost no tissue: its map is not evidence for any class."
-    if report.noise.flat:
-        return f"The map is empty: the method found nothing here that speaks for {name}."
-    scramble, hiding = _scramble_words(report), _hiding_words(report)
-    if report.rating == "plausible":
-        return f"This map follows the model: {scramble}, and {hiding}."
-    if report.sanity.depends_on_weights and report.faithful:
-        warning = report.noise.warnings[0]
-        return f"This map follows the model ({scramble}, and {hiding}), but {warning}."
-    opening = (
-        "This map does not show the model's reasoning"
-        if report.rating == "doubtful"
-        else "This map only partly checks out"
-    )
-    return f"{opening}: {scramble}, and {hiding}."
-
-
-def _next_step(report: TrustReport) -> str:
-    """One sentence on what to do next, for the most serious problem the report found."""
-    name, sanity, faithful = report.target_name, report.sanity, report.faithful
-    if report.noise.blank:
-        return "Pan to a tile with tissue and run the report again."
-    if report.noise.flat:
-        layer = report.layer or "the input"
-        return (
-            f"Explain a class the model sees here, or try Grad-CAM at a deeper layer than {layer}."
-        )
-    if sanity.depends_on_weights is False:
-        return (
-            "The map barely changes when the weights are randomised: it shows edges and stain, "
-            "not the model's reasoning; use Grad-CAM at the last convolutional layer (or a "
-            "deeper layer), or scramble more layers (advanced options) for a stricter test."
-        )
-    if faithful is False:
-        return (
-            "Hiding the hot areas does not lower the score more than hiding random ones: try "
-            "a deeper layer, or compare methods side by side to find one that does."
-        )
-    if faithful is None and report.probability < 0.5:
-        return (
-            f"The model does not call this tile {name} (probability "
-            f"{report.probability:.2f}): explain the class it predicts, or pan to tissue it "
-            f"calls {name}."
-        )
-    if faithful is None:
-        return (
-            f"The model keeps calling this tile {name} whatever is hidden, so it decides from "
-            "what every pixel shares (such as the stain): try the tissue-mean baseline "
-            "(advanced options) or a tile where the model is less certain."
-        )
-    if sanity.depends_on_weights is None:
-        return f"The scramble test could not run ({_reason(sanity.verdict)})."
-    if report.noise.warnings:
-        return _noise_step(report)
-    return (
-        f"Read the hot areas as where the model found evidence for {name}; check a few more "
-        "tiles before relying on it."
     )
 
 

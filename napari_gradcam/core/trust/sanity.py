@@ -129,8 +129,6 @@ def sanity_check(
         The map of the trained model (its method, layer and target are reused).
     settings : ExplainSettings, optional
         The settings that made ``original``: its method's options are reused.
-    card : ModelCard, optional
-        Default: the model's own.
     steps : int
         How many units to re-initialise, from the output backwards: modules with parameters,
         or a transformer's whole blocks (``cascade_units.parameter_layers``).
@@ -139,10 +137,6 @@ def sanity_check(
         draw can, by chance, keep or flip a map).
     seed : int
         Seed of the first cascade's re-initialisation.
-
-    Returns
-    -------
-    SanityCheck
     """
     module = getattr(model, "module", model)
     reference = np.asarray(original.cam, dtype=np.float32).reshape(original.cam.shape[-2:])
@@ -151,7 +145,7 @@ def sanity_check(
     if unchecked:
         return SanityCheck(original.method, original.layer, target, (), None, unchecked)
     names = parameter_layers(module, batch)[::-1][: max(1, steps)]
-    options = (settings or ExplainSettings()).options
+    options = settings.options if settings is not None else None
     remake = ExplainSettings(original.method, original.layer, (target,), options=options)
     card = card or getattr(model, "card", None)
     runs = np.array(

@@ -26,8 +26,6 @@ from napari_gradcam.core.explain.methods.guided import GUIDED_BACKPROP, GUIDED_G
 from napari_gradcam.core.explain.methods.occlusion import OCCLUSION
 from napari_gradcam.core.explain.methods.score import SCORECAM
 
-__all__ = ["METHODS", "CamMethod", "get_method"]
-
 METHODS: dict[str, CamMethod] = {
     method.name: method
     for method in (

@@ -210,22 +210,9 @@ class RelevanceReader(AttentionReader):
         return class_row_of_product(self.factors, add_identity=True)
 
 
-def rollout(ctx: LayerContext) -> torch.Tensor:
-    """Attention rollout (Abnar & Zuidema 2020): see ``attention_math.attention_rollout``."""
-    return _class_map(ctx)
-
-
-def transformer_attribution(ctx: LayerContext) -> torch.Tensor:
-    """Chefer, Gur & Wolf (ICCV 2021): see ``attention_math.transformer_attribution``."""
-    return _class_map(ctx)
-
-
 def last_block_attention(ctx: LayerContext) -> torch.Tensor:
     """The last block's class-token attention (DINO): the mean of the heads, or one head."""
-    from napari_gradcam.core.explain.methods.attention_math import patch_map
-
-    reader = ctx.attention
-    heads = patch_map(reader.class_rows(), reader.prefix, reader.grid)
+    heads = class_token_map(ctx)
     head = ctx.options.head
     if head is None:
         return heads.mean(dim=1)
@@ -242,7 +229,8 @@ def patch_stride(ctx: LayerContext) -> tuple[float, float]:
     return float(ctx.attention.patch_size[0]), float(ctx.attention.patch_size[1])
 
 
-def _class_map(ctx: LayerContext) -> torch.Tensor:
+def class_token_map(ctx: LayerContext) -> torch.Tensor:
+    """The reader's class-token row on the patch grid (N, h, w): rollout or relevance."""
     from napari_gradcam.core.explain.methods.attention_math import patch_map
 
     reader = ctx.attention
@@ -254,7 +242,7 @@ ROLLOUT = CamMethod(
     "Attention rollout",
     "Abnar & Zuidema, ACL 2020",
     frozenset({"attention"}),
-    rollout,
+    class_token_map,
     options=RolloutOptions,
     map_stride=patch_stride,
     reader=RolloutReader,
@@ -274,7 +262,7 @@ TRANSFORMER_ATTRIBUTION = CamMethod(
     "Transformer attribution",
     "Chefer, Gur & Wolf, ICCV 2021",
     frozenset({"attention", "gradients"}),
-    transformer_attribution,
+    class_token_map,
     map_stride=patch_stride,
     reader=RelevanceReader,
 )

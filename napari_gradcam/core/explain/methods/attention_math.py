@@ -4,12 +4,14 @@ Every function takes attention probabilities ``A`` of shape (N, heads, T, T) (ro
 columns: keys; each row sums to 1), with the class token at index 0, ``prefix`` prefix tokens
 (class, distillation, registers) before the patch tokens, and the patch ``grid`` (h, w) with
 ``h * w = T - prefix``. Maps are the class token's row over the patch tokens, (N, h, w);
-prefix tokens never reach them.
+prefix tokens never reach them. Rollout (Abnar & Zuidema, ACL 2020, eq. 1): ``R = A_L ... A_1``
+of ``rollout_matrix`` factors. Transformer attribution (Chefer, Gur & Wolf, ICCV 2021, eq. 5-6):
+``R = I``, then ``R += relevance_matrix @ R`` per block. The map is ``R[class, patches]``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -77,31 +79,6 @@ def class_row_of_product(
     return row[:, 0]
 
 
-def attention_rollout(
-    attentions: Iterable[torch.Tensor],
-    prefix: int,
-    grid: tuple[int, int],
-    discard_ratio: float = 0.0,
-) -> torch.Tensor:
-    """Attention rollout (Abnar & Zuidema, ACL 2020, eq. 1), the class token's row (N, h, w).
-
-    Per block: heads averaged, optionally the weakest weights discarded (see
-    ``discard_lowest``), the identity added for the residual path and the rows normalised;
-    the blocks multiplied, ``R = A_L ... A_1``; the map is ``R[class, patches]``.
-    """
-    factors = [rollout_matrix(attention, discard_ratio) for attention in attentions]
-    return patch_map(class_row_of_product(factors), prefix, grid)
-
-
-def class_attention(attention: torch.Tensor, prefix: int, grid: tuple[int, int]) -> torch.Tensor:
-    """The class token's attention to the patches, per head (N, heads, h, w), as in DINO.
-
-    Caron et al., "Emerging Properties in Self-Supervised Vision Transformers", ICCV 2021:
-    the last block's attention of the [CLS] query to the patch keys, one map per head.
-    """
-    return patch_map(attention[:, :, 0], prefix, grid)
-
-
 def attention_gradient(output_gradient: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
     """dY/dA (N, heads, T, T) from dY/dO and V (N, heads, T, d), where ``O = A V`` per head."""
     return output_gradient @ values.transpose(-2, -1)
@@ -110,21 +87,3 @@ def attention_gradient(output_gradient: torch.Tensor, values: torch.Tensor) -> t
 def relevance_matrix(attention: torch.Tensor, gradient: torch.Tensor) -> torch.Tensor:
     """One block's ``Abar = mean_heads((dY/dA * A)^+)`` (N, T, T) of Chefer et al. (eq. 5)."""
     return (gradient * attention).clamp_min(0).mean(dim=1)
-
-
-def transformer_attribution(
-    attentions: Iterable[torch.Tensor],
-    gradients: Iterable[torch.Tensor],
-    prefix: int,
-    grid: tuple[int, int],
-) -> torch.Tensor:
-    """Gradient-weighted attention relevance, the class token's row (N, h, w).
-
-    Chefer, Gur & Wolf, "Generic Attention-model Explainability for Interpreting Bi-Modal and
-    Encoder-Decoder Transformers", ICCV 2021, eq. 5-6 (self-attention rule): with ``R = I``,
-    for each block in order, ``R += mean_heads((dY/dA * A)^+) @ R``; the map is
-    ``R[class, patches]``. ``gradients`` are dY/dA of the target class's logit, per block.
-    """
-    pairs = zip(attentions, gradients, strict=True)
-    factors = [relevance_matrix(attention, gradient) for attention, gradient in pairs]
-    return patch_map(class_row_of_product(factors, add_identity=True), prefix, grid)

@@ -41,8 +41,6 @@ class CamMethod:
     ----------
     name : str
         Registry key (``method=`` in ``explain``).
-    title : str
-        Human-readable name.
     reference : str
         The paper that defines it.
     needs : frozenset of str

@@ -7,8 +7,7 @@ as usual; ``explain()`` refuses a model without any ``nn.ReLU`` module.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING
 
 from napari_gradcam.core.explain.methods.cam_method import GRADIENT, CamMethod
@@ -71,8 +70,7 @@ def has_relu_modules(model: nn.Module) -> bool:
     return any(isinstance(module, nn.ReLU) for module in model.modules())
 
 
-@contextmanager
-def guided_relus(model: nn.Module) -> Iterator[None]:
+def guided_relus(model: nn.Module) -> AbstractContextManager[None]:
     """Inside the block, every ``nn.ReLU`` passes back only the positive part of its gradient.
 
     The ReLU's own backward already zeroes positions with a non-positive input; a hook on its
@@ -80,22 +78,14 @@ def guided_relus(model: nn.Module) -> Iterator[None]:
     """
     from torch import nn
 
-    from napari_gradcam.core.explain.hooks import owned_forward_hook
+    from napari_gradcam.core.explain.hooks import forward_hooks
 
     def guide(_module: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
         if output.requires_grad:
             output.register_hook(lambda gradient: gradient.clamp_min(0))
 
-    handles = [
-        owned_forward_hook(module, guide)
-        for module in model.modules()
-        if isinstance(module, nn.ReLU)
-    ]
-    try:
-        yield
-    finally:
-        for handle in handles:
-            handle.remove()
+    relus = {name for name, module in model.named_modules() if isinstance(module, nn.ReLU)}
+    return forward_hooks(model, lambda _name: guide, relus)
 
 
 GUIDED_BACKPROP = CamMethod(
