@@ -68,7 +68,7 @@ def run_pipeline(loaded, job, plan, explain: bool) -> None:
 
 
 def in_memory(loaded, plan, tiles: np.ndarray, explain: bool, batch_size: int) -> None:
-    """The model alone over tiles already read (explain_tiles, or a forward)."""
+    """The model alone over tiles already read (explain_tile_batch, or a forward)."""
     import torch
 
     import napari_gradcam as ng
@@ -77,7 +77,7 @@ def in_memory(loaded, plan, tiles: np.ndarray, explain: bool, batch_size: int) -
         chunk = tiles[first : first + batch_size]
         if explain:
             indices = plan.explained[first : first + batch_size]
-            ng.explain_tiles(loaded, chunk, indices, plan.settings, (0.0, 255.0))
+            ng.explain_tile_batch(loaded, chunk, indices, plan.settings, (0.0, 255.0))
         else:
             batch = ng.preprocess_tiles(chunk, loaded.card, (0.0, 255.0), torch.device("cpu"))
             with torch.inference_mode():

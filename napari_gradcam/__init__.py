@@ -53,7 +53,7 @@ _EXPORTS = {
     "level_view": "napari_gradcam.core.tiling.tiled",
     "read_tiles": "napari_gradcam.core.tiling.tiled",
     "preprocess_tiles": "napari_gradcam.core.tiling.tiled",
-    "explain_tiles": "napari_gradcam.core.tiling.tiled",
+    "explain_tile_batch": "napari_gradcam.core.tiling.tiled",
     "mapped_batches": "napari_gradcam.core.tiling.loop",
     "explained_batches": "napari_gradcam.core.tiling.loop",
     "explain_tiled": "napari_gradcam.core.tiling.loop",

@@ -1,7 +1,7 @@
 """One job runner for every dock: a worker thread, its progress, cancel, halt and dock watch.
 
 A job is a function (or generator) that only computes: it runs in a napari thread worker and
-yields typed events (``progress.Progress``, ``progress.ModelReady``, a tiled ``TiledUpdate``).
+yields typed events (``Progress``, ``ModelReady``, a tiled ``TiledUpdate``).
 The runner shows the steps in the dock's progress bar and status label and hands every event
 and the outcome to the dock on the main thread, where layers are touched. A job whose dock
 was closed, or that was halted because a layer it needs is gone, adds nothing: its outcome is

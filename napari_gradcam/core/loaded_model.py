@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-import torch
 from torch import nn
 
 from napari_gradcam.core.card import ModelCard
@@ -32,8 +31,3 @@ class LoadedModel:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "layers", ModelLayers(self.module))
-
-    @property
-    def hookable(self) -> bool:
-        """Whether forward hooks work (TorchScript modules cannot be hooked)."""
-        return not isinstance(self.module, torch.jit.ScriptModule)

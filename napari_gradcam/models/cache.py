@@ -40,7 +40,7 @@ def cached_model(spec: str, weights: str | None = None, *, trust_code: bool = Fa
     Parameters
     ----------
     spec : str
-        A model spec (see ``napari_gradcam.models.load_model``).
+        A model spec (see ``napari_gradcam.load_model``).
     weights : str, optional
         A state dict for a factory spec.
     trust_code : bool

@@ -17,7 +17,7 @@ import numpy as np
 
 from napari_gradcam.core.settings import ExplainSettings
 from napari_gradcam.core.tiling.grid import LevelView
-from napari_gradcam.core.tiling.tiled import TileResults, explain_tiles, read_tiles
+from napari_gradcam.core.tiling.tiled import TileResults, explain_tile_batch, read_tiles
 from napari_gradcam.models.cache import cached_model
 
 if TYPE_CHECKING:
@@ -66,7 +66,7 @@ class BatchTask(SlideBatch):
 def run_batch(task: BatchTask) -> TileResults:
     """Read and explain one batch of tiles (runs on a Dask worker)."""
     loaded = cached_model(*task.model)
-    return explain_tiles(loaded, task.read(), task.indices, task.settings, task.value_range)
+    return explain_tile_batch(loaded, task.read(), task.indices, task.settings, task.value_range)
 
 
 def in_order(

@@ -32,17 +32,17 @@ from napari_gradcam._napari.annotations.geojson_io import (
 )
 from napari_gradcam._napari.annotations.history import EditHistory
 from napari_gradcam._napari.annotations.hot_options import UNKNOWN_MPP, HotRegionOptions
+from napari_gradcam._napari.annotations.job import (
+    ShapesCopy,
+    StatisticsBatch,
+    statistics_batches,
+)
 from napari_gradcam._napari.annotations.labels import DEFAULT_LABEL, LabelSet
 from napari_gradcam._napari.annotations.region_probability import ClassModel, RegionProbabilities
 from napari_gradcam._napari.annotations.shape_coords import (
     data_to_pixels,
     polygons_to_data,
     shape_centre_world,
-)
-from napari_gradcam._napari.annotations.statistics_job import (
-    ShapesCopy,
-    StatisticsBatch,
-    statistics_batches,
 )
 from napari_gradcam._napari.annotations.style import style_annotations
 from napari_gradcam._napari.annotations.table import StatsTable

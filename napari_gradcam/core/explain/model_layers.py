@@ -111,12 +111,12 @@ class TokenFacts:
         )
 
 
-def vit_facts(model: nn.Module, layer: str | None = None) -> TokenFacts | None:
+def vit_facts(model: object, layer: str | None = None) -> TokenFacts | None:
     """The token facts declared in ``model`` (for ``layer``: by its nearest declaring ancestor).
 
     Parameters
     ----------
-    model : torch.nn.Module
+    model : torch.nn.Module or LoadedModel
         The classifier, or any module containing a transformer (wrappers are walked).
     layer : str, optional
         A module name; the facts of the innermost declaring module that contains it. Without
@@ -127,7 +127,7 @@ def vit_facts(model: nn.Module, layer: str | None = None) -> TokenFacts | None:
     TokenFacts or None
         ``None`` when no module declares a patch size (e.g. a convolutional network).
     """
-    return facts_for(declared_facts(model), layer)
+    return facts_for(declared_facts(getattr(model, "module", model)), layer)
 
 
 def declared_facts(model: nn.Module) -> dict[str, TokenFacts]:

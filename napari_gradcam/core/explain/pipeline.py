@@ -93,6 +93,13 @@ def explain(
         When ``monitor.should_stop()`` returned true; the model is left as it was.
     """
     start = time.perf_counter()
+    unknown = sorted(set(common) - set(CommonKeywords.__annotations__))
+    if unknown:
+        raise TypeError(
+            f"explain() takes no keyword {', '.join(unknown)}: a method's options go in "
+            "options= (e.g. options=ng.OcclusionOptions(window=32)), progress, cancel and the "
+            "memory budget in monitor=ng.Monitor(...)"
+        )
     settings = (settings or ExplainSettings()).replace(**common)
     module, card = model_parts(model, card)
     cam_method = get_method(settings.method)

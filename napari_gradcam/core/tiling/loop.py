@@ -20,7 +20,7 @@ import numpy as np
 
 from napari_gradcam.core.progress import Progress
 from napari_gradcam.core.tiling.grid import Stitcher
-from napari_gradcam.core.tiling.tiled import TilePlan, TileResults, explain_tiles, read_tiles
+from napari_gradcam.core.tiling.tiled import TilePlan, TileResults, explain_tile_batch, read_tiles
 
 if TYPE_CHECKING:
     from napari_gradcam.core.loaded_model import LoadedModel
@@ -104,7 +104,7 @@ def explained_batches(
     """
 
     def work(tiles: np.ndarray, batch: np.ndarray) -> TileResults:
-        return explain_tiles(loaded, tiles, batch, plan.settings, value_range)
+        return explain_tile_batch(loaded, tiles, batch, plan.settings, value_range)
 
     yield from mapped_batches(plan, batch_size, work, read_ahead=read_ahead)
 

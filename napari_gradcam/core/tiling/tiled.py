@@ -2,7 +2,7 @@
 
 The same pieces serve the napari widget (a loop in a worker thread) and the slide runner
 (batches as Dask tasks): :func:`plan_tiles` lays the grid and judges tiles by their tissue,
-:func:`read_tiles` reads a batch of tiles, :func:`explain_tiles` explains it with one
+:func:`read_tiles` reads a batch of tiles, :func:`explain_tile_batch` explains it with one
 ``explain()`` call, and :class:`~napari_gradcam.core.tiling.grid.Stitcher` blends the maps.
 """
 
@@ -260,7 +260,7 @@ def _runs(origins: np.ndarray, width: int) -> list[np.ndarray]:
     return np.split(np.arange(len(origins)), np.flatnonzero(breaks) + 1)
 
 
-def explain_tiles(
+def explain_tile_batch(
     loaded: LoadedModel,
     tiles: np.ndarray,
     indices: np.ndarray,

@@ -61,16 +61,16 @@ def batches(monkeypatch) -> BatchLog:
 
     log = BatchLog()
     log.release()
-    explain_tiles = loop.explain_tiles
+    explain_tile_batch = loop.explain_tile_batch
 
     def slow(*args):
         log.append(1)
         if len(log) >= 3:
             log.gate.wait(timeout=TIMEOUT_MS / 1000)
         time.sleep(0.05)
-        return explain_tiles(*args)
+        return explain_tile_batch(*args)
 
-    monkeypatch.setattr(loop, "explain_tiles", slow)
+    monkeypatch.setattr(loop, "explain_tile_batch", slow)
     yield log
     log.release()
 
@@ -299,13 +299,13 @@ def test_tta_and_bfloat16_reach_every_tile(make_widget, qtbot, errors, monkeypat
     from napari_gradcam.core.tiling import loop
 
     settings_seen = []
-    explain_tiles = loop.explain_tiles
+    explain_tile_batch = loop.explain_tile_batch
 
     def recording(loaded, tiles, indices, settings, value_range):
         settings_seen.append(settings)
-        return explain_tiles(loaded, tiles, indices, settings, value_range)
+        return explain_tile_batch(loaded, tiles, indices, settings, value_range)
 
-    monkeypatch.setattr(loop, "explain_tiles", recording)
+    monkeypatch.setattr(loop, "explain_tile_batch", recording)
     viewer, widget = make_widget(slide_like(), name="s")
     widget.method.value = "scorecam"
     widget.tta.value = widget.bfloat16.value = True

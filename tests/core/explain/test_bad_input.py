@@ -143,3 +143,17 @@ def test_model_output_not_logits() -> None:
 def test_not_a_model() -> None:
     with pytest.raises(TypeError, match=r"torch\.nn\.Module"):
         ng.explain("resnet", torch.randn(1, 3, 8, 8))
+
+
+@pytest.mark.parametrize(
+    ("keyword", "hint"),
+    [
+        ("occlusion_window", "OcclusionOptions"),
+        ("progress", "Monitor"),
+        ("discard_ratio", "options="),
+    ],
+)
+def test_a_keyword_explain_no_longer_takes_names_where_it_went(model, small_card, keyword, hint):
+    image = np.random.default_rng(0).random((40, 40, 3))
+    with pytest.raises(TypeError, match=f"takes no keyword {keyword}.*{hint}"):
+        ng.explain(model, image, card=small_card, **{keyword: 1})

@@ -15,6 +15,7 @@ from torch import nn
 
 import napari_gradcam as ng
 from napari_gradcam.core import explain as explain_package
+from napari_gradcam.core.card import ModelCard
 from napari_gradcam.core.explain.layout import Layout
 from napari_gradcam.core.explain.model_layers import (
     ModelLayers,
@@ -161,6 +162,8 @@ def test_facts_of_a_wrapped_backbone_and_hugging_face_names() -> None:
     assert (facts.patch_size, facts.prefix_tokens, facts.module) == ((8, 8), 3, "backbone")
     assert vit_facts(probe, "fc") is None
     assert vit_facts(ResNetLike()) is None
+    loaded = LoadedModel(probe, ModelCard(input_size=(32, 32)), "probe", "factory")
+    assert vit_facts(loaded, "backbone.blocks.0") == facts
 
     class Embeddings(nn.Module):
         def __init__(self) -> None:

@@ -47,7 +47,7 @@ def fake_explain(loaded, tiles, indices, settings, value_range) -> TileResults:
 
 
 def test_batches_come_back_in_order_with_the_pixels_of_their_tiles(monkeypatch):
-    monkeypatch.setattr(loop, "explain_tiles", fake_explain)
+    monkeypatch.setattr(loop, "explain_tile_batch", fake_explain)
     plan = small_plan()
     ahead = list(loop.explained_batches(None, plan, 4, (0.0, 1.0)))
     in_turn = list(loop.explained_batches(None, plan, 4, (0.0, 1.0), read_ahead=False))
@@ -80,14 +80,14 @@ def test_the_next_batch_is_read_while_one_is_explained(monkeypatch, read_ahead):
             seen_ahead.append(any(y > row for y, _ in view.log))
         return fake_explain(loaded, tiles, indices, settings, value_range)
 
-    monkeypatch.setattr(loop, "explain_tiles", waiting_explain)
+    monkeypatch.setattr(loop, "explain_tile_batch", waiting_explain)
     results = list(loop.explained_batches(None, plan, 4, (0.0, 1.0), read_ahead=read_ahead))
     assert len(results) == 4
     assert seen_ahead == [read_ahead] * 3 + [False]  # nothing after the last batch
 
 
 def test_stopping_early_reads_no_further_batch(monkeypatch):
-    monkeypatch.setattr(loop, "explain_tiles", fake_explain)
+    monkeypatch.setattr(loop, "explain_tile_batch", fake_explain)
     plan = small_plan()
     batches = loop.explained_batches(None, plan, 4, (0.0, 1.0))
     first = next(batches)
@@ -98,7 +98,7 @@ def test_stopping_early_reads_no_further_batch(monkeypatch):
 
 
 def test_the_tiled_run_yields_a_step_and_the_changed_rows_per_batch(monkeypatch):
-    monkeypatch.setattr(loop, "explain_tiles", fake_explain)
+    monkeypatch.setattr(loop, "explain_tile_batch", fake_explain)
     plan = small_plan()
     events = []
     run = loop.explain_tiled(None, plan, (0.0, 1.0), batch_size=4, watch_rows=True)
@@ -118,7 +118,7 @@ def test_the_tiled_run_yields_a_step_and_the_changed_rows_per_batch(monkeypatch)
 
 
 def test_the_tiled_run_takes_batches_explained_elsewhere(monkeypatch):
-    monkeypatch.setattr(loop, "explain_tiles", fake_explain)
+    monkeypatch.setattr(loop, "explain_tile_batch", fake_explain)
     plan = small_plan()
     local = run_to_end(loop.explain_tiled(None, plan, (0.0, 1.0), batch_size=4))
     done = list(loop.explained_batches(None, plan, 4, (0.0, 1.0)))

@@ -19,7 +19,7 @@ from napari_gradcam.core.tiling.grid import (
 )
 from napari_gradcam.core.tiling.sampling import choose_sampling, sampling_for
 from napari_gradcam.core.tiling.tiled import (
-    explain_tiles,
+    explain_tile_batch,
     plan_tiles,
     preprocess_tiles,
     read_tiles,
@@ -66,7 +66,7 @@ def stitched(loaded, image, window="hann", overlap=0.5, batch=7, target=1) -> tu
     stitcher = Stitcher(plan.grid, window)
     for indices in plan.batches(batch):
         tiles = read_tiles(view, plan.grid.origins[indices], plan.grid.tile)
-        results = explain_tiles(loaded, tiles, indices, plan.settings, (0, 255))
+        results = explain_tile_batch(loaded, tiles, indices, plan.settings, (0, 255))
         stitcher.add(results.indices, results.cams)
     return stitcher.finish(), plan
 
@@ -277,7 +277,7 @@ def test_tta_tiles_equal_tta_explanations_and_keep_the_plain_predictions(two_hal
     plan = plan_tiles(loaded, view, 0, (0, 0, 32, 48), overlap=0.0, settings=settings)
     indices = plan.batches(8)[0]
     tiles = read_tiles(view, plan.grid.origins[indices], plan.grid.tile)
-    results = explain_tiles(loaded, tiles, indices, plan.settings, (0, 255))
+    results = explain_tile_batch(loaded, tiles, indices, plan.settings, (0, 255))
     first = preprocess_tiles(tiles[:1], loaded.card, (0, 255), torch.device("cpu"))
     with_tta = explain(loaded, first, layer="4", target=1, tta=True)
     plain = explain(loaded, first, layer="4", target=1)

@@ -37,7 +37,7 @@ class RolloutOptions:
         key="discard_ratio",
         short="discard",
         minimum=0.0,
-        maximum=0.95,
+        maximum=0.99,
         step=0.05,
     )
     head_fusion: HeadFusion = option(
