@@ -64,7 +64,7 @@ def load_model(
     classifier: bool = True,
     device: str = "auto",
 ) -> LoadedModel:
-    """Load a model from a spec string (see the module docstring).
+    """Load a model from a spec string (see the module docstring), in eval mode on ``device``.
 
     Parameters
     ----------
@@ -90,18 +90,9 @@ def load_model(
     device : str
         ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``, ...
 
-    Returns
-    -------
-    LoadedModel
-        The module in eval mode on ``device`` and its card.
-
-    Raises
-    ------
-    UntrustedCodeError
-        When a recipe names code outside what ships with the plugin and ``trust_code`` is
-        not set (nothing it names has been imported).
-    ValueError
-        When a file or card is wrong, or the card's classes do not match the model's logits.
+    Raises UntrustedCodeError when a recipe names code outside what ships with the plugin and
+    ``trust_code`` is not set (nothing it names has been imported); ValueError when a file or
+    card is wrong, or the card's classes do not match the model's logits.
     """
     if spec in BUNDLED:
         return replace(_load_bundled(spec, weights, card, device, classifier), spec=spec)
@@ -158,12 +149,8 @@ def check_class_count(module: nn.Module, card: ModelCard) -> None:
     """Refuse a card whose class names do not match the model's logits (one dry forward).
 
     Runs only when the card names classes: on a blank input of the card's input size (224 x 224
-    when it has none). A single-logit (sigmoid) model takes two names.
-
-    Raises
-    ------
-    ValueError
-        Naming the card's ``classes`` (or ``input_size`` when the model fails on that size).
+    when it has none). A single-logit (sigmoid) model takes two names. The ValueError names
+    the card's ``classes`` (or ``input_size`` when the model fails on that size).
     """
     if not card.classes:
         return

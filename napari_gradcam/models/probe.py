@@ -198,12 +198,8 @@ def load_recipe(
     names outside what ships with the plugin runs only with ``trust_code`` (or when the user
     trusted this recipe's content before).
 
-    Raises
-    ------
-    UntrustedCodeError
-        When the recipe names untrusted code; nothing it names has been imported.
-    ValueError
-        When a field is missing or has the wrong type (the message names it).
+    Raises UntrustedCodeError when the recipe names untrusted code (nothing it names has been
+    imported), ValueError when a field is missing or has the wrong type (the message names it).
     """
     recipe = Recipe.read(path)
     request = recipe.code_request()
@@ -306,10 +302,7 @@ class Recipe:
     def read(cls, path: Path) -> Recipe:
         """Read and check a recipe file.
 
-        Raises
-        ------
-        ValueError
-            Naming the first missing, unknown or ill-typed field.
+        A ValueError names the first missing, unknown or ill-typed field.
         """
         data = read_json_object(path, "model recipe")
         if not {"backbone", "head"} <= set(data):
@@ -326,12 +319,8 @@ class Recipe:
     def code_request(self) -> CodeTrustRequest:
         """The code this recipe names outside what ships with the plugin, to check first.
 
-        Raises
-        ------
-        FileNotFoundError
-            When the backbone's ``file.py`` does not exist.
-        ValueError
-            When an ``{"import": ...}`` does not hold a string.
+        Raises FileNotFoundError when the backbone's ``file.py`` does not exist, ValueError when
+        an ``{"import": ...}`` does not hold a string.
         """
         source = f"model recipe {self.path}"
         references = []

@@ -136,12 +136,8 @@ class SlideCard:
     def read(cls, path: Path) -> SlideCard:
         """Read and check a card file.
 
-        Raises
-        ------
-        FileNotFoundError
-            When there is no such file.
-        ValueError
-            Naming the first missing, unknown or ill-typed field.
+        Raises FileNotFoundError when there is no such file, ValueError naming the first
+        missing, unknown or ill-typed field.
         """
         if not path.is_file():
             raise FileNotFoundError(f"no slide-model card {str(path)!r}")
@@ -215,16 +211,11 @@ def load_slide_model(
     trust_code : bool
         Allow the card to name code outside what ships with the plugin (see ``code_trust``).
 
-    Raises
-    ------
-    FileNotFoundError
-        When the card or a file it names does not exist.
-    UntrustedCodeError
-        When the card names untrusted code; nothing it names has been imported.
-    ValueError
-        When a field is missing or wrong (the message names it), the encoder does not return
-        (N, D) embeddings, the aggregator does not take D-wide embeddings or does not return
-        one logit per class, or the named attention module does not exist.
+    Raises FileNotFoundError when the card or a file it names does not exist;
+    UntrustedCodeError when the card names untrusted code (nothing it names has been imported);
+    ValueError when a field is missing or wrong (the message names it), the encoder does not
+    return (N, D) embeddings, the aggregator does not take D-wide embeddings or does not return
+    one logit per class, or the named attention module does not exist.
     """
     card = SlideCard.read(Path(path).expanduser())
     request = card.code_request()

@@ -73,12 +73,9 @@ class Trained:
 def make_splits(rgb: np.ndarray, cfg: Config) -> tuple[Split, Split, float]:
     """Label the slide's tile grid and split it into training and held-out tiles.
 
-    Returns
-    -------
-    train, held_out : Split
-        Tiles entirely left of ``cfg.held_out_x``, and tiles entirely right of it.
-    nuclei_cutoff : float
-        Nuclear fraction separating "stroma" from "nuclei-dense" (from training tiles).
+    Returns ``(train, held_out, nuclei_cutoff)``: the tiles entirely left of
+    ``cfg.held_out_x``, those entirely right of it, and the nuclear fraction separating
+    "stroma" from "nuclei-dense" (from training tiles).
     """
     evidence = slide_evidence(rgb, cfg.tile_size, cfg.stride)
     cols = evidence.origins[:, 1]

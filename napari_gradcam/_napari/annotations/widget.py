@@ -52,10 +52,7 @@ from napari_gradcam._napari.jobs import JobHooks, JobRunner
 from napari_gradcam._napari.plane import current_plane, layer_mpp
 from napari_gradcam._napari.records import PER_TILE, HeatmapRecord, is_gradcam_layer, is_heatmap
 from napari_gradcam._napari.result_layers import annotations_layer
-from napari_gradcam.core.regions.region_stats import (
-    STATISTICS,
-    PixelBox,
-)
+from napari_gradcam.core.regions.region_stats import STATISTICS, PixelBox
 
 DEBOUNCE_MS = 150
 UNDO_KEYS, REDO_KEYS = "Ctrl+Z", "Ctrl+Shift+Z"

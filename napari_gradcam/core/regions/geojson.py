@@ -301,10 +301,7 @@ def from_geojson(data: Any, image_shape: Sequence[int] | None = None) -> ReadRes
         ``(rows, columns)`` of the level-0 image; features reaching outside it are kept whole
         and noted.
 
-    Raises
-    ------
-    GeoJSONError
-        When ``data`` is not GeoJSON, has too many features or too many vertices.
+    Raises GeoJSONError when ``data`` is not GeoJSON, has too many features or too many vertices.
     """
     annotations, skipped, notes, vertices = [], [], [], 0
     for index, feature in enumerate(_feature_list(data)):
@@ -328,12 +325,7 @@ def read_geojson(path: str | Path, image_shape: Sequence[int] | None = None) -> 
     The file is measured before it is parsed (see :mod:`.bounded_json`): one larger than
     :data:`MAX_BYTES`, nested deeper than :data:`MAX_DEPTH`, with a number longer than 64
     characters or about more than :data:`MAX_VERTICES` vertices is refused without being
-    parsed.
-
-    Raises
-    ------
-    GeoJSONError
-        When the file is missing, beyond a limit, not JSON or not GeoJSON.
+    parsed. Raises GeoJSONError when the file is missing, beyond a limit, not JSON or not GeoJSON.
     """
     path = Path(path)
     if not path.is_file():
@@ -365,10 +357,7 @@ def write_geojson(
 ) -> Path:
     """Write the annotations as a FeatureCollection, atomically.
 
-    Raises
-    ------
-    FileExistsError
-        When ``path`` exists and ``overwrite`` is False.
+    Raises FileExistsError when ``path`` exists and ``overwrite`` is False.
     """
     from napari_gradcam.core.output_files import atomic_write
 

@@ -16,7 +16,8 @@ def heatmap_transform(
     """Return the (scale, translate) that line a low-resolution map up with its image layer.
 
     napari places pixel *centres* at integer data coordinates. Map cell ``i`` covers image
-    pixels ``origin + [i f, (i + 1) f)``, whose centre is ``origin + i f + (f - 1) / 2``.
+    pixels ``origin + [i f, (i + 1) f)``, whose centre is ``origin + i f + (f - 1) / 2``; so
+    the heatmap layer's scale is ``s * f`` and its translate ``t + s * (origin + (f - 1) / 2)``.
 
     Parameters
     ----------
@@ -27,12 +28,6 @@ def heatmap_transform(
         Top-left pixel of the explained crop, in the image layer's (level-0) data pixels.
     scale, translate : sequence of float
         The image layer's scale and translate on the same axes.
-
-    Returns
-    -------
-    tuple
-        ``(scale, translate)`` for the heatmap layer: ``s * f`` and
-        ``t + s * (origin + (f - 1) / 2)``.
 
     Examples
     --------
@@ -55,7 +50,7 @@ def heatmap_transform(
 def cells_to_pixels(
     cells: np.ndarray, stride: Sequence[float], origin: Sequence[float] = (0.0, 0.0)
 ) -> np.ndarray:
-    """Map continuous map-cell coordinates to level-0 image pixel coordinates.
+    """Map continuous map-cell coordinates to level-0 image pixels (float64 (..., 2), row, column).
 
     Both use napari's convention (cell and pixel centres at integers). From the alignment
     formula, world = ``t + s f c + s (o + (f - 1) / 2)`` for a cell and ``t + s p`` for a
@@ -69,11 +64,6 @@ def cells_to_pixels(
         Image pixels per map cell, per axis.
     origin : sequence of float
         Top-left pixel of the explained crop.
-
-    Returns
-    -------
-    numpy.ndarray
-        float64 (..., 2) points (row, column) in level-0 pixels.
 
     Examples
     --------

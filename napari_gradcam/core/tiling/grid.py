@@ -194,7 +194,7 @@ def tile_grid(
     tile_cells: Sequence[int],
     overlap: float = 0.5,
 ) -> TileGrid:
-    """Lay tiles over a region with the given overlap, on the map's cell grid.
+    """Lay tiles over a region, in row-major order, with the given overlap, on the map's cell grid.
 
     Parameters
     ----------
@@ -207,12 +207,7 @@ def tile_grid(
     tile_cells : sequence of int
         ``(h, w)`` of one tile's map.
     overlap : float
-        Fraction of a tile shared with its neighbour (0.5 by default).
-
-    Returns
-    -------
-    TileGrid
-        The tiles in row-major order.
+        Fraction of a tile shared with its neighbour.
     """
     y0, x0, y1, x1 = (int(v) for v in region)
     th, tw = (int(v) for v in tile)

@@ -62,20 +62,7 @@ def is_rgb(image: np.ndarray) -> bool:
 
 
 def remove_specks(mask: np.ndarray, min_size: int) -> np.ndarray:
-    """Drop connected components (8-connected) with fewer than ``min_size`` pixels.
-
-    Parameters
-    ----------
-    mask : numpy.ndarray
-        2-D boolean mask.
-    min_size : int
-        Smallest component kept, in pixels.
-
-    Returns
-    -------
-    numpy.ndarray
-        Boolean mask of the same shape.
-    """
+    """Drop a 2-D boolean mask's 8-connected components of fewer than ``min_size`` pixels."""
     labels = measure.label(mask, connectivity=2)
     sizes = np.bincount(labels.ravel())
     keep = sizes >= min_size
@@ -90,7 +77,7 @@ def tissue_mask(
     min_saturation: float = 0.0,
     min_size: int = 16,
 ) -> np.ndarray:
-    """Return where a brightfield RGB image shows stained tissue rather than glass.
+    """Return where a brightfield RGB image shows stained tissue rather than glass: (H, W) bool.
 
     Tissue specks are 8-connected. Tiles, crops, slide thumbnails and the demo model's
     training labels differ only in the settings they pass.
@@ -108,11 +95,6 @@ def tissue_mask(
         Floor of Otsu's threshold, so that an image of only glass gives no tissue.
     min_size : int
         Tissue specks smaller than this many pixels are dropped (dust, debris).
-
-    Returns
-    -------
-    numpy.ndarray
-        (H, W) boolean mask.
 
     Raises
     ------
@@ -148,7 +130,7 @@ def tissue_fraction(image: np.ndarray, threshold: float = TISSUE_SATURATION) -> 
 def cell_fractions(
     mask: np.ndarray, map_shape: Sequence[int], stride: Sequence[float]
 ) -> np.ndarray:
-    """Share of each map cell's pixels that are set in ``mask``.
+    """Share of each map cell's pixels that are set in ``mask``: float32 (h, w) in [0, 1].
 
     Map cell ``i`` covers input pixels ``[floor(i f), floor((i + 1) f))`` along each axis
     (cells past the image edge are clipped; empty cells get 0).
@@ -161,11 +143,6 @@ def cell_fractions(
         (h, w) of the map.
     stride : sequence of float
         (fy, fx) input pixels per map cell.
-
-    Returns
-    -------
-    numpy.ndarray
-        float32 (h, w) in [0, 1].
 
     Examples
     --------

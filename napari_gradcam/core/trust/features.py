@@ -104,15 +104,8 @@ def feature_stack(
     origin : sequence of float
         (y, x) of the image's top-left pixel, recorded for placement.
 
-    Returns
-    -------
-    FeatureStack
-
-    Raises
-    ------
-    ValueError
-        For a layer without a map whose layout can be determined, or whose map (patch
-        tokens) the class score does not depend on; the message says what to do.
+    Raises ValueError for a layer without a map whose layout can be determined, or whose map
+    (patch tokens) the class score does not depend on; the message says what to do.
     """
     module, card = model_parts(model, card)
     batch = model_batch(module, image, card)[:1]
