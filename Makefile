@@ -24,11 +24,14 @@ test: setup lint
 	.venv-timm/bin/python -m pytest -q -m timm -p no:xvfb -o addopts=--import-mode=importlib \
 		-W "ignore::pytest.PytestConfigWarning"
 
-# While you work: the core, models, slides and CLI, without the tests marked gui (Qt and napari;
-# tests/conftest.py marks them), slow (training, long slide runs, long fuzzing,
-# crash runs) or timm, on two worker processes (pytest-xdist). Under 90 s on 2 cores.
+# While you work: the core, models, slides, review, training and CLI, without the tests marked gui
+# (Qt and napari; tests/conftest.py marks them), slow (real-data localisation, long slide runs,
+# fuzzing, crash runs, reference sums) or timm, on two worker processes and without loading the
+# GUI test plugins. About 75 s on 2 cores.
+FAST_PLUGINS := -p no:napari -p no:npe2 -p no:napari-plugin-engine -p no:pytest-qt -p no:xvfb
 test-fast: setup
-	$(VENV)/python -m pytest -q -m "not gui and not slow and not timm" -n 2
+	$(VENV)/python -m pytest -q -m "not gui and not slow and not timm" -n 2 --ignore=tests/_napari \
+		-o addopts=--import-mode=importlib $(FAST_PLUGINS)
 
 lint: setup
 	$(VENV)/ruff check napari_gradcam tests benchmarks tools

@@ -147,6 +147,7 @@ def test_tta_flag_averages_over_flips(tile_png: Path, tmp_path: Path) -> None:
     assert json.loads((out / "tile.json").read_text())["tta"] is True
 
 
+@pytest.mark.slow  # Score-CAM twice on a full tile (about 6 s)
 def test_bf16_flag_runs_scorecam_close_to_the_exact_map(tile_png: Path, tmp_path: Path) -> None:
     args = ["explain", str(tile_png), "--target", "stroma", "--method", "scorecam"]
     assert main([*args, "--out", str(tmp_path / "exact")]) == 0

@@ -13,6 +13,8 @@ import torch
 import napari_gradcam as ng
 from tests.models.localisation import energy_ratio, he_tile, held_out_tissue
 
+pytestmark = pytest.mark.slow  # explains every held-out CC0 tile (about 10 s)
+
 
 @pytest.fixture(scope="module")
 def demo():

@@ -17,6 +17,8 @@ from napari_gradcam.training.mil_bags import (
 )
 from napari_gradcam.training.train_mil_demo import ATTENTION_NORM
 
+pytestmark = pytest.mark.slow  # embeds every held-out bag of the CC0 slide (about 30 s)
+
 POSITIVE = 1
 
 

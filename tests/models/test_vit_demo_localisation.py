@@ -14,6 +14,8 @@ import torch
 import napari_gradcam as ng
 from tests.models.localisation import energy_ratio, he_tile, held_out_tissue
 
+pytestmark = pytest.mark.slow  # explains every held-out CC0 tile with three methods (about 30 s)
+
 BAR = 1.5
 """Energy share on nuclei / their area share, for Grad-CAM and for rollout."""
 

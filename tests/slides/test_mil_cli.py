@@ -14,6 +14,8 @@ import pytest
 from napari_gradcam.data import HE_SLIDE_PATH
 from tests.mil_cards import write_card
 
+pytestmark = pytest.mark.slow  # runs the slide-level model over the CC0 slide (about 20 s)
+
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, subprocess.CompletedProcess]:

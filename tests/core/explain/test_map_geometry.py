@@ -17,7 +17,8 @@ from napari_gradcam.core.loaded_model import LoadedModel
 from tests.architectures import build
 from tests.transformers import TinyViT
 
-METHODS = ["gradcam", "scorecam", "occlusion", "eigencam", "guided-gradcam", "guidedbackprop"]
+OCCLUSION = pytest.param("occlusion", marks=pytest.mark.slow)  # hundreds of masked forwards
+METHODS = ["gradcam", "scorecam", OCCLUSION, "eigencam", "guided-gradcam", "guidedbackprop"]
 
 
 @pytest.mark.parametrize("method", METHODS)

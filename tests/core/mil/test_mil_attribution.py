@@ -103,6 +103,7 @@ def test_integrated_gradients_are_complete_within_one_percent(aggregator, baseli
     assert result.completeness_error <= 0.01
 
 
+@pytest.mark.slow  # 1,000 autograd steps of the reference sum per aggregator (about 30 s)
 def test_integrated_gradients_equal_a_fine_riemann_sum(aggregator):
     bag, steps = _bag(n=12), 1000
     result = integrated_gradients(aggregator, bag, target=0, steps=32)

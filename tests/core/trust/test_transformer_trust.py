@@ -178,6 +178,7 @@ def test_toy_token_and_channels_last_cascades_run(make) -> None:
     assert check.steps[-1].spearman < 0.9  # random toys: measured 0.54 (ViT), 0.61 (Swin)
 
 
+@pytest.mark.slow  # deletion curves on every held-out CC0 tile (about 6 s)
 def test_gradcam_order_beats_a_random_order_on_held_out_vit_tiles(vit, he_evidence) -> None:
     index, labels = held_out_tissue(vit.card, he_evidence)
     ours, chance = [], []
