@@ -468,13 +468,17 @@ def _option_control(spec: OptionSpec) -> ValueWidget:
         return FloatSpinBox(**{k: v for k, v in bounds.items() if v is not None}, **common)
     low = int(spec.minimum or 0) - (1 if spec.none_label else 0)
     high = int(spec.maximum) if spec.maximum is not None else MAX_COUNT - 1
-    control = SpinBox(min=low, max=high, value=low, **common)
+    if not spec.none_label:
+        return SpinBox(min=low, max=high, value=low, **common)
+    # Qt's own spin box, which shows the label at its minimum (magicgui's int box cannot)
+    control = FloatSpinBox(min=low, max=high, step=1, value=low, **common)
+    control.native.setDecimals(0)
     control.native.setSpecialValueText(spec.none_label)
     return control
 
 
 def _option_value(spec: OptionSpec, value: Any) -> Any:
     """An option's value from its control's (``None`` below an optional number's minimum)."""
-    if spec.none_label and spec.kind is int and value < (spec.minimum or 0):
-        return None
+    if spec.none_label and spec.kind is int:
+        return None if value < (spec.minimum or 0) else int(value)
     return value

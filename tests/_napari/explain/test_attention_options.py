@@ -74,7 +74,9 @@ def test_each_option_is_shown_only_for_the_method_that_takes_it(vit_widget) -> N
     assert (head.min, head.max) == (-1, 2), (
         "the mean, then the ViT demo's 3 heads of its last block"
     )
-    assert head.value == -1 and head.native.specialValueText() == "mean of heads"
+    assert head.value == -1 and head.native.text() == "mean of heads"  # what the user reads
+    widget.method.value = "occlusion"
+    assert widget.option_controls["occlusion_window"].native.text() == "auto"
 
 
 def test_discard_ratio_and_head_reach_explain_and_the_record(vit_widget, qtbot, errors) -> None:
