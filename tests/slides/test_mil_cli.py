@@ -21,9 +21,23 @@ pytestmark = pytest.mark.slow  # runs the slide-level model over the CC0 slide (
 def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, subprocess.CompletedProcess]:
     folder = tmp_path_factory.mktemp("mil")
     write_card(folder / "card.json", tile_size=96, mpp=0.499)
-    command = [sys.executable, "-m", "napari_gradcam.cli", "slide", str(HE_SLIDE_PATH), "--mil",
-               str(folder / "card.json"), "--out", str(folder / "out"), "--cache",
-               str(folder / "cache"), "--top-k", "2", "--target", "pos"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "napari_gradcam.cli",
+        "slide",
+        str(HE_SLIDE_PATH),
+        "--mil",
+        str(folder / "card.json"),
+        "--out",
+        str(folder / "out"),
+        "--cache",
+        str(folder / "cache"),
+        "--top-k",
+        "2",
+        "--target",
+        "pos",
+    ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=600)
     return folder, folder / "out", done
 
@@ -74,8 +88,17 @@ def test_maps_are_placed_on_their_tiles(run: tuple) -> None:
 
 def test_refuses_to_overwrite(run: tuple) -> None:
     folder, out, _done = run
-    command = [sys.executable, "-m", "napari_gradcam.cli", "slide", str(HE_SLIDE_PATH), "--mil",
-               str(folder / "card.json"), "--out", str(out)]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "napari_gradcam.cli",
+        "slide",
+        str(HE_SLIDE_PATH),
+        "--mil",
+        str(folder / "card.json"),
+        "--out",
+        str(out),
+    ]
     again = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert again.returncode != 0
     assert "exist" in again.stderr or "overwrite" in again.stderr
