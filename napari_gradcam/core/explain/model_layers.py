@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import weakref
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
@@ -420,7 +421,8 @@ class ModelLayers:
     Parameters
     ----------
     module : torch.nn.Module
-        The model; held, never changed (dry runs restore its flags, see ``hooks``).
+        The model; held weakly (its owner keeps it), never changed (dry runs restore its
+        flags, see ``hooks``).
 
     Notes
     -----
@@ -429,9 +431,17 @@ class ModelLayers:
     """
 
     def __init__(self, module: nn.Module) -> None:
-        self.module = module
+        self._module = weakref.ref(module)
         self._answers: dict[Hashable, Any] = {}
         self._fingerprint: tuple | None = None
+
+    @property
+    def module(self) -> nn.Module:
+        """The model (raises ``ReferenceError`` once it is gone)."""
+        module = self._module()
+        if module is None:
+            raise ReferenceError("the model of these layers no longer exists")
+        return module
 
     def clear(self) -> None:
         """Forget every cached answer; the next question runs its dry run again."""
@@ -652,16 +662,25 @@ def _unknown_layer_message(layer: str, names: list[str]) -> str:
     return f"the model has no layer named {layer!r}; {hint}"
 
 
-def model_layers(model: object) -> ModelLayers:
-    """The ``ModelLayers`` of a ``LoadedModel`` (its own cache), or a fresh one for a bare module.
+_BARE_MODULE_LAYERS: weakref.WeakKeyDictionary[nn.Module, ModelLayers] = weakref.WeakKeyDictionary()
+"""The ``ModelLayers`` of modules explained without a ``LoadedModel``: gone with the module,
+emptied when it is edited in place, like a loaded model's own."""
 
-    A fresh one's answers last as long as the caller keeps it: one call of ``explain``, one
-    ``candidate_layers``.
+
+def model_layers(model: object) -> ModelLayers:
+    """The ``ModelLayers`` of a ``LoadedModel`` (its own cache), or of a bare module.
+
+    A bare module keeps one for as long as it lives, so a second ``explain`` of the same model
+    runs no dry forward to find its layer again.
     """
     layers = getattr(model, "layers", None)
     if isinstance(layers, ModelLayers):
         return layers
-    return ModelLayers(getattr(model, "module", model))
+    module = getattr(model, "module", model)
+    with model_lock(module):
+        if module not in _BARE_MODULE_LAYERS:
+            _BARE_MODULE_LAYERS[module] = ModelLayers(module)
+        return _BARE_MODULE_LAYERS[module]
 
 
 def candidate_layers(model: object, input_shape: Shape | None = None) -> list[str]:

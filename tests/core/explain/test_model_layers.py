@@ -3,6 +3,7 @@ guessed) with their conversions, token facts, strides, and the per-model cache."
 
 from __future__ import annotations
 
+import gc
 import importlib
 import pkgutil
 import weakref
@@ -23,6 +24,7 @@ from napari_gradcam.core.explain.model_layers import (
     candidate_layers,
     infer_stride,
     layer_layout,
+    model_layers,
     vit_facts,
 )
 from napari_gradcam.core.explain.pipeline import map_geometry
@@ -232,12 +234,21 @@ def test_a_loaded_model_keeps_its_answers_and_clear_forgets_them(small_card) -> 
     assert ng.candidate_layers(loaded) == first and len(forwards) == 2
 
 
-def test_a_bare_module_gets_fresh_answers_per_call() -> None:
+def test_a_bare_module_keeps_its_answers_until_it_changes() -> None:
     model = build("resnet")
     forwards = counted(model)
     candidate_layers(model, (1, 3, 32, 32))
     candidate_layers(model, (1, 3, 32, 32))
-    assert len(forwards) == 2
+    assert len(forwards) == 1  # a second explain of the same module runs no dry forward
+    model.layer3 = nn.Sequential(model.layer3, nn.AvgPool2d(2))
+    assert "layer3.1" in candidate_layers(model, (1, 3, 32, 32))
+    model_layers(model).clear()
+    candidate_layers(model, (1, 3, 32, 32))
+    assert len(forwards) == 3
+    gone = weakref.ref(model)
+    del model, forwards
+    gc.collect()
+    assert gone() is None  # its layers do not keep the module alive
 
 
 def test_a_layer_replaced_in_place_gives_fresh_answers(small_card) -> None:
@@ -264,11 +275,15 @@ def test_a_patch_size_changed_in_place_gives_fresh_layouts() -> None:
 
 
 def test_no_module_keeps_a_global_cache_of_models() -> None:
-    """Per-model answers live in ``ModelLayers``; only the per-model locks are global."""
+    """Per-model answers live in ``ModelLayers``; only its registry of bare modules and the
+    per-model locks are global, both weakly keyed by the module."""
     found = []
     for info in pkgutil.walk_packages(explain_package.__path__, f"{explain_package.__name__}."):
         module = importlib.import_module(info.name)
         for name, value in vars(module).items():
             if isinstance(value, weakref.WeakKeyDictionary | weakref.WeakValueDictionary):
                 found.append(f"{info.name}.{name}")
-    assert found == ["napari_gradcam.core.explain.hooks._LOCKS"]
+    assert sorted(found) == [
+        "napari_gradcam.core.explain.hooks._LOCKS",
+        "napari_gradcam.core.explain.model_layers._BARE_MODULE_LAYERS",
+    ]
