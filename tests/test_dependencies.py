@@ -56,3 +56,14 @@ def test_every_imported_package_is_a_declared_dependency():
         if DISTRIBUTIONS.get(name, name).lower() not in declared()
     }
     assert missing == {}
+
+
+def test_the_gui_free_parts_import_no_napari_and_no_qt():
+    gui = {"napari", "qtpy", "PyQt6", "PyQt5", "PySide6", "magicgui", "superqt", "vispy"}
+    gui_free = ("core", "slides", "models", "review", "training")
+    found = {
+        name: sorted(f for f in files if Path(f).parts[1] in gui_free)
+        for name, files in imported_packages().items()
+        if name in gui
+    }
+    assert {name: files for name, files in found.items() if files} == {}

@@ -44,10 +44,13 @@ def overlay(
     numpy.ndarray
         (H, W, 3) uint8.
     """
-    from napari.utils.colormaps import ensure_colormap
+    from matplotlib import colormaps
 
     base = match_channels(to_unit_range(np.asarray(image)), 3)
     heat = upsample_to_image(normalize_cam(cam), stride, base.shape[:2])
-    colours = ensure_colormap("turbo").map(heat.ravel())[:, :3].reshape(*heat.shape, 3)
+    # napari's turbo: matplotlib's 256 colours, interpolated linearly between them
+    stops = np.linspace(0.0, 1.0, 256)
+    table = colormaps["turbo"](stops)[:, :3]
+    colours = np.stack([np.interp(heat, stops, table[:, k]) for k in range(3)], axis=-1)
     blended = (1 - opacity) * base + opacity * colours
     return (np.clip(blended, 0, 1) * 255).round().astype(np.uint8)
