@@ -49,10 +49,13 @@ install_venv() {
 # it cannot load beside the CPU torch of .venv. This venv takes torch, torchvision and timm from
 # the registry alone (--isolated ignores local wheels, indexes and constraints): torch 2.13.0+cu130,
 # which runs on the CPU. The product never needs it; only the tests marked `timm` run here, with
-# pytorch-grad-cam as their reference, and transformers for real Hugging Face ViTs (built from
-# small configs, never downloaded). About 5 GB and 1-3 minutes on a new machine.
-TIMM_PACKAGES="torch==2.13.0 torchvision==0.28.0 timm==1.0.31 grad-cam==1.5.7 \
-transformers==5.23.0 safetensors numpy scikit-image pytest hypothesis"
+# pytorch-grad-cam and torchcam (LeGrad) as their references, transformers for real Hugging Face
+# ViTs and CLIP/SigLIP, open_clip_torch for real open_clip towers and segmentation_models_pytorch
+# for real segmentation architectures (all built from configs with random weights, never
+# downloaded). About 5 GB and 1-3 minutes on a new machine.
+TIMM_PACKAGES="torch==2.13.0 torchvision==0.28.0 timm==1.0.31 grad-cam==1.5.7 torchcam==0.5.0 \
+transformers==5.23.0 open_clip_torch==3.3.0 segmentation-models-pytorch==0.6.0 safetensors \
+numpy scikit-image pytest hypothesis"
 
 install_timm_venv() {
   local stamp=.venv-timm/.installed
