@@ -255,23 +255,23 @@ def encoder_spec_in_folder(spec: str, folder: Path) -> str:
     return str(code_file(spec, folder))
 
 
-def check_slide_mpp(model: SlideModel, slide_mpp: float | None) -> None:
-    """Refuse a slide that cannot give the card's microns per pixel.
+def check_slide_mpp(model_mpp: float | None, slide_mpp: float | None) -> None:
+    """Refuse a slide that cannot give the microns per pixel a model reads its tiles at.
 
     A slide without mpp metadata cannot be matched (state it, e.g. ``--slide-mpp``); a slide
-    whose finest level is coarser than the card's mpp would need upsampling, which invents the
-    detail the encoder was trained on.
+    whose finest level is coarser than ``model_mpp`` would need upsampling, which invents the
+    detail the encoder was trained on. ``model_mpp`` None: any slide will do.
     """
-    if model.mpp is None:
+    if model_mpp is None:
         return
     if slide_mpp is None:
         raise ValueError(
-            f"the slide model reads tiles at {model.mpp} µm/px but the slide does not say its "
+            f"the model reads tiles at {model_mpp} µm/px but the slide does not say its "
             "microns per pixel; state it (--slide-mpp) if you know it"
         )
-    if slide_mpp > model.mpp * (1 + MPP_TOLERANCE):
+    if slide_mpp > model_mpp * (1 + MPP_TOLERANCE):
         raise ValueError(
-            f"the slide model needs {model.mpp} µm/px but the slide's finest level is "
+            f"the model needs {model_mpp} µm/px but the slide's finest level is "
             f"{slide_mpp:.4g} µm/px (coarser); it cannot give the detail the encoder expects"
         )
 

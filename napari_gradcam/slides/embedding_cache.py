@@ -1,7 +1,8 @@
 """The on-disk cache of slide embeddings: it serves only what the same inputs would compute.
 
 **Key.** A hash of everything that decides the embeddings: the slide's content, the encoder
-(its code, weights and card: see :func:`encoder_identity`), the tile plan's parameters
+(its code, weights and card: see :func:`encoder_identity` and :func:`model_identity`; the
+weights by their values in memory), the tile plan's parameters
 (tile size, mpp, overlap, tissue threshold), this package's code that plans the tiles, and the
 entry format. Contents are in it, not paths or names: two different encoders both called
 ``enc.py:build`` in two project folders get two keys, and a renamed slide keeps its key.
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import inspect
 import json
 import logging
 import os
@@ -41,11 +43,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import torch
+from torch import nn
 
 from napari_gradcam.core.output_files import atomic_write
-from napari_gradcam.models.sources import encoder_sources, package_digest
+from napari_gradcam.models.sources import encoder_sources, file_digest, package_digest
 
 if TYPE_CHECKING:
+    from napari_gradcam.core.loaded_model import LoadedModel
     from napari_gradcam.models.slide_model import SlideModel
     from napari_gradcam.slides.lazy_slide import Slide
 
@@ -54,7 +59,7 @@ logger = logging.getLogger(__name__)
 CACHE_ENV = "NAPARI_GRADCAM_EMBEDDINGS"
 """Environment variable naming the cache folder (default ``~/.cache/napari-gradcam/embeddings``)."""
 
-FORMAT = 2
+FORMAT = 3
 """Version of the cached file's layout and of the key; part of every key."""
 
 WHOLE_FILE_BYTES = 64 << 20
@@ -166,18 +171,61 @@ def slide_fingerprint(slide: Slide) -> str:
 
 
 def encoder_identity(model: SlideModel) -> dict[str, Any]:
-    """What decides the encoder's output: its code, weights and card files, and its card.
+    """What decides a slide model's encoder output: its files, its weights and its card.
 
-    The card it runs with (mean, std, tile size, mpp, ...) is taken as loaded; the files
-    (``models.sources``) as they are on disk now.
+    The card it runs with (mean, std, tile size, mpp, ...) and the weights are taken as
+    loaded (see :func:`model_identity`); the files (``models.sources``) as they are on disk now.
     """
     sources = encoder_sources(model.source["encoder"], Path.cwd())  # its paths are absolute
     return {
+        **model_identity(model.encoder),
         "sources": sources.content_digest(),
-        "card": asdict(model.encoder.card),
         "mpp": model.mpp,
         "width": model.width,
     }
+
+
+def model_identity(model: LoadedModel) -> dict[str, Any]:
+    """What decides a loaded model's output as it is in memory: code, weights and card.
+
+    The code is that of the files defining its modules' classes (see
+    :func:`module_code_digest`), the weights their values (:func:`weights_fingerprint`), so a
+    model built in memory, or retrained in place, never reads another model's embeddings.
+    """
+    return {
+        "code": module_code_digest(model.module),
+        "weights": weights_fingerprint(model.module),
+        "card": asdict(model.card),
+    }
+
+
+def weights_fingerprint(module: nn.Module) -> str:
+    """SHA-256 of every parameter and buffer: name, dtype, shape and bytes, in state-dict order."""
+    digest = hashlib.sha256()
+    for name, tensor in module.state_dict().items():
+        flat = tensor.detach().reshape(-1).contiguous().cpu()
+        digest.update(f"{name} {flat.dtype} {tuple(tensor.shape)}".encode())
+        digest.update(flat.view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def module_code_digest(module: nn.Module) -> str:
+    """SHA-256 of the module tree (names and classes) and of the files defining its classes.
+
+    A class without a source file (built-in, TorchScript) counts by its qualified name alone.
+    """
+    digest = hashlib.sha256()
+    files: set[str] = set()
+    for name, child in module.named_modules():
+        kind = type(child)
+        digest.update(f"{name} {kind.__module__}.{kind.__qualname__}".encode())
+        with contextlib.suppress(TypeError, OSError):
+            source = inspect.getsourcefile(kind)
+            if source is not None:
+                files.add(source)
+    for source in sorted(files):
+        digest.update(file_digest(Path(source)).encode())
+    return digest.hexdigest()
 
 
 def embedding_key(slide_key: str, encoder: dict[str, Any], tiling: dict[str, Any]) -> str:

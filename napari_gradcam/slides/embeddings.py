@@ -1,6 +1,8 @@
-"""Tile embeddings of a slide for a slide model, computed once and cached on disk.
+"""Tile embeddings of a slide, computed once and cached on disk.
 
-:func:`embed_slide` yields its steps and returns the embeddings (the MIL run drives it);
+The encoder is a slide model's, or any model whose module returns (N, D) embeddings, such as a
+vision-language model's image tower (``slides.tile_encoder``). :func:`embed_slide` yields its
+steps and returns the embeddings (the MIL run and the similarity map drive it);
 :func:`slide_embeddings` runs it where nobody watches. The tiles are the slide tiling's tissue
 tiles (``slides.runner.plan_slide``) at the card's tile size and mpp. Locally, one thread reads
 the next batch while the encoder embeds the current one (``core.tiling.loop``); with a Dask
@@ -23,6 +25,7 @@ import torch
 from napari_gradcam.core.explain.finite import check_finite
 from napari_gradcam.core.explain.hooks import frozen_model
 from napari_gradcam.core.explain.preprocess import pixel_range
+from napari_gradcam.core.loaded_model import LoadedModel
 from napari_gradcam.core.progress import Progress, run_to_end
 from napari_gradcam.core.tiling.grid import MIN_TISSUE, TileGrid
 from napari_gradcam.core.tiling.loop import mapped_batches
@@ -33,11 +36,11 @@ from napari_gradcam.slides.batches import SlideBatch, in_order
 from napari_gradcam.slides.embedding_cache import (
     default_cache_dir,
     embedding_key,
-    encoder_identity,
     read_cached,
     slide_fingerprint,
     write_cached,
 )
+from napari_gradcam.slides.tile_encoder import TileEncoder, tile_encoder
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -82,7 +85,9 @@ class SlideEmbeddings:
         return self.boxes[:, :2]
 
 
-def slide_embeddings(slide: Slide, model: SlideModel, **options: Any) -> SlideEmbeddings:
+def slide_embeddings(
+    slide: Slide, model: SlideModel | LoadedModel, **options: Any
+) -> SlideEmbeddings:
     """The embeddings of the slide's tissue tiles, where nobody watches the steps.
 
     The arguments are those of :func:`embed_slide`.
@@ -92,7 +97,7 @@ def slide_embeddings(slide: Slide, model: SlideModel, **options: Any) -> SlideEm
 
 def embed_slide(
     slide: Slide,
-    model: SlideModel,
+    model: SlideModel | LoadedModel,
     *,
     card: str | Path | None = None,
     overlap: float = 0.0,
@@ -110,10 +115,11 @@ def embed_slide(
 
     Parameters
     ----------
-    model : SlideModel
-        The slide model (its encoder, tile size and mpp).
+    model : SlideModel or LoadedModel
+        The slide model (its encoder, tile size and mpp), or a model whose module returns
+        (N, D) embeddings, with its card's input size (square) and mpp.
     card : str or Path, optional
-        The model's card file; needed to run on a Dask ``client`` (workers load it).
+        The slide model's card file; needed to run on a Dask ``client`` (workers load it).
     overlap : float
         Share of a tile overlapping its neighbour (0: a partition, as MIL models are trained).
     min_tissue : float
@@ -123,36 +129,36 @@ def embed_slide(
     cache_dir : str or Path, optional
         The cache folder (default ``embedding_cache.default_cache_dir()``).
     client : distributed.Client, optional
-        Embed on this cluster's workers.
+        Embed on this cluster's workers (a slide model only).
     """
-    check_slide_mpp(model, slide.mpp)
+    encoder = tile_encoder(model)
+    check_slide_mpp(encoder.mpp, slide.mpp)
     folder = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
-    tiling = {"overlap": overlap, "min_tissue": min_tissue, "tile": model.tile_size}
-    key = embedding_key(slide_fingerprint(slide), encoder_identity(model), tiling)
-    cached = read_cached(folder, key, model.width)
+    tiling = {"overlap": overlap, "min_tissue": min_tissue, "tile": encoder.tile_size}
+    key = embedding_key(slide_fingerprint(slide), encoder.identity, tiling)
+    cached = read_cached(folder, key, encoder.width)
     if cached is not None:
         return _from_arrays(cached, key)
-    plan = _plan(slide, model, overlap, min_tissue)
-    if client is not None and card is None:
-        raise ValueError("embedding on a Dask cluster needs the slide model's card file")
+    plan = _plan(slide, encoder.model, overlap, min_tissue)
+    if client is not None and (card is None or encoder.slide_model is None):
+        raise ValueError("embedding on a Dask cluster needs a slide model and its card file")
     rows, done, total = [], 0, len(plan.explained)
-    for batch in _batches(slide, plan, model, batch_size, client, card):
+    for batch in _batches(slide, plan, encoder, batch_size, client, card):
         rows.append(batch)
         done += len(batch)
         yield Progress(done, total, f"embedding tiles: {done}/{total}")
-    embeddings = np.concatenate(rows) if rows else np.zeros((0, model.width), np.float32)
-    encoder = model.encoder
-    check_finite(embeddings, "the encoder's embeddings", module=encoder.module, card=encoder.card)
+    embeddings = np.concatenate(rows) if rows else np.zeros((0, encoder.width), np.float32)
+    module, model_card = encoder.model.module, encoder.model.card
+    check_finite(embeddings, "the encoder's embeddings", module=module, card=model_card)
     result = _result(plan, embeddings, key)
     write_cached(folder, key, _to_arrays(result))
     return result
 
 
 def embed_tiles(
-    model: SlideModel, tiles: np.ndarray, value_range: tuple[float, float]
+    encoder: LoadedModel, tiles: np.ndarray, value_range: tuple[float, float]
 ) -> np.ndarray:
     """(B, D) float32 embeddings of (B, H, W, C) pixels, one inference-mode forward."""
-    encoder = model.encoder
     device = next(encoder.module.parameters()).device
     batch = preprocess_tiles(tiles, encoder.card, value_range, device)
     with frozen_model(encoder.module), torch.inference_mode():
@@ -160,11 +166,11 @@ def embed_tiles(
     return out.float().cpu().numpy()
 
 
-def _plan(slide: Slide, model: SlideModel, overlap: float, min_tissue: float) -> TilePlan:
+def _plan(slide: Slide, encoder: LoadedModel, overlap: float, min_tissue: float) -> TilePlan:
     from napari_gradcam.slides.runner import SlideJob, plan_slide
 
     job = SlideJob(overlap=overlap, min_tissue=min_tissue)
-    plan = plan_slide(slide, job, model.encoder)
+    plan = plan_slide(slide, job, encoder)
     if len(plan.explained) == 0:
         raise ValueError(
             f"{slide.name} has no tile with at least {min_tissue:.0%} tissue; lower the tissue "
@@ -176,7 +182,7 @@ def _plan(slide: Slide, model: SlideModel, overlap: float, min_tissue: float) ->
 def _batches(
     slide: Slide,
     plan: TilePlan,
-    model: SlideModel,
+    encoder: TileEncoder,
     batch_size: int,
     client: Client | None,
     card: str | Path | None,
@@ -184,7 +190,7 @@ def _batches(
     value_range = pixel_range(slide.levels[0].dtype)
     if client is None:
         return mapped_batches(
-            plan, batch_size, lambda tiles, _batch: embed_tiles(model, tiles, value_range)
+            plan, batch_size, lambda tiles, _batch: embed_tiles(encoder.model, tiles, value_range)
         )
     tasks = (
         EmbedTask(
@@ -195,7 +201,7 @@ def _batches(
             plan.grid.tile,
             str(card),
             value_range,
-            model.trust_code,
+            encoder.slide_model.trust_code,
         )
         for batch in plan.batches(batch_size)
     )
@@ -214,7 +220,7 @@ class EmbedTask(SlideBatch):
 def run_embed_task(task: EmbedTask) -> np.ndarray:
     """Read and embed one batch of tiles (runs on a Dask worker)."""
     model = cached_slide_model(task.card, trust_code=task.trust_code)
-    return embed_tiles(model, task.read(), task.value_range)
+    return embed_tiles(model.encoder, task.read(), task.value_range)
 
 
 def _result(plan: TilePlan, embeddings: np.ndarray, key: str) -> SlideEmbeddings:

@@ -77,11 +77,11 @@ def test_refuses_a_card_without_a_field(tmp_path: Path) -> None:
 
 def test_refuses_an_mpp_the_slide_cannot_give(tmp_path: Path) -> None:
     model = load_slide_model(card_file(tmp_path), device="cpu")
-    check_slide_mpp(model, 0.25)  # finer slides are read at a coarser level
+    check_slide_mpp(model.mpp, 0.25)  # finer slides are read at a coarser level
     with pytest.raises(ValueError, match="coarser"):
-        check_slide_mpp(model, 1.0)
+        check_slide_mpp(model.mpp, 1.0)
     with pytest.raises(ValueError, match="--slide-mpp"):
-        check_slide_mpp(model, None)
+        check_slide_mpp(model.mpp, None)
 
 
 @pytest.mark.parametrize(

@@ -83,7 +83,7 @@ def test_refuses_a_slide_coarser_than_the_card(model: SlideModel, tmp_path: Path
 
 def test_embed_tiles_runs_without_gradients(model: SlideModel) -> None:
     tiles = np.full((2, 64, 64, 3), 200, np.uint8)
-    out = embed_tiles(model, tiles, (0.0, 255.0))
+    out = embed_tiles(model.encoder, tiles, (0.0, 255.0))
     assert out.shape == (2, 64) and out.dtype == np.float32
     assert all(p.requires_grad for p in model.encoder.module.parameters())  # flags restored
 
