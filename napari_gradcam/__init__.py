@@ -72,6 +72,12 @@ _EXPORTS = {
     "run_slide_mil": "napari_gradcam.slides.mil_runner",
     "explain_slide_mil": "napari_gradcam.slides.mil_runner",
     "gradient_x_embedding": "napari_gradcam.core.mil.attribution",
+    # a prompt or "like this region" over a whole slide, tile by tile
+    "SimilarityJob": "napari_gradcam.slides.similarity_map",
+    "similarity_slide_map": "napari_gradcam.slides.similarity_map",
+    "explain_slide_similarity": "napari_gradcam.slides.similarity_map",
+    "region_target": "napari_gradcam.slides.similarity_map",
+    "SimilarityOutputs": "napari_gradcam.slides.similarity_outputs",
     "integrated_gradients": "napari_gradcam.core.mil.attribution",
     # trust
     "trust_report": "napari_gradcam.core.trust.report",

@@ -6,7 +6,7 @@ import argparse
 import importlib
 import sys
 
-SUBCOMMANDS = ("explain", "demo", "slide")
+SUBCOMMANDS = ("explain", "demo", "slide", "similarity")
 
 
 def build_parser() -> argparse.ArgumentParser:

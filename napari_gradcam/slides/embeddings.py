@@ -27,9 +27,9 @@ from napari_gradcam.core.explain.hooks import frozen_model
 from napari_gradcam.core.explain.preprocess import pixel_range
 from napari_gradcam.core.loaded_model import LoadedModel
 from napari_gradcam.core.progress import Progress, run_to_end
-from napari_gradcam.core.tiling.grid import MIN_TISSUE, TileGrid
+from napari_gradcam.core.tiling.grid import MIN_TISSUE, LevelView, TileGrid
 from napari_gradcam.core.tiling.loop import mapped_batches
-from napari_gradcam.core.tiling.tiled import TilePlan, preprocess_tiles
+from napari_gradcam.core.tiling.tiled import TilePlan, preprocess_tiles, read_tiles
 from napari_gradcam.models.cache import cached_slide_model
 from napari_gradcam.models.slide_model import SlideModel, check_slide_mpp
 from napari_gradcam.slides.batches import SlideBatch, in_order
@@ -164,6 +164,13 @@ def embed_tiles(
     with frozen_model(encoder.module), torch.inference_mode():
         out = encoder.module(batch)
     return out.float().cpu().numpy()
+
+
+def tile_pixels(slide: Slide, tiles: SlideEmbeddings, index: int) -> np.ndarray:
+    """The (H, W, C) pixels of one embedded tile, read as the encoder saw them."""
+    downsample = slide.downsamples[tiles.level]
+    view = LevelView(slide.levels[tiles.level], downsample, tiles.pixel_size[0] / downsample[0])
+    return read_tiles(view, tiles.grid.origins[index : index + 1], tiles.grid.tile)[0]
 
 
 def _plan(slide: Slide, encoder: LoadedModel, overlap: float, min_tissue: float) -> TilePlan:

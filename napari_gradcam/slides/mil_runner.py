@@ -22,10 +22,9 @@ from napari_gradcam.core.output_files import save_json, save_png
 from napari_gradcam.core.overlay import overlay
 from napari_gradcam.core.progress import Progress, relay
 from napari_gradcam.core.regions.region_stats import PlacedMap
-from napari_gradcam.core.tiling.grid import MIN_TISSUE, LevelView
-from napari_gradcam.core.tiling.tiled import read_tiles
+from napari_gradcam.core.tiling.grid import MIN_TISSUE
 from napari_gradcam.models.slide_model import SlideModel
-from napari_gradcam.slides.embeddings import SlideEmbeddings, embed_slide
+from napari_gradcam.slides.embeddings import SlideEmbeddings, embed_slide, tile_pixels
 from napari_gradcam.slides.mil_outputs import (
     MilOutputs,
     score_attrs,
@@ -284,10 +283,3 @@ def drill_tile(
     direction = scores.gradient[index] * (-1.0 if side == "against" else 1.0)
     box = tiles.boxes[index]
     return pixels, drill_down(model.encoder, pixels, direction, origin=(box[0], box[1]))
-
-
-def tile_pixels(slide: Slide, tiles: SlideEmbeddings, index: int) -> np.ndarray:
-    """The (H, W, C) pixels of one embedded tile, read as the encoder saw them."""
-    downsample = slide.downsamples[tiles.level]
-    view = LevelView(slide.levels[tiles.level], downsample, tiles.pixel_size[0] / downsample[0])
-    return read_tiles(view, tiles.grid.origins[index : index + 1], tiles.grid.tile)[0]
