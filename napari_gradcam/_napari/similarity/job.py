@@ -14,7 +14,7 @@ from collections.abc import Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from napari_gradcam._napari.jobs import USER_ERRORS, load_model_step
+from napari_gradcam._napari.jobs import USER_ERRORS
 from napari_gradcam._napari.mil.job import DrillOutcome
 from napari_gradcam._napari.mil.source import SlideSource
 from napari_gradcam.core.progress import Progress
@@ -54,7 +54,7 @@ class SimilarityOutcome:
     error: str | None = None
 
 
-def run_similarity(request: SimilarityRequest) -> Generator[object, None, SimilarityOutcome]:
+def run_similarity(request: SimilarityRequest) -> Generator[Progress, None, SimilarityOutcome]:
     """Load the model, embed the slide's tiles (cached) and score them against the target.
 
     An unexpected error (a bug, not a bad input) is logged with its traceback and returned as
@@ -68,15 +68,17 @@ def run_similarity(request: SimilarityRequest) -> Generator[object, None, Simila
         return SimilarityOutcome(error=unexpected_error_message(err, "mapping the similarity"))
 
 
-def _run(request: SimilarityRequest) -> Generator[object, None, SimilarityOutcome]:
+def _run(request: SimilarityRequest) -> Generator[Progress, None, SimilarityOutcome]:
     from napari_gradcam.core.targets import Prompt
+    from napari_gradcam.models.cache import cached_model
     from napari_gradcam.slides.similarity_map import (
         SimilarityJob,
         region_target,
         similarity_slide_map,
     )
 
-    model = yield from load_model_step(request.spec, request.weights, 2)
+    yield Progress(0, 2, f"loading model {request.spec!r}")
+    model = cached_model(request.spec, request.weights)
     slide = request.source.open()
     if request.prompts:
         target = Prompt(request.prompts, request.template)

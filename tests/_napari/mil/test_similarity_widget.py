@@ -1,0 +1,109 @@
+"""The slide similarity dock: the tile map placed on the slide, the table, drill-downs, shapes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_gradcam._napari.records import METADATA_KEY
+from napari_gradcam._napari.similarity import widget as widget_module
+from napari_gradcam.data import HE_MPP
+from napari_gradcam.models import cache
+from tests._napari.mil.conftest import TIMEOUT_MS
+from tests._napari.test_result_layers import world_edges
+from tests.slides.tiny_vlm import tiny_vlm
+
+
+@pytest.fixture
+def errors(monkeypatch) -> list[str]:
+    shown: list[str] = []
+    monkeypatch.setattr(widget_module, "show_error", shown.append)
+    return shown
+
+
+@pytest.fixture
+def make_dock(make_napari_viewer, tmp_path, monkeypatch, reader_layer):
+    """A viewer with the test slide (as the reader opens it) and the docked dock."""
+    loaded, _ = tiny_vlm()
+    monkeypatch.setattr(cache, "cached_model", lambda spec, weights=None, **_: loaded)
+
+    def make(**changes):
+        data, kwargs = reader_layer
+        viewer = make_napari_viewer()
+        layer = viewer.add_image(data, **{**kwargs, **changes})
+        dock = widget_module.SlideSimilarityWidget(viewer, cache_dir=str(tmp_path / "cache"))
+        viewer.window.add_dock_widget(dock, name=widget_module.NAME)
+        dock.image.value = layer
+        dock.model.value = "tiny"
+        return viewer, dock, layer
+
+    return make
+
+
+def run(dock, qtbot) -> None:
+    dock.run_button.clicked.emit()
+    qtbot.waitUntil(lambda: not dock.running, timeout=TIMEOUT_MS)
+
+
+def test_a_prompt_map_lies_on_its_tiles_and_is_named_after_the_prompt(
+    make_dock, qtbot, errors
+) -> None:
+    viewer, dock, slide = make_dock(translate=(30.0, -12.0))
+    assert slide.multiscale and slide.scale[-1] == pytest.approx(HE_MPP)
+    dock.prompt.value = "nuclei dense; many nuclei"
+    run(dock, qtbot)
+    assert errors == []
+    result = dock.result
+    name = f"{slide.name} similarity 'nuclei dense | many nuclei'"
+    layer = viewer.layers[name]
+    facts = layer.metadata[METADATA_KEY]["similarity"]
+    assert facts["target"] == "nuclei dense | many nuclei" and facts["tiles"] == len(result.scores)
+    boxes = result.tiles.boxes
+    low = boxes[:, :2].min(axis=0) - 0.5
+    high = boxes[:, 2:].max(axis=0) - 0.5
+    scale, translate = np.asarray(slide.scale), np.asarray(slide.translate)
+    expected = np.stack([translate + scale * low, translate + scale * high])
+    np.testing.assert_allclose(world_edges(layer), expected, atol=1e-6)
+    assert layer.colormap.name.startswith("magma") and layer.contrast_limits == pytest.approx(
+        result.limits()
+    )
+    qtbot.waitUntil(lambda: layer.colorbar.visible, timeout=TIMEOUT_MS)
+    assert dock.table.rowCount() == min(8, len(result.scores))
+    assert [row.tile for row in dock.table.rows] == result.top(8)
+    dock.table.selectRow(0)
+    qtbot.waitUntil(lambda: not dock.running, timeout=TIMEOUT_MS)
+    tile = result.top(1)[0]
+    drill = viewer.layers[
+        f"{slide.name} similarity 'nuclei dense | many nuclei' drill-down tile {tile}"
+    ]
+    y0, x0, y1, x1 = boxes[tile]
+    corners = np.stack([translate + scale * (np.array([y0, x0]) - 0.5)])
+    corners = np.vstack([corners, translate + scale * (np.array([y1, x1]) - 0.5)])
+    np.testing.assert_allclose(world_edges(drill), corners, atol=1e-6)
+
+
+def test_like_a_shape_finds_the_tile_under_it(make_dock, qtbot, errors) -> None:
+    viewer, dock, slide = make_dock()
+    dock.prompt.value = "nuclei dense"
+    run(dock, qtbot)
+    boxes = dock.result.tiles.boxes
+    y0, x0, y1, x1 = boxes[len(boxes) // 2]
+    scale = np.asarray(slide.scale)
+    corners = np.array([[y0, x0], [y1 - 1, x1 - 1]]) * scale  # pixel centres, world
+    shapes = viewer.add_shapes([corners], shape_type="rectangle", name="reference")
+    dock.target.value = "like a shape"
+    dock.shapes.value = shapes
+    run(dock, qtbot)
+    assert errors == []
+    assert dock.result.label == "like reference shape 0"
+    assert dock.result.top(1) == [len(boxes) // 2]
+    assert f"{slide.name} similarity 'like reference shape 0'" in viewer.layers
+
+
+def test_says_what_is_missing(make_dock, errors) -> None:
+    _viewer, dock, _slide = make_dock()
+    dock.run()
+    assert errors and "prompt" in errors[-1]
+    dock.target.value = "like a shape"
+    dock.run()
+    assert "shape" in errors[-1]
