@@ -107,7 +107,8 @@ def main() -> int:
     threads = torch.get_num_threads()
     print(f"{model.card.name}, Grad-CAM at layer4 with a 2-prompt target, {threads} CPU threads")
     print(
-        f"text embedding of the prompt: {uncached * 1e3:.1f} ms uncached, {cached * 1e6:.0f} µs cached"
+        f"text embedding of the prompt: {uncached * 1e3:.1f} ms uncached, "
+        f"{cached * 1e6:.0f} µs cached"
     )
     worst = 0.0
     for case, shape in CASES.items():
