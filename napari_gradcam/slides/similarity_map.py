@@ -145,6 +145,7 @@ def similarity_slide_map(
     covered, _, _ = score_map(tiles, np.ones_like(scores))
     painted[covered == 0] = NO_TILE
     placed = PlacedMap(painted, stride, origin)
+    yield Progress(count + 1, count + 1, f"{count} tiles scored")
     seconds = time.perf_counter() - start
     return SimilarityMap(slide, model, job.target, tiles, direction, scores, placed, seconds)
 
@@ -191,7 +192,7 @@ def target_label(target: SimilarityTarget) -> str:
 def region_target(
     slide: Slide, model: LoadedModel, box: tuple[float, float, float, float], label: str = "region"
 ) -> LikeEmbedding:
-    """ "Like this region": the embedding of a level-0 box ``(y0, x0, y1, x1)`` of the slide.
+    """The target "like this region": the embedding of a level-0 box ``(y0, x0, y1, x1)``.
 
     The box is read at the model's microns per pixel, as the tiles are, then embedded
     (``embed_region``).
