@@ -75,7 +75,7 @@ _EXPORTS = {
     # a prompt or "like this region" over a whole slide, tile by tile
     "SimilarityJob": "napari_gradcam.slides.similarity_map",
     "similarity_slide_map": "napari_gradcam.slides.similarity_map",
-    "explain_slide_similarity": "napari_gradcam.slides.similarity_map",
+    "explain_slide_similarity": "napari_gradcam.slides.similarity_outputs",
     "region_target": "napari_gradcam.slides.similarity_map",
     "SimilarityOutputs": "napari_gradcam.slides.similarity_outputs",
     "integrated_gradients": "napari_gradcam.core.mil.attribution",

@@ -72,8 +72,11 @@ def run(args: argparse.Namespace) -> int:
     """Map every slide's similarity to the target; return 0, or 1 when some failed."""
     from napari_gradcam.commands.slide import each_slide
     from napari_gradcam.models.cache import cached_model
-    from napari_gradcam.slides.similarity_map import SimilarityJob, explain_slide_similarity
-    from napari_gradcam.slides.similarity_outputs import plan_similarity_outputs
+    from napari_gradcam.slides.similarity_map import SimilarityJob
+    from napari_gradcam.slides.similarity_outputs import (
+        explain_slide_similarity,
+        plan_similarity_outputs,
+    )
 
     check_numbers(args)
     plans = plan_similarity_outputs(args.slides, args.out, args.overwrite)

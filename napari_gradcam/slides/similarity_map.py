@@ -5,9 +5,9 @@ embeds the slide's tissue tiles with the model's image tower (``slides.embedding
 disk), turns the target into one unit direction in the embedding space (a prompt's text
 embedding, cached per prompt by the model's ``TextEncoder``; or a region's embedding), scores
 each tile by the cosine of its embedding with that direction and paints the scores over the
-tiles like the MIL tile maps. :func:`drill_tile` draws the pixels of one tile that raise the same
-score (Grad-CAM of the same target), placed on the slide; :func:`explain_slide_similarity`
-drives the map and writes the command's files (``slides.similarity_outputs``).
+tiles like the MIL tile maps. :func:`drill_down_tile` draws the pixels of one tile that raise the
+same score (Grad-CAM of the same target), placed on the slide. The command's files are written
+by ``slides.similarity_outputs``.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Generator
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -219,7 +219,7 @@ class TileDrill:
     placed: PlacedMap
 
 
-def drill_tile(result: SimilarityMap, index: int, method: str = "gradcam") -> TileDrill:
+def drill_down_tile(result: SimilarityMap, index: int, method: str = "gradcam") -> TileDrill:
     """The pixels of tile ``index`` that raise its similarity to the target, on the slide.
 
     Runs ``method`` (a layer method of ``explain``) on the tile as the encoder saw it, with the
@@ -235,18 +235,3 @@ def drill_tile(result: SimilarityMap, index: int, method: str = "gradcam") -> Ti
     cam = np.asarray(explanation.cam, np.float32)
     placed = PlacedMap(cam, (sy * py, sx * px), (float(box[0]), float(box[1])))
     return TileDrill(index, pixels, explanation, placed)
-
-
-def explain_slide_similarity(
-    slide: Slide, model: LoadedModel, job: SimilarityJob, outputs: Any
-) -> Generator[Progress, None, dict[str, Any]]:
-    """Map the slide's similarity (:func:`similarity_slide_map`) and write every output.
-
-    ``outputs`` is a ``slides.similarity_outputs.SimilarityOutputs``. Yields the run's steps;
-    returns the summary (also written as JSON).
-    """
-    from napari_gradcam.slides.similarity_outputs import write_similarity_outputs
-
-    result = yield from similarity_slide_map(slide, model, job)
-    drills = [drill_tile(result, index) for index in result.top(job.top_k)]
-    return write_similarity_outputs(result, drills, outputs, job.overwrite)

@@ -1,5 +1,7 @@
 """What ``napari-gradcam similarity`` writes per slide, each file whole or not at all.
 
+:func:`explain_slide_similarity` drives the map (``slides.similarity_map``) and writes:
+
 * ``<stem>.similarity.zarr``: each tile's similarity painted over its tile, an OME-Zarr placed
   on the slide like the MIL tile maps (``slides.mil_outputs``); cells without a tile hold
   ``similarity_map.NO_TILE``;
@@ -13,17 +15,31 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from napari_gradcam.core.output_files import check_outputs, output_stem, save_json, save_png
 from napari_gradcam.core.overlay import overlay
+from napari_gradcam.core.progress import Progress
+from napari_gradcam.core.targets import Prompt
 from napari_gradcam.slides.mil_outputs import write_score_zarr, write_tile_csv
 from napari_gradcam.slides.outputs import SLIDE_NAME_SUFFIXES, heatmap_placement, replace_folder
-from napari_gradcam.slides.similarity_map import NO_TILE, SimilarityMap, TileDrill
+from napari_gradcam.slides.similarity_map import (
+    NO_TILE,
+    SimilarityJob,
+    SimilarityMap,
+    TileDrill,
+    drill_down_tile,
+    similarity_slide_map,
+)
+
+if TYPE_CHECKING:
+    from napari_gradcam.core.loaded_model import LoadedModel
+    from napari_gradcam.slides.lazy_slide import Slide
 
 
 @dataclass(frozen=True)
@@ -84,8 +100,8 @@ def similarity_facts(result: SimilarityMap) -> dict[str, Any]:
         "spec": result.model.spec,
         "target": result.label,
         "target_kind": type(target).__name__,
-        "prompts": list(getattr(target, "texts", ())),
-        "template": getattr(target, "template", None),
+        "prompts": list(target.texts) if isinstance(target, Prompt) else [],
+        "template": target.template if isinstance(target, Prompt) else None,
         "level": tiles.level,
         "tiles": len(tiles.embeddings),
         "embeddings_cached": tiles.cached,
@@ -154,3 +170,15 @@ def write_drill_pngs(
         shutil.rmtree(temporary, ignore_errors=True)
         raise
     return records
+
+
+def explain_slide_similarity(
+    slide: Slide, model: LoadedModel, job: SimilarityJob, outputs: SimilarityOutputs
+) -> Generator[Progress, None, dict[str, Any]]:
+    """Map the slide's similarity (:func:`similarity_slide_map`) and write every output.
+
+    Yields the run's steps; returns the summary (also written as JSON).
+    """
+    result = yield from similarity_slide_map(slide, model, job)
+    drills = [drill_down_tile(result, index) for index in result.top(job.top_k)]
+    return write_similarity_outputs(result, drills, outputs, job.overwrite)

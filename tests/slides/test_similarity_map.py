@@ -7,13 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from napari_gradcam.core.targets import LikeEmbedding, Prompt
 
 import napari_gradcam as ng
+from napari_gradcam.core.targets import LikeEmbedding, Prompt
 from napari_gradcam.slides.similarity_map import (
     NO_TILE,
     SimilarityJob,
-    drill_tile,
+    drill_down_tile,
     region_target,
     similarity_slide_map,
 )
@@ -126,7 +126,7 @@ def test_the_drill_down_is_the_tile_s_grad_cam_placed_on_its_pixels(tmp_path: Pa
     slide = slide_at(MPP / 2, size=1024)  # read at level 1: tile pixels are 2 level-0 pixels
     result = run_map(slide, model, cache=tmp_path)
     index = result.top(1)[0]
-    drill = drill_tile(result, index)
+    drill = drill_down_tile(result, index)
     y0, x0, y1, x1 = result.tiles.boxes[index]
     placed = drill.placed
     assert placed.origin == (y0, x0)

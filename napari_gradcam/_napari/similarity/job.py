@@ -61,14 +61,14 @@ def run_similarity(request: SimilarityRequest) -> Generator[Progress, None, Simi
     the outcome's full message.
     """
     try:
-        return (yield from _run(request))
+        return (yield from _map_similarity(request))
     except USER_ERRORS as err:
         return SimilarityOutcome(error=str(err))
     except Exception as err:  # noqa: BLE001 - logged with its traceback, shown in full
         return SimilarityOutcome(error=unexpected_error_message(err, "mapping the similarity"))
 
 
-def _run(request: SimilarityRequest) -> Generator[Progress, None, SimilarityOutcome]:
+def _map_similarity(request: SimilarityRequest) -> Generator[Progress, None, SimilarityOutcome]:
     from napari_gradcam.core.targets import Prompt
     from napari_gradcam.models.cache import cached_model
     from napari_gradcam.slides.similarity_map import (
@@ -95,11 +95,11 @@ def run_similarity_drill(
     result: SimilarityMap, tile: int
 ) -> Generator[Progress, None, DrillOutcome]:
     """Grad-CAM of the map's target on one tile, placed on the slide."""
-    from napari_gradcam.slides.similarity_map import drill_tile
+    from napari_gradcam.slides.similarity_map import drill_down_tile
 
     yield Progress(0, 1, f"drilling tile {tile} down to its pixels")
     try:
-        drill = drill_tile(result, tile)
+        drill = drill_down_tile(result, tile)
     except USER_ERRORS as err:
         return DrillOutcome(tile, TOP, error=str(err))
     except Exception as err:  # noqa: BLE001 - logged with its traceback, shown in full

@@ -59,7 +59,7 @@ def similarity_layer(result: SimilarityMap, image: Image, spec: str) -> Image:
     )
 
 
-def drill_name(image: Image, label: str, tile: int) -> str:
+def similarity_drill_name(image: Image, label: str, tile: int) -> str:
     """The name of a tile's drill-down layer."""
     return f"{image.name} similarity {label!r} drill-down tile {tile}"
 
@@ -70,7 +70,7 @@ def similarity_drill_layer(drill: DrillOutcome, image: Image) -> Image:
     facts = {f"{FACTS_KEY}_drill_down": {**drill.facts, "image_layer": image.name}}
     return Image(
         placed.cam,
-        name=drill_name(image, drill.facts["target_name"], drill.tile),
+        name=similarity_drill_name(image, drill.facts["target_name"], drill.tile),
         colormap=drill_colormap("for"),
         contrast_limits=contrast_limits(placed.cam),
         opacity=0.5,

@@ -43,9 +43,9 @@ from napari_gradcam._napari.similarity.job import (
     run_similarity_drill,
 )
 from napari_gradcam._napari.similarity.layers import (
-    drill_name,
     map_name,
     similarity_drill_layer,
+    similarity_drill_name,
     similarity_layer,
 )
 
@@ -218,7 +218,7 @@ class SlideSimilarityWidget(Container):
         if result is None or image is None or image not in self._viewer.layers:
             return
         jump_to_box(self._viewer, image, result.tiles.boxes[row.tile])
-        name = drill_name(image, result.label, row.tile)
+        name = similarity_drill_name(image, result.label, row.tile)
         if name in self._viewer.layers:
             self._viewer.layers.selection.active = self._viewer.layers[name]
             return
