@@ -14,18 +14,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Generator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from napari_gradcam.core.explain.pipeline import explain
-from napari_gradcam.core.explain.targets import embed_region
+from napari_gradcam.core.explain.region_embedding import embed_region
+from napari_gradcam.core.explain.targets import bind_target
 from napari_gradcam.core.loaded_model import LoadedModel
 from napari_gradcam.core.progress import Progress, relay
 from napari_gradcam.core.regions.region_stats import PlacedMap
-from napari_gradcam.core.targets import LikeEmbedding, Prompt
+from napari_gradcam.core.targets import LikeEmbedding, Prompt, describe_target
 from napari_gradcam.core.tiling.grid import MIN_TISSUE
 from napari_gradcam.core.tiling.tiled import level_view, read_tiles
 from napari_gradcam.slides.embeddings import SlideEmbeddings, embed_slide, tile_pixels
@@ -86,8 +86,8 @@ class SimilarityMap:
 
     @property
     def label(self) -> str:
-        """What the map shows, e.g. ``"nuclei-dense tissue"`` or ``"like region"``."""
-        return target_label(self.target)
+        """What the map shows, e.g. ``"prompt 'nuclei-dense tissue'"`` or ``"like 'region'"``."""
+        return describe_target(self.target, self.model.card)
 
     def limits(self) -> tuple[float, float]:
         """Display range: from just under the least similar tile to the most similar one.
@@ -103,11 +103,10 @@ class SimilarityMap:
         return [int(i) for i in np.argsort(-self.scores, kind="stable")[:k]]
 
     def summary(self) -> str:
-        """``"308 tiles scored against 'nuclei-dense tissue' in 6.1 s"`` (cache said)."""
+        """``"308 tiles scored against prompt 'nuclei' in 6.1 s"``, with the cache's part."""
         cached = " (cached embeddings)" if self.tiles.cached else ""
         return (
-            f"{len(self.scores)} tiles scored against {self.label!r}{cached} in "
-            f"{self.seconds:.1f} s"
+            f"{len(self.scores)} tiles scored against {self.label}{cached} in {self.seconds:.1f} s"
         )
 
 
@@ -139,7 +138,8 @@ def similarity_slide_map(
             f"{len(direction)}: embed the region or prompt with the same model"
         )
     count = len(tiles.embeddings)
-    yield Progress(count, count + 1, f"scoring {count} tiles against {target_label(job.target)!r}")
+    what = describe_target(job.target, model.card)
+    yield Progress(count, count + 1, f"scoring {count} tiles against {what}")
     scores = tile_similarity(tiles.embeddings, direction)
     painted, stride, origin = score_map(tiles, scores, job.blur)
     covered, _, _ = score_map(tiles, np.ones_like(scores))
@@ -151,27 +151,16 @@ def similarity_slide_map(
 
 
 def target_direction(model: LoadedModel, target: SimilarityTarget) -> np.ndarray:
-    """The (D,) unit vector a target compares image embeddings with.
+    """The (D,) unit vector a target compares image embeddings with (``bind_target``'s).
 
     A prompt: the normalised mean of its prompts' normalised text embeddings (the model's text
-    encoder caches them per prompt); a reference embedding: itself, normalised.
+    encoder caches them per prompt); a reference embedding: itself, normalised. Refuses a
+    model whose card does not say it returns embedding, and a prompt without a text tower.
     """
-    if isinstance(target, Prompt):
-        if model.text is None:
-            raise ValueError(
-                f"{model.card.name!r} has no text encoder: a prompt needs a vision-language "
-                "model; compare with a region instead (like this region)"
-            )
-        rows = torch.as_tensor(model.text.embed(target.texts, target.template))
-        vector = torch.nn.functional.normalize(rows.detach().float().cpu(), dim=1).mean(0)
-    elif isinstance(target, LikeEmbedding):
-        vector = torch.as_tensor(target.embedding, dtype=torch.float32)
-    else:
+    if not isinstance(target, (Prompt, LikeEmbedding)):
         raise TypeError(f"a slide is compared with a Prompt or a LikeEmbedding, not {target!r}")
-    norm = float(vector.norm())
-    if not np.isfinite(norm) or norm == 0:
-        raise ValueError(f"the target {target_label(target)!r} has no direction (zero or NaN)")
-    return (vector / norm).numpy().astype(np.float32)
+    reference = bind_target(target, model.card, model.text).reference
+    return reference.detach().float().cpu().numpy()
 
 
 def tile_similarity(embeddings: np.ndarray, direction: np.ndarray) -> np.ndarray:
@@ -180,13 +169,6 @@ def tile_similarity(embeddings: np.ndarray, direction: np.ndarray) -> np.ndarray
     norms = np.linalg.norm(rows, axis=1)
     cosine = rows @ direction.astype(np.float64) / np.maximum(norms, 1e-12)
     return cosine.astype(np.float32)
-
-
-def target_label(target: SimilarityTarget) -> str:
-    """A prompt's texts (``" | "`` between them), or ``"like <label>"`` for an embedding."""
-    if isinstance(target, Prompt):
-        return " | ".join(target.texts)
-    return f"like {target.label}"
 
 
 def region_target(
@@ -206,7 +188,7 @@ def region_target(
         raise ValueError(f"the region {box} lies outside the slide {slide.name!r}")
     origin = np.array([[top, left]], np.int64)
     pixels = read_tiles(view, origin, (bottom - top, right - left))[0]
-    return replace(embed_region(model, pixels), label=label)
+    return embed_region(model, pixels, label=label)
 
 
 @dataclass(frozen=True)

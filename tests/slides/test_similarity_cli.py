@@ -61,7 +61,7 @@ def test_a_prompt_writes_the_map_the_tile_scores_and_drill_downs(
     store = zarr.open_group(out / "square.similarity.zarr", mode="r")
     facts = store.attrs["napari_gradcam"]
     np.testing.assert_allclose(store["0"][:], expected.placed.cam)
-    assert facts["target"] == "nuclei dense" and facts["no_tile"] == NO_TILE
+    assert facts["target"] == "prompt 'nuclei dense'" and facts["no_tile"] == NO_TILE
     assert facts["stride"] == list(expected.placed.stride)
     summary = json.loads((out / "square.similarity.json").read_text())
     top = [record["tile"] for record in summary["drill_down"]]
@@ -77,7 +77,7 @@ def test_like_a_region_finds_that_tile_first(he_slide: Path, model, tmp_path: Pa
     command = ["similarity", str(he_slide), "--model", "tiny", "--like-region", *box]
     assert main([*command, "--out", str(out), "--cache", str(tmp_path / "c")]) == 0
     summary = json.loads((out / "square.similarity.json").read_text())
-    assert summary["target"].startswith("like square.tif")
+    assert summary["target"].startswith("like 'square.tif")
     with (out / "square.similarity.tiles.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     (that,) = [int(r["tile"]) for r in rows if (r["y0"], r["x0"]) == ("128.0", "192.0")]

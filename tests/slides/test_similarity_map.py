@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -57,7 +58,7 @@ def test_tile_scores_are_the_cosine_of_the_tile_and_text_embeddings(tmp_path: Pa
     cosine = images @ direction / np.linalg.norm(images, axis=1)
     assert 4 < len(result.scores) < (512 // TILE) ** 2  # tissue tiles only
     np.testing.assert_allclose(result.scores, cosine, atol=1e-5)
-    assert result.label == "nuclei dense tissue | many nuclei"
+    assert result.label == "prompt 'nuclei dense tissue; many nuclei'"
 
 
 @pytest.mark.parametrize(("slide_mpp", "level"), [(MPP, 0), (MPP / 2, 1)])
@@ -137,10 +138,10 @@ def test_the_drill_down_is_the_tile_s_grad_cam_placed_on_its_pixels(tmp_path: Pa
     np.testing.assert_array_equal(drill.pixels, level1)
 
 
-def test_a_prompt_needs_a_text_tower(tmp_path: Path) -> None:
+def test_a_prompt_needs_a_text_tower_and_an_embedding_model(tmp_path: Path) -> None:
     model, _ = tiny_vlm()
-    from dataclasses import replace
-
-    without = replace(model, text=None)
-    with pytest.raises(ValueError, match="no text encoder"):
-        run_map(slide_at(MPP), without, cache=tmp_path)
+    with pytest.raises(ValueError, match="text tower"):
+        run_map(slide_at(MPP), replace(model, text=None), cache=tmp_path)
+    classifier = replace(model, card=replace(model.card, output="classes"))
+    with pytest.raises(ValueError, match="output"):
+        run_map(slide_at(MPP), classifier, cache=tmp_path)

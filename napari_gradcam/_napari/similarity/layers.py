@@ -27,8 +27,8 @@ FACTS_KEY = "similarity"
 
 
 def map_name(image: Image, label: str) -> str:
-    """The tile map's name: ``"<slide> similarity 'nuclei-dense tissue'"``."""
-    return f"{image.name} similarity {label!r}"
+    """The tile map's name: ``"<slide> similarity to prompt 'nuclei-dense tissue'"``."""
+    return f"{image.name} similarity to {label}"
 
 
 def similarity_layer(result: SimilarityMap, image: Image, spec: str) -> Image:
@@ -61,7 +61,7 @@ def similarity_layer(result: SimilarityMap, image: Image, spec: str) -> Image:
 
 def similarity_drill_name(image: Image, label: str, tile: int) -> str:
     """The name of a tile's drill-down layer."""
-    return f"{image.name} similarity {label!r} drill-down tile {tile}"
+    return f"{map_name(image, label)} drill-down tile {tile}"
 
 
 def similarity_drill_layer(drill: DrillOutcome, image: Image) -> Image:

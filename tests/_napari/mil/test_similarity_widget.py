@@ -54,10 +54,11 @@ def test_a_prompt_map_lies_on_its_tiles_and_is_named_after_the_prompt(
     run(dock, qtbot)
     assert errors == []
     result = dock.result
-    name = f"{slide.name} similarity 'nuclei dense | many nuclei'"
+    name = f"{slide.name} similarity to prompt 'nuclei dense; many nuclei'"
     layer = viewer.layers[name]
     facts = layer.metadata[METADATA_KEY]["similarity"]
-    assert facts["target"] == "nuclei dense | many nuclei" and facts["tiles"] == len(result.scores)
+    assert facts["target"] == "prompt 'nuclei dense; many nuclei'"
+    assert facts["tiles"] == len(result.scores)
     boxes = result.tiles.boxes
     low = boxes[:, :2].min(axis=0) - 0.5
     high = boxes[:, 2:].max(axis=0) - 0.5
@@ -73,13 +74,11 @@ def test_a_prompt_map_lies_on_its_tiles_and_is_named_after_the_prompt(
     dock.table.selectRow(0)
     qtbot.waitUntil(lambda: not dock.running, timeout=TIMEOUT_MS)
     tile = result.top(1)[0]
-    drill = viewer.layers[
-        f"{slide.name} similarity 'nuclei dense | many nuclei' drill-down tile {tile}"
-    ]
+    drill = viewer.layers[f"{name} drill-down tile {tile}"]
+    assert drill.metadata[METADATA_KEY]["similarity_drill_down"]["tile"] == tile
     y0, x0, y1, x1 = boxes[tile]
-    corners = np.stack([translate + scale * (np.array([y0, x0]) - 0.5)])
-    corners = np.vstack([corners, translate + scale * (np.array([y1, x1]) - 0.5)])
-    np.testing.assert_allclose(world_edges(drill), corners, atol=1e-6)
+    edges = [translate + scale * (np.array(corner) - 0.5) for corner in ((y0, x0), (y1, x1))]
+    np.testing.assert_allclose(world_edges(drill), np.stack(edges), atol=1e-6)
 
 
 def test_like_a_shape_finds_the_tile_under_it(make_dock, qtbot, errors) -> None:
@@ -95,9 +94,9 @@ def test_like_a_shape_finds_the_tile_under_it(make_dock, qtbot, errors) -> None:
     dock.shapes.value = shapes
     run(dock, qtbot)
     assert errors == []
-    assert dock.result.label == "like reference shape 0"
+    assert dock.result.label == "like 'reference shape 0'"
     assert dock.result.top(1) == [len(boxes) // 2]
-    assert f"{slide.name} similarity 'like reference shape 0'" in viewer.layers
+    assert f"{slide.name} similarity to like 'reference shape 0'" in viewer.layers
 
 
 def test_says_what_is_missing(make_dock, errors) -> None:
