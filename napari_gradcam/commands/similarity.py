@@ -41,10 +41,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     target.add_argument(
         "--like-region",
-        nargs=4,
-        type=float,
-        metavar=("Y0", "X0", "Y1", "X1"),
-        help="compare with this level-0 box of the first slide (find tissue like it)",
+        metavar="X,Y,W,H",
+        help="compare with this region of the first slide (left column, top row, width and "
+        "height in level-0 pixels): find tissue like it",
     )
     parser.add_argument("--template", help="prompt template, e.g. 'an H&E image of {}.'")
     parser.add_argument("--out", required=True, type=Path, help="output folder")
@@ -126,5 +125,18 @@ def command_target(args: argparse.Namespace, model: LoadedModel) -> SimilarityTa
         return Prompt(tuple(args.prompt), args.template)
     first = args.slides[0]
     slide = open_slide(first, mpp=args.slide_mpp, backend=args.backend)
-    box = tuple(args.like_region)
-    return region_target(slide, model, box, label=f"{first.name} {[round(v) for v in box]}")
+    box = level0_box(args.like_region)
+    return region_target(slide, model, box, label=f"{first.name} box {args.like_region}")
+
+
+def level0_box(text: str) -> tuple[float, float, float, float]:
+    """``(y0, x0, y1, x1)`` of an ``x,y,w,h`` box (the ``--like-region`` of ``explain`` too)."""
+    try:
+        x, y, width, height = (float(v) for v in text.split(","))
+    except ValueError:
+        raise ValueError(
+            f"--like-region takes x,y,w,h in level-0 pixels, e.g. 1200,800,224,224; got {text!r}"
+        ) from None
+    if width <= 0 or height <= 0:
+        raise ValueError(f"--like-region {text!r}: its width and height must be > 0")
+    return (y, x, y + height, x + width)

@@ -24,7 +24,7 @@ from napari_gradcam.core.explain.region_embedding import embed_region
 from napari_gradcam.core.explain.targets import bind_target
 from napari_gradcam.core.loaded_model import LoadedModel
 from napari_gradcam.core.progress import Progress, relay
-from napari_gradcam.core.regions.region_stats import PlacedMap
+from napari_gradcam.core.regions.region_stats import PlacedMap, expand_box
 from napari_gradcam.core.targets import LikeEmbedding, Prompt, describe_target
 from napari_gradcam.core.tiling.grid import MIN_TISSUE
 from napari_gradcam.core.tiling.tiled import level_view, read_tiles
@@ -176,16 +176,19 @@ def region_target(
 ) -> LikeEmbedding:
     """The target "like this region": the embedding of a level-0 box ``(y0, x0, y1, x1)``.
 
-    The box is read at the model's microns per pixel, as the tiles are, then embedded
-    (``embed_region``).
+    The box is read at the model's microns per pixel, as the tiles are (grown about its centre
+    to the model's input size when smaller), then embedded (``embed_region``).
     """
     y0, x0, y1, x1 = (float(v) for v in box)
     if not (0 <= y0 < y1 and 0 <= x0 < x1):
         raise ValueError(f"the region {box} is not a box (y0, x0, y1, x1) with y0 < y1, x0 < x1")
     _level, view = level_view(slide, model.card.mpp)
-    top, left, bottom, right = view.region_from_level0((y0, x0, y1, x1))
-    if bottom <= top or right <= left:
+    region = view.region_from_level0((y0, x0, y1, x1))
+    if region[2] <= region[0] or region[3] <= region[1]:
         raise ValueError(f"the region {box} lies outside the slide {slide.name!r}")
+    if model.card.input_size is not None:
+        region = expand_box(region, model.card.input_size, view.shape)
+    top, left, bottom, right = region
     origin = np.array([[top, left]], np.int64)
     pixels = read_tiles(view, origin, (bottom - top, right - left))[0]
     return embed_region(model, pixels, label=label)

@@ -73,8 +73,8 @@ def test_a_prompt_writes_the_map_the_tile_scores_and_drill_downs(
 
 def test_like_a_region_finds_that_tile_first(he_slide: Path, model, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    box = ["128", "192", "192", "256"]  # one tile of the grid
-    command = ["similarity", str(he_slide), "--model", "tiny", "--like-region", *box]
+    box = "192,128,64,64"  # one tile of the grid: x, y, w, h
+    command = ["similarity", str(he_slide), "--model", "tiny", "--like-region", box]
     assert main([*command, "--out", str(out), "--cache", str(tmp_path / "c")]) == 0
     summary = json.loads((out / "square.similarity.json").read_text())
     assert summary["target"].startswith("like 'square.tif")
@@ -90,4 +90,6 @@ def test_refuses_what_no_run_can_use(he_slide: Path, model, tmp_path: Path, caps
     assert main([*command, "--prompt", "x", "--overlap", "1"]) == 2
     assert "--overlap" in capsys.readouterr().err
     with pytest.raises(SystemExit):  # a prompt or a region, not both
-        main([*command, "--prompt", "x", "--like-region", "0", "0", "64", "64"])
+        main([*command, "--prompt", "x", "--like-region", "0,0,64,64"])
+    assert main([*command, "--like-region", "0,0,64"]) == 2
+    assert "x,y,w,h" in capsys.readouterr().err
