@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
         summary = run_with_bar(run, slide.name, "tile")
         best = summary["similarity"]["max"]
         return (
-            f"{summary['tiles']} tiles against {summary['target']!r} (best {best:.3f}), "
+            f"{summary['tiles']} tiles against {summary['target']} (best {best:.3f}), "
             f"{summary['seconds']:.1f} s -> {outputs.folder}/"
         )
 
