@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from napari_gradcam._napari.reader import read_slide
 from napari_gradcam._napari.records import METADATA_KEY
 from napari_gradcam._napari.similarity import widget as widget_module
 from napari_gradcam.data import HE_MPP
 from napari_gradcam.models import cache
-from tests._napari.mil.conftest import TIMEOUT_MS
+from tests._napari.mil.conftest import TIMEOUT_MS, write_he_slide
 from tests._napari.test_result_layers import world_edges
 from tests.slides.tiny_vlm import tiny_vlm
 
@@ -23,12 +24,18 @@ def errors(monkeypatch) -> list[str]:
 
 @pytest.fixture
 def make_dock(make_napari_viewer, tmp_path, monkeypatch, reader_layer):
-    """A viewer with the test slide (as the reader opens it) and the docked dock."""
+    """A viewer with the test slide (as the reader opens it) and the docked dock.
+
+    ``slide_mpp`` writes the slide anew with that level-0 mpp (the tiny model reads 0.5).
+    """
     loaded, _ = tiny_vlm()
     monkeypatch.setattr(cache, "cached_model", lambda spec, weights=None, **_: loaded)
 
-    def make(**changes):
+    def make(slide_mpp: float | None = None, **changes):
         data, kwargs = reader_layer
+        if slide_mpp is not None:
+            path = write_he_slide(tmp_path / f"he_{slide_mpp}.tif", slide_mpp)
+            data, kwargs, _kind = read_slide(str(path))[0]
         viewer = make_napari_viewer()
         layer = viewer.add_image(data, **{**kwargs, **changes})
         dock = widget_module.SlideSimilarityWidget(viewer, cache_dir=str(tmp_path / "cache"))
@@ -79,6 +86,22 @@ def test_a_prompt_map_lies_on_its_tiles_and_is_named_after_the_prompt(
     y0, x0, y1, x1 = boxes[tile]
     edges = [translate + scale * (np.array(corner) - 0.5) for corner in ((y0, x0), (y1, x1))]
     np.testing.assert_allclose(world_edges(drill), np.stack(edges), atol=1e-6)
+
+
+@pytest.mark.parametrize("level", [0, 1])
+def test_the_map_lies_on_its_tiles_at_any_pyramid_level(make_dock, qtbot, errors, level) -> None:
+    viewer, dock, slide = make_dock(slide_mpp=0.5 / 2**level, translate=(7.0, 3.0))
+    dock.prompt.value = "nuclei dense"
+    run(dock, qtbot)
+    assert errors == [] and dock.result.tiles.level == level
+    boxes = dock.result.tiles.boxes
+    np.testing.assert_allclose(boxes[:, 2:] - boxes[:, :2], 64 * 2**level)
+    layer = viewer.layers[f"{slide.name} similarity to prompt 'nuclei dense'"]
+    scale, translate = np.asarray(slide.scale), np.asarray(slide.translate)
+    edges = [
+        translate + scale * (corner - 0.5) for corner in (boxes[:, :2].min(0), boxes[:, 2:].max(0))
+    ]
+    np.testing.assert_allclose(world_edges(layer), np.stack(edges), atol=1e-6)
 
 
 def test_like_a_shape_finds_the_tile_under_it(make_dock, qtbot, errors) -> None:
