@@ -73,8 +73,8 @@ class SlideSimilarityWidget(Container):
         self._image: Image | None = None
         self.image = ComboBox(label="slide", choices=self._image_choices)
         self.image.tooltip = "the whole-slide image layer"
-        self.model = LineEdit(label="model", value="")
-        self.model.tooltip = "a model spec whose module returns image embeddings"
+        self.model = LineEdit(label="model", value="demo-vlm")
+        self.model.tooltip = "a model that returns image embeddings (demo-vlm: the bundled demo)"
         self.target = ComboBox(label="compare with", choices=(PROMPT, REGION))
         self.target.tooltip = "a text prompt (vision-language model) or a shape's region"
         self.prompt = LineEdit(label="prompt", value="")
