@@ -155,7 +155,7 @@ def target_direction(model: LoadedModel, target: SimilarityTarget) -> np.ndarray
 
     A prompt: the normalised mean of its prompts' normalised text embeddings (the model's text
     encoder caches them per prompt); a reference embedding: itself, normalised. Refuses a
-    model whose card does not say it returns embedding, and a prompt without a text tower.
+    model whose card does not say it returns embeddings, and a prompt without a text tower.
     """
     if not isinstance(target, (Prompt, LikeEmbedding)):
         raise TypeError(f"a slide is compared with a Prompt or a LikeEmbedding, not {target!r}")

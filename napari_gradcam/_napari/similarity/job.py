@@ -36,7 +36,6 @@ class SimilarityRequest:
     """
 
     spec: str
-    weights: str | None
     source: SlideSource
     prompts: tuple[str, ...] = ()
     template: str | None = None
@@ -78,7 +77,7 @@ def _map_similarity(request: SimilarityRequest) -> Generator[Progress, None, Sim
     )
 
     yield Progress(0, 2, f"loading model {request.spec!r}")
-    model = cached_model(request.spec, request.weights)
+    model = cached_model(request.spec)
     slide = request.source.open()
     if request.prompts:
         target = Prompt(request.prompts, request.template)

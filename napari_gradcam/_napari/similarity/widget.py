@@ -172,7 +172,6 @@ class SlideSimilarityWidget(Container):
             raise ValueError("name a model that returns image embeddings")
         common = {
             "spec": spec,
-            "weights": None,
             "source": slide_source(image),
             "overlap": float(self.overlap.value),
             "cache_dir": self._cache_dir,
