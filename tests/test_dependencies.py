@@ -15,6 +15,7 @@ DISTRIBUTIONS = {
     "openslide": "openslide-python",
     "ome_zarr": "ome-zarr",
     "PIL": "pillow",
+    "segmentation_models_pytorch": "segmentation-models-pytorch",
 }
 """Import names whose distribution is named differently."""
 

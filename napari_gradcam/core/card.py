@@ -82,6 +82,9 @@ class ModelCard:
         Microns per pixel of the training data.
     default_layer : str, optional
         Module name to explain when none is given.
+    kwargs : dict
+        Construction arguments of a spec that builds the model (``timm:NAME``, ``smp:NAME``,
+        ``module:factory``), e.g. ``{"encoder_name": "resnet18"}``; the weights must fit them.
     description : str
         What the model predicts, for people.
     extra : dict
@@ -96,6 +99,7 @@ class ModelCard:
     std: tuple[float, ...] = json_field(_normalisation, IMAGENET_STD)
     mpp: float | None = json_field(MPP, None)
     default_layer: str | None = json_field(text_field, None)
+    kwargs: dict[str, Any] = json_field(object_field, {})
     description: str = json_field(text_field, "")
     extra: dict[str, Any] = json_field(object_field, {})
 

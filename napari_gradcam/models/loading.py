@@ -9,6 +9,10 @@ Specs
 ``timm:NAME``
     A timm architecture built with random weights (timm must be importable); the weights come
     from ``weights`` (safetensors or a state dict), never from a download.
+``smp:NAME``
+    A segmentation_models_pytorch architecture (``Unet``, ``FPN``, ``DeepLabV3Plus``, ...)
+    built from its card, with a dense output; the weights come from ``weights`` (see
+    ``smp_models``).
 ``path/to/recipe.json``
     A model recipe: a backbone (any spec) with a linear or MLP probe head (see ``probe``).
     A recipe is data: code it names outside what ships with the plugin runs only with
@@ -39,6 +43,7 @@ from napari_gradcam.core.loaded_model import LoadedModel, ModelKind
 from napari_gradcam.models.bundled import BUNDLED, DEMO_DIR
 from napari_gradcam.models.code_trust import checked_source
 from napari_gradcam.models.probe import load_recipe
+from napari_gradcam.models.smp_models import SMP_PREFIX, build_smp, is_smp_spec, smp_card_fields
 from napari_gradcam.models.specs import card_location, is_factory_spec
 from napari_gradcam.models.timm_models import (
     TIMM_PREFIX,
@@ -69,15 +74,16 @@ def load_model(
     Parameters
     ----------
     spec : str
-        ``demo``, ``demo-vit``, ``module:factory``, ``file.py:factory``, ``timm:NAME``, a
-        model recipe (``.json``) or a TorchScript file.
+        ``demo``, ``demo-vit``, ``module:factory``, ``file.py:factory``, ``timm:NAME``,
+        ``smp:NAME``, a model recipe (``.json``) or a TorchScript file.
     weights : str or Path, optional
-        Weights for a factory or timm model: ``.safetensors``, or a state dict read with
+        Weights for a factory, timm or smp model: ``.safetensors``, or a state dict read with
         ``torch.load(weights_only=True)``.
     card : str, Path or ModelCard, optional
         The model card; default: a JSON beside the weights or model file (``specs``), else
-        defaults. A ``timm:NAME`` model takes the mean, std and input size its card leaves out
-        from timm's ``pretrained_cfg``.
+        defaults. Its ``kwargs`` build a factory, timm or smp model. A card file of a
+        ``timm:NAME`` model takes the mean, std and input size it leaves out from timm's
+        ``pretrained_cfg``; of an ``smp:NAME`` model, a dense output explained at ``decoder``.
     allow_pickle : bool
         Allow unpickling a whole pickled module. Unpickling runs code from the file: only
         for files you trust.
@@ -100,20 +106,48 @@ def load_model(
     if spec.endswith(".json"):
         module, recipe_card = load_recipe(_existing_file(spec), build_backbone, trust_code)
         module = module.to(_resolve_device(device)).eval()
-        resolved = _checked_card(module, _read_card(card, spec, None, recipe_card), classifier)
-        return LoadedModel(module, resolved, spec, "recipe")
-    if is_timm_spec(spec) or is_factory_spec(spec):
-        module, kind = build_backbone(spec, {}), "factory"
+        resolved = _read_card(card, spec, None, recipe_card)
+        _refuse_kwargs(resolved, spec)
+        return LoadedModel(module, _checked_card(module, resolved, classifier), spec, "recipe")
+    if is_smp_spec(spec) or is_timm_spec(spec) or is_factory_spec(spec):
+        given = _read_card(card, spec, weights, ModelCard(spec))  # its kwargs build the model
+        module, kind = _build_model(spec, given), "factory"
     else:
         module = _load_file(_existing_file(spec), allow_pickle)
         kind = "torchscript" if isinstance(module, torch.jit.ScriptModule) else "pickle"
     if weights is not None:
         load_weights(module, _existing_file(weights))
     module = module.to(_resolve_device(device)).eval()
-    seed = pretrained_card_fields(module) if is_timm_spec(spec) else {}
+    seed = _architecture_card_fields(spec, module)
     unfound = ModelCard.from_dict({"name": spec}, defaults=seed)
-    resolved = _checked_card(module, _read_card(card, spec, weights, unfound, seed), classifier)
-    return LoadedModel(module=module, card=resolved, spec=spec, kind=kind)
+    resolved = _read_card(card, spec, weights, unfound, seed)
+    if kind != "factory":
+        _refuse_kwargs(resolved, spec)
+    return LoadedModel(module, _checked_card(module, resolved, classifier), spec, kind)
+
+
+def _build_model(spec: str, card: ModelCard) -> nn.Module:
+    """Build the architecture of an ``smp:``, ``timm:`` or factory spec with the card's kwargs."""
+    if is_smp_spec(spec):
+        return build_smp(spec.removeprefix(SMP_PREFIX), card)
+    return build_backbone(spec, card.kwargs)
+
+
+def _architecture_card_fields(spec: str, module: nn.Module) -> dict[str, Any]:
+    """The card fields an architecture declares: timm's pretrained config, smp's dense output."""
+    if is_timm_spec(spec):
+        return pretrained_card_fields(module)
+    return smp_card_fields() if is_smp_spec(spec) else {}
+
+
+def _refuse_kwargs(card: ModelCard, spec: str) -> None:
+    """Refuse construction ``kwargs`` on the card of a model that is not built from them."""
+    if card.kwargs:
+        raise ValueError(
+            f"model card {card.name!r} gives construction 'kwargs', but {spec!r} is not built "
+            "from them (they apply to smp:NAME, timm:NAME and factory specs; a recipe gives its "
+            "backbone's in 'backbone.kwargs'); remove 'kwargs' from the card"
+        )
 
 
 def _load_bundled(

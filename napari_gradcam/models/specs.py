@@ -11,6 +11,7 @@ from pathlib import Path
 
 from napari_gradcam.core.card import ModelCard
 from napari_gradcam.models.bundled import BUNDLED, bundled_card
+from napari_gradcam.models.smp_models import is_smp_spec
 from napari_gradcam.models.timm_models import is_timm_spec
 
 
@@ -28,14 +29,15 @@ def card_location(
     The ``card`` given; else the ``.json`` beside the weights, or beside the model file of a
     TorchScript spec, whether or not it exists yet (a card that appears later changes the
     model); but a bundled model whose weights have no card beside them keeps its own card.
-    ``None`` for a recipe (its card is inside) and for a factory or ``timm:`` spec without
-    weights.
+    ``None`` for a recipe (its card is inside) and for a factory, ``timm:`` or ``smp:`` spec
+    without weights.
     """
     if card is not None:
         return Path(card).expanduser()
     if spec.endswith(".json"):
         return None
-    model_file = None if spec in BUNDLED or is_timm_spec(spec) or is_factory_spec(spec) else spec
+    built = is_timm_spec(spec) or is_smp_spec(spec) or is_factory_spec(spec)
+    model_file = None if spec in BUNDLED or built else spec
     beside = weights if weights is not None else model_file
     if beside is not None:
         path = Path(beside).expanduser().with_suffix(".json")

@@ -47,7 +47,6 @@ from napari_gradcam.core.explain.hooks import (
     model_lock,
 )
 from napari_gradcam.core.explain.layout import Kind, Layout
-from napari_gradcam.core.explain.targets import as_logits
 
 Shape = tuple[int, ...]
 Head = Literal["token", "pooled", "unknown"]
@@ -64,6 +63,8 @@ _TOKEN_POOLS = ("token",)
 _AVERAGE_POOLS = ("avg", "avgmax", "max", "map", "avgmaxc")
 _HF_TOKEN_PARAMETERS = ("cls_token", "distillation_token", "register_tokens")
 _DO = "choose a layer with a spatial map (a convolution, a transformer block or its norm1)"
+DENSE_SUGGESTIONS = 6
+"""Feature maps a dense model's refused default names as examples."""
 
 
 @dataclass(frozen=True)
@@ -367,6 +368,25 @@ def _module_kind(module: nn.Module, channels: int) -> Kind | None:
 
 
 @dataclass(frozen=True)
+class DryRun:
+    """What one dry forward on zeros shows: the layers holding a map, and the model's output.
+
+    Attributes
+    ----------
+    layouts : dict of str to Layout
+        The candidate layers, in the order their outputs complete.
+    channels : dict of str to int
+        Each candidate's channel count.
+    output_shape : tuple of int or None
+        The shape of the model's output tensor (``output_tensor``), ``None`` without one.
+    """
+
+    layouts: dict[str, Layout]
+    channels: dict[str, int]
+    output_shape: Shape | None
+
+
+@dataclass(frozen=True)
 class MapGeometry:
     """Where a method's map lies on an input of a given size.
 
@@ -489,8 +509,12 @@ class ModelLayers:
         Found by one dry run on zeros of ``input_shape`` (N, C, H, W) under inference mode;
         modules called more than once per forward are left out.
         """
+        return dict(self.dry_run(input_shape).layouts)
+
+    def dry_run(self, input_shape: Shape) -> DryRun:
+        """The candidates and the output shape of one dry run on zeros (see ``candidates``)."""
         shape = tuple(input_shape)
-        return dict(self.cached(("candidates", shape), lambda: self._dry_run_layouts(shape)))
+        return self.cached(("dry run", shape), lambda: self._dry_run(shape))
 
     def default(self, input_shape: Shape) -> str | None:
         """The layer explained when none is named (see the module docstring), ``None`` without."""
@@ -565,10 +589,12 @@ class ModelLayers:
         captured_activation(captured, name)
         return captured.layout
 
-    def _dry_run_layouts(self, input_shape: Shape) -> dict[str, Layout]:
+    def _dry_run(self, input_shape: Shape) -> DryRun:
+        """Candidates (modules run once, holding a map on more than one cell), output shape."""
         model = self.module
         declared = self.declared_facts()
         found: dict[str, Layout] = {}
+        channels: dict[str, int] = {}
         calls: dict[str, int] = {}
 
         def make_hook(name: str) -> Callable[..., None]:
@@ -582,12 +608,15 @@ class ModelLayers:
                     return
                 if layout.grid[0] * layout.grid[1] > 1:
                     found[name] = layout
+                    channels[name] = int(layout.to_nchw(output).shape[1])
 
             return hook
 
         with forward_hooks(model, make_hook), frozen_model(model), torch.inference_mode():
-            model(self._input(input_shape, zeros=True))
-        return {name: layout for name, layout in found.items() if calls[name] == 1}
+            output = output_tensor(model(self._input(input_shape, zeros=True)))
+        once = {name: layout for name, layout in found.items() if calls[name] == 1}
+        shape = None if output is None else tuple(output.shape)
+        return DryRun(once, {name: channels[name] for name in once}, shape)
 
     def _input(self, shape: Shape, zeros: bool = False) -> torch.Tensor:
         device, dtype = model_device(self.module), model_dtype(self.module)
@@ -597,7 +626,10 @@ class ModelLayers:
         return torch.randn(shape, generator=generator).to(device=device, dtype=dtype)
 
     def _choose_default(self, input_shape: Shape) -> str | None:
-        layouts = self.candidates(input_shape)
+        run = self.dry_run(input_shape)
+        layouts = run.layouts
+        if run.output_shape is not None and len(run.output_shape) == 4:
+            raise ValueError(_dense_default_message(run))
         if not layouts:
             return None
         facts = facts_for(self.declared_facts(), None)
@@ -634,8 +666,15 @@ class ModelLayers:
             torch.inference_mode(False),
             torch.enable_grad(),
         ):
-            logits = as_logits(model(self._input(input_shape).requires_grad_(True)))
-            logits.max(dim=1).values.sum().backward()
+            output = model(self._input(input_shape).requires_grad_(True))
+            scores = output_tensor(output)
+            if scores is None:
+                raise ValueError(
+                    f"the model returned {type(output).__name__}, not a tensor; wrap it so that "
+                    "forward() returns one (logits, an embedding or a dense map)"
+                )
+            top = scores.max(dim=1).values if scores.ndim > 1 else scores
+            top.sum().backward()
         reached = {
             name
             for name, output in outputs.items()
@@ -652,6 +691,30 @@ class ModelLayers:
                 "the output); name a layer, or use method='occlusion'"
             )
         return name
+
+
+def output_tensor(output: object) -> torch.Tensor | None:
+    """The tensor a model returns: itself, a tuple's first, or a ``logits`` attribute.
+
+    ``None`` when the output holds none of these.
+    """
+    if isinstance(getattr(output, "logits", None), torch.Tensor):
+        return output.logits  # type: ignore[attr-defined]
+    if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
+        return output[0]
+    return output if isinstance(output, torch.Tensor) else None
+
+
+def _dense_default_message(run: DryRun) -> str:
+    """Why a model whose output is a map gets no default layer, with feature maps to name."""
+    classes = run.output_shape[1]
+    features = [name for name, count in run.channels.items() if count != classes]
+    return (
+        f"the model returns a map {run.output_shape} (a dense, e.g. segmentation, output): its "
+        "last layers with a map are the output itself, so no layer is chosen for it; name one "
+        "(layer= / --layer, or the card's 'default_layer'), e.g. the input of the output head. "
+        f"Feature maps before the head: {', '.join(features[-DENSE_SUGGESTIONS:]) or 'none'}"
+    )
 
 
 def _unknown_layer_message(layer: str, names: list[str]) -> str:
