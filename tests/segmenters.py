@@ -1,0 +1,45 @@
+"""Small segmentation networks built in the tests: (N, classes, h, w) logits, never downloaded."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class TinySegmenter(nn.Module):
+    """encoder (stride 2) -> decoder -> 1x1 ``segmentation_head``, as smp names its parts.
+
+    ``upsample`` brings the decoder back to the input's size; without it the logits are at half
+    the input's resolution (the output grid of a model whose head does not upsample).
+    """
+
+    def __init__(self, classes: int = 3, upsample: bool = True, seed: int = 0) -> None:
+        super().__init__()
+        torch.manual_seed(seed)
+        self.encoder = nn.Sequential(
+            nn.Conv2d(3, 8, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(8, 12, 3, stride=2, padding=1),
+            nn.ReLU(),
+        )
+        self.decoder = nn.Sequential(
+            nn.Upsample(scale_factor=2) if upsample else nn.Identity(),
+            nn.Conv2d(12, 6, 3, padding=1),
+            nn.ReLU(),
+        )
+        self.segmentation_head = nn.Conv2d(6, classes, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.segmentation_head(self.decoder(self.encoder(x)))
+
+
+class WithAuxiliaryLabels(nn.Module):
+    """A segmenter that also returns image labels, ``(masks, labels)``, as smp's ``aux_params``."""
+
+    def __init__(self, segmenter: nn.Module) -> None:
+        super().__init__()
+        self.segmenter = segmenter
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        masks = self.segmenter(x)
+        return masks, masks.mean(dim=(2, 3))
