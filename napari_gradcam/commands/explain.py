@@ -40,12 +40,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--model",
         default="demo",
-        help="demo | demo-vit | module:factory | file.py:factory | timm:NAME | recipe.json | "
-        "model.pt",
+        help="demo | demo-vit | module:factory | file.py:factory | timm:NAME | smp:NAME | "
+        "recipe.json | model.pt",
     )
     parser.add_argument(
         "--weights",
-        help="weights for a factory or timm model: .safetensors or a state dict (never unpickled)",
+        help="weights for a factory, timm or smp model: .safetensors or a state dict (never "
+        "unpickled)",
     )
     parser.add_argument("--card", help="model card JSON (default: beside the weights/model)")
     parser.add_argument(

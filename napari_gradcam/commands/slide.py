@@ -81,10 +81,10 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model",
         default="demo",
-        help="demo | demo-vit | module:factory | timm:NAME | recipe.json | model.pt",
+        help="demo | demo-vit | module:factory | timm:NAME | smp:NAME | recipe.json | model.pt",
     )
     parser.add_argument(
-        "--weights", help="weights for a factory or timm model (.safetensors or state dict)"
+        "--weights", help="weights for a factory, timm or smp model (.safetensors or state dict)"
     )
     add_trust_code_argument(parser)
 
