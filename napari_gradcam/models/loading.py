@@ -39,6 +39,7 @@ import torch
 from torch import nn
 
 from napari_gradcam.core.card import ModelCard
+from napari_gradcam.core.explain.targets import output_tensor
 from napari_gradcam.core.loaded_model import LoadedModel, ModelKind
 from napari_gradcam.models.bundled import BUNDLED, DEMO_DIR
 from napari_gradcam.models.code_trust import checked_source
@@ -183,8 +184,9 @@ def check_class_count(module: nn.Module, card: ModelCard) -> None:
     """Refuse a card whose class names do not match the model's logits (one dry forward).
 
     Runs only when the card names classes: on a blank input of the card's input size (224 x 224
-    when it has none). A single-logit (sigmoid) model takes two names. The ValueError names
-    the card's ``classes`` (or ``input_size`` when the model fails on that size).
+    when it has none). Logits are (N, classes), or (N, classes, h, w) for a card whose output
+    is ``"dense"``; a single-logit (sigmoid) model takes two names. The ValueError names the
+    card's ``classes`` (or ``input_size`` when the model fails on that size).
     """
     if not card.classes:
         return
@@ -192,24 +194,32 @@ def check_class_count(module: nn.Module, card: ModelCard) -> None:
     device = parameter.device if parameter is not None else torch.device("cpu")
     try:
         with torch.inference_mode():
-            logits = module(torch.zeros(card.probe_shape, device=device))
+            output = module(torch.zeros(card.probe_shape, device=device))
     except Exception as err:  # any failure of the user's model on that input
         raise ValueError(
             f"model card {card.name!r}: the model fails on a blank {card.probe_shape[2:]} input "
             f"(the card's 'input_size', 224 x 224 when it has none), so its 'classes' cannot "
             f"be checked against its logits; set 'input_size' to the size it takes: {err}"
         ) from err
-    if not isinstance(logits, torch.Tensor) or logits.ndim != 2:
-        shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+    logits = output_tensor(output)
+    dense = card.output == "dense"
+    if logits.ndim != (4 if dense else 2):
+        expected = "dense (N, classes, h, w)" if dense else "(N, classes)"
+        do = (
+            "set the card's 'output' to 'dense' for a segmentation model"
+            if logits.ndim == 4
+            else "remove 'classes' for a model that is not a classifier"
+        )
         raise ValueError(
-            f"model card {card.name!r} names classes, but the model returns {shape}, not "
-            "(N, classes) logits; remove 'classes' for a model that is not a classifier"
+            f"model card {card.name!r} names classes, but the model returns "
+            f"{tuple(logits.shape)}, not {expected} logits; {do}"
         )
     count = logits.shape[1]
+    what = "logit maps" if dense else "logits"
     if len(card.classes) != count and not (count == 1 and len(card.classes) == 2):
         raise ValueError(
             f"model card {card.name!r}: 'classes' names {len(card.classes)} classes "
-            f"{list(card.classes)}, but the model returns {count} logits; give one name per "
+            f"{list(card.classes)}, but the model returns {count} {what}; give one name per "
             "logit, in logit order (two names, negative first, for a single-logit model)"
         )
 

@@ -47,6 +47,7 @@ from napari_gradcam.core.explain.hooks import (
     model_lock,
 )
 from napari_gradcam.core.explain.layout import Kind, Layout
+from napari_gradcam.core.explain.targets import output_tensor
 
 Shape = tuple[int, ...]
 Head = Literal["token", "pooled", "unknown"]
@@ -378,7 +379,8 @@ class DryRun:
     channels : dict of str to int
         Each candidate's channel count.
     output_shape : tuple of int or None
-        The shape of the model's output tensor (``output_tensor``), ``None`` without one.
+        The shape of the model's output tensor (``targets.output_tensor``), ``None`` without
+        one.
     """
 
     layouts: dict[str, Layout]
@@ -585,7 +587,7 @@ class ModelLayers:
             torch.inference_mode(),
             capture_layer(layer, name, check, with_grad=False) as captured,
         ):
-            run_model(module, zeros)
+            run_model(module, zeros, output_tensor)
         captured_activation(captured, name)
         return captured.layout
 
@@ -613,9 +615,9 @@ class ModelLayers:
             return hook
 
         with forward_hooks(model, make_hook), frozen_model(model), torch.inference_mode():
-            output = output_tensor(model(self._input(input_shape, zeros=True)))
+            output = model(self._input(input_shape, zeros=True))
         once = {name: layout for name, layout in found.items() if calls[name] == 1}
-        shape = None if output is None else tuple(output.shape)
+        shape = _output_shape(output)
         return DryRun(once, {name: channels[name] for name in once}, shape)
 
     def _input(self, shape: Shape, zeros: bool = False) -> torch.Tensor:
@@ -666,13 +668,7 @@ class ModelLayers:
             torch.inference_mode(False),
             torch.enable_grad(),
         ):
-            output = model(self._input(input_shape).requires_grad_(True))
-            scores = output_tensor(output)
-            if scores is None:
-                raise ValueError(
-                    f"the model returned {type(output).__name__}, not a tensor; wrap it so that "
-                    "forward() returns one (logits, an embedding or a dense map)"
-                )
+            scores = output_tensor(model(self._input(input_shape).requires_grad_(True)))
             top = scores.max(dim=1).values if scores.ndim > 1 else scores
             top.sum().backward()
         reached = {
@@ -693,16 +689,12 @@ class ModelLayers:
         return name
 
 
-def output_tensor(output: object) -> torch.Tensor | None:
-    """The tensor a model returns: itself, a tuple's first, or a ``logits`` attribute.
-
-    ``None`` when the output holds none of these.
-    """
-    if isinstance(getattr(output, "logits", None), torch.Tensor):
-        return output.logits  # type: ignore[attr-defined]
-    if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
-        return output[0]
-    return output if isinstance(output, torch.Tensor) else None
+def _output_shape(output: object) -> Shape | None:
+    """The shape of the tensor a model returns (``output_tensor``), ``None`` without one."""
+    try:
+        return tuple(output_tensor(output).shape)
+    except ValueError:
+        return None
 
 
 def _dense_default_message(run: DryRun) -> str:

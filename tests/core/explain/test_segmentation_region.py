@@ -58,7 +58,7 @@ def reference_region_gradcam(
     activation = store["a"][0].detach().numpy()
     gradient = store["a"].grad[0].numpy()
     model.zero_grad(set_to_none=True)
-    return reference_gradcam(activation, gradient), float(score)
+    return reference_gradcam(activation, gradient), float(score.detach())
 
 
 def one_class(weights: np.ndarray, index: int, classes: int) -> np.ndarray:
