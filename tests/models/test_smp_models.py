@@ -143,7 +143,7 @@ def test_weights_load_from_a_file_with_the_card_beside_them(tmp_path: Path) -> N
     torch.save(trained.state_dict(), tmp_path / "w.pt")
     (tmp_path / "w.json").write_text(json.dumps({"classes": ["background", "tumour"]}))
     loaded = load_model("smp:Unet", weights=tmp_path / "w.pt", device="cpu")
-    assert loaded.card.default_layer == "decoder"
+    assert (loaded.card.output, loaded.card.default_layer) == ("dense", "decoder")
     for name, value in trained.state_dict().items():
         torch.testing.assert_close(loaded.module.state_dict()[name], value, rtol=0, atol=0)
 
