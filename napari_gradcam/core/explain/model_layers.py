@@ -702,10 +702,10 @@ def _dense_default_message(run: DryRun) -> str:
     classes = run.output_shape[1]
     features = [name for name, count in run.channels.items() if count != classes]
     return (
-        f"the model returns a map {run.output_shape} (a dense, e.g. segmentation, output): its "
-        "last layers with a map are the output itself, so no layer is chosen for it; name one "
-        "(layer= / --layer, or the card's 'default_layer'), e.g. the input of the output head. "
-        f"Feature maps before the head: {', '.join(features[-DENSE_SUGGESTIONS:]) or 'none'}"
+        f"the model returns a map {run.output_shape}, a dense (e.g. segmentation) output, so "
+        "its last layer with a map is the output itself: no layer is chosen for it. Name one "
+        "(layer= / --layer, or the card's 'default_layer'), e.g. the input of its output head; "
+        f"feature maps before the head: {', '.join(features[-DENSE_SUGGESTIONS:]) or 'none'}"
     )
 
 

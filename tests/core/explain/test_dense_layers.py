@@ -18,7 +18,7 @@ def test_a_dense_model_gets_no_guessed_default_layer() -> None:
     # its last map is the segmentation head's output: the logits themselves
     with pytest.raises(ValueError, match=r"returns a map \(1, 3, 32, 32\)") as refused:
         default_layer(TinySegmenter(), SHAPE)
-    suggestions = str(refused.value).partition("Feature maps before the head: ")[2].split(", ")
+    suggestions = str(refused.value).partition("feature maps before the head: ")[2].split(", ")
     assert suggestions[-1] == "decoder" and "decoder.1" in suggestions
     assert not any(name.startswith("segmentation_head") for name in suggestions)
 
