@@ -20,6 +20,8 @@ import difflib
 import inspect
 from typing import TYPE_CHECKING, Any
 
+from napari_gradcam.models.timm_models import FILE_ARGUMENTS
+
 if TYPE_CHECKING:
     from torch import nn
 
@@ -54,8 +56,9 @@ def build_smp(name: str, card: ModelCard) -> nn.Module:
     ------
     ValueError
         When segmentation-models-pytorch cannot be imported, the architecture is unknown
-        (closest names listed), an argument is unknown to it, would download weights, would
-        turn the logits into probabilities, or contradicts the card; or smp refuses them.
+        (closest names listed), an argument is unknown to it, would download or read weights
+        (``encoder_weights``, timm's file arguments), would turn the logits into
+        probabilities or contradicts the card; or when smp refuses them.
     """
     smp = _import_smp()
     architectures = {
@@ -80,9 +83,12 @@ def _construction_kwargs(architecture: type, card: ModelCard) -> dict[str, Any]:
     """The card's ``kwargs`` with ``in_channels`` and ``classes``, checked against the class."""
     kwargs = dict(card.kwargs)
     source = f"model card {card.name!r}: 'kwargs'"
+    refused = sorted(FILE_ARGUMENTS & set(kwargs))  # a tu- encoder hands them to timm
     if kwargs.pop("encoder_weights", None) is not None:
+        refused.insert(0, "encoder_weights")
+    if refused:
         raise ValueError(
-            f"{source}: 'encoder_weights' would download weights; remove it and give the "
+            f"{source}: {refused} would download or read weights; remove them and give the "
             "weights file instead (weights= / --weights)"
         )
     if kwargs.get("activation") is not None:

@@ -99,7 +99,14 @@ def test_a_timm_encoder_takes_its_own_arguments(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("fields", "message"),
     [
-        ({"kwargs": {"encoder_weights": "imagenet"}}, "'encoder_weights' would download weights"),
+        (
+            {"kwargs": {"encoder_weights": "imagenet"}},
+            r"\['encoder_weights'\] would download or read weights",
+        ),
+        (
+            {"kwargs": {"encoder_name": "tu-resnet18", "checkpoint_path": "evil.pth"}},
+            r"\['checkpoint_path'\] would download or read weights",
+        ),
         ({"kwargs": {"activation": "sigmoid"}}, "turns the logits into probabilities"),
         (
             {"kwargs": {"encoder_depht": 4}},
