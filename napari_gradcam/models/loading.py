@@ -111,7 +111,7 @@ def load_model(
         _refuse_kwargs(resolved, spec)
         return LoadedModel(module, _checked_card(module, resolved, classifier), spec, "recipe")
     if is_smp_spec(spec) or is_timm_spec(spec) or is_factory_spec(spec):
-        given = _read_card(card, spec, weights, ModelCard(spec))  # its kwargs build the model
+        given = _read_card(card, spec, weights, ModelCard(name=spec))  # kwargs build the model
         module, kind = _build_model(spec, given), "factory"
     else:
         module = _load_file(_existing_file(spec), allow_pickle)
