@@ -7,15 +7,11 @@ from torch import nn
 
 
 class TinySegmenter(nn.Module):
-    """encoder (stride 2) -> decoder -> 1x1 ``segmentation_head``, as smp names its parts.
+    """Encoder (stride 2), decoder (back to the input's size), 1x1 head: 3 logit maps."""
 
-    ``upsample`` brings the decoder back to the input's size; without it the logits are at half
-    the input's resolution (the output grid of a model whose head does not upsample).
-    """
-
-    def __init__(self, classes: int = 3, upsample: bool = True, seed: int = 0) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        torch.manual_seed(seed)
+        torch.manual_seed(0)
         self.encoder = nn.Sequential(
             nn.Conv2d(3, 8, 3, padding=1),
             nn.ReLU(),
@@ -23,11 +19,11 @@ class TinySegmenter(nn.Module):
             nn.ReLU(),
         )
         self.decoder = nn.Sequential(
-            nn.Upsample(scale_factor=2) if upsample else nn.Identity(),
+            nn.Upsample(scale_factor=2),
             nn.Conv2d(12, 6, 3, padding=1),
             nn.ReLU(),
         )
-        self.segmentation_head = nn.Conv2d(6, classes, 1)
+        self.segmentation_head = nn.Conv2d(6, 3, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.segmentation_head(self.decoder(self.encoder(x)))
