@@ -15,6 +15,7 @@ DISTRIBUTIONS = {
     "openslide": "openslide-python",
     "ome_zarr": "ome-zarr",
     "PIL": "pillow",
+    "open_clip": "open_clip_torch",
 }
 """Import names whose distribution is named differently."""
 
