@@ -15,7 +15,7 @@ import pytest
 from napari_gradcam.core.card import ModelCard, TextCard
 from napari_gradcam.models.loading import load_model
 from napari_gradcam.models.sources import model_sources
-from napari_gradcam.models.specs import card_location, is_factory_spec, is_vision_language_spec
+from napari_gradcam.models.specs import card_location, is_vision_language_spec
 
 
 def test_text_section_reads_tokenizer_and_template() -> None:
@@ -63,7 +63,6 @@ def test_specs_are_told_apart_from_factories_and_files(tmp_path: Path) -> None:
     assert is_vision_language_spec("open_clip:RN50")
     assert is_vision_language_spec("hf:models/plip")
     assert not is_vision_language_spec("open_clip:") and not is_vision_language_spec("timm:x")
-    assert is_factory_spec("open_clip:RN50")  # why the loader asks is_vision_language_spec first
     assert card_location("open_clip:ViT-B-32") is None
     assert card_location("hf:models/plip") is None
     weights = tmp_path / "quilt.safetensors"
