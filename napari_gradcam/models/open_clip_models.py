@@ -45,17 +45,22 @@ class OpenClipImageTower(nn.Module):
     def embed_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
         """The image embedding (N, D) the tower's head makes of a block's tokens (N, T, C).
 
-        The head after the last block: open_clip's own final norm and pooling (``_pool``:
-        class token, mean patch token or attention pool, as the model is configured), then the
-        projection. Used to score an intermediate block (LeGrad).
+        The head after the last block, as the model is configured: open_clip's own final norm
+        and pooling (``_pool``: class token, mean patch token or attention pool) and
+        projection; for a timm trunk (``TimmModel``), the trunk's final norm and
+        ``forward_head``, then open_clip's projection ``head``. Used to score an intermediate
+        block (LeGrad).
 
         Raises ``ValueError`` for a tower that is not a transformer (a ResNet).
         """
         visual = self.visual
+        trunk = getattr(visual, "trunk", None)
+        if hasattr(trunk, "forward_head") and hasattr(trunk, "norm"):
+            return visual.head(trunk.forward_head(trunk.norm(tokens)))
         if not hasattr(visual, "_pool"):
             raise ValueError(
                 f"open_clip's {type(visual).__name__} image tower has no tokens to embed; "
-                "only its VisionTransformer does"
+                "only its transformers do"
             )
         pooled, _ = visual._pool(tokens)
         return pooled if visual.proj is None else pooled @ visual.proj

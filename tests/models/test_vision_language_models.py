@@ -104,6 +104,23 @@ def assert_same_maps(ours: np.ndarray, expected: np.ndarray) -> None:
         assert corr >= 0.99, f"image {index}: correlation {corr:.4f}"
 
 
+def assert_embed_tokens_is_the_head(
+    tower: nn.Module, last: nn.Module, size: tuple[int, int]
+) -> None:
+    """``embed_tokens`` of the last block's tokens is the tower's own embedding."""
+    seen: dict[str, torch.Tensor] = {}
+    handle = last.register_forward_hook(
+        lambda _m, _i, o: seen.update(t=o[0] if isinstance(o, tuple) else o)
+    )
+    try:
+        with torch.inference_mode():
+            embedding = tower(torch.randn(2, 3, *size))
+    finally:
+        handle.remove()
+    with torch.inference_mode():
+        assert torch.allclose(tower.embed_tokens(seen["t"]), embedding, atol=1e-5)
+
+
 def write_tokenizer(folder: Path) -> Path:
     """A word-level Hugging Face tokenizer saved to ``folder`` (what a user saves once)."""
     model = tokenizers.models.WordLevel({w: i for i, w in enumerate(WORDS)}, unk_token="[UNK]")
@@ -226,20 +243,24 @@ def test_open_clip_resnet_is_a_plain_cnn_and_matches_pytorch_grad_cam() -> None:
     concept = loaded.text.embed(["tumour"])[0]
     expected = reference_similarity_cam(loaded.module, x, "visual.layer4", concept, None)
     assert_same_maps(result.cam, expected)
-    with pytest.raises(ValueError, match="ModifiedResNet image tower has no tokens to embed"):
+    with pytest.raises(
+        ValueError, match="ModifiedResNet image tower has no tokens to embed; only its transformers"
+    ):
         loaded.module.embed_tokens(torch.zeros(1, 50, 64))
 
 
 def test_embed_tokens_is_the_head_after_the_last_block(open_clip_loaded: ng.LoadedModel) -> None:
     tower = open_clip_loaded.module
-    x = torch.randn(2, 3, 224, 224)
-    seen: dict[str, torch.Tensor] = {}
-    handle = tower.visual.transformer.register_forward_hook(lambda _m, _i, o: seen.update(t=o))
-    with torch.inference_mode():
-        embedding = tower(x)
-    handle.remove()
-    with torch.inference_mode():
-        assert torch.allclose(tower.embed_tokens(seen["t"]), embedding, atol=1e-5)
+    assert_embed_tokens_is_the_head(tower, tower.visual.transformer, (224, 224))
+
+
+def test_a_timm_trunk_tower_is_declared_and_embeds_its_tokens() -> None:
+    loaded = load_model("open_clip:vit_medium_patch16_gap_256")
+    assert loaded.card.input_size == (256, 256)
+    facts = vit_facts(loaded)
+    assert facts.module == "visual.trunk" and facts.prefix_tokens == 0 and facts.head == "pooled"
+    tower = loaded.module
+    assert_embed_tokens_is_the_head(tower, tower.visual.trunk.blocks[-1], (256, 256))
 
 
 @pytest.mark.parametrize(
@@ -348,18 +369,8 @@ def test_hugging_face_prompt_gradcam_matches_pytorch_grad_cam(hugging_face) -> N
 
 
 def test_hugging_face_embed_tokens_is_the_head_after_the_last_layer(hugging_face) -> None:
-    loaded, _ = hugging_face
-    tower = loaded.module
-    seen: dict[str, torch.Tensor] = {}
-    last = tower.vision_model.encoder.layers[-1]
-    handle = last.register_forward_hook(
-        lambda _m, _i, o: seen.update(t=o[0] if isinstance(o, tuple) else o)
-    )
-    x = torch.randn(2, 3, 48, 48)
-    with torch.inference_mode():
-        embedding = tower(x)
-        handle.remove()
-        assert torch.allclose(tower.embed_tokens(seen["t"]), embedding, atol=1e-5)
+    tower = hugging_face[0].module
+    assert_embed_tokens_is_the_head(tower, tower.vision_model.encoder.layers[-1], (48, 48))
 
 
 def test_hugging_face_needs_a_local_tokenizer_folder(tmp_path: Path) -> None:
