@@ -23,49 +23,6 @@ Tokenizer = Callable[[list[str]], torch.Tensor]
 """Prompts to token ids (P, context length)."""
 
 
-class OpenClipImageTower(nn.Module):
-    """open_clip's image tower (``visual``): its forward returns the image embedding (N, D).
-
-    Parameters
-    ----------
-    visual : torch.nn.Module
-        ``model.visual`` of an open_clip model; a tower that also returns its tokens (CoCa's)
-        gives its embedding only.
-    """
-
-    def __init__(self, visual: nn.Module) -> None:
-        super().__init__()
-        self.visual = visual
-
-    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        """The image embedding (N, D) of ``pixels`` (N, 3, H, W)."""
-        embedding = self.visual(pixels)
-        return embedding[0] if isinstance(embedding, tuple) else embedding
-
-    def embed_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
-        """The image embedding (N, D) the tower's head makes of a block's tokens (N, T, C).
-
-        The head after the last block, as the model is configured: open_clip's own final norm
-        and pooling (``_pool``: class token, mean patch token or attention pool) and
-        projection; for a timm trunk (``TimmModel``), the trunk's final norm and
-        ``forward_head``, then open_clip's projection ``head``. Used to score an intermediate
-        block (LeGrad).
-
-        Raises ``ValueError`` for a tower that is not a transformer (a ResNet).
-        """
-        visual = self.visual
-        trunk = getattr(visual, "trunk", None)
-        if hasattr(trunk, "forward_head") and hasattr(trunk, "norm"):
-            return visual.head(trunk.forward_head(trunk.norm(tokens)))
-        if not hasattr(visual, "_pool"):
-            raise ValueError(
-                f"open_clip's {type(visual).__name__} image tower has no tokens to embed; "
-                "only its transformers do"
-            )
-        pooled, _ = visual._pool(tokens)
-        return pooled if visual.proj is None else pooled @ visual.proj
-
-
 def import_open_clip() -> Any:
     """open_clip, or a ``ValueError`` saying how to install it."""
     try:
@@ -100,9 +57,20 @@ def build_open_clip(arch: str) -> nn.Module:
             f"({hub_text or 'a pretrained timm model'}); nothing is downloaded here, so this "
             "architecture cannot be loaded: choose one whose towers open_clip builds itself"
         )
-    return open_clip.create_model(
-        arch, pretrained=None, load_weights=False, pretrained_text=False
-    ).eval()
+    model = open_clip.create_model(arch, pretrained=None, load_weights=False, pretrained_text=False)
+    return model.eval()
+
+
+def image_tower(model: nn.Module) -> nn.Module:
+    """``model.visual``, returning the image embedding (N, D) only.
+
+    A tower that also returns its tokens (CoCa's ``output_tokens``) is set to return its
+    embedding alone, as ``encode_image`` does.
+    """
+    visual = model.visual
+    if getattr(visual, "output_tokens", False):
+        visual.output_tokens = False
+    return visual
 
 
 def open_clip_card_fields(model: nn.Module) -> dict[str, Any]:

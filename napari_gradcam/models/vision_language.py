@@ -26,8 +26,8 @@ from napari_gradcam.models.hugging_face_clip import (
     hugging_face_text_parameters,
 )
 from napari_gradcam.models.open_clip_models import (
-    OpenClipImageTower,
     build_open_clip,
+    image_tower,
     open_clip_card_fields,
     open_clip_text_parameters,
     open_clip_tokenizer,
@@ -82,7 +82,7 @@ def build_vision_language(spec: str) -> VisionLanguageModel:
         model = build_open_clip(arch)
         return VisionLanguageModel(
             model=model,
-            image_tower=OpenClipImageTower(model.visual),
+            image_tower=image_tower(model),
             card_fields=open_clip_card_fields(model),
             text=lambda text: _open_clip_text(model, open_clip_tokenizer(arch, text)),
             text_parameters=lambda: open_clip_text_parameters(model),

@@ -180,7 +180,7 @@ def test_open_clip_tower_and_text_are_the_weights_files(
 def test_open_clip_layers_are_declared_not_guessed(open_clip_loaded: ng.LoadedModel) -> None:
     facts = vit_facts(open_clip_loaded)
     assert facts.patch_size == (32, 32) and facts.prefix_tokens == 1 and facts.head == "token"
-    assert default_layer(open_clip_loaded) == "visual.transformer.resblocks.11.ln_1"
+    assert default_layer(open_clip_loaded) == "transformer.resblocks.11.ln_1"
 
 
 def test_prompt_and_like_embedding_gradcam_match_pytorch_grad_cam(
@@ -237,30 +237,19 @@ def test_open_clip_resnet_is_a_plain_cnn_and_matches_pytorch_grad_cam() -> None:
     torch.manual_seed(0)
     loaded = load_model("open_clip:RN50")
     assert vit_facts(loaded) is None
-    assert default_layer(loaded) == "visual.layer4"
+    assert default_layer(loaded) == "layer4"
     x = torch.randn(1, 3, 224, 224)
     result = ng.explain(loaded, x, target=Prompt(("tumour",)))
     concept = loaded.text.embed(["tumour"])[0]
-    expected = reference_similarity_cam(loaded.module, x, "visual.layer4", concept, None)
+    expected = reference_similarity_cam(loaded.module, x, "layer4", concept, None)
     assert_same_maps(result.cam, expected)
-    with pytest.raises(
-        ValueError, match="ModifiedResNet image tower has no tokens to embed; only its transformers"
-    ):
-        loaded.module.embed_tokens(torch.zeros(1, 50, 64))
 
 
-def test_embed_tokens_is_the_head_after_the_last_block(open_clip_loaded: ng.LoadedModel) -> None:
-    tower = open_clip_loaded.module
-    assert_embed_tokens_is_the_head(tower, tower.visual.transformer, (224, 224))
-
-
-def test_a_timm_trunk_tower_is_declared_and_embeds_its_tokens() -> None:
+def test_a_timm_trunk_tower_is_declared_by_timm() -> None:
     loaded = load_model("open_clip:vit_medium_patch16_gap_256")
     assert loaded.card.input_size == (256, 256)
     facts = vit_facts(loaded)
-    assert facts.module == "visual.trunk" and facts.prefix_tokens == 0 and facts.head == "pooled"
-    tower = loaded.module
-    assert_embed_tokens_is_the_head(tower, tower.visual.trunk.blocks[-1], (256, 256))
+    assert facts.module == "trunk" and facts.prefix_tokens == 0 and facts.head == "pooled"
 
 
 @pytest.mark.parametrize(
