@@ -18,21 +18,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from napari_gradcam.core.targets import LikeEmbedding, Prompt
 from safetensors.torch import save_file
 from torch import nn
 
 import napari_gradcam as ng
 from napari_gradcam.core.card import TextCard
 from napari_gradcam.core.explain.model_layers import default_layer, vit_facts
-from napari_gradcam.core.targets import LikeEmbedding, Prompt
 from napari_gradcam.models.loading import load_model
 from napari_gradcam.models.open_clip_models import build_open_clip, open_clip_tokenizer
 from napari_gradcam.models.vision_language import build_vision_language
+from tests.grad_cam_reference import reference_gradcam, tokens_to_nchw
 
 pytestmark = pytest.mark.timm
 open_clip = pytest.importorskip("open_clip", reason="open_clip_torch is not installed here")
 transformers = pytest.importorskip("transformers", reason="transformers is not installed here")
-grad_cam = pytest.importorskip("pytorch_grad_cam", reason="pytorch-grad-cam is not installed")
+pytest.importorskip("pytorch_grad_cam", reason="pytorch-grad-cam is not installed")
 tokenizers = pytest.importorskip("tokenizers", reason="tokenizers is not installed here")
 
 OPEN_CLIP_ARCH = "ViT-S-32"
@@ -66,34 +67,10 @@ class SimilarityToConcept:
         return nn.functional.cosine_similarity(output, self.concept, dim=0)
 
 
-def tokens_to_nchw(prefix: int, grid: tuple[int, int]) -> Callable[[torch.Tensor], torch.Tensor]:
-    def reshape(t: torch.Tensor) -> torch.Tensor:
-        patches = t[:, prefix:, :]
-        return patches.reshape(t.shape[0], grid[0], grid[1], t.shape[2]).permute(0, 3, 1, 2)
-
-    return reshape
-
-
-def reference_similarity_cam(
-    tower: nn.Module,
-    x: torch.Tensor,
-    layer: str,
-    concept: torch.Tensor,
-    reshape: Callable[[torch.Tensor], torch.Tensor] | None,
-) -> np.ndarray:
-    """pytorch-grad-cam's Grad-CAM of ``SimilarityToConcept`` at the layer's resolution."""
-    module = tower.get_submodule(layer)
-    cam = grad_cam.GradCAM(model=tower, target_layers=[module], reshape_transform=reshape)
+def similarity_score(concept: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The sum over the batch of ``SimilarityToConcept`` of each image's output."""
     target = SimilarityToConcept(concept)
-    try:
-        outputs = cam.activations_and_grads(x)
-        sum(target(output) for output in outputs).backward()
-        activations = cam.activations_and_grads.activations[0].numpy()
-        gradients = cam.activations_and_grads.gradients[0].numpy()
-        raw = cam.get_cam_image(x, module, None, activations, gradients)
-    finally:
-        cam.activations_and_grads.release()
-    return np.maximum(raw, 0)
+    return lambda outputs: sum(target(output) for output in outputs)
 
 
 def assert_same_maps(ours: np.ndarray, expected: np.ndarray) -> None:
@@ -195,7 +172,7 @@ def test_prompt_and_like_embedding_gradcam_match_pytorch_grad_cam(
     assert prompt.layer == layer and prompt.cam.shape == (2, 7, 7)
     assert np.isnan(prompt.probabilities).all()
     concept = nn.functional.normalize(loaded.text.embed(["tumour", "dense nuclei"]).mean(0), dim=0)
-    expected = reference_similarity_cam(loaded.module, x, layer, concept, reshape)
+    expected = reference_gradcam(loaded.module, x, layer, reshape, similarity_score(concept))
     assert_same_maps(prompt.cam, expected)
     with torch.inference_mode():
         cosines = nn.functional.cosine_similarity(loaded.module(x), concept[None], dim=1)
@@ -203,9 +180,8 @@ def test_prompt_and_like_embedding_gradcam_match_pytorch_grad_cam(
 
     reference = torch.randn(384)
     like = ng.explain(loaded, x, target=LikeEmbedding(tuple(reference.tolist())))
-    assert_same_maps(
-        like.cam, reference_similarity_cam(loaded.module, x, layer, reference, reshape)
-    )
+    expected = reference_gradcam(loaded.module, x, layer, reshape, similarity_score(reference))
+    assert_same_maps(like.cam, expected)
 
 
 def test_text_embeddings_are_cached_per_prompt_until_the_text_tower_changes() -> None:
@@ -241,7 +217,7 @@ def test_open_clip_resnet_is_a_plain_cnn_and_matches_pytorch_grad_cam() -> None:
     x = torch.randn(1, 3, 224, 224)
     result = ng.explain(loaded, x, target=Prompt(("tumour",)))
     concept = loaded.text.embed(["tumour"])[0]
-    expected = reference_similarity_cam(loaded.module, x, "layer4", concept, None)
+    expected = reference_gradcam(loaded.module, x, "layer4", None, similarity_score(concept))
     assert_same_maps(result.cam, expected)
 
 
@@ -351,9 +327,8 @@ def test_hugging_face_prompt_gradcam_matches_pytorch_grad_cam(hugging_face) -> N
     result = ng.explain(loaded, x, target=Prompt(("tumour",)))
     concept = loaded.text.embed(["tumour"])[0]
     prefix = vit_facts(loaded).prefix_tokens
-    expected = reference_similarity_cam(
-        loaded.module, x, layer, concept, tokens_to_nchw(prefix, (6, 6))
-    )
+    reshape = tokens_to_nchw(prefix, (6, 6))
+    expected = reference_gradcam(loaded.module, x, layer, reshape, similarity_score(concept))
     assert_same_maps(result.cam, expected)
 
 
