@@ -61,7 +61,7 @@ def build_open_clip(arch: str) -> nn.Module:
     return model.eval()
 
 
-def image_tower(model: nn.Module) -> nn.Module:
+def open_clip_image_tower(model: nn.Module) -> nn.Module:
     """``model.visual``, returning the image embedding (N, D) only.
 
     A tower that also returns its tokens (CoCa's ``output_tokens``) is set to return its
@@ -137,6 +137,23 @@ def _folder_tokenizer(open_clip: Any, arch: str, folder: Path) -> Tokenizer:
         local_files_only=True,
         **text_config.get("tokenizer_kwargs", {}),
     )
+
+
+def open_clip_text(
+    model: nn.Module, arch: str, text: TextCard | None
+) -> Callable[[list[str]], torch.Tensor]:
+    """Prompts to text embeddings (P, D): ``encode_text`` of the tokenized prompts.
+
+    Tokenized as the card says (``open_clip_tokenizer``, which refuses a tokenizer that would
+    be downloaded).
+    """
+    tokenizer = open_clip_tokenizer(arch, text)
+
+    def encode(prompts: list[str]) -> torch.Tensor:
+        device = open_clip_text_parameters(model)[0].device
+        return model.encode_text(tokenizer(prompts).to(device))
+
+    return encode
 
 
 def open_clip_text_parameters(model: nn.Module) -> list[torch.Tensor]:

@@ -27,10 +27,10 @@ from napari_gradcam.models.hugging_face_clip import (
 )
 from napari_gradcam.models.open_clip_models import (
     build_open_clip,
-    image_tower,
     open_clip_card_fields,
+    open_clip_image_tower,
+    open_clip_text,
     open_clip_text_parameters,
-    open_clip_tokenizer,
 )
 from napari_gradcam.models.specs import OPEN_CLIP_PREFIX, is_open_clip_spec
 
@@ -82,9 +82,9 @@ def build_vision_language(spec: str) -> VisionLanguageModel:
         model = build_open_clip(arch)
         return VisionLanguageModel(
             model=model,
-            image_tower=image_tower(model),
+            image_tower=open_clip_image_tower(model),
             card_fields=open_clip_card_fields(model),
-            text=lambda text: _open_clip_text(model, open_clip_tokenizer(arch, text)),
+            text=lambda text: open_clip_text(model, arch, text),
             text_parameters=lambda: open_clip_text_parameters(model),
         )
     model = build_hugging_face_clip(spec)
@@ -95,13 +95,3 @@ def build_vision_language(spec: str) -> VisionLanguageModel:
         text=lambda text: hugging_face_text(model, text),
         text_parameters=lambda: hugging_face_text_parameters(model),
     )
-
-
-def _open_clip_text(
-    model: nn.Module, tokenizer: Callable[[list[str]], torch.Tensor]
-) -> Callable[[list[str]], torch.Tensor]:
-    def encode(prompts: list[str]) -> torch.Tensor:
-        device = open_clip_text_parameters(model)[0].device
-        return model.encode_text(tokenizer(prompts).to(device))
-
-    return encode
