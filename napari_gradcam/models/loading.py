@@ -13,6 +13,13 @@ Specs
     A segmentation_models_pytorch architecture (``Unet``, ``FPN``, ``DeepLabV3Plus``, ...)
     built from its card, with a dense output; the weights come from ``weights`` (see
     ``smp_models``).
+``open_clip:ARCH``
+    An open_clip vision-language architecture (open_clip must be importable), random weights
+    and the weights from ``weights``: the image tower is explained, the text tower encodes
+    prompts (``LoadedModel.text``).
+``hf:FOLDER``
+    A Hugging Face ``CLIPModel`` or ``SiglipModel`` built from the folder's ``config.json``,
+    the same way; its tokenizer comes from a local folder the card names.
 ``path/to/recipe.json``
     A model recipe: a backbone (any spec) with a linear or MLP probe head (see ``probe``).
     A recipe is data: code it names outside what ships with the plugin runs only with
@@ -45,13 +52,18 @@ from napari_gradcam.models.bundled import BUNDLED, DEMO_DIR
 from napari_gradcam.models.code_trust import checked_source
 from napari_gradcam.models.probe import load_recipe
 from napari_gradcam.models.smp_models import SMP_PREFIX, build_smp, is_smp_spec, smp_card_fields
-from napari_gradcam.models.specs import card_location, is_factory_spec
+from napari_gradcam.models.specs import (
+    card_location,
+    is_factory_spec,
+    is_vision_language_spec,
+)
 from napari_gradcam.models.timm_models import (
     TIMM_PREFIX,
     build_timm,
     is_timm_spec,
     pretrained_card_fields,
 )
+from napari_gradcam.models.vision_language import build_vision_language
 from napari_gradcam.models.weights import load_weights
 
 TORCHVISION_DOWNLOAD_ARGUMENTS = frozenset(
@@ -76,15 +88,18 @@ def load_model(
     ----------
     spec : str
         ``demo``, ``demo-vit``, ``module:factory``, ``file.py:factory``, ``timm:NAME``,
-        ``smp:NAME``, a model recipe (``.json``) or a TorchScript file.
+        ``smp:NAME``, ``open_clip:ARCH``, ``hf:FOLDER``, a model recipe (``.json``) or a
+        TorchScript file.
     weights : str or Path, optional
-        Weights for a factory, timm or smp model: ``.safetensors``, or a state dict read with
-        ``torch.load(weights_only=True)``.
+        Weights for a factory, timm, smp or vision-language model (both towers):
+        ``.safetensors``, or a state dict read with ``torch.load(weights_only=True)``.
     card : str, Path or ModelCard, optional
         The model card; default: a JSON beside the weights or model file (``specs``), else
         defaults. Its ``kwargs`` build a factory, timm or smp model. A card file of a
         ``timm:NAME`` model takes the mean, std and input size it leaves out from timm's
-        ``pretrained_cfg``; of an ``smp:NAME`` model, a dense output explained at ``decoder``.
+        ``pretrained_cfg``; of an ``smp:NAME`` model, a dense output explained at ``decoder``;
+        a vision-language model's from its library's preprocessing config, and its output is
+        an embedding.
     allow_pickle : bool
         Allow unpickling a whole pickled module. Unpickling runs code from the file: only
         for files you trust.
@@ -103,6 +118,8 @@ def load_model(
     """
     if spec in BUNDLED:
         return replace(_load_bundled(spec, weights, card, device, classifier), spec=spec)
+    if is_vision_language_spec(spec):
+        return _load_vision_language(spec, weights, card, device)
     kind: ModelKind
     if spec.endswith(".json"):
         module, recipe_card = load_recipe(_existing_file(spec), build_backbone, trust_code)
@@ -170,6 +187,31 @@ def _load_bundled(
         classifier=classifier,
         device=device,
     )
+
+
+def _load_vision_language(
+    spec: str, weights: str | Path | None, card: str | Path | ModelCard | None, device: str
+) -> LoadedModel:
+    """A vision-language model: its image tower, explained, and its prompt encoder.
+
+    The weights fill both towers. The card must leave ``output`` "embedding" (what the image
+    tower returns) and name no classes: a prompt asks the question.
+    """
+    towers = build_vision_language(spec)
+    if weights is not None:
+        load_weights(towers.model, _existing_file(weights))
+    towers.model.to(_resolve_device(device)).eval()
+    seed = towers.card_fields
+    unfound = ModelCard.from_dict({"name": spec}, defaults=seed)
+    resolved = _read_card(card, spec, weights, unfound, seed)
+    if resolved.output != "embedding" or resolved.classes:
+        raise ValueError(
+            f"model card {resolved.name!r}: the image tower of {spec!r} returns an embedding; "
+            "leave 'output' out (or set it to \"embedding\") and remove 'classes': ask it with "
+            "text prompts instead"
+        )
+    text = towers.text_encoder(resolved.text)
+    return LoadedModel(towers.image_tower, resolved, spec, "factory", text=text)
 
 
 def _checked_card(module: nn.Module, card: ModelCard, classifier: bool) -> ModelCard:

@@ -1,8 +1,8 @@
 """Which layer, what layout, what stride: a model's layers behind one interface, ``ModelLayers``.
 
-Token facts (patch size, prefix tokens, grid, head) are read from timm's and Hugging Face's
-attribute names, on whichever module declares them (wrappers are walked; for a layer, the
-nearest declaring ancestor counts: ``vit_facts``).
+Token facts (patch size, prefix tokens, grid, head) are read from timm's, open_clip's and
+Hugging Face's attribute names, on whichever module declares them (wrappers are walked; for a
+layer, the nearest declaring ancestor counts: ``vit_facts``).
 
 A layer's layout is decided from those facts, the input size and the output's shape, never
 guessed; an output that fits no layout, or two, is refused with a message naming the layer,
@@ -63,6 +63,11 @@ REACH_SEED = 0
 _TOKEN_POOLS = ("token",)
 _AVERAGE_POOLS = ("avg", "avgmax", "max", "map", "avgmaxc")
 _HF_TOKEN_PARAMETERS = ("cls_token", "distillation_token", "register_tokens")
+_HF_CLASS_EMBEDDING = "class_embedding"
+"""CLIP's class token: one (C,) vector prepended to the patch tokens."""
+_OPEN_CLIP_VIT_PARTS = ("conv1", "class_embedding", "positional_embedding", "transformer")
+"""What marks open_clip's ``VisionTransformer`` (one class token before the patch tokens)."""
+_OPEN_CLIP_HEADS: dict[str, Head] = {"tok": "token", "avg": "pooled"}
 _DO = "choose a layer with a spatial map (a convolution, a transformer block or its norm1)"
 DENSE_SUGGESTIONS = 6
 """Feature maps a dense model's refused default names as examples."""
@@ -170,6 +175,8 @@ def _declared(module: nn.Module, name: str) -> TokenFacts | None:
     patch_embed = getattr(module, "patch_embed", None)
     if isinstance(patch_embed, nn.Module) and hasattr(patch_embed, "patch_size"):
         return _timm_facts(module, patch_embed, name)
+    if hasattr(module, "patch_size") and all(hasattr(module, p) for p in _OPEN_CLIP_VIT_PARTS):
+        return _open_clip_facts(module, name)
     config = getattr(module, "config", None)
     if config is not None and getattr(config, "patch_size", None) is not None:
         return _hugging_face_facts(module, config, name)
@@ -201,18 +208,54 @@ def _timm_facts(module: nn.Module, patch_embed: nn.Module, name: str) -> TokenFa
     )
 
 
+def _open_clip_facts(module: nn.Module, name: str) -> TokenFacts:
+    """open_clip's ``VisionTransformer``: one class token; its ``pool_type`` or attention pool.
+
+    ``pool_type`` "tok" reads the class token, "avg" the mean patch token; an attentional
+    pooler (CoCa) attends over every token, patch tokens included.
+    """
+    head = _OPEN_CLIP_HEADS.get(str(getattr(module, "pool_type", "")), "unknown")
+    if getattr(module, "attn_pool", None) is not None:
+        head = "pooled"
+    return TokenFacts(
+        patch_size=_size_pair(module.patch_size), prefix_tokens=1, head=head, module=name
+    )
+
+
 def _hugging_face_facts(module: nn.Module, config: object, name: str) -> TokenFacts:
-    """Hugging Face: the patch size from the config, the prefix from the embedding tokens."""
+    """Hugging Face: the patch size from the config, the prefix from the embedding tokens.
+
+    CLIP's ``class_embedding`` is a (C,) vector: one token. The head is declared by the
+    config's type: CLIP's vision tower reads its class token, SigLIP's attends over every patch
+    token (its ``vision_use_head``).
+    """
     prefix = None
     for embeddings_name, embeddings in module.named_modules():
         if embeddings_name.rpartition(".")[2] != "embeddings":
             continue
         tokens = [getattr(embeddings, key, None) for key in _HF_TOKEN_PARAMETERS]
         prefix = sum(int(t.shape[1]) for t in tokens if t is not None and t.ndim == 3)
+        class_embedding = getattr(embeddings, _HF_CLASS_EMBEDDING, None)
+        if isinstance(class_embedding, torch.Tensor) and class_embedding.ndim == 1:
+            prefix += 1
         if getattr(embeddings, "register_tokens", None) is None:
             prefix += int(getattr(config, "num_register_tokens", 0) or 0)
         break
-    return TokenFacts(patch_size=_size_pair(config.patch_size), prefix_tokens=prefix, module=name)
+    return TokenFacts(
+        patch_size=_size_pair(config.patch_size),
+        prefix_tokens=prefix,
+        head=_hugging_face_head(config),
+        module=name,
+    )
+
+
+def _hugging_face_head(config: object) -> Head:
+    model_type = getattr(config, "model_type", None)
+    if model_type == "clip_vision_model":
+        return "token"
+    if model_type == "siglip_vision_model" and getattr(config, "vision_use_head", False):
+        return "pooled"
+    return "unknown"
 
 
 def layer_layout(
