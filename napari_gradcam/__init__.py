@@ -31,6 +31,7 @@ _EXPORTS = {
     "OcclusionOptions": "napari_gradcam.core.explain.methods.occlusion",
     "RolloutOptions": "napari_gradcam.core.explain.methods.attention",
     "AttentionOptions": "napari_gradcam.core.explain.methods.attention",
+    "LegradOptions": "napari_gradcam.core.explain.methods.legrad",
     "METHODS": "napari_gradcam.core.explain.methods",
     # a model's layers
     "candidate_layers": "napari_gradcam.core.explain.model_layers",

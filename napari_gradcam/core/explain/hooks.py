@@ -61,13 +61,14 @@ def model_lock(model: nn.Module) -> threading.RLock:
 
 
 def owned_forward_hook(
-    module: nn.Module, hook: Callable[..., Any], *, pre: bool = False
+    module: nn.Module, hook: Callable[..., Any], *, pre: bool = False, with_kwargs: bool = False
 ) -> RemovableHandle:
     """Register ``hook`` on ``module`` for forwards run by the calling thread only.
 
     ``hook(module, inputs, output)``, or with ``pre`` a forward pre-hook ``hook(module,
-    inputs)``. Forwards that other threads run on the same module pass through untouched: the
-    hook neither sees their input or output nor changes it.
+    inputs)``; ``with_kwargs`` passes the keyword arguments after the inputs, as torch does.
+    Forwards that other threads run on the same module pass through untouched: the hook
+    neither sees their input or output nor changes it.
     """
     owner = threading.get_ident()
 
@@ -77,7 +78,7 @@ def owned_forward_hook(
         return hook(hooked, *args)
 
     register = module.register_forward_pre_hook if pre else module.register_forward_hook
-    return register(owned)
+    return register(owned, with_kwargs=with_kwargs)
 
 
 @contextmanager
@@ -429,7 +430,7 @@ class _Tap:
         probs = ((queries * float(self.module.scale)) @ k.transpose(-2, -1)).softmax(dim=-1)
         checked = [0] if self.class_rows_only else [0, tokens - 1]
         found = output.reshape(n, tokens, heads, dim).transpose(1, 2)[:, :, checked]
-        if not _close(probs[:, :, checked] @ values, found):
+        if not matches_to_precision(probs[:, :, checked] @ values, found):
             raise ValueError(
                 self._unreadable(
                     "softmax(q k^T * scale) v does not reproduce its output "
@@ -445,7 +446,7 @@ class _Tap:
         )
 
 
-def _close(expected: torch.Tensor, found: torch.Tensor) -> bool:
+def matches_to_precision(expected: torch.Tensor, found: torch.Tensor) -> bool:
     """Whether the recomputed output matches the model's, to the model's precision."""
     tolerance = max(1e-4, 8 * torch.finfo(found.dtype).eps)
     found = found.to(expected.dtype)

@@ -1,0 +1,159 @@
+"""LeGrad against a direct, slow reference of the paper's definition, and its refusals.
+
+The model under test attends with fused ``scaled_dot_product_attention``; the reference runs
+the same weights in float64 with an explicit, kept softmax, takes each chosen block's own
+score through the model's final norm and head on the full graph, differentiates it with
+respect to that block's probabilities alone, and applies ReLU and the means in loops.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import napari_gradcam as ng
+from napari_gradcam.models.vit_demo_net import build_vit_demo_net
+from tests.core.explain.attention_reference import Attention, TinyViT, explicit_copy
+from tests.core.explain.test_attention_methods import RotatedAttention, assert_close, images
+from tests.core.explain.test_fast_path import live_autograd_tensors
+
+
+class ScoredTinyViT(TinyViT):
+    """TinyViT with timm's ``forward_head``: its output is ``forward_head(norm(blocks(x)))``."""
+
+    def forward_head(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.head(tokens[:, 0] if self.cls_token is not None else tokens.mean(dim=1))
+
+
+def scored_vit(seed: int = 0, **kwargs: object) -> ScoredTinyViT:
+    torch.manual_seed(seed)
+    return ScoredTinyViT(**kwargs).eval()
+
+
+def reference_legrad(
+    model: nn.Module, x: torch.Tensor, targets: list[int], blocks: int, prefix: int, grid: tuple
+) -> torch.Tensor:
+    """Per chosen block l: s^l = head(norm(z^l))[target]; mean_(h, i) ReLU(ds^l/dA^l)[i, :]."""
+    explicit = explicit_copy(model).double()
+    outputs: list[torch.Tensor] = []
+    handles = [b.register_forward_hook(lambda m, i, o: outputs.append(o)) for b in explicit.blocks]
+    explicit(x.double())
+    for handle in handles:
+        handle.remove()
+    attentions = [m for m in explicit.modules() if isinstance(m, Attention)]
+    chosen = range(len(attentions) - blocks, len(attentions))
+    gradients = []
+    for layer in chosen:
+        logits = explicit.forward_head(explicit.norm(outputs[layer]))
+        score = sum(logits[i, t] for i, t in enumerate(targets))
+        (gradient,) = torch.autograd.grad(score, attentions[layer].kept, retain_graph=True)
+        gradients.append(gradient)
+    maps = []
+    for image in range(len(x)):
+        relevance = torch.zeros(gradients[0].shape[-1], dtype=torch.float64)
+        for gradient in gradients:
+            heads, queries = gradient.shape[1], gradient.shape[2]
+            for head in range(heads):
+                for query in range(queries):
+                    relevance += gradient[image, head, query].clamp(min=0) / (heads * queries)
+        maps.append((relevance / len(gradients))[prefix:].reshape(grid))
+    return torch.stack(maps)
+
+
+@pytest.mark.parametrize(
+    ("options", "blocks"),
+    [
+        ({}, 2),
+        ({}, None),
+        ({}, 1),
+        ({"registers": 3}, 2),
+        ({"qk_norm": True, "depth": 4}, 3),
+        ({"class_token": False, "registers": 2}, None),
+    ],
+)
+def test_legrad_equals_the_paper(options: dict, blocks: int | None) -> None:
+    model, x = scored_vit(**options), images()
+    found = ng.explain(model, x, method="legrad", target=[1, 3], options=ng.LegradOptions(blocks))
+    depth = options.get("depth", 3)
+    prefix = int(options.get("class_token", True)) + options.get("registers", 0)
+    expected = reference_legrad(model, x, [1, 3], blocks or depth, prefix, (4, 3))
+    assert_close(found.cam, expected)
+    assert found.stride == (8.0, 8.0)
+    first = depth - (blocks or depth)
+    assert found.layer == (
+        f"blocks.{first}" if first == depth - 1 else f"blocks.{first} .. blocks.{depth - 1}"
+    )
+    assert found.targets.tolist() == [1, 3]
+
+
+def test_each_block_gets_the_gradient_of_its_own_score_only() -> None:
+    """Summing the blocks' scores on the full graph would add later blocks' gradients."""
+    model, x = scored_vit(depth=3), images()
+    found = ng.explain(model, x, method="legrad", target=[1, 3], options=ng.LegradOptions(None))
+    explicit = explicit_copy(model).double()
+    outputs: list[torch.Tensor] = []
+    for block in explicit.blocks:
+        block.register_forward_hook(lambda m, i, o: outputs.append(o))
+    explicit(x.double())
+    attentions = [m for m in explicit.modules() if isinstance(m, Attention)]
+    total = sum(explicit.forward_head(explicit.norm(z))[[0, 1], [1, 3]].sum() for z in outputs)
+    summed = torch.autograd.grad(total, [a.kept for a in attentions])
+    wrong = sum(g.clamp(min=0).mean(dim=(1, 2)) for g in summed)[:, 1:].reshape(2, 4, 3) / 3
+    assert not np.allclose(found.cam, wrong.numpy(), rtol=1e-3)
+
+
+def test_vit_demo_geometry_and_nothing_kept() -> None:
+    torch.manual_seed(0)
+    model = build_vit_demo_net().train()
+    flags = [p.requires_grad for p in model.parameters()]
+    before = live_autograd_tensors()
+    found = ng.explain(model, torch.randn(1, 3, 96, 64), method="legrad")
+    assert live_autograd_tensors() == before
+    geometry = ng.map_geometry(model, (96, 64), method="legrad")
+    assert (geometry.layer, geometry.shape, geometry.stride) == (
+        found.layer,
+        found.cam.shape[-2:],
+        found.stride,
+    )
+    assert found.cam.shape == (1, 12, 8) and (found.cam >= 0).all() and found.cam.max() > 0
+    assert model.training and [p.requires_grad for p in model.parameters()] == flags
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
+
+
+def test_a_model_without_a_declared_score_projection_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"LeGrad scores each block .* TinyViT is none of them"):
+        ng.explain(TinyViT().eval(), images(), method="legrad")
+
+
+def test_more_blocks_than_the_model_has_are_refused() -> None:
+    with pytest.raises(ValueError, match="legrad_blocks=5, but the model has 3 transformer"):
+        ng.explain(scored_vit(), images(), method="legrad", options=ng.LegradOptions(5))
+    with pytest.raises(ValueError, match="legrad_blocks must be a number of blocks >= 1"):
+        ng.LegradOptions(0)
+
+
+class DoubledScoredViT(ScoredTinyViT):
+    """Its forward is not ``forward_head(norm(blocks(x)))``: the declaration does not hold."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return 2 * super().forward(x)
+
+
+def test_a_forward_that_is_not_the_declared_one_is_refused() -> None:
+    torch.manual_seed(0)
+    model = DoubledScoredViT().eval()
+    with pytest.raises(ValueError, match="does not reproduce the model's output"):
+        ng.explain(model, images(), method="legrad")
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
+
+
+def test_unreadable_attention_is_refused_by_name() -> None:
+    model = scored_vit()
+    rotated = RotatedAttention(32, 4)
+    rotated.load_state_dict(model.blocks[2].attn.state_dict())
+    model.blocks[2].attn = rotated
+    with pytest.raises(ValueError, match=r"'blocks\.2\.attn' \(RotatedAttention\).*reproduce"):
+        ng.explain(model, images(), method="legrad")
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
