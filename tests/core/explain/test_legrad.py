@@ -8,10 +8,11 @@ respect to that block's probabilities alone, and applies ReLU and the means in l
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 import napari_gradcam as ng
 from napari_gradcam.models.vit_demo_net import build_vit_demo_net
@@ -32,34 +33,55 @@ def scored_vit(seed: int = 0, **kwargs: object) -> ScoredTinyViT:
     return ScoredTinyViT(**kwargs).eval()
 
 
-def reference_legrad(
-    model: nn.Module, x: torch.Tensor, targets: list[int], blocks: int, prefix: int, grid: tuple
+def legrad_reference(
+    outputs: list[torch.Tensor],
+    probabilities: list[torch.Tensor],
+    project: Callable[[torch.Tensor], torch.Tensor],
+    targets: list[int],
+    prefix: int,
+    grid: tuple,
 ) -> torch.Tensor:
-    """Per chosen block l: s^l = head(norm(z^l))[target]; mean_(h, i) ReLU(ds^l/dA^l)[i, :]."""
+    """Per chosen block l, on the full graph: mean_(h, i) ReLU(d s^l / d A^l)[i, :], looped.
+
+    ``outputs`` and ``probabilities`` are the chosen blocks' output tokens and attention
+    probabilities, kept with their graph; ``project`` maps tokens to the model's output.
+    """
+    gradients = []
+    for tokens, attention in zip(outputs, probabilities, strict=True):
+        logits = project(tokens)
+        score = sum(logits[i, t] for i, t in enumerate(targets))
+        (gradient,) = torch.autograd.grad(score, attention, retain_graph=True)
+        gradients.append(gradient)
+    maps = []
+    for image in range(len(targets)):
+        relevance = torch.zeros(gradients[0].shape[-1], dtype=torch.float64)
+        for gradient in gradients:
+            heads, queries = gradient.shape[1], gradient.shape[2]
+            for head in range(heads):
+                for query in range(queries):
+                    relevance += gradient[image, head, query].double().clamp(min=0) / (
+                        heads * queries
+                    )
+        maps.append((relevance / len(gradients))[prefix:].reshape(grid))
+    return torch.stack(maps)
+
+
+def reference_legrad(
+    model: ScoredTinyViT, x: torch.Tensor, targets: list[int], blocks: int, prefix: int, grid: tuple
+) -> torch.Tensor:
+    """The reference on a float64 explicit-softmax copy of ``model``, its last ``blocks``."""
     explicit = explicit_copy(model).double()
     outputs: list[torch.Tensor] = []
     handles = [b.register_forward_hook(lambda m, i, o: outputs.append(o)) for b in explicit.blocks]
     explicit(x.double())
     for handle in handles:
         handle.remove()
-    attentions = [m for m in explicit.modules() if isinstance(m, Attention)]
-    chosen = range(len(attentions) - blocks, len(attentions))
-    gradients = []
-    for layer in chosen:
-        logits = explicit.forward_head(explicit.norm(outputs[layer]))
-        score = sum(logits[i, t] for i, t in enumerate(targets))
-        (gradient,) = torch.autograd.grad(score, attentions[layer].kept, retain_graph=True)
-        gradients.append(gradient)
-    maps = []
-    for image in range(len(x)):
-        relevance = torch.zeros(gradients[0].shape[-1], dtype=torch.float64)
-        for gradient in gradients:
-            heads, queries = gradient.shape[1], gradient.shape[2]
-            for head in range(heads):
-                for query in range(queries):
-                    relevance += gradient[image, head, query].clamp(min=0) / (heads * queries)
-        maps.append((relevance / len(gradients))[prefix:].reshape(grid))
-    return torch.stack(maps)
+    attentions = [m.kept for m in explicit.modules() if isinstance(m, Attention)]
+
+    def project(tokens: torch.Tensor) -> torch.Tensor:
+        return explicit.forward_head(explicit.norm(tokens))
+
+    return legrad_reference(outputs[-blocks:], attentions[-blocks:], project, targets, prefix, grid)
 
 
 @pytest.mark.parametrize(
