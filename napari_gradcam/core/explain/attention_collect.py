@@ -27,7 +27,7 @@ from napari_gradcam.core.explain.hooks import (
 )
 from napari_gradcam.core.explain.methods.cam_method import CamMethod
 from napari_gradcam.core.explain.score_projection import scored_blocks
-from napari_gradcam.core.explain.targets import target_scores
+from napari_gradcam.core.explain.targets import as_logits, target_scores
 from napari_gradcam.core.settings import ExplainSettings
 
 TargetsFn = Callable[[torch.Tensor], torch.Tensor]
@@ -101,7 +101,7 @@ def collect_block_scores(
         monitor.check()
         monitor.advance()
 
-    blocks = scored_blocks(reader.tower, reader.blocks, scored)
+    blocks = scored_blocks(reader.tower, reader.blocks, as_logits, scored)
     with torch.enable_grad(), attention_gradient_taps(reader.attentions) as taps, blocks as found:
         logits = run_model(model, batch)
         found.check(reader.tower, logits)

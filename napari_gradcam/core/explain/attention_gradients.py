@@ -7,7 +7,9 @@ Two layouts are read:
 - timm's ``Attention`` (``qkv``, ``q_norm``, ``k_norm``, ``proj``): O itself, tapped by
   ``hooks.capture_attention``;
 - ``nn.MultiheadAttention`` (torchvision, open_clip): its output ``Y = O W^T + b``, so
-  ``dS/dO = (dS/dY) W``, with q, k and v from its input projection.
+  ``dS/dO = (dS/dY) W``, with q, k and v from its input projection;
+- Hugging Face's ``q_proj``, ``k_proj``, ``v_proj``, ``out_proj`` layout (CLIP, SigLIP): O,
+  the input of ``out_proj``.
 
 Either way the probabilities are recomputed from q and k on the first and last query rows and
 must reproduce the module's output, or the module is refused: its layout is never guessed.
@@ -15,7 +17,7 @@ must reproduce the module's output, or the module is refused: its layout is neve
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 
@@ -33,6 +35,8 @@ from napari_gradcam.core.explain.hooks import (
 )
 from napari_gradcam.core.explain.methods.attention_math import attention_gradient
 
+HF_PARTS = ("q_proj", "k_proj", "v_proj", "out_proj")
+"""The projections of a Hugging Face attention module (with ``num_heads`` and ``scale``)."""
 MULTIHEAD_ARGUMENTS = ("query", "key", "value", "key_padding_mask", "need_weights", "attn_mask")
 """``nn.MultiheadAttention.forward``'s first positional arguments."""
 
@@ -100,16 +104,22 @@ class Taps:
 def attention_gradient_taps(modules: list[tuple[str, nn.Module]]) -> Iterator[Taps]:
     """Tap each ``(name, module)`` during the forwards inside; the hooks go on exit.
 
-    timm-layout modules must be readable by ``hooks.attention_modules``; others must be
-    ``nn.MultiheadAttention`` (see ``MultiheadTap`` for what it refuses).
+    ``nn.MultiheadAttention`` and Hugging Face's layout have their own taps; the others must
+    be timm-layout modules readable by ``hooks.attention_modules``.
     """
     taps = Taps(modules)
-    timm = [(name, m) for name, m in modules if not isinstance(m, nn.MultiheadAttention)]
+    timm = []
     with ExitStack() as stack:
         for name, module in modules:
             if isinstance(module, nn.MultiheadAttention):
-                for handle in MultiheadTap(taps.tapped[name], module).register():
-                    stack.callback(handle.remove)
+                tap = MultiheadTap(taps.tapped[name], module)
+            elif all(isinstance(getattr(module, p, None), nn.Linear) for p in HF_PARTS):
+                tap = HuggingFaceTap(taps.tapped[name], module)
+            else:
+                timm.append((name, module))
+                continue
+            for handle in tap.register():
+                stack.callback(handle.remove)
         capture = capture_attention(timm, taps.keep_values, with_grad=True, class_rows_only=True)
         taps.outputs = stack.enter_context(capture)
         yield taps
@@ -128,7 +138,11 @@ class MultiheadTap:
     def __init__(self, tapped: TappedAttention, module: nn.MultiheadAttention) -> None:
         if not module._qkv_same_embed_dim or module.bias_k is not None or module.add_zero_attn:
             raise ValueError(
-                self._unreadable(tapped.name, "separate key/value sizes or added key/value tokens")
+                _unreadable(
+                    tapped.name,
+                    "MultiheadAttention",
+                    "separate key/value sizes or added key/value tokens",
+                )
             )
         self.tapped, self.module = tapped, module
         self.tokens: torch.Tensor | None = None
@@ -146,9 +160,13 @@ class MultiheadTap:
         if not isinstance(query, torch.Tensor) or any(
             given.get(key) is not query for key in ("key", "value")
         ):
-            raise ValueError(self._unreadable(self.tapped.name, "it is not self-attention"))
+            raise ValueError(
+                _unreadable(self.tapped.name, "MultiheadAttention", "it is not self-attention")
+            )
         if any(given.get(mask) is not None for mask in ("key_padding_mask", "attn_mask")):
-            raise ValueError(self._unreadable(self.tapped.name, "it is called with a mask"))
+            raise ValueError(
+                _unreadable(self.tapped.name, "MultiheadAttention", "it is called with a mask")
+            )
         query = query if self.module.batch_first else query.transpose(0, 1)
         self.tokens = query.detach()
 
@@ -187,15 +205,84 @@ class MultiheadTap:
         expected = F.linear(mixed, module.out_proj.weight.to(work), out_bias)
         if not matches_to_precision(expected, found[:, rows]):
             raise ValueError(
-                self._unreadable(
-                    self.tapped.name, "softmax(q k^T / sqrt(d)) v does not reproduce its output"
+                _unreadable(
+                    self.tapped.name,
+                    "MultiheadAttention",
+                    "softmax(q k^T / sqrt(d)) v does not reproduce its output",
                 )
             )
         return values
 
-    @staticmethod
-    def _unreadable(name: str, why: str) -> str:
-        return (
-            f"attention module {name!r} (nn.MultiheadAttention) cannot be read: {why}; "
-            "use method='gradcam' on a block's layer instead"
+
+class HuggingFaceTap:
+    """The hooks on one Hugging Face attention module: q, k, v kept, O checked and made a leaf.
+
+    Raises (in the forward)
+    ------
+    ValueError
+        When ``softmax(q k^T * scale) v`` does not reproduce the input of ``out_proj`` (a mask,
+        rotary embeddings, another layout).
+    """
+
+    def __init__(self, tapped: TappedAttention, module: nn.Module) -> None:
+        self.tapped, self.module = tapped, module
+        self.seen: dict[str, torch.Tensor] = {}
+
+    def register(self) -> list[RemovableHandle]:
+        """Hook the module (for the calling thread's forwards); the handles to remove."""
+        module = self.module
+        return [
+            *(owned_forward_hook(getattr(module, f"{p}_proj"), self._keep(p)) for p in "qkv"),
+            owned_forward_hook(module.out_proj, self._read, pre=True),
+        ]
+
+    def _keep(self, key: str) -> Callable[..., None]:
+        def hook(_module: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
+            self.seen[key] = output.detach()
+
+        return hook
+
+    def _read(self, _module: nn.Module, inputs: tuple) -> tuple:
+        seen, self.seen = self.seen, {}
+        mixed = inputs[0]
+        if set(seen) != {"q", "k", "v"} or mixed.ndim != 3:
+            raise ValueError(
+                _unreadable(
+                    self.tapped.name, type(self.module).__name__, "q, k, v or O did not appear"
+                )
+            )
+        with torch.no_grad():
+            self.tapped.values = self._checked_values(seen, mixed.detach())
+        leaf = mixed.detach().requires_grad_(True)
+        self.tapped.leaf = leaf
+        return (leaf, *inputs[1:])
+
+    def _checked_values(self, seen: dict[str, torch.Tensor], found: torch.Tensor) -> torch.Tensor:
+        """V (N, heads, T, d), once the first and last query rows reproduce O."""
+        work = torch.promote_types(found.dtype, torch.float32)
+        n, count, width = found.shape
+        heads = int(self.module.num_heads)
+
+        def per_head(x: torch.Tensor) -> torch.Tensor:
+            return x.to(work).reshape(n, x.shape[1], heads, width // heads).transpose(1, 2)
+
+        rows = [0, count - 1]
+        queries, keys, values = (
+            per_head(seen["q"][:, rows]),
+            per_head(seen["k"]),
+            per_head(seen["v"]),
         )
+        probs = (queries @ keys.transpose(-2, -1) * float(self.module.scale)).softmax(dim=-1)
+        expected = (probs @ values).transpose(1, 2).reshape(n, len(rows), width)
+        if not matches_to_precision(expected, found[:, rows]):
+            why = "softmax(q k^T * scale) v does not reproduce its output"
+            raise ValueError(_unreadable(self.tapped.name, type(self.module).__name__, why))
+        return values
+
+
+def _unreadable(name: str, kind: str, why: str) -> str:
+    """Why attention module ``name`` of class ``kind`` cannot be read, and what to do."""
+    return (
+        f"attention module {name!r} ({kind}) cannot be read: {why}; "
+        "use method='gradcam' on a block's layer instead"
+    )

@@ -10,7 +10,11 @@ from each family's code and declared here, never guessed:
 - torchvision's ``VisionTransformer``: ``encoder.layers``, scored by
   ``heads(encoder.ln(x)[:, 0])``;
 - open_clip's ``VisionTransformer`` (an image tower): ``transformer.resblocks``, scored by its
-  own ``_pool(x)`` (``ln_post`` and the pooling), then ``@ proj``.
+  own ``_pool(x)`` (``ln_post`` and the pooling), then ``@ proj``;
+- a module that declares its own score projection, ``embed_tokens(tokens)`` (the image towers of
+  ``models``: open_clip's, with a ViT or a timm trunk, and Hugging Face's CLIP and SigLIP),
+  around exactly one of the transformers above or a Hugging Face ``CLIPVisionModel`` /
+  ``SiglipVisionModel`` (``encoder.layers``).
 
 Every run checks the declaration: the last block's tokens, projected, must reproduce the
 model's output (``scored_blocks``), or the model is refused.
@@ -21,7 +25,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import nn
@@ -33,14 +37,14 @@ from napari_gradcam.core.explain.hooks import (
     owned_forward_hook,
 )
 from napari_gradcam.core.explain.model_layers import vit_facts
-from napari_gradcam.core.explain.targets import as_logits
 
 Project = Callable[[torch.Tensor], torch.Tensor]
 NEEDS = (
     "LeGrad scores each block through the model's own final norm, pooling and head, declared "
     "for timm's VisionTransformer layout (blocks, norm, forward_head, patch_embed, "
     "num_prefix_tokens), torchvision's VisionTransformer and open_clip's VisionTransformer "
-    "(an image tower)"
+    "(an image tower), or by the model's embed_tokens(tokens) around one of them or a Hugging "
+    "Face CLIP or SigLIP vision model"
 )
 
 
@@ -56,8 +60,9 @@ class TransformerTower:
         The transformer blocks by name, in run order.
     attentions : tuple of (str, nn.Module)
         Each block's self-attention module by name.
-    project : callable
-        Block output tokens, in the blocks' own layout, to the model's output.
+    project : callable or None
+        Block output tokens, in the blocks' own layout, to the model's output; ``None`` for a
+        transformer whose output is not a tensor (Hugging Face's), scored by a wrapper.
     prefix_tokens : int
         Tokens before the patch tokens (class, registers).
     patch_size : tuple of int
@@ -69,7 +74,7 @@ class TransformerTower:
     family: str
     blocks: tuple[tuple[str, nn.Module], ...]
     attentions: tuple[tuple[str, nn.Module], ...]
-    project: Project
+    project: Project | None
     prefix_tokens: int
     patch_size: tuple[int, int]
     pad: bool = False
@@ -85,11 +90,44 @@ class TransformerTower:
 
 def transformer_tower(model: nn.Module) -> TransformerTower:
     """The declared tower of ``model``; ``ValueError`` saying what LeGrad needs otherwise."""
-    for declared in (_open_clip_tower, _torchvision_tower, _timm_tower):
-        tower = declared(model)
+    tower = _family_tower(model)
+    if tower is not None and tower.project is not None:
+        return tower
+    embed_tokens = getattr(model, "embed_tokens", None)
+    if callable(embed_tokens):
+        inner = _inner_towers(model)
+        if len(inner) == 1:
+            name, tower = inner[0]
+            return replace(
+                tower,
+                family=f"{type(model).__name__} ({tower.family})",
+                blocks=tuple((f"{name}.{block}", m) for block, m in tower.blocks),
+                attentions=tuple((f"{name}.{attn}", m) for attn, m in tower.attentions),
+                project=embed_tokens,
+            )
+        found = f"{len(inner)} transformers in it" if inner else "no transformer it knows"
+        raise ValueError(f"{NEEDS}; {type(model).__name__} declares embed_tokens, with {found}")
+    raise ValueError(f"{NEEDS}; {type(model).__name__} is none of them: {GRADCAM_HINT}")
+
+
+def _family_tower(module: nn.Module) -> TransformerTower | None:
+    for declared in (_open_clip_tower, _torchvision_tower, _hugging_face_tower, _timm_tower):
+        tower = declared(module)
         if tower is not None:
             return tower
-    raise ValueError(f"{NEEDS}; {type(model).__name__} is none of them: {GRADCAM_HINT}")
+    return None
+
+
+def _inner_towers(model: nn.Module) -> list[tuple[str, TransformerTower]]:
+    """The outermost submodules of ``model`` that are a declared family, by name."""
+    found: list[tuple[str, TransformerTower]] = []
+    for name, module in model.named_modules():
+        if not name or any(name.startswith(f"{outer}.") for outer, _ in found):
+            continue
+        tower = _family_tower(module)
+        if tower is not None:
+            found.append((name, tower))
+    return found
 
 
 def _timm_tower(model: nn.Module) -> TransformerTower | None:
@@ -164,6 +202,24 @@ def _open_clip_tower(model: nn.Module) -> TransformerTower | None:
     )
 
 
+def _hugging_face_tower(model: nn.Module) -> TransformerTower | None:
+    """Hugging Face's CLIP and SigLIP vision models: blocks only, their output is no tensor."""
+    embeddings = getattr(model, "embeddings", None)
+    prefix = {"CLIPVisionEmbeddings": 1, "SiglipVisionEmbeddings": 0}.get(type(embeddings).__name__)
+    if not type(model).__module__.startswith("transformers.") or prefix is None:
+        return None
+    named = tuple((f"encoder.layers.{i}", layer) for i, layer in enumerate(model.encoder.layers))
+    patch = int(model.config.patch_size)
+    return TransformerTower(
+        "transformers",
+        named,
+        _attentions(named, lambda name, layer: [("self_attn", layer.self_attn)]),
+        None,
+        prefix,
+        (patch, patch),
+    )
+
+
 def _attentions(
     blocks: tuple[tuple[str, nn.Module], ...],
     find: Callable[[str, nn.Module], list[tuple[str, nn.Module | None]]],
@@ -180,13 +236,16 @@ def _attentions(
 
 @dataclass
 class BlockScores:
-    """What the chosen blocks gave: their projected outputs (in the graph), the last block's."""
+    """What the blocks gave: the chosen ones' scored outputs (in the graph), the last one's."""
 
     projected: list[torch.Tensor] = field(default_factory=list)
     last: torch.Tensor | None = None
 
     def check(self, tower: TransformerTower, output: torch.Tensor) -> None:
-        """Refuse a model whose last block, projected, is not its output (``ValueError``)."""
+        """Refuse a model whose last block, projected and scored, is not its scored output.
+
+        ``output`` is the model's output through the same ``head`` (``ValueError``).
+        """
         if self.last is None or self.last.shape != output.shape:
             raise ValueError(
                 f"the {tower.family} score projection did not give the model's output shape; "
@@ -202,13 +261,17 @@ class BlockScores:
 
 @contextmanager
 def scored_blocks(
-    tower: TransformerTower, chosen: list[str], on_block: Callable[[], None]
+    tower: TransformerTower,
+    chosen: list[str],
+    head: Callable[[object], torch.Tensor],
+    on_block: Callable[[], None],
 ) -> Iterator[BlockScores]:
     """Project the outputs of the ``chosen`` blocks (by name) during the forwards inside.
 
-    A chosen block's output goes on detached, so its graph holds that block alone and a
-    block's attention reaches no later block's score. ``on_block()`` is called after each.
-    The last block is projected too, without a graph, for ``BlockScores.check``.
+    ``head`` turns a projected output into what the target scores (as it does the model's
+    output). A chosen block's output goes on detached, so its graph holds that block alone
+    and a block's attention reaches no later block's score. ``on_block()`` is called after
+    each. The last block is projected too, without a graph, for ``BlockScores.check``.
     """
     scores = BlockScores()
     last = tower.blocks[-1][0]
@@ -217,7 +280,7 @@ def scored_blocks(
         def hook(_module: nn.Module, _inputs: tuple, output: object) -> torch.Tensor | None:
             if not isinstance(output, torch.Tensor) or output.ndim != 3:
                 raise ValueError(f"block {name!r} does not return tokens (N, T, C); {NEEDS}")
-            projected = as_logits(tower.project(output))
+            projected = head(tower.project(output))
             if name == last:
                 scores.last = projected.detach()
             if name not in chosen:

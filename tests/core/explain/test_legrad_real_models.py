@@ -1,11 +1,13 @@
 """LeGrad on real architectures with random weights: equal to torchcam's ``LeGrad``, and to the
-slow reference on timm ViTs.
+slow reference on timm ViTs and Hugging Face CLIP and SigLIP towers.
 
 torchcam reads blocks that expose ``self_attention: nn.MultiheadAttention``: torchvision's ViT
 as is, open_clip's blocks once aliased (``block.self_attention = block.attn``); it is given the
 score projection this package declares for each family. timm's ``Attention`` is not an
 ``nn.MultiheadAttention``, so torchcam cannot hook a timm ViT: those are checked against the
-float64 reference instead. Run with the timm environment (``.venv-timm``).
+float64 reference instead, and so are Hugging Face's attention modules (``q_proj``, ...,
+``out_proj``), inside a tower that declares ``embed_tokens``. Run with the timm environment
+(``.venv-timm``).
 """
 
 from __future__ import annotations
@@ -122,3 +124,81 @@ def test_timm_vits_equal_the_reference(name, pool, size, grid, prefix) -> None:
     expected = legrad_reference(outputs, probabilities, project, [1, 4], prefix, grid)
     assert_matches(found.cam, expected.numpy())
     assert all(block.attn.fused_attn for block in model.blocks)
+
+
+class EmbeddingTower(torch.nn.Module):
+    """An image tower that declares its score projection (as ``models``' towers do)."""
+
+    def __init__(self, inner: torch.nn.Module, embed, forward) -> None:
+        super().__init__()
+        self.inner, self._embed, self._forward = inner, embed, forward
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self._forward(self.inner, pixels)
+
+    def embed_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self._embed(self.inner, tokens)
+
+
+def test_a_declared_embed_tokens_around_open_clip_gives_the_same_map() -> None:
+    torch.manual_seed(0)
+    visual = open_clip.create_model("ViT-B-32", pretrained=None).visual.eval()
+    x = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(2))
+    tower = EmbeddingTower(visual, lambda m, t: m._pool(t)[0] @ m.proj, lambda m, p: m(p))
+    found = ng.explain(tower, x, method="legrad", target=[5])
+    bare = ng.explain(visual, x, method="legrad", target=[5])
+    np.testing.assert_allclose(found.cam, bare.cam, rtol=1e-5, atol=1e-9)
+    assert found.layer == "inner.transformer.resblocks.10 .. inner.transformer.resblocks.11"
+
+
+def hugging_face_tower(kind: str) -> tuple[EmbeddingTower, int]:
+    """A small random CLIP (class token) or SigLIP (attention pool) vision tower; its prefix."""
+    transformers = pytest.importorskip("transformers")
+    sizes = dict(
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        image_size=64,
+        patch_size=16,
+    )
+    torch.manual_seed(0)
+    if kind == "clip":
+        config = transformers.CLIPVisionConfig(**sizes, projection_dim=32)
+        model = transformers.CLIPVisionModelWithProjection(config).eval()
+
+        def embed(m, tokens):
+            return m.visual_projection(m.vision_model.post_layernorm(tokens[:, 0]))
+
+        def forward(m, pixels):
+            return m(pixel_values=pixels).image_embeds
+
+        return EmbeddingTower(model, embed, forward), 1
+    model = transformers.SiglipVisionModel(transformers.SiglipVisionConfig(**sizes)).eval()
+
+    def embed(m, tokens):
+        return m.head(m.post_layernorm(tokens))
+
+    def forward(m, pixels):
+        return m(pixel_values=pixels).pooler_output
+
+    return EmbeddingTower(model, embed, forward), 0
+
+
+@pytest.mark.parametrize("kind", ["clip", "siglip"])
+def test_hugging_face_towers_equal_the_reference(kind: str) -> None:
+    tower, prefix = hugging_face_tower(kind)
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(4))
+    found = ng.explain(tower, x, method="legrad", target=[3, 9], options=ng.LegradOptions(2))
+    explicit = copy.deepcopy(tower).double()
+    explicit.inner.config._attn_implementation = "eager"
+    layers = (explicit.inner.vision_model if kind == "clip" else explicit.inner).encoder.layers
+    outputs, probabilities = [], []
+    for layer in layers[-2:]:
+        layer.self_attn.register_forward_hook(lambda m, i, o: probabilities.append(o[1]))
+        layer.register_forward_hook(lambda m, i, o: outputs.append(o))
+    explicit(x.double())
+    expected = legrad_reference(
+        outputs, probabilities, explicit.embed_tokens, [3, 9], prefix, (4, 4)
+    )
+    assert_matches(found.cam, expected.numpy())
