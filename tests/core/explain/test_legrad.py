@@ -179,3 +179,14 @@ def test_unreadable_attention_is_refused_by_name() -> None:
     with pytest.raises(ValueError, match=r"'blocks\.2\.attn' \(RotatedAttention\).*reproduce"):
         ng.explain(model, images(), method="legrad")
     assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
+
+
+def test_tta_is_the_mean_over_flipped_images() -> None:
+    model, x = scored_vit(registers=1).double(), images(1, 32, 32).double()
+    result = ng.explain(model, x, method="legrad", target=2, tta=True).cam
+    maps = []
+    for dims in [(), (-1,), (-2,), (-2, -1)]:
+        flipped = x.flip(dims) if dims else x
+        cam = torch.from_numpy(ng.explain(model, flipped, method="legrad", target=2).cam)
+        maps.append(cam.flip(dims) if dims else cam)
+    np.testing.assert_allclose(result, torch.stack(maps).mean(dim=0).numpy(), rtol=1e-6)
