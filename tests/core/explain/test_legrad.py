@@ -149,6 +149,14 @@ def test_a_model_without_a_declared_score_projection_is_refused() -> None:
         ng.explain(TinyViT().eval(), images(), method="legrad")
 
 
+def test_options_read_in_layer_names() -> None:
+    from napari_gradcam.core.explain.method_options import options_label
+
+    assert options_label(ng.LegradOptions()) == ""
+    assert options_label(ng.LegradOptions(3)) == "blocks 3"
+    assert options_label(ng.LegradOptions(None)) == "blocks all"
+
+
 def test_more_blocks_than_the_model_has_are_refused() -> None:
     with pytest.raises(ValueError, match="legrad_blocks=5, but the model has 3 transformer"):
         ng.explain(scored_vit(), images(), method="legrad", options=ng.LegradOptions(5))

@@ -42,11 +42,11 @@ class LegradOptions:
         DEFAULT_BLOCKS,
         "scored blocks",
         "how many of the last transformer blocks are scored and averaged (the authors' code: "
-        "the last 2); empty: every block",
+        "the last 2; all: every block)",
         key="legrad_blocks",
         short="blocks",
         minimum=1,
-        none_label="all blocks",
+        none_label="all",
     )
 
     def __post_init__(self) -> None:
