@@ -27,7 +27,7 @@ from napari_gradcam.core.explain.hooks import (
 )
 from napari_gradcam.core.explain.methods.cam_method import CamMethod
 from napari_gradcam.core.explain.score_projection import scored_blocks
-from napari_gradcam.core.explain.targets import as_logits, target_scores
+from napari_gradcam.core.explain.targets import BoundTarget, target_scores
 from napari_gradcam.core.settings import ExplainSettings
 
 TargetsFn = Callable[[torch.Tensor], torch.Tensor]
@@ -37,14 +37,15 @@ def collect_attention(
     model: nn.Module,
     batch: torch.Tensor,
     method: CamMethod,
+    target: BoundTarget,
     targets_of: TargetsFn,
     settings: ExplainSettings,
     monitor: Monitor,
 ) -> LayerContext:
     """One forward reading every block's attention (and a backward for gradient methods).
 
-    ``targets_of(logits)`` resolves the explained class per image. The reader refuses a model
-    it cannot explain before the forward runs.
+    ``target.head`` scores the output; ``targets_of(scored)`` gives its weights per image.
+    The reader refuses a model it cannot explain before the forward runs.
     """
     reader = method.reader(model, batch, settings.options)
     modules = reader.modules
@@ -61,10 +62,10 @@ def collect_attention(
     )
     grad_mode = torch.enable_grad() if with_grad else nullcontext()
     with torch.inference_mode(not with_grad), grad_mode, capture as taps:
-        logits = run_model(model, batch)
+        logits = run_model(model, batch, target.head)
         targets = targets_of(logits)
         if with_grad:
-            reader.read_gradients(_output_gradients(target_scores(logits, targets)[0], taps))
+            reader.read_gradients(_output_gradients(target_scores(logits, targets), taps))
     return LayerContext(
         model=model,
         batch=batch,
@@ -74,6 +75,7 @@ def collect_attention(
         gradients=None,
         logits=logits.detach(),
         targets=targets,
+        target=target,
         options=settings.options,
         bfloat16=settings.bfloat16,
         monitor=monitor,
@@ -85,14 +87,17 @@ def collect_block_scores(
     model: nn.Module,
     batch: torch.Tensor,
     method: CamMethod,
+    target: BoundTarget,
     targets_of: TargetsFn,
     settings: ExplainSettings,
     monitor: Monitor,
 ) -> LayerContext:
     """One forward scoring each chosen block through the model's head, one backward (LeGrad).
 
-    The chosen blocks' graphs are disjoint (``scored_blocks``), so the gradient of the sum of
-    their scores gives each block's attention the gradient of that block's own score.
+    Each block's projected output is scored as the model's output is: ``target.head``, then
+    the weights ``targets_of`` gives for the model's output. The chosen blocks' graphs are
+    disjoint (``scored_blocks``), so the gradient of the sum of their scores gives each
+    block's attention the gradient of that block's own score.
     """
     reader = method.reader(model, batch, settings.options)
     monitor.start(len(reader.blocks))
@@ -101,12 +106,12 @@ def collect_block_scores(
         monitor.check()
         monitor.advance()
 
-    blocks = scored_blocks(reader.tower, reader.blocks, as_logits, scored)
+    blocks = scored_blocks(reader.tower, reader.blocks, target.head, scored)
     with torch.enable_grad(), attention_gradient_taps(reader.attentions) as taps, blocks as found:
-        logits = run_model(model, batch)
+        logits = run_model(model, batch, target.head)
         found.check(reader.tower, logits)
         targets = targets_of(logits)
-        score = sum(target_scores(block, targets)[0].sum() for block in found.projected)
+        score = sum(target_scores(block, targets).sum() for block in found.projected)
         tapped = taps.taken()
         if not score.requires_grad:
             raise ValueError(f"the output does not depend on the attention blocks; {GRADCAM_HINT}")
@@ -121,6 +126,7 @@ def collect_block_scores(
         gradients=None,
         logits=logits.detach(),
         targets=targets,
+        target=target,
         options=settings.options,
         bfloat16=settings.bfloat16,
         monitor=monitor,

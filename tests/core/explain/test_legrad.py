@@ -66,17 +66,22 @@ def legrad_reference(
     return torch.stack(maps)
 
 
-def reference_legrad(
-    model: ScoredTinyViT, x: torch.Tensor, targets: list[int], blocks: int, prefix: int, grid: tuple
-) -> torch.Tensor:
-    """The reference on a float64 explicit-softmax copy of ``model``, its last ``blocks``."""
-    explicit = explicit_copy(model).double()
+def explicit_blocks(explicit: ScoredTinyViT, x: torch.Tensor) -> tuple[list, list]:
+    """Every block's output tokens and attention probabilities, with their graph (float64)."""
     outputs: list[torch.Tensor] = []
     handles = [b.register_forward_hook(lambda m, i, o: outputs.append(o)) for b in explicit.blocks]
     explicit(x.double())
     for handle in handles:
         handle.remove()
-    attentions = [m.kept for m in explicit.modules() if isinstance(m, Attention)]
+    return outputs, [m.kept for m in explicit.modules() if isinstance(m, Attention)]
+
+
+def reference_legrad(
+    model: ScoredTinyViT, x: torch.Tensor, targets: list[int], blocks: int, prefix: int, grid: tuple
+) -> torch.Tensor:
+    """The reference on a float64 explicit-softmax copy of ``model``, its last ``blocks``."""
+    explicit = explicit_copy(model).double()
+    outputs, attentions = explicit_blocks(explicit, x)
 
     def project(tokens: torch.Tensor) -> torch.Tensor:
         return explicit.forward_head(explicit.norm(tokens))
@@ -110,18 +115,39 @@ def test_legrad_equals_the_paper(options: dict, blocks: int | None) -> None:
     assert found.targets.tolist() == [1, 3]
 
 
+def test_several_classes_and_a_likeness_are_scored_per_block() -> None:
+    """Each block's output is scored as the model's is: summed classes, a cosine likeness."""
+    model, x = scored_vit(), images()
+    reference = torch.randn(5, generator=torch.Generator().manual_seed(7))
+    unit = torch.nn.functional.normalize(reference, dim=0).double()
+    cases = [
+        (ng.Classes((1, 3)), ng.ModelCard(), lambda y: y[:, [1, 3]].sum(dim=1, keepdim=True)),
+        (
+            ng.LikeEmbedding(reference.tolist(), "reference"),
+            ng.ModelCard(output="embedding"),
+            lambda y: torch.nn.functional.normalize(y, dim=1) @ unit[:, None],
+        ),
+    ]
+    explicit = explicit_copy(model).double()
+    for target, card, score in cases:
+        found = ng.explain(model, x, method="legrad", target=target, card=card)
+        outputs, attentions = explicit_blocks(explicit, x)
+
+        def project(tokens: torch.Tensor, score=score) -> torch.Tensor:
+            return score(explicit.forward_head(explicit.norm(tokens)))
+
+        expected = legrad_reference(outputs[-2:], attentions[-2:], project, [0, 0], 1, (4, 3))
+        assert_close(found.cam, expected)
+
+
 def test_each_block_gets_the_gradient_of_its_own_score_only() -> None:
     """Summing the blocks' scores on the full graph would add later blocks' gradients."""
     model, x = scored_vit(depth=3), images()
     found = ng.explain(model, x, method="legrad", target=[1, 3], options=ng.LegradOptions(None))
     explicit = explicit_copy(model).double()
-    outputs: list[torch.Tensor] = []
-    for block in explicit.blocks:
-        block.register_forward_hook(lambda m, i, o: outputs.append(o))
-    explicit(x.double())
-    attentions = [m for m in explicit.modules() if isinstance(m, Attention)]
+    outputs, attentions = explicit_blocks(explicit, x)
     total = sum(explicit.forward_head(explicit.norm(z))[[0, 1], [1, 3]].sum() for z in outputs)
-    summed = torch.autograd.grad(total, [a.kept for a in attentions])
+    summed = torch.autograd.grad(total, attentions)
     wrong = sum(g.clamp(min=0).mean(dim=(1, 2)) for g in summed)[:, 1:].reshape(2, 4, 3) / 3
     assert not np.allclose(found.cam, wrong.numpy(), rtol=1e-3)
 

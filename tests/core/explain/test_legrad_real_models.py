@@ -17,6 +17,7 @@ import copy
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 import napari_gradcam as ng
 from tests.core.explain.test_legrad import legrad_reference
@@ -81,17 +82,22 @@ def test_torchvision_vit_matches_torchcam() -> None:
 
 
 def test_open_clip_image_tower_matches_torchcam() -> None:
+    """The score of each block: the cosine of its image embedding with a text embedding."""
     torch.manual_seed(0)
     tower = open_clip.create_model("ViT-B-32", pretrained=None).visual.eval()
     x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(2))
-    dimensions = [7, 300]  # the explained output: these embedding dimensions
-    found = ng.explain(model := tower, x, method="legrad", target=dimensions)
+    text = F.normalize(
+        torch.randn(tower.output_dim, generator=torch.Generator().manual_seed(5)), dim=0
+    )
+    card = ng.ModelCard(output="embedding")
+    target = ng.LikeEmbedding(text.tolist(), "a text")
+    found = ng.explain(tower, x, method="legrad", target=target, card=card)
     names = [f"transformer.resblocks.{i}" for i in (10, 11)]
 
     def project(m):
-        return lambda tokens: m._pool(tokens)[0] @ m.proj
+        return lambda tokens: F.normalize(m._pool(tokens)[0] @ m.proj, dim=1) @ text[:, None]
 
-    expected = torchcam_legrad(model, names, project, x, dimensions, alias=True)
+    expected = torchcam_legrad(tower, names, project, x, [0, 0], alias=True)
     assert_matches(found.cam, expected)
     assert found.cam.shape == (2, 7, 7) and found.stride == (32.0, 32.0)
 
