@@ -102,6 +102,31 @@ def test_open_clip_image_tower_matches_torchcam() -> None:
     assert found.cam.shape == (2, 7, 7) and found.stride == (32.0, 32.0)
 
 
+def test_a_prompt_on_open_clip_matches_torchcam() -> None:
+    """A text prompt through the model's own text tower and tokenizer (nothing downloaded)."""
+    torch.manual_seed(0)
+    clip = open_clip.create_model("ViT-B-32", pretrained=None).eval()
+    tokenizer = open_clip.get_tokenizer("ViT-B-32")
+
+    def encode(prompts: list[str]) -> torch.Tensor:
+        return clip.encode_text(tokenizer(prompts))
+
+    text = ng.TextEncoder(encode, "an H&E image of {}.")
+    card = ng.ModelCard(output="embedding")
+    loaded = ng.LoadedModel(clip.visual, card, "open_clip:ViT-B-32", "factory", text=text)
+    x = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(6))
+    found = ng.explain(loaded, x, method="legrad", target=ng.Prompt(("nuclei-dense tissue",)))
+    with torch.no_grad():
+        unit = F.normalize(encode(["an H&E image of nuclei-dense tissue."])[0], dim=0)
+
+    def project(m):
+        return lambda tokens: F.normalize(m._pool(tokens)[0] @ m.proj, dim=1) @ unit[:, None]
+
+    names = [f"transformer.resblocks.{i}" for i in (10, 11)]
+    assert_matches(found.cam, torchcam_legrad(clip.visual, names, project, x, [0], alias=True))
+    assert found.target_names == ("prompt 'nuclei-dense tissue'",)
+
+
 @pytest.mark.parametrize(
     ("name", "pool", "size", "grid", "prefix"),
     [
