@@ -11,6 +11,8 @@ from each family's code and declared here, never guessed:
   ``heads(encoder.ln(x)[:, 0])``;
 - open_clip's ``VisionTransformer`` (an image tower): ``transformer.resblocks``, scored by its
   own ``_pool(x)`` (``ln_post`` and the pooling), then ``@ proj``;
+- open_clip's ``TimmModel`` (a timm trunk, e.g. SigLIP's): the trunk's timm layout, then
+  open_clip's ``head``;
 - a module that declares its own score projection, ``embed_tokens(tokens)`` (the image towers of
   ``models``: open_clip's, with a ViT or a timm trunk, and Hugging Face's CLIP and SigLIP),
   around exactly one of the transformers above or a Hugging Face ``CLIPVisionModel`` /
@@ -43,8 +45,8 @@ NEEDS = (
     "LeGrad scores each block through the model's own final norm, pooling and head, declared "
     "for timm's VisionTransformer layout (blocks, norm, forward_head, patch_embed, "
     "num_prefix_tokens), torchvision's VisionTransformer and open_clip's VisionTransformer "
-    "(an image tower), or by the model's embed_tokens(tokens) around one of them or a Hugging "
-    "Face CLIP or SigLIP vision model"
+    "and TimmModel (image towers), or by the model's embed_tokens(tokens) around one of them or "
+    "a Hugging Face CLIP or SigLIP vision model"
 )
 
 
@@ -111,7 +113,14 @@ def transformer_tower(model: nn.Module) -> TransformerTower:
 
 
 def _family_tower(module: nn.Module) -> TransformerTower | None:
-    for declared in (_open_clip_tower, _torchvision_tower, _hugging_face_tower, _timm_tower):
+    families = (
+        _open_clip_tower,
+        _open_clip_timm_tower,
+        _torchvision_tower,
+        _hugging_face_tower,
+        _timm_tower,
+    )
+    for declared in families:
         tower = declared(module)
         if tower is not None:
             return tower
@@ -199,6 +208,24 @@ def _open_clip_tower(model: nn.Module) -> TransformerTower | None:
         project,
         1,
         tuple(model.patch_size),
+    )
+
+
+def _open_clip_timm_tower(model: nn.Module) -> TransformerTower | None:
+    """open_clip's timm trunk: ``head(trunk(x))``, the trunk in timm's layout."""
+    if not type(model).__module__.startswith("open_clip."):
+        return None
+    from open_clip.timm_model import TimmModel
+
+    trunk = _timm_tower(model.trunk) if isinstance(model, TimmModel) else None
+    if trunk is None:
+        return None
+    return replace(
+        trunk,
+        family="open_clip timm",
+        blocks=tuple((f"trunk.{name}", block) for name, block in trunk.blocks),
+        attentions=tuple((f"trunk.{name}", attention) for name, attention in trunk.attentions),
+        project=lambda tokens: model.head(trunk.project(tokens)),
     )
 
 

@@ -233,3 +233,26 @@ def test_hugging_face_towers_equal_the_reference(kind: str) -> None:
         outputs, probabilities, explicit.embed_tokens, [3, 9], prefix, (4, 4)
     )
     assert_matches(found.cam, expected.numpy())
+
+
+def test_open_clip_timm_trunk_equals_the_reference() -> None:
+    """open_clip's ``TimmModel`` (mean-pooled timm ViT, no class token, then open_clip's head)."""
+    torch.manual_seed(0)
+    visual = open_clip.create_model("vit_medium_patch16_gap_256", pretrained=None).visual.eval()
+    x = torch.randn(1, 3, 256, 256, generator=torch.Generator().manual_seed(8))
+    found = ng.explain(visual, x, method="legrad", target=[4])
+    explicit, outputs, probabilities = copy.deepcopy(visual).double(), [], []
+    for block in explicit.trunk.blocks[-2:]:
+        block.attn.fused_attn = False
+        block.attn.attn_drop.register_forward_hook(lambda m, i, o: probabilities.append(o))
+        block.register_forward_hook(lambda m, i, o: outputs.append(o))
+    explicit(x.double())
+    trunk = explicit.trunk
+
+    def project(tokens: torch.Tensor) -> torch.Tensor:
+        return explicit.head(trunk.forward_head(trunk.norm(tokens)))
+
+    prefix = trunk.num_prefix_tokens
+    expected = legrad_reference(outputs, probabilities, project, [4], prefix, (16, 16))
+    assert_matches(found.cam, expected.numpy())
+    assert found.layer == "trunk.blocks.10 .. trunk.blocks.11"
