@@ -30,11 +30,16 @@ from napari_gradcam.core.explain.hooks import (
     AttentionOutputs,
     BlockAttention,
     capture_attention,
+    is_readable_attention,
     matches_to_precision,
     owned_forward_hook,
 )
 from napari_gradcam.core.explain.methods.attention_math import attention_gradient
 
+LAYOUTS = (
+    "it has none of the layouts read: timm's (qkv, q_norm, k_norm, proj), "
+    "nn.MultiheadAttention or Hugging Face's (q_proj, k_proj, v_proj, out_proj)"
+)
 HF_PARTS = ("q_proj", "k_proj", "v_proj", "out_proj")
 """The projections of a Hugging Face attention module (with ``num_heads`` and ``scale``)."""
 MULTIHEAD_ARGUMENTS = ("query", "key", "value", "key_padding_mask", "need_weights", "attn_mask")
@@ -104,8 +109,8 @@ class Taps:
 def attention_gradient_taps(modules: list[tuple[str, nn.Module]]) -> Iterator[Taps]:
     """Tap each ``(name, module)`` during the forwards inside; the hooks go on exit.
 
-    ``nn.MultiheadAttention`` and Hugging Face's layout have their own taps; the others must
-    be timm-layout modules readable by ``hooks.attention_modules``.
+    ``nn.MultiheadAttention``, Hugging Face's and timm's layouts are read; any other module
+    is refused (``ValueError``) before the forward.
     """
     taps = Taps(modules)
     timm = []
@@ -115,9 +120,11 @@ def attention_gradient_taps(modules: list[tuple[str, nn.Module]]) -> Iterator[Ta
                 tap = MultiheadTap(taps.tapped[name], module)
             elif all(isinstance(getattr(module, p, None), nn.Linear) for p in HF_PARTS):
                 tap = HuggingFaceTap(taps.tapped[name], module)
-            else:
+            elif is_readable_attention(module):
                 timm.append((name, module))
                 continue
+            else:
+                raise ValueError(_unreadable(name, type(module).__name__, LAYOUTS))
             for handle in tap.register():
                 stack.callback(handle.remove)
         capture = capture_attention(timm, taps.keep_values, with_grad=True, class_rows_only=True)

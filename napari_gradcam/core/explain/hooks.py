@@ -302,7 +302,7 @@ def attention_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """
     readable: list[tuple[str, nn.Module]] = []
     for name, module in model.named_modules():
-        if _is_readable(module) and not any(_within(name, outer) for outer, _ in readable):
+        if is_readable_attention(module) and not any(_within(name, outer) for outer, _ in readable):
             readable.append((name, module))
     for name, module in model.named_modules():
         related = any(_within(name, r) or _within(r, name) for r, _ in readable)
@@ -322,7 +322,8 @@ def _within(name: str, outer: str) -> bool:
     return outer == "" or name == outer or name.startswith(f"{outer}.")
 
 
-def _is_readable(module: nn.Module) -> bool:
+def is_readable_attention(module: nn.Module) -> bool:
+    """Whether ``module`` has timm's ``Attention`` layout (``READABLE_PARTS``, heads, scale)."""
     parts = all(isinstance(getattr(module, part, None), nn.Module) for part in READABLE_PARTS)
     return (
         parts and isinstance(getattr(module, "num_heads", None), int) and hasattr(module, "scale")

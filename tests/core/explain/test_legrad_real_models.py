@@ -256,3 +256,22 @@ def test_open_clip_timm_trunk_equals_the_reference() -> None:
     expected = legrad_reference(outputs, probabilities, project, [4], prefix, (16, 16))
     assert_matches(found.cam, expected.numpy())
     assert found.layer == "trunk.blocks.10 .. trunk.blocks.11"
+
+
+def test_open_clip_custom_attention_is_refused_by_name() -> None:
+    visual = open_clip.transformer.VisionTransformer(
+        image_size=64,
+        patch_size=16,
+        width=64,
+        layers=2,
+        heads=4,
+        mlp_ratio=2.0,
+        output_dim=32,
+        block_type="custom",
+    ).eval()
+    with pytest.raises(
+        ValueError,
+        match=r"'transformer.resblocks.0.attn' \(Attention\) cannot be read: it has none",
+    ):
+        ng.explain(visual, torch.randn(1, 3, 64, 64), method="legrad", target=0)
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in visual.modules())
