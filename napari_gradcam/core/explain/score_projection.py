@@ -298,7 +298,7 @@ def scored_blocks(
     ``head`` turns a projected output into what the target scores (as it does the model's
     output). A chosen block's output goes on detached, so its graph holds that block alone
     and a block's attention reaches no later block's score. ``on_block()`` is called after
-    each. The last block is projected too, without a graph, for ``BlockScores.check``.
+    each. The last block is projected in any case, for ``BlockScores.check``.
     """
     scores = BlockScores()
     last = tower.blocks[-1][0]

@@ -1,4 +1,4 @@
-"""LeGrad (Bousselham et al., 2024): how sensitive each block's own score is to its attention.
+"""LeGrad (Bousselham et al., ICCV 2025): how sensitive each block's own score is to its attention.
 
 For each chosen block l, the block's output tokens go through the model's own final norm,
 pooling and head (``score_projection``) to a score ``s^l`` of the target: a class logit, or
