@@ -185,11 +185,19 @@ def explain_one(
         record["trust"] = trust.to_dict()
     save_json(paths["json"], record)
     print(
-        f"{image_path}: {result.target_names[0]} (p={result.probabilities[0]:.3f}) "
+        f"{image_path}: {result.target_names[0]} ({_value_words(result)}) "
         f"at {result.layer}, {result.timings['total']:.2f} s -> {paths['json'].parent}/"
     )
     if trust is not None:
         print(f"{image_path}: trust: {trust.headline}")
+
+
+def _value_words(result: Explanation) -> str:
+    """``p=0.912``, or ``similarity 0.314`` for a target without a probability."""
+    probability = float(result.probabilities[0])
+    if np.isfinite(probability):
+        return f"p={probability:.3f}"
+    return f"similarity {float(result.scores[0]):.3f}"
 
 
 def check_trust(
@@ -221,7 +229,7 @@ def describe(
         "image": str(image_path),
         "model": {"spec": loaded.spec, "name": loaded.card.name},
         "class": result.target_names[0],
-        "class_index": int(result.targets[0]),
+        "class_index": None if loaded.card.output == "embedding" else int(result.targets[0]),
         "probability": float(result.probabilities[0]),
         "score": float(result.scores[0]),
         "method": result.method,

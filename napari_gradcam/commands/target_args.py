@@ -321,5 +321,4 @@ def like_embedding(
     """Embed the ``--like-region`` pixels, labelled with the region's name."""
     from napari_gradcam.core.explain.targets import embed_region
 
-    embedding = embed_region(loaded, pixels)
-    return replace(embedding, label=_region_name(str(request.like)))
+    return embed_region(loaded, pixels, label=_region_name(str(request.like)))

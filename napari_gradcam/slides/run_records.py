@@ -50,8 +50,9 @@ class TileRows:
         for position, index in enumerate(results.indices.tolist()):
             rows += self._skipped(index)
             facts = [column[position] for column in columns]
-            names = [self.class_name(int(facts[0]))], [self.class_name(int(facts[3]))]
-            rows.append([*self._fixed(index, "explained"), *names[0], *facts, *names[1]])
+            predicted = self.class_name(int(facts[0])) if facts[0] >= 0 else ""
+            target = results.names[position] if results.names else self.class_name(int(facts[3]))
+            rows.append([*self._fixed(index, "explained"), predicted, *facts, target])
             self.cursor = index + 1
         return rows
 

@@ -56,27 +56,32 @@ def _indices(positions: np.ndarray, size: int) -> np.ndarray:
     return np.clip(np.floor(positions).astype(np.int64), 0, size - 1)
 
 
-def tiles_in_region(mask: np.ndarray, image_shape: Sequence[int], boxes: np.ndarray) -> np.ndarray:
-    """Which tiles hold at least one mask pixel of the region, ``(N,)`` bool.
+def tiles_in_region(
+    mask: np.ndarray,
+    image_shape: Sequence[int],
+    origins: np.ndarray,
+    tile: Sequence[int],
+    pixel_size: Sequence[float],
+) -> np.ndarray:
+    """Which tiles' crops (:func:`tile_region_masks`) hold a pixel of the region, ``(N,)`` bool.
 
-    ``boxes`` are the tiles' ``(y0, x0, y1, x1)`` in level-0 pixels (pixel edges).
+    Only tiles whose box reaches the region's bounding box are cropped to look.
     """
     scale = _mask_scale(mask, image_shape)
-    low = np.floor(np.asarray(boxes)[:, :2] * scale + 1e-9).astype(np.int64)
-    high = np.ceil(np.asarray(boxes)[:, 2:] * scale - 1e-9).astype(np.int64)
-    low, high = np.maximum(low, 0), np.minimum(high, mask.shape[:2])
+    extent = np.asarray(tile, dtype=float) * np.asarray(pixel_size) * scale
+    low = np.asarray(origins, dtype=float) * np.asarray(pixel_size) * scale
     rows = np.flatnonzero(mask.any(axis=1))
     cols = np.flatnonzero(mask.any(axis=0))
-    if rows.size == 0:
-        return np.zeros(len(low), dtype=bool)
-    near = (
-        (low[:, 0] <= rows[-1])
-        & (high[:, 0] > rows[0])
-        & (low[:, 1] <= cols[-1])
-        & (high[:, 1] > cols[0])
-    )
     inside = np.zeros(len(low), dtype=bool)
+    if rows.size == 0:
+        return inside
+    near = (
+        (low[:, 0] < rows[-1] + 1)
+        & (low[:, 0] + extent[0] > rows[0])
+        & (low[:, 1] < cols[-1] + 1)
+        & (low[:, 1] + extent[1] > cols[0])
+    )
     for index in np.flatnonzero(near):
-        (y0, x0), (y1, x1) = low[index], high[index]
-        inside[index] = bool(mask[y0:y1, x0:x1].any())
+        crop = tile_region_masks(mask, image_shape, origins[index : index + 1], tile, pixel_size)
+        inside[index] = bool(crop.any())
     return inside

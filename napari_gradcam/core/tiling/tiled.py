@@ -127,12 +127,16 @@ class TileResults:
         (B,) columns named in :data:`~napari_gradcam.core.tiling.tile_stats.FACTS`.
     seconds : float
         Time taken to explain the batch (reading excluded).
+    names : tuple of str
+        What each tile's map explains: its class's name, or the target in words ("prompt
+        'dense nuclei'", "tumour vs stroma"); empty when not recorded.
     """
 
     indices: np.ndarray
     cams: np.ndarray
     facts: dict[str, np.ndarray] = field(default_factory=dict)
     seconds: float = 0.0
+    names: tuple[str, ...] = ()
 
 
 def preprocess_tiles(
@@ -221,14 +225,14 @@ def plan_tiles(
     boxes = grid.boxes(view.pixel_size)
     shares = tissue.fractions(boxes) if tissue else np.ones(grid.n_tiles, np.float32)
     wanted = shares >= min_tissue if tissue else np.ones(grid.n_tiles, bool)
-    in_region = _tiles_in_region(settings.target, view, boxes)
+    in_region = _tiles_in_region(settings.target, view, grid)
     if in_region is not None:
         wanted &= in_region
     settings = settings.replace(layer=layer)
     return TilePlan(view, level, grid, shares, np.flatnonzero(wanted), settings, in_region)
 
 
-def _tiles_in_region(target: object, view: LevelView, boxes: np.ndarray) -> np.ndarray | None:
+def _tiles_in_region(target: object, view: LevelView, grid: TileGrid) -> np.ndarray | None:
     """Which tiles an ``OutputRegion`` target's mask reaches; ``None`` for any other target."""
     if not isinstance(target, OutputRegion) or target.mask is None:
         return None
@@ -239,7 +243,7 @@ def _tiles_in_region(target: object, view: LevelView, boxes: np.ndarray) -> np.n
             "give the output region as one (H, W) mask in the image's pixels"
         )
     check_same_extent(mask.shape, view.level0_shape, "of the output region")
-    return tiles_in_region(mask, view.level0_shape, boxes)
+    return tiles_in_region(mask, view.level0_shape, grid.origins, grid.tile, view.pixel_size)
 
 
 def read_tiles(view: LevelView, origins: np.ndarray, tile: Sequence[int]) -> np.ndarray:
@@ -333,8 +337,9 @@ def explain_tile_batch(
     with model_lock(loaded.module):
         result = explain(loaded, batch, settings)
     cams = np.asarray(result.cam, dtype=np.float32)
+    embedding = loaded.card.output == "embedding"
     facts = {
-        **prediction_facts(result.logits),
+        **(no_prediction(len(cams)) if embedding else prediction_facts(result.logits)),
         "target_index": result.targets,
         "target_probability": result.probabilities.astype(np.float32),
         "score": result.scores.astype(np.float32),
@@ -343,4 +348,14 @@ def explain_tile_batch(
         "roughness": roughness(cams),
         **noise_flags(cams, entropy),
     }
-    return TileResults(np.asarray(indices), cams, facts, time.perf_counter() - start)
+    seconds = time.perf_counter() - start
+    return TileResults(np.asarray(indices), cams, facts, seconds, tuple(result.target_names))
+
+
+def no_prediction(count: int) -> dict[str, np.ndarray]:
+    """The predicted-class facts of an embedding model, which predicts no class: class -1, NaN.
+
+    Its tiles' ``score`` is their similarity (to a prompt or a reference region).
+    """
+    unknown = np.full(count, np.nan, dtype=np.float32)
+    return {"class_index": np.full(count, -1, np.int64), "probability": unknown, "margin": unknown}

@@ -54,19 +54,22 @@ def test_each_tile_takes_the_mask_under_its_pixel_centres(mask_shape, pixel_size
         )
 
 
-def test_a_tile_is_in_the_region_when_a_region_pixel_lies_under_it():
-    image_shape = (96, 128)
-    mask = region_mask((48, 64))
-    rng = np.random.default_rng(1)
-    corners = rng.uniform(0, 80, (40, 2))
-    boxes = np.hstack([corners, corners + rng.uniform(2, 30, (40, 2))])
-    found = tiles_in_region(mask, image_shape, boxes)
-    for box, inside in zip(boxes, found, strict=True):
-        rows = slice(int(np.floor(box[0] / 2)), int(np.ceil(box[2] / 2)))
-        cols = slice(int(np.floor(box[1] / 2)), int(np.ceil(box[3] / 2)))
-        assert inside == mask[rows, cols].any()
-    assert found.any() and not found.all()
-    assert not tiles_in_region(np.zeros((4, 4), bool), image_shape, boxes).any()
+def test_a_tile_is_in_the_region_when_its_crop_holds_a_region_pixel():
+    """Reference: every tile's crop, made the slow way, tested for any region pixel."""
+    image_shape, tile, pixel_size = (96, 128), (8, 8), (2.0, 2.0)
+    mask = np.zeros(image_shape, bool)
+    mask[20, 30] = True  # between the level-0 pixels 2x-coarser tiles sample: no tile has it
+    mask[41, 5] = True
+    origins = np.stack(np.meshgrid(np.arange(0, 41, 3), np.arange(0, 57, 5), indexing="ij"), -1)
+    origins = origins.reshape(-1, 2)
+    found = tiles_in_region(mask, image_shape, origins, tile, pixel_size)
+    for origin, inside in zip(origins, found, strict=True):
+        assert inside == reference_crop(mask, image_shape, origin, tile, pixel_size).any()
+    covering = (origins[:, 0] * 2 <= 20) & (origins[:, 0] * 2 + 16 > 20)
+    covering &= (origins[:, 1] * 2 <= 30) & (origins[:, 1] * 2 + 16 > 30)
+    assert covering.any() and found.any() and not found[covering].any()
+    empty = np.zeros((4, 4), bool)
+    assert not tiles_in_region(empty, image_shape, origins, tile, pixel_size).any()
 
 
 @pytest.fixture(scope="module")
