@@ -274,7 +274,7 @@ def iter_trust_report(
     image = np.asarray(image)
     batch = model_batch(module, image, card)
     if explanation is None:
-        explanation = explain(module, batch, settings, card=card)
+        explanation = explain(model, batch, settings, card=card)
     cam = _single_map(explanation, image)
     noise = noise_indicators(cam, image, explanation.stride)
     yield Progress(1, STAGES, "noise indicators measured")
