@@ -156,3 +156,13 @@ def test_a_target_the_model_cannot_answer_says_which_can(
 ):
     assert run(image_path, tmp_path, model, *flags) != 0
     assert message in capsys.readouterr().err
+
+
+def test_the_trust_report_of_a_prompt_map_follows_its_similarity(
+    models, image_path, tmp_path, capsys
+):
+    assert run(image_path, tmp_path, "toy-vl", "--prompt", "dense nuclei", "--trust") == 0
+    trust = record(tmp_path, "x.prompt-dense-nuclei.json")["trust"]
+    assert trust["faithfulness"]["measure"] == "score" and trust["probability"] is None
+    assert trust["target_name"] == "prompt 'dense nuclei'"
+    assert "trust: " in capsys.readouterr().out

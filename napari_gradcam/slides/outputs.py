@@ -61,7 +61,11 @@ CSV_COLUMNS = (
     *FACTS,
     "target",
 )
-"""Columns of the per-tile CSV; boxes are in level-0 pixels, ``status`` is explained/skipped."""
+"""Columns of the per-tile CSV; boxes are in level-0 pixels, ``status`` is ``explained``,
+``skipped`` (background) or ``outside region`` (an output region's target does not reach the
+tile); ``class`` is the predicted class (blank for an embedding model), ``target`` what the
+tile's map explains (a class, or the target in words) and ``score`` its score (a similarity
+for a prompt or a region likeness)."""
 
 
 @dataclass(frozen=True)
