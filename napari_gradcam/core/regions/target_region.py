@@ -152,11 +152,14 @@ def stretched_mask(mask: np.ndarray, shape: Sequence[int]) -> np.ndarray:
 
 
 def check_same_extent(mask_shape: Sequence[int], image_shape: Sequence[int], name: str) -> None:
-    """Refuse a mask whose shape is not the image's, nor a scaled copy of it (one pixel slack)."""
+    """Refuse a mask whose shape is not the image's, nor a scaled-down copy of it.
+
+    One pixel of slack either way: a level's size times its downsample may miss level 0's by
+    a pixel, and a downsampled copy's sides are rounded.
+    """
     (h, w), (height, width) = mask_shape[:2], image_shape[:2]
-    if (h, w) == (height, width):
-        return
-    if h <= height and w <= width and abs(h / height - w / width) <= 1 / min(h, w):
+    smaller = h <= height + 1 and w <= width + 1
+    if smaller and abs(h / height - w / width) <= 1 / min(h, w):
         return
     raise ValueError(
         f"the region mask {name} is {h} x {w} pixels but the image is {height} x {width}; give "

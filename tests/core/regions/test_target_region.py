@@ -116,3 +116,9 @@ def test_a_mask_must_cover_the_image():
     check_same_extent((25, 15), (100, 60), "m")
     with pytest.raises(ValueError, match="40 x 40 pixels but the image is 100 x 60"):
         check_same_extent((40, 40), (100, 60), "m")
+
+
+def test_a_mask_a_pixel_off_the_image_still_covers_it():
+    check_same_extent((101, 60), (100, 60), "m")
+    with pytest.raises(ValueError, match="give a mask of the image's size"):
+        check_same_extent((200, 120), (100, 60), "m")
