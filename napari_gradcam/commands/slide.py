@@ -164,8 +164,10 @@ def run(args: argparse.Namespace) -> int:
         summary = _explain_one(slide, this_job, outputs, client, loaded.card.mpp)
         tiles = summary["tiles"]
         outside = tiles["outside_region"]
+        explained = summary["heatmap"]["target_description"]
         return (
-            f"{tiles['explained']} tiles explained, {tiles['skipped']} skipped (background)"
+            f"{tiles['explained']} tiles explained ({explained}), {tiles['skipped']} skipped "
+            "(background)"
             + (f", {outside} outside the region" if outside else "")
             + f", level {summary['heatmap']['level']}, {summary['seconds']:.1f} s -> "
             f"{outputs.summary.parent}/"
