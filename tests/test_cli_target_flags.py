@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from napari_gradcam.cli import build_parser
@@ -79,3 +80,20 @@ def test_a_slide_level_model_takes_a_class_only(capsys):
 
     assert main(["slide", "s.svs", "--out", "o", "--mil", "c.json", "--prompt", "x"]) == 2
     assert "--mil explains a class of the slide-level model" in capsys.readouterr().err
+
+
+def test_a_like_region_smaller_than_the_model_input_grows_about_its_centre():
+    from napari_gradcam.commands.target_args import region_pixels
+    from napari_gradcam.core.tiling.grid import LevelView
+
+    image = np.arange(40 * 50 * 3, dtype=np.uint16).reshape(40, 50, 3)
+    asked = request("--like-region", "20,10,8,8")
+    grown = region_pixels(asked, LevelView(image), (32, 32), 10_000)
+    np.testing.assert_array_equal(grown, image[0:32, 8:40])
+    np.testing.assert_array_equal(
+        region_pixels(asked, LevelView(image), None, 10_000), image[10:18, 20:28]
+    )
+    coarse = LevelView(image[1::2, 1::2], (2.0, 2.0))  # level 1: the same region at half scale
+    np.testing.assert_array_equal(
+        region_pixels(asked, coarse, None, 10_000), image[11:18:2, 21:28:2]
+    )

@@ -35,6 +35,7 @@ from napari_gradcam.core.output_files import (
 from napari_gradcam.core.pixel_limit import max_pixels
 from napari_gradcam.core.regions.placement import heatmap_transform
 from napari_gradcam.core.targets import describe_target, target_to_metadata
+from napari_gradcam.core.tiling.grid import LevelView
 
 if TYPE_CHECKING:
     from napari_gradcam.core.explain.explanation import Explanation
@@ -134,7 +135,8 @@ def run(args: argparse.Namespace) -> int:
     check_target_model(request, loaded)
     if request.like is not None:
         reference = read_image(args.like_image or args.images[0], max_pixels=cap)
-        embedding = like_embedding(loaded, region_pixels(request, reference), request)
+        pixels = region_pixels(request, LevelView(reference), loaded.card.input_size, cap)
+        embedding = like_embedding(loaded, pixels, request)
         settings = settings.replace(target=embedding)
     failures = BatchFailures("images", MEMORY_ADVICE)
     for image_path, paths in zip(args.images, plans, strict=True):

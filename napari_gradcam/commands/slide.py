@@ -19,7 +19,6 @@ from napari_gradcam.commands.target_args import (
     TargetRequest,
     add_target_arguments,
     check_target_model,
-    level_region_pixels,
     like_embedding,
     region_mask,
     region_pixels,
@@ -28,7 +27,7 @@ from napari_gradcam.commands.target_args import (
 from napari_gradcam.commands.trust_code import add_trust_code_argument
 from napari_gradcam.core.explain.methods import METHODS
 from napari_gradcam.core.pixel_limit import max_pixels
-from napari_gradcam.core.tiling.grid import MIN_TISSUE
+from napari_gradcam.core.tiling.grid import MIN_TISSUE, LevelView
 from napari_gradcam.slides.lazy_slide import BACKENDS
 
 if TYPE_CHECKING:
@@ -222,10 +221,10 @@ def slide_target(
     if request.like is None:
         return request.target
     if args.like_image is not None:
-        pixels = region_pixels(request, read_image(args.like_image, max_pixels=cap))
+        view = LevelView(read_image(args.like_image, max_pixels=cap))
     else:
         _, view = level_view(slide, loaded.card.mpp, mpp=job.mpp, level=job.level)
-        pixels = level_region_pixels(request, view, slide.shape, cap)
+    pixels = region_pixels(request, view, loaded.card.input_size, cap)
     return like_embedding(loaded, pixels, request)
 
 

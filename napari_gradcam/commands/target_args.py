@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from napari_gradcam.core.pixel_limit import check_pixels
-from napari_gradcam.core.regions.region_stats import pixel_box
+from napari_gradcam.core.regions.region_stats import expand_box, pixel_box
 from napari_gradcam.core.regions.target_region import (
     check_same_extent,
     is_box,
@@ -30,11 +31,11 @@ from napari_gradcam.core.regions.target_region import (
     stretched_mask,
 )
 from napari_gradcam.core.targets import Classes, Contrast, OutputRegion, Prompt
+from napari_gradcam.core.tiling.grid import LevelView
 
 if TYPE_CHECKING:
     from napari_gradcam.core.loaded_model import LoadedModel
     from napari_gradcam.core.targets import LikeEmbedding, Target
-    from napari_gradcam.core.tiling.grid import LevelView
 
 TARGET_FLAGS = ("target", "classes", "contrast", "prompt", "like_region", "output_region")
 """The flags that each name a target (one at most)."""
@@ -283,34 +284,26 @@ def image_target(request: TargetRequest, image_shape: tuple[int, int], max_pixel
     return replace(request.target, mask=mask)
 
 
-def region_pixels(request: TargetRequest, image: np.ndarray) -> np.ndarray:
-    """The pixels of the ``--like-region`` box (its areas' bounding box) in ``image``."""
-    polygons = read_region(str(request.like), image.shape[:2])
-    box = pixel_box(polygons, image.shape[:2])
-    if box is None:
-        raise ValueError(
-            f"the region {request.like!r} lies outside the {image.shape[0]} x {image.shape[1]} "
-            "image; give a region on it"
-        )
-    y0, x0, y1, x1 = box
-    return image[y0:y1, x0:x1]
-
-
-def level_region_pixels(
-    request: TargetRequest, view: LevelView, image_shape: tuple[int, int], max_pixels: int
+def region_pixels(
+    request: TargetRequest, view: LevelView, min_size: Sequence[int] | None, max_pixels: int
 ) -> np.ndarray:
-    """The ``--like-region`` pixels (given in level-0 pixels) read from a pyramid level's view.
+    """The ``--like-region`` pixels (its areas' bounding box) read from a pyramid level's view.
 
-    The same pixels the tiles are read as, so the reference is embedded at the tiles' scale.
+    The region is given in level-0 pixels and read at ``view``'s scale, the tiles' (an image
+    file is its own level 0: ``LevelView(pixels)``). A region smaller than ``min_size`` (the
+    model's input) grows about its centre to it, within the image, so it can be embedded.
     """
-    polygons = read_region(str(request.like), image_shape)
-    box = pixel_box(polygons, image_shape)
+    image_shape = view.level0_shape
+    box = pixel_box(read_region(str(request.like), image_shape), image_shape)
     if box is None:
         raise ValueError(
             f"the region {request.like!r} lies outside the {image_shape[0]} x {image_shape[1]} "
-            "slide; give a region on it, in level-0 pixels"
+            "image; give a region on it, in its (level-0) pixels"
         )
-    y0, x0, y1, x1 = view.region_from_level0(box)
+    region = view.region_from_level0(box)
+    if min_size is not None:
+        region = expand_box(region, min_size, view.shape)
+    y0, x0, y1, x1 = region
     check_pixels((y1 - y0, x1 - x0), "the --like-region", "draw a smaller region", limit=max_pixels)
     return view.read(y0, x0, y1, x1)
 
@@ -319,6 +312,6 @@ def like_embedding(
     loaded: LoadedModel, pixels: np.ndarray, request: TargetRequest
 ) -> LikeEmbedding:
     """Embed the ``--like-region`` pixels, labelled with the region's name."""
-    from napari_gradcam.core.explain.targets import embed_region
+    from napari_gradcam import embed_region
 
     return embed_region(loaded, pixels, label=_region_name(str(request.like)))
