@@ -171,7 +171,7 @@ def explain_one(
 
     image = read_image(image_path, max_pixels=args.max_pixels)
     cap = max_pixels(args.max_pixels)
-    if request.region is not None or request.region_mask is not None:
+    if request.per_image:
         settings = settings.replace(target=image_target(request, image.shape[:2], cap))
     result = explain(loaded, image, settings)
     save_array(paths["cam"], result.cam)

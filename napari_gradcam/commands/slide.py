@@ -216,7 +216,7 @@ def slide_target(
     from napari_gradcam.core.tiling.tiled import level_view
 
     cap = max_pixels(args.max_pixels)
-    if request.region is not None or request.region_mask is not None:
+    if request.per_image:
         return replace(request.target, mask=region_mask(request, slide.shape, cap))
     if request.like is None:
         return request.target

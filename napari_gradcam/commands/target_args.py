@@ -135,6 +135,11 @@ class TargetRequest:
     region_label: int | None = None
     slug: str = ""
 
+    @property
+    def per_image(self) -> bool:
+        """Whether the target is completed per image (an output region's mask on its pixels)."""
+        return self.region is not None or self.region_mask is not None
+
 
 def _class(text: str) -> int | str:
     """A class by name, or by index when it is a whole number."""
