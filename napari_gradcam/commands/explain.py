@@ -187,14 +187,14 @@ def explain_one(
         record["trust"] = trust.to_dict()
     save_json(paths["json"], record)
     print(
-        f"{image_path}: {result.target_names[0]} ({_value_words(result)}) "
+        f"{image_path}: {result.target_names[0]} ({_result_value(result)}) "
         f"at {result.layer}, {result.timings['total']:.2f} s -> {paths['json'].parent}/"
     )
     if trust is not None:
         print(f"{image_path}: trust: {trust.headline}")
 
 
-def _value_words(result: Explanation) -> str:
+def _result_value(result: Explanation) -> str:
     """``p=0.912``, or ``similarity 0.314`` for a target without a probability."""
     probability = float(result.probabilities[0])
     if np.isfinite(probability):
