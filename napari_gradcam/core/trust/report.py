@@ -283,7 +283,7 @@ def iter_trust_report(
     )
     yield Progress(2, STAGES, "sanity check done")
     tissue = tissue_mask(image) if is_rgb(image) else None
-    held = fixed_target(explanation, settings.target)
+    held = fixed_target(explanation, settings.target, card)
     curves = dict(target=held, card=card, baseline=baseline, tissue=tissue, steps=curve_steps)
     ours = deletion_insertion(model, batch, cam, seed=seed, **curves)
     if _saturated(ours, float(explanation.probabilities[0])):

@@ -26,7 +26,7 @@ from napari_gradcam.core.explain.hooks import model_lock
 from napari_gradcam.core.explain.pipeline import explain
 from napari_gradcam.core.loaded_model import LoadedModel
 from napari_gradcam.core.settings import ExplainSettings
-from napari_gradcam.core.targets import Target
+from napari_gradcam.core.targets import Contrast, Target
 from napari_gradcam.core.trust.cascade_units import (
     parameter_layers,
     reinitialise_unit,
@@ -146,7 +146,8 @@ def sanity_check(
     """
     module = getattr(model, "module", model)
     reference = np.asarray(original.cam, dtype=np.float32).reshape(original.cam.shape[-2:])
-    target = fixed_target(original, settings.target if settings is not None else None)
+    card = card or getattr(model, "card", None) or ModelCard()
+    target = fixed_target(original, settings.target if settings is not None else None, card)
     explained = int(target[0]) if isinstance(target, tuple) else None
     unchecked = _unchecked_reason(module, reference)
     if unchecked:
@@ -154,7 +155,6 @@ def sanity_check(
     names = parameter_layers(module, batch)[::-1][: max(1, steps)]
     options = settings.options if settings is not None else None
     remake = ExplainSettings(original.method, original.layer, target, options=options)
-    card = card or getattr(model, "card", None)
     runs = np.array(
         [
             _cascade(model, batch, reference, names, seed + 1000 * r, remake, card)
@@ -175,15 +175,20 @@ def sanity_check(
     )
 
 
-def fixed_target(original: Explanation, target: Target) -> Target:
+def fixed_target(original: Explanation, target: Target, card: ModelCard) -> Target:
     """The target to hold fixed while the model changes.
 
     A class target (by index or name, one per image, or ``None`` for the top class) becomes
-    the classes ``original`` explained, so a randomised model is asked about the same class;
-    every other kind is kept as given (a prompt or an embedding means the same to any model).
+    the classes ``original`` explained, and a contrast with the nearest class gets the class
+    that was nearest in ``original``, so a randomised model is asked the same question; every
+    other kind is kept as given (a prompt or an embedding means the same to any model).
     """
     if target is None or isinstance(target, (int, str, Sequence)):
         return tuple(int(t) for t in original.targets[:1])
+    if isinstance(target, Contrast) and target.against is None and original.logits is not None:
+        others = np.array(original.logits[0], dtype=np.float64)
+        others[card.class_index(target.main)] = -np.inf
+        return replace(target, against=int(others.argmax()))
     return target
 
 

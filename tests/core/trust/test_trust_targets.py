@@ -16,7 +16,7 @@ from napari_gradcam.core.settings import ExplainSettings
 from napari_gradcam.core.targets import Classes, Contrast, LikeEmbedding, OutputRegion, Prompt
 from napari_gradcam.core.trust.faithfulness import baseline_batch, deletion_insertion
 from napari_gradcam.core.trust.report import trust_report
-from napari_gradcam.core.trust.sanity import sanity_check
+from napari_gradcam.core.trust.sanity import fixed_target, sanity_check
 from tests.target_models import classifier, encoder, segmenter, toy_text
 
 FAST = dict(sanity_steps=2, curve_steps=4)
@@ -97,6 +97,20 @@ def test_the_randomisation_cascade_asks_the_same_prompt_of_the_scrambled_image_t
     check = sanity_check(vl, batch, original, settings, steps=2, repeats=1)
     assert check.target is None and len(check.steps) == 2
     assert check.depends_on_weights is not None
+
+
+def test_the_question_held_fixed_is_the_one_the_map_answered(models, image):
+    model = models["classes"]
+    batch = batch_of(model, image)
+    original = explain(model, batch, target=Contrast("a", alpha=0.5))
+    logits = outputs(model, batch)[0]
+    logits[0] = -torch.inf
+    nearest = int(logits.argmax())
+    held = fixed_target(original, Contrast("a", alpha=0.5), model.card)
+    assert held == Contrast("a", nearest, 0.5)
+    top = explain(model, batch)
+    assert fixed_target(top, None, model.card) == (int(top.targets[0]),)
+    assert fixed_target(top, Classes(("a", "b")), model.card) == Classes(("a", "b"))
 
 
 def kinds(image: np.ndarray) -> list[tuple[str, object]]:
