@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 import napari_gradcam.models.cache
+import napari_gradcam.slides.batches
 import napari_gradcam.slides.runner
 from napari_gradcam.cli import main
 from napari_gradcam.core.explain.preprocess import to_batch
@@ -37,6 +38,7 @@ def models(monkeypatch):
 
     monkeypatch.setattr(napari_gradcam.models.cache, "cached_model", cached)
     monkeypatch.setattr(napari_gradcam.slides.runner, "cached_model", cached)
+    monkeypatch.setattr(napari_gradcam.slides.batches, "cached_model", cached)
     return built
 
 
@@ -108,3 +110,23 @@ def test_like_a_region_of_the_slide_finds_that_very_tile(slide, models, tmp_path
     # level-0 box 64..128 is the level-1 tile at (32, 32): its similarity to itself is 1
     assert scores[("64.0", "64.0")] == pytest.approx(1.0, abs=1e-5)
     assert max(scores.values()) == scores[("64.0", "64.0")]
+
+
+def test_a_cluster_gives_each_batch_its_tiles_crops(slide, models, tmp_path):
+    from distributed import LocalCluster
+
+    path, _ = slide
+    flags = ["--output-region", "nuclei", "--region", "210,130,300,200", *LEVEL_1]
+    _, local = run_slide(path, tmp_path / "local", "toy-seg", *flags)
+    with LocalCluster(
+        n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None
+    ) as cluster:
+        scheduler = ["--scheduler", cluster.scheduler_address]
+        _, remote = run_slide(path, tmp_path / "remote", "toy-seg", *flags, *scheduler)
+    assert [row["status"] for row in remote] == [row["status"] for row in local]
+    scores = [
+        (float(ours["score"]), float(theirs["score"]))
+        for ours, theirs in zip(remote, local, strict=True)
+        if ours["status"] == "explained"
+    ]
+    assert scores and all(ours == pytest.approx(theirs) for ours, theirs in scores)
