@@ -98,6 +98,7 @@ def test_a_prompt_scores_each_tile_by_its_similarity(slide, models, tmp_path):
         expected = float(F.cosine_similarity(embedding, text, dim=0))
         assert float(row["score"]) == pytest.approx(expected, abs=1e-4)
         assert row["target"] == "prompt 'dense nuclei'" and row["class"] == ""
+        assert row["class_index"] == row["target_index"] == "-1" and row["probability"] == "nan"
     prompt = {"kind": "prompt", "texts": ["dense nuclei"], "template": None}
     assert summary["heatmap"]["target"] == prompt
 

@@ -337,10 +337,9 @@ def explain_tile_batch(
     with model_lock(loaded.module):
         result = explain(loaded, batch, settings)
     cams = np.asarray(result.cam, dtype=np.float32)
-    embedding = loaded.card.output == "embedding"
+    classes = {**prediction_facts(result.logits), "target_index": result.targets}
     facts = {
-        **(no_prediction(len(cams)) if embedding else prediction_facts(result.logits)),
-        "target_index": result.targets,
+        **(no_class_facts(len(cams)) if loaded.card.output == "embedding" else classes),
         "target_probability": result.probabilities.astype(np.float32),
         "score": result.scores.astype(np.float32),
         "entropy": (entropy := map_entropy(cams)),
@@ -352,10 +351,11 @@ def explain_tile_batch(
     return TileResults(np.asarray(indices), cams, facts, seconds, tuple(result.target_names))
 
 
-def no_prediction(count: int) -> dict[str, np.ndarray]:
-    """The predicted-class facts of an embedding model, which predicts no class: class -1, NaN.
+def no_class_facts(count: int) -> dict[str, np.ndarray]:
+    """The class facts of an embedding model, which has no classes: index -1, probability NaN.
 
     Its tiles' ``score`` is their similarity (to a prompt or a reference region).
     """
     unknown = np.full(count, np.nan, dtype=np.float32)
-    return {"class_index": np.full(count, -1, np.int64), "probability": unknown, "margin": unknown}
+    none = np.full(count, -1, np.int64)
+    return {"class_index": none, "probability": unknown, "margin": unknown, "target_index": none}
