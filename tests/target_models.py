@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from napari_gradcam.core.text_encoder import TextEncoder
 from torch import nn
 
 from napari_gradcam.core.card import ModelCard
 from napari_gradcam.core.loaded_model import LoadedModel
+from napari_gradcam.core.text_encoder import TextEncoder
 
 SIZE = 32
 """Input side of every model (pixels)."""
