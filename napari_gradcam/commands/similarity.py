@@ -41,9 +41,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     target.add_argument(
         "--like-region",
-        metavar="X,Y,W,H",
-        help="compare with this region of the first slide (left column, top row, width and "
-        "height in level-0 pixels): find tissue like it",
+        metavar="BOX|FILE",
+        help="compare with this region of the first slide (find tissue like it): x,y,w,h in "
+        "level-0 pixels, or a GeoJSON / QuPath annotation file (its areas' bounding box)",
     )
     parser.add_argument("--template", help="prompt template, e.g. 'an H&E image of {}.'")
     parser.add_argument("--out", required=True, type=Path, help="output folder")
@@ -117,26 +117,20 @@ def check_numbers(args: argparse.Namespace) -> None:
 
 def command_target(args: argparse.Namespace, model: LoadedModel) -> SimilarityTarget:
     """The prompt, or the embedding of ``--like-region`` on the first slide."""
+    from napari_gradcam.core.regions.region_stats import pixel_box
+    from napari_gradcam.core.regions.target_region import is_box, read_region
     from napari_gradcam.core.targets import Prompt
     from napari_gradcam.slides import open_slide
     from napari_gradcam.slides.similarity_map import region_target
 
     if args.prompt:
         return Prompt(tuple(args.prompt), args.template)
-    first = args.slides[0]
+    first, spec = args.slides[0], args.like_region
     slide = open_slide(first, mpp=args.slide_mpp, backend=args.backend)
-    box = level0_box(args.like_region)
-    return region_target(slide, model, box, label=f"{first.name} box {args.like_region}")
-
-
-def level0_box(text: str) -> tuple[float, float, float, float]:
-    """``(y0, x0, y1, x1)`` of an ``x,y,w,h`` box (the ``--like-region`` of ``explain`` too)."""
-    try:
-        x, y, width, height = (float(v) for v in text.split(","))
-    except ValueError:
+    box = pixel_box(read_region(spec, slide.shape[:2]), slide.shape[:2])
+    if box is None:
         raise ValueError(
-            f"--like-region takes x,y,w,h in level-0 pixels, e.g. 1200,800,224,224; got {text!r}"
-        ) from None
-    if width <= 0 or height <= 0:
-        raise ValueError(f"--like-region {text!r}: its width and height must be > 0")
-    return (y, x, y + height, x + width)
+            f"the region {spec!r} lies outside {first.name}; give it in level-0 pixels"
+        )
+    name = f"box {spec}" if is_box(spec) else Path(spec).name
+    return region_target(slide, model, box, label=f"{first.name} {name}")

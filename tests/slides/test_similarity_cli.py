@@ -92,4 +92,4 @@ def test_refuses_what_no_run_can_use(he_slide: Path, model, tmp_path: Path, caps
     with pytest.raises(SystemExit):  # a prompt or a region, not both
         main([*command, "--prompt", "x", "--like-region", "0,0,64,64"])
     assert main([*command, "--like-region", "0,0,64"]) == 2
-    assert "x,y,w,h" in capsys.readouterr().err
+    assert "x,y,w,h" in capsys.readouterr().err  # neither a box nor a file
