@@ -2,11 +2,11 @@
 
 Both towers map into one 64-dimensional space where the cosine similarity of a tile and a
 caption says how well the caption describes the tile (CLIP-style). The image tower is the
-demo classifier's network with a 64-wide projection for a head (``image``, explained at
-``image.features.14``); ``forward`` returns its (N, 64) embeddings, so the model explains like
-any image encoder. The text tower (``text``) reads prompts with :class:`WordTokenizer`, a
-word-level tokenizer over the fixed :data:`VOCABULARY`, averages the words' embeddings and
-projects the mean with a two-layer MLP.
+demo classifier's network with a 64-wide projection for a head (``image_tower``, explained
+at ``image_tower.features.14``); ``forward`` returns its (N, 64) embeddings, so the model
+explains like any image encoder. The text tower (``text_tower``) reads prompts with
+:class:`WordTokenizer`, a word-level tokenizer over the fixed :data:`VOCABULARY`, averages the
+words' embeddings and projects the mean with a two-layer MLP.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ CONTENT_WORDS: tuple[str, ...] = (
 VOCABULARY: tuple[str, ...] = TEMPLATE_WORDS + CONTENT_WORDS
 """Every word the text tower knows, in embedding-row order."""
 
-DEFAULT_LAYER = "image.features.14"
+DEFAULT_LAYER = "image_tower.features.14"
 """The image tower's last ReLU: Grad-CAM on it is a class-activation map of the embedding."""
 
 WORD_PATTERN = re.compile(r"[a-z0-9&]+")
@@ -124,21 +124,21 @@ class DemoVlm(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.image = DemoNet(n_classes=EMBED_DIM)
-        self.text = TextTower(len(VOCABULARY))
+        self.image_tower = DemoNet(n_classes=EMBED_DIM)
+        self.text_tower = TextTower(len(VOCABULARY))
         self.tokenizer = WordTokenizer(VOCABULARY, TEMPLATE_WORDS)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Return (N, EMBED_DIM) embeddings of a normalised (N, 3, H, W) batch."""
-        return self.image(x)
+        return self.image_tower(x)
 
     def encode_text(self, texts: list[str]) -> torch.Tensor:
         """Return (P, EMBED_DIM) embeddings of P prompts (see :class:`WordTokenizer`)."""
         rows = [self.tokenizer.rows_of(text) for text in texts]
-        device = self.text.words.weight.device
+        device = self.text_tower.words.weight.device
         flat = torch.tensor([r for prompt in rows for r in prompt], device=device)
         starts = torch.tensor([0, *(len(r) for r in rows[:-1])], device=device).cumsum(0)
-        return self.text(flat, starts)
+        return self.text_tower(flat, starts)
 
 
 def build_demo_vlm() -> DemoVlm:

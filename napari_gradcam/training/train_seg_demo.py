@@ -118,7 +118,7 @@ def predict_pixels(
     out = np.empty(rgb.shape[:2], dtype=np.uint8)
     for top in range(0, rgb.shape[0], band):
         start, stop = max(top - margin, 0), min(top + band + margin, rgb.shape[0])
-        logits = model(to_tensor(rgb[None, start:stop], mean, std))
+        logits = model(to_tensor(np.array(rgb[None, start:stop]), mean, std))
         keep = logits[0].argmax(dim=0).numpy()
         out[top : top + band] = keep[top - start : top - start + min(band, rgb.shape[0] - top)]
     return out
@@ -174,7 +174,6 @@ def run(out: Path, cfg: SegConfig | None = None) -> dict[str, Any]:
             "steps": cfg.steps,
             "batch_size": cfg.batch_size,
             "crop": cfg.crop,
-            "training_seconds": round(seconds),
             "training": COMMAND,
         },
     )

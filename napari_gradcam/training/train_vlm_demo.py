@@ -171,7 +171,6 @@ def run(out: Path, cfg: Config = CONFIG) -> dict[str, Any]:
             "nuclei_fraction_cutoff": round(cutoff, 6),
             "epochs": cfg.epochs,
             "temperature": TEMPERATURE,
-            "training_seconds": round(seconds),
             "training": COMMAND,
         },
     )

@@ -72,3 +72,25 @@ def test_captions_are_written_in_the_vocabulary(tokenizer: WordTokenizer) -> Non
     assert set(tokenizer.words(TEMPLATE)) == set(TEMPLATE_WORDS)
     seen = {p for phrasings in TRAINING_CAPTIONS.values() for p in phrasings}
     assert seen.isdisjoint(p for phrasings in UNSEEN_CAPTIONS.values() for p in phrasings)
+
+
+def test_bundled_model_encodes_prompts_once_each() -> None:
+    import napari_gradcam as ng
+
+    loaded = ng.load_model("demo-vlm", device="cpu")
+    assert loaded.card.output == "embedding" and loaded.card.classes == ()
+    assert loaded.card.text.template == TEMPLATE
+    encoded: list[int] = []
+    hook = loaded.module.text_tower.register_forward_hook(
+        lambda _module, _inputs, output: encoded.append(len(output))
+    )
+    try:
+        first = loaded.text.embed(["nuclei-dense tissue", "stroma"])
+        again = loaded.text.embed(["stroma", "nuclei-dense tissue"])
+    finally:
+        hook.remove()
+    assert encoded == [2], "a prompt's embedding is computed once, then read from the cache"
+    torch.testing.assert_close(again, first.flip(0))
+    torch.testing.assert_close(first.norm(dim=1), torch.ones(2))
+    with pytest.raises(ValueError, match=r"knows none of the words of 'an H&E tile of mitoses\.'"):
+        loaded.text.embed(["mitoses"])
