@@ -36,6 +36,7 @@ from torch import nn
 
 from napari_gradcam.core.card import ModelCard
 from napari_gradcam.core.loaded_model import LoadedModel, ModelKind
+from napari_gradcam.core.text_encoder import TextEncoder
 from napari_gradcam.models.bundled import BUNDLED, DEMO_DIR
 from napari_gradcam.models.code_trust import checked_source
 from napari_gradcam.models.probe import load_recipe
@@ -113,7 +114,20 @@ def load_model(
     seed = pretrained_card_fields(module) if is_timm_spec(spec) else {}
     unfound = ModelCard.from_dict({"name": spec}, defaults=seed)
     resolved = _checked_card(module, _read_card(card, spec, weights, unfound, seed), classifier)
-    return LoadedModel(module=module, card=resolved, spec=spec, kind=kind)
+    text = _own_text_encoder(module, resolved)
+    return LoadedModel(module=module, card=resolved, spec=spec, kind=kind, text=text)
+
+
+def _own_text_encoder(module: nn.Module, card: ModelCard) -> TextEncoder | None:
+    """The text tower of an embedding model that encodes prompts itself, else ``None``.
+
+    Such a module has ``encode_text(list of str) -> (P, D)`` (its own tokenizer included) and
+    ``prompt_template``, the template it was trained with (the bundled ``demo-vlm``).
+    """
+    encode = getattr(module, "encode_text", None)
+    if card.output != "embedding" or not callable(encode):
+        return None
+    return TextEncoder(encode, getattr(module, "prompt_template", "{}"), module.parameters)
 
 
 def _load_bundled(
@@ -149,8 +163,9 @@ def check_class_count(module: nn.Module, card: ModelCard) -> None:
     """Refuse a card whose class names do not match the model's logits (one dry forward).
 
     Runs only when the card names classes: on a blank input of the card's input size (224 x 224
-    when it has none). A single-logit (sigmoid) model takes two names. The ValueError names
-    the card's ``classes`` (or ``input_size`` when the model fails on that size).
+    when it has none). A single-logit (sigmoid) model takes two names; a card whose output is
+    ``"dense"`` names the channels of (N, C, h, w) logits. The ValueError names the card's
+    ``classes`` (or ``input_size`` when the model fails on that size).
     """
     if not card.classes:
         return
@@ -165,11 +180,13 @@ def check_class_count(module: nn.Module, card: ModelCard) -> None:
             f"(the card's 'input_size', 224 x 224 when it has none), so its 'classes' cannot "
             f"be checked against its logits; set 'input_size' to the size it takes: {err}"
         ) from err
-    if not isinstance(logits, torch.Tensor) or logits.ndim != 2:
+    dense = card.output == "dense"
+    if not isinstance(logits, torch.Tensor) or logits.ndim != (4 if dense else 2):
         shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+        expected = "(N, classes, h, w) dense logits" if dense else "(N, classes) logits"
         raise ValueError(
             f"model card {card.name!r} names classes, but the model returns {shape}, not "
-            "(N, classes) logits; remove 'classes' for a model that is not a classifier"
+            f"{expected}; remove 'classes' for a model that gives neither, or set 'output'"
         )
     count = logits.shape[1]
     if len(card.classes) != count and not (count == 1 and len(card.classes) == 2):

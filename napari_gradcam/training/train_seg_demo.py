@@ -15,9 +15,8 @@ from __future__ import annotations
 import argparse
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -25,7 +24,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from napari_gradcam.core.card import ModelCard
-from napari_gradcam.core.output_files import save_json
 from napari_gradcam.core.tiling.tissue import tissue_mask
 from napari_gradcam.data import HE_MPP, read_he_region
 from napari_gradcam.models.demo_segmenter import CLASSES, DEFAULT_LAYER, build_demo_segmenter
@@ -134,7 +132,7 @@ def intersection_over_union(predicted: np.ndarray, labels: np.ndarray) -> dict[s
     return {name: round(float(value), 4) for name, value in scores.items()}
 
 
-def run(out: Path, cfg: SegConfig | None = None) -> dict[str, Any]:
+def run(out: Path, cfg: SegConfig | None = None) -> ModelCard:
     """Train, measure held-out IoU and write weights and card to ``out``."""
     cfg = cfg or SegConfig()
     start = time.perf_counter()
@@ -161,6 +159,7 @@ def run(out: Path, cfg: SegConfig | None = None) -> dict[str, Any]:
         std=tuple(float(v) for v in std),
         mpp=HE_MPP,
         default_layer=DEFAULT_LAYER,
+        output="dense",
         description=(
             "Tiny U-Net trained on the bundled H&E slide (CMU-1-Small-Region, level 0) to "
             "label each pixel background, tissue or nuclei. Labels come from the stain: "
@@ -179,9 +178,8 @@ def run(out: Path, cfg: SegConfig | None = None) -> dict[str, Any]:
     )
     out.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), out / "demo_segmenter.pt")
-    fields = {**asdict(card), "output": "dense"}
-    save_json(out / "demo_segmenter.json", fields)
-    return fields
+    card.to_json(out / "demo_segmenter.json")
+    return card
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import logging
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,6 @@ import torch
 import torch.nn.functional as F
 
 from napari_gradcam.core.card import ModelCard
-from napari_gradcam.core.output_files import save_json
 from napari_gradcam.data import HE_MPP, read_he_region
 from napari_gradcam.models.demo_vlm import (
     DEFAULT_LAYER,
@@ -48,7 +46,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "models" / "demo"
 COMMAND = "python -m napari_gradcam.training.train_vlm_demo"
-TEMPERATURE = 0.1
+TEMPERATURE = 0.01
 """Softmax temperature of the contrastive loss (cosine similarities are divided by it)."""
 CONFIG = Config(epochs=12, learning_rate=3e-3, threads=1)
 """The settings of the committed weights."""
@@ -132,7 +130,7 @@ def zero_shot_scores(model: DemoVlm, x: torch.Tensor, labels: np.ndarray) -> dic
     return scores
 
 
-def run(out: Path, cfg: Config = CONFIG) -> dict[str, Any]:
+def run(out: Path, cfg: Config = CONFIG) -> ModelCard:
     """Train, score zero-shot on the held-out region and write weights and card to ``out``."""
     start = time.perf_counter()
     torch.manual_seed(cfg.seed)
@@ -154,6 +152,7 @@ def run(out: Path, cfg: Config = CONFIG) -> dict[str, Any]:
         std=tuple(float(v) for v in std),
         mpp=HE_MPP,
         default_layer=DEFAULT_LAYER,
+        output="embedding",
         description=(
             "Tiny CLIP-style model trained on the bundled H&E slide (CMU-1-Small-Region, "
             "level 0): a CNN image tower and a bag-of-words text tower over a "
@@ -176,13 +175,8 @@ def run(out: Path, cfg: Config = CONFIG) -> dict[str, Any]:
     )
     out.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), out / "demo_vlm.pt")
-    fields = {
-        **asdict(card),
-        "output": "embedding",
-        "text": {"template": TEMPLATE},
-    }
-    save_json(out / "demo_vlm.json", fields)
-    return fields
+    card.to_json(out / "demo_vlm.json")
+    return card
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -17,7 +17,6 @@ import torch
 import torch.nn.functional as F
 
 import napari_gradcam as ng
-from napari_gradcam.core.explain.targets import embed_region
 from napari_gradcam.data import read_he_region
 from napari_gradcam.models.bundled import DEMO_DIR
 from napari_gradcam.training.stain_labels import CLASSES
@@ -110,7 +109,7 @@ def test_region_like_this_ranks_nuclei_dense_tiles_first(encoder, vlm, he_eviden
             device="cpu",
         )
     region = densest_training_region(he_evidence, vlm.card.extra["held_out_x"])
-    like = embed_region(loaded, region, loaded.card)
+    like = ng.embed_region(loaded, region)
     assert isinstance(like, ng.LikeEmbedding) and len(like.embedding) == 64
     index, labels = held_out
     tiles = np.stack([he_tile(he_evidence, i) for i in index])
