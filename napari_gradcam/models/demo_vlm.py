@@ -3,7 +3,7 @@
 Both towers map into one 64-dimensional space where the cosine similarity of a tile and a
 caption says how well the caption describes the tile (CLIP-style). The image tower is the
 demo classifier's network with a 64-wide projection for a head (``image_tower``, explained
-at ``image_tower.features.14``); ``forward`` returns its (N, 64) embeddings, so the model
+at ``image_tower.features.10``); ``forward`` returns its (N, 64) embeddings, so the model
 explains like any image encoder. The text tower (``text_tower``) reads prompts with
 :class:`WordTokenizer`, a word-level tokenizer over the fixed :data:`VOCABULARY`, averages the
 words' embeddings and projects the mean with a two-layer MLP.
@@ -60,8 +60,10 @@ CONTENT_WORDS: tuple[str, ...] = (
 VOCABULARY: tuple[str, ...] = TEMPLATE_WORDS + CONTENT_WORDS
 """Every word the text tower knows, in embedding-row order."""
 
-DEFAULT_LAYER = "image_tower.features.14"
-"""The image tower's last ReLU: Grad-CAM on it is a class-activation map of the embedding."""
+DEFAULT_LAYER = "image_tower.features.10"
+"""The ReLU of the image tower's third block, at stride 4 (a 24 x 24 map on a 96 px tile): the
+prompt maps of the last ReLU (``features.14``, stride 8) fall on nuclei less (see
+docs/demo-models.md)."""
 
 WORD_PATTERN = re.compile(r"[a-z0-9&]+")
 """A word: lower-case letters, digits and ``&`` ("H&E"); anything else separates words."""

@@ -47,7 +47,12 @@ logger = logging.getLogger(__name__)
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "models" / "demo"
 COMMAND = "python -m napari_gradcam.training.train_vlm_demo"
 TEMPERATURE = 0.01
-"""Softmax temperature of the contrastive loss (cosine similarities are divided by it)."""
+"""Softmax temperature of the contrastive loss (cosine similarities are divided by it).
+
+Low, as CLIP's learned one (0.01): matching tiles and captions then reach cosines near 0.2, not
+near 1, and a prompt's Grad-CAM follows the prompt's direction instead of the part of it the
+tile's embedding lacks (the gradient of a cosine is the prompt's direction minus the cosine
+times the embedding's). See docs/demo-models.md for the temperatures tried."""
 CONFIG = Config(epochs=12, learning_rate=3e-3, threads=1)
 """The settings of the committed weights."""
 
