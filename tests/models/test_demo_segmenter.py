@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -44,3 +46,15 @@ def test_intersection_over_union_per_class() -> None:
     predicted = np.array([[0, 1, 1, 2]])
     iou = intersection_over_union(predicted, truth)
     assert iou == {"background": 0.5, "tissue": 0.5, "nuclei": 1.0, "mean": 0.6667}
+
+
+def test_bundled_card_names_the_dense_output_channels() -> None:
+    import napari_gradcam as ng
+
+    loaded = ng.load_model("demo-segmenter", device="cpu")
+    assert loaded.card.output == "dense" and loaded.card.classes == CLASSES
+    assert loaded.card.default_layer == DEFAULT_LAYER and loaded.text is None
+    with pytest.raises(ValueError, match=r"names 2 classes .* returns 3 logits"):
+        ng.load_model("demo-segmenter", card=replace(loaded.card, classes=("a", "b")))
+    with pytest.raises(ValueError, match=r"returns \(1, 3, 96, 96\), not \(N, classes\) logits"):
+        ng.load_model("demo-segmenter", card=replace(loaded.card, output="classes"))
