@@ -68,7 +68,7 @@ def random_crops(
     return np.stack([rgb[w] for w in window]), np.stack([labels[w] for w in window])
 
 
-def fit(
+def fit_segmenter(
     model: nn.Module,
     rgb: np.ndarray,
     labels: np.ndarray,
@@ -143,7 +143,7 @@ def run(out: Path, cfg: SegConfig | None = None) -> ModelCard:
     labels = pixel_labels(rgb)
     pixels = rgb[:, : cfg.held_out_x].reshape(-1, 3) / 255.0
     mean, std = np.round(pixels.mean(axis=0), 4), np.round(pixels.std(axis=0), 4)
-    model = fit(build_demo_segmenter(), rgb, labels, mean, std, cfg)
+    model = fit_segmenter(build_demo_segmenter(), rgb, labels, mean, std, cfg)
     height = rgb.shape[0] // 4 * 4
     width = (rgb.shape[1] - cfg.held_out_x) // 4 * 4
     held_out = np.s_[:height, cfg.held_out_x : cfg.held_out_x + width]

@@ -76,7 +76,7 @@ def contrastive_loss(image: torch.Tensor, text: torch.Tensor, labels: torch.Tens
     return (F.cross_entropy(similarity, targets) + F.cross_entropy(similarity.T, targets)) / 2
 
 
-def fit(model: DemoVlm, x: torch.Tensor, y: torch.Tensor, cfg: Config) -> DemoVlm:
+def fit_contrastive(model: DemoVlm, x: torch.Tensor, y: torch.Tensor, cfg: Config) -> DemoVlm:
     """Train both towers with AdamW and a one-cycle schedule; return the model in eval mode."""
     optimiser = torch.optim.AdamW(
         model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay
@@ -145,7 +145,7 @@ def run(out: Path, cfg: Config = CONFIG) -> ModelCard:
     pixels = train.tiles.reshape(-1, 3) / 255.0
     mean, std = np.round(pixels.mean(axis=0), 4), np.round(pixels.std(axis=0), 4)
     x, y = to_tensor(train.tiles, mean, std), torch.from_numpy(train.labels)
-    model = fit(build_demo_vlm(), x, y, cfg)
+    model = fit_contrastive(build_demo_vlm(), x, y, cfg)
     scores = zero_shot_scores(model, to_tensor(held_out.tiles, mean, std), held_out.labels)
     seconds = time.perf_counter() - start
     logger.info("held-out zero-shot: %s (%.0f s)", scores, seconds)
