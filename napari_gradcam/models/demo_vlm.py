@@ -120,8 +120,9 @@ class TextTower(nn.Module):
 class DemoVlm(nn.Module):
     """Image and text towers of the demo vision-language model.
 
-    ``forward`` embeds images, :meth:`encode_text` embeds prompts already written into
-    ``prompt_template``; neither normalises, so compare them by cosine similarity.
+    ``forward`` embeds images, :meth:`encode_text` embeds prompts already written into the
+    template (:data:`TEMPLATE`, the card's); neither normalises, so compare them by cosine
+    similarity.
     """
 
     def __init__(self) -> None:
@@ -129,7 +130,6 @@ class DemoVlm(nn.Module):
         self.image_tower = DemoNet(n_classes=EMBED_DIM)
         self.text_tower = TextTower(len(VOCABULARY))
         self.tokenizer = WordTokenizer(VOCABULARY, TEMPLATE_WORDS)
-        self.prompt_template = TEMPLATE
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Return (N, EMBED_DIM) embeddings of a normalised (N, 3, H, W) batch."""

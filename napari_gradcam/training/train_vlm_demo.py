@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from napari_gradcam.core.card import ModelCard
+from napari_gradcam.core.card import ModelCard, TextCard
 from napari_gradcam.data import HE_MPP, read_he_region
 from napari_gradcam.models.demo_vlm import (
     DEFAULT_LAYER,
@@ -158,6 +158,7 @@ def run(out: Path, cfg: Config = CONFIG) -> ModelCard:
         mpp=HE_MPP,
         default_layer=DEFAULT_LAYER,
         output="embedding",
+        text=TextCard(template=TEMPLATE),
         description=(
             "Tiny CLIP-style model trained on the bundled H&E slide (CMU-1-Small-Region, "
             "level 0): a CNN image tower and a bag-of-words text tower over a "

@@ -54,7 +54,7 @@ def test_bundled_card_names_the_dense_output_channels() -> None:
     loaded = ng.load_model("demo-segmenter", device="cpu")
     assert loaded.card.output == "dense" and loaded.card.classes == CLASSES
     assert loaded.card.default_layer == DEFAULT_LAYER and loaded.text is None
-    with pytest.raises(ValueError, match=r"names 2 classes .* returns 3 logits"):
+    with pytest.raises(ValueError, match=r"names 2 classes .* returns 3 logit maps"):
         ng.load_model("demo-segmenter", card=replace(loaded.card, classes=("a", "b")))
     with pytest.raises(ValueError, match=r"returns \(1, 3, 96, 96\), not \(N, classes\) logits"):
         ng.load_model("demo-segmenter", card=replace(loaded.card, output="classes"))

@@ -79,7 +79,7 @@ def test_bundled_model_encodes_prompts_once_each() -> None:
 
     loaded = ng.load_model("demo-vlm", device="cpu")
     assert loaded.card.output == "embedding" and loaded.card.classes == ()
-    assert loaded.text.template == TEMPLATE
+    assert loaded.card.text.template == loaded.text.template == TEMPLATE
     encoded: list[int] = []
     hook = loaded.module.text_tower.register_forward_hook(
         lambda _module, _inputs, output: encoded.append(len(output))
