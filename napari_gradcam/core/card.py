@@ -97,6 +97,7 @@ class ModelCard:
     mpp: float | None = json_field(MPP, None)
     default_layer: str | None = json_field(text_field, None)
     description: str = json_field(text_field, "")
+    output: str = json_field(text_field, "classes")
     extra: dict[str, Any] = json_field(object_field, {})
 
     def __post_init__(self) -> None:

@@ -17,6 +17,7 @@ from napari_gradcam.core.explain.method_options import (
     options_to_facts,
 )
 from napari_gradcam.core.explain.methods import METHODS
+from napari_gradcam.core.targets import target_from_metadata, target_to_metadata
 
 if TYPE_CHECKING:
     from napari_gradcam.core.explain.targets import Target
@@ -101,7 +102,7 @@ class ExplainSettings:
         return {
             "layer": self.layer,
             "method": self.method,
-            "target": list(self.target) if isinstance(self.target, tuple) else self.target,
+            "target": target_to_metadata(self.target),
             "tta": self.tta,
             "bfloat16": self.bfloat16,
             **options_to_facts(self.options),
@@ -116,7 +117,7 @@ class ExplainSettings:
         return cls(
             method=method,
             layer=None if facts.get("layer") is None else str(facts["layer"]),
-            target=tuple(target) if isinstance(target, list) else target,
+            target=target_from_metadata(target),
             tta=bool(facts.get("tta", False)),
             bfloat16=bool(facts.get("bfloat16", False)),
             options=options_from_facts(found.options, facts) if found else None,

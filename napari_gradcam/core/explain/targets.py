@@ -86,3 +86,15 @@ def target_scores(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Te
     scores = logits.gather(1, targets[:, None])[:, 0]
     probabilities = torch.softmax(logits.detach(), dim=1).gather(1, targets[:, None])[:, 0]
     return scores, probabilities
+
+
+def embed_region(model: object, pixels: object, card: ModelCard | None = None) -> object:
+    """STAND-IN (main's core replaces it): the image embedding of ``pixels`` (H, W, C)."""
+    from napari_gradcam.core.explain.preprocess import to_batch
+    from napari_gradcam.core.targets import LikeEmbedding
+
+    module = getattr(model, "module", model)
+    card = card or getattr(model, "card", None) or ModelCard()
+    with torch.inference_mode():
+        out = module(to_batch(pixels, card, next(module.parameters()).device))
+    return LikeEmbedding(tuple(float(v) for v in out.flatten()))
