@@ -27,6 +27,7 @@ class LoadedModel:
     card: ModelCard
     spec: str
     kind: ModelKind
+    text: object = None  # STAND-IN: the TextEncoder of a vision-language model
     layers: ModelLayers = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
