@@ -3,8 +3,9 @@
 A classifier answers "class", "several classes" (summed) and "class vs another" (Finer-CAM); an
 image encoder answers "like a region" and, with a text tower (a vision-language model),
 "prompt"; a segmentation model answers "output region". Kinds the loaded model cannot answer
-stay in the list, greyed, with a tooltip that says why. :meth:`TargetControls.build` reads the
-controls into a core target, or a region target the job finishes in its worker.
+stay in the list, greyed, with a tooltip that says why. The controls read into a core target
+(:meth:`TargetControls.target_value`), or into a region the job finishes in its worker
+(:meth:`TargetControls.region_target`).
 """
 
 from __future__ import annotations
@@ -162,49 +163,39 @@ class TargetControls:
         item = self.kind.native.model().item(KINDS.index(kind))
         return None if item.isEnabled() else item.toolTip()
 
-    def build(self, image: Image, plane_shape: Sequence[int]) -> tuple[Target, RegionTarget | None]:
+    def target_value(self) -> Target:
         """The target the controls ask for, or ``ValueError`` saying what to set.
 
-        The region kinds give a region target, finished in the worker (None otherwise).
+        None for the region kinds too: their target is finished in the worker
+        (:meth:`region_target`).
         """
         kind = self.kind.value
         reason = self.reason_unavailable(kind)
         if reason is not None:
             raise ValueError(reason)
         if kind == CLASS:
-            return (None if self.target.value == PREDICTED else self.target.value), None
+            return None if self.target.value == PREDICTED else self.target.value
         if kind == SEVERAL:
             chosen = tuple(self.several.value)
             if len(chosen) < 2:
                 raise ValueError("tick two or more classes to explain them together")
-            return Classes(chosen), None
+            return Classes(chosen)
         if kind == CONTRAST:
-            return self._contrast(), None
+            return self._contrast()
         if kind == PROMPT:
             texts = split_prompts(self.prompt_text)
             if not texts:
                 raise ValueError("type a prompt, e.g. 'nuclei-dense tissue'")
-            return Prompt(texts), None
-        return None, self._region_target(image, plane_shape)
+            return Prompt(texts)
+        return None
 
-    def remember(self, target: Target) -> None:
-        """Remember an explained prompt: first in the recent list, here and next session."""
-        if not isinstance(target, Prompt):
-            return
-        text = f"{PROMPT_SEPARATOR} ".join(target.texts)
-        recent = remember_prompt(text)
-        self.prompt.choices = recent
-        self.prompt_text = text
+    def region_target(self, image: Image, plane_shape: Sequence[int]) -> RegionTarget | None:
+        """The region the region kinds point at, cut from ``image``'s plane (None otherwise).
 
-    def _contrast(self) -> Contrast:
-        main, against = self.main.value, self.against.value
-        if main is None:
-            raise ValueError("load a model with classes to contrast them")
-        if against == main:
-            raise ValueError(f"contrast {main!r} with another class, or with the nearest one")
-        return Contrast(main, None if against == NEAREST else against)
-
-    def _region_target(self, image: Image, plane_shape: Sequence[int]) -> RegionTarget:
+        Raises ``ValueError`` saying what to draw or pick.
+        """
+        if self.kind.value not in (LIKE, OUTPUT):
+            return None
         layer = self.region_layer.value
         if layer is None:
             where = "a Shapes layer" if self.kind.value == LIKE else "a Shapes or Labels layer"
@@ -223,6 +214,23 @@ class TargetControls:
         if self.main.value is None:
             raise ValueError("load the segmentation model to pick the class of the output region")
         return OutputMask(self.main.value, region, label)
+
+    def remember(self, target: Target) -> None:
+        """Remember an explained prompt: first in the recent list, here and next session."""
+        if not isinstance(target, Prompt):
+            return
+        text = f"{PROMPT_SEPARATOR} ".join(target.texts)
+        recent = remember_prompt(text)
+        self.prompt.choices = recent
+        self.prompt_text = text
+
+    def _contrast(self) -> Contrast:
+        main, against = self.main.value, self.against.value
+        if main is None:
+            raise ValueError("load a model with classes to contrast them")
+        if against == main:
+            raise ValueError(f"contrast {main!r} with another class, or with the nearest one")
+        return Contrast(main, None if against == NEAREST else against)
 
     def _shape_index(self, shapes: Shapes) -> int:
         index = self.shape.value
