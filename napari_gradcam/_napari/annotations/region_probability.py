@@ -18,6 +18,7 @@ from napari_gradcam._napari.jobs import USER_ERRORS, JobHooks, JobRunner
 from napari_gradcam._napari.plane import Plane, plane_sampling, read_crop
 from napari_gradcam._napari.records import HeatmapRecord
 from napari_gradcam._napari.regions import Box
+from napari_gradcam._napari.target_words import names_a_class
 from napari_gradcam.core.regions.region_stats import PixelBox, expand_box
 
 
@@ -35,9 +36,12 @@ class ClassModel:
 
     @classmethod
     def of(cls, heatmap: Image) -> ClassModel | None:
-        """Return the model of a heatmap made by the Grad-CAM widget, else None."""
+        """Return the model of a heatmap of a class made by the Grad-CAM widget, else None.
+
+        A map of a prompt, a region or several classes has no class probability: None.
+        """
         record = HeatmapRecord.of(heatmap)
-        if record is None:
+        if record is None or not names_a_class(record.settings.target):
             return None
         target = record.target_index if record.target_index is not None else record.settings.target
         return cls(record.spec, record.weights, target)

@@ -33,6 +33,9 @@ HEADER_TIPS = {
     "probability": "the model's probability of the explained class for this region",
     "note": "the annotation's note",
 }
+NO_PROBABILITY_TIP = (
+    "the heatmap explains {}, not one class: the model gives no class probability for it"
+)
 MAP_SHARE = ("mean", "max", "p95")
 """Columns shown as a share of the heatmap's range."""
 NO_VALUE = "-"
@@ -104,13 +107,23 @@ class StatsTable(QTableWidget):
         self.setToolTip("one row per annotation; click a row to go to it")
         self.itemSelectionChanged.connect(self._on_selection)
 
-    def name_class(self, class_name: str | None) -> None:
-        """Head the probability column ``p(<class_name>)`` (``p(class)`` when unknown)."""
+    def name_class(self, class_name: str | None, explained: str | None = None) -> None:
+        """Head the probability column ``p(<class_name>)`` (``p(class)`` when unknown).
+
+        A map of something other than one class (``explained``: a prompt, a region, several
+        classes, in words) has no probability per region: its column is headed ``p(-)`` and
+        the headers' tooltips say what the map shows.
+        """
         for column, (header, name) in enumerate(COLUMNS):
-            if name == "probability" and class_name:
+            tip = HEADER_TIPS[name]
+            if name == "probability" and explained:
+                header, tip = f"p({NO_VALUE})", NO_PROBABILITY_TIP.format(explained)
+            elif name == "probability" and class_name:
                 header = f"p({class_name})"
+            elif explained and name in (*MAP_SHARE, "energy_share"):
+                tip = f"{tip}; the heatmap explains {explained}"
             item = QTableWidgetItem(header)
-            item.setToolTip(HEADER_TIPS[name])
+            item.setToolTip(tip)
             self.setHorizontalHeaderItem(column, item)
 
     def header_text(self, name: str) -> str:

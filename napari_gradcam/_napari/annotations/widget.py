@@ -52,6 +52,7 @@ from napari_gradcam._napari.jobs import JobHooks, JobRunner
 from napari_gradcam._napari.plane import current_plane, layer_mpp
 from napari_gradcam._napari.records import PER_TILE, HeatmapRecord, is_gradcam_layer, is_heatmap
 from napari_gradcam._napari.result_layers import annotations_layer
+from napari_gradcam._napari.target_words import names_a_class
 from napari_gradcam.core.regions.region_stats import STATISTICS, PixelBox
 
 DEBOUNCE_MS = 150
@@ -396,7 +397,10 @@ class AnnotationWidget(Container):
         finite = cam[np.isfinite(cam)]
         self.table.map_range = (float(finite.min()), float(finite.max())) if finite.size else None
         shown = "predicted class" if record.target_name == PER_TILE else record.target_name
-        self.table.name_class(str(shown))
+        if names_a_class(record.settings.target):
+            self.table.name_class(str(shown))
+        else:
+            self.table.name_class(None, explained=record.target_name)
 
     def _probability(
         self, heatmap: Image, image: Image | None

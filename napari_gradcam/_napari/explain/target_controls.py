@@ -99,7 +99,10 @@ class TargetControls:
         self.against = ComboBox(
             label="against", choices=self._against_choices, tooltip=tips.AGAINST_TIP
         )
-        self.prompt = ComboBox(label="prompt", choices=recent_prompts(), tooltip=tips.PROMPT_TIP)
+        self._recent = recent_prompts()
+        self.prompt = ComboBox(
+            label="prompt", choices=self._recent_prompts, tooltip=tips.PROMPT_TIP
+        )
         box = self.prompt.native
         box.setEditable(True)
         box.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)
@@ -122,6 +125,8 @@ class TargetControls:
         )
         self.kind.changed.connect(self._show_kind)
         self.region_layer.changed.connect(self._on_region_layer)
+        for event in (viewer.layers.events.inserted, viewer.layers.events.removed):
+            event.connect(self.region_layer.reset_choices)
         self._show_kind()
         self._on_region_layer(self.region_layer.value)
 
@@ -220,8 +225,9 @@ class TargetControls:
         if not isinstance(target, Prompt):
             return
         text = f"{PROMPT_SEPARATOR} ".join(target.texts)
-        recent = remember_prompt(text)
-        self.prompt.choices = recent
+        self._recent = remember_prompt(text)
+        self.prompt.choices = ()  # refilled in the new order (a reset only adds and removes)
+        self.prompt.reset_choices()
         self.prompt_text = text
 
     def _contrast(self) -> Contrast:
@@ -272,6 +278,9 @@ class TargetControls:
 
     def _refresh_shapes(self, _event: Any = None) -> None:
         self.shape.reset_choices()
+
+    def _recent_prompts(self, _widget: Widget) -> list[str]:
+        return self._recent
 
     def _names(self, _widget: Widget) -> tuple[str, ...]:
         return self._classes
