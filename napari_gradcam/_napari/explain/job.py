@@ -93,16 +93,17 @@ class RegionResult:
         crop_origin: tuple[float, float],
         downsample: tuple[float, float],
         level: int,
-        settings: ExplainSettings,
+        settings: ExplainSettings | None = None,
     ) -> RegionResult:
         """Place an explanation of a crop read at ``level`` on level-0 pixels.
 
         The crop's top-left pixel is ``crop_origin`` (level 0) and each of its pixels spans
         ``downsample`` level-0 pixels; the explanation's own stride and origin are in crop
-        pixels.
+        pixels. ``settings``: those it was explained with (default: the defaults).
         """
         pairs = zip(explanation.stride, explanation.origin, crop_origin, downsample, strict=True)
         stride, origin = zip(*((f * d, o + e * d) for f, e, o, d in pairs), strict=True)
+        settings = settings or ExplainSettings()
         return cls(box, explanation, tuple(stride), tuple(origin), level, settings)
 
     @property
