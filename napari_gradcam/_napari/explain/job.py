@@ -212,11 +212,12 @@ def scale_warning(loaded: LoadedModel, result: RegionResult) -> str | None:
     """A warning when a region much larger than the model input went in as one piece.
 
     A model trained on small tiles sees a whole image at a scale it never learned, so its
-    class and map may mean little; tiling (or a smaller region) keeps its scale.
+    class and map may mean little; tiling (or a smaller region) keeps its scale. A
+    segmentation model scores every pixel of any size: no warning.
     """
     size = loaded.card.input_size
     crop = result.explanation.input_shape
-    if size is None or len(crop) < 2:
+    if size is None or len(crop) < 2 or loaded.card.output == "dense":
         return None
     ratio = max(c / s for c, s in zip(crop[-2:], size, strict=True))
     if ratio < SCALE_WARNING_RATIO:
