@@ -1,0 +1,118 @@
+"""Each region target kind end to end in the dock: drawn, cut, explained, named and aligned."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from napari_gradcam._napari.explain import widget as widget_module
+from napari_gradcam._napari.explain.target_controls import LIKE, OUTPUT, PROMPT
+from napari_gradcam._napari.explain.widget import GradCamWidget
+from napari_gradcam._napari.records import HeatmapRecord
+from napari_gradcam.core.card import ModelCard
+from napari_gradcam.core.targets import LikeEmbedding, OutputRegion
+from tests._napari.target_models import SEGMENTER_CLASSES
+from tests._napari.test_result_layers import world_edges
+
+TIMEOUT_MS = 60_000
+MODELS = Path(__file__).parents[1] / "target_models.py"
+SCALE, TRANSLATE = (0.7, 1.3), (10.0, -25.0)
+
+
+@pytest.fixture
+def errors(monkeypatch) -> list[str]:
+    shown: list[str] = []
+    monkeypatch.setattr(widget_module, "show_error", shown.append)
+    return shown
+
+
+def saved_model(folder: Path, name: str, card: ModelCard) -> tuple[str, str]:
+    """Spec and weights of a model of ``target_models.py`` with its card beside the weights."""
+    import torch
+
+    from tests._napari import target_models
+
+    spec = f"{MODELS}:{name}_factory"
+    weights = folder / f"{name}.pt"
+    torch.save(getattr(target_models, f"{name}_factory")().state_dict(), weights)
+    card.to_json(weights.with_suffix(".json"))
+    return spec, str(weights)
+
+
+@pytest.fixture
+def make_dock(make_napari_viewer, tmp_path, qtbot):
+    def make(name: str, card: ModelCard):
+        viewer = make_napari_viewer()
+        image = np.random.default_rng(0).integers(0, 256, (64, 96, 3), np.uint8)
+        viewer.add_image(image, name="tile", scale=SCALE, translate=TRANSLATE)
+        widget = GradCamWidget(viewer)
+        viewer.window.add_dock_widget(widget, name="Grad-CAM")
+        widget.model_spec, widget.weights.value = saved_model(tmp_path, name, card)
+        widget.tiles.tiled.value = False
+        widget.load_model()
+        qtbot.waitUntil(lambda: not widget.running, timeout=TIMEOUT_MS)
+        return viewer, widget
+
+    return make
+
+
+def run(widget: GradCamWidget, qtbot) -> HeatmapRecord:
+    widget.explain()
+    qtbot.waitUntil(lambda: not widget.running, timeout=TIMEOUT_MS)
+    layer = widget.maps.newest
+    return layer, HeatmapRecord.of(layer)
+
+
+def world_rectangle(rows: tuple[float, float], cols: tuple[float, float]) -> np.ndarray:
+    """The world corners of image pixels ``rows`` x ``cols`` (pixel edges, inclusive)."""
+    (r0, r1), (c0, c1) = rows, cols
+    y0, y1 = TRANSLATE[0] + SCALE[0] * (r0 - 0.5), TRANSLATE[0] + SCALE[0] * (r1 + 0.5)
+    x0, x1 = TRANSLATE[1] + SCALE[1] * (c0 - 0.5), TRANSLATE[1] + SCALE[1] * (c1 + 0.5)
+    return np.array([[y0, x0], [y0, x1], [y1, x1], [y1, x0]])
+
+
+def test_like_a_region_explains_the_similarity_to_the_selected_shape(make_dock, qtbot, errors):
+    card = ModelCard(name="encoder", input_size=(16, 16), output="embedding")
+    viewer, widget = make_dock("encoder", card)
+    assert widget.targets.kind.value == LIKE  # the encoder answers no class: like a region
+    assert widget.targets.reason_unavailable(PROMPT) is not None  # no text tower
+    shapes = viewer.add_shapes([world_rectangle((8, 23), (16, 47))], shape_type="rectangle")
+    shapes.selected_data = {0}
+    heatmap, record = run(widget, qtbot)
+    assert errors == []
+    assert heatmap.name == "Grad-CAM · like 'shape 1' · encoder"
+    target = record.settings.target
+    assert isinstance(target, LikeEmbedding) and target.label == "shape 1"
+    assert len(target.embedding) == 8
+    assert record.probability is None and record.score_text.startswith("similarity ")
+    assert "like 'shape 1' similarity" in widget.result.value
+    np.testing.assert_allclose(world_edges(heatmap), world_edges(viewer.layers["tile"]))
+
+
+def test_an_output_region_explains_a_class_inside_a_labels_mask(make_dock, qtbot, errors):
+    card = ModelCard(name="segmenter", classes=SEGMENTER_CLASSES, output="dense")
+    viewer, widget = make_dock("segmenter", card)
+    assert widget.targets.kind.value == OUTPUT
+    painted = np.zeros((32, 48), np.uint8)
+    painted[4:12, 8:24] = 3
+    # half the image's resolution, the same placement: 2 x 2 image pixels per labels pixel
+    viewer.add_labels(painted, name="cells", scale=(1.4, 2.6), translate=(10.35, -24.35))
+    widget.targets.region_layer.value = viewer.layers["cells"]
+    widget.targets.label_value.value = 3
+    widget.targets.main.value = "nuclei"
+    heatmap, record = run(widget, qtbot)
+    assert errors == []
+    assert heatmap.name == "Grad-CAM · nuclei in 'cells label 3' · segmenter"
+    target = record.settings.target
+    assert isinstance(target, OutputRegion) and target.label == "cells label 3"
+    assert record.to_facts()["target"]["area"] == 16 * 32  # 8 x 16 labels pixels, 2 x 2 each
+    assert "score" in widget.result.value and "scale" not in widget.result.value
+    np.testing.assert_allclose(world_edges(heatmap), world_edges(viewer.layers["tile"]))
+
+
+def test_a_region_kind_without_its_region_says_what_to_draw(make_dock, qtbot, errors):
+    card = ModelCard(name="encoder", input_size=(16, 16), output="embedding")
+    viewer, widget = make_dock("encoder", card)
+    widget.explain()
+    assert errors == ["Grad-CAM: add a Shapes layer and draw the region on the image"]
+    assert not widget.running and len(viewer.layers) == 1  # nothing half-made
