@@ -32,6 +32,15 @@ _EXPORTS = {
     "RolloutOptions": "napari_gradcam.core.explain.methods.attention",
     "AttentionOptions": "napari_gradcam.core.explain.methods.attention",
     "METHODS": "napari_gradcam.core.explain.methods",
+    # what to explain: a class, several, a contrast, a prompt, a region like this, an output region
+    "Classes": "napari_gradcam.core.targets",
+    "Contrast": "napari_gradcam.core.targets",
+    "Prompt": "napari_gradcam.core.targets",
+    "LikeEmbedding": "napari_gradcam.core.targets",
+    "OutputRegion": "napari_gradcam.core.targets",
+    "describe_target": "napari_gradcam.core.targets",
+    "embed_region": "napari_gradcam.core.explain.region_embedding",
+    "TextEncoder": "napari_gradcam.core.text_encoder",
     # a model's layers
     "candidate_layers": "napari_gradcam.core.explain.model_layers",
     "candidate_layouts": "napari_gradcam.core.explain.model_layers",

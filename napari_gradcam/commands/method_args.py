@@ -14,7 +14,7 @@ from napari_gradcam.core.explain.methods import METHODS, get_method
 from napari_gradcam.core.settings import ExplainSettings
 
 if TYPE_CHECKING:
-    from napari_gradcam.core.explain.targets import Target
+    from napari_gradcam.core.targets import Target
 
 
 def _options() -> dict[str, tuple[str, OptionSpec, tuple[str, ...]]]:

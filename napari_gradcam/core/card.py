@@ -12,6 +12,7 @@ from typing import Any
 from napari_gradcam.core.json_fields import (
     MAX_SIDE,
     MPP,
+    choice_field,
     json_field,
     names_field,
     numbers_field,
@@ -22,6 +23,9 @@ from napari_gradcam.core.json_fields import (
     whole_number,
 )
 
+MODEL_OUTPUTS = ("classes", "embedding", "dense")
+"""What a model's output can be: class logits (N, K), an embedding (N, D) or dense logits
+(N, C, h, w); the card says which (never guessed from the shape)."""
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 MAX_CHANNELS = 64
@@ -82,6 +86,10 @@ class ModelCard:
         Microns per pixel of the training data.
     default_layer : str, optional
         Module name to explain when none is given.
+    output : str
+        What the model returns: ``"classes"`` (logits (N, K): class targets), ``"embedding"``
+        (an image embedding (N, D): prompts and "like this region"), or ``"dense"`` (per-pixel
+        logits (N, C, h, w) of a segmentation model: output regions).
     description : str
         What the model predicts, for people.
     extra : dict
@@ -96,6 +104,7 @@ class ModelCard:
     std: tuple[float, ...] = json_field(_normalisation, IMAGENET_STD)
     mpp: float | None = json_field(MPP, None)
     default_layer: str | None = json_field(text_field, None)
+    output: str = json_field(choice_field(MODEL_OUTPUTS), "classes")
     description: str = json_field(text_field, "")
     output: str = json_field(text_field, "classes")
     extra: dict[str, Any] = json_field(object_field, {})
@@ -110,6 +119,11 @@ class ModelCard:
             raise ValueError(
                 f"model card {self.name!r}: 'mean' and 'std' must be finite numbers, got "
                 f"{self.mean} and {self.std}"
+            )
+        if self.output not in MODEL_OUTPUTS:
+            raise ValueError(
+                f"model card {self.name!r}: 'output' is one of {', '.join(MODEL_OUTPUTS)}, "
+                f"got {self.output!r}"
             )
         if any(s <= 0 for s in self.std):
             raise ValueError(f"model card {self.name!r}: 'std' values must be > 0, got {self.std}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import Any, TypedDict
 
 from napari_gradcam.core.explain.method_options import (
     NoOptions,
@@ -17,10 +17,7 @@ from napari_gradcam.core.explain.method_options import (
     options_to_facts,
 )
 from napari_gradcam.core.explain.methods import METHODS
-from napari_gradcam.core.targets import target_from_metadata, target_to_metadata
-
-if TYPE_CHECKING:
-    from napari_gradcam.core.explain.targets import Target
+from napari_gradcam.core.targets import Target, target_from_metadata, target_to_metadata
 
 
 class CommonKeywords(TypedDict, total=False):
@@ -45,8 +42,10 @@ class ExplainSettings:
     layer : str, optional
         Target layer by module name (``explain`` also takes the module); ``None``: the card's
         default, else the last spatial layer. Ignored by methods that use no layer.
-    target : int, str or tuple, optional
-        Class to explain (index or name), one per image, or ``None`` for the top class.
+    target : Target, optional
+        What to explain: a class (index or name), one per image, ``None`` for the top class,
+        or a ``core.targets`` kind (``Classes``, ``Contrast``, ``Prompt``, ``LikeEmbedding``,
+        ``OutputRegion``).
     tta : bool
         Explain the image and its horizontal, vertical and double flips (one batch, same
         class), flip the maps back and average them.
@@ -112,12 +111,11 @@ class ExplainSettings:
     def from_metadata(cls, facts: Mapping[str, Any]) -> ExplainSettings:
         """Read the facts written by :meth:`to_metadata` or earlier versions (absent: defaults)."""
         method = str(facts.get("method", "gradcam"))
-        target = facts.get("target")
         found = METHODS.get(method)
         return cls(
             method=method,
             layer=None if facts.get("layer") is None else str(facts["layer"]),
-            target=target_from_metadata(target),
+            target=target_from_metadata(facts.get("target")),
             tta=bool(facts.get("tta", False)),
             bfloat16=bool(facts.get("bfloat16", False)),
             options=options_from_facts(found.options, facts) if found else None,

@@ -24,7 +24,7 @@ from napari_gradcam.core.explain.hooks import (
     capture_attention,
 )
 from napari_gradcam.core.explain.methods.cam_method import CamMethod
-from napari_gradcam.core.explain.targets import target_scores
+from napari_gradcam.core.explain.targets import BoundTarget, target_scores
 from napari_gradcam.core.settings import ExplainSettings
 
 TargetsFn = Callable[[torch.Tensor], torch.Tensor]
@@ -34,14 +34,15 @@ def collect_attention(
     model: nn.Module,
     batch: torch.Tensor,
     method: CamMethod,
+    target: BoundTarget,
     targets_of: TargetsFn,
     settings: ExplainSettings,
     monitor: Monitor,
 ) -> LayerContext:
     """One forward reading every block's attention (and a backward for gradient methods).
 
-    ``targets_of(logits)`` resolves the explained class per image. The reader refuses a model
-    it cannot explain before the forward runs.
+    ``target.head`` scores the output; ``targets_of(scored)`` gives its weights per image.
+    The reader refuses a model it cannot explain before the forward runs.
     """
     reader = method.reader(model, batch, settings.options)
     modules = attention_modules(model)
@@ -58,10 +59,10 @@ def collect_attention(
     )
     grad_mode = torch.enable_grad() if with_grad else nullcontext()
     with torch.inference_mode(not with_grad), grad_mode, capture as taps:
-        logits = run_model(model, batch)
+        logits = run_model(model, batch, target.head)
         targets = targets_of(logits)
         if with_grad:
-            reader.read_gradients(_output_gradients(target_scores(logits, targets)[0], taps))
+            reader.read_gradients(_output_gradients(target_scores(logits, targets), taps))
     return LayerContext(
         model=model,
         batch=batch,
@@ -71,6 +72,7 @@ def collect_attention(
         gradients=None,
         logits=logits.detach(),
         targets=targets,
+        target=target,
         options=settings.options,
         bfloat16=settings.bfloat16,
         monitor=monitor,

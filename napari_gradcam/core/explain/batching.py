@@ -26,10 +26,18 @@ LIVE_ACTIVATIONS = 3
 UNHOOKED_EXPANSION = 24
 
 
-def run_model(model: nn.Module, batch: torch.Tensor) -> torch.Tensor:
-    """The model's logits; a model that fails on the input gives a ``ValueError``."""
+def run_model(
+    model: nn.Module,
+    batch: torch.Tensor,
+    head: Callable[[object], torch.Tensor] = as_logits,
+) -> torch.Tensor:
+    """The model's output through ``head``: its logits (N, K) by default.
+
+    A bound target's ``head`` gives what it scores. A model that fails on the input gives a
+    ``ValueError``.
+    """
     try:
-        return as_logits(model(batch))
+        return head(model(batch))
     except RuntimeError as err:
         raise ValueError(f"the model failed to run on this input: {err}") from err
 

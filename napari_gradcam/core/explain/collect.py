@@ -12,12 +12,10 @@
 from __future__ import annotations
 
 from contextlib import nullcontext
-from functools import partial
 
 import torch
 from torch import nn
 
-from napari_gradcam.core.card import ModelCard
 from napari_gradcam.core.explain.attention_collect import collect_attention
 from napari_gradcam.core.explain.batching import forward_bytes, run_model
 from napari_gradcam.core.explain.context import LayerContext, Monitor
@@ -31,7 +29,7 @@ from napari_gradcam.core.explain.hooks import (
 )
 from napari_gradcam.core.explain.methods.cam_method import CamMethod
 from napari_gradcam.core.explain.model_layers import ModelLayers
-from napari_gradcam.core.explain.targets import Target, resolve_targets
+from napari_gradcam.core.explain.targets import BoundTarget
 from napari_gradcam.core.settings import ExplainSettings
 
 Layer = tuple[str, nn.Module] | None
@@ -43,33 +41,35 @@ def collect(
     method: CamMethod,
     layer: Layer,
     settings: ExplainSettings,
-    card: ModelCard,
+    target: BoundTarget,
     groups: int,
     monitor: Monitor,
 ) -> LayerContext:
     """Run the model of ``layers`` once on ``batch``; return the context ``method`` computes from.
 
-    ``batch`` may hold ``groups`` copies of the same images (e.g. flipped); the targets
-    (``settings.target``) are resolved on the first copy and repeated, so every copy explains
-    the same class.
+    ``batch`` may hold ``groups`` flipped copies of the same images (``augment.FLIPS``); the
+    target's weights are resolved on the first copy and flipped with the others, so every
+    copy explains the same class or region.
     """
     model = layers.module
     name, module = layer if layer is not None else (None, None)
-    target = settings.target
     if "attention" in method.needs:
-        targets_of = partial(_targets, target=target, card=card, groups=groups)
-        return collect_attention(model, batch, method, targets_of, settings, monitor)
+
+        def targets_of(scored: torch.Tensor) -> torch.Tensor:
+            return _weights(target, scored, groups)
+
+        return collect_attention(model, batch, method, target, targets_of, settings, monitor)
     recorder = (
         record_output_sizes(model, module) if "forwards" in method.needs else nullcontext(None)
     )
     with recorder as sizes:
         if "gradients" in method.needs:
             captured, gradients, logits, targets = layer_gradients(
-                layers, batch, layer, target, card, groups
+                layers, batch, layer, target, groups
             )
         else:
-            captured, logits = _forward(layers, batch, layer)
-            gradients, targets = None, _targets(logits, target, card, groups)
+            captured, logits = _forward(layers, batch, layer, target)
+            gradients, targets = None, _weights(target, logits, groups)
     native, layout = (captured.activation, captured.layout) if captured else (None, None)
     activations = layout.to_nchw(native) if layout else None
     sample, head = _sample_bytes(batch, native, sizes)
@@ -82,6 +82,7 @@ def collect(
         gradients=layout.to_nchw(gradients) if gradients is not None else None,
         logits=logits,
         targets=targets,
+        target=target,
         options=settings.options,
         bfloat16=settings.bfloat16,
         monitor=monitor,
@@ -92,21 +93,21 @@ def collect(
     )
 
 
-def _targets(logits: torch.Tensor, target: Target, card: ModelCard, groups: int) -> torch.Tensor:
-    first = resolve_targets(logits[: len(logits) // groups], target, card)
-    return first.repeat(groups)
+def _weights(target: BoundTarget, scored: torch.Tensor, groups: int) -> torch.Tensor:
+    """The target's weights, resolved on the first of ``groups`` copies and flipped along."""
+    return target.copies(target.weights(scored[: len(scored) // groups]), groups)
 
 
 def _forward(
-    layers: ModelLayers, batch: torch.Tensor, layer: Layer
+    layers: ModelLayers, batch: torch.Tensor, layer: Layer, target: BoundTarget
 ) -> tuple[Captured | None, torch.Tensor]:
     with torch.inference_mode():
         if layer is None:
-            return None, run_model(layers.module, batch)
+            return None, run_model(layers.module, batch, target.head)
         name, module = layer
         check = layers.layout_check(name, batch)
         with capture_layer(module, name, check, with_grad=False) as captured:
-            logits = run_model(layers.module, batch)
+            logits = run_model(layers.module, batch, target.head)
         captured_activation(captured, name)
         return captured, logits
 

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from napari_gradcam.core.explain.layout import Layout
-from napari_gradcam.core.explain.targets import target_scores
+from napari_gradcam.core.explain.targets import BoundTarget, target_scores
 
 
 class PatchTokenReader(Protocol):
@@ -104,9 +104,13 @@ class LayerContext:
     gradients : torch.Tensor or None
         d(target score)/d(activations), for methods that need them.
     logits : torch.Tensor
-        The model's output (N, classes), detached.
+        What the target scores of the model's output (``target.head``), detached: logits
+        (N, classes), similarities (N, 1) or dense logits (N, C, h, w).
     targets : torch.Tensor
-        int64 (N,): the explained class per image.
+        The target's weights ``W`` per image, the shape of ``logits``: the explained score is
+        ``(logits * targets)`` summed per image.
+    target : BoundTarget
+        The explained target: its ``head`` scores the output of any forward.
     options : dataclass
         The method's own options (``ExplainSettings.options``).
     bfloat16 : bool
@@ -135,6 +139,7 @@ class LayerContext:
     gradients: torch.Tensor | None
     logits: torch.Tensor
     targets: torch.Tensor
+    target: BoundTarget
     options: Any = None
     bfloat16: bool = False
     monitor: Monitor = field(default_factory=Monitor)
@@ -155,4 +160,4 @@ class LayerContext:
 
     def scores(self) -> torch.Tensor:
         """The explained score of each image (N,) from the captured logits."""
-        return target_scores(self.logits, self.targets)[0]
+        return target_scores(self.logits, self.targets)

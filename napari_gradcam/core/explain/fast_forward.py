@@ -13,7 +13,7 @@ BF16 and on GPUs, with logits rounded to about three significant digits.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -22,6 +22,7 @@ from torch import fx, nn
 from torch.fx.experimental.optimization import fuse
 
 from napari_gradcam.core.explain.batching import run_model
+from napari_gradcam.core.explain.targets import as_logits
 
 SAME_RTOL = 1e-4
 """How close a rewritten model's logits must be to the model's (relative to their scale).
@@ -35,9 +36,14 @@ _UNTRACEABLE = (fx.proxy.TraceError, TypeError, ValueError, RuntimeError, NotImp
 
 @contextmanager
 def fast_inference(
-    model: nn.Module, example: torch.Tensor, bfloat16: bool = False
+    model: nn.Module,
+    example: torch.Tensor,
+    bfloat16: bool = False,
+    head: Callable[[object], torch.Tensor] = as_logits,
 ) -> Iterator[Forward]:
-    """Yield a function computing ``model``'s logits faster, with inputs laid out for it.
+    """Yield a function computing ``head`` of ``model``'s output faster, inputs laid out for it.
+
+    ``head`` is the logits by default, or what a bound target scores.
 
     Prefers a traced copy with BatchNorm folded into convolutions, in channels-last layout
     on CPU (and in bfloat16 with ``bfloat16``). A model that cannot be traced (TorchScript,
@@ -46,35 +52,36 @@ def fast_inference(
     input (e.g. ``.view`` on a feature map) runs as it is.
     """
     with torch.inference_mode():
-        expected = run_model(model, example[:1])
+        expected = run_model(model, example[:1], head)
     dtype, rtol = (torch.bfloat16, BFLOAT16_RTOL) if bfloat16 else (example.dtype, SAME_RTOL)
     fast = _fused_copy(model)
     if fast is None and bfloat16:
         fast = _plain_copy(model)
     for layout in _layouts(example) if fast is not None else ():
-        forward = Forward(fast.to(dtype=dtype, memory_format=layout), layout, dtype)
+        forward = Forward(fast.to(dtype=dtype, memory_format=layout), layout, dtype, head)
         if _gives(forward, example[:1], expected, rtol):
             yield forward
             return
-    with _channels_last_weights(model, example, expected) as layout:
-        yield Forward(model, layout, example.dtype)
+    with _channels_last_weights(model, example, expected, head) as layout:
+        yield Forward(model, layout, example.dtype, head)
 
 
 @dataclass(frozen=True)
 class Forward:
-    """A module with the layout and dtype its inputs are given in.
+    """A module with the layout and dtype its inputs are given in, and the head of its output.
 
-    Called on inputs (B, C, H, W), it returns the logits (B, K) in the inputs' dtype.
+    Called on inputs (B, C, H, W), it returns ``head`` of the output in the inputs' dtype.
     """
 
     module: nn.Module
     layout: torch.memory_format
     dtype: torch.dtype
+    head: Callable[[object], torch.Tensor] = as_logits
 
     def __call__(self, inputs: torch.Tensor) -> torch.Tensor:
         """The logits of ``inputs``, in their dtype."""
         fast_inputs = inputs.to(dtype=self.dtype, memory_format=self.layout)
-        return run_model(self.module, fast_inputs).to(inputs.dtype)
+        return run_model(self.module, fast_inputs, self.head).to(inputs.dtype)
 
 
 def _fused_copy(model: nn.Module) -> nn.Module | None:
@@ -119,11 +126,14 @@ def _gives(forward: Forward, example: torch.Tensor, expected: torch.Tensor, rtol
 
 @contextmanager
 def _channels_last_weights(
-    model: nn.Module, example: torch.Tensor, expected: torch.Tensor
+    model: nn.Module,
+    example: torch.Tensor,
+    expected: torch.Tensor,
+    head: Callable[[object], torch.Tensor],
 ) -> Iterator[torch.memory_format]:
     """The model's own 4-D weights in channels-last layout for the block, when that works."""
     converted = _to_channels_last(model) if torch.channels_last in _layouts(example) else None
-    forward = Forward(model, torch.channels_last, example.dtype)
+    forward = Forward(model, torch.channels_last, example.dtype, head)
     try:
         if converted is not None and _gives(forward, example[:1], expected, SAME_RTOL):
             yield torch.channels_last

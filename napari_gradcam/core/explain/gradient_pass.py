@@ -13,12 +13,11 @@ alone, so the maps are the same; the forwards' total work is the same too.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import torch
 from torch import nn
 
-from napari_gradcam.core.card import ModelCard
 from napari_gradcam.core.explain.batching import forward_bytes, run_model
 from napari_gradcam.core.explain.hooks import (
     Captured,
@@ -29,9 +28,9 @@ from napari_gradcam.core.explain.hooks import (
 from napari_gradcam.core.explain.layout import Layout
 from napari_gradcam.core.explain.model_layers import ModelLayers
 from napari_gradcam.core.explain.targets import (
-    Target,
+    BoundTarget,
     check_target_count,
-    resolve_targets,
+    output_tensor,
     target_scores,
 )
 
@@ -43,30 +42,30 @@ def layer_gradients(
     layers: ModelLayers,
     batch: torch.Tensor,
     layer: tuple[str, nn.Module],
-    target: Target,
-    card: ModelCard,
+    target: BoundTarget,
     groups: int = 1,
 ) -> tuple[Captured, torch.Tensor, torch.Tensor, torch.Tensor]:
     """The layer's output and the target scores' gradients there, nothing kept after.
 
-    ``layers`` is the model's (``model_layers``). ``batch`` may hold ``groups`` copies of the
-    same images; the targets are resolved on the first copy and repeated. Runs in chunks of
-    ``gradient_chunk`` images.
+    ``layers`` is the model's (``model_layers``). ``batch`` may hold ``groups`` flipped copies
+    of the same images; the target's weights are resolved on the first copy and flipped along.
+    Runs in chunks of ``gradient_chunk`` images.
 
     Returns the capture (the layer's output in its own layout, and that layout), the
-    gradients in the same layout, the logits and the targets. Refuses (``ValueError``) a
-    layer the score does not depend on, or whose patch tokens get no gradient.
+    gradients in the same layout, what the target scores (``target.head`` of the output) and
+    the target's weights. Refuses (``ValueError``) a layer the score does not depend on, or
+    whose patch tokens get no gradient.
     """
     name, _ = layer
     firsts = len(batch) // groups
-    check_target_count(target, firsts)
+    check_target_count(target.target, firsts)
     size = gradient_chunk(layers, layer, batch)
     parts: list[tuple[Captured, torch.Tensor, torch.Tensor, torch.Tensor]] = []
     first_targets: list[torch.Tensor] = []
     for start in range(0, len(batch), size):
         stop = min(start + size, len(batch))
-        chunk_targets = _chunk_targets(target, card, start, stop, firsts, first_targets)
-        parts.append(_chunk_gradients(layers, batch[start:stop], layer, chunk_targets))
+        chunk_targets = _chunk_targets(target, start, stop, firsts, first_targets)
+        parts.append(_chunk_gradients(layers, batch[start:stop], layer, target, chunk_targets))
     captured = parts[0][0]
     captured.activation = torch.cat([part[0].activation for part in parts])
     gradients = torch.cat([part[1] for part in parts])
@@ -100,7 +99,7 @@ def head_profile(
 
     def profile() -> tuple[int, int]:
         with torch.inference_mode(), record_output_sizes(layers.module, module) as sizes:
-            run_model(layers.module, batch[:1])
+            run_model(layers.module, batch[:1], output_tensor)
         graph = sizes.new_after_layer + BACKWARD_LIVE * sizes.largest_after_layer
         return (forward_bytes(batch[0].nbytes, sizes.largest or None), graph)
 
@@ -112,6 +111,7 @@ def _chunk_gradients(
     layers: ModelLayers,
     chunk: torch.Tensor,
     layer: tuple[str, nn.Module],
+    target: BoundTarget,
     targets_of: Callable[[torch.Tensor], torch.Tensor],
 ) -> tuple[Captured, torch.Tensor, torch.Tensor, torch.Tensor]:
     name, module = layer
@@ -120,10 +120,10 @@ def _chunk_gradients(
         torch.enable_grad(),
         capture_layer(module, name, layers.layout_check(name, chunk)) as captured,
     ):
-        logits = run_model(layers.module, chunk)
+        logits = run_model(layers.module, chunk, target.head)
         activation = captured_activation(captured, name)
         targets = targets_of(logits.detach())
-        scores, _ = target_scores(logits, targets)
+        scores = target_scores(logits, targets)
         if not scores.requires_grad:
             raise ValueError(_off_path_message(name))
         (gradients,) = torch.autograd.grad(scores.sum(), activation, allow_unused=True)
@@ -134,28 +134,29 @@ def _chunk_gradients(
 
 
 def _chunk_targets(
-    target: Target,
-    card: ModelCard,
+    target: BoundTarget,
     start: int,
     stop: int,
     firsts: int,
     first_targets: list[torch.Tensor],
 ) -> Callable[[torch.Tensor], torch.Tensor]:
-    """``targets_of(logits)`` for images ``start:stop`` of a batch of copies of ``firsts``.
+    """``targets_of(scored)`` for images ``start:stop`` of a batch of copies of ``firsts``.
 
-    The first copy's targets are resolved from its logits (and kept in ``first_targets``);
-    the other copies repeat them, so every copy explains the same class.
+    The first copy's weights are resolved from its output (and kept in ``first_targets``);
+    the other copies take them flipped as their image was, so every copy explains the same
+    class or region.
     """
 
-    def targets_of(logits: torch.Tensor) -> torch.Tensor:
+    def targets_of(scored: torch.Tensor) -> torch.Tensor:
         own = max(min(stop, firsts) - start, 0)
-        wanted = target
-        if isinstance(target, Sequence) and not isinstance(target, str):
-            wanted = list(target)[start : start + own]
-        own_targets = resolve_targets(logits[:own], wanted, card)
+        own_targets = target.weights(scored[:own], first=start)
         first_targets.append(own_targets)
-        copies = [i % firsts for i in range(start + own, stop)]
-        return torch.cat([own_targets, torch.cat(first_targets)[copies]])
+        resolved = torch.cat(first_targets)
+        copies = [
+            target.flipped(resolved[i % firsts : i % firsts + 1], i // firsts)
+            for i in range(start + own, stop)
+        ]
+        return torch.cat([own_targets, *copies])
 
     return targets_of
 

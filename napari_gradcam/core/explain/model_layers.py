@@ -47,7 +47,7 @@ from napari_gradcam.core.explain.hooks import (
     model_lock,
 )
 from napari_gradcam.core.explain.layout import Kind, Layout
-from napari_gradcam.core.explain.targets import as_logits
+from napari_gradcam.core.explain.targets import as_logits, output_tensor
 
 Shape = tuple[int, ...]
 Head = Literal["token", "pooled", "unknown"]
@@ -561,7 +561,7 @@ class ModelLayers:
             torch.inference_mode(),
             capture_layer(layer, name, check, with_grad=False) as captured,
         ):
-            run_model(module, zeros)
+            run_model(module, zeros, output_tensor)
         captured_activation(captured, name)
         return captured.layout
 

@@ -39,7 +39,7 @@ from napari_gradcam.core.explain.model_layers import (
     map_stride,
     model_layers,
 )
-from napari_gradcam.core.explain.targets import target_scores
+from napari_gradcam.core.explain.targets import BoundTarget, bind_target
 from napari_gradcam.core.settings import CommonKeywords, ExplainSettings
 
 
@@ -53,18 +53,20 @@ def explain(
     monitor: Monitor | None = None,
     **common: Unpack[CommonKeywords],
 ) -> Explanation:
-    """Explain a classifier's decision on one image or a batch.
+    """Explain what a model's output says about ``settings.target`` on one image or a batch.
 
     Parameters
     ----------
     model : torch.nn.Module or LoadedModel
-        The classifier. A ``LoadedModel`` (from ``load_model``) brings its model card.
+        The model. A ``LoadedModel`` (from ``load_model``) brings its model card, and a
+        vision-language model its text tower (for ``Prompt`` targets).
     image : numpy.ndarray or torch.Tensor
         Pixels (H, W) or (H, W, C) of any common dtype, preprocessed with the card; or a float
         tensor (N, C, H, W) already preprocessed.
     settings : ExplainSettings, optional
         Method, layer, target, TTA, precision and the method's own options as one record
-        (default: Grad-CAM of the top class at the default layer).
+        (default: Grad-CAM of the top class at the default layer). The target is a class, or
+        any ``core.targets`` kind the model's card allows (``card.output``).
     card : ModelCard, optional
         Overrides the card of a ``LoadedModel``; default card for a bare module.
     origin : sequence of float
@@ -105,6 +107,7 @@ def explain(
     cam_method = get_method(settings.method)
     _check_applies(cam_method, module)
     batch = model_batch(module, image, card)
+    target = bind_target(settings.target, card, getattr(model, "text", None), batch.shape[-2:])
     layers = model_layers(model)
     found = _resolve_layer(layers, settings.layer, card, batch) if cam_method.uses_layer else None
     monitor = monitor or Monitor()
@@ -112,7 +115,7 @@ def explain(
     times = [start, time.perf_counter()]
     inputs, groups = (flipped_copies(batch), len(FLIPS)) if settings.tta else (batch, 1)
     with frozen_model(module):
-        context = collect(layers, inputs, cam_method, found, settings, card, groups, monitor)
+        context = collect(layers, inputs, cam_method, found, settings, target, groups, monitor)
         times.append(time.perf_counter())
         monitor.check()
         cam = cam_method.compute(context)
@@ -122,7 +125,7 @@ def explain(
     monitor.finish()
     times.append(time.perf_counter())
     single = not isinstance(image, torch.Tensor)
-    return _explanation(cam, context, settings, card, single, origin, times)
+    return _explanation(cam, context, settings, target, single, origin, times)
 
 
 def _check_applies(method: CamMethod, module: nn.Module) -> None:
@@ -141,15 +144,16 @@ def _explanation(
     cam: torch.Tensor,
     context: LayerContext,
     settings: ExplainSettings,
-    card: ModelCard,
+    target: BoundTarget,
     single: bool,
     origin: Sequence[float],
     times: list[float],
 ) -> Explanation:
     """Assemble the result: the first ``len(cam)`` images' targets (TTA copies come after)."""
     method = get_method(settings.method)
-    targets, logits = context.targets[: len(cam)], context.logits[: len(cam)]
-    scores, probs = target_scores(logits, targets)
+    weights, scored = context.targets[: len(cam)], context.logits[: len(cam)]
+    scores, probs = target.scores(scored, weights), target.probabilities(scored, weights)
+    logits = target.summary_logits(scored, weights)
     cam_np = cam.float().cpu().numpy().astype(np.float32, copy=False)
     height, width = context.batch.shape[-2:]
     stride = method.stride(context) or map_stride(context.layout, (height, width), cam.shape[-2:])
@@ -157,8 +161,8 @@ def _explanation(
         cam=cam_np[0] if single else cam_np,
         method=method.name,
         layer=context.layer_name or INPUT_LAYER,
-        targets=targets.cpu().numpy().astype(np.int64),
-        target_names=tuple(card.class_name(int(t)) for t in targets),
+        targets=target.indices(weights).cpu().numpy().astype(np.int64),
+        target_names=target.names(weights),
         scores=scores.detach().float().cpu().numpy(),
         probabilities=probs.detach().float().cpu().numpy(),
         stride=stride,

@@ -16,7 +16,8 @@ from napari_gradcam.core.explain.batching import run_model
 from napari_gradcam.core.explain.finite import check_finite
 from napari_gradcam.core.explain.hooks import frozen_model
 from napari_gradcam.core.explain.inputs import model_batch, model_parts
-from napari_gradcam.core.explain.targets import Target, resolve_targets, target_scores
+from napari_gradcam.core.explain.targets import bind_target, class_probabilities
+from napari_gradcam.core.targets import Target
 
 
 @dataclass(frozen=True)
@@ -26,25 +27,17 @@ class Prediction:
     Attributes
     ----------
     logits : numpy.ndarray
-        (N, K) float32 raw outputs (K = 1 for a single-logit model).
+        (N, K) float32 raw outputs (K = 1 for a single-logit model); a dense output's mean
+        logits inside the region; a similarity target's cosine (N, 1).
     targets : numpy.ndarray
         (N,) int64 class asked about (the top class when none was given).
     target_probability : numpy.ndarray
-        (N,) float32 probability of that class.
+        (N,) float32 probability of the target (NaN for a similarity: see ``logits``).
     """
 
     logits: np.ndarray
     targets: np.ndarray
     target_probability: np.ndarray
-
-
-def class_probabilities(logits: torch.Tensor) -> torch.Tensor:
-    """Probabilities (N, classes): softmax, or (1 - p, p) with ``p = sigmoid`` of one logit."""
-    scores = logits.detach().float()
-    if scores.shape[1] == 1:
-        positive = torch.sigmoid(scores)
-        return torch.cat([1 - positive, positive], dim=1)
-    return torch.softmax(scores, dim=1)
 
 
 def prediction_facts(logits: np.ndarray) -> dict[str, np.ndarray]:
@@ -83,8 +76,9 @@ def predict(
         The classifier.
     image : numpy.ndarray or torch.Tensor
         Pixels (H, W[, C]) preprocessed with the card, or a preprocessed tensor (N, C, H, W).
-    target : int, str or sequence, optional
-        Class whose probability is returned; ``None`` for the top class.
+    target : Target, optional
+        What to score (a class, several, a contrast, a prompt, a region); ``None`` for the
+        top class.
     card : ModelCard, optional
         Overrides the card of a ``LoadedModel``.
 
@@ -95,13 +89,14 @@ def predict(
     """
     module, card = model_parts(model, card)
     batch = model_batch(module, image, card)
+    bound = bind_target(target, card, getattr(model, "text", None), batch.shape[-2:])
     with frozen_model(module), torch.inference_mode():
-        logits = run_model(module, batch)
-        check_finite(logits, "the model's logits", module=module, card=card, batch=batch)
-        targets = resolve_targets(logits, target, card)
-        probabilities = target_scores(logits, targets)[1]
+        scored = run_model(module, batch, bound.head)
+        check_finite(scored, "the model's logits", module=module, card=card, batch=batch)
+        weights = bound.weights(scored)
+        probabilities = bound.probabilities(scored, weights)
     return Prediction(
-        logits.float().cpu().numpy(),
-        targets.cpu().numpy().astype(np.int64),
+        bound.summary_logits(scored, weights).float().cpu().numpy(),
+        bound.indices(weights).cpu().numpy().astype(np.int64),
         probabilities.float().cpu().numpy(),
     )

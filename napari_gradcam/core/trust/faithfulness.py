@@ -25,7 +25,7 @@ from skimage.transform import resize
 from torch import nn
 
 from napari_gradcam.core.explain.hooks import frozen_model
-from napari_gradcam.core.explain.targets import as_logits, target_scores
+from napari_gradcam.core.explain.targets import as_logits, class_probabilities
 
 Baseline = Literal["blur", "tissue-mean"]
 Measure = Literal["probability", "logit"]
@@ -180,6 +180,9 @@ def _target_values(
     """Probability (or logit) of ``target`` for each image, under inference mode."""
     with frozen_model(module), torch.inference_mode():
         logits = as_logits(module(images))
-    targets = torch.full((len(images),), target, dtype=torch.long, device=logits.device)
-    scores, probabilities = target_scores(logits, targets)
+    if logits.shape[1] == 1:  # single logit: class 0 is its negation
+        scores = logits[:, 0] * (1 if target == 1 else -1)
+    else:
+        scores = logits[:, target]
+    probabilities = class_probabilities(logits)[:, target]
     return (scores if measure == "logit" else probabilities).float().cpu().numpy()

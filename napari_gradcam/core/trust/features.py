@@ -32,7 +32,8 @@ from napari_gradcam.core.explain.model_layers import (
     vit_facts,
 )
 from napari_gradcam.core.explain.pipeline import explain
-from napari_gradcam.core.explain.targets import Target
+from napari_gradcam.core.explain.targets import bind_target
+from napari_gradcam.core.targets import Target
 
 
 @dataclass(frozen=True)
@@ -99,8 +100,9 @@ def feature_stack(
         Pixels (H, W[, C]), or one preprocessed image (1, C, H, W).
     layer : str, optional
         Module name; default: the card's default layer, else the default of ``explain``.
-    target : int or str, optional
-        Class; default: the predicted class.
+    target : Target, optional
+        What the contributions are to (a class, several, a prompt, a region); default: the
+        predicted class.
     origin : sequence of float
         (y, x) of the image's top-left pixel, recorded for placement.
 
@@ -111,21 +113,21 @@ def feature_stack(
     batch = model_batch(module, image, card)[:1]
     layers = model_layers(model)
     found = layers.resolve(layer, default=card.default_layer, input_shape=(1, *batch.shape[1:]))
+    bound = bind_target(target, card, getattr(model, "text", None), batch.shape[-2:])
     with frozen_model(module):
-        captured, gradients, _, targets = layer_gradients(layers, batch, found, target, card)
+        captured, gradients, _, weights = layer_gradients(layers, batch, found, bound)
     layout: Layout = captured.layout
     activations = layout.to_nchw(captured.activation)[0]
     gradients = layout.to_nchw(gradients)[0]
     contributions = gradients.sum(dim=(1, 2)) * activations.mean(dim=(1, 2))
     order = torch.argsort(contributions, descending=True, stable=True)
-    target_index = int(targets[0])
     return FeatureStack(
         activations=activations[order].float().cpu().numpy(),
         channels=order.cpu().numpy().astype(np.int64),
         contributions=contributions[order].float().cpu().numpy(),
         layer=found[0],
-        target=target_index,
-        target_name=card.class_name(target_index),
+        target=int(bound.indices(weights)[0]),
+        target_name=bound.names(weights)[0],
         stride=map_stride(layout, tuple(batch.shape[-2:]), tuple(activations.shape[-2:])),
         origin=(float(origin[0]), float(origin[1])),
         layout=layout.label(),

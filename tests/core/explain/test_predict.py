@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from napari_gradcam.core.explain.pipeline import explain
-from napari_gradcam.core.explain.predict import class_probabilities, predict, prediction_facts
+from napari_gradcam.core.explain.predict import predict, prediction_facts
+from napari_gradcam.core.explain.targets import class_probabilities
 from tests.architectures import build
 
 

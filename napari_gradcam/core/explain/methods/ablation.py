@@ -51,7 +51,7 @@ def ablationcam(ctx: LayerContext) -> torch.Tensor:
             rows[torch.arange(len(rows), device=device), channels] = 0
             slot["output"] = ctx.as_layer_output(rows, images)
             inputs = ctx.batch[:1] if head_only else ctx.batch[images]
-            return target_scores(run_model(ctx.model, inputs), ctx.targets[images])[0]
+            return target_scores(run_model(ctx.model, inputs, ctx.target.head), ctx.targets[images])
 
         ablated = chunked(ablated_scores, n * k, size, ctx.monitor).reshape(n, k)
         y = ctx.scores()
@@ -81,10 +81,11 @@ def _head_only_works(ctx: LayerContext, slot: dict[str, torch.Tensor]) -> bool:
     a, expected = ctx.activations, ctx.logits
     images = torch.arange(len(a), device=a.device)
     if len(a) == 1:  # two copies: the head must keep the batch apart
-        a, expected, images = a.expand(2, -1, -1, -1), expected.expand(2, -1), images.repeat(2)
+        a, images = a.expand(2, -1, -1, -1), images.repeat(2)
+        expected = expected.expand(2, *expected.shape[1:])
     slot["output"] = ctx.as_layer_output(a.clone(), images)
     try:
-        logits = run_model(ctx.model, ctx.batch[:1])
+        logits = run_model(ctx.model, ctx.batch[:1], ctx.target.head)
     except ValueError:
         return False
     tolerance = 1e-4 * float(expected.abs().max())

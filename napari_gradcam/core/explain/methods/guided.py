@@ -58,7 +58,7 @@ def guided_gradients(ctx: LayerContext) -> torch.Tensor:
 
     with torch.inference_mode(False), torch.enable_grad(), guided_relus(ctx.model):
         inputs = ctx.batch.clone().requires_grad_(True)
-        scores, _ = target_scores(run_model(ctx.model, inputs), ctx.targets)
+        scores = target_scores(run_model(ctx.model, inputs, ctx.target.head), ctx.targets)
         (gradients,) = torch.autograd.grad(scores.sum(), inputs)
     return gradients
 

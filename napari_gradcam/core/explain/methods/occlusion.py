@@ -100,14 +100,14 @@ def occlusion(ctx: LayerContext) -> torch.Tensor:
     size = chunk_size(ctx.monitor.memory_budget_mb, ctx.sample_bytes)
     with torch.inference_mode():
         baseline = occlusion_baseline(ctx.batch, options.baseline, window)
-        with fast_inference(ctx.model, ctx.batch, ctx.bfloat16) as forward:
+        with fast_inference(ctx.model, ctx.batch, ctx.bfloat16, ctx.target.head) as forward:
 
             def occluded_scores(start: int, stop: int) -> torch.Tensor:
                 index = torch.arange(start, stop, device=device)
                 images, cells = index // (rows * cols), index % (rows * cols)
                 hidden = _squares(cells // cols, cells % cols, window, step, (height, width))
                 inputs = torch.where(hidden[:, None], baseline[images], ctx.batch[images])
-                return target_scores(forward(inputs), ctx.targets[images])[0]
+                return target_scores(forward(inputs), ctx.targets[images])
 
             occluded = chunked(occluded_scores, n * rows * cols, size, ctx.monitor)
         drop = ctx.scores()[:, None, None] - occluded.reshape(n, rows, cols)

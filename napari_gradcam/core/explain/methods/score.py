@@ -42,13 +42,13 @@ def scorecam(ctx: LayerContext) -> torch.Tensor:
     size = chunk_size(ctx.monitor.memory_budget_mb, ctx.sample_bytes + mask_bytes)
     with torch.inference_mode():
         scores = _constant_channel_scores(ctx, varying)
-        with fast_inference(ctx.model, ctx.batch, ctx.bfloat16) as forward:
+        with fast_inference(ctx.model, ctx.batch, ctx.bfloat16, ctx.target.head) as forward:
 
             def masked_scores(start: int, stop: int) -> torch.Tensor:
                 images, channels = pairs[start:stop].unbind(dim=1)
                 masks = _masks(a[images, channels], ctx.batch.shape[-2:])
                 logits = forward(ctx.batch[images] * masks)
-                return target_scores(logits, ctx.targets[images])[0]
+                return target_scores(logits, ctx.targets[images])
 
             if len(pairs):
                 distinct = chunked(masked_scores, len(pairs), size, ctx.monitor)
@@ -107,10 +107,10 @@ def _constant_channel_scores(ctx: LayerContext, varying: torch.Tensor) -> torch.
     from napari_gradcam.core.explain.batching import run_model
     from napari_gradcam.core.explain.targets import target_scores
 
-    scores = torch.zeros(varying.shape, dtype=ctx.logits.dtype, device=ctx.logits.device)
+    scores = torch.zeros(varying.shape, dtype=ctx.batch.dtype, device=ctx.batch.device)
     if not bool(varying.all()):
-        logits = run_model(ctx.model, torch.zeros_like(ctx.batch[:1]))
-        zero_scores = target_scores(logits.expand(len(ctx.batch), -1), ctx.targets)[0]
+        logits = run_model(ctx.model, torch.zeros_like(ctx.batch[:1]), ctx.target.head)
+        zero_scores = target_scores(logits.expand(len(ctx.batch), *logits.shape[1:]), ctx.targets)
         scores[:] = zero_scores[:, None]
     return scores
 
