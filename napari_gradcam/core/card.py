@@ -106,7 +106,6 @@ class ModelCard:
     default_layer: str | None = json_field(text_field, None)
     output: str = json_field(choice_field(MODEL_OUTPUTS), "classes")
     description: str = json_field(text_field, "")
-    output: str = json_field(text_field, "classes")
     extra: dict[str, Any] = json_field(object_field, {})
 
     def __post_init__(self) -> None:
