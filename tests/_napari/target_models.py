@@ -28,3 +28,15 @@ def segmenter_factory() -> nn.Module:
         nn.ReLU(),
         nn.Conv2d(4, len(SEGMENTER_CLASSES), 1),
     )
+
+
+def word_vectors(texts: list[str]) -> torch.Tensor:
+    """A toy text tower for :func:`encoder_factory`: each word adds a fixed random 8-vector."""
+    rows = []
+    for text in texts:
+        row = torch.zeros(8)
+        for word in text.split():
+            generator = torch.Generator().manual_seed(sum(map(ord, word)))
+            row += torch.randn(8, generator=generator)
+        rows.append(row)
+    return torch.stack(rows)

@@ -103,7 +103,7 @@ def test_an_output_region_keeps_its_label_and_area_not_its_mask(image, tmp_path)
     result = explained(OutputRegion("nuclei", MASK, "shape 2"), 41.5, math.nan)
     data, kwargs, _kind = heatmap_layer(result, image, job)
     facts = kwargs["metadata"]["napari_gradcam"]
-    assert facts["target"]["label"] == "shape 2" and 40 in facts["target"].values()  # its area
+    assert facts["target"]["label"] == "shape 2" and facts["target"]["mask_pixels"] == 40
     saved = SavedHeatmap(kwargs["name"], data, kwargs["metadata"]["napari_gradcam"])
     save_session(tmp_path / "review", Session(ImageRef("H&E"), [saved]))
     (loaded,) = load_session(tmp_path / "review").heatmaps
@@ -134,3 +134,11 @@ def test_a_class_map_is_recorded_as_before(image):
 )
 def test_score_text(target, score, probability, said):
     assert score_text(target, score, probability) == said
+
+
+def test_an_output_regions_area_survives_a_second_save(image):
+    job = ExplainJob("demo-seg", plane=Plane((image.data,), ((1, 1),)))
+    result = explained(OutputRegion("nuclei", MASK, "shape 2"), 41.5, math.nan)
+    facts = heatmap_layer(result, image, job)[1]["metadata"]["napari_gradcam"]
+    again = HeatmapRecord.from_facts(HeatmapRecord.from_facts(facts).to_facts()).to_facts()
+    assert again["target"] == facts["target"]  # read, written, read: label and area kept

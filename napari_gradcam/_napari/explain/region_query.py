@@ -74,13 +74,11 @@ class LikeRegion:
 
     def embed(self, loaded: LoadedModel, plane: Plane) -> LikeEmbedding:
         """The region's embedding (in the worker: one or a few inference forwards)."""
-        from dataclasses import replace
-
-        from napari_gradcam.core.explain.targets import embed_region
+        from napari_gradcam.core.explain.region_embedding import embed_region
 
         level, resample = plane_sampling(plane, loaded.card.mpp)
         crop = read_crop(plane, self.region.box, level, resample)
-        return replace(embed_region(loaded, crop.pixels, loaded.card), label=self.label)
+        return embed_region(loaded, crop.pixels, label=self.label)
 
 
 @dataclass(frozen=True, eq=False)

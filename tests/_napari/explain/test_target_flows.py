@@ -6,12 +6,16 @@ import numpy as np
 import pytest
 
 from napari_gradcam._napari.explain import widget as widget_module
+from napari_gradcam._napari.explain.recent_prompts import recent_prompts
 from napari_gradcam._napari.explain.target_controls import LIKE, OUTPUT, PROMPT
 from napari_gradcam._napari.explain.widget import GradCamWidget
 from napari_gradcam._napari.records import HeatmapRecord
+from napari_gradcam._napari.target_words import describe
 from napari_gradcam.core.card import ModelCard
-from napari_gradcam.core.targets import LikeEmbedding, OutputRegion
-from tests._napari.target_models import SEGMENTER_CLASSES
+from napari_gradcam.core.targets import LikeEmbedding, OutputRegion, Prompt
+from napari_gradcam.core.text_encoder import TextEncoder
+from tests._napari import target_models
+from tests._napari.target_models import SEGMENTER_CLASSES, word_vectors
 from tests._napari.test_result_layers import world_edges
 
 TIMEOUT_MS = 60_000
@@ -30,8 +34,6 @@ def saved_model(folder: Path, name: str, card: ModelCard) -> tuple[str, str]:
     """Spec and weights of a model of ``target_models.py`` with its card beside the weights."""
     import torch
 
-    from tests._napari import target_models
-
     spec = f"{MODELS}:{name}_factory"
     weights = folder / f"{name}.pt"
     torch.save(getattr(target_models, f"{name}_factory")().state_dict(), weights)
@@ -40,15 +42,26 @@ def saved_model(folder: Path, name: str, card: ModelCard) -> tuple[str, str]:
 
 
 @pytest.fixture
-def make_dock(make_napari_viewer, tmp_path, qtbot):
-    def make(name: str, card: ModelCard):
+def make_dock(make_napari_viewer, tmp_path, qtbot, monkeypatch):
+    """A dock over a 64 x 96 image, its model saved with its card, or served loaded."""
+
+    def make(name: str, card: ModelCard, text: TextEncoder | None = None, served=False):
         viewer = make_napari_viewer()
         image = np.random.default_rng(0).integers(0, 256, (64, 96, 3), np.uint8)
         viewer.add_image(image, name="tile", scale=SCALE, translate=TRANSLATE)
         widget = GradCamWidget(viewer)
         viewer.window.add_dock_widget(widget, name="Grad-CAM")
-        widget.model_spec, widget.weights.value = saved_model(tmp_path, name, card)
         widget.tiles.tiled.value = False
+        if not (served or text):
+            widget.model_spec, widget.weights.value = saved_model(tmp_path, name, card)
+        else:  # as its loader builds it (a text tower; a dense model's card with classes)
+            from napari_gradcam.core.loaded_model import LoadedModel
+            from napari_gradcam.models import cache
+
+            module = getattr(target_models, f"{name}_factory")().eval()
+            loaded = LoadedModel(module, card, f"tiny-{name}", "factory", text=text)
+            monkeypatch.setattr(cache, "cached_model", lambda *_args, **_kw: loaded)
+            widget.model_spec = f"tiny-{name}"
         widget.load_model()
         qtbot.waitUntil(lambda: not widget.running, timeout=TIMEOUT_MS)
         return viewer, widget
@@ -89,9 +102,30 @@ def test_like_a_region_explains_the_similarity_to_the_selected_shape(make_dock, 
     np.testing.assert_allclose(world_edges(heatmap), world_edges(viewer.layers["tile"]))
 
 
+def test_a_prompt_typed_and_entered_explains_its_similarity(make_dock, qtbot, errors):
+    card = ModelCard(name="vlm", input_size=(16, 16), output="embedding")
+    viewer, widget = make_dock("encoder", card, TextEncoder(word_vectors, "an image of {}."))
+    targets = widget.targets
+    assert targets.reason_unavailable(PROMPT) is None
+    targets.kind.value = PROMPT
+    targets.prompt_text = "dense nuclei; tumour cells"
+    targets.prompt.native.lineEdit().returnPressed.emit()  # Enter explains
+    qtbot.waitUntil(lambda: not widget.running, timeout=TIMEOUT_MS)
+    assert errors == []
+    heatmap = widget.maps.newest
+    record = HeatmapRecord.of(heatmap)
+    described = describe(Prompt(("dense nuclei", "tumour cells")))
+    assert heatmap.name == f"Grad-CAM · {described} · tiny-encoder"
+    assert record.settings.target == Prompt(("dense nuclei", "tumour cells"))
+    assert record.score_text.startswith("similarity ") and record.probability is None
+    assert widget.result.value.startswith(f"{described} similarity ")
+    assert recent_prompts()[0] == "dense nuclei; tumour cells"
+    np.testing.assert_allclose(world_edges(heatmap), world_edges(viewer.layers["tile"]))
+
+
 def test_an_output_region_explains_a_class_inside_a_labels_mask(make_dock, qtbot, errors):
     card = ModelCard(name="segmenter", classes=SEGMENTER_CLASSES, output="dense")
-    viewer, widget = make_dock("segmenter", card)
+    viewer, widget = make_dock("segmenter", card, served=True)
     assert widget.targets.kind.value == OUTPUT
     painted = np.zeros((32, 48), np.uint8)
     painted[4:12, 8:24] = 3
@@ -102,11 +136,11 @@ def test_an_output_region_explains_a_class_inside_a_labels_mask(make_dock, qtbot
     widget.targets.main.value = "nuclei"
     heatmap, record = run(widget, qtbot)
     assert errors == []
-    assert heatmap.name == "Grad-CAM · nuclei in 'cells label 3' · segmenter"
+    assert heatmap.name == "Grad-CAM · nuclei in 'cells label 3' · tiny-segmenter"
     target = record.settings.target
     assert isinstance(target, OutputRegion) and target.label == "cells label 3"
-    assert record.to_facts()["target"]["area"] == 16 * 32  # 8 x 16 labels pixels, 2 x 2 each
-    assert "score" in widget.result.value and "scale" not in widget.result.value
+    assert record.to_facts()["target"]["mask_pixels"] == 16 * 32  # 8 x 16 labels px, 2 x 2 each
+    assert " p=" in widget.result.value and "scale" not in widget.result.value
     np.testing.assert_allclose(world_edges(heatmap), world_edges(viewer.layers["tile"]))
 
 
