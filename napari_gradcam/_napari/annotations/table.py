@@ -33,9 +33,8 @@ HEADER_TIPS = {
     "probability": "the model's probability of the explained class for this region",
     "note": "the annotation's note",
 }
-NO_PROBABILITY_TIP = (
-    "the heatmap explains {}, not one class: the model gives no class probability for it"
-)
+SIMILARITY_TIP = "the region's similarity to {} (cosine of the embeddings: 1 alike, 0 unrelated)"
+NO_ANSWER_TIP = "the heatmap explains {} of the model's output: no score per annotation"
 MAP_SHARE = ("mean", "max", "p95")
 """Columns shown as a share of the heatmap's range."""
 NO_VALUE = "-"
@@ -107,23 +106,24 @@ class StatsTable(QTableWidget):
         self.setToolTip("one row per annotation; click a row to go to it")
         self.itemSelectionChanged.connect(self._on_selection)
 
-    def name_class(self, class_name: str | None, explained: str | None = None) -> None:
-        """Head the probability column ``p(<class_name>)`` (``p(class)`` when unknown).
+    def name_class(self, class_name: str | None) -> None:
+        """Head the probability column ``p(<class_name>)`` (``p(class)`` when unknown)."""
+        self.name_answer(f"p({class_name or 'class'})", HEADER_TIPS["probability"])
 
-        A map of something other than one class (``explained``: a prompt, a region, several
-        classes, in words) has no probability per region: its column is headed ``p(-)`` and
-        the headers' tooltips say what the map shows.
+    def name_answer(self, header: str, tip: str, explained: str | None = None) -> None:
+        """Head the model's answer column ``header`` (e.g. ``similarity``), with ``tip``.
+
+        ``explained``: what the heatmap explains, in words (a prompt, a region), added to the
+        tooltips of the heat columns.
         """
-        for column, (header, name) in enumerate(COLUMNS):
-            tip = HEADER_TIPS[name]
-            if name == "probability" and explained:
-                header, tip = f"p({NO_VALUE})", NO_PROBABILITY_TIP.format(explained)
-            elif name == "probability" and class_name:
-                header = f"p({class_name})"
+        for column, (default, name) in enumerate(COLUMNS):
+            text, words = default, HEADER_TIPS[name]
+            if name == "probability":
+                text, words = header, tip
             elif explained and name in (*MAP_SHARE, "energy_share"):
-                tip = f"{tip}; the heatmap explains {explained}"
-            item = QTableWidgetItem(header)
-            item.setToolTip(tip)
+                words = f"{words}; the heatmap explains {explained}"
+            item = QTableWidgetItem(text)
+            item.setToolTip(words)
             self.setHorizontalHeaderItem(column, item)
 
     def header_text(self, name: str) -> str:
