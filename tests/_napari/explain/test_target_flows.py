@@ -150,3 +150,25 @@ def test_a_region_kind_without_its_region_says_what_to_draw(make_dock, qtbot, er
     widget.explain()
     assert errors == ["Grad-CAM: add a Shapes layer and draw the region on the image"]
     assert not widget.running and len(viewer.layers) == 1  # nothing half-made
+
+
+def test_a_tiled_prompt_map_lists_each_tiles_similarity(make_dock, qtbot, errors):
+    card = ModelCard(name="vlm", input_size=(16, 16), output="embedding")
+    viewer, widget = make_dock("encoder", card, TextEncoder(word_vectors))
+    widget.tiles.tiled.value, widget.tiles.skip_glass.value = True, False
+    widget.tiles.show_helpers.value = True
+    widget.targets.kind.value = PROMPT
+    widget.targets.prompt_text = "dense nuclei"
+    widget.explain()
+    qtbot.waitUntil(lambda: not widget.running, timeout=TIMEOUT_MS)
+    assert errors == []
+    heatmap = widget.maps.newest
+    described = describe(Prompt(("dense nuclei",)))
+    assert heatmap.name == f"Grad-CAM · {described} · tiny-encoder"
+    record = HeatmapRecord.of(heatmap)
+    assert record.tiles is not None and record.target_name == described
+    columns = widget.tiles.table.model_.columns
+    assert list(columns) == ["tile", "similarity", "tissue", "entropy", "energy", "roughness"]
+    assert np.all(np.abs(columns["similarity"]) <= 1) and len(columns["tile"]) > 1
+    assert f"tiles ({described}), similarity " in widget.result.value
+    np.testing.assert_allclose(world_edges(heatmap), world_edges(viewer.layers["tile"]))
