@@ -64,8 +64,8 @@ class ExplainJob:
     def asked(self) -> Target:
         """The target as asked, for names: the region target's, with its data still to come."""
         region = self.region_target
-        if isinstance(region, LikeRegion):
-            return LikeEmbedding((), region.label)
+        if isinstance(region, LikeRegion):  # a stand-in direction: only its words are used
+            return LikeEmbedding((1.0,), region.label)
         if isinstance(region, OutputMask):
             return OutputRegion(region.target_class, None, region.label)
         return self.settings.target

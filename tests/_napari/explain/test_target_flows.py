@@ -123,6 +123,21 @@ def test_a_prompt_typed_and_entered_explains_its_similarity(make_dock, qtbot, er
     np.testing.assert_allclose(world_edges(heatmap), world_edges(viewer.layers["tile"]))
 
 
+def test_a_tiled_like_a_region_map_is_named_while_it_fills_in(make_dock, qtbot, errors):
+    card = ModelCard(name="encoder", input_size=(16, 16), output="embedding")
+    viewer, widget = make_dock("encoder", card)
+    widget.tiles.tiled.value, widget.tiles.skip_glass.value = True, False
+    viewer.add_shapes([world_rectangle((8, 23), (16, 47))], shape_type="rectangle")
+    names = []
+    viewer.layers.events.inserted.connect(lambda event: names.append(event.value.name))
+    heatmap, record = run(widget, qtbot)
+    assert errors == []
+    assert "Grad-CAM · like 'shape 1' · encoder" in names  # the layer added by the first batch
+    assert heatmap.name == "Grad-CAM · like 'shape 1' · encoder" and record.tiles is not None
+    assert isinstance(record.settings.target, LikeEmbedding)
+    assert len(record.settings.target.embedding) == 8
+
+
 def test_an_output_region_explains_a_class_inside_a_labels_mask(make_dock, qtbot, errors):
     card = ModelCard(name="segmenter", classes=SEGMENTER_CLASSES, output="dense")
     viewer, widget = make_dock("segmenter", card, served=True)
