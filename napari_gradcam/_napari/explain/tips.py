@@ -46,6 +46,10 @@ SHAPE_TIP = (
     "bounding box is embedded and every image or tile is compared to it"
 )
 LABEL_TIP = "the label value whose painted pixels form the output region"
+NOT_TILED_TIP = (
+    "an output region is explained in one piece: a segmentation model scores every pixel of "
+    "the region at once, so no tiles are needed"
+)
 REGION_TIP = (
     "whole layer: the current 2-D plane; selected rectangles: one heatmap per selected "
     "rectangle (all rectangles if none is selected); field of view: what the canvas shows"

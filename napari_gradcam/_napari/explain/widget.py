@@ -28,9 +28,9 @@ from napari_gradcam._napari.explain import tips
 from napari_gradcam._napari.explain.job import ExplainJob, JobOutcome, run_job
 from napari_gradcam._napari.explain.map_stack import EARLIER_CHOICES, HIDE, REPLACE, MapStack
 from napari_gradcam._napari.explain.region_query import OutputMask
-from napari_gradcam._napari.explain.target_controls import PREDICTED, TargetControls
+from napari_gradcam._napari.explain.target_controls import OUTPUT, PREDICTED, TargetControls
 from napari_gradcam._napari.explain.tiled_job import TiledUpdate
-from napari_gradcam._napari.explain.tiled_review import TiledReview
+from napari_gradcam._napari.explain.tiled_review import TILED_TIP, TiledReview
 from napari_gradcam._napari.gl_guard import guard_layer_removal
 from napari_gradcam._napari.heatmap_style import DEFAULT_OPACITY, show_colorbar
 from napari_gradcam._napari.jobs import JobHooks, JobRunner
@@ -207,6 +207,7 @@ class GradCamWidget(Container):
         self.bundled.changed.connect(self._on_bundled_changed)
         self.weights.changed.connect(self._forget_model)
         self.region.changed.connect(self._on_region_changed)
+        self.targets.kind.changed.connect(self._on_kind_changed)
         self.method.changed.connect(self._on_method_changed)
         self.target.changed.connect(self._on_target_changed)
         self.targets.on_prompt_entered(self.explain)
@@ -396,6 +397,12 @@ class GradCamWidget(Container):
 
     def _on_region_changed(self, region: str) -> None:
         self.shapes.visible = region == RECTANGLES
+
+    def _on_kind_changed(self, kind: str) -> None:
+        """An output region is explained in one piece: the tiling box is greyed, and says so."""
+        whole = kind == OUTPUT
+        self.tiles.tiled.enabled = not whole
+        self.tiles.tiled.tooltip = tips.NOT_TILED_TIP if whole else TILED_TIP
 
     def _on_method_changed(self, method: str) -> None:
         found = METHODS[method]

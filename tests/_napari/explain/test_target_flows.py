@@ -149,6 +149,7 @@ def test_an_output_region_explains_a_class_inside_a_labels_mask(make_dock, qtbot
     widget.targets.region_layer.value = viewer.layers["cells"]
     widget.targets.label_value.value = 3
     widget.targets.main.value = "nuclei"
+    assert not widget.tiles.tiled.enabled and "one piece" in widget.tiles.tiled.tooltip
     heatmap, record = run(widget, qtbot)
     assert errors == []
     assert heatmap.name == "Grad-CAM · nuclei in 'cells label 3' · tiny-segmenter"
