@@ -1,4 +1,4 @@
-"""Cost of Grad-CAM and the attention methods on ViT-S/16 against an inference forward.
+"""Cost of Grad-CAM, the attention methods and LeGrad on ViT-S/16 against an inference forward.
 
 Grad-CAM runs at the default layer (the input of the last block's attention). When
 pytorch-grad-cam is importable (``.venv-timm``), its GradCAM runs on the same model and layer,
@@ -33,9 +33,9 @@ from vit_small import vit_small
 import napari_gradcam as ng
 
 SHAPE = (8, 3, 224, 224)
-TARGETS = {"gradcam": 1.15, "rollout": 1.3}  # time ratio limit vs the forward
+TARGETS = {"gradcam": 1.15, "rollout": 1.3, "legrad": 1.3}  # time ratio limit vs the forward
 MEMORY_TARGETS = {"gradcam": 1.3}  # extra peak memory limit vs the forward's
-METHODS = ("gradcam", "rollout", "attention", "transformer-attribution")
+METHODS = ("gradcam", "rollout", "attention", "transformer-attribution", "legrad")
 
 
 def forward(model: torch.nn.Module, x: torch.Tensor, _targets: list[int]) -> None:

@@ -31,6 +31,7 @@ _EXPORTS = {
     "OcclusionOptions": "napari_gradcam.core.explain.methods.occlusion",
     "RolloutOptions": "napari_gradcam.core.explain.methods.attention",
     "AttentionOptions": "napari_gradcam.core.explain.methods.attention",
+    "LegradOptions": "napari_gradcam.core.explain.methods.legrad",
     "METHODS": "napari_gradcam.core.explain.methods",
     # what to explain: a class, several, a contrast, a prompt, a region like this, an output region
     "Classes": "napari_gradcam.core.targets",

@@ -34,6 +34,7 @@ def tile_png(tmp_path: Path) -> Path:
     [
         ("rollout", ["--discard-ratio", "0.5"], ng.RolloutOptions(0.5), {"discard_ratio": 0.5}),
         ("attention", ["--attention-head", "2"], ng.AttentionOptions(2), {"attention_head": 2}),
+        ("legrad", ["--legrad-blocks", "3"], ng.LegradOptions(3), {"legrad_blocks": 3}),
     ],
 )
 def test_explain_passes_the_option_and_records_it(

@@ -15,6 +15,8 @@ DISTRIBUTIONS = {
     "openslide": "openslide-python",
     "ome_zarr": "ome-zarr",
     "PIL": "pillow",
+    "segmentation_models_pytorch": "segmentation-models-pytorch",
+    "open_clip": "open_clip_torch",
 }
 """Import names whose distribution is named differently."""
 

@@ -12,6 +12,15 @@ import numpy as np
 from napari_gradcam.commands.failures import BatchFailures
 from napari_gradcam.commands.max_pixels import add_max_pixels_argument
 from napari_gradcam.commands.method_args import add_method_option_arguments, explain_settings
+from napari_gradcam.commands.target_args import (
+    TargetRequest,
+    add_target_arguments,
+    check_target_model,
+    image_target,
+    like_embedding,
+    region_pixels,
+    target_request,
+)
 from napari_gradcam.commands.trust_code import add_trust_code_argument
 from napari_gradcam.core.explain.method_options import options_to_facts
 from napari_gradcam.core.explain.methods import METHODS
@@ -25,6 +34,8 @@ from napari_gradcam.core.output_files import (
 )
 from napari_gradcam.core.pixel_limit import max_pixels
 from napari_gradcam.core.regions.placement import heatmap_transform
+from napari_gradcam.core.targets import describe_target, target_to_metadata
+from napari_gradcam.core.tiling.grid import LevelView
 
 if TYPE_CHECKING:
     from napari_gradcam.core.explain.explanation import Explanation
@@ -40,12 +51,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--model",
         default="demo",
-        help="demo | demo-vit | module:factory | file.py:factory | timm:NAME | recipe.json | "
-        "model.pt",
+        help="demo | demo-vit | module:factory | file.py:factory | timm:NAME | smp:NAME | "
+        "recipe.json | model.pt",
     )
     parser.add_argument(
         "--weights",
-        help="weights for a factory or timm model: .safetensors or a state dict (never unpickled)",
+        help="weights for a factory, timm or smp model: .safetensors or a state dict (never "
+        "unpickled)",
     )
     parser.add_argument("--card", help="model card JSON (default: beside the weights/model)")
     parser.add_argument(
@@ -55,9 +67,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     add_trust_code_argument(parser)
     parser.add_argument("--layer", help="module to explain (default: the card's or the last conv)")
-    parser.add_argument("--target", help="class name or index (default: the predicted class)")
     parser.add_argument("--method", default="gradcam", choices=sorted(METHODS))
     add_method_option_arguments(parser)
+    add_target_arguments(parser)
     parser.add_argument(
         "--tta", action="store_true", help="average the map over flips (4x the work)"
     )
@@ -82,9 +94,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
-def output_paths(image: Path, out: Path, fmt: str) -> dict[str, Path]:
-    """The three output files of one image, named after it less its image suffix."""
-    stem = output_stem(image, IMAGE_SUFFIXES, "image")
+def output_paths(image: Path, out: Path, fmt: str, target: str = "") -> dict[str, Path]:
+    """The three output files of one image, named after it less its image suffix.
+
+    ``target`` (a slug such as ``prompt-dense-nuclei``) follows the name when the target is
+    not a single class, so the files say what was explained.
+    """
+    stem = output_stem(image, IMAGE_SUFFIXES, "image") + (f".{target}" if target else "")
     return {
         "cam": out / f"{stem}.cam.{fmt}",
         "overlay": out / f"{stem}.overlay.png",
@@ -92,9 +108,11 @@ def output_paths(image: Path, out: Path, fmt: str) -> dict[str, Path]:
     }
 
 
-def plan_outputs(images: list[Path], out: Path, fmt: str, overwrite: bool) -> list[dict[str, Path]]:
+def plan_outputs(
+    images: list[Path], out: Path, fmt: str, overwrite: bool, target: str = ""
+) -> list[dict[str, Path]]:
     """Output paths per image; refuse inputs as outputs, clashes and (unasked) overwrites."""
-    plans = [output_paths(image, out, fmt) for image in images]
+    plans = [output_paths(image, out, fmt, target) for image in images]
     check_outputs([list(plan.values()) for plan in plans], "images", overwrite, images)
     return plans
 
@@ -103,9 +121,10 @@ def run(args: argparse.Namespace) -> int:
     """Explain every image of ``args.images``; return 0, or 1 when some failed."""
     from napari_gradcam import load_model
 
-    settings = explain_settings(args, args.target)
-    max_pixels(args.max_pixels)  # a malformed $NAPARI_GRADCAM_MAX_PIXELS stops here, once
-    plans = plan_outputs(args.images, args.out, args.format, args.overwrite)
+    request = target_request(args)
+    settings = explain_settings(args, request.target)
+    cap = max_pixels(args.max_pixels)  # a malformed $NAPARI_GRADCAM_MAX_PIXELS stops here, once
+    plans = plan_outputs(args.images, args.out, args.format, args.overwrite, request.slug)
     loaded = load_model(
         args.model,
         weights=args.weights,
@@ -114,10 +133,16 @@ def run(args: argparse.Namespace) -> int:
         trust_code=args.trust_code,
         device=args.device,
     )
+    check_target_model(request, loaded)
+    if request.like is not None:
+        reference = read_image(args.like_image or args.images[0], max_pixels=cap)
+        pixels = region_pixels(request, LevelView(reference), loaded.card.input_size, cap)
+        embedding = like_embedding(loaded, pixels, request)
+        settings = settings.replace(target=embedding)
     failures = BatchFailures("images", MEMORY_ADVICE)
     for image_path, paths in zip(args.images, plans, strict=True):
         try:
-            explain_one(args, loaded, settings, image_path, paths)
+            explain_one(args, loaded, settings, request, image_path, paths)
         except Exception as err:  # noqa: BLE001 -- one image failing never ends the batch
             failures.add(image_path, err)
     return failures.exit_status(len(args.images))
@@ -134,28 +159,48 @@ def explain_one(
     args: argparse.Namespace,
     loaded: LoadedModel,
     settings: ExplainSettings,
+    request: TargetRequest,
     image_path: Path,
     paths: dict[str, Path],
 ) -> None:
-    """Explain one image and write its outputs; print what it found."""
+    """Explain one image and write its outputs; print what it found.
+
+    An ``--output-region`` target gets its mask on this image's pixels.
+    """
     from napari_gradcam import explain
     from napari_gradcam.core.overlay import overlay
 
     image = read_image(image_path, max_pixels=args.max_pixels)
+    cap = max_pixels(args.max_pixels)
+    if request.per_image:
+        settings = settings.replace(target=image_target(request, image.shape[:2], cap))
     result = explain(loaded, image, settings)
     save_array(paths["cam"], result.cam)
     save_png(paths["overlay"], overlay(image, result.cam, result.stride))
-    record = {**describe(result, image_path, loaded, paths), **options_to_facts(settings.options)}
+    record = {
+        **describe(result, image_path, loaded, paths),
+        "target": describe_target(settings.target, loaded.card),
+        "target_facts": target_to_metadata(settings.target),
+        **options_to_facts(settings.options),
+    }
     trust = check_trust(loaded, image, result, image_path, settings) if args.trust else None
     if trust is not None:
         record["trust"] = trust.to_dict()
     save_json(paths["json"], record)
     print(
-        f"{image_path}: {result.target_names[0]} (p={result.probabilities[0]:.3f}) "
+        f"{image_path}: {result.target_names[0]} ({_result_value(result)}) "
         f"at {result.layer}, {result.timings['total']:.2f} s -> {paths['json'].parent}/"
     )
     if trust is not None:
         print(f"{image_path}: trust: {trust.headline}")
+
+
+def _result_value(result: Explanation) -> str:
+    """``p=0.912``, or ``similarity 0.314`` for a target without a probability."""
+    probability = float(result.probabilities[0])
+    if np.isfinite(probability):
+        return f"p={probability:.3f}"
+    return f"similarity {float(result.scores[0]):.3f}"
 
 
 def check_trust(
@@ -187,7 +232,7 @@ def describe(
         "image": str(image_path),
         "model": {"spec": loaded.spec, "name": loaded.card.name},
         "class": result.target_names[0],
-        "class_index": int(result.targets[0]),
+        "class_index": None if loaded.card.output == "embedding" else int(result.targets[0]),
         "probability": float(result.probabilities[0]),
         "score": float(result.scores[0]),
         "method": result.method,

@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,13 +15,24 @@ from napari_gradcam.commands.max_pixels import add_max_pixels_argument
 from napari_gradcam.commands.method_args import add_method_option_arguments, explain_settings
 from napari_gradcam.commands.progress_bar import run_with_bar
 from napari_gradcam.commands.slide_mil import add_mil_arguments, run_mil_mode
+from napari_gradcam.commands.target_args import (
+    TargetRequest,
+    add_target_arguments,
+    check_target_model,
+    like_embedding,
+    region_mask,
+    region_pixels,
+    target_request,
+)
 from napari_gradcam.commands.trust_code import add_trust_code_argument
 from napari_gradcam.core.explain.methods import METHODS
 from napari_gradcam.core.pixel_limit import max_pixels
-from napari_gradcam.core.tiling.grid import MIN_TISSUE
+from napari_gradcam.core.tiling.grid import MIN_TISSUE, LevelView
 from napari_gradcam.slides.lazy_slide import BACKENDS
 
 if TYPE_CHECKING:
+    from napari_gradcam.core.loaded_model import LoadedModel
+    from napari_gradcam.core.targets import Target
     from napari_gradcam.slides.lazy_slide import Slide
     from napari_gradcam.slides.runner import SlideJob
 
@@ -81,10 +93,10 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model",
         default="demo",
-        help="demo | demo-vit | module:factory | timm:NAME | recipe.json | model.pt",
+        help="demo | demo-vit | module:factory | timm:NAME | smp:NAME | recipe.json | model.pt",
     )
     parser.add_argument(
-        "--weights", help="weights for a factory or timm model (.safetensors or state dict)"
+        "--weights", help="weights for a factory, timm or smp model (.safetensors or state dict)"
     )
     add_trust_code_argument(parser)
 
@@ -93,7 +105,7 @@ def _add_method_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--method", default="gradcam", choices=sorted(METHODS))
     add_method_option_arguments(parser)
     parser.add_argument("--layer", help="module to explain (default: the card's or last conv)")
-    parser.add_argument("--target", help="class name or index (default: each tile's top class)")
+    add_target_arguments(parser, whole_slide=True)
     parser.add_argument(
         "--tta", action="store_true", help="average each tile's map over flips (4x the work)"
     )
@@ -104,12 +116,11 @@ def _add_method_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def slide_job(args: argparse.Namespace) -> SlideJob:
-    """The runner's options from the parsed arguments."""
+def slide_job(args: argparse.Namespace, request: TargetRequest) -> SlideJob:
+    """The runner's options from the parsed arguments and their target ``request``."""
     from napari_gradcam.slides.runner import SlideJob
 
-    target = int(args.target) if args.target and args.target.lstrip("-").isdigit() else args.target
-    settings = explain_settings(args, target)
+    settings = explain_settings(args, request.target)
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
     return SlideJob(
@@ -131,20 +142,33 @@ def slide_job(args: argparse.Namespace) -> SlideJob:
 def run(args: argparse.Namespace) -> int:
     """Explain every slide; return 0, or 1 when some failed."""
     if args.mil:
+        if target_request(args).slug:
+            raise ValueError(
+                "--mil explains a class of the slide-level model: give --target CLASS (or "
+                "nothing, for its predicted class) instead of another kind of target"
+            )
         return run_mil_mode(args, each_slide)
     from napari_gradcam.models.cache import cached_model
     from napari_gradcam.slides.outputs import plan_slide_outputs
 
-    plans = plan_slide_outputs(args.slides, args.out, args.overwrite)
-    job = slide_job(args)
+    request = target_request(args)
+    plans = plan_slide_outputs(args.slides, args.out, args.overwrite, request.slug)
+    job = slide_job(args, request)
     loaded = cached_model(job.model, job.weights, trust_code=args.trust_code)
+    check_target_model(request, loaded)
 
     def explain_one(slide: Slide, outputs: Any, client: Any) -> str:
-        summary = _explain_one(slide, job, outputs, client, loaded.card.mpp)
+        target = slide_target(args, request, loaded, slide, job)
+        this_job = replace(job, settings=job.settings.replace(target=target))
+        summary = _explain_one(slide, this_job, outputs, client, loaded.card.mpp)
         tiles = summary["tiles"]
+        outside = tiles["outside_region"]
+        explained = summary["heatmap"]["target_description"]
         return (
-            f"{tiles['explained']} tiles explained, {tiles['skipped']} skipped (background), "
-            f"level {summary['heatmap']['level']}, {summary['seconds']:.1f} s -> "
+            f"{tiles['explained']} tiles explained ({explained}), {tiles['skipped']} skipped "
+            "(background)"
+            + (f", {outside} outside the region" if outside else "")
+            + f", level {summary['heatmap']['level']}, {summary['seconds']:.1f} s -> "
             f"{outputs.summary.parent}/"
         )
 
@@ -173,6 +197,35 @@ def each_slide(
             except Exception as err:  # noqa: BLE001 -- one slide failing never ends the batch
                 failures.add(path, err)
     return failures.exit_status(len(args.slides))
+
+
+def slide_target(
+    args: argparse.Namespace,
+    request: TargetRequest,
+    loaded: LoadedModel,
+    slide: Slide,
+    job: SlideJob,
+) -> Target:
+    """The target of one slide: an output region's mask over it, or a region's embedding.
+
+    The output region's mask covers level 0 (on a coarser grid when level 0 would pass the
+    pixel cap); the ``--like-region`` pixels are read at the level the tiles are read from,
+    unless ``--like-image`` names another image.
+    """
+    from napari_gradcam.core.image_files import read_image
+    from napari_gradcam.core.tiling.tiled import level_view
+
+    cap = max_pixels(args.max_pixels)
+    if request.per_image:
+        return replace(request.target, mask=region_mask(request, slide.shape, cap))
+    if request.like is None:
+        return request.target
+    if args.like_image is not None:
+        view = LevelView(read_image(args.like_image, max_pixels=cap))
+    else:
+        _, view = level_view(slide, loaded.card.mpp, mpp=job.mpp, level=job.level)
+    pixels = region_pixels(request, view, loaded.card.input_size, cap)
+    return like_embedding(loaded, pixels, request)
 
 
 SLIDE_MEMORY_ADVICE = "lower --batch-size, or explain a coarser level (--mpp or --level)"

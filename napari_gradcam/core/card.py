@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import math
+import string
 import warnings
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from napari_gradcam.core.json_fields import (
     object_field,
     read_fields,
     read_json_object,
+    section,
     text_field,
     whole_number,
 )
@@ -63,6 +65,50 @@ def _normalisation(value: object, field: str, source: str) -> tuple[float, ...]:
     return scaled
 
 
+OPEN_CLIP_TOKENIZER = "open_clip:"
+"""How a card names open_clip's own tokenizer of an architecture (``open_clip:ViT-B-32``)."""
+
+
+def _template(value: object, field: str, source: str) -> str:
+    """A prompt template: text with one ``{}`` where the prompt goes."""
+    text = text_field(value, field, source)
+    try:
+        slots = [slot for _, slot, _, _ in string.Formatter().parse(text) if slot is not None]
+    except ValueError as err:
+        raise ValueError(f"{source}: {field!r} {text!r} is not a template: {err}") from err
+    if slots != [""]:
+        raise ValueError(
+            f"{source}: {field!r} must hold one '{{}}' where the prompt goes, e.g. "
+            f"'an H&E image of {{}}.', got {text!r}"
+        )
+    return text
+
+
+@dataclass(frozen=True)
+class TextCard:
+    """How a vision-language model reads a text prompt: its tokenizer and prompt template.
+
+    Parameters
+    ----------
+    tokenizer : str, optional
+        ``"open_clip:ARCH"`` (open_clip's own tokenizer of that architecture, which ships with
+        open_clip) or a local folder of Hugging Face tokenizer files (``tokenizer.json``, ...),
+        relative to the card file. ``None``: the model's own, where it ships with its library.
+    template : str
+        Each prompt is written into the template's ``{}`` before it is encoded, e.g.
+        ``"an H&E image of {}."``.
+    """
+
+    tokenizer: str | None = json_field(text_field, None)
+    template: str = json_field(_template, "{}")
+
+    def beside(self, folder: Path) -> TextCard:
+        """The section, a relative tokenizer folder read from ``folder`` (the card's folder)."""
+        if self.tokenizer is None or self.tokenizer.startswith(OPEN_CLIP_TOKENIZER):
+            return self
+        return replace(self, tokenizer=str(folder / Path(self.tokenizer).expanduser()))
+
+
 @dataclass(frozen=True)
 class ModelCard:
     """Facts about a classifier needed to feed and explain it.
@@ -90,8 +136,14 @@ class ModelCard:
         What the model returns: ``"classes"`` (logits (N, K): class targets), ``"embedding"``
         (an image embedding (N, D): prompts and "like this region"), or ``"dense"`` (per-pixel
         logits (N, C, h, w) of a segmentation model: output regions).
+    kwargs : dict
+        Construction arguments of a spec that builds the model (``timm:NAME``, ``smp:NAME``,
+        ``module:factory``), e.g. ``{"encoder_name": "resnet18"}``; the weights must fit them.
     description : str
         What the model predicts, for people.
+    text : TextCard, optional
+        A vision-language model's tokenizer and prompt template (``{"tokenizer": ...,
+        "template": ...}``).
     extra : dict
         Anything else, kept as it is.
     """
@@ -105,7 +157,9 @@ class ModelCard:
     mpp: float | None = json_field(MPP, None)
     default_layer: str | None = json_field(text_field, None)
     output: str = json_field(choice_field(MODEL_OUTPUTS), "classes")
+    kwargs: dict[str, Any] = json_field(object_field, {})
     description: str = json_field(text_field, "")
+    text: TextCard | None = json_field(section(TextCard), None)
     extra: dict[str, Any] = json_field(object_field, {})
 
     def __post_init__(self) -> None:
@@ -184,7 +238,13 @@ class ModelCard:
 
     @classmethod
     def from_json(cls, path: str | Path, defaults: Mapping[str, Any] | None = None) -> ModelCard:
-        """Read a card from a JSON file (``defaults`` as in :meth:`from_dict`)."""
+        """Read a card from a JSON file (``defaults`` as in :meth:`from_dict`).
+
+        A tokenizer folder in its ``text`` section is read relative to the card's folder.
+        """
         path = Path(path)
         data = read_json_object(path, "model card")
-        return cls.from_dict(data, source=f"model card {path}", defaults=defaults)
+        card = cls.from_dict(data, source=f"model card {path}", defaults=defaults)
+        if card.text is None:
+            return card
+        return replace(card, text=card.text.beside(path.parent))

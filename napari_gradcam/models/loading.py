@@ -9,6 +9,17 @@ Specs
 ``timm:NAME``
     A timm architecture built with random weights (timm must be importable); the weights come
     from ``weights`` (safetensors or a state dict), never from a download.
+``smp:NAME``
+    A segmentation_models_pytorch architecture (``Unet``, ``FPN``, ``DeepLabV3Plus``, ...)
+    built from its card, with a dense output; the weights come from ``weights`` (see
+    ``smp_models``).
+``open_clip:ARCH``
+    An open_clip vision-language architecture (open_clip must be importable), random weights
+    and the weights from ``weights``: the image tower is explained, the text tower encodes
+    prompts (``LoadedModel.text``).
+``hf:FOLDER``
+    A Hugging Face ``CLIPModel`` or ``SiglipModel`` built from the folder's ``config.json``,
+    the same way; its tokenizer comes from a local folder the card names.
 ``path/to/recipe.json``
     A model recipe: a backbone (any spec) with a linear or MLP probe head (see ``probe``).
     A recipe is data: code it names outside what ships with the plugin runs only with
@@ -35,17 +46,24 @@ import torch
 from torch import nn
 
 from napari_gradcam.core.card import ModelCard
+from napari_gradcam.core.explain.targets import output_tensor
 from napari_gradcam.core.loaded_model import LoadedModel, ModelKind
 from napari_gradcam.models.bundled import BUNDLED, DEMO_DIR
 from napari_gradcam.models.code_trust import checked_source
 from napari_gradcam.models.probe import load_recipe
-from napari_gradcam.models.specs import card_location, is_factory_spec
+from napari_gradcam.models.smp_models import SMP_PREFIX, build_smp, is_smp_spec, smp_card_fields
+from napari_gradcam.models.specs import (
+    card_location,
+    is_factory_spec,
+    is_vision_language_spec,
+)
 from napari_gradcam.models.timm_models import (
     TIMM_PREFIX,
     build_timm,
     is_timm_spec,
     pretrained_card_fields,
 )
+from napari_gradcam.models.vision_language import build_vision_language
 from napari_gradcam.models.weights import load_weights
 
 TORCHVISION_DOWNLOAD_ARGUMENTS = frozenset(
@@ -69,15 +87,19 @@ def load_model(
     Parameters
     ----------
     spec : str
-        ``demo``, ``demo-vit``, ``module:factory``, ``file.py:factory``, ``timm:NAME``, a
-        model recipe (``.json``) or a TorchScript file.
+        ``demo``, ``demo-vit``, ``module:factory``, ``file.py:factory``, ``timm:NAME``,
+        ``smp:NAME``, ``open_clip:ARCH``, ``hf:FOLDER``, a model recipe (``.json``) or a
+        TorchScript file.
     weights : str or Path, optional
-        Weights for a factory or timm model: ``.safetensors``, or a state dict read with
-        ``torch.load(weights_only=True)``.
+        Weights for a factory, timm, smp or vision-language model (both towers):
+        ``.safetensors``, or a state dict read with ``torch.load(weights_only=True)``.
     card : str, Path or ModelCard, optional
         The model card; default: a JSON beside the weights or model file (``specs``), else
-        defaults. A ``timm:NAME`` model takes the mean, std and input size its card leaves out
-        from timm's ``pretrained_cfg``.
+        defaults. Its ``kwargs`` build a factory, timm or smp model. A card file of a
+        ``timm:NAME`` model takes the mean, std and input size it leaves out from timm's
+        ``pretrained_cfg``; of an ``smp:NAME`` model, a dense output explained at ``decoder``;
+        a vision-language model's from its library's preprocessing config, and its output is
+        an embedding.
     allow_pickle : bool
         Allow unpickling a whole pickled module. Unpickling runs code from the file: only
         for files you trust.
@@ -96,24 +118,54 @@ def load_model(
     """
     if spec in BUNDLED:
         return replace(_load_bundled(spec, weights, card, device, classifier), spec=spec)
+    if is_vision_language_spec(spec):
+        return _load_vision_language(spec, weights, card, device)
     kind: ModelKind
     if spec.endswith(".json"):
         module, recipe_card = load_recipe(_existing_file(spec), build_backbone, trust_code)
         module = module.to(_resolve_device(device)).eval()
-        resolved = _checked_card(module, _read_card(card, spec, None, recipe_card), classifier)
-        return LoadedModel(module, resolved, spec, "recipe")
-    if is_timm_spec(spec) or is_factory_spec(spec):
-        module, kind = build_backbone(spec, {}), "factory"
+        resolved = _read_card(card, spec, None, recipe_card)
+        _refuse_kwargs(resolved, spec)
+        return LoadedModel(module, _checked_card(module, resolved, classifier), spec, "recipe")
+    if is_smp_spec(spec) or is_timm_spec(spec) or is_factory_spec(spec):
+        given = _read_card(card, spec, weights, ModelCard(name=spec))  # kwargs build the model
+        module, kind = _build_model(spec, given), "factory"
     else:
         module = _load_file(_existing_file(spec), allow_pickle)
         kind = "torchscript" if isinstance(module, torch.jit.ScriptModule) else "pickle"
     if weights is not None:
         load_weights(module, _existing_file(weights))
     module = module.to(_resolve_device(device)).eval()
-    seed = pretrained_card_fields(module) if is_timm_spec(spec) else {}
+    seed = _architecture_card_fields(spec, module)
     unfound = ModelCard.from_dict({"name": spec}, defaults=seed)
-    resolved = _checked_card(module, _read_card(card, spec, weights, unfound, seed), classifier)
-    return LoadedModel(module=module, card=resolved, spec=spec, kind=kind)
+    resolved = _read_card(card, spec, weights, unfound, seed)
+    if kind != "factory":
+        _refuse_kwargs(resolved, spec)
+    return LoadedModel(module, _checked_card(module, resolved, classifier), spec, kind)
+
+
+def _build_model(spec: str, card: ModelCard) -> nn.Module:
+    """Build the architecture of an ``smp:``, ``timm:`` or factory spec with the card's kwargs."""
+    if is_smp_spec(spec):
+        return build_smp(spec.removeprefix(SMP_PREFIX), card)
+    return build_backbone(spec, card.kwargs)
+
+
+def _architecture_card_fields(spec: str, module: nn.Module) -> dict[str, Any]:
+    """The card fields an architecture declares: timm's pretrained config, smp's dense output."""
+    if is_timm_spec(spec):
+        return pretrained_card_fields(module)
+    return smp_card_fields() if is_smp_spec(spec) else {}
+
+
+def _refuse_kwargs(card: ModelCard, spec: str) -> None:
+    """Refuse construction ``kwargs`` on the card of a model that is not built from them."""
+    if card.kwargs:
+        raise ValueError(
+            f"model card {card.name!r} gives construction 'kwargs', but {spec!r} is not built "
+            "from them (they apply to smp:NAME, timm:NAME and factory specs; a recipe gives its "
+            "backbone's in 'backbone.kwargs'); remove 'kwargs' from the card"
+        )
 
 
 def _load_bundled(
@@ -137,6 +189,31 @@ def _load_bundled(
     )
 
 
+def _load_vision_language(
+    spec: str, weights: str | Path | None, card: str | Path | ModelCard | None, device: str
+) -> LoadedModel:
+    """A vision-language model: its image tower, explained, and its prompt encoder.
+
+    The weights fill both towers. The card must leave ``output`` "embedding" (what the image
+    tower returns) and name no classes: a prompt asks the question.
+    """
+    towers = build_vision_language(spec)
+    if weights is not None:
+        load_weights(towers.model, _existing_file(weights))
+    towers.model.to(_resolve_device(device)).eval()
+    seed = towers.card_fields
+    unfound = ModelCard.from_dict({"name": spec}, defaults=seed)
+    resolved = _read_card(card, spec, weights, unfound, seed)
+    if resolved.output != "embedding" or resolved.classes:
+        raise ValueError(
+            f"model card {resolved.name!r}: the image tower of {spec!r} returns an embedding; "
+            "leave 'output' out (or set it to \"embedding\") and remove 'classes': ask it with "
+            "text prompts instead"
+        )
+    text = towers.text_encoder(resolved.text)
+    return LoadedModel(towers.image_tower, resolved, spec, "factory", text=text)
+
+
 def _checked_card(module: nn.Module, card: ModelCard, classifier: bool) -> ModelCard:
     """The card of a classifier, checked against its logits; an encoder's, without classes."""
     if not classifier:
@@ -149,8 +226,9 @@ def check_class_count(module: nn.Module, card: ModelCard) -> None:
     """Refuse a card whose class names do not match the model's logits (one dry forward).
 
     Runs only when the card names classes: on a blank input of the card's input size (224 x 224
-    when it has none). A single-logit (sigmoid) model takes two names. The ValueError names
-    the card's ``classes`` (or ``input_size`` when the model fails on that size).
+    when it has none). Logits are (N, classes), or (N, classes, h, w) for a card whose output
+    is ``"dense"``; a single-logit (sigmoid) model takes two names. The ValueError names the
+    card's ``classes`` (or ``input_size`` when the model fails on that size).
     """
     if not card.classes:
         return
@@ -158,24 +236,32 @@ def check_class_count(module: nn.Module, card: ModelCard) -> None:
     device = parameter.device if parameter is not None else torch.device("cpu")
     try:
         with torch.inference_mode():
-            logits = module(torch.zeros(card.probe_shape, device=device))
+            output = module(torch.zeros(card.probe_shape, device=device))
     except Exception as err:  # any failure of the user's model on that input
         raise ValueError(
             f"model card {card.name!r}: the model fails on a blank {card.probe_shape[2:]} input "
             f"(the card's 'input_size', 224 x 224 when it has none), so its 'classes' cannot "
             f"be checked against its logits; set 'input_size' to the size it takes: {err}"
         ) from err
-    if not isinstance(logits, torch.Tensor) or logits.ndim != 2:
-        shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+    logits = output_tensor(output)
+    dense = card.output == "dense"
+    if logits.ndim != (4 if dense else 2):
+        expected = "dense (N, classes, h, w)" if dense else "(N, classes)"
+        do = (
+            "set the card's 'output' to 'dense' for a segmentation model"
+            if logits.ndim == 4
+            else "remove 'classes' for a model that is not a classifier"
+        )
         raise ValueError(
-            f"model card {card.name!r} names classes, but the model returns {shape}, not "
-            "(N, classes) logits; remove 'classes' for a model that is not a classifier"
+            f"model card {card.name!r} names classes, but the model returns "
+            f"{tuple(logits.shape)}, not {expected} logits; {do}"
         )
     count = logits.shape[1]
+    what = "logit maps" if dense else "logits"
     if len(card.classes) != count and not (count == 1 and len(card.classes) == 2):
         raise ValueError(
             f"model card {card.name!r}: 'classes' names {len(card.classes)} classes "
-            f"{list(card.classes)}, but the model returns {count} logits; give one name per "
+            f"{list(card.classes)}, but the model returns {count} {what}; give one name per "
             "logit, in logit order (two names, negative first, for a single-logit model)"
         )
 

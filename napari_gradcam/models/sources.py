@@ -10,7 +10,9 @@ A spec (see ``models.loading``) is built from:
 * ``demo``, ``demo-vit``: the bundled factory's code, weights and card;
 * ``file.py:factory``: that file (given directly: read relative to the working folder; named
   in a card or recipe: read from that card's folder, as the loader does);
-* ``package.module:factory`` and ``timm:NAME``: the installed package's code;
+* ``package.module:factory``, ``timm:NAME``, ``smp:NAME`` and ``open_clip:ARCH``: the installed
+  package's code;
+* ``hf:FOLDER``: transformers' code and the folder's config files;
 * ``recipe.json``: the recipe, its backbone's sources, the backbone and head weights and a
   card file it names;
 * ``model.pt`` (TorchScript): the file;
@@ -32,9 +34,16 @@ from typing import Any
 
 from napari_gradcam.models.bundled import BUNDLED, DEMO_DIR
 from napari_gradcam.models.code_trust import function_spec_in_folder
+from napari_gradcam.models.hugging_face_clip import PREPROCESSOR_FILE, config_file
 from napari_gradcam.models.probe import Recipe
 from napari_gradcam.models.slide_model import SlideCard, encoder_spec_in_folder
-from napari_gradcam.models.specs import card_location, is_factory_spec
+from napari_gradcam.models.smp_models import SMP_PACKAGE, is_smp_spec
+from napari_gradcam.models.specs import (
+    card_location,
+    is_factory_spec,
+    is_hugging_face_spec,
+    is_open_clip_spec,
+)
 from napari_gradcam.models.timm_models import TIMM_PREFIX, is_timm_spec
 
 Stamps = tuple[tuple[str, int, int], ...]
@@ -103,6 +112,14 @@ def model_sources(
         found = _recipe_sources(_path(spec))
     elif is_timm_spec(spec):
         found = ModelSources(packages=(TIMM_PREFIX.rstrip(":"),))
+    elif is_smp_spec(spec):
+        found = ModelSources(packages=(SMP_PACKAGE,))
+    elif is_open_clip_spec(spec):
+        found = ModelSources(packages=("open_clip",))
+    elif is_hugging_face_spec(spec):
+        config = _path(config_file(spec))
+        files = (config, config.with_name(PREPROCESSOR_FILE))
+        found = ModelSources(files=files, packages=("transformers",))
     elif is_factory_spec(spec):
         found = code_sources(spec.rpartition(":")[0])
     else:

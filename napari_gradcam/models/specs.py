@@ -11,7 +11,28 @@ from pathlib import Path
 
 from napari_gradcam.core.card import ModelCard
 from napari_gradcam.models.bundled import BUNDLED, bundled_card
+from napari_gradcam.models.smp_models import is_smp_spec
 from napari_gradcam.models.timm_models import is_timm_spec
+
+OPEN_CLIP_PREFIX = "open_clip:"
+"""The spec prefix of an open_clip architecture (``open_clip:ViT-B-32``)."""
+HUGGING_FACE_PREFIX = "hf:"
+"""The spec prefix of a Hugging Face vision-language model folder (``hf:path/to/plip``)."""
+
+
+def is_open_clip_spec(spec: str) -> bool:
+    """Whether ``spec`` names an open_clip architecture (``open_clip:ARCH``)."""
+    return spec.startswith(OPEN_CLIP_PREFIX) and len(spec) > len(OPEN_CLIP_PREFIX)
+
+
+def is_hugging_face_spec(spec: str) -> bool:
+    """Whether ``spec`` names a Hugging Face model config (``hf:FOLDER``)."""
+    return spec.startswith(HUGGING_FACE_PREFIX) and len(spec) > len(HUGGING_FACE_PREFIX)
+
+
+def is_vision_language_spec(spec: str) -> bool:
+    """Whether ``spec`` names a vision-language model (``open_clip:ARCH`` or ``hf:FOLDER``)."""
+    return is_open_clip_spec(spec) or is_hugging_face_spec(spec)
 
 
 def is_factory_spec(spec: str) -> bool:
@@ -28,14 +49,20 @@ def card_location(
     The ``card`` given; else the ``.json`` beside the weights, or beside the model file of a
     TorchScript spec, whether or not it exists yet (a card that appears later changes the
     model); but a bundled model whose weights have no card beside them keeps its own card.
-    ``None`` for a recipe (its card is inside) and for a factory or ``timm:`` spec without
-    weights.
+    ``None`` for a recipe (its card is inside) and for a factory, ``timm:``, ``smp:``,
+    ``open_clip:`` or ``hf:`` spec without weights.
     """
     if card is not None:
         return Path(card).expanduser()
     if spec.endswith(".json"):
         return None
-    model_file = None if spec in BUNDLED or is_timm_spec(spec) or is_factory_spec(spec) else spec
+    built = (
+        is_timm_spec(spec)
+        or is_smp_spec(spec)
+        or is_vision_language_spec(spec)
+        or is_factory_spec(spec)
+    )
+    model_file = None if spec in BUNDLED or built else spec
     beside = weights if weights is not None else model_file
     if beside is not None:
         path = Path(beside).expanduser().with_suffix(".json")

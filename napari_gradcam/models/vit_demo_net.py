@@ -4,7 +4,8 @@ A class token and 8 x 8 px patches (a 12 x 12 grid on 96 px tiles), pre-norm tra
 blocks and a linear head on the class token. Attribute names follow timm's
 ``VisionTransformer`` (``patch_embed.proj``, ``cls_token``, ``pos_embed``,
 ``num_prefix_tokens``, ``blocks[i].norm1 / attn.qkv / attn.proj / norm2 / mlp``, ``norm``,
-``global_pool``, ``head``), so code that reads a timm ViT's token layout reads this one.
+``global_pool``, ``head``, ``forward_head``), so code that reads a timm ViT's token layout
+reads this one.
 Other input sizes (multiples of the patch size) work: the position embedding is resized
 bilinearly to the new grid.
 """
@@ -168,7 +169,11 @@ class VitDemoNet(nn.Module):
         x = self._pos_embed(self.patch_embed(x))
         for block in self.blocks:
             x = block(x)
-        return self.head(self.norm(x)[:, 0])
+        return self.forward_head(self.norm(x))
+
+    def forward_head(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Return the logits of normed (N, T, dim) tokens: the head on the class token."""
+        return self.head(tokens[:, 0])
 
 
 def build_vit_demo_net(n_classes: int = 3) -> VitDemoNet:

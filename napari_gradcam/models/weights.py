@@ -82,12 +82,18 @@ def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
 def load_weights(module: nn.Module, path: str | Path, *, what: str = "the model") -> None:
     """Load the state dict in ``path`` into ``module``; every key must fit, both ways.
 
+    A key naming one of the module's non-persistent buffers (Hugging Face's ``position_ids``,
+    saved by older versions) is left out: the module computes that buffer itself.
+
     Raises
     ------
     ValueError
         Naming the first missing and unexpected keys, or the first shape that does not fit.
     """
     state = read_state_dict(path)
+    saved = module.state_dict().keys()
+    computed = {name for name, _ in module.named_buffers() if name not in saved}
+    state = {key: value for key, value in state.items() if key not in computed}
     try:
         result = module.load_state_dict(state, strict=False)
     except RuntimeError as err:  # shapes that do not fit

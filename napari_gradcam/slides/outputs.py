@@ -61,7 +61,11 @@ CSV_COLUMNS = (
     *FACTS,
     "target",
 )
-"""Columns of the per-tile CSV; boxes are in level-0 pixels, ``status`` is explained/skipped."""
+"""Columns of the per-tile CSV; boxes are in level-0 pixels, ``status`` is ``explained``,
+``skipped`` (background) or ``outside region`` (an output region's target does not reach the
+tile); ``class`` is the predicted class (blank for an embedding model), ``target`` what the
+tile's map explains (a class, or the target in words) and ``score`` its score (a similarity
+for a prompt or a region likeness)."""
 
 
 @dataclass(frozen=True)
@@ -75,9 +79,14 @@ class SlideOutputs:
     qupath: Path
 
     @classmethod
-    def for_slide(cls, slide: str | Path, out: Path) -> SlideOutputs:
-        """Outputs named after the slide's file or folder name, less a slide suffix, in ``out``."""
+    def for_slide(cls, slide: str | Path, out: Path, target: str = "") -> SlideOutputs:
+        """Outputs named after the slide's file or folder name, less a slide suffix, in ``out``.
+
+        ``target`` (a slug such as ``prompt-dense-nuclei``) follows the name when the target is
+        not a single class, so the files say what was explained.
+        """
         stem = output_stem(Path(slide), SLIDE_NAME_SUFFIXES, "slide")
+        stem += f".{target}" if target else ""
         return cls(
             out / f"{stem}.heatmap.zarr",
             out / f"{stem}.tiles.csv",
@@ -103,9 +112,14 @@ def heatmap_placement(
     return placement
 
 
-def plan_slide_outputs(slides: list[Path], out: Path, overwrite: bool) -> list[SlideOutputs]:
-    """Outputs per slide; refuse inputs as outputs, clashes and (unasked) overwrites."""
-    plans = [SlideOutputs.for_slide(slide, out) for slide in slides]
+def plan_slide_outputs(
+    slides: list[Path], out: Path, overwrite: bool, target: str = ""
+) -> list[SlideOutputs]:
+    """Outputs per slide, named with ``target`` as in :meth:`SlideOutputs.for_slide`.
+
+    Refuses inputs as outputs, clashes and (unasked) overwrites.
+    """
+    plans = [SlideOutputs.for_slide(slide, out, target) for slide in slides]
     check_outputs([plan.paths() for plan in plans], "slides", overwrite, slides)
     return plans
 

@@ -9,12 +9,18 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from napari_gradcam.core.explain.method_options import options_to_facts
+from napari_gradcam.core.targets import describe_target, target_to_metadata
 from napari_gradcam.core.tiling.tile_stats import FACTS
 from napari_gradcam.core.tiling.tiled import TilePlan, TileResults
 from napari_gradcam.slides.outputs import SlideOutputs, heatmap_placement
 
 if TYPE_CHECKING:
+    from napari_gradcam.core.card import ModelCard
     from napari_gradcam.slides.lazy_slide import Slide
+
+
+OUTSIDE = "outside region"
+"""The status of a tile skipped because the target's output region does not reach it."""
 
 
 class TileRows:
@@ -44,8 +50,9 @@ class TileRows:
         for position, index in enumerate(results.indices.tolist()):
             rows += self._skipped(index)
             facts = [column[position] for column in columns]
-            names = [self.class_name(int(facts[0]))], [self.class_name(int(facts[3]))]
-            rows.append([*self._fixed(index, "explained"), *names[0], *facts, *names[1]])
+            predicted = self.class_name(int(facts[0])) if facts[0] >= 0 else ""
+            target = results.names[position] if results.names else self.class_name(int(facts[3]))
+            rows.append([*self._fixed(index, "explained"), predicted, *facts, target])
             self.cursor = index + 1
         return rows
 
@@ -57,7 +64,11 @@ class TileRows:
 
     def _skipped(self, stop: int) -> list[list[Any]]:
         blank = [""] * (len(FACTS) + 2)
-        return [[*self._fixed(i, "skipped"), *blank] for i in range(self.cursor, stop)]
+        outside = self.plan.in_region
+        return [
+            [*self._fixed(i, "skipped" if outside is None or outside[i] else OUTSIDE), *blank]
+            for i in range(self.cursor, stop)
+        ]
 
     def _fixed(self, index: int, status: str) -> list[Any]:
         return [index, status, *self.boxes[index], round(float(self.plan.tissue[index]), 4)]
@@ -71,8 +82,14 @@ def _significant(values: np.ndarray, digits: int = 5) -> list[Any]:
     return [float(f"{v:.{digits}g}") for v in values.tolist()]
 
 
-def heatmap_attrs(slide: Slide, plan: TilePlan, model: str, maximum: float) -> dict[str, Any]:
-    """The heatmap's provenance and placement on the slide (level-0 pixels, µm when known)."""
+def heatmap_attrs(
+    slide: Slide, plan: TilePlan, model: str, card: ModelCard, maximum: float
+) -> dict[str, Any]:
+    """The heatmap's provenance and placement on the slide (level-0 pixels, µm when known).
+
+    ``target`` is the target's metadata (``target_to_metadata``), ``target_description`` says
+    it in words with the model ``card``'s class names.
+    """
     return {
         "kind": "heatmap",
         "slide": slide.name,
@@ -85,7 +102,8 @@ def heatmap_attrs(slide: Slide, plan: TilePlan, model: str, maximum: float) -> d
         "bfloat16": plan.settings.bfloat16,
         **(options_to_facts(plan.settings.options) if plan.settings.options else {}),
         "layer": plan.settings.layer,
-        "target": plan.settings.target,
+        "target": target_to_metadata(plan.settings.target),
+        "target_description": describe_target(plan.settings.target, card),
         "level": plan.level,
         "resample": plan.view.resample,
         "stride": list(plan.stride),
@@ -108,11 +126,12 @@ def run_summary(
     """The JSON summary of one slide's run (``job`` is the runner's dataclass of options)."""
     return {
         "slide": str(slide.path or slide.name),
-        "job": asdict(job),
+        "job": {**vars(job), "settings": job.settings.to_metadata()},
         "tiles": {
             "total": plan.grid.n_tiles,
             "explained": len(plan.explained),
-            "skipped": plan.grid.n_tiles - len(plan.explained),
+            "skipped": plan.grid.n_tiles - len(plan.explained) - plan.outside_region,
+            "outside_region": plan.outside_region,
             "size": list(plan.grid.tile),
             "step": list(plan.grid.step),
         },

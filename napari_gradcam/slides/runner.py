@@ -159,7 +159,7 @@ def explain_slide(
         )
         stitched = yield from relay(run, write)
         table.write(rows.rest())
-        attrs = heatmap_attrs(slide, plan, job.model, stitched.maximum)
+        attrs = heatmap_attrs(slide, plan, job.model, loaded.card, stitched.maximum)
         store.publish(attrs, job.overwrite)
     except BaseException:
         store.discard()
@@ -191,7 +191,7 @@ def _remote_batches(
             plan.grid.tile,
             batch,
             (job.model, job.weights),
-            plan.settings,
+            plan.batch_settings(batch),
             value_range,
         )
         for batch in plan.batches(job.batch_size)

@@ -10,7 +10,9 @@ import pytest
 import torch
 
 import napari_gradcam as ng
+from napari_gradcam.models.loading import check_class_count
 from tests.architectures import build
+from tests.segmenters import TinySegmenter
 
 USER_MODEL = """
 from torch import nn
@@ -190,3 +192,25 @@ def test_a_file_that_is_not_weights_gets_advice(user_file, tmp_path, name, conte
     (tmp_path / name).write_bytes(content)
     with pytest.raises(ValueError, match=message):
         ng.load_model(f"{user_file}:make", weights=tmp_path / name)
+
+
+@pytest.mark.parametrize(
+    ("output", "classes", "message"),
+    [
+        (
+            "dense",
+            ("a", "b"),
+            r"'classes' names 2 classes \['a', 'b'\], but the model returns 3 logit maps",
+        ),
+        (
+            "classes",
+            ("a", "b", "c"),
+            r"returns \(1, 3, 32, 32\), not \(N, classes\) logits; set the card's 'output'",
+        ),
+    ],
+)
+def test_a_dense_card_s_classes_are_checked_against_its_logit_maps(output, classes, message):
+    card = ng.ModelCard(classes=classes, output=output, input_size=(32, 32))
+    check_class_count(TinySegmenter(), ng.ModelCard(classes=("a", "b", "c"), output="dense"))
+    with pytest.raises(ValueError, match=message):
+        check_class_count(TinySegmenter(), card)

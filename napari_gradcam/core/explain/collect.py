@@ -6,7 +6,8 @@
 - neither (input-level methods): one inference-mode forward for the logits.
 - ``forwards`` adds the module output sizes, for chunking the later masked forwards.
 - ``attention``: the method's reader takes every block's attention during the forward (and,
-  with ``gradients``, d(score)/d(attention output) from a backward pass through the blocks).
+  with ``gradients``, d(score)/d(attention output) from a backward pass through the blocks);
+  with ``block scores``, each chosen block's own score and d(block score)/d(its attention).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from contextlib import nullcontext
 import torch
 from torch import nn
 
-from napari_gradcam.core.explain.attention_collect import collect_attention
+from napari_gradcam.core.explain.attention_collect import collect_attention, collect_block_scores
 from napari_gradcam.core.explain.batching import forward_bytes, run_model
 from napari_gradcam.core.explain.context import LayerContext, Monitor
 from napari_gradcam.core.explain.gradient_pass import layer_gradients
@@ -58,7 +59,9 @@ def collect(
         def targets_of(scored: torch.Tensor) -> torch.Tensor:
             return _weights(target, scored, groups)
 
-        return collect_attention(model, batch, method, target, targets_of, settings, monitor)
+        scored = "block scores" in method.needs
+        collector = collect_block_scores if scored else collect_attention
+        return collector(model, batch, method, target, targets_of, settings, monitor)
     recorder = (
         record_output_sizes(model, module) if "forwards" in method.needs else nullcontext(None)
     )

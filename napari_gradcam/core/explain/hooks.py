@@ -61,13 +61,14 @@ def model_lock(model: nn.Module) -> threading.RLock:
 
 
 def owned_forward_hook(
-    module: nn.Module, hook: Callable[..., Any], *, pre: bool = False
+    module: nn.Module, hook: Callable[..., Any], *, pre: bool = False, with_kwargs: bool = False
 ) -> RemovableHandle:
     """Register ``hook`` on ``module`` for forwards run by the calling thread only.
 
     ``hook(module, inputs, output)``, or with ``pre`` a forward pre-hook ``hook(module,
-    inputs)``. Forwards that other threads run on the same module pass through untouched: the
-    hook neither sees their input or output nor changes it.
+    inputs)``; ``with_kwargs`` passes the keyword arguments after the inputs, as torch does.
+    Forwards that other threads run on the same module pass through untouched: the hook
+    neither sees their input or output nor changes it.
     """
     owner = threading.get_ident()
 
@@ -77,7 +78,7 @@ def owned_forward_hook(
         return hook(hooked, *args)
 
     register = module.register_forward_pre_hook if pre else module.register_forward_hook
-    return register(owned)
+    return register(owned, with_kwargs=with_kwargs)
 
 
 @contextmanager
@@ -301,7 +302,7 @@ def attention_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """
     readable: list[tuple[str, nn.Module]] = []
     for name, module in model.named_modules():
-        if _is_readable(module) and not any(_within(name, outer) for outer, _ in readable):
+        if is_readable_attention(module) and not any(_within(name, outer) for outer, _ in readable):
             readable.append((name, module))
     for name, module in model.named_modules():
         related = any(_within(name, r) or _within(r, name) for r, _ in readable)
@@ -321,7 +322,8 @@ def _within(name: str, outer: str) -> bool:
     return outer == "" or name == outer or name.startswith(f"{outer}.")
 
 
-def _is_readable(module: nn.Module) -> bool:
+def is_readable_attention(module: nn.Module) -> bool:
+    """Whether ``module`` has timm's ``Attention`` layout (``READABLE_PARTS``, heads, scale)."""
     parts = all(isinstance(getattr(module, part, None), nn.Module) for part in READABLE_PARTS)
     return (
         parts and isinstance(getattr(module, "num_heads", None), int) and hasattr(module, "scale")
@@ -429,7 +431,7 @@ class _Tap:
         probs = ((queries * float(self.module.scale)) @ k.transpose(-2, -1)).softmax(dim=-1)
         checked = [0] if self.class_rows_only else [0, tokens - 1]
         found = output.reshape(n, tokens, heads, dim).transpose(1, 2)[:, :, checked]
-        if not _close(probs[:, :, checked] @ values, found):
+        if not matches_to_precision(probs[:, :, checked] @ values, found):
             raise ValueError(
                 self._unreadable(
                     "softmax(q k^T * scale) v does not reproduce its output "
@@ -445,7 +447,7 @@ class _Tap:
         )
 
 
-def _close(expected: torch.Tensor, found: torch.Tensor) -> bool:
+def matches_to_precision(expected: torch.Tensor, found: torch.Tensor) -> bool:
     """Whether the recomputed output matches the model's, to the model's precision."""
     tolerance = max(1e-4, 8 * torch.finfo(found.dtype).eps)
     found = found.to(expected.dtype)

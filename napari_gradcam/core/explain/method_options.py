@@ -91,9 +91,16 @@ def options_from_facts(options_type: type, facts: Mapping[str, Any]) -> Any:
 
 
 def options_label(options: object) -> str:
-    """A short description for layer names, e.g. ``"discard 0.9"``, ``"head 2"``, ``""``."""
-    shorts = {spec.key: spec.short for _, spec in option_specs(type(options))}
+    """A short description for layer names, e.g. ``"discard 0.9"``, ``"blocks all"``, ``""``."""
+    specs = {spec.key: spec for _, spec in option_specs(type(options))}
     return " ".join(
-        f"{shorts[key]} {value:g}" if isinstance(value, float) else f"{shorts[key]} {value}"
+        f"{specs[key].short} {_shown(value, specs[key])}"
         for key, value in options_to_facts(options).items()
     )
+
+
+def _shown(value: Any, spec: OptionSpec) -> str:
+    """An option's value as layer names show it (``None``: what it means)."""
+    if value is None:
+        return spec.none_label or "none"
+    return f"{value:g}" if isinstance(value, float) else str(value)

@@ -1,8 +1,8 @@
 """Which layer, what layout, what stride: a model's layers behind one interface, ``ModelLayers``.
 
-Token facts (patch size, prefix tokens, grid, head) are read from timm's and Hugging Face's
-attribute names, on whichever module declares them (wrappers are walked; for a layer, the
-nearest declaring ancestor counts: ``vit_facts``).
+Token facts (patch size, prefix tokens, grid, head) are read from timm's, open_clip's and
+Hugging Face's attribute names, on whichever module declares them (wrappers are walked; for a
+layer, the nearest declaring ancestor counts: ``vit_facts``).
 
 A layer's layout is decided from those facts, the input size and the output's shape, never
 guessed; an output that fits no layout, or two, is refused with a message naming the layer,
@@ -47,7 +47,7 @@ from napari_gradcam.core.explain.hooks import (
     model_lock,
 )
 from napari_gradcam.core.explain.layout import Kind, Layout
-from napari_gradcam.core.explain.targets import as_logits, output_tensor
+from napari_gradcam.core.explain.targets import output_tensor
 
 Shape = tuple[int, ...]
 Head = Literal["token", "pooled", "unknown"]
@@ -63,7 +63,14 @@ REACH_SEED = 0
 _TOKEN_POOLS = ("token",)
 _AVERAGE_POOLS = ("avg", "avgmax", "max", "map", "avgmaxc")
 _HF_TOKEN_PARAMETERS = ("cls_token", "distillation_token", "register_tokens")
+_HF_CLASS_EMBEDDING = "class_embedding"
+"""CLIP's class token: one (C,) vector prepended to the patch tokens."""
+_OPEN_CLIP_VIT_PARTS = ("conv1", "class_embedding", "positional_embedding", "transformer")
+"""What marks open_clip's ``VisionTransformer`` (one class token before the patch tokens)."""
+_OPEN_CLIP_HEADS: dict[str, Head] = {"tok": "token", "avg": "pooled"}
 _DO = "choose a layer with a spatial map (a convolution, a transformer block or its norm1)"
+DENSE_SUGGESTIONS = 6
+"""Feature maps a dense model's refused default names as examples."""
 
 
 @dataclass(frozen=True)
@@ -168,6 +175,8 @@ def _declared(module: nn.Module, name: str) -> TokenFacts | None:
     patch_embed = getattr(module, "patch_embed", None)
     if isinstance(patch_embed, nn.Module) and hasattr(patch_embed, "patch_size"):
         return _timm_facts(module, patch_embed, name)
+    if hasattr(module, "patch_size") and all(hasattr(module, p) for p in _OPEN_CLIP_VIT_PARTS):
+        return _open_clip_facts(module, name)
     config = getattr(module, "config", None)
     if config is not None and getattr(config, "patch_size", None) is not None:
         return _hugging_face_facts(module, config, name)
@@ -199,18 +208,54 @@ def _timm_facts(module: nn.Module, patch_embed: nn.Module, name: str) -> TokenFa
     )
 
 
+def _open_clip_facts(module: nn.Module, name: str) -> TokenFacts:
+    """open_clip's ``VisionTransformer``: one class token; its ``pool_type`` or attention pool.
+
+    ``pool_type`` "tok" reads the class token, "avg" the mean patch token; an attentional
+    pooler (CoCa) attends over every token, patch tokens included.
+    """
+    head = _OPEN_CLIP_HEADS.get(str(getattr(module, "pool_type", "")), "unknown")
+    if getattr(module, "attn_pool", None) is not None:
+        head = "pooled"
+    return TokenFacts(
+        patch_size=_size_pair(module.patch_size), prefix_tokens=1, head=head, module=name
+    )
+
+
 def _hugging_face_facts(module: nn.Module, config: object, name: str) -> TokenFacts:
-    """Hugging Face: the patch size from the config, the prefix from the embedding tokens."""
+    """Hugging Face: the patch size from the config, the prefix from the embedding tokens.
+
+    CLIP's ``class_embedding`` is a (C,) vector: one token. The head is declared by the
+    config's type: CLIP's vision tower reads its class token, SigLIP's attends over every patch
+    token (its ``vision_use_head``).
+    """
     prefix = None
     for embeddings_name, embeddings in module.named_modules():
         if embeddings_name.rpartition(".")[2] != "embeddings":
             continue
         tokens = [getattr(embeddings, key, None) for key in _HF_TOKEN_PARAMETERS]
         prefix = sum(int(t.shape[1]) for t in tokens if t is not None and t.ndim == 3)
+        class_embedding = getattr(embeddings, _HF_CLASS_EMBEDDING, None)
+        if isinstance(class_embedding, torch.Tensor) and class_embedding.ndim == 1:
+            prefix += 1
         if getattr(embeddings, "register_tokens", None) is None:
             prefix += int(getattr(config, "num_register_tokens", 0) or 0)
         break
-    return TokenFacts(patch_size=_size_pair(config.patch_size), prefix_tokens=prefix, module=name)
+    return TokenFacts(
+        patch_size=_size_pair(config.patch_size),
+        prefix_tokens=prefix,
+        head=_hugging_face_head(config),
+        module=name,
+    )
+
+
+def _hugging_face_head(config: object) -> Head:
+    model_type = getattr(config, "model_type", None)
+    if model_type == "clip_vision_model":
+        return "token"
+    if model_type == "siglip_vision_model" and getattr(config, "vision_use_head", False):
+        return "pooled"
+    return "unknown"
 
 
 def layer_layout(
@@ -367,6 +412,26 @@ def _module_kind(module: nn.Module, channels: int) -> Kind | None:
 
 
 @dataclass(frozen=True)
+class DryRun:
+    """What one dry forward on zeros shows: the layers holding a map, and the model's output.
+
+    Attributes
+    ----------
+    layouts : dict of str to Layout
+        The candidate layers, in the order their outputs complete.
+    channels : dict of str to int
+        Each candidate's channel count.
+    output_shape : tuple of int or None
+        The shape of the model's output tensor (``targets.output_tensor``), ``None`` without
+        one.
+    """
+
+    layouts: dict[str, Layout]
+    channels: dict[str, int]
+    output_shape: Shape | None
+
+
+@dataclass(frozen=True)
 class MapGeometry:
     """Where a method's map lies on an input of a given size.
 
@@ -489,8 +554,12 @@ class ModelLayers:
         Found by one dry run on zeros of ``input_shape`` (N, C, H, W) under inference mode;
         modules called more than once per forward are left out.
         """
+        return dict(self.dry_run(input_shape).layouts)
+
+    def dry_run(self, input_shape: Shape) -> DryRun:
+        """The candidates and the output shape of one dry run on zeros (see ``candidates``)."""
         shape = tuple(input_shape)
-        return dict(self.cached(("candidates", shape), lambda: self._dry_run_layouts(shape)))
+        return self.cached(("dry run", shape), lambda: self._dry_run(shape))
 
     def default(self, input_shape: Shape) -> str | None:
         """The layer explained when none is named (see the module docstring), ``None`` without."""
@@ -565,10 +634,12 @@ class ModelLayers:
         captured_activation(captured, name)
         return captured.layout
 
-    def _dry_run_layouts(self, input_shape: Shape) -> dict[str, Layout]:
+    def _dry_run(self, input_shape: Shape) -> DryRun:
+        """Candidates (modules run once, holding a map on more than one cell), output shape."""
         model = self.module
         declared = self.declared_facts()
         found: dict[str, Layout] = {}
+        channels: dict[str, int] = {}
         calls: dict[str, int] = {}
 
         def make_hook(name: str) -> Callable[..., None]:
@@ -582,12 +653,15 @@ class ModelLayers:
                     return
                 if layout.grid[0] * layout.grid[1] > 1:
                     found[name] = layout
+                    channels[name] = int(layout.to_nchw(output).shape[1])
 
             return hook
 
         with forward_hooks(model, make_hook), frozen_model(model), torch.inference_mode():
-            model(self._input(input_shape, zeros=True))
-        return {name: layout for name, layout in found.items() if calls[name] == 1}
+            output = model(self._input(input_shape, zeros=True))
+        once = {name: layout for name, layout in found.items() if calls[name] == 1}
+        shape = _output_shape(output)
+        return DryRun(once, {name: channels[name] for name in once}, shape)
 
     def _input(self, shape: Shape, zeros: bool = False) -> torch.Tensor:
         device, dtype = model_device(self.module), model_dtype(self.module)
@@ -597,7 +671,10 @@ class ModelLayers:
         return torch.randn(shape, generator=generator).to(device=device, dtype=dtype)
 
     def _choose_default(self, input_shape: Shape) -> str | None:
-        layouts = self.candidates(input_shape)
+        run = self.dry_run(input_shape)
+        layouts = run.layouts
+        if run.output_shape is not None and len(run.output_shape) == 4:
+            raise ValueError(_dense_default_message(run))
         if not layouts:
             return None
         facts = facts_for(self.declared_facts(), None)
@@ -634,8 +711,9 @@ class ModelLayers:
             torch.inference_mode(False),
             torch.enable_grad(),
         ):
-            logits = as_logits(model(self._input(input_shape).requires_grad_(True)))
-            logits.max(dim=1).values.sum().backward()
+            scores = output_tensor(model(self._input(input_shape).requires_grad_(True)))
+            top = scores.max(dim=1).values if scores.ndim > 1 else scores
+            top.sum().backward()
         reached = {
             name
             for name, output in outputs.items()
@@ -652,6 +730,26 @@ class ModelLayers:
                 "the output); name a layer, or use method='occlusion'"
             )
         return name
+
+
+def _output_shape(output: object) -> Shape | None:
+    """The shape of the tensor a model returns (``output_tensor``), ``None`` without one."""
+    try:
+        return tuple(output_tensor(output).shape)
+    except ValueError:
+        return None
+
+
+def _dense_default_message(run: DryRun) -> str:
+    """Why a model whose output is a map gets no default layer, with feature maps to name."""
+    classes = run.output_shape[1]
+    features = [name for name, count in run.channels.items() if count != classes]
+    return (
+        f"the model returns a map {run.output_shape}, a dense (e.g. segmentation) output, so "
+        "its last layer with a map is the output itself: no layer is chosen for it. Name one "
+        "(layer= / --layer, or the card's 'default_layer'), e.g. the input of its output head; "
+        f"feature maps before the head: {', '.join(features[-DENSE_SUGGESTIONS:]) or 'none'}"
+    )
 
 
 def _unknown_layer_message(layer: str, names: list[str]) -> str:

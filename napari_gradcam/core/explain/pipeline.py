@@ -21,7 +21,6 @@ from napari_gradcam.core.explain.context import LayerContext, Monitor
 from napari_gradcam.core.explain.explanation import Explanation
 from napari_gradcam.core.explain.finite import check_finite
 from napari_gradcam.core.explain.hooks import (
-    attention_modules,
     frozen_model,
     model_device,
     model_dtype,
@@ -253,6 +252,5 @@ def _attention_geometry(
     """The patch grid and patch stride of an attention map; refused as ``explain`` refuses."""
     probe = torch.zeros((1, *input_chw), device=model_device(module), dtype=model_dtype(module))
     reader = method.reader(module, probe, method.options())
-    names = [name for name, _ in attention_modules(module)]
     stride = (float(reader.patch_size[0]), float(reader.patch_size[1]))
-    return MapGeometry(reader.describe(names), tuple(reader.grid), stride)
+    return MapGeometry(reader.describe(), tuple(reader.grid), stride)

@@ -72,6 +72,12 @@ class LevelView:
         height, width = self.data.shape[:2]
         return (math.floor(height / self.resample), math.floor(width / self.resample))
 
+    @property
+    def level0_shape(self) -> tuple[int, int]:
+        """``(height, width)`` of the whole image in level-0 pixels."""
+        height, width = self.data.shape[:2]
+        return (round(height * self.downsample[0]), round(width * self.downsample[1]))
+
     def region_from_level0(self, box: Sequence[float]) -> tuple[int, int, int, int]:
         """Return the sampled pixels ``(y0, x0, y1, x1)`` that cover a level-0 box, clipped."""
         py, px = self.pixel_size

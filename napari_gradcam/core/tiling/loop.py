@@ -104,7 +104,7 @@ def explained_batches(
     """
 
     def work(tiles: np.ndarray, batch: np.ndarray) -> TileResults:
-        return explain_tile_batch(loaded, tiles, batch, plan.settings, value_range)
+        return explain_tile_batch(loaded, tiles, batch, plan.batch_settings(batch), value_range)
 
     yield from mapped_batches(plan, batch_size, work, read_ahead=read_ahead)
 

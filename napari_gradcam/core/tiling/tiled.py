@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -20,9 +20,12 @@ from napari_gradcam.core.explain.hooks import model_device, model_lock
 from napari_gradcam.core.explain.pipeline import explain, map_geometry
 from napari_gradcam.core.explain.predict import prediction_facts
 from napari_gradcam.core.explain.preprocess import to_batch
+from napari_gradcam.core.regions.target_region import check_same_extent
 from napari_gradcam.core.settings import ExplainSettings
+from napari_gradcam.core.targets import OutputRegion
 from napari_gradcam.core.tiling.grid import MIN_TISSUE, LevelView, TileGrid, tile_grid
 from napari_gradcam.core.tiling.sampling import sampling_for
+from napari_gradcam.core.tiling.tile_regions import tile_region_masks, tiles_in_region
 from napari_gradcam.core.tiling.tile_stats import (
     energy_concentration,
     map_entropy,
@@ -50,9 +53,12 @@ class TilePlan:
     tissue : numpy.ndarray
         (N,) share of tissue under each tile (1 where tissue was not looked for).
     explained : numpy.ndarray
-        Indices of the tiles to explain, ascending; the others are skipped as background.
+        Indices of the tiles to explain, ascending; the others are skipped as background, or
+        as outside the region of an ``OutputRegion`` target.
     settings : ExplainSettings
         How tiles are explained, with the layer resolved to its name.
+    in_region : numpy.ndarray, optional
+        (N,) whether each tile reaches the target's output region (``None``: no region).
     """
 
     view: LevelView
@@ -61,6 +67,7 @@ class TilePlan:
     tissue: np.ndarray
     explained: np.ndarray
     settings: ExplainSettings
+    in_region: np.ndarray | None = None
 
     @property
     def origin(self) -> tuple[float, float]:
@@ -78,9 +85,32 @@ class TilePlan:
         """(N, 4) level-0 boxes of all tiles."""
         return self.grid.boxes(self.view.pixel_size)
 
+    @property
+    def outside_region(self) -> int:
+        """How many tiles were skipped because the target's output region misses them."""
+        return 0 if self.in_region is None else int(np.count_nonzero(~self.in_region))
+
     def batches(self, size: int) -> list[np.ndarray]:
         """The explained tiles in batches of ``size``, in grid order."""
         return [self.explained[i : i + size] for i in range(0, len(self.explained), size)]
+
+    def batch_settings(self, indices: np.ndarray) -> ExplainSettings:
+        """The settings of the tiles ``indices``: an ``OutputRegion`` target gets their crops.
+
+        The region's one mask over the image becomes a ``(B, th, tw)`` mask, one per tile
+        (``tile_regions.tile_region_masks``); every other target is the same for all tiles.
+        """
+        target = self.settings.target
+        if self.in_region is None:
+            return self.settings
+        crops = tile_region_masks(
+            target.mask,
+            self.view.level0_shape,
+            self.grid.origins[indices],
+            self.grid.tile,
+            self.view.pixel_size,
+        )
+        return self.settings.replace(target=replace(target, mask=crops))
 
 
 @dataclass(frozen=True)
@@ -97,12 +127,16 @@ class TileResults:
         (B,) columns named in :data:`~napari_gradcam.core.tiling.tile_stats.FACTS`.
     seconds : float
         Time taken to explain the batch (reading excluded).
+    names : tuple of str
+        What each tile's map explains: its class's name, or the target in words ("prompt
+        'dense nuclei'", "tumour vs stroma"); empty when not recorded.
     """
 
     indices: np.ndarray
     cams: np.ndarray
     facts: dict[str, np.ndarray] = field(default_factory=dict)
     seconds: float = 0.0
+    names: tuple[str, ...] = ()
 
 
 def preprocess_tiles(
@@ -190,8 +224,26 @@ def plan_tiles(
     grid = tile_grid(region, tile, cell, tile_cells, overlap)
     boxes = grid.boxes(view.pixel_size)
     shares = tissue.fractions(boxes) if tissue else np.ones(grid.n_tiles, np.float32)
-    explained = np.flatnonzero(shares >= min_tissue) if tissue else np.arange(grid.n_tiles)
-    return TilePlan(view, level, grid, shares, explained, settings.replace(layer=layer))
+    wanted = shares >= min_tissue if tissue else np.ones(grid.n_tiles, bool)
+    in_region = _tiles_in_region(settings.target, view, grid)
+    if in_region is not None:
+        wanted &= in_region
+    settings = settings.replace(layer=layer)
+    return TilePlan(view, level, grid, shares, np.flatnonzero(wanted), settings, in_region)
+
+
+def _tiles_in_region(target: object, view: LevelView, grid: TileGrid) -> np.ndarray | None:
+    """Which tiles an ``OutputRegion`` target's mask reaches; ``None`` for any other target."""
+    if not isinstance(target, OutputRegion) or target.mask is None:
+        return None
+    mask = np.asarray(target.mask)
+    if mask.ndim != 2:
+        raise ValueError(
+            f"a tiled run takes one region mask over the whole image, not shape {mask.shape}; "
+            "give the output region as one (H, W) mask in the image's pixels"
+        )
+    check_same_extent(mask.shape, view.level0_shape, "of the output region")
+    return tiles_in_region(mask, view.level0_shape, grid.origins, grid.tile, view.pixel_size)
 
 
 def read_tiles(view: LevelView, origins: np.ndarray, tile: Sequence[int]) -> np.ndarray:
@@ -285,9 +337,9 @@ def explain_tile_batch(
     with model_lock(loaded.module):
         result = explain(loaded, batch, settings)
     cams = np.asarray(result.cam, dtype=np.float32)
+    classes = {**prediction_facts(result.logits), "target_index": result.targets}
     facts = {
-        **prediction_facts(result.logits),
-        "target_index": result.targets,
+        **(no_class_facts(len(cams)) if loaded.card.output == "embedding" else classes),
         "target_probability": result.probabilities.astype(np.float32),
         "score": result.scores.astype(np.float32),
         "entropy": (entropy := map_entropy(cams)),
@@ -295,4 +347,15 @@ def explain_tile_batch(
         "roughness": roughness(cams),
         **noise_flags(cams, entropy),
     }
-    return TileResults(np.asarray(indices), cams, facts, time.perf_counter() - start)
+    seconds = time.perf_counter() - start
+    return TileResults(np.asarray(indices), cams, facts, seconds, tuple(result.target_names))
+
+
+def no_class_facts(count: int) -> dict[str, np.ndarray]:
+    """The class facts of an embedding model, which has no classes: index -1, probability NaN.
+
+    Its tiles' ``score`` is their similarity (to a prompt or a reference region).
+    """
+    unknown = np.full(count, np.nan, dtype=np.float32)
+    none = np.full(count, -1, np.int64)
+    return {"class_index": none, "probability": unknown, "margin": unknown, "target_index": none}

@@ -7,10 +7,15 @@ only they are inserted into the baseline (high insertion AUC). Removed pixels ta
 that keeps the image's colours (a blurred copy, or the mean colour of the tissue), not white
 glass, which an H&E model reads as a class of its own.
 
-The curves follow the class's softmax probability, as in the paper. When that probability is
+The curves follow the target's probability, as in the paper. When that probability is
 saturated (near 1 for the whole curve, so it cannot show which pixels matter), they can follow
-the class's logit instead (``measure="logit"``): the same deletion and insertion order, the
-same comparison with a random order, read before the softmax flattens it.
+the target's score instead (``measure="logit"``): the same deletion and insertion order, the
+same comparison with a random order, read before the softmax flattens it. A target without a
+probability (a prompt's or a region's similarity) is followed by its score (``"score"``).
+
+Every kind of target is measured through its bound form (``core.explain.targets``): what it
+asks of the intact image (the top class, a contrast's nearest class) is fixed there and kept
+for every perturbed copy.
 """
 
 from __future__ import annotations
@@ -24,11 +29,16 @@ from skimage.filters import gaussian
 from skimage.transform import resize
 from torch import nn
 
+from napari_gradcam.core.card import ModelCard
+from napari_gradcam.core.explain.batching import run_model
 from napari_gradcam.core.explain.hooks import frozen_model
-from napari_gradcam.core.explain.targets import as_logits, class_probabilities
+from napari_gradcam.core.explain.inputs import model_parts
+from napari_gradcam.core.explain.targets import BoundTarget, bind_target
+from napari_gradcam.core.targets import Target
 
 Baseline = Literal["blur", "tissue-mean"]
-Measure = Literal["probability", "logit"]
+Measure = Literal["probability", "logit", "score"]
+MEASURES = ("probability", "logit", "score")
 BLUR_SIGMA = 5.0
 """Gaussian sigma (pixels) of the blurred baseline, as in RISE's insertion metric."""
 PIXEL_BUDGET = 1 << 22
@@ -37,7 +47,7 @@ PIXEL_BUDGET = 1 << 22
 
 @dataclass(frozen=True)
 class FaithfulnessCurves:
-    """Target probability (or logit) as the most salient pixels are deleted or inserted.
+    """Target probability (or score) as the most salient pixels are deleted or inserted.
 
     Attributes
     ----------
@@ -52,7 +62,9 @@ class FaithfulnessCurves:
     baseline : str
         ``"blur"`` or ``"tissue-mean"``.
     measure : str
-        ``"probability"`` (softmax, as in the paper) or ``"logit"`` (the class's raw score).
+        ``"probability"`` (softmax, as in the paper), ``"logit"`` (the target's raw score
+        where its probability is saturated) or ``"score"`` (a target without a probability:
+        a similarity).
     """
 
     fractions: np.ndarray
@@ -110,27 +122,32 @@ def deletion_insertion(
     model: object,
     batch: torch.Tensor,
     saliency: np.ndarray,
-    target: int,
+    target: Target = None,
     *,
+    card: ModelCard | None = None,
     baseline: Baseline = "blur",
     tissue: np.ndarray | None = None,
     steps: int = 16,
     chunk: int | None = None,
     seed: int = 0,
-    measure: Measure = "probability",
+    measure: Measure | None = None,
 ) -> FaithfulnessCurves:
     """Deletion and insertion curves of one map, most salient pixels first.
 
     Parameters
     ----------
     model : torch.nn.Module or LoadedModel
-        The classifier.
+        The model (a ``LoadedModel`` brings its card and, for a prompt, its text tower).
     batch : torch.Tensor
         The preprocessed input (1, C, H, W).
     saliency : numpy.ndarray
         (h, w) map of any resolution; higher = more important.
-    target : int
-        Class whose probability (or logit) is followed.
+    target : Target
+        What is followed: a class (index or name; ``None``: the top class), several classes,
+        a contrast, a prompt, an embedding or an output region; it is resolved on the intact
+        image and kept for every perturbed copy.
+    card : ModelCard, optional
+        Overrides the card of a ``LoadedModel``.
     baseline : {"blur", "tissue-mean"}
         What deleted pixels become.
     tissue : numpy.ndarray, optional
@@ -142,13 +159,19 @@ def deletion_insertion(
         default: as many as :data:`PIXEL_BUDGET` allows.
     seed : int
         Seed of the tie-breaking among equal map values.
-    measure : {"probability", "logit"}
-        What the curves follow: the softmax probability (the paper's) or the raw logit (for
-        a class whose probability is saturated).
+    measure : {"probability", "logit", "score"}, optional
+        What the curves follow: the probability (the paper's), the raw score (for a target
+        whose probability is saturated); default: the probability, or the score of a target
+        without one (a similarity).
     """
-    if measure not in ("probability", "logit"):
-        raise ValueError(f"unknown measure {measure!r}; use 'probability' or 'logit'")
-    module = getattr(model, "module", model)
+    if measure is not None and measure not in MEASURES:
+        raise ValueError(f"unknown measure {measure!r}; use one of {', '.join(MEASURES)}")
+    module, card = model_parts(model, card)
+    follow = _FollowedTarget(module, bind_target(target, card, getattr(model, "text", None)))
+    fixed = follow.fix(batch)
+    measure = measure or ("probability" if follow.has_probability(fixed) else "score")
+    if measure == "probability" and not follow.has_probability(fixed):
+        raise ValueError("this target has no probability (a similarity): use measure='score'")
     height, width = batch.shape[-2:]
     ranks = torch.as_tensor(pixel_ranks(saliency, (height, width), seed)).to(batch.device)
     fill = baseline_batch(batch, baseline, tissue)
@@ -159,7 +182,7 @@ def deletion_insertion(
     for start in range(0, len(counts), chunk):
         removed = ranks[None, None] < counts[start : start + chunk, None, None, None]
         both = torch.cat([torch.where(removed, fill, batch), torch.where(removed, batch, fill)])
-        values = _target_values(module, both, target, measure)
+        values = follow.values(both, fixed, measure)
         deletion.append(values[: len(removed)])
         insertion.append(values[len(removed) :])
     deletion_curve, insertion_curve = np.concatenate(deletion), np.concatenate(insertion)
@@ -174,15 +197,32 @@ def deletion_insertion(
     )
 
 
-def _target_values(
-    module: nn.Module, images: torch.Tensor, target: int, measure: Measure
-) -> np.ndarray:
-    """Probability (or logit) of ``target`` for each image, under inference mode."""
-    with frozen_model(module), torch.inference_mode():
-        logits = as_logits(module(images))
-    if logits.shape[1] == 1:  # single logit: class 0 is its negation
-        scores = logits[:, 0] * (1 if target == 1 else -1)
-    else:
-        scores = logits[:, target]
-    probabilities = class_probabilities(logits)[:, target]
-    return (scores if measure == "logit" else probabilities).float().cpu().numpy()
+class _FollowedTarget:
+    """A bound target measured on perturbed copies of one image, as it was on the image."""
+
+    def __init__(self, module: nn.Module, bound: BoundTarget) -> None:
+        self.module = module
+        self.bound = bound
+
+    def _head(self, images: torch.Tensor) -> torch.Tensor:
+        with frozen_model(self.module), torch.inference_mode():
+            return run_model(self.module, images, self.bound.head)
+
+    def fix(self, batch: torch.Tensor) -> torch.Tensor:
+        """The target's weights on the intact image (its top or nearest class is chosen here)."""
+        self.intact = self._head(batch[:1])
+        return self.bound.weights(self.intact)
+
+    def has_probability(self, weights: torch.Tensor) -> bool:
+        """Whether the target has a probability on the intact image (a similarity has none)."""
+        return bool(torch.isfinite(self.bound.probabilities(self.intact, weights)).all())
+
+    def values(self, images: torch.Tensor, weights: torch.Tensor, measure: Measure) -> np.ndarray:
+        """Probability (or score) of the fixed target for each image, under inference mode."""
+        outputs = self._head(images)
+        repeated = weights.expand(len(images), *weights.shape[1:])
+        if measure == "probability":
+            values = self.bound.probabilities(outputs, repeated)
+        else:
+            values = self.bound.scores(outputs, repeated)
+        return values.float().cpu().numpy()

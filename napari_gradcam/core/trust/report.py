@@ -5,10 +5,12 @@ Bundles the noise indicators (``quality``), the cascading randomisation test of 
 ``faithfulness``) against a random order of the same granularity, and says what they mean
 (in plain words and with a next step: ``verdict``).
 
-The curves follow the class's probability, as in the paper. A confident model's softmax is
+The curves follow the target's probability, as in the paper. A confident model's softmax is
 saturated: the probability stays near 1 whatever is hidden, the curves are flat and cannot
 rank the map against chance. Then (and only for a class the model calls, p >= 0.5) both the
-map's and the random order's curves are redrawn on the class's logit, which still moves.
+map's and the random order's curves are redrawn on the class's logit, which still moves. A
+target without a probability (a prompt's or a region's similarity) is followed by its score.
+Every kind of target is checked: the one the map explains is held fixed throughout.
 """
 
 from __future__ import annotations
@@ -29,8 +31,10 @@ from napari_gradcam.core.settings import ExplainSettings
 from napari_gradcam.core.tiling.tissue import is_rgb, tissue_mask
 from napari_gradcam.core.trust.faithfulness import Baseline, FaithfulnessCurves, deletion_insertion
 from napari_gradcam.core.trust.quality import NoiseIndicators, noise_indicators
-from napari_gradcam.core.trust.sanity import SanityCheck, sanity_check
+from napari_gradcam.core.trust.sanity import SanityCheck, fixed_target, sanity_check
 
+MEASURE_WORDS = {"probability": "p", "logit": "logit", "score": "score"}
+"""How a curve's measure is written before the target's name: ``p(tumour)``."""
 STAGES = 4
 """Steps :func:`iter_trust_report` yields before it returns."""
 MIN_CURVE_SPAN = 0.05
@@ -39,6 +43,9 @@ the deletion and insertion curves; otherwise nothing the map ranks changes the d
 MIN_LOGIT_SPAN = 1.0
 """The same for curves drawn on the logit (saturated probability): one unit of logit is the
 odds of the class changing e-fold."""
+MIN_SCORE_SPAN = 0.01
+"""The same for a target's score without a probability: a cosine similarity (CLIP-style
+models keep an image's similarities to prompts within a few hundredths of each other)."""
 
 
 @dataclass(frozen=True)
@@ -49,10 +56,12 @@ class TrustReport:
     ----------
     method, layer : str
         What made the map.
-    target : int
-        The explained class.
+    target : int or None
+        The explained class (``None``: a target that is not one class).
+    target_name : str
+        The target in words.
     probability : float
-        The model's probability for it.
+        The model's probability for it (NaN for a similarity).
     noise : NoiseIndicators
         Tissue share, energy on tissue, entropy, neighbour correlation, blank/flat flags.
     sanity : SanityCheck
@@ -64,11 +73,13 @@ class TrustReport:
         The same curves for a random map of the same size (the chance level).
     findings : tuple of str
         Plain-language conclusions, the most important first.
+    score : float
+        The target's score (its logit, or its similarity).
     """
 
     method: str
     layer: str
-    target: int
+    target: int | None
     target_name: str
     probability: float
     noise: NoiseIndicators
@@ -76,6 +87,7 @@ class TrustReport:
     faithfulness: FaithfulnessCurves
     random_order: FaithfulnessCurves
     findings: tuple[str, ...]
+    score: float = float("nan")
 
     @property
     def curve_range(self) -> tuple[float, float]:
@@ -161,6 +173,11 @@ class TrustReport:
                 "Hiding the hot areas does not lower the score more than hiding random ones: try "
                 "a deeper layer, or compare methods side by side to find one that does."
             )
+        if faithful is None and self.faithfulness.measure == "score":
+            return (
+                f"Hiding pixels hardly moves the score of {name}: the whole tile scores alike; "
+                "try the tissue-mean baseline (advanced options) or a tile with more contrast."
+            )
         if faithful is None and self.probability < 0.5:
             return (
                 f"The model does not call this tile {name} (probability "
@@ -188,7 +205,7 @@ class TrustReport:
         ours, chance = self.faithfulness, self.random_order
         sanity = self.sanity.verdict.split(":")[0]
         return (
-            f"{self.rating}: {self.target_name} p={self.probability:.2f}, {self.method} at "
+            f"{self.rating}: {self.target_name} {_value_words(self)}, {self.method} at "
             f"{self.layer or 'the input'}; sanity {sanity}; deletion AUC {ours.deletion_auc:.2f} "
             f"(random {chance.deletion_auc:.2f}), insertion AUC {ours.insertion_auc:.2f} "
             f"(random {chance.insertion_auc:.2f})"
@@ -257,31 +274,38 @@ def iter_trust_report(
     image = np.asarray(image)
     batch = model_batch(module, image, card)
     if explanation is None:
-        explanation = explain(module, batch, settings, card=card)
+        explanation = explain(model, batch, settings, card=card)
     cam = _single_map(explanation, image)
     noise = noise_indicators(cam, image, explanation.stride)
     yield Progress(1, STAGES, "noise indicators measured")
     sanity = sanity_check(
-        module, batch, explanation, settings, card=card, steps=sanity_steps, seed=seed
+        model, batch, explanation, settings, card=card, steps=sanity_steps, seed=seed
     )
     yield Progress(2, STAGES, "sanity check done")
     tissue = tissue_mask(image) if is_rgb(image) else None
-    target_index = int(explanation.targets[0])
-    curves = dict(target=target_index, baseline=baseline, tissue=tissue, steps=curve_steps)
-    ours = deletion_insertion(module, batch, cam, seed=seed, **curves)
+    held = fixed_target(explanation, settings.target, card)
+    curves = dict(target=held, card=card, baseline=baseline, tissue=tissue, steps=curve_steps)
+    ours = deletion_insertion(model, batch, cam, seed=seed, **curves)
     if _saturated(ours, float(explanation.probabilities[0])):
         curves["measure"] = "logit"
-        ours = deletion_insertion(module, batch, cam, seed=seed, **curves)
+        ours = deletion_insertion(model, batch, cam, seed=seed, **curves)
     yield Progress(3, STAGES, "deletion and insertion curves drawn")
     noise_map = np.random.default_rng(seed).random(cam.shape)
-    chance = deletion_insertion(module, batch, noise_map, seed=seed, **curves)
+    chance = deletion_insertion(model, batch, noise_map, seed=seed, **curves)
     yield Progress(4, STAGES, "random-order reference drawn")
     return _report(explanation, noise, sanity, ours, chance)
 
 
 def _min_span(measure: str) -> float:
     """How far the curves must move to be judged, in their measure's unit."""
-    return MIN_LOGIT_SPAN if measure == "logit" else MIN_CURVE_SPAN
+    return {"logit": MIN_LOGIT_SPAN, "score": MIN_SCORE_SPAN}.get(measure, MIN_CURVE_SPAN)
+
+
+def _value_words(report: TrustReport) -> str:
+    """``p=0.93``, or the score of a target without a probability (``score 0.31``)."""
+    if np.isfinite(report.probability):
+        return f"p={report.probability:.2f}"
+    return f"score {report.score:.2f}"
 
 
 def _saturated(curves: FaithfulnessCurves, probability: float) -> bool:
@@ -312,7 +336,7 @@ def _report(
     report = TrustReport(
         method=explanation.method,
         layer=explanation.layer,
-        target=int(explanation.targets[0]),
+        target=sanity.target,
         target_name=explanation.target_names[0],
         probability=float(explanation.probabilities[0]),
         noise=noise,
@@ -320,6 +344,7 @@ def _report(
         faithfulness=ours,
         random_order=chance,
         findings=(),
+        score=float(explanation.scores[0]),
     )
     return replace(report, findings=_findings(report))
 
@@ -334,11 +359,13 @@ def _findings(report: TrustReport) -> tuple[str, ...]:
 def _faithfulness(report: TrustReport) -> str:
     """The deletion/insertion finding in words."""
     ours, chance = report.faithfulness, report.random_order
-    score = f"{'logit' if ours.measure == 'logit' else 'p'}({report.target_name})"
+    score = f"{MEASURE_WORDS[ours.measure]}({report.target_name})"
     if report.faithful is None:
         low, high = report.curve_range
         advice = (
-            "explain a class the model gives this image"
+            "the image scores alike wherever it is hidden"
+            if ours.measure == "score"
+            else "explain a class the model gives this image"
             if report.probability < 0.5
             else f"the {ours.baseline} baseline alone keeps the class, so the "
             "decision rests on what every pixel shares (such as the stain), not on a region"
@@ -375,7 +402,7 @@ def _scramble_words(report: TrustReport) -> str:
 
 
 def _hiding_words(report: TrustReport) -> str:
-    score = "score" if report.faithfulness.measure == "logit" else "probability"
+    score = "probability" if report.faithfulness.measure == "probability" else "score"
     lowers = f"hiding its hot areas lowers the {score} of {report.target_name}"
     if report.faithful is True:
         return f"{lowers} faster than hiding random areas"

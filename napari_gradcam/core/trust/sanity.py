@@ -11,7 +11,8 @@ tokens dropped) are compared like any other.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -23,7 +24,9 @@ from napari_gradcam.core.card import ModelCard
 from napari_gradcam.core.explain.explanation import Explanation, normalize_cam
 from napari_gradcam.core.explain.hooks import model_lock
 from napari_gradcam.core.explain.pipeline import explain
+from napari_gradcam.core.loaded_model import LoadedModel
 from napari_gradcam.core.settings import ExplainSettings
+from napari_gradcam.core.targets import Contrast, Target
 from napari_gradcam.core.trust.cascade_units import (
     parameter_layers,
     reinitialise_unit,
@@ -68,8 +71,10 @@ class SanityCheck:
     ----------
     method, layer : str
         What made the map.
-    target : int
-        The explained class (kept fixed while the weights change).
+    target : int or None
+        The explained class (kept fixed while the weights change); ``None`` for a target
+        that is not one class (several classes, a contrast, a prompt, an embedding, a
+        region), which is kept fixed as given.
     steps : tuple of CascadeStep
         One entry per re-initialised module.
     depends_on_weights : bool or None
@@ -81,7 +86,7 @@ class SanityCheck:
 
     method: str
     layer: str
-    target: int
+    target: int | None
     steps: tuple[CascadeStep, ...]
     depends_on_weights: bool | None
     verdict: str
@@ -126,9 +131,10 @@ def sanity_check(
     batch : torch.Tensor
         The preprocessed input (1, C, H, W) that ``original`` explains.
     original : Explanation
-        The map of the trained model (its method, layer and target are reused).
+        The map of the trained model (its method, layer and explained class are reused).
     settings : ExplainSettings, optional
-        The settings that made ``original``: its method's options are reused.
+        The settings that made ``original``: its method's options are reused, and its target
+        when that is not a class (a prompt, an embedding, a region, several classes).
     steps : int
         How many units to re-initialise, from the output backwards: modules with parameters,
         or a transformer's whole blocks (``cascade_units.parameter_layers``).
@@ -140,17 +146,18 @@ def sanity_check(
     """
     module = getattr(model, "module", model)
     reference = np.asarray(original.cam, dtype=np.float32).reshape(original.cam.shape[-2:])
-    target = int(original.targets[0])
+    card = card or getattr(model, "card", None) or ModelCard()
+    target = fixed_target(original, settings.target if settings is not None else None, card)
+    explained = int(target[0]) if isinstance(target, tuple) else None
     unchecked = _unchecked_reason(module, reference)
     if unchecked:
-        return SanityCheck(original.method, original.layer, target, (), None, unchecked)
+        return SanityCheck(original.method, original.layer, explained, (), None, unchecked)
     names = parameter_layers(module, batch)[::-1][: max(1, steps)]
     options = settings.options if settings is not None else None
-    remake = ExplainSettings(original.method, original.layer, (target,), options=options)
-    card = card or getattr(model, "card", None)
+    remake = ExplainSettings(original.method, original.layer, target, options=options)
     runs = np.array(
         [
-            _cascade(module, batch, reference, names, seed + 1000 * r, remake, card)
+            _cascade(model, batch, reference, names, seed + 1000 * r, remake, card)
             for r in range(max(1, repeats))
         ]
     )
@@ -161,11 +168,28 @@ def sanity_check(
     return SanityCheck(
         original.method,
         original.layer,
-        target,
+        explained,
         tuple(results),
         not results[-1].kept,
         _verdict(results),
     )
+
+
+def fixed_target(original: Explanation, target: Target, card: ModelCard) -> Target:
+    """The target to hold fixed while the model changes.
+
+    A class target (by index or name, one per image, or ``None`` for the top class) becomes
+    the classes ``original`` explained, and a contrast with the nearest class gets the class
+    that was nearest in ``original``, so a randomised model is asked the same question; every
+    other kind is kept as given (a prompt or an embedding means the same to any model).
+    """
+    if target is None or isinstance(target, (int, str, Sequence)):
+        return tuple(int(t) for t in original.targets[:1])
+    if isinstance(target, Contrast) and target.against is None and original.logits is not None:
+        others = np.array(original.logits[0], dtype=np.float64)
+        others[card.class_index(target.main)] = -np.inf
+        return replace(target, against=int(others.argmax()))
+    return target
 
 
 def _unchecked_reason(module: nn.Module, reference: np.ndarray) -> str | None:
@@ -181,7 +205,7 @@ def _unchecked_reason(module: nn.Module, reference: np.ndarray) -> str | None:
 
 
 def _cascade(
-    module: nn.Module,
+    model: object,
     batch: torch.Tensor,
     reference: np.ndarray,
     names: list[str],
@@ -189,14 +213,20 @@ def _cascade(
     settings: ExplainSettings,
     card: ModelCard | None,
 ) -> list[tuple[float, float]]:
-    """(Spearman, SSIM) after each cumulative re-initialisation of a deep copy; NaN for n/a."""
+    """(Spearman, SSIM) after each cumulative re-initialisation of a deep copy; NaN for n/a.
+
+    A ``LoadedModel`` keeps the rest of itself (its text tower: a prompt means the same to
+    the randomised image model) around the randomised copy of its module.
+    """
+    module = getattr(model, "module", model)
     with model_lock(module):  # no other call changes its flags while it is copied
         randomised = copy.deepcopy(module)
+    copied = replace(model, module=randomised) if isinstance(model, LoadedModel) else randomised
     blocks = transformer_blocks(randomised)
     scores = []
     for index, name in enumerate(names):
         reinitialise_unit(randomised, name, blocks, seed + index)
-        cam = explain(randomised, batch, settings, card=card).cam[0]
+        cam = explain(copied, batch, settings, card=card).cam[0]
         scores.append(tuple(np.nan if v is None else v for v in compare_maps(reference, cam)))
     return scores
 

@@ -8,8 +8,6 @@ Grad-CAM at the default layer is checked against pytorch-grad-cam given the righ
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 import pytest
 import torch
@@ -17,10 +15,11 @@ from torch import nn
 
 import napari_gradcam as ng
 from napari_gradcam.core.explain.model_layers import candidate_layouts, default_layer, vit_facts
+from tests.grad_cam_reference import class_score, reference_gradcam, tokens_to_nchw
 
 pytestmark = pytest.mark.timm
 transformers = pytest.importorskip("transformers", reason="transformers is not installed here")
-grad_cam = pytest.importorskip("pytorch_grad_cam", reason="pytorch-grad-cam is not installed")
+pytest.importorskip("pytorch_grad_cam", reason="pytorch-grad-cam is not installed")
 
 SMALL = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2}
 
@@ -58,29 +57,6 @@ def hf_vit() -> nn.Module:
     return transformers.ViTForImageClassification(config)
 
 
-def tokens_to_nchw(prefix: int, grid: tuple[int, int]) -> Callable[[torch.Tensor], torch.Tensor]:
-    def reshape(t: torch.Tensor) -> torch.Tensor:
-        patches = t[:, prefix:, :]
-        return patches.reshape(t.shape[0], grid[0], grid[1], t.shape[2]).permute(0, 3, 1, 2)
-
-    return reshape
-
-
-def reference_gradcam(model, x, layer, reshape, target) -> np.ndarray:
-    """pytorch-grad-cam's Grad-CAM at the layer's resolution (before its upsampling)."""
-    module = model.get_submodule(layer)
-    cam = grad_cam.GradCAM(model=model, target_layers=[module], reshape_transform=reshape)
-    try:
-        outputs = cam.activations_and_grads(x)
-        outputs[:, target].sum().backward()
-        activations = cam.activations_and_grads.activations[0].numpy()
-        gradients = cam.activations_and_grads.gradients[0].numpy()
-        raw = cam.get_cam_image(x, module, None, activations, gradients)
-    finally:
-        cam.activations_and_grads.release()
-    return np.maximum(raw, 0)
-
-
 CASES = [
     # (builder, input (H, W), prefix tokens, expected default layer, map grid)
     (hf_vit, (48, 48), 1, "vit.layers.1.layernorm_before", (6, 6)),
@@ -111,7 +87,7 @@ def test_layout_default_layer_and_gradcam_match_pytorch_grad_cam(
             x[index : index + 1],
             f"model.{layer}" if wrapped is not model else layer,
             tokens_to_nchw(prefix, grid),
-            target,
+            class_score(target),
         )[0]
         assert np.ptp(expected) > 0
         corr = float(np.corrcoef(ours.cam[index].ravel(), expected.ravel())[0, 1])

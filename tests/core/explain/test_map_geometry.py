@@ -65,7 +65,7 @@ def test_a_wrong_layer_is_refused_before_any_tile(small_card):
         map_geometry(build("resnet"), (32, 32), layer="layer9", card=small_card)
 
 
-@pytest.mark.parametrize("method", ["rollout", "attention", "transformer-attribution"])
+@pytest.mark.parametrize("method", ["rollout", "attention", "transformer-attribution", "legrad"])
 @pytest.mark.parametrize("size", [(96, 96), (160, 104)])
 def test_attention_geometry_matches_the_explanation(method, size) -> None:
     vit = ng.load_model("demo-vit", device="cpu")

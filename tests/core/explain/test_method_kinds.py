@@ -15,7 +15,7 @@ from tests.architectures import build
 from tests.core.explain.test_fast_path import live_autograd_tensors
 
 GRADIENT = {"gradcam", "gradcam++", "xgradcam", "layercam", "hirescam"}
-ATTENTION = {"rollout", "attention", "transformer-attribution"}
+ATTENTION = {"rollout", "attention", "transformer-attribution", "legrad"}
 CONVNET_METHODS = sorted(set(METHODS) - ATTENTION)
 
 
@@ -26,13 +26,14 @@ def test_listing_the_methods_does_not_import_torch() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "14"
+    assert result.stdout.strip() == "15"
 
 
 def test_kinds() -> None:
     assert {name for name, m in METHODS.items() if "gradients" in m.needs} == GRADIENT | {
         "guided-gradcam",
         "transformer-attribution",
+        "legrad",
     }
     assert {name for name, m in METHODS.items() if "attention" in m.needs} == ATTENTION
     assert {name for name, m in METHODS.items() if "forwards" in m.needs} == {

@@ -7,18 +7,17 @@ that has timm: ``.venv-timm/bin/python -m pytest -m timm tests/core/explain``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
 import napari_gradcam as ng
+from tests.grad_cam_reference import class_score, reference_gradcam, tokens_to_nchw
 
 pytestmark = pytest.mark.timm
 timm = pytest.importorskip("timm", reason="timm (and torchvision) are not installed here")
-grad_cam = pytest.importorskip("pytorch_grad_cam", reason="pytorch-grad-cam is not installed")
+pytest.importorskip("pytorch_grad_cam", reason="pytorch-grad-cam is not installed")
 
 
 def build(name: str, **kwargs: object) -> nn.Module:
@@ -26,33 +25,8 @@ def build(name: str, **kwargs: object) -> nn.Module:
     return timm.create_model(name, pretrained=False, num_classes=4, **kwargs).eval()
 
 
-def tokens_to_nchw(prefix: int, grid: tuple[int, int]) -> Callable[[torch.Tensor], torch.Tensor]:
-    def reshape(t: torch.Tensor) -> torch.Tensor:
-        patches = t[:, prefix:, :]
-        return patches.reshape(t.shape[0], grid[0], grid[1], t.shape[2]).permute(0, 3, 1, 2)
-
-    return reshape
-
-
 def nhwc_to_nchw(t: torch.Tensor) -> torch.Tensor:
     return t.permute(0, 3, 1, 2)
-
-
-def reference_gradcam(
-    model: nn.Module, x: torch.Tensor, layer: str, reshape: Callable | None, target: int
-) -> np.ndarray:
-    """pytorch-grad-cam's Grad-CAM at the layer's resolution (before its upsampling)."""
-    module = model.get_submodule(layer)
-    cam = grad_cam.GradCAM(model=model, target_layers=[module], reshape_transform=reshape)
-    try:
-        outputs = cam.activations_and_grads(x)
-        outputs[:, target].sum().backward()
-        activations = cam.activations_and_grads.activations[0].numpy()
-        gradients = cam.activations_and_grads.gradients[0].numpy()
-        raw = cam.get_cam_image(x, module, None, activations, gradients)
-    finally:
-        cam.activations_and_grads.release()
-    return np.maximum(raw, 0)
 
 
 def correlation(a: np.ndarray, b: np.ndarray) -> float:
@@ -118,7 +92,8 @@ def test_gradcam_matches_pytorch_grad_cam(name, kwargs, size, layer, reshape, gr
     ours = ng.explain(model, x, method="gradcam", layer=layer, target=[1, 2])
     assert ours.cam.shape == (2, *grid)
     for image, target in enumerate((1, 2)):
-        expected = reference_gradcam(model, x[image : image + 1], layer, reshape, target)[0]
+        one = x[image : image + 1]
+        expected = reference_gradcam(model, one, layer, reshape, class_score(target))[0]
         assert expected.std() > 0
         assert correlation(ours.cam[image], expected) >= 0.99
         np.testing.assert_allclose(ours.cam[image], expected, rtol=1e-3, atol=1e-5 * expected.max())

@@ -103,5 +103,5 @@ def test_a_class_the_model_does_not_call_keeps_the_probability() -> None:
 def test_an_unknown_curve_measure_is_refused() -> None:
     demo, tile = demo_model(), he_tile("dense")
     batch = model_batch(demo.module, tile, demo.card)
-    with pytest.raises(ValueError, match="use 'probability' or 'logit'"):
+    with pytest.raises(ValueError, match="use one of probability, logit, score"):
         deletion_insertion(demo, batch, np.ones((12, 12)), 2, measure="odds")

@@ -23,6 +23,7 @@ from napari_gradcam.core.explain.methods.gradient import (
     XGRADCAM,
 )
 from napari_gradcam.core.explain.methods.guided import GUIDED_BACKPROP, GUIDED_GRADCAM
+from napari_gradcam.core.explain.methods.legrad import LEGRAD
 from napari_gradcam.core.explain.methods.occlusion import OCCLUSION
 from napari_gradcam.core.explain.methods.score import SCORECAM
 
@@ -43,6 +44,7 @@ METHODS: dict[str, CamMethod] = {
         ROLLOUT,
         ATTENTION,
         TRANSFORMER_ATTRIBUTION,
+        LEGRAD,
     )
 }
 

@@ -92,7 +92,7 @@ class AttentionReader:
     class_rows_only = False
 
     def __init__(self, model: nn.Module, batch: torch.Tensor, options: object) -> None:
-        from napari_gradcam.core.explain.hooks import GRADCAM_HINT
+        from napari_gradcam.core.explain.hooks import GRADCAM_HINT, attention_modules
         from napari_gradcam.core.explain.model_layers import vit_facts
 
         facts = vit_facts(model)
@@ -107,14 +107,16 @@ class AttentionReader:
                 f"does not read a class token (global pool: {facts.head}); use "
                 "method='gradcam', which explains pooled transformers"
             )
+        self.modules = attention_modules(model)
         self.prefix = facts.prefix_tokens
         self.grid = facts.grid(tuple(batch.shape[-2:]))
         self.patch_size = facts.patch_size
         self.options = options
 
-    def describe(self, names: list[str]) -> str:
-        """What the map was read from (``Explanation.layer``), given the attention modules."""
-        return names[0] if len(names) == 1 else f"{names[0]} .. {names[-1]}"
+    def describe(self) -> str:
+        """What the map was read from (``Explanation.layer``): the attention modules."""
+        first, last = self.modules[0][0], self.modules[-1][0]
+        return first if len(self.modules) == 1 else f"{first} .. {last}"
 
     def read(self, block: BlockAttention) -> None:
         """Take one block's attention (blocks come in the order they run)."""
@@ -160,9 +162,9 @@ class LastBlockReader(AttentionReader):
         super().__init__(model, batch, options)
         self.rows: torch.Tensor | None = None
 
-    def describe(self, names: list[str]) -> str:
+    def describe(self) -> str:
         """The last attention module."""
-        return names[-1]
+        return self.modules[-1][0]
 
     def read(self, block: BlockAttention) -> None:
         """Keep this block's class rows, dropping the earlier block's."""

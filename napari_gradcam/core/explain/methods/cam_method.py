@@ -9,6 +9,9 @@ What a method needs decides what ``explain()`` captures and what it checks befor
 - ``attention``: every transformer block's attention, read from q and k during the forward by
   the method's ``reader``; with ``gradients``, also d(score)/d(attention) (a backward pass
   through the blocks).
+- ``block scores``: with ``attention``, each chosen block's own score (its tokens through the
+  model's declared final norm, pooling and head, ``score_projection``) and d(block score)/dA
+  of that block (LeGrad).
 
 A method without ``activations`` uses no layer; with neither ``activations`` nor ``guided``
 (occlusion) it needs no hooks at all and works with TorchScript models. No torch here: the
@@ -28,7 +31,7 @@ if TYPE_CHECKING:
 
     from napari_gradcam.core.explain.context import LayerContext
 
-Need = Literal["activations", "gradients", "forwards", "guided", "attention"]
+Need = Literal["activations", "gradients", "forwards", "guided", "attention", "block scores"]
 GRADIENT: frozenset[Need] = frozenset({"activations", "gradients"})
 """What the gradient-weighted methods need."""
 
