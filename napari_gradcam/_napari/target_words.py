@@ -13,7 +13,7 @@ from napari_gradcam.core.card import ModelCard
 from napari_gradcam.core.targets import LikeEmbedding, Prompt, Target, describe_target
 
 
-def describe(target: Target, classes: Sequence[str] = ()) -> str:
+def target_in_words(target: Target, classes: Sequence[str] = ()) -> str:
     """``target`` in words (``describe_target``), classes by index named after ``classes``."""
     return describe_target(target, ModelCard(classes=tuple(classes)))
 

@@ -14,7 +14,7 @@ from napari_gradcam._napari.plane import Plane
 from napari_gradcam._napari.records import HeatmapRecord
 from napari_gradcam._napari.regions import whole_layer_box
 from napari_gradcam._napari.result_layers import heatmap_layer
-from napari_gradcam._napari.target_words import describe, score_text
+from napari_gradcam._napari.target_words import score_text, target_in_words
 from napari_gradcam.core.explain.explanation import Explanation
 from napari_gradcam.core.settings import ExplainSettings
 from napari_gradcam.core.targets import (
@@ -50,7 +50,7 @@ def explained(target, score: float, probability: float) -> RegionResult:
         method="gradcam",
         layer="features.4",
         targets=np.array([1]),
-        target_names=(describe(target),),
+        target_names=(target_in_words(target),),
         scores=np.array([score]),
         probabilities=np.array([probability]),
         stride=(4.0, 4.0),
@@ -74,7 +74,7 @@ def test_the_layer_name_and_record_say_what_was_explained(kind, image):
     job = ExplainJob("demo-vlm", settings=ExplainSettings(), plane=Plane((image.data,), ((1, 1),)))
     result = explained(target, score, probability)
     _data, kwargs, _kind = heatmap_layer(result, image, job)
-    described = describe(target)
+    described = target_in_words(target)
     assert kwargs["name"] == f"Grad-CAM · {described} · demo-vlm"
     record = HeatmapRecord.from_facts(kwargs["metadata"]["napari_gradcam"])
     assert record.target_name == described and record.score_text == said
@@ -94,7 +94,7 @@ def test_a_prompt_map_keeps_its_target_through_a_saved_session(image, tmp_path):
     (loaded,) = load_session(tmp_path / "review").heatmaps
     record = HeatmapRecord.of(_heatmap_layer(loaded, image))
     assert record.settings.target == Prompt(("tumour cells", "mitoses"))
-    assert record.target_name == describe(Prompt(("tumour cells", "mitoses")))
+    assert record.target_name == target_in_words(Prompt(("tumour cells", "mitoses")))
     assert record.probability is None and record.score_text == "similarity 0.28"
 
 

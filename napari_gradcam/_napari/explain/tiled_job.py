@@ -17,7 +17,7 @@ import numpy as np
 
 from napari_gradcam._napari.plane import Plane
 from napari_gradcam._napari.regions import Box
-from napari_gradcam._napari.target_words import describe, names_a_class, score_name
+from napari_gradcam._napari.target_words import names_a_class, score_name, target_in_words
 from napari_gradcam.core.progress import Progress, relay
 from napari_gradcam.core.regions.region_stats import PlacedMap
 from napari_gradcam.core.tiling.grid import MIN_TISSUE
@@ -129,7 +129,7 @@ class TiledResult:
         if classes.size == 0:
             return "no tissue tiles"
         target = self.settings.target
-        shown = "each tile's class" if target is None else describe(target, self.class_names)
+        shown = "each tile's class" if target is None else target_in_words(target, self.class_names)
         if not names_a_class(target):
             scores = np.asarray(self.tiles["score"], dtype=float)
             low, high = np.nanmin(scores), np.nanmax(scores)

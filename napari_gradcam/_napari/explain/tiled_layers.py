@@ -28,7 +28,7 @@ from napari_gradcam._napari.records import (
     filling_in_metadata,
 )
 from napari_gradcam._napari.result_layers import EACH_TILE, heatmap_name, placement_kwargs
-from napari_gradcam._napari.target_words import describe, names_a_class, score_name
+from napari_gradcam._napari.target_words import names_a_class, score_name, target_in_words
 from napari_gradcam.core.targets import Target
 
 if TYPE_CHECKING:
@@ -171,7 +171,7 @@ def tiled_record(
         spec=job.spec,
         weights=job.weights,
         settings=settings.replace(target=target),
-        target_name=PER_TILE if target is None else describe(target, result.class_names),
+        target_name=PER_TILE if target is None else target_in_words(target, result.class_names),
         stride=placed.stride,
         origin=placed.origin,
         image_layer=image.name,
@@ -191,7 +191,7 @@ def tiled_record(
 
 def asked_text(target: Target) -> str:
     """A tiled map's target in its layer name: described, or "each tile's class"."""
-    return EACH_TILE if target is None else describe(target)
+    return EACH_TILE if target is None else target_in_words(target)
 
 
 def tissue_layer(tissue: TissueMap, image: Image) -> Labels:

@@ -10,7 +10,7 @@ from napari_gradcam._napari.explain.recent_prompts import recent_prompts
 from napari_gradcam._napari.explain.target_controls import LIKE, OUTPUT, PROMPT
 from napari_gradcam._napari.explain.widget import GradCamWidget
 from napari_gradcam._napari.records import HeatmapRecord
-from napari_gradcam._napari.target_words import describe
+from napari_gradcam._napari.target_words import target_in_words
 from napari_gradcam.core.card import ModelCard
 from napari_gradcam.core.targets import LikeEmbedding, OutputRegion, Prompt
 from napari_gradcam.core.text_encoder import TextEncoder
@@ -114,7 +114,7 @@ def test_a_prompt_typed_and_entered_explains_its_similarity(make_dock, qtbot, er
     assert errors == []
     heatmap = widget.maps.newest
     record = HeatmapRecord.of(heatmap)
-    described = describe(Prompt(("dense nuclei", "tumour cells")))
+    described = target_in_words(Prompt(("dense nuclei", "tumour cells")))
     assert heatmap.name == f"Grad-CAM · {described} · tiny-encoder"
     assert record.settings.target == Prompt(("dense nuclei", "tumour cells"))
     assert record.score_text.startswith("similarity ") and record.probability is None
@@ -179,7 +179,7 @@ def test_a_tiled_prompt_map_lists_each_tiles_similarity(make_dock, qtbot, errors
     qtbot.waitUntil(lambda: not widget.running, timeout=TIMEOUT_MS)
     assert errors == []
     heatmap = widget.maps.newest
-    described = describe(Prompt(("dense nuclei",)))
+    described = target_in_words(Prompt(("dense nuclei",)))
     assert heatmap.name == f"Grad-CAM · {described} · tiny-encoder"
     record = HeatmapRecord.of(heatmap)
     assert record.tiles is not None and record.target_name == described
