@@ -139,7 +139,7 @@ def test_a_tiled_like_a_region_map_is_named_while_it_fills_in(make_dock, qtbot, 
 
 
 def test_an_output_region_explains_a_class_inside_a_labels_mask(make_dock, qtbot, errors):
-    card = ModelCard(name="segmenter", classes=SEGMENTER_CLASSES, output="dense")
+    card = ModelCard(name="segmenter", classes=SEGMENTER_CLASSES, output="dense", default_layer="1")
     viewer, widget = make_dock("segmenter", card, served=True)
     assert widget.targets.kind.value == OUTPUT
     painted = np.zeros((32, 48), np.uint8)
