@@ -1,10 +1,15 @@
 """The words of the Grad-CAM dock: a tooltip for each control, in a pathologist's terms."""
 
 IMAGE_TIP = "the image (or slide) layer to explain"
-BUNDLED_TIP = "demo: the small CNN; demo-vit: the small Vision Transformer; or your own model"
+BUNDLED_TIP = (
+    "demo: the small CNN; demo-vit: the small Vision Transformer; demo-vlm: a small "
+    "vision-language model (ask it text prompts); demo-segmenter: a small nuclei segmenter (ask "
+    "it about an output region); or your own model"
+)
 MODEL_TIP = (
-    "'demo' or 'demo-vit' (bundled models), 'package.module:factory', 'path/file.py:factory' "
-    "or a TorchScript file 'model.pt'"
+    "a bundled model (demo, demo-vit, demo-vlm, demo-segmenter), 'package.module:factory', "
+    "'path/file.py:factory', 'timm:NAME', 'smp:NAME', 'open_clip:ARCH', 'hf:FOLDER' or a "
+    "TorchScript file 'model.pt'"
 )
 WEIGHTS_TIP = "optional state dict for a factory; its model card (JSON) lies beside it"
 LOAD_TIP = "load the model now to list its layers and attention heads (Explain loads it too)"
