@@ -1,5 +1,5 @@
 # The two commands of the README. Both do the whole set-up first (idempotent; see tools/setup.sh).
-.PHONY: setup demo test test-fast lint bench train-demo train-vit-demo train-mil-demo
+.PHONY: setup demo test test-fast lint bench train-demo train-vit-demo train-mil-demo train-vlm-demo train-seg-demo
 
 VENV := .venv/bin
 
@@ -55,3 +55,9 @@ train-vit-demo: setup
 
 train-mil-demo: setup
 	$(VENV)/python -m napari_gradcam.training.train_mil_demo
+
+train-vlm-demo: setup
+	$(VENV)/python -m napari_gradcam.training.train_vlm_demo
+
+train-seg-demo: setup
+	$(VENV)/python -m napari_gradcam.training.train_seg_demo

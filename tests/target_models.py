@@ -54,7 +54,11 @@ def segmenter() -> LoadedModel:
     torch.manual_seed(2)
     module = nn.Sequential(*_trunk(2))
     card = ModelCard(
-        name="seg", classes=("background", "nuclei"), input_size=(SIZE, SIZE), output="dense"
+        name="seg",
+        classes=("background", "nuclei"),
+        input_size=(SIZE, SIZE),
+        output="dense",
+        default_layer="1",
     )
     return LoadedModel(module.eval(), card, "toy-seg", "factory")
 

@@ -284,7 +284,9 @@ def load_model_info(spec: str, weights: str | None) -> tuple[LoadedModel, ModelI
     layouts = candidate_layouts(loaded).items()
     layers = tuple((f"{name} ({layout.label()})", name) for name, layout in layouts)
     heads = _attention_heads(loaded.module)
-    return loaded, ModelInfo(spec, weights, tuple(loaded.card.classes), layers, heads)
+    classes = tuple(loaded.card.classes)
+    output, text = loaded.card.output, loaded.text is not None
+    return loaded, ModelInfo(spec, weights, classes, layers, heads, output, text)
 
 
 def _attention_heads(module: Module) -> int | None:

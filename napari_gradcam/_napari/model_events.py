@@ -16,6 +16,8 @@ class ModelInfo:
     ``layers`` holds (label, module name) pairs, the label naming the map's grid, e.g.
     ``("blocks.11.norm1 (tokens 14x14)", "blocks.11.norm1")``; ``heads`` is the number of
     attention heads of a transformer's last block (``None``: no readable attention).
+    ``output`` is the card's (``"classes"``, ``"embedding"`` or ``"dense"``: which targets it
+    answers); ``text`` whether it has a text tower (prompts), None until it is loaded.
     """
 
     spec: str
@@ -23,6 +25,8 @@ class ModelInfo:
     classes: tuple[str, ...]
     layers: tuple[tuple[str, str], ...]
     heads: int | None = None
+    output: str = "classes"
+    text: bool | None = None
 
 
 @dataclass(frozen=True)

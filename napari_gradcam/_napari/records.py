@@ -17,6 +17,7 @@ import numpy as np
 from napari.layers import Image, Layer
 
 from napari_gradcam._napari.regions import Box
+from napari_gradcam._napari.target_words import names_a_class, score_text
 from napari_gradcam.core.explain.method_options import option_specs
 from napari_gradcam.core.regions.region_stats import PlacedMap
 from napari_gradcam.core.settings import ExplainSettings
@@ -81,13 +82,16 @@ class HeatmapRecord:
     settings : ExplainSettings
         How the map was computed: its ``layer`` the explained module (``"input"`` or None
         where the method uses none), its ``target`` the class to explain again (None for a
-        map of each tile's own class).
+        map of each tile's own class), or the prompt, region or classes (an output region
+        keeps its label and area, not its mask).
     target_name : str
-        The explained class, or :data:`PER_TILE` for a map of each tile's own class.
+        The explained class, prompt or region in words (``describe``), or :data:`PER_TILE`
+        for a map of each tile's own class.
     stride, origin : tuple of float
         Level-0 pixels per map cell, and of the top-left corner of the first cell.
     target_index, score, probability : int, float, float or None
-        The class's index, score and probability (not for tiled maps).
+        The class's index, score and probability (not for tiled maps); a prompt's or
+        region's map has a score (its similarity) and no index or probability.
     slice_index : tuple of int
         The image plane (indices of the leading axes).
     tiles : TileCounts or None
@@ -120,6 +124,11 @@ class HeatmapRecord:
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
+    def score_text(self) -> str:
+        """The map's number in words: ``"p=0.87"``, ``"similarity 0.31"`` (empty when tiled)."""
+        return score_text(self.settings.target, self.score, self.probability)
+
+    @property
     def model_layer(self) -> str | None:
         """The heatmap's layer, or None when its method uses none (occlusion, guided)."""
         from napari_gradcam.core.explain.methods import METHODS
@@ -135,7 +144,8 @@ class HeatmapRecord:
         """The metadata dict (the value under :data:`METADATA_KEY`)."""
         box = self.box
         settings = self.settings.to_metadata()
-        del settings["target"]  # the target_name says it
+        if names_a_class(self.settings.target):
+            del settings["target"]  # the target_name says it
         facts: dict[str, Any] = {
             "model": self.spec,
             "weights": self.weights,
@@ -182,7 +192,9 @@ class HeatmapRecord:
         y0, x0, y1, x1 = (int(v) for v in facts["box"])
         tiles = facts.get("tiles")
         target_name = str(facts["target_name"])
-        target = None if target_name == PER_TILE else target_name
+        target = facts.get("target")  # a prompt, region or several classes: its facts
+        if not isinstance(target, Mapping):
+            target = None if target_name == PER_TILE else target_name
         settings = ExplainSettings.from_metadata(
             {**facts, "layer": facts.get("layer") or None, "target": target}
         )

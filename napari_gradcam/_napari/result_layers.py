@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import PurePath
 from typing import Any
 
@@ -18,6 +19,7 @@ from napari_gradcam._napari.heatmap_style import (
 )
 from napari_gradcam._napari.records import METADATA_KEY, HeatmapRecord
 from napari_gradcam._napari.regions import WHOLE_LAYER, Box
+from napari_gradcam._napari.target_words import names_a_class
 from napari_gradcam.core.explain.method_options import options_label
 from napari_gradcam.core.regions.placement import heatmap_transform
 from napari_gradcam.core.settings import ExplainSettings
@@ -89,13 +91,16 @@ def heatmap_record(
     ``raw``: the raw map's ``(min, max)`` when the layer shows it as 0-1 of that range.
     """
     explanation, placed = result.explanation, result.placed
+    target = result.settings.target
+    is_class = names_a_class(target)
+    probability = float(explanation.probabilities[0])
     return HeatmapRecord(
         spec=job.spec,
         weights=job.weights,
-        settings=job.settings.replace(
+        settings=result.settings.replace(
             method=explanation.method,
             layer=explanation.layer,
-            target=explanation.target_names[0],
+            target=explanation.target_names[0] if is_class else target,
             tta=explanation.tta,
             bfloat16=explanation.bfloat16,
         ),
@@ -104,9 +109,9 @@ def heatmap_record(
         origin=placed.origin,
         image_layer=layer.name,
         box=result.box,
-        target_index=int(explanation.targets[0]),
+        target_index=int(explanation.targets[0]) if is_class else None,
         score=float(explanation.scores[0]),
-        probability=float(explanation.probabilities[0]),
+        probability=probability if math.isfinite(probability) else None,
         slice_index=job.plane.slice_index if job.plane else (),
         level=result.level,
         normalisation=DISPLAY_RANGE if raw is not None else None,
@@ -149,7 +154,7 @@ def model_label(spec: str, weights: str | None) -> str:
 
 
 def heatmap_name(job: ExplainJob, target: str, box: Box) -> str:
-    """``method · target · model (· region)``, e.g. ``"Grad-CAM · tumour · demo"``.
+    """``method · target · model (· region)``, e.g. ``"Grad-CAM · prompt 'nuclei' · demo-vlm"``.
 
     The region is named unless it is the whole image; the image itself is in the metadata.
     """
@@ -163,10 +168,13 @@ def heatmap_name(job: ExplainJob, target: str, box: Box) -> str:
     return SEPARATOR.join(parts)
 
 
-def explained_target(result: RegionResult, job: ExplainJob) -> str:
-    """The class a one-crop map explains, marked "(top class)" when the user chose none."""
+def explained_target(result: RegionResult) -> str:
+    """What a one-crop map explains, as the explanation says it (class, prompt, region).
+
+    A class the user did not choose is marked "(top class)".
+    """
     name = result.explanation.target_names[0]
-    return name if job.settings.target is not None else f"{name} (top class)"
+    return name if result.settings.target is not None else f"{name} (top class)"
 
 
 def heatmap_layer(result: RegionResult, layer: Image, job: ExplainJob) -> LayerDataTuple:
@@ -179,7 +187,7 @@ def heatmap_layer(result: RegionResult, layer: Image, job: ExplainJob) -> LayerD
     shown, raw = to_display(placed.cam)
     record = heatmap_record(result, layer, job, raw)
     kwargs = {
-        "name": heatmap_name(job, explained_target(result, job), result.box),
+        "name": heatmap_name(job, explained_target(result), result.box),
         "colormap": heatmap_colormap(),
         "opacity": DEFAULT_OPACITY,
         "blending": "translucent",

@@ -227,7 +227,10 @@ def target_to_metadata(target: Target) -> Any:
         return list(target) if isinstance(target, tuple) else target
     kind = next(name for name, cls in TARGET_KINDS.items() if isinstance(target, cls))
     if isinstance(target, OutputRegion):
-        area = None if target.mask is None else int(target.mask.sum())
+        if isinstance(target, RecordedRegion):  # read back: its mask was never stored
+            area = target.mask_pixels
+        else:
+            area = None if target.mask is None else int(target.mask.sum())
         return {
             "kind": kind,
             "target_class": target.target_class,

@@ -48,6 +48,7 @@ from torch import nn
 from napari_gradcam.core.card import ModelCard
 from napari_gradcam.core.explain.targets import output_tensor
 from napari_gradcam.core.loaded_model import LoadedModel, ModelKind
+from napari_gradcam.core.text_encoder import TextEncoder
 from napari_gradcam.models.bundled import BUNDLED, DEMO_DIR
 from napari_gradcam.models.code_trust import checked_source
 from napari_gradcam.models.probe import load_recipe
@@ -141,7 +142,21 @@ def load_model(
     resolved = _read_card(card, spec, weights, unfound, seed)
     if kind != "factory":
         _refuse_kwargs(resolved, spec)
-    return LoadedModel(module, _checked_card(module, resolved, classifier), spec, kind)
+    resolved = _checked_card(module, resolved, classifier)
+    return LoadedModel(module, resolved, spec, kind, text=_own_text_encoder(module, resolved))
+
+
+def _own_text_encoder(module: nn.Module, card: ModelCard) -> TextEncoder | None:
+    """The text tower of an embedding model that encodes prompts itself, else ``None``.
+
+    Such a module has ``encode_text(list of str) -> (P, D)``, its own tokenizer included (the
+    bundled ``demo-vlm``); the card's ``text`` section gives the prompt template.
+    """
+    encode = getattr(module, "encode_text", None)
+    if card.output != "embedding" or not callable(encode):
+        return None
+    template = card.text.template if card.text is not None else "{}"
+    return TextEncoder(encode, template, module.parameters)
 
 
 def _build_model(spec: str, card: ModelCard) -> nn.Module:

@@ -20,7 +20,7 @@ from napari_gradcam.training.common import Config, save_demo, train_and_evaluate
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_OUT = Path(__file__).resolve().parents[1] / "demo"
+DEFAULT_OUT = Path(__file__).resolve().parents[1] / "models" / "demo"
 COMMAND = "python -m napari_gradcam.training.train_demo"
 
 

@@ -1,4 +1,4 @@
-"""Helpers of the demo models' localisation tests: held-out tiles and the energy ratio."""
+"""Helpers of the demo models' tests: held-out tiles, the energy ratio and a ranking AUC."""
 
 from __future__ import annotations
 
@@ -31,3 +31,10 @@ def energy_ratio(cam: np.ndarray, mask: np.ndarray) -> float:
     """Share of the map's energy inside ``mask`` divided by the mask's area share."""
     upsampled = resize(cam, mask.shape, order=1)
     return float(upsampled[mask].sum() / upsampled.sum() / mask.mean())
+
+
+def ranking_auc(scores: np.ndarray, truth: np.ndarray) -> float:
+    """Area under the ROC curve of ``scores`` for ``truth`` (Mann-Whitney, ties count half)."""
+    yes, no = scores[truth], scores[~truth]
+    wins = (yes[:, None] > no[None, :]).sum() + 0.5 * (yes[:, None] == no[None, :]).sum()
+    return float(wins / (len(yes) * len(no)))

@@ -16,17 +16,11 @@ from napari_gradcam.training.mil_bags import (
     make_bags,
 )
 from napari_gradcam.training.train_mil_demo import ATTENTION_NORM
+from tests.models.localisation import ranking_auc
 
 pytestmark = pytest.mark.slow  # embeds every held-out bag of the CC0 slide (about 30 s)
 
 POSITIVE = 1
-
-
-def ranking_auc(scores: np.ndarray, truth: np.ndarray) -> float:
-    """Area under the ROC curve of ``scores`` for ``truth`` (Mann-Whitney, ties count half)."""
-    yes, no = scores[truth], scores[~truth]
-    wins = (yes[:, None] > no[None, :]).sum() + 0.5 * (yes[:, None] == no[None, :]).sum()
-    return float(wins / (len(yes) * len(no)))
 
 
 @pytest.fixture(scope="module")

@@ -1,9 +1,10 @@
-"""The model's class probability for annotated regions, computed in a background thread.
+"""The model's answer for annotated regions, computed in a background thread.
 
 The region's bounding box is read from the image at the pyramid level closest to the model's
-resolution, grown to the model's input size when smaller, and classified. Results are cached
-per (model, class, image plane, box), so only moved or new shapes are computed again. torch is
-imported only in the worker.
+resolution, grown to the model's input size when smaller, and scored for the heatmap's target:
+the probability of its class (or classes), or its similarity to the heatmap's prompt or
+reference region. Results are cached per (model, target, image plane, box), so only moved or
+new shapes are computed again. torch is imported only in the worker.
 """
 
 from __future__ import annotations
@@ -18,33 +19,43 @@ from napari_gradcam._napari.jobs import USER_ERRORS, JobHooks, JobRunner
 from napari_gradcam._napari.plane import Plane, plane_sampling, read_crop
 from napari_gradcam._napari.records import HeatmapRecord
 from napari_gradcam._napari.regions import Box
+from napari_gradcam._napari.target_words import is_similarity
 from napari_gradcam.core.regions.region_stats import PixelBox, expand_box
+from napari_gradcam.core.targets import OutputRegion, Target
 
 
 @dataclass(frozen=True)
-class ClassModel:
-    """Which model and class a heatmap explained (from its metadata).
+class MapModel:
+    """Which model and target a heatmap explained (from its metadata).
 
-    ``target`` is a class index or name; None (a map of each tile's predicted class) asks
-    for the probability of the class the model predicts for the region.
+    ``target`` is a class index or name (None, a map of each tile's predicted class, asks
+    for the class the model predicts for the region), or the map's classes, prompt or
+    reference region.
     """
 
     spec: str
     weights: str | None
-    target: int | str | None
+    target: Target
 
     @classmethod
-    def of(cls, heatmap: Image) -> ClassModel | None:
-        """Return the model of a heatmap made by the Grad-CAM widget, else None."""
+    def of(cls, heatmap: Image) -> MapModel | None:
+        """Return the model of a heatmap made by the Grad-CAM widget, else None.
+
+        A dense output region's map scores that region only (its mask is not kept): None.
+        """
         record = HeatmapRecord.of(heatmap)
-        if record is None:
+        if record is None or isinstance(record.settings.target, OutputRegion):
             return None
         target = record.target_index if record.target_index is not None else record.settings.target
         return cls(record.spec, record.weights, target)
 
 
-def box_probabilities(model: ClassModel, plane: Plane, boxes: list[PixelBox]) -> dict:
-    """Return ``{box: probability of model.target}`` for boxes of level-0 pixels of ``plane``."""
+def box_probabilities(model: MapModel, plane: Plane, boxes: list[PixelBox]) -> dict:
+    """Return ``{box: answer}`` for boxes of level-0 pixels of ``plane``.
+
+    The answer is the probability of ``model.target``, or its similarity where it has no
+    probability (a prompt, a reference region).
+    """
     from napari_gradcam.core.explain.predict import predict
     from napari_gradcam.models.cache import cached_model
 
@@ -58,7 +69,10 @@ def box_probabilities(model: ClassModel, plane: Plane, boxes: list[PixelBox]) ->
         y0, x0, y1, x1 = expand_box(box, min_size, plane.shape)
         crop = read_crop(plane, Box(y0, x0, y1, x1), level, resample)
         found = predict(loaded, crop.pixels, target=model.target)
-        probabilities[box] = float(found.target_probability[0])
+        probability = float(found.target_probability[0])
+        probabilities[box] = (
+            probability if math.isfinite(probability) else float(found.logits[0, 0])
+        )
     return probabilities
 
 
@@ -73,7 +87,7 @@ class RegionProbabilities:
         self._on_ready = on_ready
         self._on_error = on_error
         self._cache: dict[tuple, float] = {}
-        self._pending: dict[tuple, tuple[ClassModel, Plane, PixelBox]] = {}
+        self._pending: dict[tuple, tuple[MapModel, Plane, PixelBox]] = {}
         self._runner = JobRunner(on_running=self._on_running)
         self._closed = False
 
@@ -88,7 +102,7 @@ class RegionProbabilities:
         """Whether a computation is under way."""
         return self._runner.running
 
-    def lookup(self, model: ClassModel, plane_key: tuple, plane: Plane, box: PixelBox) -> float:
+    def lookup(self, model: MapModel, plane_key: tuple, plane: Plane, box: PixelBox) -> float:
         """Return the cached probability, or NaN and queue the box for :meth:`start`."""
         key = (model, plane_key, box)
         if key in self._cache:
@@ -115,7 +129,7 @@ class RegionProbabilities:
             self.start()  # what was queued meanwhile
 
 
-def _compute(jobs: dict[tuple, tuple[ClassModel, Plane, PixelBox]]) -> tuple[dict, str | None]:
+def _compute(jobs: dict[tuple, tuple[MapModel, Plane, PixelBox]]) -> tuple[dict, str | None]:
     """Classify every queued box; on a model error, cache NaN and return the message."""
     results: dict[tuple, float] = {}
     by_model: dict[tuple, list[tuple]] = {}
@@ -127,6 +141,7 @@ def _compute(jobs: dict[tuple, tuple[ClassModel, Plane, PixelBox]]) -> tuple[dic
             found = box_probabilities(model, plane, [jobs[key][2] for key in keys])
         except USER_ERRORS as err:
             results.update(dict.fromkeys(keys, math.nan))
-            return results, f"cannot compute the class probability with {model.spec!r}: {err}"
+            what = "similarity" if is_similarity(model.target) else "class probability"
+            return results, f"cannot compute the {what} with {model.spec!r}: {err}"
         results.update({key: found[jobs[key][2]] for key in keys})
     return results, None

@@ -33,6 +33,8 @@ HEADER_TIPS = {
     "probability": "the model's probability of the explained class for this region",
     "note": "the annotation's note",
 }
+SIMILARITY_TIP = "the region's similarity to {} (cosine of the embeddings: 1 alike, 0 unrelated)"
+NO_ANSWER_TIP = "the heatmap explains {} of the model's output: no score per annotation"
 MAP_SHARE = ("mean", "max", "p95")
 """Columns shown as a share of the heatmap's range."""
 NO_VALUE = "-"
@@ -106,11 +108,22 @@ class StatsTable(QTableWidget):
 
     def name_class(self, class_name: str | None) -> None:
         """Head the probability column ``p(<class_name>)`` (``p(class)`` when unknown)."""
-        for column, (header, name) in enumerate(COLUMNS):
-            if name == "probability" and class_name:
-                header = f"p({class_name})"
-            item = QTableWidgetItem(header)
-            item.setToolTip(HEADER_TIPS[name])
+        self.name_answer(f"p({class_name or 'class'})", HEADER_TIPS["probability"])
+
+    def name_answer(self, header: str, tip: str, explained: str | None = None) -> None:
+        """Head the model's answer column ``header`` (e.g. ``similarity``), with ``tip``.
+
+        ``explained``: what the heatmap explains, in words (a prompt, a region), added to the
+        tooltips of the heat columns.
+        """
+        for column, (default, name) in enumerate(COLUMNS):
+            text, words = default, HEADER_TIPS[name]
+            if name == "probability":
+                text, words = header, tip
+            elif explained and name in (*MAP_SHARE, "energy_share"):
+                words = f"{words}; the heatmap explains {explained}"
+            item = QTableWidgetItem(text)
+            item.setToolTip(words)
             self.setHorizontalHeaderItem(column, item)
 
     def header_text(self, name: str) -> str:

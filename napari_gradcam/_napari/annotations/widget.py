@@ -38,21 +38,29 @@ from napari_gradcam._napari.annotations.job import (
     statistics_batches,
 )
 from napari_gradcam._napari.annotations.labels import DEFAULT_LABEL, LabelSet
-from napari_gradcam._napari.annotations.region_probability import ClassModel, RegionProbabilities
+from napari_gradcam._napari.annotations.region_probability import MapModel, RegionProbabilities
 from napari_gradcam._napari.annotations.shape_coords import (
     data_to_pixels,
     polygons_to_data,
     shape_centre_world,
 )
 from napari_gradcam._napari.annotations.style import style_annotations
-from napari_gradcam._napari.annotations.table import StatsTable
+from napari_gradcam._napari.annotations.table import (
+    HEADER_TIPS,
+    NO_ANSWER_TIP,
+    NO_VALUE,
+    SIMILARITY_TIP,
+    StatsTable,
+)
 from napari_gradcam._napari.annotations.units import UnitsOffer
 from napari_gradcam._napari.gl_guard import guard_layer_removal
 from napari_gradcam._napari.jobs import JobHooks, JobRunner
 from napari_gradcam._napari.plane import current_plane, layer_mpp
 from napari_gradcam._napari.records import PER_TILE, HeatmapRecord, is_gradcam_layer, is_heatmap
 from napari_gradcam._napari.result_layers import annotations_layer
+from napari_gradcam._napari.target_words import is_similarity, names_a_class
 from napari_gradcam.core.regions.region_stats import STATISTICS, PixelBox
+from napari_gradcam.core.targets import OutputRegion
 
 DEBOUNCE_MS = 150
 UNDO_KEYS, REDO_KEYS = "Ctrl+Z", "Ctrl+Shift+Z"
@@ -395,14 +403,21 @@ class AnnotationWidget(Container):
         cam = np.asarray(record.placed(heatmap.data).cam, dtype=float)
         finite = cam[np.isfinite(cam)]
         self.table.map_range = (float(finite.min()), float(finite.max())) if finite.size else None
-        shown = "predicted class" if record.target_name == PER_TILE else record.target_name
-        self.table.name_class(str(shown))
+        target, explained = record.settings.target, record.target_name
+        if names_a_class(target):
+            self.table.name_class("predicted class" if explained == PER_TILE else explained)
+        elif is_similarity(target):
+            self.table.name_answer("similarity", SIMILARITY_TIP.format(explained), explained)
+        elif isinstance(target, OutputRegion):
+            self.table.name_answer(f"p({NO_VALUE})", NO_ANSWER_TIP.format(explained), explained)
+        else:
+            self.table.name_answer(f"p({explained})", HEADER_TIPS["probability"], explained)
 
     def _probability(
         self, heatmap: Image, image: Image | None
     ) -> Callable[[PixelBox], float] | None:
         """Return the cached class-probability lookup for the heatmap's model, if it has one."""
-        model = ClassModel.of(heatmap)
+        model = MapModel.of(heatmap)
         if model is None or image is None:
             return None
         plane = current_plane(image, self.viewer.dims.point)

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Generator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from napari_gradcam._napari.explain.region_query import LikeRegion, OutputMask, RegionTarget
 from napari_gradcam._napari.explain.tiled_job import (
     TiledResult,
     TilingOptions,
@@ -24,9 +25,11 @@ from napari_gradcam._napari.explain.tiled_job import (
 from napari_gradcam._napari.jobs import USER_ERRORS, load_model_step
 from napari_gradcam._napari.plane import Plane, plane_sampling, read_crop
 from napari_gradcam._napari.regions import Box
+from napari_gradcam._napari.target_words import score_text
 from napari_gradcam.core.progress import Progress
 from napari_gradcam.core.regions.region_stats import PlacedMap
 from napari_gradcam.core.settings import ExplainSettings
+from napari_gradcam.core.targets import LikeEmbedding, OutputRegion, Target
 
 if TYPE_CHECKING:
     from napari_gradcam.core.explain.explanation import Explanation
@@ -43,7 +46,9 @@ class ExplainJob:
     """What to explain and how (``settings``); ``plane=None`` only loads the model.
 
     With ``tiling``, boxes larger than the model input are explained tile by tile (with the
-    ``tissue`` already found for this image, else found once for the job).
+    ``tissue`` already found for this image, else found once for the job). A
+    ``region_target`` (like a region, output region) is finished in the worker and replaces
+    the settings' target.
     """
 
     spec: str
@@ -53,17 +58,32 @@ class ExplainJob:
     boxes: tuple[Box, ...] = ()
     tiling: TilingOptions | None = None
     tissue: TissueMap | None = None
+    region_target: RegionTarget | None = None
+
+    @property
+    def asked(self) -> Target:
+        """The target as asked, for names: the region target's, with its data still to come."""
+        region = self.region_target
+        if isinstance(region, LikeRegion):  # a stand-in direction: only its words are used
+            return LikeEmbedding((1.0,), region.label)
+        if isinstance(region, OutputMask):
+            return OutputRegion(region.target_class, None, region.label)
+        return self.settings.target
 
 
 @dataclass(frozen=True)
 class RegionResult:
-    """The explanation of one box, placed in level-0 pixels of the image plane."""
+    """The explanation of one box, placed in level-0 pixels of the image plane.
+
+    ``settings`` are those it was explained with, its target finished (an embedding, a mask).
+    """
 
     box: Box
     explanation: Explanation
     stride: tuple[float, float]
     origin: tuple[float, float]
     level: int
+    settings: ExplainSettings = field(default_factory=ExplainSettings)
 
     @classmethod
     def on_crop(
@@ -73,16 +93,18 @@ class RegionResult:
         crop_origin: tuple[float, float],
         downsample: tuple[float, float],
         level: int,
+        settings: ExplainSettings | None = None,
     ) -> RegionResult:
         """Place an explanation of a crop read at ``level`` on level-0 pixels.
 
         The crop's top-left pixel is ``crop_origin`` (level 0) and each of its pixels spans
         ``downsample`` level-0 pixels; the explanation's own stride and origin are in crop
-        pixels.
+        pixels. ``settings``: those it was explained with (default: the defaults).
         """
         pairs = zip(explanation.stride, explanation.origin, crop_origin, downsample, strict=True)
         stride, origin = zip(*((f * d, o + e * d) for f, e, o, d in pairs), strict=True)
-        return cls(box, explanation, tuple(stride), tuple(origin), level)
+        settings = settings or ExplainSettings()
+        return cls(box, explanation, tuple(stride), tuple(origin), level, settings)
 
     @property
     def placed(self) -> PlacedMap:
@@ -91,8 +113,10 @@ class RegionResult:
 
     @property
     def label(self) -> str:
-        """``"<class> p=<probability>"`` for the result line."""
-        return f"{self.explanation.target_names[0]} p={self.explanation.probabilities[0]:.2f}"
+        """``"<class> p=<probability>"`` (or ``"<prompt> similarity <s>"``) for the result line."""
+        found = self.explanation
+        score = score_text(self.settings.target, found.scores[0], found.probabilities[0])
+        return f"{found.target_names[0]} {score}".strip()
 
 
 @dataclass(frozen=True)
@@ -117,13 +141,19 @@ class JobOutcome:
 
 
 def explain_box(loaded: LoadedModel, job: ExplainJob, box: Box) -> RegionResult:
-    """Explain one box of ``job.plane``, read at the model's resolution (:func:`plane_sampling`)."""
+    """Explain one box of ``job.plane``, read at the model's resolution (:func:`plane_sampling`).
+
+    An output region gives the crop the part of its mask the crop holds.
+    """
     from napari_gradcam.core.explain.pipeline import explain
 
     level, resample = plane_sampling(job.plane, loaded.card.mpp)
     crop = read_crop(job.plane, box, level, resample)
-    explanation = explain(loaded, crop.pixels, job.settings)
-    return RegionResult.on_crop(box, explanation, crop.origin, crop.downsample, level)
+    settings = job.settings
+    if isinstance(job.region_target, OutputMask):
+        settings = settings.replace(target=job.region_target.on_crop(crop, box.label))
+    explanation = explain(loaded, crop.pixels, settings)
+    return RegionResult.on_crop(box, explanation, crop.origin, crop.downsample, level, settings)
 
 
 def run_job(job: ExplainJob) -> Generator[Any, None, JobOutcome]:
@@ -138,6 +168,7 @@ def run_job(job: ExplainJob) -> Generator[Any, None, JobOutcome]:
         return JobOutcome(seconds=time.perf_counter() - start)
     results = []
     try:
+        job = yield from embed_reference(loaded, job)
         wanted = job.tiling is not None and job.tiling.tissue
         tissue = (job.tissue or find_tissue(job.plane)) if wanted else None
         for index, box in enumerate(job.boxes):
@@ -153,6 +184,16 @@ def run_job(job: ExplainJob) -> Generator[Any, None, JobOutcome]:
     ]
     seconds = time.perf_counter() - start
     return JobOutcome(tuple(results), seconds=seconds, tissue=tissue, warnings=tuple(warnings))
+
+
+def embed_reference(loaded: LoadedModel, job: ExplainJob) -> Generator[Any, None, ExplainJob]:
+    """The job with a "like a region" target embedded (the region read and embedded once)."""
+    region = job.region_target
+    if not isinstance(region, LikeRegion):
+        return job
+    yield Progress(1, len(job.boxes) + 1, f"embedding the region {region.label!r}")
+    embedding = region.embed(loaded, job.plane)
+    return replace(job, settings=job.settings.replace(target=embedding), region_target=None)
 
 
 def explain_region(
@@ -171,11 +212,12 @@ def scale_warning(loaded: LoadedModel, result: RegionResult) -> str | None:
     """A warning when a region much larger than the model input went in as one piece.
 
     A model trained on small tiles sees a whole image at a scale it never learned, so its
-    class and map may mean little; tiling (or a smaller region) keeps its scale.
+    class and map may mean little; tiling (or a smaller region) keeps its scale. A
+    segmentation model scores every pixel of any size: no warning.
     """
     size = loaded.card.input_size
     crop = result.explanation.input_shape
-    if size is None or len(crop) < 2:
+    if size is None or len(crop) < 2 or loaded.card.output == "dense":
         return None
     ratio = max(c / s for c, s in zip(crop[-2:], size, strict=True))
     if ratio < SCALE_WARNING_RATIO:

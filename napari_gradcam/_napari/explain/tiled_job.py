@@ -17,6 +17,7 @@ import numpy as np
 
 from napari_gradcam._napari.plane import Plane
 from napari_gradcam._napari.regions import Box
+from napari_gradcam._napari.target_words import names_a_class, score_name, target_in_words
 from napari_gradcam.core.progress import Progress, relay
 from napari_gradcam.core.regions.region_stats import PlacedMap
 from napari_gradcam.core.tiling.grid import MIN_TISSUE
@@ -119,13 +120,22 @@ class TiledResult:
 
     @property
     def label(self) -> str:
-        """``"<n> tiles (<map>), <share> <top class>"`` for the result line."""
+        """``"<n> tiles (<map>), <share> <top class>"`` for the result line.
+
+        A prompt's or region's map gives its tiles' range instead, e.g. ``"similarity 0.12
+        to 0.45"``.
+        """
         classes = np.asarray(self.tiles["class_index"], dtype=int)
         if classes.size == 0:
             return "no tissue tiles"
+        target = self.settings.target
+        shown = "each tile's class" if target is None else target_in_words(target, self.class_names)
+        if not names_a_class(target):
+            scores = np.asarray(self.tiles["score"], dtype=float)
+            low, high = np.nanmin(scores), np.nanmax(scores)
+            return f"{classes.size} tiles ({shown}), {score_name(target)} {low:.2f} to {high:.2f}"
         top = int(np.bincount(classes).argmax())
         share = float(np.mean(classes == top))
-        shown = self.settings.target or "each tile's class"
         return f"{classes.size} tiles ({shown}), {share:.0%} {self.class_names[top]}"
 
 

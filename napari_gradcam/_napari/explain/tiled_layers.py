@@ -28,7 +28,8 @@ from napari_gradcam._napari.records import (
     filling_in_metadata,
 )
 from napari_gradcam._napari.result_layers import EACH_TILE, heatmap_name, placement_kwargs
-from napari_gradcam.core.settings import ExplainSettings
+from napari_gradcam._napari.target_words import names_a_class, score_name, target_in_words
+from napari_gradcam.core.targets import Target
 
 if TYPE_CHECKING:
     from napari.viewer import Viewer
@@ -50,6 +51,9 @@ TILE_COLUMNS = (
 """Features of the tiles layer (and columns of the tile table); ``tissue`` is the tile's
 tissue fraction, the last three are noise indicators (``core.tile_stats``)."""
 
+
+TILE_SOURCES = {"tissue": "tissue_fraction", "similarity": "score"}
+"""The per-tile fact behind a column, where their names differ."""
 
 CLEAR_ZERO = 1e-4
 """Share of the colour range at the bottom that fades to transparent (zero: no tile)."""
@@ -129,7 +133,7 @@ class LiveHeatmaps:
         box = self.job.boxes[region]
         layer = Image(
             np.zeros(geometry.shape, np.float32),
-            name=heatmap_name(self.job, self.job.settings.target or EACH_TILE, box),
+            name=heatmap_name(self.job, asked_text(self.job.asked), box),
             colormap=heatmap_colormap(),
             opacity=DEFAULT_OPACITY,
             blending="translucent",
@@ -160,18 +164,14 @@ def tiled_record(
     if glass:
         normalisation = f"{normalisation}; {GLASS_CLEARED}"
     geometry, settings, placed = result.geometry, result.settings, result.placed
+    target = settings.target
+    if names_a_class(target) and target is not None:
+        target = str(target)
     return HeatmapRecord(
         spec=job.spec,
         weights=job.weights,
-        settings=ExplainSettings(
-            settings.method,
-            settings.layer,
-            None if settings.target is None else str(settings.target),
-            settings.tta,
-            settings.bfloat16,
-            settings.options,
-        ),
-        target_name=str(settings.target) if settings.target is not None else PER_TILE,
+        settings=settings.replace(target=target),
+        target_name=PER_TILE if target is None else target_in_words(target, result.class_names),
         stride=placed.stride,
         origin=placed.origin,
         image_layer=image.name,
@@ -189,6 +189,11 @@ def tiled_record(
     )
 
 
+def asked_text(target: Target) -> str:
+    """A tiled map's target in its layer name: described, or "each tile's class"."""
+    return EACH_TILE if target is None else target_in_words(target)
+
+
 def tissue_layer(tissue: TissueMap, image: Image) -> Labels:
     """The tissue mask as a Labels layer over the image."""
     return Labels(
@@ -199,18 +204,33 @@ def tissue_layer(tissue: TissueMap, image: Image) -> Labels:
     )
 
 
+def tile_columns(target: Target) -> tuple[str, ...]:
+    """The tile table's columns for a map of ``target``.
+
+    A prompt's or region's map has no class per tile: its tiles show their similarity (or
+    score) to the target instead of a class and its probability.
+    """
+    if names_a_class(target):
+        return TILE_COLUMNS
+    return ("tile", score_name(target), *TILE_COLUMNS[4:])
+
+
 def tile_features(results: list[TiledResult]) -> dict[str, np.ndarray]:
-    """One row per explained tile of ``results``: :data:`TILE_COLUMNS` plus ``box``."""
-    columns: dict[str, list[np.ndarray]] = {name: [] for name in (*TILE_COLUMNS, "box")}
+    """One row per explained tile of ``results``: :func:`tile_columns` plus ``box``."""
+    target = results[0].settings.target if results else None
+    names_shown = tile_columns(target)
+    columns: dict[str, list[np.ndarray]] = {name: [] for name in (*names_shown, "box")}
     for result in results:
         tiles = result.tiles
-        names = np.asarray(result.class_names, dtype=object)
         columns["tile"].append(tiles["index"])
-        columns["class"].append(names[np.asarray(tiles["class_index"], dtype=int)])
         columns["box"].append(tiles["box"])
-        for name in TILE_COLUMNS[2:]:
-            source = "tissue_fraction" if name == "tissue" else name
-            columns[name].append(np.asarray(tiles[source], dtype=np.float32))
+        if "class" in columns:
+            names = np.asarray(result.class_names, dtype=object)
+            columns["class"].append(names[np.asarray(tiles["class_index"], dtype=int)])
+        for name in names_shown:
+            if name not in ("tile", "class"):
+                source = TILE_SOURCES.get(name, name)
+                columns[name].append(np.asarray(tiles[source], dtype=np.float32))
     return {
         name: np.concatenate(parts) if parts else np.zeros(0) for name, parts in columns.items()
     }
@@ -221,12 +241,13 @@ def tiles_layer(features: dict[str, np.ndarray], image: Image) -> Points:
     boxes = np.asarray(features["box"], dtype=float).reshape(-1, 4)
     centres = (boxes[:, :2] + boxes[:, 2:] - 1.0) / 2.0
     side = float(np.median(boxes[:, 2] - boxes[:, 0])) if len(boxes) else 1.0
-    table = {name: features[name] for name in TILE_COLUMNS}
+    table = {name: values for name, values in features.items() if name != "box"}
+    colour = "class" if "class" in table else list(table)[1]
     return Points(
         centres,
         name=f"{image.name} tiles",
         features=table,
-        face_color="class" if len(boxes) else "white",
+        face_color=colour if len(boxes) else "white",
         border_color="white",
         border_width=0.15,
         size=max(side / 10.0, 1.0),

@@ -22,7 +22,6 @@ from qtpy.QtWidgets import QFileDialog
 from napari_gradcam._napari.explain.tile_table import TileTable
 from napari_gradcam._napari.explain.tiled_job import TiledResult, TilingOptions
 from napari_gradcam._napari.explain.tiled_layers import (
-    TILE_COLUMNS,
     LiveHeatmaps,
     tile_features,
     tiles_layer,
@@ -142,7 +141,7 @@ class TiledReview:
         self.helpers, self.points = [], None
         if self.show_helpers.value:
             self._add_helpers()
-        self.table.set_columns({name: self.features[name] for name in TILE_COLUMNS})
+        self.table.set_columns({k: v for k, v in self.features.items() if k != "box"})
         self.table.setVisible(True)
         self.export.visible = True
 

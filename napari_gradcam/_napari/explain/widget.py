@@ -27,8 +27,10 @@ from napari_gradcam._napari.docking import tab_plugin_docks
 from napari_gradcam._napari.explain import tips
 from napari_gradcam._napari.explain.job import ExplainJob, JobOutcome, run_job
 from napari_gradcam._napari.explain.map_stack import EARLIER_CHOICES, HIDE, REPLACE, MapStack
+from napari_gradcam._napari.explain.region_query import OutputMask
+from napari_gradcam._napari.explain.target_controls import OUTPUT, PREDICTED, TargetControls
 from napari_gradcam._napari.explain.tiled_job import TiledUpdate
-from napari_gradcam._napari.explain.tiled_review import TiledReview
+from napari_gradcam._napari.explain.tiled_review import TILED_TIP, TiledReview
 from napari_gradcam._napari.gl_guard import guard_layer_removal
 from napari_gradcam._napari.heatmap_style import DEFAULT_OPACITY, show_colorbar
 from napari_gradcam._napari.jobs import JobHooks, JobRunner
@@ -42,18 +44,18 @@ from napari_gradcam._napari.result_layers import (
     heatmap_layer,
     model_label,
 )
+from napari_gradcam.core.card import ModelCard
 from napari_gradcam.core.explain.method_options import OptionSpec, option_specs
 from napari_gradcam.core.explain.methods import METHODS
 from napari_gradcam.core.settings import ExplainSettings
 from napari_gradcam.models.bundled import BUNDLED
-from napari_gradcam.models.specs import card_classes
+from napari_gradcam.models.specs import card_location
 
 MAX_COUNT = 16
 """Indices offered (heads) while the model's count is unknown (``explain`` refuses too many)."""
 OPTIONS = {spec.key: spec for m in METHODS.values() for _, spec in option_specs(m.options)}
 """Every method option by key: one control each, shown for the methods that take it."""
 AUTO_LAYER = "auto"
-PREDICTED = "predicted"
 BUNDLED_MODELS = tuple(BUNDLED)
 """Specs of the bundled demo models."""
 OWN_MODEL = "your own (below)"
@@ -101,7 +103,7 @@ class GradCamWidget(Container):
                 self.bundled,
                 self.model,
                 self.method,
-                self.target,
+                *self.targets.controls,
                 self.region,
                 self.shapes,
                 self.tiles.tiled,
@@ -149,9 +151,8 @@ class GradCamWidget(Container):
         self.layer = ComboBox(
             label="model layer", choices=self._layer_choices, tooltip=tips.LAYER_TIP
         )
-        self.target = ComboBox(
-            label="target", choices=self._target_choices, tooltip=tips.TARGET_TIP
-        )
+        self.targets = TargetControls(self._viewer)
+        self.target = self.targets.target
 
     def _build_method_controls(self) -> None:
         """The method, its own options (shown only for it) and how it runs."""
@@ -206,8 +207,10 @@ class GradCamWidget(Container):
         self.bundled.changed.connect(self._on_bundled_changed)
         self.weights.changed.connect(self._forget_model)
         self.region.changed.connect(self._on_region_changed)
+        self.targets.kind.changed.connect(self._on_kind_changed)
         self.method.changed.connect(self._on_method_changed)
         self.target.changed.connect(self._on_target_changed)
+        self.targets.on_prompt_entered(self.explain)
         self.opacity.changed.connect(self._on_opacity_changed)
         self.show_advanced.changed.connect(lambda show: setattr(self.advanced, "visible", show))
         layer_events = self._viewer.layers.events
@@ -223,10 +226,6 @@ class GradCamWidget(Container):
     def _method_choices(self, _widget: ComboBox) -> list[tuple[str, str]]:
         """Each method by its title (e.g. "Score-CAM"), valued by its registry name."""
         return [(method.title, name) for name, method in METHODS.items()]
-
-    def _target_choices(self, _widget: ComboBox) -> tuple[str, ...]:
-        classes = self._model_info.classes if self._model_info else ()
-        return (PREDICTED, *classes)
 
     def _image_choices(self, _widget: ComboBox) -> list[tuple[str, Image]]:
         return [
@@ -261,6 +260,7 @@ class GradCamWidget(Container):
         except ValueError as err:
             self._fail(f"Grad-CAM: {err}")
             return
+        self.targets.remember(job.settings.target)
         self._start(job, layer)
 
     def load_model(self) -> None:
@@ -290,12 +290,15 @@ class GradCamWidget(Container):
             raise ValueError(f"enter a model: {tips.MODEL_TIP}")
         plane = current_plane(layer, self._viewer.dims.point)
         boxes = region_boxes(self._viewer, layer, plane.shape, self.region.value, self.shapes.value)
+        region_target = self.targets.region_target(layer, plane.shape)
+        tiling = self.tiles.options(self.model_spec, self.method.value)
         job = self._model_job(
             settings=self.settings(),
             plane=plane,
             boxes=boxes,
-            tiling=self.tiles.options(self.model_spec, self.method.value),
+            tiling=None if isinstance(region_target, OutputMask) else tiling,
             tissue=self.tiles.cached_tissue(layer, plane),
+            region_target=region_target,
         )
         return job, layer
 
@@ -341,7 +344,7 @@ class GradCamWidget(Container):
         self._refreshing = True
         try:
             self.layer.reset_choices()
-            self.target.reset_choices()
+            self.targets.offer(info)
             for key, spec in OPTIONS.items():
                 if spec.count:
                     count = (getattr(info, spec.count) if info else None) or MAX_COUNT
@@ -369,18 +372,18 @@ class GradCamWidget(Container):
         if not spec:
             return
 
-        def offer(classes: tuple[str, ...]) -> None:
-            if self._closed:
+        def offer(card: ModelCard | None) -> None:
+            if self._closed or card is None:
                 return
             same = (spec, weights) == (self.model_spec, self._model_job().weights)
             if self._model_info is None and same:
-                self._offer(ModelInfo(spec, weights, classes, ()) if classes else None)
+                self._offer(ModelInfo(spec, weights, card.classes, (), output=card.output))
 
         def say(error: Exception) -> None:
             if not self._closed:
                 self.result.value = f"the model card cannot be read: {error}"
 
-        create_worker(card_classes, spec, weights, _connect={"returned": offer, "errored": say})
+        create_worker(card_of, spec, weights, _connect={"returned": offer, "errored": say})
 
     def _on_bundled_changed(self, choice: str) -> None:
         if choice != OWN_MODEL:
@@ -395,6 +398,12 @@ class GradCamWidget(Container):
     def _on_region_changed(self, region: str) -> None:
         self.shapes.visible = region == RECTANGLES
 
+    def _on_kind_changed(self, kind: str) -> None:
+        """An output region is explained in one piece: the tiling box is greyed, and says so."""
+        whole = kind == OUTPUT
+        self.tiles.tiled.enabled = not whole
+        self.tiles.tiled.tooltip = tips.NOT_TILED_TIP if whole else TILED_TIP
+
     def _on_method_changed(self, method: str) -> None:
         found = METHODS[method]
         self.bfloat16.visible = found.bfloat16
@@ -408,7 +417,11 @@ class GradCamWidget(Container):
             newest.opacity = opacity
 
     def settings(self) -> ExplainSettings:
-        """What the controls ask for: the chosen method with its own options only."""
+        """What the controls ask for: the chosen method with its own options only.
+
+        Raises ``ValueError`` when the target's controls are incomplete. A region target
+        (like a region, output region) is finished by the job: its target here is None.
+        """
         found = METHODS[self.method.value]
         options = {
             name: _option_value(spec, self.option_controls[spec.key].value)
@@ -417,7 +430,7 @@ class GradCamWidget(Container):
         return ExplainSettings(
             method=found.name,
             layer=None if self.layer.value == AUTO_LAYER else self.layer.value,
-            target=None if self.target.value == PREDICTED else self.target.value,
+            target=self.targets.target_value(),
             tta=self.tta.value,
             bfloat16=self.bfloat16.value and found.bfloat16,
             options=found.options(**options),
@@ -482,3 +495,12 @@ def _option_value(spec: OptionSpec, value: Any) -> Any:
     if spec.none_label and spec.kind is int:
         return None if value < (spec.minimum or 0) else int(value)
     return value
+
+
+def card_of(spec: str, weights: str | None) -> ModelCard | None:
+    """The model's card file, read without loading the model; None when it has none yet.
+
+    Raises ``ValueError`` when the card exists but is not a valid model card.
+    """
+    path = card_location(spec, weights)
+    return ModelCard.from_json(path) if path is not None and path.is_file() else None

@@ -166,12 +166,12 @@ def _timm_tower(model: nn.Module) -> TransformerTower | None:
 
 def _torchvision_tower(model: nn.Module) -> TransformerTower | None:
     """torchvision: the class token of ``encoder.ln(x)`` into ``heads``."""
-    if not type(model).__module__.startswith("torchvision."):
-        return None
-    from torchvision.models.vision_transformer import VisionTransformer
-
-    if not isinstance(model, VisionTransformer):
-        return None
+    kind = type(model)
+    if (kind.__module__, kind.__name__) != (
+        "torchvision.models.vision_transformer",
+        "VisionTransformer",
+    ):
+        return None  # matched by name: torchvision is never imported here
     named = tuple(
         (f"encoder.layers.{name}", block) for name, block in model.encoder.layers.named_children()
     )
