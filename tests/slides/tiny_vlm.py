@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import torch
-from napari_gradcam.core.text_encoder import TextEncoder
 from torch import nn
 
 from napari_gradcam.core.card import ModelCard
 from napari_gradcam.core.loaded_model import LoadedModel
+from napari_gradcam.core.text_encoder import TextEncoder
 
 WIDTH = 8
 TILE = 64
