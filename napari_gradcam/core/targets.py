@@ -27,6 +27,11 @@ from napari_gradcam.core.card import ModelCard
 ClassRef = int | str
 """A class by logit index or by the name on the model card."""
 
+MAX_PROMPT_CHARS = 1000
+"""The longest prompt text: a phrase (CLIP-style text towers read 77 tokens at most)."""
+MAX_PROMPT_TEXTS = 64
+"""The most texts in one prompt ensemble."""
+
 
 @dataclass(frozen=True)
 class Classes:
@@ -108,6 +113,11 @@ class Prompt:
         texts = tuple(str(t).strip() for t in texts)
         if not texts or not all(texts):
             raise ValueError("a prompt needs at least one non-empty text, e.g. 'tumour cells'")
+        if len(texts) > MAX_PROMPT_TEXTS or max(map(len, texts)) > MAX_PROMPT_CHARS:
+            raise ValueError(
+                f"a prompt is at most {MAX_PROMPT_TEXTS} texts of at most {MAX_PROMPT_CHARS} "
+                "characters each: a short phrase per idea, e.g. 'tumour cells'"
+            )
         if self.template is not None and self.template.count("{}") != 1:
             raise ValueError(
                 f"a prompt template holds '{{}}' once, where the text goes, got {self.template!r}"

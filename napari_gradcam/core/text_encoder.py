@@ -49,7 +49,8 @@ class TextEncoder:
         template = self.template if template is None else template
         if template.count("{}") != 1:
             raise ValueError(f"a prompt template holds '{{}}' once, got {template!r}")
-        prompts = [template.format(text) for text in texts]
+        # not str.format: a card's template is data, and its other braces are plain text
+        prompts = [template.replace("{}", text) for text in texts]
         with self._lock:
             self._drop_if_changed()
             missing = list(dict.fromkeys(p for p in prompts if p not in self._cache))

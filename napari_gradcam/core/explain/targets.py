@@ -353,9 +353,14 @@ def _need_output(card: ModelCard, output: str, target: Target) -> None:
         "embedding": "a prompt or a likeness to a region",
         "dense": "an output region",
     }
+    outputs = {
+        "classes": "class logits",
+        "embedding": "an image embedding",
+        "dense": "dense (per-pixel) logits",
+    }
     raise ValueError(
-        f"{what} needs a model whose output is {'class logits' if output == 'classes' else output}"
-        f" (card 'output': {output!r}), and the card of {card.name!r} says {card.output!r}: "
+        f"{what} needs a model whose output is {outputs[output]} (card 'output': {output!r}), "
+        f"and the card of {card.name!r} says {card.output!r}: "
         f"explain {asks[card.output]} with this model, or set the card's output if it is wrong"
     )
 

@@ -199,6 +199,8 @@ def test_the_text_cache_empties_when_the_tower_changes_in_place():
     assert not torch.allclose(first, second)
     assert text.embed(["x"], template="a {} b").shape == (1, 6)
     assert calls[-1] == ["a x b"]
+    text.embed(["y"], template="{0.__class__} {} {name}")  # braces of a card's template: text
+    assert calls[-1] == ["{0.__class__} y {name}"]
 
 
 def test_like_a_region_is_the_cosine_with_the_regions_embedding():
@@ -339,6 +341,8 @@ def test_bad_targets_are_refused_with_what_to_do(classifier):
         Prompt(("  ",))
     with pytest.raises(ValueError, match=r"holds '\{\}' once"):
         Prompt(("a",), template="no slot")
+    with pytest.raises(ValueError, match="a short phrase per idea"):
+        Prompt(("nuclei " * 200,))
     with pytest.raises(ValueError, match="zeros"):
         LikeEmbedding((0.0, 0.0))
     with pytest.raises(ValueError, match="empty"):
