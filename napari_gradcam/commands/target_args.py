@@ -237,11 +237,15 @@ def check_target_model(request: TargetRequest, loaded: LoadedModel) -> None:
     """Refuse a target the model cannot answer, saying which models can."""
     output = loaded.card.output
     if isinstance(request.target, Prompt) and loaded.text is None:
+        instead = {
+            "classes": "explain a class with --target, --classes or --contrast",
+            "embedding": "explain tissue like a region with --like-region",
+            "dense": "explain an output region with --output-region",
+        }[output]
         raise ValueError(
             f"--prompt needs a vision-language model with a text tower (open_clip:ARCH, a "
             f"Hugging Face CLIP or SigLIP model, or a card naming its text tower); "
-            f"{loaded.spec} has none: explain a class with --target, or tissue like a region "
-            "with --like-region"
+            f"{loaded.spec} has none: {instead}"
         )
     if isinstance(request.target, OutputRegion) and output != "dense":
         raise ValueError(

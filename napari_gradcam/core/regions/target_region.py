@@ -23,6 +23,10 @@ BOX_PATTERN = re.compile(r"^\s*(-?[\d.]+)\s*,\s*(-?[\d.]+)\s*,\s*([\d.]+)\s*,\s*
 """``x,y,w,h``: a box's left column, top row, width and height in image pixels."""
 
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".svs", ".ndpi")
+"""Files a user may give as a region by mistake: images, not regions."""
+
+
 def is_box(text: str) -> bool:
     """Whether ``text`` reads as an ``x,y,w,h`` box rather than a file name."""
     return BOX_PATTERN.match(text) is not None
@@ -67,6 +71,12 @@ def read_region(spec: str, image_shape: Sequence[int] | None = None) -> tuple[Po
         raise ValueError(
             f"the region {spec!r} is neither an x,y,w,h box nor an existing GeoJSON file; give "
             "a box in image pixels (e.g. 120,80,224,224) or a .geojson exported from QuPath"
+        )
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        raise ValueError(
+            f"the region {spec!r} is an image, not a region: give a box x,y,w,h or a GeoJSON "
+            "file; to compare with another image, name it with --like-image and give its box "
+            "(e.g. --like-image ref.png --like-region 0,0,96,96)"
         )
     found = read_geojson(path, image_shape)
     polygons = tuple(p for annotation in found.annotations for p in annotation.polygons)

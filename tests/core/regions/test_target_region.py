@@ -122,3 +122,10 @@ def test_a_mask_a_pixel_off_the_image_still_covers_it():
     check_same_extent((101, 60), (100, 60), "m")
     with pytest.raises(ValueError, match="give a mask of the image's size"):
         check_same_extent((200, 120), (100, 60), "m")
+
+
+def test_an_image_given_as_a_region_says_how_to_compare_with_it(tmp_path):
+    image = tmp_path / "ref.png"
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(image)
+    with pytest.raises(ValueError, match="--like-image ref.png --like-region 0,0,96,96"):
+        read_region(str(image))
