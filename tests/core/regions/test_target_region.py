@@ -127,5 +127,5 @@ def test_a_mask_a_pixel_off_the_image_still_covers_it():
 def test_an_image_given_as_a_region_says_how_to_compare_with_it(tmp_path):
     image = tmp_path / "ref.png"
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(image)
-    with pytest.raises(ValueError, match="--like-image ref.png --like-region 0,0,96,96"):
+    with pytest.raises(ValueError, match=r"--like-image ref\.png --like-region 0,0,96,96"):
         read_region(str(image))
