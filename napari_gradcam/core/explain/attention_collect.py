@@ -18,7 +18,7 @@ from torch import nn
 
 from napari_gradcam.core.explain.attention_gradients import attention_gradient_taps
 from napari_gradcam.core.explain.batching import run_model
-from napari_gradcam.core.explain.context import LayerContext, Monitor
+from napari_gradcam.core.explain.context import LayerContext, Monitor, PatchTokenReader
 from napari_gradcam.core.explain.hooks import (
     GRADCAM_HINT,
     AttentionOutputs,
@@ -66,21 +66,7 @@ def collect_attention(
         targets = targets_of(logits)
         if with_grad:
             reader.read_gradients(_output_gradients(target_scores(logits, targets), taps))
-    return LayerContext(
-        model=model,
-        batch=batch,
-        layer_name=reader.describe(),
-        layer=None,
-        activations=None,
-        gradients=None,
-        logits=logits.detach(),
-        targets=targets,
-        target=target,
-        options=settings.options,
-        bfloat16=settings.bfloat16,
-        monitor=monitor,
-        attention=reader,
-    )
+    return _attention_context(model, batch, reader, logits, targets, target, settings, monitor)
 
 
 def collect_block_scores(
@@ -117,6 +103,20 @@ def collect_block_scores(
             raise ValueError(f"the output does not depend on the attention blocks; {GRADCAM_HINT}")
         leaves = [tap.leaf for tap in tapped]
         reader.read_gradients(tapped, torch.autograd.grad(score, leaves, allow_unused=True))
+    return _attention_context(model, batch, reader, logits, targets, target, settings, monitor)
+
+
+def _attention_context(
+    model: nn.Module,
+    batch: torch.Tensor,
+    reader: PatchTokenReader,
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    target: BoundTarget,
+    settings: ExplainSettings,
+    monitor: Monitor,
+) -> LayerContext:
+    """The context of a method that reads the blocks' attention (no layer, no activations)."""
     return LayerContext(
         model=model,
         batch=batch,
