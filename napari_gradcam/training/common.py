@@ -29,6 +29,9 @@ logger = logging.getLogger(__name__)
 
 Penalty = Callable[[], torch.Tensor]
 """A term added to the loss after each training forward (it reads what the forward left)."""
+BatchLoss = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
+"""The loss of one batch (indices into the training set), drawing its augmentation from the
+generator."""
 
 
 @dataclass(frozen=True)
@@ -130,12 +133,19 @@ def fit(
     y: torch.Tensor,
     cfg: Config,
     penalty: Penalty | None = None,
+    batch_loss: BatchLoss | None = None,
 ) -> nn.Module:
     """Train ``model`` with AdamW and a one-cycle learning-rate schedule; return it in eval mode.
 
-    ``penalty()``, when given, is added to the cross-entropy of every batch.
+    Each batch's loss is ``batch_loss(batch, generator)`` (default: the cross-entropy of the
+    augmented tiles' logits); ``penalty()``, when given, is added to it.
     """
-    loss_fn = nn.CrossEntropyLoss()
+    if batch_loss is None:
+        cross_entropy = nn.CrossEntropyLoss()
+
+        def batch_loss(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+            return cross_entropy(model(augment(x[batch], generator)), y[batch])
+
     optimiser = torch.optim.AdamW(
         model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay
     )
@@ -149,7 +159,7 @@ def fit(
         order = epoch_order(y, generator)
         total = 0.0
         for batch in order.split(cfg.batch_size):
-            loss = loss_fn(model(augment(x[batch], generator)), y[batch])
+            loss = batch_loss(batch, generator)
             if penalty is not None:
                 loss = loss + penalty()
             optimiser.zero_grad()

@@ -35,7 +35,7 @@ from napari_gradcam.training.common import (
     Config,
     accuracies,
     augment,
-    epoch_order,
+    fit,
     make_splits,
     to_tensor,
 )
@@ -77,30 +77,17 @@ def contrastive_loss(image: torch.Tensor, text: torch.Tensor, labels: torch.Tens
 
 
 def fit_contrastive(model: DemoVlm, x: torch.Tensor, y: torch.Tensor, cfg: Config) -> DemoVlm:
-    """Train both towers with AdamW and a one-cycle schedule; return the model in eval mode."""
-    optimiser = torch.optim.AdamW(
-        model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay
-    )
-    generator = torch.Generator().manual_seed(cfg.seed)
-    batches = len(epoch_order(y, generator).split(cfg.batch_size))
-    schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimiser, cfg.learning_rate, total_steps=cfg.epochs * batches
-    )
-    for epoch in range(cfg.epochs):
-        model.train()
-        order = epoch_order(y, generator)
-        total = 0.0
-        for batch in order.split(cfg.batch_size):
-            image = model(augment(x[batch], generator))
-            text = model.encode_text(captions(y[batch], generator))
-            loss = contrastive_loss(image, text, y[batch])
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-            schedule.step()
-            total += loss.item() * len(batch)
-        logger.info("epoch %2d/%d  loss %.4f", epoch + 1, cfg.epochs, total / len(order))
-    return model.eval()
+    """Train both towers with ``fit`` on each batch's contrastive loss; return it in eval mode.
+
+    A batch's loss compares its augmented tiles' embeddings with captions sampled per tile.
+    """
+
+    def batch_loss(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        image = model(augment(x[batch], generator))
+        text = model.encode_text(captions(y[batch], generator))
+        return contrastive_loss(image, text, y[batch])
+
+    return fit(model, x, y, cfg, batch_loss=batch_loss)
 
 
 @torch.no_grad()
