@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from napari_gradcam.commands.progress_bar import run_with_bar
+from napari_gradcam.commands.slide_mil import check_tile_map_numbers
 from napari_gradcam.commands.trust_code import add_trust_code_argument
 from napari_gradcam.core.tiling.grid import MIN_TISSUE
 from napari_gradcam.slides.lazy_slide import BACKENDS
@@ -105,12 +106,9 @@ def run(args: argparse.Namespace) -> int:
 
 def check_numbers(args: argparse.Namespace) -> None:
     """Refuse option values no run can use."""
-    if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
+    check_tile_map_numbers(args)
     if not 0 <= args.overlap < 1:
         raise ValueError(f"--overlap must be in [0, 1), got {args.overlap}")
-    if args.blur < 0:
-        raise ValueError(f"--blur must be >= 0 (tiles), got {args.blur}")
     if args.top_k < 0:
         raise ValueError(f"--top-k must be >= 0, got {args.top_k}")
 

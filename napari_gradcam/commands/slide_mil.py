@@ -57,14 +57,19 @@ MIL_MEMORY_ADVICE = "lower --batch-size"
 """What to try when a slide model's batches do not fit in memory."""
 
 
-def mil_job(args: argparse.Namespace) -> Any:
-    """The slide-model run's options from the parsed arguments."""
-    from napari_gradcam.slides.mil_runner import MilJob
-
+def check_tile_map_numbers(args: argparse.Namespace) -> None:
+    """Refuse a ``--batch-size`` or ``--blur`` no tile-map run (MIL, similarity) can use."""
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
     if args.blur < 0:
         raise ValueError(f"--blur must be >= 0 (tiles), got {args.blur}")
+
+
+def mil_job(args: argparse.Namespace) -> Any:
+    """The slide-model run's options from the parsed arguments."""
+    from napari_gradcam.slides.mil_runner import MilJob
+
+    check_tile_map_numbers(args)
     target = args.target
     if target is not None and target.lstrip("-").isdigit():
         target = int(target)
