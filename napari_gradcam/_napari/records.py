@@ -9,7 +9,7 @@ version wrote, and keep keys they do not know.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -247,6 +247,15 @@ def filling_in_metadata() -> dict[str, Any]:
 def is_gradcam_layer(layer: Layer) -> bool:
     """Whether ``layer`` was made by the plugin as a heatmap, finished or still filling in."""
     return METADATA_KEY in layer.metadata
+
+
+def slide_choices(layers: Iterable[Layer]) -> list[tuple[str, Image]]:
+    """The RGB image layers a slide dock can run on, by name: every one but the plugin's maps."""
+    return [
+        (layer.name, layer)
+        for layer in layers
+        if isinstance(layer, Image) and layer.rgb and not is_gradcam_layer(layer)
+    ]
 
 
 def _pair(values: Any) -> tuple[float, float]:

@@ -33,7 +33,7 @@ from napari_gradcam._napari.mil.layers import (
 )
 from napari_gradcam._napari.mil.source import slide_source
 from napari_gradcam._napari.mil.table import TopTile, TopTilesTable
-from napari_gradcam._napari.records import METADATA_KEY, is_gradcam_layer
+from napari_gradcam._napari.records import METADATA_KEY, slide_choices
 
 if TYPE_CHECKING:
     from napari_gradcam.slides.mil_runner import MilResult, ScoreMap
@@ -126,11 +126,7 @@ class SlideMilWidget(Container):
         self.shown.changed.connect(self._show_map)
 
     def _image_choices(self, _widget: ComboBox) -> list[tuple[str, Image]]:
-        return [
-            (layer.name, layer)
-            for layer in self._viewer.layers
-            if isinstance(layer, Image) and layer.rgb and not is_gradcam_layer(layer)
-        ]
+        return slide_choices(self._viewer.layers)
 
     def _map_choices(self, _widget: ComboBox) -> list[tuple[str, str]]:
         return [

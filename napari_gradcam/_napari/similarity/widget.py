@@ -34,7 +34,7 @@ from napari_gradcam._napari.jobs import FAILED, JobHooks, JobRunner
 from napari_gradcam._napari.mil.layers import tile_centre
 from napari_gradcam._napari.mil.source import slide_source
 from napari_gradcam._napari.mil.table import TopTile, TopTilesTable
-from napari_gradcam._napari.records import is_gradcam_layer
+from napari_gradcam._napari.records import slide_choices
 from napari_gradcam._napari.similarity.job import (
     TOP,
     SimilarityOutcome,
@@ -132,11 +132,7 @@ class SlideSimilarityWidget(Container):
         events.removed.connect(self._on_layer_removed)
 
     def _image_choices(self, _widget: ComboBox) -> list[tuple[str, Image]]:
-        return [
-            (layer.name, layer)
-            for layer in self._viewer.layers
-            if isinstance(layer, Image) and layer.rgb and not is_gradcam_layer(layer)
-        ]
+        return slide_choices(self._viewer.layers)
 
     def _shape_choices(self, _widget: ComboBox) -> list[tuple[str, Shapes]]:
         return [(layer.name, layer) for layer in self._viewer.layers if isinstance(layer, Shapes)]
