@@ -10,7 +10,11 @@ import math
 from collections.abc import Sequence
 
 from napari_gradcam.core.card import ModelCard
-from napari_gradcam.core.targets import LikeEmbedding, Prompt, Target, describe_target
+from napari_gradcam.core.targets import (
+    SIMILARITY_KINDS,
+    Target,
+    describe_target,
+)
 
 
 def target_in_words(target: Target, classes: Sequence[str] = ()) -> str:
@@ -25,7 +29,7 @@ def names_a_class(target: Target) -> bool:
 
 def is_similarity(target: Target) -> bool:
     """Whether the map explains a similarity (to a prompt, or to a reference region)."""
-    return isinstance(target, (Prompt, LikeEmbedding))
+    return isinstance(target, SIMILARITY_KINDS)
 
 
 def score_name(target: Target) -> str:

@@ -25,7 +25,7 @@ from napari_gradcam.core.explain.targets import bind_target
 from napari_gradcam.core.loaded_model import LoadedModel
 from napari_gradcam.core.progress import Progress, relay
 from napari_gradcam.core.regions.region_stats import PlacedMap, expand_box
-from napari_gradcam.core.targets import LikeEmbedding, Prompt, describe_target
+from napari_gradcam.core.targets import SIMILARITY_KINDS, LikeEmbedding, Prompt, describe_target
 from napari_gradcam.core.tiling.grid import MIN_TISSUE
 from napari_gradcam.core.tiling.tiled import level_view, read_tiles
 from napari_gradcam.slides.embeddings import SlideEmbeddings, embed_slide, tile_pixels
@@ -157,7 +157,7 @@ def target_direction(model: LoadedModel, target: SimilarityTarget) -> np.ndarray
     encoder caches them per prompt); a reference embedding: itself, normalised. Refuses a
     model whose card does not say it returns embeddings, and a prompt without a text tower.
     """
-    if not isinstance(target, (Prompt, LikeEmbedding)):
+    if not isinstance(target, SIMILARITY_KINDS):
         raise TypeError(f"a slide is compared with a Prompt or a LikeEmbedding, not {target!r}")
     reference = bind_target(target, model.card, model.text).reference
     return reference.detach().float().cpu().numpy()

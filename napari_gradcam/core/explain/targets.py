@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from napari_gradcam.core.card import ModelCard
 from napari_gradcam.core.explain.augment import FLIPS
 from napari_gradcam.core.targets import (
+    SIMILARITY_KINDS,
     Classes,
     Contrast,
     LikeEmbedding,
@@ -110,11 +111,6 @@ class BoundTarget:
     reference: torch.Tensor | None = None
     """(D,) unit-length embedding of a prompt or reference (similarity targets)."""
     input_size: tuple[int, int] | None = None
-
-    @property
-    def similarity(self) -> bool:
-        """Whether the score is a cosine similarity (prompt, likeness): no probability."""
-        return self.reference is not None
 
     @property
     def dense(self) -> bool:
@@ -317,7 +313,7 @@ def bind_target(
         a recorded region has lost its mask; the message says what to do.
     """
     size = None if input_size is None else (int(input_size[0]), int(input_size[1]))
-    if isinstance(target, (Prompt, LikeEmbedding)):
+    if isinstance(target, SIMILARITY_KINDS):
         _need_output(card, "embedding", target)
         return BoundTarget(target, card, _reference(target, text), size)
     if isinstance(target, OutputRegion):
